@@ -1,0 +1,21 @@
+import { run as eventDecode } from './event-decode.js';
+import { run as requestKeys } from './request-keys.js';
+import { machine } from './harness.js';
+
+/** Every benchmark by name; `npm run bench -- <name…>` runs a subset. */
+const BENCHMARKS: Record<string, () => void | Promise<void>> = {
+  'request-keys': requestKeys,
+  'event-decode': eventDecode,
+};
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((n) => !(n in BENCHMARKS));
+if (unknown.length > 0) {
+  console.error(`unknown benchmark(s): ${unknown.join(', ')}; available: ${Object.keys(BENCHMARKS).join(', ')}`);
+  process.exit(2);
+}
+console.log(`kvix benchmarks on ${JSON.stringify(machine())}`);
+for (const [name, bench] of Object.entries(BENCHMARKS)) {
+  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  await bench();
+}

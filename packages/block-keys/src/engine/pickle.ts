@@ -1,0 +1,143 @@
+import { ByteWriter, utf8Bytes } from '../byte-writer.js';
+import type { PyValue } from '../cbor.js';
+
+/**
+ * `pickle.dumps(value, protocol=5)` as CPython writes it, for the values vLLM hashes: None, int,
+ * str, bytes and (nested) tuples. Memo references (BINGET) are never emitted because vLLM's hash
+ * inputs are freshly built tuples; each str/bytes/tuple still gets its MEMOIZE opcode.
+ */
+
+const PROTO = 0x80;
+const FRAME = 0x95;
+const STOP = 0x2e;
+const NONE = 0x4e;
+const BININT = 0x4a;
+const BININT1 = 0x4b;
+const BININT2 = 0x4d;
+const LONG1 = 0x8a;
+const SHORT_BINUNICODE = 0x8c;
+const BINUNICODE = 0x58;
+const SHORT_BINBYTES = 0x43;
+const BINBYTES = 0x42;
+const EMPTY_TUPLE = 0x29;
+const MARK = 0x28;
+const TUPLE = 0x74;
+const TUPLE1 = 0x85;
+const MEMOIZE = 0x94;
+
+/** CPython starts a new frame past 64 KiB; hash inputs stay far below it, so larger ones are refused. */
+const FRAME_SIZE_TARGET = 64 * 1024;
+
+export class PickleWriter {
+  private readonly body = new ByteWriter(1024);
+  private readonly out = new ByteWriter(1024);
+
+  /** The pickle of `value`; the returned view is valid until the next call. */
+  dumps(value: PyValue): Uint8Array {
+    const body = this.body;
+    body.reset();
+    this.save(value);
+    body.u8(STOP);
+    if (body.pos >= FRAME_SIZE_TARGET) {
+      throw new RangeError(`pickle payload of ${body.pos} bytes would span several frames; not supported`);
+    }
+    const out = this.out;
+    out.reset();
+    out.reserve(11 + body.pos);
+    out.u8(PROTO);
+    out.u8(5);
+    out.u8(FRAME);
+    writeUint32LE(out, body.pos);
+    writeUint32LE(out, 0);
+    out.raw(body.buf.subarray(0, body.pos));
+    return out.buf.subarray(0, out.pos);
+  }
+
+  private save(v: PyValue): void {
+    const w = this.body;
+    if (v === null) {
+      w.u8(NONE);
+    } else if (typeof v === 'number' || typeof v === 'bigint') {
+      this.saveInt(typeof v === 'bigint' ? v : BigInt(v));
+    } else if (typeof v === 'string') {
+      const bytes = utf8Bytes(v);
+      if (bytes.length < 0x100) {
+        w.u8(SHORT_BINUNICODE);
+        w.u8(bytes.length);
+      } else {
+        w.u8(BINUNICODE);
+        writeUint32LE(w, bytes.length);
+      }
+      w.raw(bytes);
+      w.u8(MEMOIZE);
+    } else if (v instanceof Uint8Array) {
+      if (v.length < 0x100) {
+        w.u8(SHORT_BINBYTES);
+        w.u8(v.length);
+      } else {
+        w.u8(BINBYTES);
+        writeUint32LE(w, v.length);
+      }
+      w.raw(v);
+      w.u8(MEMOIZE);
+    } else {
+      this.saveTuple(v);
+    }
+  }
+
+  private saveTuple(items: readonly PyValue[]): void {
+    const w = this.body;
+    if (items.length === 0) {
+      w.u8(EMPTY_TUPLE);
+      return;
+    }
+    if (items.length <= 3) {
+      for (const item of items) this.save(item);
+      w.u8(TUPLE1 + items.length - 1);
+    } else {
+      w.u8(MARK);
+      for (const item of items) this.save(item);
+      w.u8(TUPLE);
+    }
+    w.u8(MEMOIZE);
+  }
+
+  private saveInt(n: bigint): void {
+    const w = this.body;
+    if (n >= 0n && n < 0x100n) {
+      w.u8(BININT1);
+      w.u8(Number(n));
+    } else if (n >= 0n && n < 0x10000n) {
+      const v = Number(n);
+      w.u8(BININT2);
+      w.u8(v & 0xff);
+      w.u8(v >>> 8);
+    } else if (n >= -0x80000000n && n < 0x80000000n) {
+      w.u8(BININT);
+      writeUint32LE(w, Number(BigInt.asUintN(32, n)));
+    } else {
+      // LONG1: little-endian two's complement in (bit_length >> 3) + 1 bytes, as CPython sizes it,
+      // trimming one redundant 0xff byte for negatives.
+      const magnitude = n < 0n ? -n : n;
+      let nbytes = (magnitude.toString(2).length >> 3) + 1;
+      const bytes: number[] = [];
+      let x = BigInt.asUintN(nbytes * 8, n);
+      for (let i = 0; i < nbytes; i++) {
+        bytes.push(Number(x & 0xffn));
+        x >>= 8n;
+      }
+      if (n < 0n && nbytes > 1 && bytes[nbytes - 1] === 0xff && (bytes[nbytes - 2]! & 0x80) !== 0) nbytes--;
+      w.u8(LONG1);
+      w.u8(nbytes);
+      for (let i = 0; i < nbytes; i++) w.u8(bytes[i]!);
+    }
+  }
+}
+
+function writeUint32LE(w: ByteWriter, v: number): void {
+  w.reserve(4);
+  w.buf[w.pos++] = v & 0xff;
+  w.buf[w.pos++] = (v >>> 8) & 0xff;
+  w.buf[w.pos++] = (v >>> 16) & 0xff;
+  w.buf[w.pos++] = v >>> 24;
+}

@@ -1,0 +1,156 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { readSharedVectorJson } from '@kvix/test-support';
+import { describe, expect, it } from 'vitest';
+
+const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function kvix(args: string[], stdin?: string): Run {
+  const r = spawnSync(process.execPath, [BIN, ...args], { input: stdin ?? '', encoding: 'utf8', timeout: 20_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function json(r: Run): unknown {
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const lines = r.stdout.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  return JSON.parse(lines[0]!) as unknown;
+}
+
+function badInput(r: Run, pattern: RegExp): void {
+  expect(r.status).toBe(2);
+  expect(r.stdout).toBe('');
+  expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(pattern);
+}
+
+const requestKeys = readSharedVectorJson('request-keys.json') as {
+  cases: { model: string; seed: string; blockSize: number; tokens: number[]; extraKeys: unknown; keys: string[] }[];
+};
+const engineCases = (readSharedVectorJson('vllm-engine-hashes.json') as {
+  cases: { algo: string; seed: string; block_size: number; token_ids: number[]; lora_name?: string; lora_int_id?: number; cache_salt?: string; mm?: unknown; blocks: { digest_hex: string; wire_int_hex: string }[] }[];
+}).cases;
+const frames = (readSharedVectorJson('vllm-event-frames.json') as { frames: { payload_hex: string; decoded_generic_msgpack: unknown[] }[] }).frames;
+
+describe('kvix keys (JSON contract)', () => {
+  it('reproduces every shared request-key vector from stdin JSON', () => {
+    for (const c of requestKeys.cases) {
+      const out = json(kvix(['keys'], JSON.stringify({ tokens: c.tokens, blockSize: c.blockSize, seed: c.seed, model: c.model, extraKeys: c.extraKeys, parent: null, algorithm: 'cbor-fnv' })));
+      expect(out).toEqual({ keys: c.keys });
+    }
+  });
+
+  it('continues a chain from a decimal-string parent', () => {
+    const tokens = Array.from({ length: 32 }, (_, i) => i + 1);
+    const all = json(kvix(['keys'], JSON.stringify({ tokens, blockSize: 16, seed: '', model: 'm', extraKeys: null, parent: null, algorithm: 'cbor-fnv' }))) as { keys: string[] };
+    const tail = json(kvix(['keys'], JSON.stringify({ tokens: tokens.slice(16), blockSize: 16, seed: '', model: 'm', extraKeys: null, parent: all.keys[0], algorithm: 'cbor-fnv' })));
+    expect(tail).toEqual({ keys: [all.keys[1]] });
+  });
+
+  it('answers bad input with exit 2 and one line on stderr', () => {
+    badInput(kvix(['keys'], '{"tokens":[1,2.5],"model":"m"}'), /tokens\.1/);
+    badInput(kvix(['keys'], '{"tokens":[1],"model":"m","blockSize":0}'), /blockSize/);
+    badInput(kvix(['keys'], '{"tokens":[1],"model":"m","algorithm":"md5"}'), /algorithm/);
+    badInput(kvix(['keys'], '{"tokens":[1],"model":"m","parent":"-1"}'), /parent/);
+    badInput(kvix(['keys'], '{"tokens":[1,2,3,4],"model":"m","blockSize":2,"extraKeys":[null]}'), /extraKeys has 1 entries/);
+    badInput(kvix(['keys'], '{"tokens":[1]}'), /model/);
+    badInput(kvix(['keys'], '[1,2'), /not valid JSON/);
+    badInput(kvix(['keys'], ''), /empty/);
+  });
+
+  it('offers flags for humans, with --json for the same document', () => {
+    const r = kvix(['keys', '--tokens', '1,2,3,4,5', '--block-size', '4', '--model', 'm']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/1 request key\(s\).*1 trailing token/);
+    expect(json(kvix(['keys', '--tokens', '1,2,3,4', '--block-size', '4', '--model', 'm', '--json']))).toEqual(
+      json(kvix(['keys'], '{"tokens":[1,2,3,4],"blockSize":4,"model":"m"}')),
+    );
+  });
+});
+
+describe('kvix engine-hash (JSON contract)', () => {
+  it('reproduces every shared vLLM engine-hash vector', () => {
+    for (const c of engineCases) {
+      const input = { algorithm: c.algo, seed: c.seed, blockSize: c.block_size, tokens: c.token_ids, loraName: c.lora_name ?? null, loraIntId: c.lora_int_id ?? null, cacheSalt: c.cache_salt ?? null, mm: c.mm ?? null };
+      const out = json(kvix(['engine-hash'], JSON.stringify(input))) as { digests: string[]; blockHashes: string[] };
+      expect(out.digests).toEqual(c.blocks.map((b) => b.digest_hex));
+      expect(out.blockHashes).toEqual(c.blocks.map((b) => BigInt(`0x${b.wire_int_hex}`).toString()));
+    }
+  });
+
+  it('rejects an unknown algorithm and a LoRA id where a name is needed', () => {
+    badInput(kvix(['engine-hash'], '{"algorithm":"md5","seed":"0","blockSize":16,"tokens":[]}'), /algorithm/);
+    badInput(kvix(['engine-hash'], '{"algorithm":"sha256","seed":"0","blockSize":4,"tokens":[1,2,3,4],"loraIntId":1}'), /loraName/);
+  });
+});
+
+describe('kvix decode (JSON contract)', () => {
+  it('decodes every shared frame, hashes as decimal strings and medium as sent', () => {
+    for (const f of frames) {
+      const out = json(kvix(['decode'], f.payload_hex)) as { ts: number; events: { type: string; medium?: string; blockHashes?: string[] }[]; skipped: unknown[] };
+      expect(out.ts).toBe(f.decoded_generic_msgpack[0]);
+      expect(out.skipped).toEqual([]);
+      expect(out.events).toHaveLength((f.decoded_generic_msgpack[1] as unknown[]).length);
+    }
+    const gpu = json(kvix(['decode'], frames[0]!.payload_hex)) as { events: Record<string, unknown>[]; dataParallelRank: number };
+    expect(gpu.dataParallelRank).toBe(0);
+    expect(gpu.events[0]).toMatchObject({
+      type: 'BlockStored',
+      blockHashes: ['14537094852817982454', '9094986465986795369', '6015834529286362151'],
+      parentBlockHash: null,
+      blockSize: 16,
+      loraId: null,
+      medium: 'GPU',
+      loraName: null,
+      extraKeys: [null, null, null],
+      groupIdx: 0,
+      kvCacheSpecKind: 'full_attention',
+      kvCacheSpecSlidingWindow: null,
+    });
+  });
+
+  it('accepts the payload as --hex, a JSON string, or a raw file', async () => {
+    const hex = frames[2]!.payload_hex;
+    const expected = json(kvix(['decode'], hex));
+    expect(json(kvix(['decode', '--hex', hex]))).toEqual(expected);
+    expect(json(kvix(['decode'], JSON.stringify(hex)))).toEqual(expected);
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const file = join(mkdtempSync(join(tmpdir(), 'kvix-')), 'payload.bin');
+    writeFileSync(file, Buffer.from(hex, 'hex'));
+    expect(json(kvix(['decode', '--file', file]))).toEqual(expected);
+  });
+
+  it('reports a skipped event and still returns the others', () => {
+    // [1.0, [["Bogus"], ["AllBlocksCleared"]], 0]
+    const out = json(kvix(['decode'], '93cb3ff00000000000009291a5426f67757391b0416c6c426c6f636b73436c656172656400'));
+    expect(out).toEqual({ ts: 1, dataParallelRank: 0, events: [{ type: 'AllBlocksCleared' }], skipped: [{ index: 0, reason: 'unknown event type "Bogus"' }] });
+  });
+
+  it('answers a malformed batch or non-hex input with exit 2 and one line', () => {
+    badInput(kvix(['decode'], '93cb41'), /TRUNCATED/);
+    badInput(kvix(['decode'], 'zz'), /hex/);
+    badInput(kvix(['decode'], 'a5'), /not a|NOT_A_BATCH/);
+    badInput(kvix(['decode', '--file', '/nonexistent/payload.bin']), /ENOENT/);
+  });
+});
+
+describe('kvix help', () => {
+  it.each([['--help'], ['keys', '--help'], ['engine-hash', '--help'], ['decode', '--help']])('prints usage for %s and exits 0', (...args) => {
+    const r = kvix(args);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/Usage: kvix/);
+  });
+
+  it('treats an unknown option as bad input', () => {
+    expect(kvix(['keys', '--bogus']).status).toBe(2);
+  });
+});

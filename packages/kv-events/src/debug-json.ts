@@ -1,0 +1,51 @@
+import type { DecodedBatch, KvEvent, MsgpackValue } from './types.js';
+
+/** JSON-safe rendering of a msgpack value: bigints as decimal strings, bytes as {"bytes_hex": …}. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+export function msgpackToJson(v: MsgpackValue): JsonValue {
+  if (v === null || typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string') return v;
+  if (typeof v === 'bigint') return v.toString();
+  if (v instanceof Uint8Array) return { bytes_hex: Buffer.from(v).toString('hex') };
+  if (Array.isArray(v)) return v.map(msgpackToJson);
+  const out: { [key: string]: JsonValue } = {};
+  for (const [k, item] of Object.entries(v)) out[k] = msgpackToJson(item);
+  return out;
+}
+
+const decimal = (hashes: BigUint64Array): string[] => Array.from(hashes, (h) => h.toString());
+
+/** One event in the `kvix decode` debug view: every field present, 64-bit values as decimal strings. */
+export function eventToDebugJson(ev: KvEvent): { [key: string]: JsonValue } {
+  switch (ev.type) {
+    case 'BlockStored':
+      return {
+        type: ev.type,
+        blockHashes: decimal(ev.blockHashes),
+        parentBlockHash: ev.parentBlockHash === null ? null : ev.parentBlockHash.toString(),
+        tokenIds: Array.from(ev.tokenIds),
+        blockSize: ev.blockSize,
+        loraId: ev.loraId,
+        medium: ev.medium,
+        loraName: ev.loraName,
+        extraKeys: ev.extraKeys === null ? null : ev.extraKeys.map((k) => (k === null ? null : k.map(msgpackToJson))),
+        groupIdx: ev.groupIdx,
+        kvCacheSpecKind: ev.kvCacheSpecKind,
+        kvCacheSpecSlidingWindow: ev.kvCacheSpecSlidingWindow,
+      };
+    case 'BlockRemoved':
+      return { type: ev.type, blockHashes: decimal(ev.blockHashes), medium: ev.medium, groupIdx: ev.groupIdx };
+    case 'AllBlocksCleared':
+      return { type: ev.type };
+  }
+}
+
+/** The `kvix decode` JSON document for a decoded batch (medium as sent, not lower-cased). */
+export function batchToDebugJson(batch: DecodedBatch): { [key: string]: JsonValue } {
+  return {
+    ts: batch.ts,
+    dataParallelRank: batch.dataParallelRank,
+    events: batch.events.map(eventToDebugJson),
+    skipped: batch.skipped.map((s) => ({ index: s.index, reason: s.reason })),
+  };
+}

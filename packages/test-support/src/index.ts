@@ -1,0 +1,1 @@
+export { sharedDir, readSharedVector, readSharedVectorJson, parseJsonExact, repoRoot } from './shared-vectors.js';
