@@ -256,45 +256,44 @@ function decodeMapEvent(r: MsgpackReader, entries: number): KvEvent {
     }
     if (tag === undefined) throw new SkipEvent('map event has no "type" key');
     r.pos = first;
-    return decodeMapFields(r, entries, tag, true);
+    return decodeMapFields(r, entries, tag);
   }
-  return decodeMapFields(r, entries - 1, tag, false);
+  return decodeMapFields(r, entries - 1, tag);
 }
 
-function decodeMapFields(r: MsgpackReader, entries: number, tag: string, tagInside: boolean): KvEvent {
+/**
+ * Reads `entries` map entries into `ev` by field id (the "type" entry, id 0, is skipped wherever
+ * it is). Both event kinds require block_hashes (id 1).
+ */
+function readMapFields<E extends BlockStored | BlockRemoved>(
+  r: MsgpackReader,
+  entries: number,
+  tag: string,
+  table: FieldTable,
+  ev: E,
+  readField: (r: MsgpackReader, ev: E, id: number) => void,
+): E {
+  let sawHashes = false;
+  for (let i = 0; i < entries; i++) {
+    const id = r.fieldId(table);
+    if (id === 0) {
+      r.skip();
+      continue;
+    }
+    if (id === 1) sawHashes = true;
+    readField(r, ev, id);
+  }
+  if (!sawHashes) throw new SkipEvent(`${tag} has no block_hashes`, tag);
+  ev.encoding = { layout: 'map' };
+  return ev;
+}
+
+function decodeMapFields(r: MsgpackReader, entries: number, tag: string): KvEvent {
   switch (tag) {
-    case 'BlockStored': {
-      const ev = newStored();
-      let sawHashes = false;
-      for (let i = 0; i < entries; i++) {
-        const id = r.fieldId(STORED_KEYS);
-        if (id === 0 && tagInside) {
-          r.skip();
-          continue;
-        }
-        if (id === 1) sawHashes = true;
-        readStoredField(r, ev, id);
-      }
-      if (!sawHashes) throw new SkipEvent('BlockStored has no block_hashes', tag);
-      ev.encoding = { layout: 'map' };
-      return ev;
-    }
-    case 'BlockRemoved': {
-      const ev = newRemoved();
-      let sawHashes = false;
-      for (let i = 0; i < entries; i++) {
-        const id = r.fieldId(REMOVED_KEYS);
-        if (id === 0 && tagInside) {
-          r.skip();
-          continue;
-        }
-        if (id === 1) sawHashes = true;
-        readRemovedField(r, ev, id);
-      }
-      if (!sawHashes) throw new SkipEvent('BlockRemoved has no block_hashes', tag);
-      ev.encoding = { layout: 'map' };
-      return ev;
-    }
+    case 'BlockStored':
+      return readMapFields(r, entries, tag, STORED_KEYS, newStored(), readStoredField);
+    case 'BlockRemoved':
+      return readMapFields(r, entries, tag, REMOVED_KEYS, newRemoved(), readRemovedField);
     case 'AllBlocksCleared':
       for (let i = 0; i < entries; i++) {
         r.skip();

@@ -60,29 +60,26 @@ export class PickleWriter {
     } else if (typeof v === 'number' || typeof v === 'bigint') {
       this.saveInt(typeof v === 'bigint' ? v : BigInt(v));
     } else if (typeof v === 'string') {
-      const bytes = utf8Bytes(v);
-      if (bytes.length < 0x100) {
-        w.u8(SHORT_BINUNICODE);
-        w.u8(bytes.length);
-      } else {
-        w.u8(BINUNICODE);
-        writeUint32LE(w, bytes.length);
-      }
-      w.raw(bytes);
-      w.u8(MEMOIZE);
+      this.saveSized(SHORT_BINUNICODE, BINUNICODE, utf8Bytes(v));
     } else if (v instanceof Uint8Array) {
-      if (v.length < 0x100) {
-        w.u8(SHORT_BINBYTES);
-        w.u8(v.length);
-      } else {
-        w.u8(BINBYTES);
-        writeUint32LE(w, v.length);
-      }
-      w.raw(v);
-      w.u8(MEMOIZE);
+      this.saveSized(SHORT_BINBYTES, BINBYTES, v);
     } else {
       this.saveTuple(v);
     }
+  }
+
+  /** str and bytes: a 1-byte length below 256, else a 4-byte one; then MEMOIZE. */
+  private saveSized(shortOpcode: number, longOpcode: number, bytes: Uint8Array): void {
+    const w = this.body;
+    if (bytes.length < 0x100) {
+      w.u8(shortOpcode);
+      w.u8(bytes.length);
+    } else {
+      w.u8(longOpcode);
+      writeUint32LE(w, bytes.length);
+    }
+    w.raw(bytes);
+    w.u8(MEMOIZE);
   }
 
   private saveTuple(items: readonly PyValue[]): void {
