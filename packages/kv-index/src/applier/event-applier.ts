@@ -1,0 +1,354 @@
+import { RequestKeyHasher, type BlockExtras } from '@kvix/block-keys';
+import { tierOfMedium, type BlockRemoved, type BlockStored, type EventBatch, type MsgpackValue } from '@kvix/kv-events';
+import type { KvBlockIndex, PodEntry } from '../types.js';
+import { ChainTails, type ChainTail, type PendingSegment } from './chain-tails.js';
+import { DEFAULT_INDEXED_KINDS, GroupCatalog } from './group-catalog.js';
+import { RefCounts } from './ref-counts.js';
+
+/** Why a BlockStored event (or part of it) was not indexed. Stable: these are metric labels. */
+export type StoreSkipReason =
+  | 'unknown_parent'
+  | 'unsupported_cache_kind'
+  | 'unknown_engine_key'
+  | 'token_count_mismatch'
+  | 'no_block_hashes';
+
+/** Why a BlockRemoved event was not applied. */
+export type RemoveSkipReason = 'unsupported_cache_kind';
+
+export interface EventSource {
+  /** Pod identity: the serving endpoint `address:port` (one per data-parallel rank). */
+  pod: string;
+  /** The model the pod serves; a LoRA adapter's name replaces it at the root of the key chain. */
+  model: string;
+}
+
+export interface ApplyResult {
+  /** Request keys indexed (new or re-announced) for stores with tokens. */
+  storedBlocks: number;
+  /** Request keys that gained a tier from a token-less (offload) store. */
+  tierUpdates: number;
+  /** Engine hashes whose removal reached the index. */
+  removedHashes: number;
+  /** Engine hashes whose removal was suppressed: another announcement still holds them. */
+  suppressedRemovals: number;
+  cleared: boolean;
+  /** Events not (fully) indexed, by reason. */
+  skippedStores: Partial<Record<StoreSkipReason, number>>;
+  skippedRemovals: Partial<Record<RemoveSkipReason, number>>;
+  /**
+   * The batch referenced state kvix does not have (a parent block it never saw): replaying the
+   * pod's event history would repair it. Transports replay when this is set.
+   */
+  needsReplay: boolean;
+}
+
+export interface ApplierObserver {
+  storeSkipped?(reason: StoreSkipReason, pod: string): void;
+  removalSkipped?(reason: RemoveSkipReason, pod: string): void;
+  removalsDeduplicated?(forwarded: number, suppressed: number): void;
+}
+
+export interface EventApplierConfig {
+  /** The index's request-key hasher: its block size is the index's, whatever the engines use. */
+  hasher: RequestKeyHasher;
+  /** KV-cache kinds whose groups are indexed (hybrid models). Default full_attention, mla_attention. */
+  indexedKinds?: readonly string[];
+  /** Chain tails kept for continuations of partial request blocks. Default 65,536. */
+  maxChainTails?: number;
+  observer?: ApplierObserver;
+}
+
+const ROOT: ChainTail = { requestKey: null, pendingTokens: new Uint32Array(0), pendingSegments: [] };
+
+interface ExtraSplit {
+  /** Multimodal identifiers (from [identifier, offset] pairs). */
+  mm: string[];
+  /** Bare strings: the cache salt (and, on some engines, identifiers). Listed after mm. */
+  bare: string[];
+}
+
+/**
+ * Turns decoded event batches of one pod into index operations, transport-free.
+ *
+ * Request keys are recomputed from each event's token ids at the index's own block size, chained
+ * from the parent's request key (found through the engine → request map). Engine blocks map to
+ * the complete request blocks they overlap, which is the spec's ratio rule whenever the block
+ * sizes align; when they do not, the tokens of a request block still being filled are kept as a
+ * chain tail so the next event completes it exactly.
+ */
+export class EventApplier {
+  readonly hasher: RequestKeyHasher;
+  private readonly indexedKinds: ReadonlySet<string>;
+  private readonly tails: ChainTails;
+  private readonly refs = new RefCounts();
+  private readonly groups = new GroupCatalog();
+  private readonly observer: ApplierObserver | undefined;
+
+  constructor(
+    private readonly index: KvBlockIndex,
+    config: EventApplierConfig,
+  ) {
+    this.hasher = config.hasher;
+    this.indexedKinds = new Set(config.indexedKinds ?? DEFAULT_INDEXED_KINDS);
+    this.tails = new ChainTails(config.maxChainTails ?? 65_536);
+    this.observer = config.observer;
+  }
+
+  /** Bytes held by the applier's own state (reference counts), for memory accounting. */
+  get bytes(): number {
+    return this.refs.bytes;
+  }
+
+  get chainTailCount(): number {
+    return this.tails.size;
+  }
+
+  async apply(batch: EventBatch, source: EventSource): Promise<ApplyResult> {
+    const result: ApplyResult = {
+      storedBlocks: 0,
+      tierUpdates: 0,
+      removedHashes: 0,
+      suppressedRemovals: 0,
+      cleared: false,
+      skippedStores: {},
+      skippedRemovals: {},
+      needsReplay: false,
+    };
+    // Events of one pod must be applied in order: each may depend on the previous one's keys.
+    for (const ev of batch.events) {
+      switch (ev.type) {
+        case 'BlockStored':
+          await this.applyStored(ev, source, result);
+          break;
+        case 'BlockRemoved':
+          await this.applyRemoved(ev, source, result);
+          break;
+        case 'AllBlocksCleared':
+          await this.clearPod(source.pod);
+          result.cleared = true;
+          break;
+      }
+    }
+    return result;
+  }
+
+  /** Forget everything about a pod (engine reset, pod removed from discovery). */
+  async clearPod(pod: string): Promise<number> {
+    this.refs.clear(pod);
+    return this.index.clear(pod);
+  }
+
+  /** Forget a pod's group kinds too (it is gone for good, not merely reset). */
+  async removePod(pod: string): Promise<number> {
+    this.groups.forget(pod);
+    return this.clearPod(pod);
+  }
+
+  private skipStore(result: ApplyResult, reason: StoreSkipReason, pod: string): void {
+    result.skippedStores[reason] = (result.skippedStores[reason] ?? 0) + 1;
+    this.observer?.storeSkipped?.(reason, pod);
+  }
+
+  /** Whether a group's blocks belong in the index; learns kinds from stores. */
+  private indexable(pod: string, group: number | null, kind: string | null): boolean {
+    if (group !== null && kind !== null) this.groups.learn(pod, group, kind);
+    const effective = kind ?? (group === null ? undefined : this.groups.kindOf(pod, group));
+    return effective === undefined || this.indexedKinds.has(effective);
+  }
+
+  private async applyStored(ev: BlockStored, source: EventSource, result: ApplyResult): Promise<void> {
+    const pod = source.pod;
+    const e = ev.blockHashes.length;
+    if (e === 0) return this.skipStore(result, 'no_block_hashes', pod);
+    if (!this.indexable(pod, ev.groupIdx, ev.kvCacheSpecKind)) return this.skipStore(result, 'unsupported_cache_kind', pod);
+    const tier = tierOfMedium(ev.medium);
+    const entry: PodEntry = ev.groupIdx === null ? { pod, tier, speculative: false } : { pod, tier, speculative: false, group: ev.groupIdx };
+    const scope = this.refs.scopeOf(tier, ev.groupIdx);
+
+    if (ev.tokenIds.length === 0) return this.applyTokenless(ev, entry, scope, result);
+
+    const total = ev.tokenIds.length;
+    if (total % e !== 0) return this.skipStore(result, 'token_count_mismatch', pod);
+    const engineBlock = total / e;
+
+    let base: ChainTail = ROOT;
+    const parent = ev.parentBlockHash;
+    if (parent !== null && parent !== 0n) {
+      const tail = this.tails.get(parent);
+      if (tail !== undefined) base = tail;
+      else {
+        const parentKey = await this.index.requestKeyFor(parent);
+        if (parentKey === undefined) {
+          // The consumer missed the parent's store (started late, lost events): replay fixes it.
+          result.needsReplay = true;
+          return this.skipStore(result, 'unknown_parent', pod);
+        }
+        base = { requestKey: parentKey, pendingTokens: ROOT.pendingTokens, pendingSegments: [] };
+      }
+    }
+
+    const model = ev.loraName ? ev.loraName : source.model;
+    const B = this.hasher.blockSize;
+    const pending = base.pendingTokens.length;
+    const aligned = pending === 0 && engineBlock % B === 0;
+    const eventExtras = splitEventExtras(ev.extraKeys, ev.loraName);
+
+    if (aligned) {
+      // The common case (engine block = or a multiple of kvix's): the ratio rule is exact.
+      const extras = engineBlock === B ? simpleExtras(eventExtras) : regroupExtras(segmentsOf(ev, engineBlock, 0, eventExtras), Math.floor(total / B), B);
+      const keys = this.hasher.keys(ev.tokenIds, model, { parent: base.requestKey, extras });
+      await this.index.add(ev.blockHashes, keys, [entry]);
+      this.refs.track(pod, scope, ev.blockHashes);
+      result.storedBlocks += keys.length;
+      return;
+    }
+
+    // General case: positions over (pending tokens of the parent's request block) ++ (this event).
+    const combined = new Uint32Array(pending + total);
+    combined.set(base.pendingTokens, 0);
+    combined.set(ev.tokenIds, pending);
+    const segments = [...base.pendingSegments, ...segmentsOf(ev, engineBlock, pending, eventExtras)];
+    const complete = Math.floor(combined.length / B);
+    const extras = regroupExtras(segments, complete, B);
+    const keys = this.hasher.keys(combined, model, { parent: base.requestKey, extras });
+
+    if (keys.length > 0) {
+      await this.index.add(null, keys, [entry]);
+      // Each engine block maps to the complete request blocks it overlaps.
+      for (const seg of segments) {
+        const first = Math.floor(seg.start / B);
+        const last = Math.min(complete, Math.ceil(seg.end / B)) - 1;
+        if (last >= first) await this.index.add(BigUint64Array.of(seg.engineKey), keys.subarray(first, last + 1), [entry]);
+      }
+    }
+    this.refs.track(pod, scope, ev.blockHashes);
+    result.storedBlocks += keys.length;
+
+    // Tails for this event's engine blocks that end inside a request block.
+    for (let j = 0; j < e; j++) {
+      const end = pending + (j + 1) * engineBlock;
+      const hash = ev.blockHashes[j]!;
+      if (end % B === 0) {
+        this.tails.delete(hash);
+        continue;
+      }
+      const full = Math.floor(end / B);
+      const from = full * B;
+      this.tails.set(hash, {
+        requestKey: full > 0 ? keys[full - 1]! : base.requestKey,
+        pendingTokens: combined.slice(from, end),
+        pendingSegments: segments
+          .filter((s) => s.end > from && s.start < end)
+          .map((s) => ({ ...s, start: Math.max(0, s.start - from), end: Math.min(end, s.end) - from })),
+      });
+    }
+  }
+
+  /**
+   * Offload-tier stores without tokens (vLLM's OffloadingConnector): the blocks were first stored
+   * with tokens on the GPU, so their request keys resolve through the engine map.
+   */
+  private async applyTokenless(ev: BlockStored, entry: PodEntry, scope: number, result: ApplyResult): Promise<void> {
+    const resolved: bigint[] = [];
+    const seen = new Set<bigint>();
+    const known: bigint[] = [];
+    for (const hash of ev.blockHashes) {
+      const keys = await this.index.requestKeysFor(hash);
+      if (keys.length === 0) continue;
+      known.push(hash);
+      for (const k of keys) {
+        if (!seen.has(k)) {
+          seen.add(k);
+          resolved.push(k);
+        }
+      }
+    }
+    if (known.length < ev.blockHashes.length) this.skipStore(result, 'unknown_engine_key', entry.pod);
+    if (resolved.length === 0) return;
+    await this.index.add(null, BigUint64Array.from(resolved), [entry]);
+    this.refs.track(entry.pod, scope, BigUint64Array.from(known));
+    result.tierUpdates += resolved.length;
+  }
+
+  private async applyRemoved(ev: BlockRemoved, source: EventSource, result: ApplyResult): Promise<void> {
+    const pod = source.pod;
+    if (ev.groupIdx !== null && !this.indexable(pod, ev.groupIdx, null)) {
+      result.skippedRemovals['unsupported_cache_kind'] = (result.skippedRemovals['unsupported_cache_kind'] ?? 0) + 1;
+      this.observer?.removalSkipped?.('unsupported_cache_kind', pod);
+      return;
+    }
+    const tier = tierOfMedium(ev.medium);
+    const entry: PodEntry = ev.groupIdx === null ? { pod, tier, speculative: false } : { pod, tier, speculative: false, group: ev.groupIdx };
+    const forwarded = this.refs.release(pod, this.refs.scopeOf(tier, ev.groupIdx), ev.blockHashes);
+    for (const hash of forwarded) await this.index.evict(hash, 'engine', [entry]);
+    const suppressed = ev.blockHashes.length - forwarded.length;
+    result.removedHashes += forwarded.length;
+    result.suppressedRemovals += suppressed;
+    this.observer?.removalsDeduplicated?.(forwarded.length, suppressed);
+  }
+}
+
+/**
+ * Per engine block: multimodal identifiers and bare strings, from an event's extra_keys. vLLM
+ * lists the LoRA name first on every block; it is the chain's root already, so it is dropped.
+ * Ints (legacy LoRA ids) and bytes (prompt-embeds digests) cannot be reproduced from a prompt.
+ */
+function splitEventExtras(extraKeys: (MsgpackValue[] | null)[] | null, loraName: string | null): (ExtraSplit | null)[] | null {
+  if (extraKeys === null || extraKeys.length === 0) return null;
+  let any = false;
+  const out = extraKeys.map((entries): ExtraSplit | null => {
+    if (entries === null || entries.length === 0) return null;
+    const split: ExtraSplit = { mm: [], bare: [] };
+    entries.forEach((item, k) => {
+      if (typeof item === 'string') {
+        if (!(k === 0 && loraName && item === loraName)) split.bare.push(item);
+      } else if (Array.isArray(item) && typeof item[0] === 'string') {
+        split.mm.push(item[0]);
+      }
+    });
+    if (split.mm.length === 0 && split.bare.length === 0) return null;
+    any = true;
+    return split;
+  });
+  return any ? out : null;
+}
+
+/** Extras when engine and request blocks coincide: each block's identifiers in the engine's order. */
+function simpleExtras(split: (ExtraSplit | null)[] | null): BlockExtras[] | null {
+  if (split === null) return null;
+  return split.map((s) => (s === null ? null : [...s.mm, ...s.bare]));
+}
+
+function segmentsOf(ev: BlockStored, engineBlock: number, offset: number, extras: (ExtraSplit | null)[] | null): PendingSegment[] {
+  const out: PendingSegment[] = [];
+  for (let j = 0; j < ev.blockHashes.length; j++) {
+    const x = extras?.[j] ?? null;
+    out.push({ engineKey: ev.blockHashes[j]!, start: offset + j * engineBlock, end: offset + (j + 1) * engineBlock, mm: x?.mm ?? [], bare: x?.bare ?? [] });
+  }
+  return out;
+}
+
+/**
+ * Request block k's extras: the multimodal identifiers of every engine block overlapping it (each
+ * once, in order), then the bare strings (the cache salt goes last on block 0, as on the prompt
+ * side). Null when no block has any.
+ */
+function regroupExtras(segments: readonly PendingSegment[], blocks: number, B: number): BlockExtras[] | null {
+  if (!segments.some((s) => s.mm.length > 0 || s.bare.length > 0)) return null;
+  const out: BlockExtras[] = [];
+  for (let k = 0; k < blocks; k++) {
+    const from = k * B;
+    const to = from + B;
+    const mm: string[] = [];
+    const bare: string[] = [];
+    for (const s of segments) {
+      if (s.end <= from || s.start >= to) continue;
+      for (const id of s.mm) if (!mm.includes(id)) mm.push(id);
+      for (const id of s.bare) if (!bare.includes(id)) bare.push(id);
+    }
+    const ids = [...mm, ...bare];
+    out.push(ids.length > 0 ? ids : null);
+  }
+  return out;
+}

@@ -1,0 +1,201 @@
+import { hashWords } from './hashing.js';
+
+const EMPTY = 0;
+const SINGLE = 1;
+const LIST = 2;
+const KIND_MASK = 0x03;
+const REFERENCED = 0x80;
+const MAX_LOAD = 0.75;
+
+/**
+ * Engine key → request key(s), as an open-addressing table of full 64-bit keys.
+ *
+ * The map records content-addressed facts (an engine key names the same tokens wherever it
+ * appears), so a mapping that outlives the entries it pointed at is never wrong, only memory. It
+ * is bounded: past `maxMappings`, a CLOCK sweep evicts mappings not used since the last sweep.
+ * Most engine keys map to one request key; 1:many mappings (engine blocks larger than request
+ * blocks, e.g. LMCache chunks) keep their list aside.
+ */
+export class EngineMap {
+  private eLo: Uint32Array;
+  private eHi: Uint32Array;
+  private rLo: Uint32Array;
+  private rHi: Uint32Array;
+  private ctl: Uint8Array;
+  private mask: number;
+  private lists = new Map<number, BigUint64Array>();
+  private nextListId = 0;
+  private hand = 0;
+  size = 0;
+
+  constructor(
+    private maxMappings: number,
+    initialCapacity = 1024,
+  ) {
+    const cap = 1 << Math.ceil(Math.log2(Math.max(16, initialCapacity)));
+    this.eLo = new Uint32Array(cap);
+    this.eHi = new Uint32Array(cap);
+    this.rLo = new Uint32Array(cap);
+    this.rHi = new Uint32Array(cap);
+    this.ctl = new Uint8Array(cap);
+    this.mask = cap - 1;
+  }
+
+  get bytesAllocated(): number {
+    let listBytes = 0;
+    for (const l of this.lists.values()) listBytes += l.byteLength + 48;
+    return this.eLo.byteLength * 4 + this.ctl.byteLength + listBytes;
+  }
+
+  /** Bytes per mapping at the table's maximum load, for capacity accounting. */
+  static readonly BYTES_PER_MAPPING = 17 / MAX_LOAD;
+
+  private find(lo: number, hi: number): number {
+    const mask = this.mask;
+    let i = hashWords(lo, hi) & mask;
+    for (;;) {
+      const c = this.ctl[i]!;
+      if (c === EMPTY) return -1;
+      if (this.eLo[i] === lo && this.eHi[i] === hi) return i;
+      i = (i + 1) & mask;
+    }
+  }
+
+  has(lo: number, hi: number): boolean {
+    return this.find(lo, hi) >= 0;
+  }
+
+  /** Calls visit(lo, hi) for each request key of the engine key, in order; returns how many. */
+  forEach(lo: number, hi: number, visit: (rLo: number, rHi: number) => void): number {
+    const i = this.find(lo, hi);
+    if (i < 0) return 0;
+    this.ctl[i] = this.ctl[i]! | REFERENCED;
+    if ((this.ctl[i]! & KIND_MASK) === SINGLE) {
+      visit(this.rLo[i]!, this.rHi[i]!);
+      return 1;
+    }
+    const list = this.lists.get(this.rLo[i]!)!;
+    const words = new Uint32Array(list.buffer, list.byteOffset, list.length * 2);
+    for (let k = 0; k < list.length; k++) visit(words[2 * k]!, words[2 * k + 1]!);
+    return list.length;
+  }
+
+  /** The last request key of the engine key, or undefined. */
+  last(lo: number, hi: number): bigint | undefined {
+    const i = this.find(lo, hi);
+    if (i < 0) return undefined;
+    this.ctl[i] = this.ctl[i]! | REFERENCED;
+    if ((this.ctl[i]! & KIND_MASK) === SINGLE) return (BigInt(this.rHi[i]!) << 32n) | BigInt(this.rLo[i]!);
+    const list = this.lists.get(this.rLo[i]!)!;
+    return list[list.length - 1];
+  }
+
+  /** Maps the engine key to request keys words[2a .. 2b+1] (inclusive range a..b). */
+  set(lo: number, hi: number, words: Uint32Array, a: number, b: number): void {
+    let i = this.find(lo, hi);
+    if (i < 0) {
+      if ((this.size + 1) / (this.mask + 1) > MAX_LOAD) this.grow();
+      i = hashWords(lo, hi) & this.mask;
+      while (this.ctl[i] !== EMPTY) i = (i + 1) & this.mask;
+      this.eLo[i] = lo;
+      this.eHi[i] = hi;
+      this.size++;
+    } else if ((this.ctl[i]! & KIND_MASK) === LIST) {
+      this.lists.delete(this.rLo[i]!);
+    }
+    if (a === b) {
+      this.rLo[i] = words[2 * a]!;
+      this.rHi[i] = words[2 * a + 1]!;
+      this.ctl[i] = SINGLE | REFERENCED;
+    } else {
+      const list = new BigUint64Array(b - a + 1);
+      new Uint32Array(list.buffer).set(words.subarray(2 * a, 2 * b + 2));
+      const id = this.nextListId++ >>> 0;
+      this.lists.set(id, list);
+      this.rLo[i] = id;
+      this.rHi[i] = 0;
+      this.ctl[i] = LIST | REFERENCED;
+    }
+    if (this.size > this.maxMappings) this.evictUnreferenced(this.size - this.maxMappings);
+  }
+
+  delete(lo: number, hi: number): boolean {
+    const i = this.find(lo, hi);
+    if (i < 0) return false;
+    this.removeAt(i);
+    return true;
+  }
+
+  clear(): void {
+    this.ctl.fill(EMPTY);
+    this.lists.clear();
+    this.size = 0;
+  }
+
+  private removeAt(slot: number): void {
+    if ((this.ctl[slot]! & KIND_MASK) === LIST) this.lists.delete(this.rLo[slot]!);
+    this.size--;
+    // Backward-shift deletion keeps probe chains intact without tombstones.
+    const mask = this.mask;
+    let hole = slot;
+    let j = slot;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (this.ctl[j] === EMPTY) break;
+      const home = hashWords(this.eLo[j]!, this.eHi[j]!) & mask;
+      const movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
+      if (movable) {
+        this.eLo[hole] = this.eLo[j]!;
+        this.eHi[hole] = this.eHi[j]!;
+        this.rLo[hole] = this.rLo[j]!;
+        this.rHi[hole] = this.rHi[j]!;
+        this.ctl[hole] = this.ctl[j]!;
+        hole = j;
+      }
+    }
+    this.ctl[hole] = EMPTY;
+  }
+
+  private evictUnreferenced(count: number): void {
+    let removed = 0;
+    let steps = 0;
+    const cap = this.mask + 1;
+    while (removed < count && steps < 4 * cap) {
+      const i = this.hand;
+      const c = this.ctl[i]!;
+      steps++;
+      if (c === EMPTY) {
+        this.hand = (i + 1) & this.mask;
+      } else if (c & REFERENCED) {
+        this.ctl[i] = c & ~REFERENCED;
+        this.hand = (i + 1) & this.mask;
+      } else {
+        // The slot may be refilled by backward shift; look at it again.
+        this.removeAt(i);
+        removed++;
+      }
+    }
+  }
+
+  private grow(): void {
+    const old = { eLo: this.eLo, eHi: this.eHi, rLo: this.rLo, rHi: this.rHi, ctl: this.ctl };
+    const cap = (this.mask + 1) * 2;
+    this.eLo = new Uint32Array(cap);
+    this.eHi = new Uint32Array(cap);
+    this.rLo = new Uint32Array(cap);
+    this.rHi = new Uint32Array(cap);
+    this.ctl = new Uint8Array(cap);
+    this.mask = cap - 1;
+    this.hand = 0;
+    for (let s = 0; s < old.ctl.length; s++) {
+      if (old.ctl[s] === EMPTY) continue;
+      let i = hashWords(old.eLo[s]!, old.eHi[s]!) & this.mask;
+      while (this.ctl[i] !== EMPTY) i = (i + 1) & this.mask;
+      this.eLo[i] = old.eLo[s]!;
+      this.eHi[i] = old.eHi[s]!;
+      this.rLo[i] = old.rLo[s]!;
+      this.rHi[i] = old.rHi[s]!;
+      this.ctl[i] = old.ctl[s]!;
+    }
+  }
+}

@@ -1,0 +1,715 @@
+import {
+  EntryCodec,
+  MAX_PODS,
+  groupOf,
+  hasGroupCode,
+  isSpeculativeCode,
+  podAndGroup,
+  podOf,
+  tierOf,
+  withoutSpeculation,
+} from '../entry-codes.js';
+import {
+  FLAG_HAS_GROUP,
+  FLAG_SPECULATIVE,
+  IndexError,
+  type AddOptions,
+  type IndexObserver,
+  type IndexStats,
+  type KeyKind,
+  type KvBlockIndex,
+  type LookupOptions,
+  type LookupResult,
+  type PodCounts,
+  type PodEntry,
+} from '../types.js';
+import { EngineMap } from './engine-map.js';
+import { hashWords } from './hashing.js';
+
+export interface InMemoryIndexConfig {
+  /** Most (request key, entry) pairs held; least recently used keys go first. Default 20 M. */
+  maxEntries?: number;
+  /** Most bytes of index structures in use (see IndexStats.bytesInUse). Default 2 GiB. */
+  maxBytes?: number;
+  /** Most engine → request mappings kept. Default: maxEntries. */
+  maxEngineMappings?: number;
+  /** Lifetime of speculative entries unless confirmed first. Default 2000 ms (llm-d's). */
+  speculativeTtlMs?: number;
+  /** How often expired speculative entries are swept when the index is idle. Default 250 ms; 0 = only on use. */
+  sweepIntervalMs?: number;
+  /** Clock in milliseconds (tests inject one). */
+  now?: () => number;
+  observer?: IndexObserver;
+}
+
+const NONE = -1;
+const FREE = -2;
+const MAX_SLOT_LOAD = 0.7;
+/** Typed-array bytes per node and per key record (see the layout below). */
+const NODE_BYTES = 20;
+const RECORD_BYTES = 20 + 4 / MAX_SLOT_LOAD;
+/** Fraction of the limit kept after a capacity eviction, so evictions come in batches. */
+const CAPACITY_LOW_WATER = 0.98;
+
+export const DEFAULT_MAX_ENTRIES = 20_000_000;
+export const DEFAULT_MAX_BYTES = 2 * 2 ** 30;
+export const DEFAULT_SPECULATIVE_TTL_MS = 2000;
+
+/**
+ * The in-memory index: struct-of-arrays storage with no per-entry JS objects.
+ *
+ * - Key records (stable indices): the 64-bit request key, the head of its entry list, and links
+ *   in one least-recently-used list; an open-addressing slot table maps keys to records.
+ * - Nodes (stable indices): one per (request key, entry) pair — the record, the 32-bit entry code
+ *   (pod, tier, speculative, group), the next node of the same key, and prev/next links in its
+ *   pod's list, which makes clear(pod) proportional to that pod's entries.
+ * - Speculative entries also sit in a FIFO of expiry times (their TTL is uniform per call).
+ *
+ * About 20 bytes per node and 26 per key, plus the engine map (~23 bytes per mapping).
+ */
+export class InMemoryIndex implements KvBlockIndex {
+  readonly backend = 'memory';
+  private readonly codec = new EntryCodec();
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+  private readonly observer: IndexObserver | undefined;
+  private readonly engineMap: EngineMap;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  // Key records.
+  private recLo = new Uint32Array(1024);
+  private recHi = new Uint32Array(1024);
+  private recHead = new Int32Array(1024).fill(FREE);
+  private recPrev = new Int32Array(1024);
+  private recNext = new Int32Array(1024);
+  private recFree = NONE;
+  private recHighWater = 0;
+  private recordsInUse = 0;
+  private lruHead = NONE;
+  private lruTail = NONE;
+  private slots = new Int32Array(2048).fill(NONE);
+  private slotMask = 2047;
+
+  // Nodes.
+  private nodeRec = new Int32Array(1024);
+  private nodeCode = new Uint32Array(1024);
+  private nodeNext = new Int32Array(1024);
+  private nodePodPrev = new Int32Array(1024);
+  private nodePodNext = new Int32Array(1024);
+  private nodeFree = NONE;
+  private nodeHighWater = 0;
+  private nodesInUse = 0;
+
+  // Per pod.
+  private podHead = new Int32Array(MAX_PODS).fill(NONE);
+  private podEntries = new Int32Array(MAX_PODS);
+  private podSpeculative = new Int32Array(MAX_PODS);
+
+  // Speculation: FIFO of (key, code, expiry); per-node expiry and insertion time.
+  private specKeyLo = new Uint32Array(256);
+  private specKeyHi = new Uint32Array(256);
+  private specCode = new Uint32Array(256);
+  private specExpiry = new Float64Array(256);
+  private specHead = 0;
+  private specLen = 0;
+  private readonly specExpiresAt = new Map<number, number>();
+  private readonly specInsertedAt = new Map<number, number>();
+  private speculativeActive = 0;
+  private confirmed = 0;
+  private expired = 0;
+  private capacityEvictions = 0;
+
+  // Lookup scratch (lookups are synchronous inside, so one set serves every call).
+  private runLen = new Int32Array(MAX_PODS);
+  private candidate = new Uint8Array(MAX_PODS);
+  private scratchPod = new Uint32Array(4096);
+  private scratchTier = new Uint8Array(4096);
+  private scratchFlags = new Uint8Array(4096);
+  private scratchGroup = new Uint16Array(4096);
+
+  constructor(config: InMemoryIndexConfig = {}) {
+    this.maxEntries = positive(config.maxEntries ?? DEFAULT_MAX_ENTRIES, 'maxEntries');
+    this.maxBytes = positive(config.maxBytes ?? DEFAULT_MAX_BYTES, 'maxBytes');
+    this.ttlMs = positive(config.speculativeTtlMs ?? DEFAULT_SPECULATIVE_TTL_MS, 'speculativeTtlMs');
+    this.now = config.now ?? (() => performance.timeOrigin + performance.now());
+    this.observer = config.observer;
+    this.engineMap = new EngineMap(positive(config.maxEngineMappings ?? this.maxEntries, 'maxEngineMappings'));
+    const sweepMs = config.sweepIntervalMs ?? 250;
+    if (sweepMs > 0) {
+      this.sweepTimer = setInterval(() => this.sweepExpired(), sweepMs);
+      this.sweepTimer.unref();
+    }
+  }
+
+  // ---- contract ------------------------------------------------------------------------------
+
+  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options: AddOptions = {}): Promise<void> {
+    this.addSync(engineKeys, requestKeys, entries, options);
+  }
+
+  /** Synchronous add, for the event applier's hot path (the async contract wraps it). */
+  addSync(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options: AddOptions = {}): void {
+    this.checkOpen();
+    if (requestKeys.length === 0 || entries.length === 0) return;
+    const codes = entries.map((e) => this.codec.encode(validEntry(e), true));
+    const now = this.now();
+    this.sweepExpired(now);
+    const ttl = options.ttlMs ?? this.ttlMs;
+    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, requestKeys.length * 2);
+    let admitted = 0;
+    for (let i = 0; i < requestKeys.length; i++) {
+      const lo = words[2 * i]!;
+      const hi = words[2 * i + 1]!;
+      const r = this.recordFor(lo, hi, true);
+      for (const code of codes) admitted += this.addCode(r, lo, hi, code, now, ttl);
+    }
+    if (engineKeys !== null && engineKeys.length > 0) this.mapEngineKeys(engineKeys, words, requestKeys.length);
+    if (admitted > 0) this.observer?.admitted?.(admitted);
+    this.enforceCapacity();
+  }
+
+  async evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void> {
+    this.evictSync(key, kind, entries);
+  }
+
+  /** Returns how many entries were removed. */
+  evictSync(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): number {
+    this.checkOpen();
+    const codes = entries.map((e) => this.codec.encode(validEntry(e), false)).filter((c) => c >= 0);
+    if (codes.length === 0) return 0;
+    const lo = Number(key & 0xffffffffn);
+    const hi = Number(key >> 32n);
+    let removed = 0;
+    if (kind === 'request') {
+      removed = this.removeCodes(lo, hi, codes);
+    } else {
+      let stillHeld = false;
+      this.engineMap.forEach(lo, hi, (rLo, rHi) => {
+        removed += this.removeCodes(rLo, rHi, codes);
+        if (this.findRecord(rLo, rHi) >= 0) stillHeld = true;
+      });
+      if (!stillHeld) this.engineMap.delete(lo, hi);
+    }
+    if (removed > 0) this.observer?.evicted?.(removed, 'event');
+    return removed;
+  }
+
+  async requestKeyFor(engineKey: bigint): Promise<bigint | undefined> {
+    return this.requestKeyForSync(engineKey);
+  }
+
+  requestKeyForSync(engineKey: bigint): bigint | undefined {
+    return this.engineMap.last(Number(engineKey & 0xffffffffn), Number(engineKey >> 32n));
+  }
+
+  async requestKeysFor(engineKey: bigint): Promise<bigint[]> {
+    const out: bigint[] = [];
+    this.engineMap.forEach(Number(engineKey & 0xffffffffn), Number(engineKey >> 32n), (lo, hi) => out.push((BigInt(hi) << 32n) | BigInt(lo)));
+    return out;
+  }
+
+  async lookup(requestKeys: BigUint64Array, options: LookupOptions = {}): Promise<LookupResult> {
+    return this.lookupSync(requestKeys, options);
+  }
+
+  lookupSync(requestKeys: BigUint64Array, options: LookupOptions = {}): LookupResult {
+    this.checkOpen();
+    this.sweepExpired();
+    const n = requestKeys.length;
+    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, n * 2);
+    const earlyStop = options.earlyStop ?? true;
+    const filtered = options.pods !== undefined;
+    const marked: number[] = [];
+    if (filtered) {
+      for (const pod of options.pods!) {
+        const id = this.codec.podId(pod, false);
+        if (id >= 0 && this.candidate[id] === 0) {
+          this.candidate[id] = 1;
+          marked.push(id);
+        }
+      }
+    }
+    const offsets = new Uint32Array(n + 1);
+    const runLen = this.runLen;
+    const started: number[] = [];
+    let count = 0;
+    let keyCount = n;
+    for (let i = 0; i < n; i++) {
+      offsets[i] = count;
+      const r = this.findRecord(words[2 * i]!, words[2 * i + 1]!);
+      let advanced = 0;
+      if (r >= 0) {
+        this.touch(r);
+        for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
+          const code = this.nodeCode[node]!;
+          const pod = podOf(code);
+          if (filtered && this.candidate[pod] === 0) continue;
+          if (count === this.scratchPod.length) this.growScratch();
+          this.scratchPod[count] = pod;
+          this.scratchTier[count] = tierOf(code);
+          this.scratchFlags[count] = (isSpeculativeCode(code) ? FLAG_SPECULATIVE : 0) | (hasGroupCode(code) ? FLAG_HAS_GROUP : 0);
+          this.scratchGroup[count] = groupOf(code);
+          count++;
+          if (runLen[pod] === i) {
+            if (i === 0) started.push(pod);
+            runLen[pod] = i + 1;
+            advanced++;
+          }
+        }
+      }
+      if (earlyStop && advanced === 0) {
+        // No pod holds keys 0..i: nothing from here on can lengthen any prefix run.
+        keyCount = i;
+        count = offsets[i]!;
+        break;
+      }
+    }
+    offsets[keyCount] = count;
+    for (const pod of started) runLen[pod] = 0;
+    for (const id of marked) this.candidate[id] = 0;
+    return {
+      keyCount,
+      offsets: keyCount === n ? offsets : offsets.slice(0, keyCount + 1),
+      podIndex: this.scratchPod.slice(0, count),
+      tierIndex: this.scratchTier.slice(0, count),
+      flags: this.scratchFlags.slice(0, count),
+      group: this.scratchGroup.slice(0, count),
+      pods: this.codec.podNames.map((p) => p ?? ''),
+      tiers: this.codec.tierNames.slice(),
+    };
+  }
+
+  async clear(pod: string): Promise<number> {
+    return this.clearSync(pod);
+  }
+
+  clearSync(pod: string): number {
+    this.checkOpen();
+    const id = this.codec.podId(pod, false);
+    if (id < 0) return 0;
+    let removed = 0;
+    while (this.podHead[id] !== NONE) {
+      const node = this.podHead[id]!;
+      this.removeNode(node);
+      removed++;
+    }
+    this.codec.releasePod(id);
+    if (removed > 0) this.observer?.evicted?.(removed, 'clear');
+    return removed;
+  }
+
+  async stats(): Promise<IndexStats> {
+    this.sweepExpired();
+    return {
+      backend: this.backend,
+      entries: this.nodesInUse,
+      keys: this.recordsInUse,
+      pods: this.codec.podCount,
+      engineMappings: this.engineMap.size,
+      bytesInUse: this.bytesInUse(),
+      bytesAllocated: this.bytesAllocated(),
+      capacity: { maxEntries: this.maxEntries, maxBytes: this.maxBytes },
+      capacityEvictions: this.capacityEvictions,
+      speculative: { active: this.speculativeActive, confirmed: this.confirmed, expired: this.expired },
+    };
+  }
+
+  async podCounts(): Promise<PodCounts[]> {
+    const out: PodCounts[] = [];
+    this.codec.podNames.forEach((name, id) => {
+      if (name !== undefined) out.push({ pod: name, entries: this.podEntries[id]!, speculative: this.podSpeculative[id]! });
+    });
+    return out;
+  }
+
+  async dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
+    const id = this.codec.podId(pod, false);
+    if (id < 0) return { total: 0, items: [] };
+    const items: { key: bigint; entry: PodEntry }[] = [];
+    let i = 0;
+    for (let node = this.podHead[id]!; node !== NONE && items.length < limit; node = this.nodePodNext[node]!, i++) {
+      if (i < offset) continue;
+      const r = this.nodeRec[node]!;
+      items.push({ key: (BigInt(this.recHi[r]!) << 32n) | BigInt(this.recLo[r]!), entry: this.codec.decode(this.nodeCode[node]!) });
+    }
+    return { total: this.podEntries[id]!, items };
+  }
+
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.closed = true;
+  }
+
+  /** Entries of one pod (O(1)); -1 for an unknown pod. */
+  podEntryCount(pod: string): number {
+    const id = this.codec.podId(pod, false);
+    return id < 0 ? -1 : this.podEntries[id]!;
+  }
+
+  // ---- records -------------------------------------------------------------------------------
+
+  private findRecord(lo: number, hi: number): number {
+    const mask = this.slotMask;
+    let i = hashWords(lo, hi) & mask;
+    for (;;) {
+      const r = this.slots[i]!;
+      if (r === NONE) return NONE;
+      if (this.recLo[r] === lo && this.recHi[r] === hi) return r;
+      i = (i + 1) & mask;
+    }
+  }
+
+  private recordFor(lo: number, hi: number, touch: boolean): number {
+    const existing = this.findRecord(lo, hi);
+    if (existing >= 0) {
+      if (touch) this.touch(existing);
+      return existing;
+    }
+    if ((this.recordsInUse + 1) / (this.slotMask + 1) > MAX_SLOT_LOAD) this.growSlots();
+    let r: number;
+    if (this.recFree !== NONE) {
+      r = this.recFree;
+      this.recFree = this.recNext[r]!;
+    } else {
+      if (this.recHighWater === this.recLo.length) this.growRecords();
+      r = this.recHighWater++;
+    }
+    this.recLo[r] = lo;
+    this.recHi[r] = hi;
+    this.recHead[r] = NONE;
+    this.recordsInUse++;
+    let i = hashWords(lo, hi) & this.slotMask;
+    while (this.slots[i] !== NONE) i = (i + 1) & this.slotMask;
+    this.slots[i] = r;
+    this.linkTail(r);
+    return r;
+  }
+
+  private freeRecord(r: number): void {
+    const lo = this.recLo[r]!;
+    const hi = this.recHi[r]!;
+    const mask = this.slotMask;
+    let i = hashWords(lo, hi) & mask;
+    while (this.slots[i] !== r) i = (i + 1) & mask;
+    let hole = i;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const other = this.slots[j]!;
+      if (other === NONE) break;
+      const home = hashWords(this.recLo[other]!, this.recHi[other]!) & mask;
+      const movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
+      if (movable) {
+        this.slots[hole] = other;
+        hole = j;
+      }
+    }
+    this.slots[hole] = NONE;
+    this.unlinkLru(r);
+    this.recHead[r] = FREE;
+    this.recNext[r] = this.recFree;
+    this.recFree = r;
+    this.recordsInUse--;
+  }
+
+  private linkTail(r: number): void {
+    this.recPrev[r] = this.lruTail;
+    this.recNext[r] = NONE;
+    if (this.lruTail !== NONE) this.recNext[this.lruTail] = r;
+    else this.lruHead = r;
+    this.lruTail = r;
+  }
+
+  private unlinkLru(r: number): void {
+    const prev = this.recPrev[r]!;
+    const next = this.recNext[r]!;
+    if (prev !== NONE) this.recNext[prev] = next;
+    else this.lruHead = next;
+    if (next !== NONE) this.recPrev[next] = prev;
+    else this.lruTail = prev;
+  }
+
+  private touch(r: number): void {
+    if (r === this.lruTail) return;
+    this.unlinkLru(r);
+    this.linkTail(r);
+  }
+
+  // ---- nodes ---------------------------------------------------------------------------------
+
+  /** Adds one code under record r (idempotent); returns 1 if an entry was admitted. */
+  private addCode(r: number, lo: number, hi: number, code: number, now: number, ttl: number): number {
+    const speculative = isSpeculativeCode(code);
+    const owner = podAndGroup(code);
+    let specNode = NONE;
+    for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
+      const c = this.nodeCode[node]!;
+      if (c === code) {
+        // Already held; a repeated routing decision extends the speculation's life.
+        if (speculative) this.extendSpeculation(node, lo, hi, code, now + ttl);
+        return 0;
+      }
+      if (podAndGroup(c) === owner) {
+        if (speculative && !isSpeculativeCode(c)) return 0; // the pod really holds it already
+        if (!speculative && isSpeculativeCode(c)) specNode = node;
+      }
+    }
+    const node = this.allocNode();
+    this.nodeRec[node] = r;
+    this.nodeCode[node] = code;
+    this.nodeNext[node] = this.recHead[r]!;
+    this.recHead[r] = node;
+    const pod = podOf(code);
+    const head = this.podHead[pod]!;
+    this.nodePodPrev[node] = NONE;
+    this.nodePodNext[node] = head;
+    if (head !== NONE) this.nodePodPrev[head] = node;
+    this.podHead[pod] = node;
+    this.podEntries[pod]!++;
+    this.nodesInUse++;
+    if (speculative) {
+      this.podSpeculative[pod]!++;
+      this.speculativeActive++;
+      this.specInsertedAt.set(node, now);
+      this.extendSpeculation(node, lo, hi, code, now + ttl);
+    }
+    if (specNode !== NONE) {
+      // Removed only after the real entry is linked, so the key's record never empties here.
+      const inserted = this.specInsertedAt.get(specNode) ?? now;
+      this.removeNode(specNode);
+      this.confirmed++;
+      this.observer?.speculationConfirmed?.(this.codec.podNames[pod] ?? '', now - inserted);
+    }
+    return 1;
+  }
+
+  private extendSpeculation(node: number, lo: number, hi: number, code: number, expiresAt: number): void {
+    this.specExpiresAt.set(node, expiresAt);
+    if (this.specLen === this.specCode.length) this.growSpecQueue();
+    const at = (this.specHead + this.specLen) % this.specCode.length;
+    this.specKeyLo[at] = lo;
+    this.specKeyHi[at] = hi;
+    this.specCode[at] = code;
+    this.specExpiry[at] = expiresAt;
+    this.specLen++;
+  }
+
+  private allocNode(): number {
+    let node: number;
+    if (this.nodeFree !== NONE) {
+      node = this.nodeFree;
+      this.nodeFree = this.nodeNext[node]!;
+    } else {
+      if (this.nodeHighWater === this.nodeRec.length) this.growNodes();
+      node = this.nodeHighWater++;
+    }
+    return node;
+  }
+
+  /** Unlinks a node from its key and pod lists and frees it (and its key record when emptied). */
+  private removeNode(node: number): void {
+    const r = this.nodeRec[node]!;
+    const code = this.nodeCode[node]!;
+    let prev = NONE;
+    for (let n = this.recHead[r]!; n !== node; n = this.nodeNext[n]!) prev = n;
+    if (prev === NONE) this.recHead[r] = this.nodeNext[node]!;
+    else this.nodeNext[prev] = this.nodeNext[node]!;
+    const pod = podOf(code);
+    const pp = this.nodePodPrev[node]!;
+    const pn = this.nodePodNext[node]!;
+    if (pp !== NONE) this.nodePodNext[pp] = pn;
+    else this.podHead[pod] = pn;
+    if (pn !== NONE) this.nodePodPrev[pn] = pp;
+    this.podEntries[pod]!--;
+    if (isSpeculativeCode(code)) {
+      this.podSpeculative[pod]!--;
+      this.speculativeActive--;
+      this.specExpiresAt.delete(node);
+      this.specInsertedAt.delete(node);
+    }
+    this.nodeRec[node] = NONE;
+    this.nodeNext[node] = this.nodeFree;
+    this.nodeFree = node;
+    this.nodesInUse--;
+    if (this.recHead[r] === NONE) this.freeRecord(r);
+  }
+
+  private removeCodes(lo: number, hi: number, codes: readonly number[]): number {
+    const r = this.findRecord(lo, hi);
+    if (r < 0) return 0;
+    let removed = 0;
+    for (const code of codes) {
+      // Re-read the head each time: a removal may free the record.
+      if (this.recHead[r] === FREE) break;
+      for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
+        if (this.nodeCode[node] === code) {
+          this.removeNode(node);
+          removed++;
+          break;
+        }
+      }
+    }
+    return removed;
+  }
+
+  private mapEngineKeys(engineKeys: BigUint64Array, requestWords: Uint32Array, requestCount: number): void {
+    const e = engineKeys.length;
+    const ew = new Uint32Array(engineKeys.buffer, engineKeys.byteOffset, e * 2);
+    const n = Math.max(e, requestCount);
+    // Engine key j maps to the contiguous request keys of the pairs i with floor(i*E/n) = j.
+    let i = 0;
+    for (let j = 0; j < e; j++) {
+      const first = Math.floor((i * requestCount) / n);
+      let last = first;
+      while (i < n && Math.floor((i * e) / n) === j) {
+        last = Math.floor((i * requestCount) / n);
+        i++;
+      }
+      this.engineMap.set(ew[2 * j]!, ew[2 * j + 1]!, requestWords, first, last);
+    }
+  }
+
+  // ---- expiry and capacity -------------------------------------------------------------------
+
+  private sweepExpired(now = this.now()): void {
+    if (this.specLen === 0 || this.specExpiry[this.specHead]! > now) return;
+    const expiredByPod = new Map<number, number>();
+    while (this.specLen > 0 && this.specExpiry[this.specHead]! <= now) {
+      const at = this.specHead;
+      this.specHead = (this.specHead + 1) % this.specCode.length;
+      this.specLen--;
+      const r = this.findRecord(this.specKeyLo[at]!, this.specKeyHi[at]!);
+      if (r < 0) continue;
+      const code = this.specCode[at]!;
+      for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
+        if (this.nodeCode[node] !== code) continue;
+        // A later decision may have extended it; only its latest expiry counts.
+        if ((this.specExpiresAt.get(node) ?? 0) <= now) {
+          this.removeNode(node);
+          this.expired++;
+          expiredByPod.set(podOf(code), (expiredByPod.get(podOf(code)) ?? 0) + 1);
+        }
+        break;
+      }
+    }
+    for (const [pod, count] of expiredByPod) {
+      this.observer?.speculationExpired?.(this.codec.podNames[pod] ?? '', count);
+      this.observer?.evicted?.(count, 'expiry');
+    }
+  }
+
+  private bytesInUse(): number {
+    return this.nodesInUse * NODE_BYTES + this.recordsInUse * RECORD_BYTES + this.engineMap.size * EngineMap.BYTES_PER_MAPPING;
+  }
+
+  private bytesAllocated(): number {
+    return (
+      this.recLo.byteLength * 5 +
+      this.slots.byteLength +
+      this.nodeRec.byteLength * 5 +
+      this.podHead.byteLength * 3 +
+      this.engineMap.bytesAllocated +
+      this.specCode.length * 20
+    );
+  }
+
+  private enforceCapacity(): void {
+    if (this.nodesInUse <= this.maxEntries && this.bytesInUse() <= this.maxBytes) return;
+    const entryTarget = Math.floor(this.maxEntries * CAPACITY_LOW_WATER);
+    const byteTarget = this.maxBytes * CAPACITY_LOW_WATER;
+    let evicted = 0;
+    while (this.lruHead !== NONE && (this.nodesInUse > entryTarget || this.bytesInUse() > byteTarget)) {
+      const r = this.lruHead;
+      while (this.recHead[r] !== FREE && this.recHead[r] !== NONE) {
+        this.removeNode(this.recHead[r]!);
+        evicted++;
+      }
+    }
+    this.capacityEvictions += evicted;
+    if (evicted > 0) this.observer?.evicted?.(evicted, 'capacity');
+  }
+
+  // ---- growth --------------------------------------------------------------------------------
+
+  private growRecords(): void {
+    const cap = this.recLo.length * 2;
+    this.recLo = grown(this.recLo, cap);
+    this.recHi = grown(this.recHi, cap);
+    this.recHead = grown(this.recHead, cap, FREE);
+    this.recPrev = grown(this.recPrev, cap);
+    this.recNext = grown(this.recNext, cap);
+  }
+
+  private growSlots(): void {
+    const cap = (this.slotMask + 1) * 2;
+    const old = this.slots;
+    this.slots = new Int32Array(cap).fill(NONE);
+    this.slotMask = cap - 1;
+    for (let s = 0; s < old.length; s++) {
+      const r = old[s]!;
+      if (r === NONE) continue;
+      let i = hashWords(this.recLo[r]!, this.recHi[r]!) & this.slotMask;
+      while (this.slots[i] !== NONE) i = (i + 1) & this.slotMask;
+      this.slots[i] = r;
+    }
+  }
+
+  private growNodes(): void {
+    const cap = this.nodeRec.length * 2;
+    this.nodeRec = grown(this.nodeRec, cap);
+    this.nodeCode = grown(this.nodeCode, cap);
+    this.nodeNext = grown(this.nodeNext, cap);
+    this.nodePodPrev = grown(this.nodePodPrev, cap);
+    this.nodePodNext = grown(this.nodePodNext, cap);
+  }
+
+  private growSpecQueue(): void {
+    const cap = this.specCode.length * 2;
+    const reorder = <T extends Uint32Array | Float64Array>(old: T, next: T): T => {
+      for (let k = 0; k < this.specLen; k++) next[k] = old[(this.specHead + k) % old.length]!;
+      return next;
+    };
+    this.specKeyLo = reorder(this.specKeyLo, new Uint32Array(cap));
+    this.specKeyHi = reorder(this.specKeyHi, new Uint32Array(cap));
+    this.specCode = reorder(this.specCode, new Uint32Array(cap));
+    this.specExpiry = reorder(this.specExpiry, new Float64Array(cap));
+    this.specHead = 0;
+  }
+
+  private growScratch(): void {
+    const cap = this.scratchPod.length * 2;
+    this.scratchPod = grown(this.scratchPod, cap);
+    this.scratchTier = grown(this.scratchTier, cap);
+    this.scratchFlags = grown(this.scratchFlags, cap);
+    this.scratchGroup = grown(this.scratchGroup, cap);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new IndexError('CLOSED', 'index is closed');
+  }
+}
+
+function grown<T extends Int32Array | Uint32Array | Uint8Array | Uint16Array>(old: T, capacity: number, fill?: number): T {
+  const next = new (old.constructor as new (n: number) => T)(capacity);
+  next.set(old);
+  if (fill !== undefined) next.fill(fill, old.length);
+  return next;
+}
+
+function positive(v: number, name: string): number {
+  if (!(v > 0)) throw new IndexError('INVALID_CONFIG', `${name} must be a positive number, got ${String(v)}`);
+  return v;
+}
+
+function validEntry(e: PodEntry): PodEntry {
+  if (typeof e.pod !== 'string' || e.pod.length === 0) throw new IndexError('INVALID_ENTRY', 'entry.pod must be a non-empty string');
+  if (typeof e.tier !== 'string' || e.tier.length === 0) throw new IndexError('INVALID_ENTRY', `entry.tier must be a non-empty string (pod ${e.pod})`);
+  return e;
+}
+
+/** Exposed for tests and benchmarks that check the entry layout. */
+export const _layout = { NODE_BYTES, RECORD_BYTES, withoutSpeculation };

@@ -1,0 +1,27 @@
+export {
+  IndexError,
+  FLAG_SPECULATIVE,
+  FLAG_HAS_GROUP,
+  entriesAt,
+  type PodEntry,
+  type KeyKind,
+  type AddOptions,
+  type LookupOptions,
+  type LookupResult,
+  type IndexStats,
+  type IndexObserver,
+  type PodCounts,
+  type KvBlockIndex,
+} from './types.js';
+export { InMemoryIndex, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, DEFAULT_SPECULATIVE_TTL_MS, type InMemoryIndexConfig } from './in-memory/in-memory-index.js';
+export { scoreLookup, tierWeights, DEFAULT_TIER_WEIGHTS, type TierWeights, type PodScore } from './scorer.js';
+export {
+  EventApplier,
+  type EventApplierConfig,
+  type EventSource,
+  type ApplyResult,
+  type ApplierObserver,
+  type StoreSkipReason,
+  type RemoveSkipReason,
+} from './applier/event-applier.js';
+export { DEFAULT_INDEXED_KINDS } from './applier/group-catalog.js';

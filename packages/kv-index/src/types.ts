@@ -1,0 +1,145 @@
+/**
+ * "Pod P holds request key K in tier T". Identity is the whole tuple: one pod can hold the same
+ * key as gpu, as cpu and speculatively at once, and evicting one leaves the others.
+ */
+export interface PodEntry {
+  /** The serving endpoint `address:port`, exactly as the router names endpoints. */
+  readonly pod: string;
+  /** Lower-case medium: gpu, cpu, disk, storage, … */
+  readonly tier: string;
+  /** Inserted by a routing decision before the engine confirmed it. */
+  readonly speculative: boolean;
+  /** KV-cache group of a hybrid model; absent for engines that do not report groups. */
+  readonly group?: number;
+}
+
+export type KeyKind = 'engine' | 'request';
+
+export interface AddOptions {
+  /** Lifetime of speculative entries in this call (default: the index's speculativeTtlMs). */
+  ttlMs?: number;
+}
+
+export interface LookupOptions {
+  /** Only report these pods (the router's candidates). */
+  pods?: Iterable<string>;
+  /**
+   * Stop at the first key where no (candidate) pod can extend a consecutive run from key 0. The
+   * keys after it cannot change any longest-prefix score. Default true.
+   */
+  earlyStop?: boolean;
+}
+
+/**
+ * Lookup results in columns, so scoring a 128-block prompt against dozens of pods allocates a
+ * handful of arrays rather than thousands of objects. Entries of key i are at positions
+ * [offsets[i], offsets[i+1]).
+ */
+export interface LookupResult {
+  /** Keys examined, from key 0 (fewer than requested after an early stop). */
+  readonly keyCount: number;
+  readonly offsets: Uint32Array;
+  /** Per entry: index into `pods`. */
+  readonly podIndex: Uint32Array;
+  /** Per entry: index into `tiers`. */
+  readonly tierIndex: Uint8Array;
+  /** Per entry: bit 0 speculative, bit 1 has a group. */
+  readonly flags: Uint8Array;
+  /** Per entry: the group (meaningful when flags bit 1 is set). */
+  readonly group: Uint16Array;
+  readonly pods: readonly string[];
+  readonly tiers: readonly string[];
+}
+
+export const FLAG_SPECULATIVE = 1;
+export const FLAG_HAS_GROUP = 2;
+
+export interface PodCounts {
+  pod: string;
+  entries: number;
+  speculative: number;
+}
+
+export interface IndexStats {
+  backend: string;
+  /** (request key, entry) pairs held. */
+  entries: number;
+  /** Distinct request keys held. */
+  keys: number;
+  pods: number;
+  engineMappings: number;
+  /** Bytes of index structures in use (what capacity is measured against). */
+  bytesInUse: number;
+  /** Bytes the backend has allocated (≥ bytesInUse; typed arrays grow and do not shrink). */
+  bytesAllocated: number;
+  capacity: { maxEntries: number; maxBytes: number };
+  /** Entries dropped because the capacity was reached (least recently used keys first). */
+  capacityEvictions: number;
+  speculative: { active: number; confirmed: number; expired: number };
+}
+
+/** Notifications a backend emits for metrics and analytics (never for control flow). */
+export interface IndexObserver {
+  admitted?(entries: number): void;
+  evicted?(entries: number, cause: 'event' | 'clear' | 'capacity' | 'expiry'): void;
+  speculationConfirmed?(pod: string, latencyMs: number): void;
+  speculationExpired?(pod: string, count: number): void;
+}
+
+/**
+ * The index contract. Asynchronous so that a networked backend (Redis) fits behind it; the
+ * in-memory backend resolves immediately. Every backend runs the shared conformance suite.
+ */
+export interface KvBlockIndex {
+  readonly backend: string;
+  /**
+   * Index `entries` under every request key. With engine keys, also record engine → request keys
+   * by the ratio rule (n = max(E, R); engine[⌊iE/n⌋] → request[⌊iR/n⌋]). A non-speculative entry
+   * confirms (and replaces) a speculative entry of the same pod under the same key.
+   */
+  add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void>;
+  /**
+   * Remove exactly `entries` under one key; an engine key resolves through the map (to every
+   * request key it maps to). The engine mapping is dropped once nothing it maps to is held.
+   */
+  evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void>;
+  /** The last request key mapped to an engine key (the parent for the next event), if known. */
+  requestKeyFor(engineKey: bigint): Promise<bigint | undefined>;
+  /** Every request key an engine key maps to, in order (empty if unknown). */
+  requestKeysFor(engineKey: bigint): Promise<bigint[]>;
+  lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult>;
+  /** Drop every entry of a pod, in every tier; returns how many entries went. */
+  clear(pod: string): Promise<number>;
+  stats(): Promise<IndexStats>;
+  podCounts(): Promise<PodCounts[]>;
+  /** Entries of one pod, paged by request key order of insertion (for dumps and debugging). */
+  dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }>;
+  close(): Promise<void>;
+}
+
+/** Caller mistakes (bad arguments); stable codes. */
+export class IndexError extends Error {
+  override readonly name = 'IndexError';
+  constructor(
+    readonly code: 'INVALID_ENTRY' | 'INVALID_CONFIG' | 'TOO_MANY_PODS' | 'TOO_MANY_TIERS' | 'CLOSED' | 'BACKEND_UNAVAILABLE',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The entries of key i of a lookup, as objects (convenience for tests and dumps; not for hot paths). */
+export function entriesAt(result: LookupResult, i: number): PodEntry[] {
+  const out: PodEntry[] = [];
+  for (let j = result.offsets[i]!; j < result.offsets[i + 1]!; j++) {
+    const flags = result.flags[j]!;
+    const entry: { pod: string; tier: string; speculative: boolean; group?: number } = {
+      pod: result.pods[result.podIndex[j]!]!,
+      tier: result.tiers[result.tierIndex[j]!]!,
+      speculative: (flags & FLAG_SPECULATIVE) !== 0,
+    };
+    if (flags & FLAG_HAS_GROUP) entry.group = result.group[j]!;
+    out.push(entry);
+  }
+  return out;
+}
