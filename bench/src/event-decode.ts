@@ -1,5 +1,6 @@
 import { decode as genericDecode } from '@msgpack/msgpack';
 import { decodeEventBatch, encodeEventBatch, type BlockStored, type EventBatch } from '@kvix/kv-events';
+import { gpuStored } from './stored-event.js';
 import { measure, printTable, rng, si, writeResult } from './harness.js';
 
 const BLOCK_TOKENS = 16;
@@ -15,20 +16,7 @@ function makeBatch(events: number, blocksPerEvent: number, seed: number): EventB
     for (let i = 0; i < blocksPerEvent; i++) hashes[i] = u64();
     const tokens = new Uint32Array(blocksPerEvent * BLOCK_TOKENS);
     for (let i = 0; i < tokens.length; i++) tokens[i] = Math.floor(next() * 151_000);
-    list.push({
-      type: 'BlockStored',
-      blockHashes: hashes,
-      parentBlockHash: e % 2 === 0 ? null : u64(),
-      tokenIds: tokens,
-      blockSize: BLOCK_TOKENS,
-      loraId: null,
-      medium: 'GPU',
-      loraName: null,
-      extraKeys: null,
-      groupIdx: 0,
-      kvCacheSpecKind: 'full_attention',
-      kvCacheSpecSlidingWindow: null,
-    });
+    list.push(gpuStored(hashes, e % 2 === 0 ? null : u64(), tokens, BLOCK_TOKENS));
   }
   return { ts: 1767225600.125, events: list, dataParallelRank: 0 };
 }

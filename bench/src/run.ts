@@ -1,4 +1,5 @@
 import { run as eventDecode } from './event-decode.js';
+import { runIndexBenchmark } from './index/index-bench.js';
 import { run as requestKeys } from './request-keys.js';
 import { machine } from './harness.js';
 
@@ -6,6 +7,9 @@ import { machine } from './harness.js';
 const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   'request-keys': requestKeys,
   'event-decode': eventDecode,
+  index: async () => {
+    await runIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' });
+  },
 };
 
 const wanted = process.argv.slice(2);

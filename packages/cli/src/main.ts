@@ -1,5 +1,6 @@
 import { BlockKeysError } from '@kvix/block-keys';
 import { Command, CommanderError } from 'commander';
+import { registerBench } from './commands/bench.js';
 import { registerDecode } from './commands/decode.js';
 import { registerEngineHash } from './commands/engine-hash.js';
 import { registerKeys } from './commands/keys.js';
@@ -14,6 +15,7 @@ const program = new Command('kvix')
 registerKeys(program);
 registerEngineHash(program);
 registerDecode(program);
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);

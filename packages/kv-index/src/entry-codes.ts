@@ -31,6 +31,8 @@ export class EntryCodec {
   private readonly tierIds = new Map<string, number>();
   readonly tierNames: string[] = [];
   private readonly canonical = new Map<number, PodEntry>();
+  /** Bumped whenever a pod id is assigned or released (caches of podNames key on it). */
+  version = 0;
 
   constructor() {
     for (const t of DEFAULT_TIERS) this.tierId(t, true);
@@ -50,6 +52,7 @@ export class EntryCodec {
     if (id >= MAX_PODS) throw new IndexError('TOO_MANY_PODS', `more than ${MAX_PODS} pods`);
     this.podIds.set(pod, id);
     this.podNames[id] = pod;
+    this.version++;
     return id;
   }
 
@@ -60,6 +63,7 @@ export class EntryCodec {
     this.podIds.delete(name);
     this.podNames[id] = undefined;
     this.freePodIds.push(id);
+    this.version++;
     for (const code of [...this.canonical.keys()]) if (podOf(code) === id) this.canonical.delete(code);
   }
 

@@ -44,67 +44,139 @@ export interface PodScore {
   tiers: Record<string, number>;
 }
 
+/** Per-pod working state, reused across calls (scoring is synchronous) and grown on demand. */
+let cap = 0;
+let runLen = new Int32Array(0);
+let score = new Float64Array(0);
+let best = new Float64Array(0);
+let specCounts = new Int32Array(0);
+let touched = new Int32Array(0);
+let matched = new Uint8Array(0);
+let tierCounts = new Int32Array(0);
+let tierCap = 0;
+
+function ensureScratch(pods: number, tiers: number): void {
+  if (pods > cap) {
+    cap = Math.max(pods, 2 * cap, 64);
+    runLen = new Int32Array(cap);
+    score = new Float64Array(cap);
+    best = new Float64Array(cap).fill(-1);
+    specCounts = new Int32Array(cap);
+    touched = new Int32Array(cap);
+    matched = new Uint8Array(cap);
+    tierCap = 0;
+  }
+  if (tiers > tierCap || tierCounts.length < cap * Math.max(tiers, tierCap)) {
+    tierCap = Math.max(tiers, tierCap, 8);
+    tierCounts = new Int32Array(cap * tierCap);
+  }
+}
+
+let cachedWeights: TierWeights | null = null;
+let cachedTiers: readonly string[] | null = null;
+let cachedTierCount = -1;
+let tierWeight = new Float64Array(0);
+
+/** Weight per tier index of a lookup, rebuilt only when the weights or the tier table change. */
+function tierWeightsFor(weights: TierWeights, tiers: readonly string[]): Float64Array {
+  if (weights !== cachedWeights || tiers !== cachedTiers || tiers.length !== cachedTierCount) {
+    tierWeight = new Float64Array(tiers.length);
+    for (let t = 0; t < tiers.length; t++) tierWeight[t] = weights.tiers[tiers[t]!] ?? weights.unknown;
+    cachedWeights = weights;
+    cachedTiers = tiers;
+    cachedTierCount = tiers.length;
+  }
+  return tierWeight;
+}
+
 /**
  * Longest-prefix scores from a lookup: for each pod, walk the keys from block 0, stop at its first
- * missing block, and sum the best tier weight it holds each block in. Pods listed in `pods` but
- * holding nothing get a zero score; pods absent from both are not reported. Sorted by score, then
- * by pod name (so equal scores order deterministically).
+ * missing block, and sum the best tier weight it holds each block in. Pods with a match come
+ * first, by score then pod name (so ties order deterministically); pods listed in `pods` that hold
+ * nothing follow with a zero score, in the order given. Other pods are not reported.
  */
 export function scoreLookup(result: LookupResult, totalBlocks: number, weights: TierWeights = DEFAULT_TIER_WEIGHTS, pods?: Iterable<string>): PodScore[] {
-  const podCount = result.pods.length;
-  const tierWeight = result.tiers.map((t) => weights.tiers[t] ?? weights.unknown);
-  const runLen = new Int32Array(podCount);
-  const score = new Float64Array(podCount);
-  const best = new Float64Array(podCount).fill(-1);
-  const tierCounts = new Map<number, Float64Array>();
-  const specCounts = new Int32Array(podCount);
-  const touched: number[] = [];
-
+  const tierCount = result.tiers.length;
+  ensureScratch(result.pods.length, tierCount);
+  const tierWeight = tierWeightsFor(weights, result.tiers);
+  const { offsets, podIndex, tierIndex, flags } = result;
+  const stride = tierCap;
+  // Pods that started a run at block 0; later blocks can only continue those runs.
+  let started = 0;
   for (let i = 0; i < result.keyCount; i++) {
-    const from = result.offsets[i]!;
-    const to = result.offsets[i + 1]!;
-    touched.length = 0;
-    for (let j = from; j < to; j++) {
-      const p = result.podIndex[j]!;
+    let advanced = 0;
+    const to = offsets[i + 1]!;
+    for (let j = offsets[i]!; j < to; j++) {
+      const p = podIndex[j]!;
       if (runLen[p] !== i) continue;
-      const speculative = (result.flags[j]! & FLAG_SPECULATIVE) !== 0;
-      const w = speculative ? weights.speculative : tierWeight[result.tierIndex[j]!]!;
-      if (best[p]! < 0) touched.push(p);
-      if (w > best[p]!) best[p] = w;
-      if (speculative) specCounts[p]!++;
-      else {
-        let counts = tierCounts.get(p);
-        if (counts === undefined) tierCounts.set(p, (counts = new Float64Array(result.tiers.length)));
-        counts[result.tierIndex[j]!]!++;
+      if (i === 0 && best[p]! < 0) touched[started++] = p;
+      const speculative = (flags[j]! & FLAG_SPECULATIVE) !== 0;
+      const w = speculative ? weights.speculative : tierWeight[tierIndex[j]!]!;
+      if (w > best[p]!) {
+        if (best[p]! < 0) advanced++;
+        best[p] = w;
       }
+      if (speculative) specCounts[p]!++;
+      else tierCounts[p * stride + tierIndex[j]!]!++;
     }
-    if (touched.length === 0) break;
-    for (const p of touched) {
-      score[p]! += best[p]!;
-      best[p] = -1;
-      runLen[p] = i + 1;
+    if (advanced === 0) break;
+    for (let k = 0; k < started; k++) {
+      const p = touched[k]!;
+      if (best[p]! >= 0) {
+        score[p]! += best[p]!;
+        best[p] = -1;
+        runLen[p] = i + 1;
+      }
     }
   }
 
   const out: PodScore[] = [];
-  const reported = new Set<string>();
-  for (let p = 0; p < podCount; p++) {
-    if (runLen[p] === 0) continue;
+  for (let k = 0; k < started; k++) {
+    const p = touched[k]!;
     const tiers: Record<string, number> = {};
-    const counts = tierCounts.get(p);
-    if (counts) counts.forEach((c, t) => c > 0 && (tiers[result.tiers[t]!] = c));
+    for (let t = 0; t < tierCount; t++) {
+      const c = tierCounts[p * stride + t]!;
+      if (c > 0) tiers[result.tiers[t]!] = c;
+      tierCounts[p * stride + t] = 0;
+    }
     if (specCounts[p]! > 0) tiers['speculative'] = specCounts[p]!;
-    const pod = result.pods[p]!;
-    reported.add(pod);
-    out.push({ pod, score: score[p]!, normalized: totalBlocks > 0 ? score[p]! / totalBlocks : 0, matchedBlocks: runLen[p]!, totalBlocks, tiers });
+    out.push({ pod: result.pods[p]!, score: score[p]!, normalized: totalBlocks > 0 ? score[p]! / totalBlocks : 0, matchedBlocks: runLen[p]!, totalBlocks, tiers });
+    runLen[p] = 0;
+    score[p] = 0;
+    best[p] = -1;
+    specCounts[p] = 0;
   }
+  if (out.length > 1) out.sort(byScoreThenPod);
   if (pods !== undefined) {
+    const ids = podIdsOf(result.pods);
+    for (let k = 0; k < started; k++) matched[touched[k]!] = 1;
     for (const pod of pods) {
-      if (!reported.has(pod)) {
-        reported.add(pod);
-        out.push({ pod, score: 0, normalized: 0, matchedBlocks: 0, totalBlocks, tiers: {} });
-      }
+      const id = ids.get(pod);
+      if (id !== undefined && matched[id] === 1) continue;
+      if (id !== undefined) matched[id] = 1;
+      out.push({ pod, score: 0, normalized: 0, matchedBlocks: 0, totalBlocks, tiers: {} });
+    }
+    for (const pod of pods) {
+      const id = ids.get(pod);
+      if (id !== undefined) matched[id] = 0;
     }
   }
-  return out.sort((a, b) => b.score - a.score || (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0));
+  return out;
+}
+
+const podIdCache = new WeakMap<readonly string[], Map<string, number>>();
+
+/** Pod name → index in a pod table; pod tables are shared across lookups, so this is cached. */
+function podIdsOf(table: readonly string[]): Map<string, number> {
+  let ids = podIdCache.get(table);
+  if (ids === undefined) {
+    ids = new Map();
+    table.forEach((pod, i) => ids!.set(pod, i));
+    podIdCache.set(table, ids);
+  }
+  return ids;
+}
+
+function byScoreThenPod(a: PodScore, b: PodScore): number {
+  return b.score - a.score || (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0);
 }

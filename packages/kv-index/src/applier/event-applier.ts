@@ -1,4 +1,4 @@
-import { RequestKeyHasher, type BlockExtras } from '@kvix/block-keys';
+import type { BlockExtras, RequestKeyHasher } from '@kvix/block-keys';
 import { tierOfMedium, type BlockRemoved, type BlockStored, type EventBatch, type MsgpackValue } from '@kvix/kv-events';
 import type { KvBlockIndex, PodEntry } from '../types.js';
 import { ChainTails, type ChainTail, type PendingSegment } from './chain-tails.js';

@@ -25,6 +25,7 @@ import {
 } from '../types.js';
 import { EngineMap } from './engine-map.js';
 import { hashWords } from './hashing.js';
+import { allocColumns } from './result-slab.js';
 
 export interface InMemoryIndexConfig {
   /** Most (request key, entry) pairs held; least recently used keys go first. Default 20 M. */
@@ -47,7 +48,7 @@ const FREE = -2;
 const MAX_SLOT_LOAD = 0.7;
 /** Typed-array bytes per node and per key record (see the layout below). */
 const NODE_BYTES = 20;
-const RECORD_BYTES = 20 + 4 / MAX_SLOT_LOAD;
+const RECORD_BYTES = 24 + 4 / MAX_SLOT_LOAD;
 /** Fraction of the limit kept after a capacity eviction, so evictions come in batches. */
 const CAPACITY_LOW_WATER = 0.98;
 
@@ -65,7 +66,7 @@ export const DEFAULT_SPECULATIVE_TTL_MS = 2000;
  *   pod's list, which makes clear(pod) proportional to that pod's entries.
  * - Speculative entries also sit in a FIFO of expiry times (their TTL is uniform per call).
  *
- * About 20 bytes per node and 26 per key, plus the engine map (~23 bytes per mapping).
+ * About 20 bytes per node and 30 per key, plus the engine map (~23 bytes per mapping).
  */
 export class InMemoryIndex implements KvBlockIndex {
   readonly backend = 'memory';
@@ -85,6 +86,12 @@ export class InMemoryIndex implements KvBlockIndex {
   private recHead = new Int32Array(1024).fill(FREE);
   private recPrev = new Int32Array(1024);
   private recNext = new Int32Array(1024);
+  /**
+   * The record of the key that last followed this one in an add: prompts are chains, so a lookup
+   * probes the slot table for block 0 and usually finds every later block through this hint, in
+   * neighbouring memory, instead of a random probe per block.
+   */
+  private recChild = new Int32Array(1024).fill(NONE);
   private recFree = NONE;
   private recHighWater = 0;
   private recordsInUse = 0;
@@ -129,6 +136,10 @@ export class InMemoryIndex implements KvBlockIndex {
   private scratchTier = new Uint8Array(4096);
   private scratchFlags = new Uint8Array(4096);
   private scratchGroup = new Uint16Array(4096);
+  private scratchOffsets = new Uint32Array(1024);
+  /** Pod names by id, rebuilt only when pods come or go (lookups share it read-only). */
+  private podTableCache: readonly string[] | null = null;
+  private podTableVersion = -1;
 
   constructor(config: InMemoryIndexConfig = {}) {
     this.maxEntries = positive(config.maxEntries ?? DEFAULT_MAX_ENTRIES, 'maxEntries');
@@ -160,11 +171,14 @@ export class InMemoryIndex implements KvBlockIndex {
     const ttl = options.ttlMs ?? this.ttlMs;
     const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, requestKeys.length * 2);
     let admitted = 0;
+    let prev = NONE;
     for (let i = 0; i < requestKeys.length; i++) {
       const lo = words[2 * i]!;
       const hi = words[2 * i + 1]!;
       const r = this.recordFor(lo, hi, true);
       for (const code of codes) admitted += this.addCode(r, lo, hi, code, now, ttl);
+      if (prev !== NONE) this.recChild[prev] = r;
+      prev = r;
     }
     if (engineKeys !== null && engineKeys.length > 0) this.mapEngineKeys(engineKeys, words, requestKeys.length);
     if (admitted > 0) this.observer?.admitted?.(admitted);
@@ -232,14 +246,20 @@ export class InMemoryIndex implements KvBlockIndex {
         }
       }
     }
-    const offsets = new Uint32Array(n + 1);
+    const offsets = this.scratchOffsets.length > n ? this.scratchOffsets : (this.scratchOffsets = new Uint32Array(2 * n + 2));
     const runLen = this.runLen;
     const started: number[] = [];
     let count = 0;
     let keyCount = n;
+    let prev = NONE;
     for (let i = 0; i < n; i++) {
       offsets[i] = count;
-      const r = this.findRecord(words[2 * i]!, words[2 * i + 1]!);
+      const lo = words[2 * i]!;
+      const hi = words[2 * i + 1]!;
+      const hint = prev === NONE ? NONE : this.recChild[prev]!;
+      const r = hint >= 0 && this.recLo[hint] === lo && this.recHi[hint] === hi && this.recHead[hint] !== FREE ? hint : this.findRecord(lo, hi);
+      if (prev !== NONE && r >= 0) this.recChild[prev] = r;
+      prev = r;
       let advanced = 0;
       if (r >= 0) {
         this.touch(r);
@@ -270,16 +290,21 @@ export class InMemoryIndex implements KvBlockIndex {
     offsets[keyCount] = count;
     for (const pod of started) runLen[pod] = 0;
     for (const id of marked) this.candidate[id] = 0;
-    return {
-      keyCount,
-      offsets: keyCount === n ? offsets : offsets.slice(0, keyCount + 1),
-      podIndex: this.scratchPod.slice(0, count),
-      tierIndex: this.scratchTier.slice(0, count),
-      flags: this.scratchFlags.slice(0, count),
-      group: this.scratchGroup.slice(0, count),
-      pods: this.codec.podNames.map((p) => p ?? ''),
-      tiers: this.codec.tierNames.slice(),
-    };
+    const columns = allocColumns(keyCount, count);
+    columns.offsets.set(offsets.subarray(0, keyCount + 1));
+    columns.podIndex.set(this.scratchPod.subarray(0, count));
+    columns.tierIndex.set(this.scratchTier.subarray(0, count));
+    columns.flags.set(this.scratchFlags.subarray(0, count));
+    columns.group.set(this.scratchGroup.subarray(0, count));
+    return { keyCount, ...columns, pods: this.podTable(), tiers: this.codec.tierNames };
+  }
+
+  private podTable(): readonly string[] {
+    if (this.podTableCache === null || this.podTableVersion !== this.codec.version) {
+      this.podTableCache = Object.freeze(this.codec.podNames.map((p) => p ?? ''));
+      this.podTableVersion = this.codec.version;
+    }
+    return this.podTableCache;
   }
 
   async clear(pod: string): Promise<number> {
@@ -608,7 +633,7 @@ export class InMemoryIndex implements KvBlockIndex {
 
   private bytesAllocated(): number {
     return (
-      this.recLo.byteLength * 5 +
+      this.recLo.byteLength * 6 +
       this.slots.byteLength +
       this.nodeRec.byteLength * 5 +
       this.podHead.byteLength * 3 +
@@ -635,13 +660,22 @@ export class InMemoryIndex implements KvBlockIndex {
 
   // ---- growth --------------------------------------------------------------------------------
 
+  /**
+   * Record and node arrays grow by half (not double) and never past what the configured capacity
+   * can use: at 10 M entries, doubling left ~30% of their memory unused.
+   */
+  private nextCapacity(current: number): number {
+    return Math.max(current + 1, Math.min(Math.floor(current * 1.5), this.maxEntries + 1024));
+  }
+
   private growRecords(): void {
-    const cap = this.recLo.length * 2;
+    const cap = this.nextCapacity(this.recLo.length);
     this.recLo = grown(this.recLo, cap);
     this.recHi = grown(this.recHi, cap);
     this.recHead = grown(this.recHead, cap, FREE);
     this.recPrev = grown(this.recPrev, cap);
     this.recNext = grown(this.recNext, cap);
+    this.recChild = grown(this.recChild, cap, NONE);
   }
 
   private growSlots(): void {
@@ -659,7 +693,7 @@ export class InMemoryIndex implements KvBlockIndex {
   }
 
   private growNodes(): void {
-    const cap = this.nodeRec.length * 2;
+    const cap = this.nextCapacity(this.nodeRec.length);
     this.nodeRec = grown(this.nodeRec, cap);
     this.nodeCode = grown(this.nodeCode, cap);
     this.nodeNext = grown(this.nodeNext, cap);

@@ -1,0 +1,1 @@
+export { runIndexBenchmark, type IndexBenchmarkOptions, type IndexBenchmarkSummary } from './index/index-bench.js';

@@ -1,0 +1,49 @@
+/**
+ * Lookup result columns carved from shared slabs: a typed array with its own buffer costs
+ * ~300–550 ns to create, a view on a slab ~20–35 ns, and a lookup returns five of them. The
+ * columns of one result never overlap another's; a slab is freed once no result views it.
+ */
+const SLAB_BYTES = 1 << 20;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let offset = 0;
+
+export interface Columns {
+  offsets: Uint32Array;
+  podIndex: Uint32Array;
+  tierIndex: Uint8Array;
+  flags: Uint8Array;
+  group: Uint16Array;
+}
+
+export function allocColumns(keyCount: number, entries: number): Columns {
+  const align = (n: number): number => (n + 7) & ~7;
+  const offsetsBytes = align(4 * (keyCount + 1));
+  const podBytes = align(4 * entries);
+  const groupBytes = align(2 * entries);
+  const byteBytes = align(entries);
+  const total = offsetsBytes + podBytes + groupBytes + 2 * byteBytes;
+  let buffer: ArrayBuffer;
+  let at: number;
+  if (total > SLAB_BYTES / 4) {
+    buffer = new ArrayBuffer(total);
+    at = 0;
+  } else {
+    if (offset + total > SLAB_BYTES) {
+      slab = new ArrayBuffer(SLAB_BYTES);
+      offset = 0;
+    }
+    buffer = slab;
+    at = offset;
+    offset += total;
+  }
+  const offsets = new Uint32Array(buffer, at, keyCount + 1);
+  at += offsetsBytes;
+  const podIndex = new Uint32Array(buffer, at, entries);
+  at += podBytes;
+  const group = new Uint16Array(buffer, at, entries);
+  at += groupBytes;
+  const tierIndex = new Uint8Array(buffer, at, entries);
+  at += byteBytes;
+  const flags = new Uint8Array(buffer, at, entries);
+  return { offsets, podIndex, tierIndex, flags, group };
+}
