@@ -1,12 +1,14 @@
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
 import { run as requestKeys } from './request-keys.js';
+import { run as sim } from './sim.js';
 import { machine } from './harness.js';
 
 /** Every benchmark by name; `npm run bench -- <name…>` runs a subset. */
 const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   'request-keys': requestKeys,
   'event-decode': eventDecode,
+  sim,
   index: async () => {
     await runIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' });
   },

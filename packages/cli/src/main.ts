@@ -4,6 +4,7 @@ import { registerBench } from './commands/bench.js';
 import { registerDecode } from './commands/decode.js';
 import { registerEngineHash } from './commands/engine-hash.js';
 import { registerKeys } from './commands/keys.js';
+import { registerSim } from './commands/sim.js';
 import { EXIT_BAD_INPUT, EXIT_FAILURE, UsageError, oneLine } from './io.js';
 import { VERSION } from './version.js';
 
@@ -16,6 +17,9 @@ registerKeys(program);
 registerEngineHash(program);
 registerDecode(program);
 registerBench(program);
+// The simulator's flags live in its package: load it only for `kvix sim` and for help.
+const wantsHelp = process.argv.includes('--help') || process.argv.includes('-h') || process.argv[2] === 'help' || process.argv.length <= 2;
+if (process.argv[2] === 'sim' || wantsHelp) await registerSim(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,1 +1,2 @@
 export { sharedDir, readSharedVector, readSharedVectorJson, parseJsonExact, repoRoot } from './shared-vectors.js';
+export { freePort, freePorts, waitFor } from './ports.js';

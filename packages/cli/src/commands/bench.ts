@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { runIndexBenchmark } from '@kvix/bench';
 
 export function registerBench(program: Command): void {
   const bench = program.command('bench').summary('run a kvix benchmark (figures also written to bench/results/)');
@@ -20,6 +19,8 @@ export function registerBench(program: Command): void {
     .option('--json', 'print one JSON document instead of a table')
     .option('--no-baseline', 'skip the naive baseline')
     .action(async (flags: { quick?: boolean; json?: boolean; baseline: boolean }) => {
+      // Loaded on use: the benchmark pulls in the whole index.
+      const { runIndexBenchmark } = await import('@kvix/bench');
       await runIndexBenchmark({ quick: flags.quick === true, json: flags.json === true, skipBaseline: !flags.baseline });
     });
 }

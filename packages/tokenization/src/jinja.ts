@@ -1,0 +1,199 @@
+/**
+ * The Jinja environment transformers gives chat templates, on @huggingface/jinja, made to print
+ * values as Jinja2 does. The library's own `Template.render` declares the globals in the same
+ * scope as the variables and refuses to let a variable shadow one, so the globals live in a
+ * parent scope here; and it prints values the JavaScript way (`true`, JSON, nothing for None),
+ * where Jinja2 prints Python's `str()` (`True`, `{'a': None}`, `None`), which templates that
+ * print tool-call arguments without `tojson` (DeepSeek V3's, for one) put into the prompt.
+ */
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
+
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+
+const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
+
+/** Python's `datetime.now().strftime` in the C locale, which is what templates such as Llama 3's date line call. */
+export function strftime(date: Date, format: string): string {
+  return format.replace(/%([a-zA-Z%])/g, (token, code: string) => {
+    const hours12 = date.getHours() % 12 === 0 ? 12 : date.getHours() % 12;
+    const startOfYear = new Date(date.getFullYear(), 0, 1);
+    const dayOfYear = Math.round((new Date(date.getFullYear(), date.getMonth(), date.getDate()).getTime() - startOfYear.getTime()) / 86_400_000) + 1;
+    switch (code) {
+      case 'Y': return String(date.getFullYear());
+      case 'y': return pad(date.getFullYear() % 100);
+      case 'm': return pad(date.getMonth() + 1);
+      case 'd': return pad(date.getDate());
+      case 'e': return String(date.getDate()).padStart(2, ' ');
+      case 'j': return pad(dayOfYear, 3);
+      case 'H': return pad(date.getHours());
+      case 'I': return pad(hours12);
+      case 'M': return pad(date.getMinutes());
+      case 'S': return pad(date.getSeconds());
+      case 'p': return date.getHours() < 12 ? 'AM' : 'PM';
+      case 'B': return MONTHS[date.getMonth()]!;
+      case 'b': case 'h': return MONTHS[date.getMonth()]!.slice(0, 3);
+      case 'A': return DAYS[date.getDay()]!;
+      case 'a': return DAYS[date.getDay()]!.slice(0, 3);
+      case 'w': return String(date.getDay());
+      case '%': return '%';
+      default: return token;
+    }
+  });
+}
+
+function range(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new Error('range() arg 3 must not be zero');
+  const out: number[] = [];
+  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
+  return out;
+}
+
+const BASE_GLOBALS: Readonly<Record<string, unknown>> = {
+  true: true,
+  false: false,
+  none: null,
+  True: true,
+  False: false,
+  None: null,
+  range,
+  strftime_now: (format: string) => strftime(new Date(), format),
+};
+
+export function compileTemplate(source: string): Template {
+  return new Template(source);
+}
+
+/** Renders with `globals` visible but shadowable by `variables`, as Jinja2's globals are. */
+export function renderTemplate(template: Template, globals: Readonly<Record<string, unknown>>, variables: Readonly<Record<string, unknown>>): string {
+  const globalScope = new Environment();
+  for (const [name, value] of Object.entries({ ...BASE_GLOBALS, ...globals })) globalScope.set(name, value);
+  const scope = new Environment(globalScope);
+  for (const [name, value] of Object.entries(variables)) scope.set(name, value);
+  const result = pythonicInterpreter(scope).run(template.parsed).value;
+  if (typeof result !== 'string') throw new Error('the template did not render to a string');
+  return result;
+}
+
+// ---- Python's str() for template output ------------------------------------------------------
+
+/** The library's runtime values, as far as printing them needs. */
+interface Value {
+  readonly type: string;
+  readonly value: unknown;
+  toString(): string;
+}
+
+interface Node {
+  readonly type: string;
+  readonly value?: unknown;
+}
+
+interface BinaryNode extends Node {
+  readonly operator: { readonly value: string };
+  readonly left: Node;
+  readonly right: Node;
+}
+
+/**
+ * The interpreter methods that decide how values become text. They are private in the library's
+ * typings, so the dependency is pinned to an exact version and the Jinja2 fixtures catch any drift.
+ */
+interface InterpreterInternals {
+  evaluate(node: Node, scope: Environment): Value;
+  evaluateBlock(statements: readonly Node[], scope: Environment): Value;
+  evaluateBinaryExpression(node: BinaryNode, scope: Environment): Value;
+  applyFilter(operand: Value, filter: Node, scope: Environment): Value;
+}
+
+/** The library does not export its value classes; one string value yields the constructor. */
+const StringValue = (new Environment().set('probe', '') as object).constructor as new (value: string) => Value;
+
+/** Statements that print nothing; every other node's value is printed, None as "None". */
+const SILENT_NODES = new Set(['Set', 'Macro', 'Comment']);
+
+const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+
+function pyStringRepr(s: string): string {
+  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = quote;
+  for (const ch of s) {
+    if (ch === quote || ch === '\\') out += `\\${ch}`;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (ch !== ' ' && NOT_PRINTABLE.test(ch)) {
+      const cp = ch.codePointAt(0)!;
+      out += cp < 0x100 ? `\\x${cp.toString(16).padStart(2, '0')}` : cp < 0x10000 ? `\\u${cp.toString(16).padStart(4, '0')}` : `\\U${cp.toString(16).padStart(8, '0')}`;
+    } else out += ch;
+  }
+  return out + quote;
+}
+
+/** Python's float repr: shortest round-trip digits, exponent form below 1e-4 and from 1e16. */
+export function pyFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const [mantissa, exp] = x.toExponential().split('e') as [string, string];
+  const exponent = Number(exp);
+  if (exponent < -4 || exponent >= 16) {
+    return `${mantissa}e${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
+  }
+  const text = String(x);
+  return text.includes('.') ? text : `${text}.0`;
+}
+
+function pyRepr(v: Value): string {
+  return v.type === 'StringValue' ? pyStringRepr(v.value as string) : pyStr(v);
+}
+
+export function pyStr(v: Value): string {
+  switch (v.type) {
+    case 'StringValue':
+      return v.value as string;
+    case 'BooleanValue':
+      return v.value ? 'True' : 'False';
+    case 'NullValue':
+      return 'None';
+    case 'UndefinedValue':
+      return '';
+    case 'FloatValue':
+      return pyFloatRepr(v.value as number);
+    case 'ArrayValue':
+      return `[${(v.value as Value[]).map(pyRepr).join(', ')}]`;
+    case 'TupleValue': {
+      const items = (v.value as Value[]).map(pyRepr);
+      return items.length === 1 ? `(${items[0]!},)` : `(${items.join(', ')})`;
+    }
+    case 'ObjectValue':
+      return `{${[...(v.value as Map<string, Value>)].map(([k, item]) => `${pyStringRepr(k)}: ${pyRepr(item)}`).join(', ')}}`;
+    default:
+      return v.toString();
+  }
+}
+
+function pythonicInterpreter(scope: Environment): Interpreter {
+  const interpreter = new Interpreter(scope);
+  const internals = interpreter as unknown as InterpreterInternals;
+  const binary = internals.evaluateBinaryExpression.bind(interpreter);
+  const filter = internals.applyFilter.bind(interpreter);
+  internals.evaluateBlock = (statements, blockScope) => {
+    let out = '';
+    for (const statement of statements) {
+      const value = internals.evaluate(statement, blockScope);
+      if (!SILENT_NODES.has(statement.type)) out += pyStr(value);
+    }
+    return new StringValue(out);
+  };
+  internals.evaluateBinaryExpression = (node, exprScope) => {
+    if (node.operator.value !== '~') return binary(node, exprScope);
+    return new StringValue(pyStr(internals.evaluate(node.left, exprScope)) + pyStr(internals.evaluate(node.right, exprScope)));
+  };
+  internals.applyFilter = (operand, filterNode, filterScope) => {
+    if (filterNode.type === 'Identifier' && filterNode.value === 'string') return new StringValue(pyStr(operand));
+    return filter(operand, filterNode, filterScope);
+  };
+  return interpreter;
+}

@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import { ENGINE_HASH_ALGORITHMS, type EngineHashAlgorithm } from '@kvix/block-keys';
+import { Option, type Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { DEFAULT_LATENCY } from './engine/latency.js';
+import { parseKvEventsConfig, type KvEventsConfig } from './events/kv-events-config.js';
+
+/** A LoRA module as vLLM's --lora-modules takes it: `name=path` or JSON `{"name","path"}`. */
+const loraModule = z.union([
+  z.string().regex(/^[^=\s]+=\S+$/, 'expected name=path').transform((s) => ({ name: s.split('=')[0]!, path: s.slice(s.indexOf('=') + 1) })),
+  z.object({ name: z.string().min(1), path: z.string().min(1) }),
+]);
+
+const positiveInt = z.coerce.number().int().positive();
+
+export const SimConfigSchema = z
+  .object({
+    model: z.string().min(1).default('Qwen/Qwen3-0.6B'),
+    servedModelName: z.array(z.string().min(1)).optional(),
+    tokenizer: z.string().min(1).optional(),
+    host: z.string().min(1).default('127.0.0.1'),
+    advertiseHost: z.string().min(1).optional(),
+    port: z.coerce.number().int().min(0).max(65535).default(8000),
+    dataParallelSize: positiveInt.default(1),
+    blockSize: positiveInt.default(16),
+    numGpuBlocksOverride: positiveInt.default(4096),
+    maxNumSeqs: positiveInt.default(256),
+    maxNumBatchedTokens: positiveInt.default(8192),
+    maxModelLen: positiveInt.optional(),
+    prefixCachingHashAlgo: z.enum(ENGINE_HASH_ALGORITHMS as [EngineHashAlgorithm, ...EngineHashAlgorithm[]]).default('sha256'),
+    pythonHashSeed: z.string().nullable().default(null),
+    kvEventsConfig: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
+    kvEventsLayout: z.enum(['array', 'map']).default('map'),
+    kvEventsIntHashes: z.coerce.boolean().default(true),
+    kvOffload: z.enum(['none', 'offloading-connector', 'lmcache']).default('none'),
+    numCpuBlocks: z.coerce.number().int().min(0).default(0),
+    lmcacheChunkSize: positiveInt.default(256),
+    loraModules: z.array(loraModule).default([]),
+    maxLoras: positiveInt.default(4),
+    timeScale: z.coerce.number().positive().max(10_000).default(1),
+    defaultMaxTokens: positiveInt.default(64),
+    stepOverheadMs: z.coerce.number().min(0).default(DEFAULT_LATENCY.stepOverheadMs),
+    prefillTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.prefillTokensPerSec),
+    cpuLoadTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.cpuLoadTokensPerSec),
+    decodeBaseMs: z.coerce.number().min(0).default(DEFAULT_LATENCY.decodeBaseMs),
+    decodePerSeqMs: z.coerce.number().min(0).default(DEFAULT_LATENCY.decodePerSeqMs),
+    faultDropEvents: z.coerce.number().min(0).max(1).default(0),
+    faultSlowdown: z.coerce.number().min(1).max(1000).default(1),
+    faultRefuse: z.coerce.number().min(0).max(1).default(0),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type SimConfigInput = z.input<typeof SimConfigSchema>;
+
+export interface SimConfig extends Omit<z.output<typeof SimConfigSchema>, 'kvEventsConfig' | 'servedModelName' | 'tokenizer'> {
+  servedModelName: string[];
+  tokenizer: string;
+  kvEvents: KvEventsConfig;
+  /** Whether --kv-events-config set a topic (otherwise the llm-d convention kv@host:port@model is used). */
+  topicGiven: boolean;
+}
+
+/** Events on by default (the simulator exists to feed kvix), replay on the next port. */
+const DEFAULT_KV_EVENTS = { enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://*:5557', replay_endpoint: 'tcp://*:5558' };
+
+export class SimConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+
+  override readonly name = 'SimConfigError';
+}
+
+/**
+ * Builds the one validated configuration: defaults < config file < vLLM's environment variables
+ * (PYTHONHASHSEED, VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES) < flags.
+ */
+export function resolveSimConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): SimConfig {
+  // Only flags the user typed reach here (see explicitFlags), so a flag's help-text default never
+  // overrides the config file or the environment.
+  let fromFile: Record<string, unknown> = {};
+  const file = flags['config'];
+  if (typeof file === 'string') {
+    try {
+      fromFile = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
+    } catch (err) {
+      throw new SimConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+  }
+  const fromEnv: Record<string, unknown> = {};
+  if (env['PYTHONHASHSEED'] !== undefined) fromEnv['pythonHashSeed'] = env['PYTHONHASHSEED'];
+  if (env['VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES'] !== undefined) fromEnv['kvEventsIntHashes'] = env['VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES'] !== '0';
+  const fromFlags = Object.fromEntries(Object.entries(flags).filter(([k, v]) => v !== undefined && k !== 'config' && !FLEET_KEYS.has(k)));
+  const merged = { ...fromFile, ...fromEnv, ...fromFlags };
+  const parsed = SimConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ');
+    throw new SimConfigError(`invalid simulator configuration: ${issues}`);
+  }
+  const c = parsed.data;
+  let kvEvents: KvEventsConfig;
+  let rawEvents: Record<string, unknown> | undefined;
+  try {
+    rawEvents = typeof c.kvEventsConfig === 'string' ? (JSON.parse(c.kvEventsConfig) as Record<string, unknown>) : c.kvEventsConfig;
+  } catch (err) {
+    throw new SimConfigError(`--kv-events-config is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    kvEvents = parseKvEventsConfig(rawEvents === undefined ? DEFAULT_KV_EVENTS : rawEvents);
+  } catch (err) {
+    throw new SimConfigError((err as Error).message);
+  }
+  if (c.kvOffload !== 'none' && c.numCpuBlocks === 0) c.numCpuBlocks = 2 * c.numGpuBlocksOverride;
+  const { kvEventsConfig: _raw, ...rest } = c;
+  return {
+    ...rest,
+    servedModelName: c.servedModelName ?? [c.model],
+    tokenizer: c.tokenizer ?? c.model,
+    kvEvents,
+    topicGiven: rawEvents !== undefined && Object.hasOwn(rawEvents, 'topic'),
+  };
+}
+
+const FLEET_KEYS = new Set(['pods', 'basePort', 'baseEventPort', 'baseReplayPort', 'writeEndpoints']);
+
+/** Registers every simulator flag (vLLM's names where vLLM has one) on a command. */
+export function addSimOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'YAML file with any of the keys below (camelCase); flags override it')
+    .option('--model <name>', 'model served (also the tokenizer, unless --tokenizer)', 'Qwen/Qwen3-0.6B')
+    .option('--served-model-name <names...>', 'names the API accepts for the model (default: --model)')
+    .option('--tokenizer <name-or-dir>', 'a bundled tokenizer name or a directory with tokenizer.json')
+    .option('--host <host>', 'HTTP listen address', '127.0.0.1')
+    .option('--advertise-host <host>', 'address other components reach this pod at (default: --host, or 127.0.0.1 for 0.0.0.0)')
+    .option('--port <port>', 'HTTP port of rank 0 (rank r listens on port + r)', '8000')
+    .option('--data-parallel-size <n>', 'engines (ranks) in this pod, each its own endpoint and event port', '1')
+    .option('--block-size <n>', 'tokens per KV block', '16')
+    .addOption(new Option('--num-gpu-blocks-override <n>', 'GPU KV blocks per engine').default('4096'))
+    .option('--max-num-seqs <n>', 'most sequences batched at once', '256')
+    .option('--max-num-batched-tokens <n>', 'prefill tokens per step (longer prompts prefill in chunks)', '8192')
+    .option('--max-model-len <n>', 'longest prompt + completion (default: the tokenizer\'s, at most 32768)')
+    .option('--prefix-caching-hash-algo <algo>', `${ENGINE_HASH_ALGORITHMS.join(' | ')}`, 'sha256')
+    .option('--python-hash-seed <seed>', 'PYTHONHASHSEED (also read from the environment); unset: vLLM 0.33 rules')
+    .option('--kv-events-config <json>', 'vLLM\'s KV events config (default: enabled, tcp://*:5557, replay tcp://*:5558)')
+    .addOption(new Option('--kv-events-layout <layout>', 'event layout: map (vLLM >= 0.26) or array (<= 0.23)').choices(['map', 'array']).default('map'))
+    .option('--no-kv-events-int-hashes', 'send raw digests instead of 64-bit ints (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0)')
+    .addOption(new Option('--kv-offload <mode>', 'CPU tier: none, offloading-connector ("CPU", no tokens) or lmcache ("cpu" chunks)').choices(['none', 'offloading-connector', 'lmcache']).default('none'))
+    .option('--num-cpu-blocks <n>', 'CPU tier size in blocks (default: 2 x GPU blocks when offloading)')
+    .option('--lmcache-chunk-size <tokens>', 'LMCache chunk size', '256')
+    .option('--lora-modules <modules...>', 'LoRA adapters as name=path')
+    .option('--max-loras <n>', 'LoRA adapters active at once (reported in vllm:lora_requests_info)', '4')
+    .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
+    .option('--default-max-tokens <n>', 'completion length of chat requests without max_tokens', '64')
+    .option('--step-overhead-ms <ms>', 'latency model: fixed cost per engine step', String(DEFAULT_LATENCY.stepOverheadMs))
+    .option('--prefill-tokens-per-sec <n>', 'latency model: prefill throughput for uncached tokens', String(DEFAULT_LATENCY.prefillTokensPerSec))
+    .option('--cpu-load-tokens-per-sec <n>', 'latency model: loading offloaded blocks back', String(DEFAULT_LATENCY.cpuLoadTokensPerSec))
+    .option('--decode-base-ms <ms>', 'latency model: a decode step with one sequence', String(DEFAULT_LATENCY.decodeBaseMs))
+    .option('--decode-per-seq-ms <ms>', 'latency model: added per sequence in the batch', String(DEFAULT_LATENCY.decodePerSeqMs))
+    .option('--fault-drop-events <fraction>', 'keep this fraction of event batches off the wire (replayable)', '0')
+    .option('--fault-slowdown <x>', 'multiply every step duration', '1')
+    .option('--fault-refuse <fraction>', 'answer this fraction of generation requests with 503', '0')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'));
+}
+
+/** The options a user actually passed (commander also reports defaults, which must not win over file or env). */
+export function explicitFlags(cmd: Command): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(cmd.opts())) {
+    const source = cmd.getOptionValueSource(key);
+    if (source === 'cli' || source === 'env' || key === 'config') out[key] = value;
+  }
+  return out;
+}

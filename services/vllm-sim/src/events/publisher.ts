@@ -1,0 +1,188 @@
+import { encodeEventBatch, encodeSeq, MsgpackWriter, REPLAY_END_SEQ, type KvEvent } from '@kvix/kv-events';
+import type { Logger } from 'pino';
+import { Publisher, Router } from 'zeromq';
+import { isBindEndpoint, offsetEndpointPort, type KvEventsConfig } from './kv-events-config.js';
+
+export interface PublisherOptions {
+  config: KvEventsConfig;
+  /** This engine's data-parallel rank: ports are offset by it and every batch carries it. */
+  rank: number;
+  topic: string;
+  /** 'map' = vLLM ≥ 0.26 events; 'array' = vLLM ≤ 0.23 positional events. */
+  layout: 'array' | 'map';
+  /** VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES: ints (default) or raw digests. */
+  intHashes: boolean;
+  logger: Logger;
+}
+
+export interface PublisherStats {
+  /** The seq the next batch will get. */
+  nextSeq: bigint;
+  published: number;
+  /** Batches a fault kept off the wire (they stay replayable). */
+  dropped: number;
+  /** Batches refused because the send queue was full (max_queue_size). */
+  queueOverflows: number;
+  replays: number;
+  buffered: number;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * vLLM's ZmqEventPublisher: PUB socket (bind or connect by vLLM's rule), frames
+ * [topic, seq (8 B big-endian), msgpack EventBatch], an optional ROUTER replay socket serving the
+ * last `buffer_steps` batches, one ordered send loop.
+ */
+export class EventPublisher {
+  readonly endpoint: string;
+  readonly replayEndpoint: string | null;
+  private pub: Publisher | null = null;
+  private router: Router | null = null;
+  private seq = 0n;
+  private readonly buffer: { seq: bigint; payload: Uint8Array }[] = [];
+  private readonly queue: Uint8Array[][] = [];
+  private sending = false;
+  private closed = false;
+  private readonly writer = new MsgpackWriter(64 * 1024);
+  private readonly topicBytes: Uint8Array;
+  /** Fraction of batches kept off the wire (fault injection). */
+  dropFraction = 0;
+  readonly stats: PublisherStats = { nextSeq: 0n, published: 0, dropped: 0, queueOverflows: 0, replays: 0, buffered: 0 };
+
+  constructor(private readonly options: PublisherOptions) {
+    this.endpoint = offsetEndpointPort(options.config.endpoint, options.rank);
+    this.replayEndpoint = options.config.replay_endpoint === null ? null : offsetEndpointPort(options.config.replay_endpoint, options.rank);
+    this.topicBytes = utf8.encode(options.topic);
+  }
+
+  get enabled(): boolean {
+    return this.options.config.enable_kv_cache_events && this.options.config.publisher === 'zmq';
+  }
+
+  async start(): Promise<void> {
+    if (!this.enabled) return;
+    const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: 0 });
+    if (isBindEndpoint(this.endpoint)) await pub.bind(this.endpoint);
+    else pub.connect(this.endpoint);
+    this.pub = pub;
+    if (this.replayEndpoint !== null) {
+      // A full replay plus its end marker must fit, as in vLLM.
+      const router = new Router({ sendHighWaterMark: 2 * (this.options.config.buffer_steps + 1), linger: 0 });
+      await router.bind(this.replayEndpoint);
+      this.router = router;
+      void this.serveReplays(router);
+    }
+    this.options.logger.info({ endpoint: this.endpoint, replay: this.replayEndpoint, topic: this.options.topic, rank: this.options.rank }, 'kv event publisher started');
+  }
+
+  /** One engine step's events as one batch, with the next sequence number. */
+  publish(events: readonly KvEvent[]): void {
+    if (!this.enabled || this.closed || events.length === 0) return;
+    const seq = this.seq++;
+    this.stats.nextSeq = this.seq;
+    const batch = {
+      ts: Date.now() / 1000,
+      events: this.options.intHashes ? events.map(withoutDigests) : [...events],
+      dataParallelRank: this.options.rank,
+    };
+    const payload = encodeEventBatch(batch, { layout: this.options.layout, writer: this.writer }).slice();
+    this.buffer.push({ seq, payload });
+    if (this.buffer.length > this.options.config.buffer_steps) this.buffer.shift();
+    this.stats.buffered = this.buffer.length;
+    if (this.dropFraction > 0 && Math.random() < this.dropFraction) {
+      this.stats.dropped++;
+      return;
+    }
+    if (this.queue.length >= this.options.config.max_queue_size) {
+      this.stats.queueOverflows++;
+      return;
+    }
+    this.queue.push([this.topicBytes, encodeSeq(seq), payload]);
+    void this.drain();
+  }
+
+  /** Publisher restart: sequence back to 0, replay buffer empty, sockets rebound. */
+  async restart(): Promise<void> {
+    await this.closeSockets();
+    this.seq = 0n;
+    this.stats.nextSeq = 0n;
+    this.buffer.length = 0;
+    this.queue.length = 0;
+    this.stats.buffered = 0;
+    this.closed = false;
+    await this.start();
+    this.options.logger.info({ endpoint: this.endpoint }, 'kv event publisher restarted (seq back to 0)');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.closeSockets();
+  }
+
+  private async closeSockets(): Promise<void> {
+    this.closed = true;
+    const pub = this.pub;
+    const router = this.router;
+    this.pub = null;
+    this.router = null;
+    // Let an in-flight send finish before the socket goes away.
+    while (this.sending) await new Promise((r) => setTimeout(r, 1));
+    if (pub) {
+      if (isBindEndpoint(this.endpoint)) await pub.unbind(this.endpoint).catch(() => undefined);
+      pub.close();
+    }
+    if (router) {
+      await router.unbind(this.replayEndpoint!).catch(() => undefined);
+      router.close();
+    }
+  }
+
+  private async drain(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      while (this.queue.length > 0 && this.pub !== null) {
+        const frames = this.queue.shift()!;
+        // PUB never blocks: past the high-water mark ZeroMQ drops, and the gap shows in seq.
+        await this.pub.send(frames);
+        this.stats.published++;
+      }
+    } catch (err) {
+      if (!this.closed) this.options.logger.warn({ err: (err as Error).message }, 'kv event send failed');
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async serveReplays(router: Router): Promise<void> {
+    try {
+      for await (const frames of router) {
+        if (frames.length !== 3 || frames[2]!.length !== 8) {
+          this.options.logger.warn({ frames: frames.length }, 'invalid replay request');
+          continue;
+        }
+        const [client] = frames as [Buffer, Buffer, Buffer];
+        const start = frames[2]!.readBigUInt64BE(0);
+        this.stats.replays++;
+        const empty = Buffer.alloc(0);
+        for (const item of this.buffer.slice()) {
+          if (item.seq >= start) await router.send([client, empty, this.topicBytes, encodeSeq(item.seq), item.payload]);
+        }
+        await router.send([client, empty, empty, encodeSeq(REPLAY_END_SEQ), empty]);
+      }
+    } catch (err) {
+      if (!this.closed) this.options.logger.warn({ err: (err as Error).message }, 'replay socket failed');
+    }
+  }
+}
+
+function withoutDigests(ev: KvEvent): KvEvent {
+  if (ev.type === 'AllBlocksCleared') return ev;
+  if (ev.type === 'BlockStored') {
+    const { blockHashDigests: _d, parentBlockHashDigest: _p, ...rest } = ev;
+    return rest;
+  }
+  const { blockHashDigests: _d, ...rest } = ev;
+  return rest;
+}

@@ -1,0 +1,94 @@
+import { writeFile, rename } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { stringify } from 'yaml';
+import type { SimConfig } from './config.js';
+import { SimPod, type RankEndpoint } from './pod.js';
+
+export interface FleetOptions {
+  pods: number;
+  /** HTTP port of pod 0 rank 0; pod i rank r listens on basePort + i * dataParallelSize + r. */
+  basePort: number;
+  /** KV-event port of pod 0 rank 0, laid out the same way. */
+  baseEventPort: number;
+  /** Replay port of pod 0 rank 0, laid out the same way. */
+  baseReplayPort: number;
+  /** Write an endpoints file (kvix discovery's format) listing every pod. */
+  writeEndpoints?: string;
+}
+
+/** What kvix's endpoints-file discovery reads: one entry per pod. */
+export interface EndpointsFileEntry {
+  name: string;
+  address: string;
+  port: number;
+  eventPort: number | null;
+  replayPort: number | null;
+  model: string;
+  dataParallelSize: number;
+}
+
+function portOf(endpoint: string | null): number | null {
+  if (endpoint === null) return null;
+  const port = Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
+  return Number.isInteger(port) ? port : null;
+}
+
+/** Several simulated pods in one process (for local use; deploy one pod per process). */
+export class SimFleet {
+  private constructor(
+    readonly pods: SimPod[],
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(base: SimConfig, options: FleetOptions, logger: Logger): Promise<SimFleet> {
+    const dp = base.dataParallelSize;
+    const pods: SimPod[] = [];
+    try {
+      for (let i = 0; i < options.pods; i++) {
+        const kvEvents = {
+          ...base.kvEvents,
+          endpoint: base.kvEvents.endpoint.replace(/:\d+$/, `:${options.baseEventPort + i * dp}`),
+          replay_endpoint: base.kvEvents.replay_endpoint === null ? null : base.kvEvents.replay_endpoint.replace(/:\d+$/, `:${options.baseReplayPort + i * dp}`),
+        };
+        pods.push(await SimPod.start({ ...base, port: options.basePort + i * dp, kvEvents }, logger.child({ pod: i })));
+      }
+    } catch (err) {
+      await Promise.allSettled(pods.map((p) => p.stop()));
+      throw err;
+    }
+    const fleet = new SimFleet(pods, logger);
+    if (options.writeEndpoints) await fleet.writeEndpointsFile(options.writeEndpoints);
+    return fleet;
+  }
+
+  endpoints(): RankEndpoint[][] {
+    return this.pods.map((p) => p.endpoints());
+  }
+
+  entries(): EndpointsFileEntry[] {
+    return this.pods.map((pod, i) => {
+      const rank0 = pod.endpoints()[0]!;
+      return {
+        name: `sim-${i}`,
+        address: rank0.address,
+        port: rank0.port,
+        eventPort: portOf(rank0.eventEndpoint),
+        replayPort: portOf(rank0.replayEndpoint),
+        model: rank0.model,
+        dataParallelSize: pod.config.dataParallelSize,
+      };
+    });
+  }
+
+  /** Written to a temporary file and renamed, so a watcher never reads half a file. */
+  async writeEndpointsFile(path: string): Promise<void> {
+    const tmp = `${path}.tmp-${process.pid}`;
+    await writeFile(tmp, stringify({ endpoints: this.entries() }));
+    await rename(tmp, path);
+    this.logger.info({ path, pods: this.pods.length }, 'endpoints file written');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.pods.map((p) => p.stop()));
+  }
+}

@@ -1,0 +1,375 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { TokenizationError, type ChatMessage, type LocalTokenizer } from '@kvix/tokenization';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+import type { Engine, GenerationResult } from '../engine/engine.js';
+import type { EventPublisher } from '../events/publisher.js';
+import type { SimMetrics } from '../metrics.js';
+import { ChatRequest, CompletionRequest, DetokenizeRequest, HttpError, TokenizeChatRequest, TokenizeCompletionRequest, errorBody, parseBody, usage } from './openai.js';
+
+export interface LoraModule {
+  name: string;
+  path: string;
+  /** vLLM's integer adapter id (1-based, in the order given). */
+  id: number;
+}
+
+export interface Faults {
+  /** Fraction of event batches kept off the wire (still replayable). */
+  dropEventsFraction: number;
+  /** Multiplier on every engine step's duration. */
+  slowdown: number;
+  /** Fraction of generation requests answered 503. */
+  refuseFraction: number;
+}
+
+/** What the HTTP layer of one rank needs. */
+export interface RankContext {
+  rank: number;
+  servedModelNames: readonly string[];
+  modelRoot: string;
+  maxModelLen: number;
+  defaultMaxTokens: number;
+  tokenizer: LocalTokenizer;
+  loras: readonly LoraModule[];
+  engine: () => Engine;
+  publisher: () => EventPublisher;
+  metrics: SimMetrics;
+  faults: Faults;
+  restartPublisher(): Promise<void>;
+  restartEngine(): Promise<void>;
+  logger: Logger;
+}
+
+interface Resolved {
+  /** The model name to echo back. */
+  model: string;
+  loraName: string | null;
+  loraId: number | null;
+}
+
+const created = (): number => Math.floor(Date.now() / 1000);
+
+export function buildServer(ctx: RankContext): FastifyInstance {
+  const app = Fastify({ bodyLimit: 64 * 1024 * 1024, logger: false });
+
+  app.setErrorHandler((err: Error, _req, reply) => {
+    if (err instanceof HttpError) return reply.code(err.status).send(errorBody(err.status, err.message, err.param));
+    if (err instanceof TokenizationError || err instanceof RangeError) return reply.code(400).send(errorBody(400, err.message));
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status !== undefined && status >= 400 && status < 500) return reply.code(status).send(errorBody(status, err.message));
+    ctx.logger.error({ err: err.message }, 'request failed');
+    return reply.code(500).send(errorBody(500, 'internal simulator error'));
+  });
+
+  const resolveModel = (requested: string | null | undefined): Resolved => {
+    const name = requested ?? ctx.servedModelNames[0]!;
+    if (ctx.servedModelNames.includes(name)) return { model: name, loraName: null, loraId: null };
+    const lora = ctx.loras.find((l) => l.name === name);
+    if (lora) return { model: name, loraName: lora.name, loraId: lora.id };
+    throw new HttpError(404, `The model \`${name}\` does not exist.`, 'model');
+  };
+
+  const checkLength = (promptTokens: number, maxTokens: number): void => {
+    if (promptTokens + maxTokens > ctx.maxModelLen) {
+      throw new HttpError(
+        400,
+        `This model's maximum context length is ${ctx.maxModelLen} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
+        'max_tokens',
+      );
+    }
+  };
+
+  const refuseMaybe = (): void => {
+    if (ctx.faults.refuseFraction > 0 && Math.random() < ctx.faults.refuseFraction) {
+      throw new HttpError(503, 'The simulator is refusing requests (fault injection)');
+    }
+  };
+
+  app.get('/health', async (_req, reply) => reply.code(200).send());
+
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: [
+      ...ctx.servedModelNames.map((id) => ({ id, object: 'model', created: created(), owned_by: 'vllm', root: ctx.modelRoot, parent: null, max_model_len: ctx.maxModelLen })),
+      ...ctx.loras.map((l) => ({ id: l.name, object: 'model', created: created(), owned_by: 'vllm', root: l.path, parent: ctx.servedModelNames[0], max_model_len: ctx.maxModelLen })),
+    ],
+  }));
+
+  app.post('/tokenize', async (req) => {
+    const isChat = typeof req.body === 'object' && req.body !== null && 'messages' in req.body;
+    // vLLM: a chat prompt is rendered then encoded without special tokens; a plain prompt with them.
+    let tokens: number[];
+    let returnStrings: boolean;
+    if (isChat) {
+      const body = parseBody(TokenizeChatRequest, req.body);
+      resolveModel(body.model);
+      tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], { ...chatOptions(body), addSpecialTokens: body.add_special_tokens ?? false });
+      returnStrings = body.return_token_strs === true;
+    } else {
+      const body = parseBody(TokenizeCompletionRequest, req.body);
+      resolveModel(body.model);
+      tokens = ctx.tokenizer.encode(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true });
+      returnStrings = body.return_token_strs === true;
+    }
+    return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens, token_strs: returnStrings ? ctx.tokenizer.tokenStrings(tokens) : null };
+  });
+
+  app.post('/detokenize', async (req) => {
+    const body = parseBody(DetokenizeRequest, req.body);
+    resolveModel(body.model);
+    // vLLM's /detokenize keeps special tokens.
+    return { prompt: ctx.tokenizer.decode(body.tokens, { skipSpecialTokens: false }) };
+  });
+
+  const completionPrompts = (body: CompletionRequest): number[][] => {
+    const p = body.prompt;
+    const addSpecial = body.add_special_tokens ?? true;
+    if (typeof p === 'string') return [ctx.tokenizer.encode(p, { addSpecialTokens: addSpecial })];
+    if (p.length > 0 && typeof p[0] === 'number') return [p as number[]];
+    if (typeof p[0] === 'string') return (p as string[]).map((s) => ctx.tokenizer.encode(s, { addSpecialTokens: addSpecial }));
+    return p as number[][];
+  };
+
+  app.post('/v1/completions/render', async (req) => {
+    const body = parseBody(CompletionRequest, req.body);
+    const model = resolveModel(body.model);
+    return completionPrompts(body).map((tokens) => renderResult(tokens, model.model, body.cache_salt ?? null, body.max_tokens ?? 16));
+  });
+
+  app.post('/v1/chat/completions/render', async (req) => {
+    const body = parseBody(ChatRequest, req.body);
+    const model = resolveModel(body.model);
+    const tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], chatOptions(body));
+    return renderResult(tokens, model.model, body.cache_salt ?? null, body.max_completion_tokens ?? body.max_tokens ?? ctx.defaultMaxTokens);
+  });
+
+  app.post('/v1/completions', async (req, reply) => {
+    refuseMaybe();
+    const body = parseBody(CompletionRequest, req.body);
+    const model = resolveModel(body.model);
+    const prompts = completionPrompts(body);
+    const maxTokens = body.max_tokens ?? 16;
+    for (const p of prompts) checkLength(p.length, maxTokens);
+    const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
+    const salt = body.cache_salt ?? null;
+    if (body.stream) {
+      if (prompts.length > 1) throw new HttpError(400, 'the simulator streams one prompt per request', 'prompt');
+      return streamGeneration(reply, id, prompts[0]!, maxTokens, model, salt, 'completion', body.stream_options?.include_usage === true);
+    }
+    const results = await Promise.all(prompts.map((p, i) => generate(`${id}-${i}`, p, maxTokens, model, salt, reply.raw)));
+    const total = results.reduce((acc, r) => ({ p: acc.p + r.result.promptTokens, c: acc.c + r.result.completionTokens, k: acc.k + r.result.cachedTokens }), { p: 0, c: 0, k: 0 });
+    return {
+      id,
+      object: 'text_completion',
+      created: created(),
+      model: model.model,
+      choices: results.map((r, index) => ({ index, text: r.text, logprobs: null, finish_reason: r.result.finishReason, stop_reason: null, prompt_logprobs: null })),
+      service_tier: null,
+      system_fingerprint: null,
+      usage: usage(total.p, total.c, total.k),
+      kv_transfer_params: null,
+    };
+  });
+
+  app.post('/v1/chat/completions', async (req, reply) => {
+    refuseMaybe();
+    const body = parseBody(ChatRequest, req.body);
+    const model = resolveModel(body.model);
+    const tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], chatOptions(body));
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxModelLen - tokens.length));
+    checkLength(tokens.length, maxTokens);
+    const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
+    const salt = body.cache_salt ?? null;
+    if (body.stream) return streamGeneration(reply, id, tokens, maxTokens, model, salt, 'chat', body.stream_options?.include_usage === true);
+    const { text, result } = await generate(id, tokens, maxTokens, model, salt, reply.raw);
+    return {
+      id,
+      object: 'chat.completion',
+      created: created(),
+      model: model.model,
+      choices: [{ index: 0, message: { role: 'assistant', content: text, reasoning_content: null, tool_calls: [] }, logprobs: null, finish_reason: result.finishReason, stop_reason: null }],
+      service_tier: null,
+      system_fingerprint: null,
+      usage: usage(result.promptTokens, result.completionTokens, result.cachedTokens),
+      prompt_logprobs: null,
+      kv_transfer_params: null,
+    };
+  });
+
+  app.post('/reset_prefix_cache', async () => ({ success: ctx.engine().resetPrefixCache() }));
+
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', ctx.metrics.registry.contentType);
+    return ctx.metrics.text();
+  });
+
+  // ---- simulator controls (not part of vLLM) -----------------------------------------------
+
+  app.get('/sim/state', async () => {
+    const e = ctx.engine();
+    const p = ctx.publisher();
+    return {
+      rank: ctx.rank,
+      running: e.stats.running,
+      waiting: e.stats.waiting,
+      freeBlocks: e.pool.free,
+      cachedBlocks: e.pool.cachedBlocks,
+      kvUsage: e.stats.kvUsage,
+      publisher: { ...p.stats, nextSeq: p.stats.nextSeq.toString(), endpoint: p.endpoint, replayEndpoint: p.replayEndpoint },
+      faults: ctx.faults,
+    };
+  });
+
+  app.post('/sim/faults', async (req) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const fraction = (key: string): number | undefined => {
+      const v = body[key];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new HttpError(400, `${key} must be a number in [0, 1]`, key);
+      return v;
+    };
+    const drop = fraction('dropEventsFraction');
+    const refuse = fraction('refuseFraction');
+    if (drop !== undefined) ctx.faults.dropEventsFraction = drop;
+    if (refuse !== undefined) ctx.faults.refuseFraction = refuse;
+    if (body['slowdown'] !== undefined) {
+      const s = body['slowdown'];
+      if (typeof s !== 'number' || !(s >= 1 && s <= 1000)) throw new HttpError(400, 'slowdown must be a number in [1, 1000]', 'slowdown');
+      ctx.faults.slowdown = s;
+    }
+    ctx.publisher().dropFraction = ctx.faults.dropEventsFraction;
+    ctx.engine().slowdown = ctx.faults.slowdown;
+    if (body['restartEngine'] === true) await ctx.restartEngine();
+    else if (body['restartPublisher'] === true) await ctx.restartPublisher();
+    ctx.logger.info({ faults: ctx.faults, restartEngine: body['restartEngine'] === true, restartPublisher: body['restartPublisher'] === true }, 'faults changed');
+    return ctx.faults;
+  });
+
+  /** How much of a prompt this rank holds, from its own cache (the oracle for index tests). */
+  app.post('/sim/prefix', async (req) => {
+    const body = (req.body ?? {}) as { tokens?: unknown; model?: string; cache_salt?: string };
+    if (!Array.isArray(body.tokens) || !body.tokens.every((t) => Number.isInteger(t) && (t as number) >= 0)) throw new HttpError(400, 'tokens must be an array of token ids', 'tokens');
+    const model = resolveModel(body.model);
+    return ctx.engine().cachedPrefix(Uint32Array.from(body.tokens as number[]), model.loraName, model.loraId, body.cache_salt ?? null);
+  });
+
+  function renderResult(tokens: number[], model: string, cacheSalt: string | null, maxTokens: number): Record<string, unknown> {
+    return {
+      request_id: randomUUID(),
+      token_ids: tokens,
+      features: null,
+      sampling_params: { max_tokens: maxTokens },
+      model,
+      stream: false,
+      cache_salt: cacheSalt,
+      priority: 0,
+    };
+  }
+
+  function generate(
+    id: string,
+    tokens: number[],
+    maxTokens: number,
+    model: Resolved,
+    cacheSalt: string | null,
+    res: ServerResponse,
+  ): Promise<{ text: string; result: GenerationResult }> {
+    return new Promise((resolve) => {
+      const generated: number[] = [];
+      const engine = ctx.engine();
+      // The response closing before it was sent means the client went away (a request's own
+      // 'close' fires as soon as its body has been read, so it cannot tell).
+      const onClose = (): void => {
+        if (!res.writableFinished) engine.abort(id);
+      };
+      res.once('close', onClose);
+      engine.submit({
+        id,
+        prompt: Uint32Array.from(tokens),
+        maxTokens,
+        loraName: model.loraName,
+        loraId: model.loraId,
+        cacheSalt,
+        onFirstToken: () => undefined,
+        onToken: (t) => generated.push(t),
+        onFinish: (result) => {
+          res.off('close', onClose);
+          ctx.metrics.observeFinished(result.e2eMs / 1000, result.finishReason);
+          resolve({ text: ctx.tokenizer.decode(generated), result });
+        },
+      });
+    });
+  }
+
+  function streamGeneration(
+    reply: FastifyReply,
+    id: string,
+    tokens: number[],
+    maxTokens: number,
+    model: Resolved,
+    cacheSalt: string | null,
+    kind: 'completion' | 'chat',
+    includeUsage: boolean,
+  ): void {
+    reply.hijack();
+    const res: ServerResponse = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    const ts = created();
+    const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    const send = (choices: unknown[], extra: Record<string, unknown> = {}): void => {
+      res.write(`data: ${JSON.stringify({ id, object, created: ts, model: model.model, choices, ...extra })}\n\n`);
+    };
+    const engine = ctx.engine();
+    let finished = false;
+    res.on('close', () => {
+      if (!finished) engine.abort(id);
+    });
+    if (kind === 'chat') send([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
+    engine.submit({
+      id,
+      prompt: Uint32Array.from(tokens),
+      maxTokens,
+      loraName: model.loraName,
+      loraId: model.loraId,
+      cacheSalt,
+      onFirstToken: () => undefined,
+      onToken: (t) => {
+        const text = ctx.tokenizer.decode([t]);
+        if (kind === 'chat') send([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]);
+        else send([{ index: 0, text, logprobs: null, finish_reason: null, stop_reason: null }]);
+      },
+      onFinish: (result) => {
+        finished = true;
+        ctx.metrics.observeFinished(result.e2eMs / 1000, result.finishReason);
+        if (result.finishReason !== 'abort') {
+          if (kind === 'chat') send([{ index: 0, delta: { content: '' }, logprobs: null, finish_reason: result.finishReason, stop_reason: null }]);
+          else send([{ index: 0, text: '', logprobs: null, finish_reason: result.finishReason, stop_reason: null }]);
+          if (includeUsage) send([], { usage: usage(result.promptTokens, result.completionTokens, result.cachedTokens) });
+          res.write('data: [DONE]\n\n');
+        }
+        res.end();
+      },
+    });
+  }
+
+  return app;
+}
+
+function chatOptions(body: { add_generation_prompt?: boolean | null; continue_final_message?: boolean | null; tools?: unknown[] | null; chat_template?: string | null; chat_template_kwargs?: Record<string, unknown> | null }): {
+  addGenerationPrompt: boolean;
+  continueFinalMessage: boolean;
+  tools: unknown[] | null;
+  chatTemplate: string | null;
+  chatTemplateKwargs: Record<string, unknown>;
+} {
+  const continueFinal = body.continue_final_message ?? false;
+  return {
+    addGenerationPrompt: body.add_generation_prompt ?? !continueFinal,
+    continueFinalMessage: continueFinal,
+    tools: body.tools ?? null,
+    chatTemplate: body.chat_template ?? null,
+    chatTemplateKwargs: body.chat_template_kwargs ?? {},
+  };
+}

@@ -1,0 +1,272 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { decodeEventBatch, encodeReplayRequest, parseEventMessage, parseReplayReply, type BlockStored, type DecodedBatch, type EventMessage } from '@kvix/kv-events';
+import { freePorts, waitFor } from '@kvix/test-support';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { Dealer, Subscriber } from 'zeromq';
+import { resolveSimConfig, SimPod } from '../src/index.js';
+
+const KVIX = fileURLToPath(new URL('../../../packages/cli/bin/kvix.js', import.meta.url));
+const silent = pino({ level: 'silent' });
+
+interface Running {
+  pod: SimPod;
+  http: string[];
+  events: string[];
+  replays: string[];
+  messages: (EventMessage & { batch: DecodedBatch })[];
+  subs: Subscriber[];
+}
+
+const running: Running[] = [];
+
+async function startPod(overrides: Record<string, unknown> = {}, kvEvents: Record<string, unknown> = {}): Promise<Running> {
+  const dp = Number(overrides['dataParallelSize'] ?? 1);
+  const [httpPort, eventPort, replayPort] = await freePortsSpaced(dp);
+  const config = resolveSimConfig(
+    {
+      port: httpPort,
+      timeScale: 20,
+      logLevel: 'silent',
+      pythonHashSeed: '42',
+      kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}`, replay_endpoint: `tcp://*:${replayPort}`, ...kvEvents },
+      ...overrides,
+    },
+    {},
+  );
+  const pod = await SimPod.start(config, silent);
+  const r: Running = {
+    pod,
+    http: Array.from({ length: dp }, (_, i) => `http://127.0.0.1:${httpPort! + i}`),
+    events: Array.from({ length: dp }, (_, i) => `tcp://127.0.0.1:${eventPort! + i}`),
+    replays: Array.from({ length: dp }, (_, i) => `tcp://127.0.0.1:${replayPort! + i}`),
+    messages: [],
+    subs: [],
+  };
+  running.push(r);
+  for (let rank = 0; rank < dp; rank++) {
+    const sub = new Subscriber();
+    sub.connect(r.events[rank]!);
+    sub.subscribe();
+    r.subs.push(sub);
+    void (async () => {
+      for await (const frames of sub) {
+        const msg = parseEventMessage(frames);
+        r.messages.push({ ...msg, batch: decodeEventBatch(msg.payload) });
+      }
+    })().catch(() => undefined);
+  }
+  // ZeroMQ subscriptions propagate asynchronously: reset until the subscriber sees the reset.
+  for (let rank = 0; rank < dp; rank++) {
+    await waitFor(async () => {
+      await post(r.http[rank]!, '/reset_prefix_cache', {});
+      return r.messages.some((m) => m.batch.dataParallelRank === rank && m.batch.events.some((e) => e.type === 'AllBlocksCleared'));
+    }, 10_000, 'the subscriber to connect');
+  }
+  r.messages.length = 0;
+  return r;
+}
+
+/** HTTP, event and replay base ports, each with room for dp consecutive ranks. */
+async function freePortsSpaced(dp: number): Promise<number[]> {
+  for (;;) {
+    const ports = await freePorts(3);
+    const all = ports.flatMap((p) => Array.from({ length: dp }, (_, i) => p + i));
+    if (new Set(all).size === all.length) return ports;
+  }
+}
+
+async function post(base: string, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+const storedEvents = (r: Running): BlockStored[] => r.messages.flatMap((m) => m.batch.events).filter((e): e is BlockStored => e.type === 'BlockStored');
+
+afterEach(async () => {
+  for (const r of running.splice(0)) {
+    for (const s of r.subs) s.close();
+    await r.pod.stop();
+  }
+});
+
+describe('vllm-sim over real sockets', () => {
+  const prompt = 'The quick brown fox jumps over the lazy dog. '.repeat(12);
+
+  it('publishes BlockStored whose tokens are the prompt\'s and whose hashes equal kvix engine-hash', async () => {
+    const r = await startPod();
+    const { json: tok } = await post(r.http[0]!, '/tokenize', { prompt });
+    const tokens = tok['tokens'] as number[];
+    const { status } = await post(r.http[0]!, '/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt, max_tokens: 1 });
+    expect(status).toBe(200);
+    const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored event');
+    const full = Math.floor(tokens.length / 16) * 16;
+    expect(Array.from(ev.tokenIds)).toEqual(tokens.slice(0, full));
+    const cli = spawnSync(process.execPath, [KVIX, 'engine-hash'], {
+      input: JSON.stringify({ algorithm: 'sha256', seed: '42', blockSize: 16, tokens }),
+      encoding: 'utf8',
+    });
+    expect(cli.status).toBe(0);
+    expect(Array.from(ev.blockHashes, String)).toEqual((JSON.parse(cli.stdout) as { blockHashes: string[] }).blockHashes);
+    expect(r.messages[0]!.topic).toBe(`kv@127.0.0.1:${new URL(r.http[0]!).port}@Qwen/Qwen3-0.6B`);
+  });
+
+  it('announces evictions as BlockRemoved of blocks it stored earlier', async () => {
+    const r = await startPod({ numGpuBlocksOverride: 24 });
+    for (let i = 0; i < 6; i++) await post(r.http[0]!, '/v1/completions', { prompt: `request ${i}: ${prompt}`, max_tokens: 1 });
+    const removed = await waitFor(() => r.messages.flatMap((m) => m.batch.events).filter((e) => e.type === 'BlockRemoved'), 5000, 'a BlockRemoved');
+    const storedHashes = new Set(storedEvents(r).flatMap((e) => Array.from(e.blockHashes)));
+    for (const ev of removed) if (ev.type === 'BlockRemoved') for (const h of ev.blockHashes) expect(storedHashes.has(h)).toBe(true);
+  });
+
+  it('replays batches a subscriber missed, then the end marker', async () => {
+    const r = await startPod();
+    await post(r.http[0]!, '/sim/faults', { dropEventsFraction: 1 });
+    await post(r.http[0]!, '/v1/completions', { prompt, max_tokens: 1 });
+    expect(r.messages).toHaveLength(0);
+    const dealer = new Dealer();
+    dealer.connect(r.replays[0]!);
+    await dealer.send(encodeReplayRequest(0n));
+    const replies = [];
+    for (;;) {
+      const reply = parseReplayReply(await dealer.receive());
+      if (reply.end) break;
+      replies.push({ ...reply, batch: decodeEventBatch(reply.payload) });
+    }
+    dealer.close();
+    expect(replies.map((x) => x.seq)).toEqual(replies.map((_, i) => BigInt(i)));
+    expect(replies.some((x) => x.batch.events.some((e) => e.type === 'BlockStored'))).toBe(true);
+  });
+
+  it('says AllBlocksCleared after /reset_prefix_cache, and forgets the cache', async () => {
+    const r = await startPod();
+    const first = await post(r.http[0]!, '/v1/completions', { prompt, max_tokens: 1 });
+    expect(await post(r.http[0]!, '/reset_prefix_cache', {})).toEqual({ status: 200, json: { success: true } });
+    await waitFor(() => r.messages.some((m) => m.batch.events.some((e) => e.type === 'AllBlocksCleared')), 5000, 'AllBlocksCleared');
+    const again = await post(r.http[0]!, '/v1/completions', { prompt, max_tokens: 1 });
+    expect((again.json['usage'] as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details.cached_tokens).toBe(0);
+    expect(first.status).toBe(200);
+  });
+
+  it('reports cached tokens for a repeated prompt and a lower time to first token in its metrics', async () => {
+    const r = await startPod();
+    const ttftSum = async (): Promise<number> => {
+      const text = await (await fetch(`${r.http[0]!}/metrics`)).text();
+      return Number(/^vllm:time_to_first_token_seconds_sum\{[^}]*\} (\S+)$/m.exec(text)![1]);
+    };
+    const long = prompt.repeat(8);
+    const cold = await post(r.http[0]!, '/v1/completions', { prompt: long, max_tokens: 1 });
+    const afterCold = await ttftSum();
+    const warm = await post(r.http[0]!, '/v1/completions', { prompt: long, max_tokens: 1 });
+    const warmTtft = (await ttftSum()) - afterCold;
+    const usage = (x: { json: Record<string, unknown> }): { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } } => x.json['usage'] as never;
+    expect(usage(cold).prompt_tokens_details.cached_tokens).toBe(0);
+    expect(usage(warm).prompt_tokens_details.cached_tokens).toBeGreaterThan(usage(warm).prompt_tokens - 16);
+    expect(warmTtft).toBeLessThan(afterCold / 3);
+  });
+
+  it('streams chat completions as SSE chunks, ending with usage and [DONE]', async () => {
+    const r = await startPod();
+    const res = await fetch(`${r.http[0]!}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5, stream: true, stream_options: { include_usage: true } }),
+    });
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const lines = (await res.text()).split('\n\n').filter(Boolean);
+    expect(lines.at(-1)).toBe('data: [DONE]');
+    const chunks = lines.slice(0, -1).map((l) => JSON.parse(l.slice(6)) as { object: string; choices: { delta?: { role?: string; content?: string }; finish_reason: string | null }[]; usage?: { completion_tokens: number } });
+    expect(chunks[0]!.choices[0]!.delta).toEqual({ role: 'assistant', content: '' });
+    expect(chunks.every((c) => c.object === 'chat.completion.chunk')).toBe(true);
+    expect(chunks.at(-2)!.choices[0]!.finish_reason).toBe('length');
+    expect(chunks.at(-1)!.usage!.completion_tokens).toBe(5);
+  });
+
+  it('gives each data-parallel rank its own endpoint, event port and rank in every batch', async () => {
+    const r = await startPod({ dataParallelSize: 2 });
+    await post(r.http[1]!, '/v1/completions', { prompt, max_tokens: 1 });
+    const msg = await waitFor(() => r.messages.find((m) => m.batch.events.some((e) => e.type === 'BlockStored')), 5000, 'rank 1 events');
+    expect(msg.batch.dataParallelRank).toBe(1);
+    expect(msg.topic).toBe(`kv@127.0.0.1:${new URL(r.http[1]!).port}@Qwen/Qwen3-0.6B`);
+    expect(r.messages.every((m) => m.batch.dataParallelRank === 1)).toBe(true);
+  });
+
+  it('speaks the older array layout with raw digests when configured so', async () => {
+    const r = await startPod({ kvEventsLayout: 'array', kvEventsIntHashes: false });
+    await post(r.http[0]!, '/v1/completions', { prompt, max_tokens: 1 });
+    const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored');
+    expect(ev.encoding).toEqual({ layout: 'array', length: 12 });
+    expect(ev.blockHashDigests?.[0]).toHaveLength(32);
+  });
+
+  it('restarts its sequence at 0 when the publisher restarts', async () => {
+    const r = await startPod();
+    for (let i = 0; i < 6; i++) await post(r.http[0]!, '/v1/completions', { prompt: `${i} ${prompt}`, max_tokens: 1 });
+    await waitFor(() => r.messages.length >= 6, 5000, 'events');
+    const before = r.messages.at(-1)!.seq;
+    expect(before).toBeGreaterThanOrEqual(5n);
+    await post(r.http[0]!, '/sim/faults', { restartPublisher: true });
+    // Reconnection after the rebind is ZeroMQ's job; keep sending until a message arrives.
+    const after = await waitFor(async () => {
+      await post(r.http[0]!, '/v1/completions', { prompt: `${Math.random()} ${prompt}`, max_tokens: 1 });
+      return r.messages.find((m) => m.seq < before);
+    }, 10_000, 'a message after the restart');
+    // The batch right after the restart can be missed while the subscriber reconnects (a slow
+    // joiner): consumers notice the reset from the lower seq and replay from 0.
+    expect(after.seq).toBeLessThan(before);
+  });
+
+  it('answers client mistakes with vLLM\'s 4xx error shape', async () => {
+    const r = await startPod({ maxModelLen: 128 });
+    const unknown = await post(r.http[0]!, '/v1/completions', { model: 'nope', prompt: 'x' });
+    expect(unknown).toMatchObject({ status: 404, json: { error: { type: 'NotFoundError', param: 'model', code: 404 } } });
+    const long = await post(r.http[0]!, '/v1/completions', { prompt: 'word '.repeat(200), max_tokens: 10 });
+    expect(long.status).toBe(400);
+    expect((long.json['error'] as { message: string }).message).toMatch(/maximum context length is 128/);
+    const bad = await post(r.http[0]!, '/v1/chat/completions', { messages: [] });
+    expect(bad.status).toBe(400);
+    const raw = await fetch(`${r.http[0]!}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":' });
+    expect(raw.status).toBe(400);
+    await post(r.http[0]!, '/sim/faults', { refuseFraction: 1 });
+    expect((await post(r.http[0]!, '/v1/completions', { prompt: 'x', max_tokens: 1 })).status).toBe(503);
+  });
+
+  it('lists LoRA adapters as models and tags their events with the adapter', async () => {
+    const r = await startPod({ loraModules: ['sql-lora=/adapters/sql'] });
+    const models = (await (await fetch(`${r.http[0]!}/v1/models`)).json()) as { data: { id: string; parent: string | null }[] };
+    expect(models.data.map((m) => [m.id, m.parent])).toEqual([
+      ['Qwen/Qwen3-0.6B', null],
+      ['sql-lora', 'Qwen/Qwen3-0.6B'],
+    ]);
+    await post(r.http[0]!, '/v1/completions', { model: 'sql-lora', prompt, max_tokens: 1, cache_salt: 'tenant-a' });
+    const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored');
+    expect(ev.loraName).toBe('sql-lora');
+    expect(ev.extraKeys?.[0]).toEqual(['sql-lora', 'tenant-a']);
+  });
+
+  it('renders completion and chat prompts to token ids like vLLM\'s render endpoints', async () => {
+    const r = await startPod();
+    const { json: tok } = await post(r.http[0]!, '/tokenize', { prompt: 'hello world' });
+    const completions = await fetch(`${r.http[0]!}/v1/completions/render`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: ['hello world', 'bye'] }) });
+    const rendered = (await completions.json()) as { token_ids: number[] }[];
+    expect(rendered).toHaveLength(2);
+    expect(rendered[0]!.token_ids).toEqual(tok['tokens']);
+    const chat = await post(r.http[0]!, '/v1/chat/completions/render', { messages: [{ role: 'user', content: 'hi' }], cache_salt: 's' });
+    const { json: chatTok } = await post(r.http[0]!, '/tokenize', { messages: [{ role: 'user', content: 'hi' }] });
+    expect(chat.json['token_ids']).toEqual(chatTok['tokens']);
+    expect(chat.json['cache_salt']).toBe('s');
+  });
+
+  it('exposes vLLM\'s metric names', async () => {
+    const r = await startPod();
+    const text = await (await fetch(`${r.http[0]!}/metrics`)).text();
+    for (const name of ['vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc', 'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total', 'vllm:time_to_first_token_seconds_bucket']) {
+      expect(text).toContain(name);
+    }
+    expect(text).toMatch(/vllm:cache_config_info\{[^}]*block_size="16"[^}]*num_gpu_blocks="4096"/);
+  });
+});
+
