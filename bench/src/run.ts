@@ -1,5 +1,6 @@
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
+import { runIngestBenchmark } from './ingest/ingest-bench.js';
 import { run as requestKeys } from './request-keys.js';
 import { run as sim } from './sim.js';
 import { machine } from './harness.js';
@@ -12,6 +13,7 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   index: async () => {
     await runIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' });
   },
+  ingest: () => runIngestBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
 };
 
 const wanted = process.argv.slice(2);

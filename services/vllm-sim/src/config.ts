@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ENGINE_HASH_ALGORITHMS, type EngineHashAlgorithm } from '@kvix/block-keys';
 import { Option, type Command } from 'commander';
+export { explicitFlags } from '@kvix/service-kit';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_LATENCY } from './engine/latency.js';
@@ -162,14 +163,4 @@ export function addSimOptions(cmd: Command): Command {
     .option('--fault-slowdown <x>', 'multiply every step duration', '1')
     .option('--fault-refuse <fraction>', 'answer this fraction of generation requests with 503', '0')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'));
-}
-
-/** The options a user actually passed (commander also reports defaults, which must not win over file or env). */
-export function explicitFlags(cmd: Command): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(cmd.opts())) {
-    const source = cmd.getOptionValueSource(key);
-    if (source === 'cli' || source === 'env' || key === 'config') out[key] = value;
-  }
-  return out;
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
 import { Command } from 'commander';
 import { pino } from 'pino';
 import { addSimOptions, explicitFlags, resolveSimConfig, SimConfigError } from './config.js';
@@ -19,17 +20,5 @@ try {
   throw err;
 }
 const logger = pino({ level: config.logLevel, base: { service: 'vllm-sim' } });
-const pod = await SimPod.start(config, logger).catch((err: unknown) => {
-  logger.fatal({ err: (err as Error).message }, 'cannot start');
-  process.exit(1);
-});
-
-let stopping = false;
-const shutdown = (signal: string): void => {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'shutting down');
-  void pod.stop().then(() => process.exit(0));
-};
-process.on('SIGINT', () => shutdown('SIGINT'));
-process.on('SIGTERM', () => shutdown('SIGTERM'));
+const pod = await SimPod.start(config, logger).catch((err: unknown) => exitOnStartupError('vllm-sim', err, logger));
+stopOnSignals({ logger, stop: () => pod.stop(), timeoutMs: 10_000 });

@@ -63,13 +63,13 @@ export class EventPublisher {
   async start(): Promise<void> {
     if (!this.enabled) return;
     const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: 0 });
-    if (isBindEndpoint(this.endpoint)) await pub.bind(this.endpoint);
+    if (isBindEndpoint(this.endpoint)) await bindWithRetry(pub, this.endpoint);
     else pub.connect(this.endpoint);
     this.pub = pub;
     if (this.replayEndpoint !== null) {
       // A full replay plus its end marker must fit, as in vLLM.
       const router = new Router({ sendHighWaterMark: 2 * (this.options.config.buffer_steps + 1), linger: 0 });
-      await router.bind(this.replayEndpoint);
+      await bindWithRetry(router, this.replayEndpoint);
       this.router = router;
       void this.serveReplays(router);
     }
@@ -185,4 +185,21 @@ function withoutDigests(ev: KvEvent): KvEvent {
   }
   const { blockHashDigests: _d, ...rest } = ev;
   return rest;
+}
+
+/**
+ * ZeroMQ releases a port on its I/O thread after close/unbind returns, so binding it again at
+ * once (a simulated engine restart) can meet EADDRINUSE for a few milliseconds.
+ */
+async function bindWithRetry(socket: { bind(endpoint: string): Promise<void> }, endpoint: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await socket.bind(endpoint);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 }

@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import { hostPort, tcpEndpoint, type PodTarget } from './types.js';
+
+const port = z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1).max(65535));
+
+/**
+ * An endpoints file entry: llm-d's file-discovery schema (name, address, port, labels, namespace)
+ * extended with what KV events need. Unknown keys are ignored, as llm-d does.
+ */
+export const EndpointEntrySchema = z.object({
+  name: z.string().min(1),
+  address: z.string().min(1).refine((a) => !/\s/.test(a), 'must not contain whitespace'),
+  port,
+  eventPort: port.optional(),
+  replayPort: port.nullish(),
+  model: z.string().min(1).optional(),
+  dataParallelSize: z.number().int().min(1).max(256).optional(),
+  namespace: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+export type EndpointEntry = z.infer<typeof EndpointEntrySchema>;
+
+export interface EntryDefaults {
+  eventPort: number;
+  replayPort: number | null;
+  model: string;
+}
+
+export interface ParsedEndpoints {
+  targets: PodTarget[];
+  /** Entries that were skipped, with why (the rest of the file still applies). */
+  problems: string[];
+}
+
+/** Expands entries into one target per data-parallel rank (ports offset by rank, as vLLM does). */
+export function targetsOf(entries: readonly EndpointEntry[], defaults: EntryDefaults, eventsByPod = true): PodTarget[] {
+  const out: PodTarget[] = [];
+  for (const e of entries) {
+    const ranks = e.dataParallelSize ?? 1;
+    const eventPort = e.eventPort ?? defaults.eventPort;
+    const replayPort = e.replayPort === undefined ? defaults.replayPort : e.replayPort;
+    for (let r = 0; r < ranks; r++) {
+      out.push({
+        id: hostPort(e.address, e.port + r),
+        name: r === 0 ? e.name : `${e.name}/rank-${r}`,
+        address: e.address,
+        port: e.port + r,
+        rank: r,
+        eventEndpoint: eventsByPod ? tcpEndpoint(e.address, eventPort + r) : null,
+        replayEndpoint: replayPort === null ? null : tcpEndpoint(e.address, replayPort + r),
+        model: e.model ?? defaults.model,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Validates a parsed endpoints document ({endpoints: [...]}). A malformed entry is skipped with
+ * a reason; duplicate names and identities keep the first occurrence.
+ */
+export function parseEndpointsDocument(doc: unknown, defaults: EntryDefaults, eventsByPod = true): ParsedEndpoints {
+  if (doc === null || typeof doc !== 'object' || !Array.isArray((doc as { endpoints?: unknown }).endpoints)) {
+    throw new Error('the endpoints file must hold an "endpoints" list');
+  }
+  const problems: string[] = [];
+  const entries: EndpointEntry[] = [];
+  const names = new Set<string>();
+  (doc as { endpoints: unknown[] }).endpoints.forEach((raw, i) => {
+    const parsed = EndpointEntrySchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      problems.push(`endpoints[${i}]: ${issue.path.join('.') || 'entry'} ${issue.message}`);
+      return;
+    }
+    if (names.has(parsed.data.name)) {
+      problems.push(`endpoints[${i}]: duplicate name ${parsed.data.name}`);
+      return;
+    }
+    names.add(parsed.data.name);
+    entries.push(parsed.data);
+  });
+  const targets: PodTarget[] = [];
+  const ids = new Set<string>();
+  for (const t of targetsOf(entries, defaults, eventsByPod)) {
+    if (ids.has(t.id)) {
+      problems.push(`${t.name}: ${t.id} is already listed by another entry`);
+      continue;
+    }
+    ids.add(t.id);
+    targets.push(t);
+  }
+  return { targets, problems };
+}

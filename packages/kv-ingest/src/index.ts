@@ -1,0 +1,11 @@
+export { Ingestor, type IngestorOptions, type PodDebugState } from './ingestor.js';
+export { IngestConfigSchema, parseIngestConfig, type IngestConfig, type IngestConfigInput } from './config.js';
+export { IngestMetrics } from './metrics.js';
+export { InstrumentedIndex } from './instrumented-index.js';
+export { PodStream, ReplayUnavailableError, type IncomingBatch, type ReplayClient, type StreamSink, type StreamObserver, type StreamOptions, type StreamState, type ReplayReason, type ReplayOutcome, REPLAY_REASONS, REPLAY_OUTCOMES } from './stream/pod-stream.js';
+export { EventSubscriber, ZmqReplayClient } from './transport/zmq.js';
+export { FileDiscovery } from './discovery/file.js';
+export { StaticDiscovery } from './discovery/static.js';
+export { parseEndpointsDocument, targetsOf, EndpointEntrySchema, type EndpointEntry, type EntryDefaults } from './discovery/endpoints-file.js';
+export { hostPort, tcpEndpoint, type DiscoverySource, type PodTarget } from './discovery/types.js';
+export { IndexSettingsSchema, createIndexStack, type IndexSettings, type IndexStack } from './index-stack.js';

@@ -1,0 +1,419 @@
+import { parseTopic, type DecodedBatch, type EventDecodeError } from '@kvix/kv-events';
+import type { EventApplier } from '@kvix/kv-index';
+import type { Logger } from 'pino';
+import type { IngestConfig } from './config.js';
+import { FileDiscovery } from './discovery/file.js';
+import { targetsOf } from './discovery/endpoints-file.js';
+import { StaticDiscovery } from './discovery/static.js';
+import type { DiscoverySource, PodTarget } from './discovery/types.js';
+import type { IngestMetrics } from './metrics.js';
+import { PodStream, type IncomingBatch, type StreamState, type StreamSink } from './stream/pod-stream.js';
+import { EventSubscriber, ZmqReplayClient } from './transport/zmq.js';
+
+export interface IngestorOptions {
+  config: IngestConfig;
+  applier: EventApplier;
+  metrics: IngestMetrics;
+  logger: Logger;
+  /** Replaces the discovery sources the config describes (tests, a Kubernetes watcher). */
+  discovery?: DiscoverySource[];
+}
+
+export interface PodDebugState {
+  id: string;
+  name: string;
+  model: string;
+  eventEndpoint: string | null;
+  replayEndpoint: string | null;
+  connected: boolean;
+  reconnections: number;
+  topicMismatches: number;
+  malformedMessages: number;
+  stream: StreamState;
+}
+
+interface PodRuntime {
+  target: PodTarget;
+  stream: PodStream;
+  subscriber: EventSubscriber | null;
+  lane: Lane;
+  connected: boolean;
+  reconnections: number;
+  topicMismatches: number;
+  malformed: number;
+  mismatchLogged: boolean;
+  /** A disconnect was seen since the last connection: the next connection is a reconnection. */
+  disconnectedSince: boolean;
+}
+
+/** After a sink failure (an index backend down), a pod waits this long before retrying. */
+const FAILURE_BACKOFF_MS = 1000;
+
+/** Pods are spread over lanes; within a lane, pods take turns and each pod's batches stay in order. */
+class Lane {
+  private readonly ready = new Set<PodStream>();
+  private wake: (() => void) | null = null;
+  private stopped = false;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly onFailure: (stream: PodStream, err: Error) => void,
+  ) {
+    this.done = this.run();
+  }
+
+  schedule(stream: PodStream): void {
+    if (this.stopped) return;
+    this.ready.add(stream);
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      if (this.ready.size === 0) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      for (const stream of [...this.ready]) {
+        this.ready.delete(stream);
+        try {
+          // A bounded turn keeps one busy pod from starving the others in its lane.
+          await stream.drain(64);
+          if (stream.hasWork) this.ready.add(stream);
+        } catch (err) {
+          this.onFailure(stream, err as Error);
+          setTimeout(() => this.schedule(stream), FAILURE_BACKOFF_MS).unref();
+        }
+        if (this.stopped) return;
+      }
+    }
+  }
+}
+
+/**
+ * Turns the KV-event streams of every discovered pod into index updates: one subscription per
+ * pod (or one bound socket in centralized mode), batches applied in sequence order with gaps
+ * replayed, pods added and removed as discovery changes.
+ */
+export class Ingestor {
+  private readonly pods = new Map<string, PodRuntime>();
+  private readonly snapshots = new Map<string, readonly PodTarget[]>();
+  private readonly lanes: Lane[];
+  private readonly sources: DiscoverySource[];
+  private central: EventSubscriber | null = null;
+  private unknownTopicLogged = false;
+  private depthTimer: NodeJS.Timeout | null = null;
+  private started = false;
+  private isReady = false;
+  private readyWaiters: (() => void)[] = [];
+  private reconciling: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: IngestorOptions) {
+    const { config } = options;
+    this.lanes = Array.from({ length: config.workers }, () => new Lane((stream, err) => this.laneFailure(stream, err)));
+    this.sources = options.discovery ?? this.sourcesFromConfig();
+    options.metrics.queueCapacity.set(config.maxQueuePerPod);
+  }
+
+  private get logger(): Logger {
+    return this.options.logger;
+  }
+
+  private sourcesFromConfig(): DiscoverySource[] {
+    const c = this.options.config;
+    const defaults = { eventPort: c.defaultEventPort, replayPort: c.defaultReplayPort, model: c.defaultModel };
+    const eventsByPod = c.mode === 'per-pod';
+    const sources: DiscoverySource[] = [];
+    if (c.pods.length > 0) sources.push(new StaticDiscovery(targetsOf(c.pods, defaults, eventsByPod)));
+    if (c.endpointsFile !== undefined) {
+      sources.push(new FileDiscovery({ path: c.endpointsFile, defaults, eventsByPod, pollIntervalMs: c.endpointsPollIntervalMs, logger: this.logger.child({ discovery: 'endpoints-file' }) }));
+    }
+    return sources;
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const c = this.options.config;
+    if (c.mode === 'centralized') {
+      this.central = new EventSubscriber(c.centralizedEndpoint, 'bind', this.subscriberOptions(), {
+        message: (m) => this.onCentralMessage(m),
+        malformed: (err) => this.onMalformed(null, err),
+        connected: () => undefined,
+        disconnected: () => undefined,
+        reconnecting: () => undefined,
+      });
+      await this.central.start();
+      this.logger.info({ endpoint: c.centralizedEndpoint }, 'listening for KV events (centralized mode)');
+    }
+    if (this.sources.length === 0 && c.mode === 'per-pod') {
+      this.logger.warn('no pods configured: set pods or endpointsFile');
+    }
+    for (const source of this.sources) {
+      await source.start((targets) => this.onSnapshot(source.name, targets));
+    }
+    await this.reconciling;
+    this.depthTimer = setInterval(() => this.refreshDepth(), 1000);
+    this.depthTimer.unref();
+    void this.settleReadiness();
+  }
+
+  /** Ready once discovery ran and every pod known at startup finished its startup replay (bounded wait). */
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  whenReady(): Promise<void> {
+    return this.isReady ? Promise.resolve() : new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
+  private async settleReadiness(): Promise<void> {
+    const initial = [...this.pods.values()].map((p) => p.stream.bootstrapped);
+    const timeout = this.options.config.readinessTimeoutMs;
+    let timedOut = false;
+    await Promise.race([Promise.all(initial), new Promise<void>((r) => setTimeout(() => ((timedOut = true), r()), timeout).unref())]);
+    if (timedOut) this.logger.warn({ timeoutMs: timeout }, 'not every pod finished its startup replay in time; ready anyway');
+    this.isReady = true;
+    this.logger.info({ pods: this.pods.size }, 'ingestion ready');
+    for (const w of this.readyWaiters.splice(0)) w();
+  }
+
+  async stop(): Promise<void> {
+    if (this.depthTimer) clearInterval(this.depthTimer);
+    await Promise.allSettled(this.sources.map((s) => s.stop()));
+    await this.reconciling;
+    this.central?.close();
+    for (const pod of this.pods.values()) {
+      pod.subscriber?.close();
+      pod.stream.close();
+    }
+    for (const lane of this.lanes) lane.stop();
+    await Promise.allSettled(this.lanes.map((l) => l.done));
+    this.pods.clear();
+    this.options.metrics.activeSubscribers.set(0);
+    this.logger.info('ingestion stopped');
+  }
+
+  podStates(): PodDebugState[] {
+    return [...this.pods.values()].map((p) => ({
+      id: p.target.id,
+      name: p.target.name,
+      model: p.target.model,
+      eventEndpoint: p.target.eventEndpoint,
+      replayEndpoint: p.target.replayEndpoint,
+      connected: p.connected,
+      reconnections: p.reconnections,
+      topicMismatches: p.topicMismatches,
+      malformedMessages: p.malformed,
+      stream: p.stream.state(),
+    }));
+  }
+
+  // ---- discovery -----------------------------------------------------------------------------
+
+  private onSnapshot(source: string, targets: readonly PodTarget[]): void {
+    this.snapshots.set(source, targets);
+    this.reconciling = this.reconciling.then(() => this.reconcile()).catch((err: unknown) => {
+      this.logger.error({ err: (err as Error).message }, 'applying a discovery change failed');
+    });
+  }
+
+  private async reconcile(): Promise<void> {
+    const desired = new Map<string, PodTarget>();
+    for (const targets of this.snapshots.values()) for (const t of targets) if (!desired.has(t.id)) desired.set(t.id, t);
+    for (const [id, runtime] of this.pods) {
+      const next = desired.get(id);
+      if (next === undefined || !sameTarget(next, runtime.target)) await this.removePod(id, next === undefined ? 'removed from discovery' : 'changed');
+    }
+    for (const [id, target] of desired) if (!this.pods.has(id)) await this.addPod(target);
+    this.options.metrics.activeSubscribers.set(this.pods.size);
+  }
+
+  private async addPod(target: PodTarget): Promise<void> {
+    const c = this.options.config;
+    const lane = this.lanes[laneOf(target.id, this.lanes.length)]!;
+    const replay = target.replayEndpoint === null ? null : new ZmqReplayClient(target.replayEndpoint, { idleTimeoutMs: c.replayIdleTimeoutMs, totalTimeoutMs: c.replayTotalTimeoutMs });
+    const stream = new PodStream(
+      target.id,
+      {
+        maxQueue: c.maxQueuePerPod,
+        replay,
+        replayAttempts: c.replayAttempts,
+        replayBackoffMs: c.replayBackoffMs,
+        replayCooldownMs: c.replayCooldownMs,
+        unknownParentCooldownMs: c.unknownParentCooldownMs,
+      },
+      this.sinkFor(target),
+      this.streamObserver(),
+      this.logger.child({ pod: target.id }),
+    );
+    const runtime: PodRuntime = { target, stream, subscriber: null, lane, connected: false, reconnections: 0, topicMismatches: 0, malformed: 0, mismatchLogged: false, disconnectedSince: false };
+    this.pods.set(target.id, runtime);
+    if (target.eventEndpoint !== null && c.mode === 'per-pod') {
+      runtime.subscriber = new EventSubscriber(target.eventEndpoint, 'connect', this.subscriberOptions(), {
+        message: (m) => this.onPodMessage(runtime, m),
+        malformed: (err) => this.onMalformed(runtime, err),
+        connected: () => {
+          if (!runtime.connected) this.logger.info({ pod: target.id, endpoint: target.eventEndpoint }, 'connected to pod events');
+          runtime.connected = true;
+          if (runtime.disconnectedSince) {
+            // The engine may have restarted meanwhile: let its replay buffer tell.
+            runtime.disconnectedSince = false;
+            stream.requestVerification();
+            lane.schedule(stream);
+          }
+        },
+        disconnected: () => {
+          if (runtime.connected) this.logger.warn({ pod: target.id, endpoint: target.eventEndpoint }, 'pod events disconnected; reconnecting');
+          runtime.connected = false;
+          runtime.disconnectedSince = true;
+        },
+        reconnecting: () => {
+          runtime.reconnections++;
+          this.options.metrics.reconnections.inc({ pod: target.id });
+        },
+      });
+      await runtime.subscriber.start();
+    }
+    stream.requestBootstrap();
+    lane.schedule(stream);
+    this.logger.info({ pod: target.id, name: target.name, model: target.model, events: target.eventEndpoint, replay: target.replayEndpoint }, 'pod added');
+  }
+
+  private async removePod(id: string, why: string): Promise<void> {
+    const runtime = this.pods.get(id);
+    if (runtime === undefined) return;
+    this.pods.delete(id);
+    runtime.subscriber?.close();
+    runtime.stream.close();
+    const entries = await this.options.applier.removePod(id);
+    this.options.metrics.forgetPod(id);
+    this.logger.info({ pod: id, why, entriesDropped: entries }, 'pod removed');
+  }
+
+  // ---- messages ------------------------------------------------------------------------------
+
+  private onPodMessage(runtime: PodRuntime, message: IncomingBatch): void {
+    const pod = runtime.target.id;
+    this.options.metrics.messagesReceived.inc({ pod });
+    const topic = parseTopic(message.topic);
+    if (topic.podId !== null && topic.podId !== pod) {
+      runtime.topicMismatches++;
+      this.options.metrics.topicMismatches.inc({ pod });
+      if (!runtime.mismatchLogged) {
+        runtime.mismatchLogged = true;
+        // Events are indexed under the endpoint they came from; the router must use that name.
+        this.logger.warn({ pod, topicPod: topic.podId, topic: message.topic }, 'topic names another pod than the endpoint it came from; indexing under the endpoint');
+      }
+    }
+    runtime.stream.push(message);
+    runtime.lane.schedule(runtime.stream);
+  }
+
+  private onCentralMessage(message: IncomingBatch): void {
+    const topic = parseTopic(message.topic);
+    if (topic.podId === null) {
+      this.options.metrics.zmqErrors.inc({ pod: 'unknown', operation: 'topic' });
+      if (!this.unknownTopicLogged) {
+        this.unknownTopicLogged = true;
+        this.logger.warn({ topic: message.topic }, 'centralized mode needs topics of the form kv@<pod>@<model>; dropping messages without one');
+      }
+      return;
+    }
+    let runtime = this.pods.get(topic.podId);
+    if (runtime === undefined) {
+      // A pod discovery does not know yet: index it from its topic, without replay.
+      const [address, port] = splitHostPort(topic.podId);
+      const target: PodTarget = { id: topic.podId, name: topic.podId, address, port, rank: 0, eventEndpoint: null, replayEndpoint: null, model: topic.model ?? this.options.config.defaultModel };
+      void this.addPod(target);
+      runtime = this.pods.get(topic.podId)!;
+      this.options.metrics.activeSubscribers.set(this.pods.size);
+    }
+    this.options.metrics.messagesReceived.inc({ pod: topic.podId });
+    runtime.stream.push(message);
+    runtime.lane.schedule(runtime.stream);
+  }
+
+  private onMalformed(runtime: PodRuntime | null, err: EventDecodeError): void {
+    const pod = runtime?.target.id ?? 'unknown';
+    if (runtime) runtime.malformed++;
+    this.options.metrics.zmqErrors.inc({ pod, operation: 'frames' });
+    this.logger.debug({ pod, err: err.message }, 'malformed event message dropped');
+  }
+
+  private sinkFor(target: PodTarget): StreamSink {
+    const { applier, metrics } = this.options;
+    return {
+      apply: async (batch: DecodedBatch, message: IncomingBatch) => {
+        const model = parseTopic(message.topic).model ?? target.model;
+        const result = await applier.apply(batch, { pod: target.id, model });
+        metrics.batchesApplied.inc({ pod: target.id });
+        metrics.lastSeq.set({ pod: target.id }, Number(message.seq));
+        const lag = Date.now() / 1000 - batch.ts;
+        if (lag >= 0 && lag < 3600) metrics.lag.observe({ pod: target.id }, lag);
+        if (batch.skipped.length > 0) metrics.zmqErrors.inc({ pod: target.id, operation: 'event' }, batch.skipped.length);
+        return { needsReplay: result.needsReplay };
+      },
+      clear: async (reason) => {
+        const n = await applier.clearPod(target.id);
+        this.logger.info({ pod: target.id, reason, entriesDropped: n }, 'pod cleared');
+      },
+    };
+  }
+
+  private streamObserver() {
+    const m = this.options.metrics;
+    return {
+      gap: (pod: string) => m.gaps.inc({ pod }),
+      reset: (pod: string) => m.resets.inc({ pod }),
+      overflow: (pod: string) => m.overflows.inc({ pod }),
+      replay: (pod: string, reason: Parameters<IngestMetrics['replay']>[1], outcome: Parameters<IngestMetrics['replay']>[2]) => m.replay(pod, reason, outcome),
+      decodeError: (pod: string) => m.zmqErrors.inc({ pod, operation: 'decode' }),
+      lost: (pod: string, batches: bigint) => m.lost.inc({ pod }, Number(batches)),
+    };
+  }
+
+  private laneFailure(stream: PodStream, err: Error): void {
+    this.options.metrics.zmqErrors.inc({ pod: stream.pod, operation: 'apply' });
+    this.logger.error({ pod: stream.pod, err: err.message }, 'applying events failed; the pod will resync by replay');
+    stream.markFailed();
+  }
+
+  private subscriberOptions() {
+    const c = this.options.config;
+    return { topicPrefix: c.topicPrefix, receiveHighWaterMark: c.receiveHighWaterMark, reconnectIntervalMs: c.reconnectIntervalMs, reconnectMaxIntervalMs: c.reconnectMaxIntervalMs };
+  }
+
+  private refreshDepth(): void {
+    let total = 0;
+    for (const p of this.pods.values()) {
+      const q = p.stream.queued;
+      total += q;
+      this.options.metrics.podQueueDepth.set({ pod: p.target.id }, q);
+    }
+    this.options.metrics.queueDepth.set(total);
+  }
+}
+
+function sameTarget(a: PodTarget, b: PodTarget): boolean {
+  return a.eventEndpoint === b.eventEndpoint && a.replayEndpoint === b.replayEndpoint && a.model === b.model && a.name === b.name;
+}
+
+function laneOf(id: string, lanes: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619);
+  return (h >>> 0) % lanes;
+}
+
+function splitHostPort(id: string): [string, number] {
+  const at = id.lastIndexOf(':');
+  const host = id.slice(0, at).replace(/^\[|\]$/g, '');
+  return [host, Number(id.slice(at + 1)) || 0];
+}

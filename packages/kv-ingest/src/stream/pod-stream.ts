@@ -1,0 +1,429 @@
+import { decodeEventBatch, EventDecodeError, type DecodedBatch } from '@kvix/kv-events';
+import type { Logger } from 'pino';
+
+/** One ZeroMQ message as it arrived (live or replayed). */
+export interface IncomingBatch {
+  seq: bigint;
+  topic: string;
+  payload: Uint8Array;
+}
+
+export class ReplayUnavailableError extends Error {
+  override readonly name = 'ReplayUnavailableError';
+}
+
+/** Fetches every buffered batch with seq >= from, up to the end marker. */
+export interface ReplayClient {
+  fetch(from: bigint): Promise<IncomingBatch[]>;
+}
+
+/** Where a pod's batches go (the event applier) and how its state is dropped. */
+export interface StreamSink {
+  apply(batch: DecodedBatch, message: IncomingBatch): Promise<{ needsReplay: boolean }>;
+  clear(reason: 'reset' | 'overflow' | 'rebuild'): Promise<void>;
+}
+
+export const REPLAY_REASONS = ['startup', 'gap', 'reset', 'overflow', 'unknown_parent', 'reconnect'] as const;
+export const REPLAY_OUTCOMES = ['complete', 'partial', 'failed', 'skipped'] as const;
+export type ReplayReason = (typeof REPLAY_REASONS)[number];
+export type ReplayOutcome = (typeof REPLAY_OUTCOMES)[number];
+
+export interface StreamObserver {
+  applied?(pod: string, message: IncomingBatch, batch: DecodedBatch): void;
+  gap?(pod: string, missing: bigint): void;
+  duplicate?(pod: string): void;
+  reset?(pod: string): void;
+  overflow?(pod: string, dropped: number): void;
+  replay?(pod: string, reason: ReplayReason, outcome: ReplayOutcome): void;
+  decodeError?(pod: string, error: EventDecodeError): void;
+  /** Batches lost for good (no replay, or a replay that could not cover them). */
+  lost?(pod: string, batches: bigint): void;
+}
+
+export interface StreamOptions {
+  /** Most batches queued for this pod; past it the backlog is dropped and recovered by replay. */
+  maxQueue: number;
+  replay: ReplayClient | null;
+  /** Attempts per replay, with exponential backoff between them. */
+  replayAttempts: number;
+  replayBackoffMs: number;
+  /** After a replay failed every attempt, gaps are accepted (and counted) for this long. */
+  replayCooldownMs: number;
+  /** An unknown parent triggers at most one rebuild per this interval. */
+  unknownParentCooldownMs: number;
+  now?: () => number;
+}
+
+export type StreamPhase = 'idle' | 'applying' | 'replaying';
+
+export interface StreamState {
+  pod: string;
+  phase: StreamPhase;
+  lastSeq: string | null;
+  /** The first seq applied in the current stream (what a rebuild must cover). */
+  firstSeq: string | null;
+  queued: number;
+  applied: number;
+  gaps: number;
+  replays: number;
+  resets: number;
+  overflows: number;
+  lost: number;
+  lastAppliedAt: number | null;
+  lastError: string | null;
+}
+
+/**
+ * One pod's event stream, applied strictly in sequence order:
+ * - a gap (seq > last + 1) replays from last + 1; a first message with seq > 0 replays from 0;
+ * - a lower seq means the engine restarted: the pod is cleared and replayed from 0;
+ * - a repeated seq is dropped;
+ * - while a replay runs, live batches wait in the queue and apply after it (older seqs dropped),
+ *   so a replayed store never resurrects a block a later live removal deleted;
+ * - the queue is bounded: on overflow the backlog is dropped and recovered by replay (or, without
+ *   replay, the pod is cleared and starts over) rather than growing without bound;
+ * - an unknown parent reported by the applier rebuilds the pod from a replay from 0 — clearing it
+ *   first, since removals are reference-counted and must not be applied twice — but only when the
+ *   replay covers everything already applied, and at most once per cooldown.
+ * Transport-free: sockets push messages in and provide a ReplayClient.
+ */
+interface Queued {
+  message: IncomingBatch;
+  /** Arrival order: tells a batch superseded by a replay from an engine that restarted. */
+  arrival: number;
+}
+
+export class PodStream {
+  private readonly queue: Queued[] = [];
+  private arrivals = 0;
+  /** Batches that arrived up to here were queued while a replay covered them. */
+  private replayHorizon = 0;
+  private lastSeq: bigint | null = null;
+  private firstSeq: bigint | null = null;
+  private overflowed = false;
+  private phase: StreamPhase = 'idle';
+  private cooldownUntil = 0;
+  private nextRebuildAt = 0;
+  private closed = false;
+  private readonly now: () => number;
+  private readonly counters = { applied: 0, gaps: 0, replays: 0, resets: 0, overflows: 0, lost: 0 };
+  private lastAppliedAt: number | null = null;
+  private lastError: string | null = null;
+  private bootstrapPending = false;
+  private verifyPending = false;
+  private bootstrapDone!: () => void;
+  /**
+   * Settles once the startup replay has been attempted (at once when there is no replay
+   * endpoint): what readiness waits for.
+   */
+  readonly bootstrapped: Promise<void> = new Promise((resolve) => (this.bootstrapDone = resolve));
+
+  constructor(
+    readonly pod: string,
+    private readonly options: StreamOptions,
+    private readonly sink: StreamSink,
+    private readonly observer: StreamObserver,
+    private readonly logger: Logger,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  get hasWork(): boolean {
+    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending);
+  }
+
+  /**
+   * The connection to the pod dropped and came back: the engine may have restarted, and a slow
+   * joiner can miss its first batches, so its sequence numbers alone cannot tell. Compare its
+   * replay buffer with what was applied instead (see verify).
+   */
+  requestVerification(): void {
+    if (this.options.replay !== null && this.lastSeq !== null) this.verifyPending = true;
+  }
+
+  /**
+   * Replays from 0 before any live message: an engine that already holds a cache and is idle
+   * would otherwise stay unindexed until it next publishes.
+   */
+  requestBootstrap(): void {
+    if (this.options.replay === null) {
+      this.bootstrapDone();
+      return;
+    }
+    this.bootstrapPending = true;
+  }
+
+  /** Accepts a live message; returns false when it overflowed the queue. */
+  push(message: IncomingBatch): boolean {
+    if (this.closed) return false;
+    if (this.queue.length >= this.options.maxQueue) {
+      const dropped = this.queue.length + 1;
+      this.queue.length = 0;
+      this.overflowed = true;
+      this.counters.overflows++;
+      this.observer.overflow?.(this.pod, dropped);
+      this.logger.warn({ pod: this.pod, dropped }, 'event queue overflowed; backlog dropped, recovering by replay');
+      return false;
+    }
+    this.queue.push({ message, arrival: ++this.arrivals });
+    return true;
+  }
+
+  /**
+   * Applying failed for a reason other than the batch (an index backend unreachable): resync the
+   * way an overflow does, from the last applied seq, once the lane retries.
+   */
+  markFailed(): void {
+    this.overflowed = true;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue.length = 0;
+    this.bootstrapDone();
+  }
+
+  state(): StreamState {
+    return {
+      pod: this.pod,
+      phase: this.phase,
+      lastSeq: this.lastSeq === null ? null : this.lastSeq.toString(),
+      firstSeq: this.firstSeq === null ? null : this.firstSeq.toString(),
+      queued: this.queue.length,
+      ...this.counters,
+      lastAppliedAt: this.lastAppliedAt,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Processes queued work until the queue is empty (or `budget` messages are done). */
+  async drain(budget = Number.POSITIVE_INFINITY): Promise<void> {
+    let done = 0;
+    while (!this.closed && done < budget) {
+      if (this.bootstrapPending) {
+        this.bootstrapPending = false;
+        try {
+          if (this.lastSeq === null) await this.replay(0n, 'startup');
+        } finally {
+          this.bootstrapDone();
+        }
+        continue;
+      }
+      if (this.verifyPending) {
+        this.verifyPending = false;
+        await this.verify();
+        continue;
+      }
+      if (this.overflowed) {
+        this.overflowed = false;
+        await this.recoverFromOverflow();
+        continue;
+      }
+      const item = this.queue.shift();
+      if (item === undefined) break;
+      await this.handle(item.message, item.arrival);
+      done++;
+    }
+  }
+
+  private async handle(message: IncomingBatch, arrival: number): Promise<void> {
+    const seq = message.seq;
+    const last = this.lastSeq;
+    if (last === null) {
+      if (seq > 0n && this.options.replay !== null) {
+        // Joined a running engine: get its history first.
+        await this.replay(0n, 'startup');
+        if (this.lastSeq !== null && seq <= this.lastSeq) return;
+      } else if (seq > 0n) {
+        this.lose(seq);
+      }
+      await this.applyMessage(message);
+      return;
+    }
+    if (seq === last + 1n) {
+      await this.applyMessage(message);
+      return;
+    }
+    if (seq === last || (seq < last && arrival <= this.replayHorizon)) {
+      // Repeated, or already applied by a replay that finished after it was queued.
+      this.observer.duplicate?.(this.pod);
+      return;
+    }
+    if (seq < last) {
+      this.counters.resets++;
+      this.observer.reset?.(this.pod);
+      this.logger.info({ pod: this.pod, seq: seq.toString(), last: last.toString() }, 'event sequence went back: engine restarted, clearing the pod');
+      await this.sink.clear('reset');
+      this.lastSeq = null;
+      this.firstSeq = null;
+      if (seq > 0n && this.options.replay !== null) {
+        await this.replay(0n, 'reset');
+        if (this.lastSeq !== null && seq <= this.lastSeq) return;
+      }
+      await this.applyMessage(message);
+      return;
+    }
+    // A gap: seq > last + 1.
+    this.counters.gaps++;
+    this.observer.gap?.(this.pod, seq - last - 1n);
+    if (this.options.replay !== null && this.now() >= this.cooldownUntil) {
+      await this.replay(last + 1n, 'gap');
+      if (this.lastSeq !== null && seq <= this.lastSeq) return;
+    }
+    if (this.lastSeq !== null && seq > this.lastSeq + 1n) this.lose(seq - this.lastSeq - 1n);
+    await this.applyMessage(message);
+  }
+
+  private async recoverFromOverflow(): Promise<void> {
+    if (this.options.replay !== null && this.now() >= this.cooldownUntil) {
+      await this.replay(this.lastSeq === null ? 0n : this.lastSeq + 1n, 'overflow');
+      return;
+    }
+    // No way to get the dropped batches back: start the pod over from what comes next.
+    await this.sink.clear('overflow');
+    this.lastSeq = null;
+    this.firstSeq = null;
+  }
+
+  private lose(batches: bigint): void {
+    this.counters.lost += Number(batches);
+    this.observer.lost?.(this.pod, batches);
+  }
+
+  /** Decodes and applies one batch; an unknown parent may rebuild the pod. */
+  private async applyMessage(message: IncomingBatch, duringRebuild = false): Promise<void> {
+    const needsReplay = await this.applyOne(message);
+    if (needsReplay && !duringRebuild) await this.maybeRebuild();
+  }
+
+  private async applyOne(message: IncomingBatch): Promise<boolean> {
+    this.phase = 'applying';
+    let needsReplay = false;
+    try {
+      const batch = decodeEventBatch(message.payload);
+      const outcome = await this.sink.apply(batch, message);
+      needsReplay = outcome.needsReplay;
+      this.counters.applied++;
+      this.lastAppliedAt = this.now();
+      this.observer.applied?.(this.pod, message, batch);
+    } catch (err) {
+      if (!(err instanceof EventDecodeError)) {
+        this.lastError = (err as Error).message;
+        throw err;
+      }
+      // A malformed payload is skipped (a replay would return the same bytes) and the stream goes on.
+      this.lastError = `seq ${message.seq}: ${err.message}`;
+      this.observer.decodeError?.(this.pod, err);
+    } finally {
+      this.phase = 'idle';
+    }
+    if (this.firstSeq === null) this.firstSeq = message.seq;
+    this.lastSeq = message.seq;
+    return needsReplay;
+  }
+
+  /**
+   * Replays from `from`, applying what is newer than the last applied seq. Returns whether the
+   * replay reached `from` (a buffer that starts later than `from` leaves a hole, counted as lost).
+   */
+  private async replay(from: bigint, reason: ReplayReason): Promise<boolean> {
+    const batches = await this.fetchReplay(from, reason);
+    if (batches === null) return false;
+    const complete = batches.length === 0 || batches[0]!.seq <= from;
+    if (!complete) this.lose(batches[0]!.seq - from);
+    for (const b of batches) {
+      if (this.lastSeq !== null && b.seq <= this.lastSeq) continue;
+      await this.applyMessage(b, true);
+    }
+    this.replayHorizon = this.arrivals;
+    this.observer.replay?.(this.pod, reason, complete ? 'complete' : 'partial');
+    return complete;
+  }
+
+  private async fetchReplay(from: bigint, reason: ReplayReason): Promise<IncomingBatch[] | null> {
+    const client = this.options.replay;
+    if (client === null) return null;
+    this.phase = 'replaying';
+    this.counters.replays++;
+    let delay = this.options.replayBackoffMs;
+    try {
+      for (let attempt = 1; attempt <= this.options.replayAttempts; attempt++) {
+        try {
+          const batches = await client.fetch(from);
+          return batches.filter((b) => b.seq >= from).sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+        } catch (err) {
+          this.lastError = `replay from ${from}: ${(err as Error).message}`;
+          if (attempt < this.options.replayAttempts) {
+            await new Promise((r) => setTimeout(r, delay));
+            delay *= 2;
+          }
+        }
+      }
+    } finally {
+      this.phase = 'idle';
+    }
+    this.cooldownUntil = this.now() + this.options.replayCooldownMs;
+    this.observer.replay?.(this.pod, reason, 'failed');
+    this.logger.warn({ pod: this.pod, from: from.toString(), reason, error: this.lastError, cooldownMs: this.options.replayCooldownMs }, 'replay failed; gaps are accepted until the cooldown ends');
+    return null;
+  }
+
+  /**
+   * After a reconnection: the engine's whole replay buffer decides. Empty, or ending below the
+   * last applied seq: the engine restarted, so the pod is cleared and rebuilt from it. Reaching
+   * back to the first applied batch: a rebuild loses nothing, so rebuild. Otherwise it is the same
+   * engine with a longer history than its buffer: only what is new is applied.
+   */
+  private async verify(): Promise<void> {
+    if (this.lastSeq === null) return;
+    const batches = await this.fetchReplay(0n, 'reconnect');
+    if (batches === null) return;
+    const newest = batches.length === 0 ? -1n : batches[batches.length - 1]!.seq;
+    const restarted = newest < this.lastSeq;
+    const covers = batches.length > 0 && this.firstSeq !== null && batches[0]!.seq <= this.firstSeq;
+    if (restarted || covers) {
+      if (restarted) {
+        this.counters.resets++;
+        this.observer.reset?.(this.pod);
+        this.logger.info({ pod: this.pod, last: this.lastSeq.toString(), newest: newest.toString() }, 'engine restarted while disconnected; clearing the pod');
+      }
+      await this.sink.clear(restarted ? 'reset' : 'rebuild');
+      this.lastSeq = null;
+      this.firstSeq = null;
+      for (const b of batches) await this.applyMessage(b, true);
+    } else {
+      for (const b of batches) if (b.seq > this.lastSeq) await this.applyMessage(b, true);
+    }
+    this.replayHorizon = this.arrivals;
+    this.observer.replay?.(this.pod, 'reconnect', 'complete');
+  }
+
+  /** The applier met a parent it never saw: rebuild the pod from the engine's replay buffer. */
+  private async maybeRebuild(): Promise<void> {
+    if (this.options.replay === null || this.now() < this.nextRebuildAt || this.now() < this.cooldownUntil) {
+      this.observer.replay?.(this.pod, 'unknown_parent', 'skipped');
+      return;
+    }
+    this.nextRebuildAt = this.now() + this.options.unknownParentCooldownMs;
+    const batches = await this.fetchReplay(0n, 'unknown_parent');
+    if (batches === null) return;
+    // Rebuilding drops everything applied so far, so the replay must reach back at least as far.
+    const covers = batches.length > 0 && this.firstSeq !== null && batches[0]!.seq <= this.firstSeq;
+    if (!covers) {
+      this.observer.replay?.(this.pod, 'unknown_parent', 'skipped');
+      this.logger.info({ pod: this.pod, firstApplied: this.firstSeq?.toString(), oldestBuffered: batches[0]?.seq.toString() }, 'unknown parent older than the engine\'s replay buffer; not rebuilding');
+      return;
+    }
+    await this.sink.clear('rebuild');
+    this.lastSeq = null;
+    this.firstSeq = null;
+    for (const b of batches) await this.applyMessage(b, true);
+    this.replayHorizon = this.arrivals;
+    this.observer.replay?.(this.pod, 'unknown_parent', 'complete');
+    this.logger.info({ pod: this.pod, batches: batches.length }, 'pod rebuilt from a replay after an unknown parent');
+  }
+}

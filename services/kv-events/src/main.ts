@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+import { createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { Command } from 'commander';
+import { addServiceOptions, resolveServiceConfig } from './config.js';
+import { KvEventsService } from './service.js';
+
+const program = addServiceOptions(
+  new Command('kvix-kv-events').description(
+    'Subscribes to the KV-event streams of vLLM pods (ZeroMQ) and keeps their block index: in order, gaps replayed, pods added and removed as the endpoints file changes.',
+  ),
+);
+program.parse(process.argv);
+
+let config;
+try {
+  config = resolveServiceConfig(program);
+} catch (err) {
+  exitOnStartupError('kvix-kv-events', err);
+}
+if ((program.opts() as { printConfig?: boolean }).printConfig) {
+  process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  process.exit(0);
+}
+const logger = createLogger('kv-events', config.logLevel);
+const service = await KvEventsService.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-kv-events', err, logger));
+stopOnSignals({ logger, stop: () => service.stop(), timeoutMs: config.shutdownTimeoutMs });

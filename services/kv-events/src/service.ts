@@ -1,0 +1,76 @@
+import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { KvEventsServiceConfig } from './config.js';
+import { buildHttpServer } from './http.js';
+
+/**
+ * KV-event ingestion as a process of its own: the index it keeps is served by the debug API.
+ * The same pieces are what the indexer and the EPP embed.
+ */
+export class KvEventsService {
+  private stopping: Promise<void> | null = null;
+
+  private constructor(
+    readonly config: KvEventsServiceConfig,
+    readonly stack: IndexStack,
+    readonly ingestor: Ingestor,
+    private readonly http: FastifyInstance,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(config: KvEventsServiceConfig, logger: Logger): Promise<KvEventsService> {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const metrics = new IngestMetrics(registry);
+    const stack = createIndexStack(config.index, metrics);
+    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: logger.child({ component: 'ingest' }) });
+    const http = buildHttpServer({ stack, ingestor, registry });
+    // Probes answer while discovery and the startup replays run (readyz says 503 until then).
+    try {
+      await http.listen({ host: config.http.host, port: config.http.port });
+    } catch (err) {
+      await stack.index.close();
+      throw new Error(`cannot listen on ${config.http.host}:${config.http.port}: ${(err as Error).message}`, { cause: err });
+    }
+    const service = new KvEventsService(config, stack, ingestor, http, logger);
+    try {
+      await ingestor.start();
+    } catch (err) {
+      await service.stop();
+      throw err;
+    }
+    logger.info(
+      {
+        http: service.url,
+        mode: config.ingest.mode,
+        endpointsFile: config.ingest.endpointsFile ?? null,
+        staticPods: config.ingest.pods.length,
+        blockSize: config.index.blockSize,
+        algorithm: config.index.algorithm,
+      },
+      'kv-events service started',
+    );
+    return service;
+  }
+
+  /** Base URL of the HTTP API (the bound port, when 0 was configured). */
+  get url(): string {
+    const addr = this.http.server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.http.port;
+    const host = this.config.http.host === '0.0.0.0' || this.config.http.host === '::' ? '127.0.0.1' : this.config.http.host;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+
+  /** Stops taking HTTP requests, then stops ingestion and frees the index. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.http.close();
+      await this.ingestor.stop();
+      await this.stack.index.close();
+      this.logger.info('kv-events service stopped');
+    })();
+    return this.stopping;
+  }
+}
