@@ -1,14 +1,11 @@
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { decodeEventBatch, encodeReplayRequest, parseEventMessage, parseReplayReply, type BlockStored, type DecodedBatch, type EventMessage } from '@kvix/kv-events';
-import { freePorts, waitFor } from '@kvix/test-support';
+import { freePorts, readSharedVectorJson, waitFor } from '@kvix/test-support';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { Dealer, Subscriber } from 'zeromq';
 import { resolveSimConfig, SimPod } from '../src/index.js';
 
-const KVIX = fileURLToPath(new URL('../../../packages/cli/bin/kvix.js', import.meta.url));
 const silent = pino({ level: 'silent' });
 
 interface Running {
@@ -96,7 +93,7 @@ afterEach(async () => {
 describe('vllm-sim over real sockets', () => {
   const prompt = 'The quick brown fox jumps over the lazy dog. '.repeat(12);
 
-  it('publishes BlockStored whose tokens are the prompt\'s and whose hashes equal kvix engine-hash', async () => {
+  it('publishes BlockStored carrying the prompt\'s token ids under the llm-d topic', async () => {
     const r = await startPod();
     const { json: tok } = await post(r.http[0]!, '/tokenize', { prompt });
     const tokens = tok['tokens'] as number[];
@@ -105,13 +102,19 @@ describe('vllm-sim over real sockets', () => {
     const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored event');
     const full = Math.floor(tokens.length / 16) * 16;
     expect(Array.from(ev.tokenIds)).toEqual(tokens.slice(0, full));
-    const cli = spawnSync(process.execPath, [KVIX, 'engine-hash'], {
-      input: JSON.stringify({ algorithm: 'sha256', seed: '42', blockSize: 16, tokens }),
-      encoding: 'utf8',
-    });
-    expect(cli.status).toBe(0);
-    expect(Array.from(ev.blockHashes, String)).toEqual((JSON.parse(cli.stdout) as { blockHashes: string[] }).blockHashes);
     expect(r.messages[0]!.topic).toBe(`kv@127.0.0.1:${new URL(r.http[0]!).port}@Qwen/Qwen3-0.6B`);
+  });
+
+  it('hashes blocks exactly as vLLM does (the shared vLLM vectors, prompt given as token ids)', async () => {
+    const vectors = readSharedVectorJson('vllm-engine-hashes.json') as { cases: { id: string; algo: string; seed: string; block_size: number; token_ids: number[]; wire_block_hashes_int: bigint[] }[] };
+    for (const id of ['cbor-s42-bs16-3blk', 'pkl-s0-bs16-1blk', 'xxcbor-s42-bs16-3blk']) {
+      const c = vectors.cases.find((x) => x.id === id)!;
+      const r = await startPod({ prefixCachingHashAlgo: c.algo, pythonHashSeed: c.seed, blockSize: c.block_size });
+      const { status } = await post(r.http[0]!, '/v1/completions', { model: 'Qwen/Qwen3-0.6B', prompt: c.token_ids, max_tokens: 1 });
+      expect(status).toBe(200);
+      const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored event');
+      expect({ id, hashes: Array.from(ev.blockHashes, String) }).toEqual({ id, hashes: c.wire_block_hashes_int.map(String) });
+    }
   });
 
   it('announces evictions as BlockRemoved of blocks it stored earlier', async () => {
