@@ -1,8 +1,10 @@
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
 import { runIngestBenchmark } from './ingest/ingest-bench.js';
+import { runScoringBenchmark } from './scoring/scoring-bench.js';
 import { run as requestKeys } from './request-keys.js';
 import { run as sim } from './sim.js';
+import { run as tokenize } from './tokenize-bench.js';
 import { machine } from './harness.js';
 
 /** Every benchmark by name; `npm run bench -- <name…>` runs a subset. */
@@ -14,6 +16,8 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
     await runIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' });
   },
   ingest: () => runIngestBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
+  scoring: () => runScoringBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
+  tokenize,
 };
 
 const wanted = process.argv.slice(2);

@@ -9,3 +9,4 @@ export { StaticDiscovery } from './discovery/static.js';
 export { parseEndpointsDocument, targetsOf, EndpointEntrySchema, type EndpointEntry, type EntryDefaults } from './discovery/endpoints-file.js';
 export { hostPort, tcpEndpoint, type DiscoverySource, type PodTarget } from './discovery/types.js';
 export { IndexSettingsSchema, createIndexStack, type IndexSettings, type IndexStack } from './index-stack.js';
+export { addIngestionOptions, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses, podFromAddress } from './service-options.js';

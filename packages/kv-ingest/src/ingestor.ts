@@ -201,6 +201,11 @@ export class Ingestor {
     this.logger.info('ingestion stopped');
   }
 
+  /** Whether discovery (or, in centralized mode, a topic) has introduced this pod. */
+  hasPod(id: string): boolean {
+    return this.pods.has(id);
+  }
+
   podStates(): PodDebugState[] {
     return [...this.pods.values()].map((p) => ({
       id: p.target.id,

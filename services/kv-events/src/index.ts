@@ -1,3 +1,3 @@
 export { KvEventsService } from './service.js';
-export { KvEventsServiceConfigSchema, resolveServiceConfig, addServiceOptions, podFromAddress, ENV_BINDINGS, DEFAULT_HTTP_PORT, type KvEventsServiceConfig, type KvEventsServiceConfigInput } from './config.js';
+export { KvEventsServiceConfigSchema, resolveServiceConfig, addServiceOptions, ENV_BINDINGS, DEFAULT_HTTP_PORT, type KvEventsServiceConfig, type KvEventsServiceConfigInput } from './config.js';
 export { buildHttpServer, type HttpContext } from './http.js';

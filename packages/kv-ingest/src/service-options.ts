@@ -1,0 +1,70 @@
+import { ConfigError, collectArg, integerArg, type Binding } from '@kvix/service-kit';
+import { Option, type Command } from 'commander';
+
+/**
+ * The ingestion and index settings every service embedding ingestion takes from the environment
+ * and the command line, under the `ingest` and `index` sections of its configuration.
+ */
+export const INGESTION_ENV_BINDINGS: Readonly<Record<string, Binding>> = {
+  KVIX_BLOCK_SIZE: { path: 'index.blockSize', as: 'number' },
+  KVIX_HASH_SEED: { path: 'index.hashSeed' },
+  KVIX_MAX_ENTRIES: { path: 'index.maxEntries', as: 'number' },
+  KVIX_KV_EVENTS_MODE: { path: 'ingest.mode' },
+  KVIX_CENTRALIZED_ENDPOINT: { path: 'ingest.centralizedEndpoint' },
+  KVIX_TOPIC_PREFIX: { path: 'ingest.topicPrefix' },
+  KVIX_ENDPOINTS_FILE: { path: 'ingest.endpointsFile' },
+  KVIX_PODS: { path: 'ingest.pods', as: 'list' },
+  KVIX_EVENT_PORT: { path: 'ingest.defaultEventPort', as: 'number' },
+  KVIX_REPLAY_PORT: { path: 'ingest.defaultReplayPort', as: 'number' },
+  KVIX_MODEL: { path: 'ingest.defaultModel' },
+  KVIX_WORKERS: { path: 'ingest.workers', as: 'number' },
+};
+
+export const INGESTION_FLAG_BINDINGS: Readonly<Record<string, string>> = {
+  blockSize: 'index.blockSize',
+  hashSeed: 'index.hashSeed',
+  hashAlgorithm: 'index.algorithm',
+  maxEntries: 'index.maxEntries',
+  mode: 'ingest.mode',
+  centralizedEndpoint: 'ingest.centralizedEndpoint',
+  topicPrefix: 'ingest.topicPrefix',
+  endpointsFile: 'ingest.endpointsFile',
+  pod: 'ingest.pods',
+  eventPort: 'ingest.defaultEventPort',
+  replayPort: 'ingest.defaultReplayPort',
+  model: 'ingest.defaultModel',
+  workers: 'ingest.workers',
+  maxQueuePerPod: 'ingest.maxQueuePerPod',
+};
+
+export function addIngestionOptions(cmd: Command): Command {
+  return cmd
+    .option('--endpoints-file <file>', 'endpoints file listing the pods, reloaded when replaced (KVIX_ENDPOINTS_FILE)')
+    .option('--pod <host:port>', 'a pod\'s serving address; repeatable or comma-separated (KVIX_PODS)', collectArg)
+    .option('--event-port <port>', 'KV-event port of pods that do not name one', integerArg, 5557)
+    .option('--replay-port <port>', 'replay port of pods that do not name one (default: no replay)', integerArg)
+    .option('--model <name>', 'model of pods whose entry and topic do not name one', 'Qwen/Qwen3-0.6B')
+    .addOption(new Option('--mode <mode>', 'per-pod: dial every pod; centralized: bind one socket pods connect to').choices(['per-pod', 'centralized']).default('per-pod'))
+    .option('--centralized-endpoint <endpoint>', 'address bound in centralized mode', 'tcp://*:5557')
+    .option('--topic-prefix <prefix>', 'topic prefix subscribed to ("" for every topic)', 'kv@')
+    .option('--workers <n>', 'lanes pods are spread over', integerArg, 4)
+    .option('--max-queue-per-pod <n>', 'batches queued per pod before its backlog is dropped and replayed', integerArg, 10_000)
+    .option('--block-size <n>', 'tokens per request key (the routers\' block size, not the engines\')', integerArg, 16)
+    .option('--hash-seed <seed>', 'request-key seed (llm-d\'s hashSeed)', '')
+    .addOption(new Option('--hash-algorithm <algo>', 'request-key algorithm').choices(['cbor-fnv', 'xxh64']).default('cbor-fnv'))
+    .option('--max-entries <n>', 'most (key, pod) entries held', integerArg);
+}
+
+/** Turns `host:port` strings (flags, KVIX_PODS) in a layer into endpoints entries, in place. */
+export function podsFromAddresses(layer: Record<string, unknown>): void {
+  const ingest = layer['ingest'] as { pods?: unknown } | undefined;
+  if (ingest?.pods !== undefined) ingest.pods = (ingest.pods as string[]).map(podFromAddress);
+}
+
+/** `host:port` or `[v6]:port` → an endpoints entry named after its address. */
+export function podFromAddress(text: string): { name: string; address: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new ConfigError(`pod ${JSON.stringify(text)} is not host:port`);
+  return { name: text, address: (m[1] ?? m[2])!, port };
+}

@@ -1,0 +1,41 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+const RATIO_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1];
+const TOKENIZE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/** Scoring, routing and tokenization metrics: llm-d's hit-ratio name plus kvix's own series. */
+export class ScoringMetrics {
+  /** llm-d's primary health signal: per scored request, the best pod's matched fraction. */
+  readonly hitRatio: Histogram;
+  readonly hitRatioByModel: Histogram<'model'>;
+  readonly scoredBlocks: Counter<'model'>;
+  readonly matchedBlocks: Counter<'model' | 'tier'>;
+  readonly unknownCandidates: Counter;
+  readonly decisions: Counter<'model' | 'role'>;
+  readonly routedBlocks: Counter<'model' | 'pod' | 'tier'>;
+  readonly routedHitRatio: Histogram<'model'>;
+  readonly tokenizeSeconds: Histogram<'source' | 'cached'>;
+  readonly tokenizeErrors: Counter<'source' | 'code'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.hitRatio = new Histogram({ name: 'llm_d_epp_prefix_indexer_hit_ratio', help: 'Per scored request: blocks of the prompt held by the best pod / blocks of the prompt.', buckets: RATIO_BUCKETS, registers });
+    this.hitRatioByModel = new Histogram({ name: 'kvix_scoring_hit_ratio', help: 'Per scored request and model: the best pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
+    this.scoredBlocks = new Counter({ name: 'kvix_scoring_blocks_total', help: 'Prompt blocks scored.', labelNames: ['model'], registers });
+    this.matchedBlocks = new Counter({ name: 'kvix_scoring_matched_blocks_total', help: 'Prompt blocks the best pod held, by tier (a block held in two tiers counts in both).', labelNames: ['model', 'tier'], registers });
+    this.unknownCandidates = new Counter({ name: 'kvix_scoring_unknown_candidate_pods_total', help: 'Candidate pods neither discovery nor the index knows (usually a pod-identity mismatch).', registers });
+    this.decisions = new Counter({ name: 'kvix_scoring_routing_decisions_total', help: 'Routing decisions recorded, by role (decode or prefill pod).', labelNames: ['model', 'role'], registers });
+    this.routedBlocks = new Counter({ name: 'kvix_scoring_routed_blocks_total', help: 'Prompt blocks of routed requests, by what the chosen pod held them in ("miss" when it did not).', labelNames: ['model', 'pod', 'tier'], registers });
+    this.routedHitRatio = new Histogram({ name: 'kvix_scoring_routed_hit_ratio', help: 'Per routed request: the chosen pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
+    this.tokenizeSeconds = new Histogram({ name: 'kvix_tokenization_duration_seconds', help: 'Tokenization for scoring, by source (local, render) and whether the result cache answered.', labelNames: ['source', 'cached'], buckets: TOKENIZE_BUCKETS, registers });
+    this.tokenizeErrors = new Counter({ name: 'kvix_tokenization_errors_total', help: 'Tokenization failures, by source and error code.', labelNames: ['source', 'code'], registers });
+  }
+
+  /** The tokenization observer hook, feeding the metrics above. */
+  tokenizationObserver(): { tokenized(e: { source: string; seconds: number; cached: boolean }): void; failed(e: { source: string; code: string }): void } {
+    return {
+      tokenized: (e) => this.tokenizeSeconds.observe({ source: e.source, cached: String(e.cached) }, e.seconds),
+      failed: (e) => this.tokenizeErrors.inc({ source: e.source, code: e.code }),
+    };
+  }
+}

@@ -1,0 +1,225 @@
+import { BlockKeysError, requestBlockExtras, type RequestKeyHasher } from '@kvix/block-keys';
+import { scoreLookup, type KvBlockIndex, type PodEntry, type PodScore, type TierWeights } from '@kvix/kv-index';
+import type { MultimodalItem, PromptInput, PromptTokenizer } from '@kvix/tokenization';
+import type { Logger } from 'pino';
+import type { ReuseAnalytics } from './analytics/reuse-analytics.js';
+import { ScoringError } from './errors.js';
+import type { ScoringMetrics } from './metrics.js';
+
+/** A prompt as the caller has it: token ids (no tokenization), or what vLLM would tokenize. */
+export type ScorePrompt = { kind: 'tokens'; tokenIds: ArrayLike<number> } | PromptInput;
+
+export interface PromptSpec {
+  /** The served model: picks the tokenizer, and roots the keys unless `loraName` is set. */
+  model: string;
+  prompt: ScorePrompt;
+  /** A LoRA adapter: keys are rooted at its name, as the engine's events are. */
+  loraName?: string | null;
+  cacheSalt?: string | null;
+  /** Multimodal items of a prompt given as token ids (tokenizers report their own). */
+  multimodal?: readonly MultimodalItem[] | null;
+}
+
+export interface ScoreInput extends PromptSpec {
+  /** Only these pods; leave out (null/undefined) to score every pod. An empty list is an error. */
+  candidates?: readonly string[] | null;
+}
+
+export interface PodScoreResult extends PodScore {
+  /** False for a candidate neither discovery nor the index knows (usually a pod-identity mismatch). */
+  known: boolean;
+}
+
+export type TokenizationSource = 'local' | 'render' | 'request';
+
+export interface ScoreOutcome {
+  /** Candidates (or every pod with a match), best first. */
+  scores: PodScoreResult[];
+  totalBlocks: number;
+  promptTokens: number;
+  blockSize: number;
+  tokenization: TokenizationSource;
+  tokenizationCached: boolean;
+  /** The prompt's request keys (a routing decision can reuse them). */
+  requestKeys: BigUint64Array;
+}
+
+export interface RoutingDecision extends PromptSpec {
+  pod: string;
+  /** Prefill pod in prefill/decode disaggregation: it holds the prefix too. */
+  prefillPod?: string | null;
+  /** Lifetime of the speculative entries; default the index's. */
+  ttlMs?: number | null;
+  /** Request keys from a Score of the same prompt, to skip recomputing them. */
+  requestKeys?: BigUint64Array | null;
+}
+
+export interface DecisionOutcome {
+  inserted: number;
+  blocks: number;
+  ttlMs: number | null;
+}
+
+export interface PrefixScorerOptions {
+  index: KvBlockIndex;
+  hasher: RequestKeyHasher;
+  weights: TierWeights;
+  /** Null when only token ids are accepted. */
+  tokenizer: PromptTokenizer | null;
+  maxPromptTokens: number;
+  /** Whether discovery knows a pod (candidates it does not know, and the index does not hold, are flagged). */
+  isKnownPod?: (pod: string) => boolean;
+  metrics?: ScoringMetrics | null;
+  analytics?: ReuseAnalytics | null;
+  /**
+   * Characters of prompt text kept to label shared prefixes in analytics; 0 (the default) keeps
+   * none, since prompts may hold what operators must not see.
+   */
+  previewChars?: number;
+  logger: Logger;
+}
+
+/** The longest speculative TTL a caller may ask for: longer would outlive any plausible event delay. */
+export const MAX_SPECULATIVE_TTL_MS = 10 * 60_000;
+const MAX_LOGGED_UNKNOWN_PODS = 1000;
+
+interface PreparedPrompt {
+  tokens: ArrayLike<number>;
+  keys: BigUint64Array;
+  source: TokenizationSource;
+  cached: boolean;
+}
+
+/**
+ * Precise prefix scoring: a request's prompt → the token ids the engine will hash → request keys
+ * (with LoRA, cache salt and multimodal extras) → a lookup in the block index → each pod's
+ * longest-prefix run, tier-weighted. Also records routing decisions as speculative entries.
+ */
+export class PrefixScorer {
+  private readonly loggedUnknown = new Set<string>();
+
+  constructor(private readonly options: PrefixScorerOptions) {}
+
+  get blockSize(): number {
+    return this.options.hasher.blockSize;
+  }
+
+  async score(input: ScoreInput): Promise<ScoreOutcome> {
+    const candidates = this.candidatesOf(input.candidates);
+    const prepared = await this.prepare(input);
+    const { index, weights } = this.options;
+    const keys = prepared.keys;
+    const lookup = await index.lookup(keys, candidates ? { pods: candidates } : {});
+    const raw = scoreLookup(lookup, keys.length, weights, candidates ?? undefined);
+    const scores: PodScoreResult[] = raw.map((s) => ({ ...s, known: s.matchedBlocks > 0 || this.known(s.pod) }));
+    for (const s of scores) if (!s.known) this.unknownPod(s.pod, 'candidate');
+    this.options.analytics?.observeScore(input.model, keys, scores[0] && scores[0].matchedBlocks > 0 ? scores[0] : undefined, () => previewOf(input.prompt, this.options.previewChars ?? 0));
+    return {
+      scores,
+      totalBlocks: keys.length,
+      promptTokens: prepared.tokens.length,
+      blockSize: this.blockSize,
+      tokenization: prepared.source,
+      tokenizationCached: prepared.cached,
+      requestKeys: keys,
+    };
+  }
+
+  async recordDecision(decision: RoutingDecision): Promise<DecisionOutcome> {
+    const pods = [decision.pod, ...(decision.prefillPod ? [decision.prefillPod] : [])];
+    for (const pod of pods) if (typeof pod !== 'string' || pod.trim() === '' || /\s/.test(pod)) throw new ScoringError('INVALID_POD', `pod ${JSON.stringify(pod)} is not a pod identity (address:port)`);
+    const ttl = decision.ttlMs ?? null;
+    if (ttl !== null && !(Number.isInteger(ttl) && ttl > 0 && ttl <= MAX_SPECULATIVE_TTL_MS)) {
+      throw new ScoringError('INVALID_REQUEST', `ttlMs must be an integer in 1..${MAX_SPECULATIVE_TTL_MS} (or unset for the index default), got ${String(ttl)}`);
+    }
+    const keys = decision.requestKeys ?? (await this.prepare(decision)).keys;
+    const { index, weights } = this.options;
+    // What the chosen pods held before this decision: the routing's realised reuse.
+    const before = scoreLookup(await index.lookup(keys, { pods, earlyStop: false }), keys.length, weights, pods);
+    const entries: PodEntry[] = pods.map((pod) => ({ pod, tier: 'gpu', speculative: true }));
+    if (keys.length > 0) await index.add(null, keys, entries, ttl === null ? {} : { ttlMs: ttl });
+    for (const [i, pod] of pods.entries()) {
+      if (!this.known(pod) && (before.find((s) => s.pod === pod)?.matchedBlocks ?? 0) === 0) this.unknownPod(pod, 'decision');
+      this.options.analytics?.observeDecision(decision.model, pod, i === 0 ? 'decode' : 'prefill', before.find((s) => s.pod === pod), keys.length);
+    }
+    return { inserted: keys.length * pods.length, blocks: keys.length, ttlMs: ttl };
+  }
+
+  /** Token ids and request keys of a prompt. */
+  private async prepare(spec: PromptSpec): Promise<PreparedPrompt> {
+    if (typeof spec.model !== 'string' || spec.model === '') throw new ScoringError('INVALID_REQUEST', 'model is required');
+    const max = this.options.maxPromptTokens;
+    let tokens: ArrayLike<number>;
+    let multimodal: readonly MultimodalItem[] | null = spec.multimodal ?? null;
+    let cacheSalt = spec.cacheSalt ?? null;
+    let source: TokenizationSource;
+    let cached = false;
+    if (spec.prompt.kind === 'tokens') {
+      tokens = validTokenIds(spec.prompt.tokenIds, max);
+      source = 'request';
+    } else {
+      const tokenizer = this.options.tokenizer;
+      if (tokenizer === null) throw new ScoringError('NO_TOKENIZER', 'this service has no tokenizer configured: send token ids');
+      const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt });
+      if (result.tokenIds.length > max) throw new ScoringError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; the limit is ${max}`);
+      tokens = result.tokenIds;
+      if (result.multimodal.length > 0) multimodal = result.multimodal;
+      cacheSalt = result.cacheSalt ?? cacheSalt;
+      source = result.source;
+      cached = result.cached;
+    }
+    const { hasher } = this.options;
+    let extras;
+    try {
+      extras = requestBlockExtras({ tokenCount: tokens.length, blockSize: hasher.blockSize, multimodal, cacheSalt });
+    } catch (err) {
+      if (err instanceof BlockKeysError) throw new ScoringError('INVALID_REQUEST', err.message);
+      throw err;
+    }
+    const keys = hasher.keys(tokens, spec.loraName || spec.model, { extras });
+    return { tokens, keys, source, cached };
+  }
+
+  private candidatesOf(candidates: readonly string[] | null | undefined): string[] | null {
+    if (candidates === null || candidates === undefined) return null;
+    if (candidates.length === 0) throw new ScoringError('EMPTY_CANDIDATES', 'candidates is empty; leave it out to score every pod');
+    const unique = [...new Set(candidates)];
+    for (const pod of unique) if (typeof pod !== 'string' || pod === '') throw new ScoringError('INVALID_REQUEST', 'candidate pods must be non-empty strings');
+    return unique;
+  }
+
+  private known(pod: string): boolean {
+    return this.options.isKnownPod?.(pod) ?? true;
+  }
+
+  private unknownPod(pod: string, where: 'candidate' | 'decision'): void {
+    this.options.metrics?.unknownCandidates.inc();
+    if (this.loggedUnknown.has(pod) || this.loggedUnknown.size >= MAX_LOGGED_UNKNOWN_PODS) return;
+    this.loggedUnknown.add(pod);
+    this.options.logger.warn({ pod, where }, 'a pod the index has never heard of: check that routers name pods by their serving address:port, as discovery does');
+  }
+}
+
+function validTokenIds(ids: ArrayLike<number>, max: number): ArrayLike<number> {
+  if (ids.length > max) throw new ScoringError('PROMPT_TOO_LONG', `the prompt has ${ids.length} tokens; the limit is ${max}`);
+  if (ids instanceof Uint32Array) return ids;
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i]!;
+    if (!(Number.isInteger(t) && t >= 0 && t <= 0xffffffff)) throw new ScoringError('INVALID_REQUEST', `token id at position ${i} is not an unsigned 32-bit integer: ${String(t)}`);
+  }
+  return ids;
+}
+
+/** The start of a prompt given as text, to label shared prefixes in analytics. */
+function previewOf(prompt: ScorePrompt, chars: number): string | null {
+  if (chars <= 0) return null;
+  const clip = (s: string): string => (s.length > chars ? `${s.slice(0, chars)}…` : s);
+  if (prompt.kind === 'completion') return clip(prompt.prompt);
+  if (prompt.kind === 'chat') {
+    const first = prompt.messages[0];
+    if (!first) return null;
+    const content = typeof first.content === 'string' ? first.content : Array.isArray(first.content) ? first.content.map((p) => p.text ?? '').join('\n') : '';
+    return clip(`${first.role}: ${content}`);
+  }
+  return null;
+}

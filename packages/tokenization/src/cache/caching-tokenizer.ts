@@ -1,0 +1,144 @@
+import { raceAbort, throwIfAborted } from '../abort.js';
+import { TokenizationError } from '../errors.js';
+import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
+import { ByteBudgetLru } from './byte-budget-lru.js';
+import { cacheKey } from './cache-key.js';
+
+export interface CachingTokenizerOptions {
+  /** Budget for keys and ids (key characters + 4 bytes per token). Default 64 MiB. */
+  maxBytes?: number;
+}
+
+export interface ResultCacheStats {
+  /** Calls answered without a call of their own to the wrapped tokenizer (cached or shared). */
+  hits: number;
+  /** Calls that went to the wrapped tokenizer. */
+  misses: number;
+  entries: number;
+  bytes: number;
+}
+
+/** One underlying call and the callers waiting for it. */
+interface SharedCall {
+  readonly result: Promise<TokenizedPrompt>;
+  readonly controller: AbortController;
+  waiters: number;
+}
+
+function sizeOf(key: string, result: TokenizedPrompt): number {
+  let bytes = key.length + 4 * result.tokenIds.length;
+  for (const item of result.multimodal) bytes += item.identifier.length + 8;
+  return bytes;
+}
+
+/** The caller owns what it is given; the cache's copy must stay as the tokenizer produced it. */
+function copyOf(result: TokenizedPrompt, cached: boolean): TokenizedPrompt {
+  return {
+    tokenIds: result.tokenIds.slice(),
+    multimodal: result.multimodal.map((m) => ({ ...m })),
+    cacheSalt: result.cacheSalt,
+    source: result.source,
+    cached,
+  };
+}
+
+/**
+ * An exact result cache in front of any PromptTokenizer: a hit is always what a fresh call would
+ * return, because the key is the whole request (model, salt, every option), stored and compared
+ * in full. Concurrent identical misses share one call.
+ */
+export class CachingTokenizer implements PromptTokenizer {
+  private readonly lru: ByteBudgetLru<TokenizedPrompt>;
+  private readonly inFlight = new Map<string, SharedCall>();
+  private hits = 0;
+  private misses = 0;
+  private closed = false;
+
+  constructor(
+    private readonly inner: PromptTokenizer,
+    options: CachingTokenizerOptions = {},
+  ) {
+    const maxBytes = options.maxBytes ?? 64 * 2 ** 20;
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+      throw new TokenizationError('INVALID_CONFIG', `maxBytes must be an integer ≥ 0, not ${String(maxBytes)}`);
+    }
+    this.lru = new ByteBudgetLru(maxBytes);
+  }
+
+  async tokenize(model: string, input: PromptInput, options: TokenizeOptions = {}): Promise<TokenizedPrompt> {
+    if (this.closed) throw new TokenizationError('CLOSED', 'the caching tokenizer is closed');
+    throwIfAborted(options.signal);
+    const salt = options.cacheSalt ?? null;
+    const key = cacheKey(model, input, salt);
+    if (key === null) {
+      this.misses++;
+      return this.inner.tokenize(model, input, options);
+    }
+    const hit = this.lru.get(key);
+    if (hit !== undefined) {
+      this.hits++;
+      return copyOf(hit, true);
+    }
+    let shared = this.inFlight.get(key);
+    const joined = shared !== undefined;
+    if (shared === undefined) {
+      shared = this.startCall(key, model, input, salt);
+      this.misses++;
+    } else {
+      this.hits++;
+    }
+    shared.waiters++;
+    const call = shared;
+    try {
+      return copyOf(await raceAbort(call.result, options.signal), joined);
+    } catch (err) {
+      if (err instanceof TokenizationError && err.code === 'ABORTED' && options.signal?.aborted) this.leave(key, call);
+      throw err;
+    }
+  }
+
+  stats(): ResultCacheStats {
+    return { hits: this.hits, misses: this.misses, entries: this.lru.size, bytes: this.lru.bytes };
+  }
+
+  clear(): void {
+    this.lru.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.lru.clear();
+    await this.inner.close();
+  }
+
+  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null): SharedCall {
+    const controller = new AbortController();
+    let result: Promise<TokenizedPrompt>;
+    try {
+      result = this.inner.tokenize(model, input, { cacheSalt, signal: controller.signal });
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    const shared: SharedCall = { result, controller, waiters: 0 };
+    this.inFlight.set(key, shared);
+    result.then(
+      (value) => {
+        if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
+        if (!this.closed && !controller.signal.aborted) this.lru.set(key, value, sizeOf(key, value));
+      },
+      () => {
+        if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
+      },
+    );
+    return shared;
+  }
+
+  /** The last waiter to give up stops the call, and no later caller may join the stopped call. */
+  private leave(key: string, shared: SharedCall): void {
+    shared.waiters--;
+    if (shared.waiters > 0) return;
+    if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
+    shared.controller.abort(new TokenizationError('ABORTED', 'every caller waiting for this tokenization gave up'));
+  }
+}

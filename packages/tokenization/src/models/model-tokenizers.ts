@@ -1,0 +1,104 @@
+import { CachingTokenizer, type ResultCacheStats } from '../cache/caching-tokenizer.js';
+import { TokenizationError, type TokenizationErrorCode } from '../errors.js';
+import { checkPromptInput, promptTextLength } from '../prompt-input.js';
+import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions, TokenizerSource } from '../prompt-tokenizer.js';
+import { ModelRouter } from './model-router.js';
+import { parseTokenizationConfig, type TokenizationConfig, type TokenizationConfigInput } from './tokenization-config.js';
+
+/** Hooks for metrics, so this package needs no metrics library. Exceptions they throw are ignored. */
+export interface TokenizationObserver {
+  tokenized?(event: { model: string; source: TokenizerSource; seconds: number; cached: boolean; tokens: number }): void;
+  /** `source` is 'none' when no tokenizer is configured for the model or the request was refused before routing. */
+  failed?(event: { model: string; source: TokenizerSource | 'none'; code: TokenizationErrorCode }): void;
+}
+
+export interface ModelTokenizersOptions {
+  observer?: TokenizationObserver;
+}
+
+/**
+ * No tokenizer packs more than this many characters into a token on real text, so a longer input
+ * is refused before it costs anything to tokenize.
+ */
+const MAX_CHARS_PER_TOKEN = 16;
+
+/**
+ * The tokenizer a service uses: one per model (the local pool or a vLLM server's render
+ * endpoints, from a validated configuration), an exact result cache in front, a prompt length
+ * limit, and metrics hooks.
+ */
+export class ModelTokenizers implements PromptTokenizer {
+  readonly config: TokenizationConfig;
+  private readonly router: ModelRouter;
+  private readonly front: PromptTokenizer;
+  private readonly cache: CachingTokenizer | null;
+  private readonly observer: TokenizationObserver;
+
+  /** Throws INVALID_CONFIG naming the offending keys. */
+  constructor(config: TokenizationConfigInput = {}, options: ModelTokenizersOptions = {}) {
+    this.config = parseTokenizationConfig(config);
+    this.router = new ModelRouter(this.config);
+    this.cache = this.config.cacheBytes > 0 ? new CachingTokenizer(this.router, { maxBytes: this.config.cacheBytes }) : null;
+    this.front = this.cache ?? this.router;
+    this.observer = options.observer ?? {};
+  }
+
+  async tokenize(model: string, input: PromptInput, options?: TokenizeOptions): Promise<TokenizedPrompt> {
+    const start = performance.now();
+    let source: TokenizerSource | 'none' = 'none';
+    try {
+      if (typeof model !== 'string' || model === '') throw new TokenizationError('INVALID_REQUEST', 'the model name must be a non-empty string');
+      checkPromptInput(input);
+      source = this.router.routeFor(model)?.source ?? 'none';
+      const limit = this.config.maxPromptTokens;
+      const chars = promptTextLength(input);
+      if (chars > MAX_CHARS_PER_TOKEN * limit) {
+        throw new TokenizationError('PROMPT_TOO_LONG', `the prompt has ${chars} characters, more than ${limit} tokens can hold; at most ${limit} tokens are allowed`);
+      }
+      const result = await this.front.tokenize(model, input, options);
+      if (result.tokenIds.length > limit) {
+        throw new TokenizationError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; at most ${limit} are allowed`);
+      }
+      this.notify(() =>
+        this.observer.tokenized?.({ model, source: result.source, seconds: (performance.now() - start) / 1000, cached: result.cached, tokens: result.tokenIds.length }),
+      );
+      return result;
+    } catch (err) {
+      const code: TokenizationErrorCode = err instanceof TokenizationError ? err.code : 'INTERNAL';
+      this.notify(() => this.observer.failed?.({ model, source, code }));
+      throw err;
+    }
+  }
+
+  /**
+   * Loads the local tokenizers of `models` (default: every configured local model) on every
+   * thread; call before reporting ready. Models served by render endpoints need nothing; a model
+   * with no tokenizer at all fails with UNKNOWN_MODEL.
+   */
+  async warmUp(models?: readonly string[]): Promise<void> {
+    const pool = this.router.pool;
+    if (models === undefined) {
+      await pool?.warmUp();
+      return;
+    }
+    const local = models.filter((m) => this.router.route(m).source === 'local');
+    if (local.length > 0) await pool!.warmUp(local);
+  }
+
+  /** The result cache's counters, or null when it is disabled (`cacheBytes: 0`). */
+  cacheStats(): ResultCacheStats | null {
+    return this.cache?.stats() ?? null;
+  }
+
+  async close(): Promise<void> {
+    await this.front.close();
+  }
+
+  private notify(call: () => void): void {
+    try {
+      call();
+    } catch {
+      // A broken metrics hook must not fail the request it measures.
+    }
+  }
+}

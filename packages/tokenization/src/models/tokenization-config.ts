@@ -1,0 +1,66 @@
+/** Which tokenizer answers for which model, as a service's configuration spells it. */
+import { z } from 'zod';
+import { TokenizationError } from '../errors.js';
+
+const ROUTE_SHAPE = "{ local: <bundled tokenizer or directory> } or { render: { url, timeoutMs?, headers? } }";
+
+const RenderTargetSchema = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://vllm:8000' }),
+    timeoutMs: z.number().int().min(1).max(600_000).optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+const ModelRouteSchema = z
+  .object(
+    {
+      local: z.string().min(1).optional(),
+      render: RenderTargetSchema.optional(),
+    },
+    { error: (issue) => (issue.code === 'invalid_type' ? `expected ${ROUTE_SHAPE}` : undefined) },
+  )
+  .strict()
+  .refine((route) => (route.local === undefined) !== (route.render === undefined), { error: `give exactly one of ${ROUTE_SHAPE}` });
+
+export const TokenizationConfigSchema = z
+  .object({
+    /** Local tokenizer threads; 0 tokenizes on the event loop. Default: one per core but one. */
+    workers: z.number().int().min(0).max(256).optional(),
+    /** Local requests in flight before OVERLOADED. */
+    maxInFlight: z.number().int().min(1).default(1024),
+    /** Exact result cache budget; 0 disables it. */
+    cacheBytes: z.number().int().min(0).default(64 * 2 ** 20),
+    /** Longer prompts fail with PROMPT_TOO_LONG. */
+    maxPromptTokens: z.number().int().min(1).default(131_072),
+    /** Models not listed: served by a bundled tokenizer of the same name, rejected, rendered or tokenized by one spec. */
+    default: z
+      .union([z.enum(['bundled', 'reject']), ModelRouteSchema], { error: (issue) => (issue.code === 'invalid_union' ? `expected 'bundled', 'reject', ${ROUTE_SHAPE}` : undefined) })
+      .default('bundled'),
+    models: z.record(z.string().min(1), ModelRouteSchema).default({}),
+  })
+  .strict();
+
+export type TokenizationConfig = z.output<typeof TokenizationConfigSchema>;
+export type TokenizationConfigInput = z.input<typeof TokenizationConfigSchema>;
+export type ModelRoute = z.output<typeof ModelRouteSchema>;
+export type RenderTarget = z.output<typeof RenderTargetSchema>;
+
+/** `models["Qwen/Qwen3-8B"].render.url`: model names hold dots and slashes, so they are quoted. */
+function pathOf(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === '' ? key : `.${key}`;
+    else out += `[${JSON.stringify(String(key))}]`;
+  }
+  return out || '(root)';
+}
+
+/** Validates and fills defaults; INVALID_CONFIG names every offending key. */
+export function parseTokenizationConfig(input: unknown): TokenizationConfig {
+  const parsed = TokenizationConfigSchema.safeParse(input ?? {});
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((issue) => `${pathOf(issue.path)}: ${issue.message}`);
+  throw new TokenizationError('INVALID_CONFIG', `invalid tokenization configuration: ${issues.join('; ')}`);
+}

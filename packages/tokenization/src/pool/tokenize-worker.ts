@@ -1,0 +1,35 @@
+/** A tokenizer thread: loads tokenizers on first use and answers the pool's requests in order. */
+import { parentPort } from 'node:worker_threads';
+import { TokenizationError, messageOf } from '../errors.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+import { TokenizerLoader } from './tokenizer-loader.js';
+import { tokenizeLocally } from './tokenize-locally.js';
+
+const port = parentPort;
+if (port === null) throw new Error('tokenize-worker must run as a worker thread');
+
+const loader = new TokenizerLoader();
+
+function failure(id: number, err: unknown): FromWorker {
+  if (err instanceof TokenizationError) return { id, ok: false, code: err.code, message: err.message };
+  return { id, ok: false, code: 'INTERNAL', message: `tokenizer thread failed: ${messageOf(err)}` };
+}
+
+async function handle(message: ToWorker & { type: 'tokenize' | 'load' }): Promise<void> {
+  try {
+    const tokenizer = await loader.load(message.spec);
+    if (message.type === 'load') {
+      port!.postMessage({ id: message.id, ok: true, tokenIds: null } satisfies FromWorker);
+      return;
+    }
+    const tokenIds = tokenizeLocally(tokenizer, message.input);
+    port!.postMessage({ id: message.id, ok: true, tokenIds } satisfies FromWorker, [tokenIds.buffer]);
+  } catch (err) {
+    port!.postMessage(failure(message.id, err));
+  }
+}
+
+port.on('message', (message: ToWorker) => {
+  if (message.type === 'crash') throw new Error('tokenizer thread crash requested by a test');
+  void handle(message);
+});

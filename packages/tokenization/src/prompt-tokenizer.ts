@@ -1,0 +1,39 @@
+/** The one question every tokenizer here answers: which token ids will vLLM hash for this request? */
+import type { ChatMessage, ChatTemplateOptions } from './types.js';
+
+export type PromptInput =
+  | { kind: 'completion'; prompt: string; addSpecialTokens?: boolean }
+  | { kind: 'chat'; messages: ChatMessage[]; options?: ChatTemplateOptions };
+
+/** A multimodal item's place in the prompt (the shape of @kvix/block-keys' MultimodalPlaceholder). */
+export interface MultimodalItem {
+  /** The engine's hash of the item (vLLM's `mm_hashes`), which goes into the block keys it covers. */
+  identifier: string;
+  offset: number;
+  length: number;
+}
+
+export type TokenizerSource = 'local' | 'render';
+
+export interface TokenizedPrompt {
+  tokenIds: Uint32Array;
+  /** Sorted by offset; empty for text-only prompts. */
+  multimodal: MultimodalItem[];
+  /** The salt the engine will use: what the render endpoint echoed, else the request's. */
+  cacheSalt: string | null;
+  source: TokenizerSource;
+  /** Answered from the exact result cache rather than tokenized for this call. */
+  cached: boolean;
+}
+
+export interface TokenizeOptions {
+  /** The request's `cache_salt`. */
+  cacheSalt?: string | null;
+  signal?: AbortSignal;
+}
+
+export interface PromptTokenizer {
+  tokenize(model: string, input: PromptInput, options?: TokenizeOptions): Promise<TokenizedPrompt>;
+  /** Releases threads and connections; later calls fail with code CLOSED. */
+  close(): Promise<void>;
+}

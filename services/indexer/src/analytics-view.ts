@@ -1,0 +1,78 @@
+import type { IndexStack, IngestMetrics, Ingestor } from '@kvix/kv-ingest';
+import type { ReuseAnalytics, ReuseSnapshot, SharedPrefix } from '@kvix/scoring';
+import type { Histogram } from 'prom-client';
+
+export interface Quantiles {
+  count: number;
+  /** Upper bounds of the histogram buckets holding each quantile (null without observations). */
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+}
+
+export interface AnalyticsView extends Omit<ReuseSnapshot, 'topPrefixes'> {
+  topPrefixes: (SharedPrefix & { pods: string[] })[];
+  speculation: { active: number; confirmed: number; expired: number; accuracy: number | null; confirmationSeconds: Quantiles };
+  events: Record<string, { lastSeq: string | null; gaps: number; replays: number; resets: number; overflows: number; lost: number; lagSeconds: Quantiles }>;
+  index: { entries: number; keys: number; bytesInUse: number; byPod: Record<string, { entries: number; speculative: number }> };
+}
+
+/**
+ * Everything users ask about cache reuse in one document: hit ratios (scoring and routing), the
+ * most shared prefixes and who holds them, speculation accuracy, event lag per pod, index size.
+ */
+export async function analyticsView(reuse: ReuseAnalytics, stack: IndexStack, ingestor: Ingestor, metrics: IngestMetrics, topLimit: number): Promise<AnalyticsView> {
+  const snapshot = reuse.snapshot(topLimit);
+  const topPrefixes = await Promise.all(
+    snapshot.topPrefixes.map(async (p) => {
+      const result = await stack.index.lookup(BigUint64Array.of(BigInt(p.key)), { earlyStop: false });
+      const pods = new Set<string>();
+      for (let j = result.offsets[0]!; j < result.offsets[1]!; j++) pods.add(result.pods[result.podIndex[j]!]!);
+      return { ...p, pods: [...pods].sort() };
+    }),
+  );
+  const [stats, counts] = await Promise.all([stack.index.stats(), stack.index.podCounts()]);
+  const lags = await bucketsByPod(metrics.lag);
+  const events: AnalyticsView['events'] = {};
+  for (const p of ingestor.podStates()) {
+    const s = p.stream;
+    events[p.id] = { lastSeq: s.lastSeq, gaps: s.gaps, replays: s.replays, resets: s.resets, overflows: s.overflows, lost: s.lost, lagSeconds: quantiles(lags.get(p.id) ?? []) };
+  }
+  const { confirmed, expired, active } = stats.speculative;
+  const confirmation = await bucketsByPod(metrics.speculationLatency);
+  return {
+    ...snapshot,
+    topPrefixes,
+    speculation: { active, confirmed, expired, accuracy: confirmed + expired > 0 ? confirmed / (confirmed + expired) : null, confirmationSeconds: quantiles(confirmation.get('') ?? []) },
+    events,
+    index: { entries: stats.entries, keys: stats.keys, bytesInUse: Math.round(stats.bytesInUse), byPod: Object.fromEntries(counts.map((c) => [c.pod, { entries: c.entries, speculative: c.speculative }])) },
+  };
+}
+
+type Bucket = { le: number; count: number };
+
+/** Cumulative bucket counts of a histogram, per value of its `pod` label ('' when it has none). */
+async function bucketsByPod(hist: Histogram<string>): Promise<Map<string, Bucket[]>> {
+  const out = new Map<string, Bucket[]>();
+  const data = await hist.get();
+  for (const v of data.values) {
+    if (v.metricName !== `${data.name}_bucket`) continue;
+    const pod = String(v.labels['pod'] ?? '');
+    const le = v.labels['le'] === '+Inf' ? Number.POSITIVE_INFINITY : Number(v.labels['le']);
+    let list = out.get(pod);
+    if (!list) out.set(pod, (list = []));
+    list.push({ le, count: v.value });
+  }
+  return out;
+}
+
+function quantiles(buckets: Bucket[]): Quantiles {
+  buckets.sort((a, b) => a.le - b.le);
+  const total = buckets.at(-1)?.count ?? 0;
+  const at = (q: number): number | null => {
+    if (total === 0) return null;
+    const b = buckets.find((x) => x.count >= q * total)!;
+    return Number.isFinite(b.le) ? b.le : null;
+  };
+  return { count: total, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
+}

@@ -1,0 +1,99 @@
+import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
+import { envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, setPath, type Binding } from '@kvix/service-kit';
+import { TokenizationConfigSchema } from '@kvix/tokenization';
+import { Option, type Command } from 'commander';
+import { z } from 'zod';
+
+export const DEFAULT_HTTP_PORT = 8081;
+export const DEFAULT_GRPC_PORT = 50051;
+
+const listen = (port: number) =>
+  z
+    .object({ host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(port) })
+    .strict()
+    .prefault({});
+
+export const IndexerConfigSchema = z
+  .object({
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** HTTP/JSON API, metrics and probes. */
+    http: listen(DEFAULT_HTTP_PORT),
+    /** gRPC: llm-d's indexer.v1, kvix.indexer.v1 and grpc.health.v1. */
+    grpc: z
+      .object({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_GRPC_PORT),
+        maxMessageBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    index: IndexSettingsSchema.prefault({}),
+    ingest: IngestConfigSchema.prefault({}),
+    tokenization: TokenizationConfigSchema.prefault({}),
+    analytics: z
+      .object({
+        /** Shared prefixes listed by /v1/analytics. */
+        topPrefixes: z.number().int().min(1).max(1000).default(20),
+        /** Prefixes the heavy-hitter sketch tracks (more = exact further down the list). */
+        sketchCapacity: z.number().int().min(16).max(1_000_000).default(4096),
+        /** Characters of prompt text shown next to shared prefixes; 0 shows none (prompts may be sensitive). */
+        prefixPreviewChars: z.number().int().min(0).max(10_000).default(0),
+      })
+      .strict()
+      .prefault({}),
+    shutdownTimeoutMs: z.number().int().min(100).default(10_000),
+  })
+  .strict();
+
+export type IndexerConfig = z.output<typeof IndexerConfigSchema>;
+export type IndexerConfigInput = z.input<typeof IndexerConfigSchema>;
+
+export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
+  KVIX_LOG_LEVEL: { path: 'logLevel' },
+  KVIX_HTTP_HOST: { path: 'http.host' },
+  KVIX_HTTP_PORT: { path: 'http.port', as: 'number' },
+  KVIX_GRPC_HOST: { path: 'grpc.host' },
+  KVIX_GRPC_PORT: { path: 'grpc.port', as: 'number' },
+  KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
+  KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
+  ...INGESTION_ENV_BINDINGS,
+};
+
+const FLAG_BINDINGS: Readonly<Record<string, string>> = {
+  logLevel: 'logLevel',
+  httpHost: 'http.host',
+  httpPort: 'http.port',
+  grpcHost: 'grpc.host',
+  grpcPort: 'grpc.port',
+  tokenizerWorkers: 'tokenization.workers',
+  maxPromptTokens: 'tokenization.maxPromptTokens',
+  ...INGESTION_FLAG_BINDINGS,
+};
+
+export function addIndexerOptions(cmd: Command): Command {
+  cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
+  return addIngestionOptions(cmd)
+    .option('--render-url <url>', 'tokenize models the config does not list with this vLLM server\'s render endpoints (KVIX_RENDER_URL)')
+    .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
+    .option('--max-prompt-tokens <n>', 'longest prompt accepted, in tokens', integerArg)
+    .option('--grpc-host <host>', 'gRPC listen address', '0.0.0.0')
+    .option('--grpc-port <port>', 'gRPC port (0: any free port)', integerArg, DEFAULT_GRPC_PORT)
+    .option('--http-host <host>', 'HTTP listen address (API, metrics, probes)', '0.0.0.0')
+    .option('--http-port <port>', 'HTTP port (0: any free port)', integerArg, DEFAULT_HTTP_PORT)
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
+    .option('--print-config', 'print the resolved configuration as JSON and exit');
+}
+
+/** Defaults < config file < environment < flags, validated into one object. */
+export function resolveIndexerConfig(cmd: Command, env: NodeJS.ProcessEnv = process.env): IndexerConfig {
+  const opts = cmd.opts() as { config?: string; renderUrl?: string };
+  const file = opts.config ?? env['KVIX_CONFIG'];
+  const envValues = envLayer(env, ENV_BINDINGS);
+  const flags = flagLayer(cmd, FLAG_BINDINGS);
+  // A render URL replaces the whole `default` tokenizer choice, whichever layer names it.
+  if (env['KVIX_RENDER_URL']) setPath(envValues, 'tokenization.default', { render: { url: env['KVIX_RENDER_URL'] } });
+  if (opts.renderUrl !== undefined) setPath(flags, 'tokenization.default', { render: { url: opts.renderUrl } });
+  podsFromAddresses(envValues);
+  podsFromAddresses(flags);
+  return resolveConfig('indexer', IndexerConfigSchema, { file, env: envValues, flags });
+}

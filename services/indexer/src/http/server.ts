@@ -1,0 +1,104 @@
+import type { IndexStack, IngestMetrics, Ingestor } from '@kvix/kv-ingest';
+import type { PrefixScorer, ReuseAnalytics, ScoreInput, ScoreOutcome } from '@kvix/scoring';
+import { registerOpsRoutes, type Readiness } from '@kvix/service-kit';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { analyticsView } from '../analytics-view.js';
+import type { ApiMetrics } from '../api-metrics.js';
+import { classify } from '../errors.js';
+import { validated } from '../prompt-input.js';
+import { dumpView, statsView } from '../views.js';
+import { chatInputOf, completionsInputOf, decisionOf, scoreInputOf } from './schemas.js';
+
+export interface HttpContext {
+  scorer: PrefixScorer;
+  stack: IndexStack;
+  ingestor: Ingestor;
+  analytics: ReuseAnalytics;
+  ingestMetrics: IngestMetrics;
+  apiMetrics: ApiMetrics;
+  registry: Registry;
+  readiness: () => Readiness;
+  topPrefixes: number;
+  logger: Logger;
+}
+
+const DumpQuery = z.object({ offset: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(10_000).default(100) }).strict();
+const AnalyticsQuery = z.object({ top: z.coerce.number().int().min(1).max(1000).optional() }).strict();
+
+/** The JSON API (snake_case, like the OpenAI and vLLM APIs it sits beside), metrics and probes. */
+export function buildHttpServer(ctx: HttpContext): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 32 * 1024 * 1024 });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    // Fastify's own rejections (unparsable JSON, body too large, wrong content type) keep their status.
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 && !('validation' in err)) {
+      ctx.apiMetrics.rejected('http', req.routeOptions.url ?? req.url, err.code ?? 'BAD_REQUEST');
+      return reply.code(err.statusCode).send({ error: { code: err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'INVALID_JSON' : (err.code ?? 'BAD_REQUEST'), message: err.message } });
+    }
+    const c = classify(err);
+    if (!c.clientError) ctx.logger.error({ route: req.routeOptions.url, err: c.message }, 'HTTP request failed');
+    return reply.code(c.http).send({ error: { code: c.code, message: c.message } });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` } }));
+
+  registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness });
+
+  const timed = <T>(method: string, work: () => Promise<T>): Promise<T> => ctx.apiMetrics.time('http', method, work, (err) => classify(err).code);
+  const scoreRoute = (path: string, parse: (body: unknown) => ScoreInput): void => {
+    app.post(path, async (req) => timed(path, async () => scoreView(await ctx.scorer.score(parse(req.body)))));
+  };
+  scoreRoute('/v1/score', scoreInputOf);
+  scoreRoute('/v1/score/completions', completionsInputOf);
+  scoreRoute('/v1/score/chat', chatInputOf);
+
+  app.post('/v1/routing-decisions', async (req, reply: FastifyReply) =>
+    timed('/v1/routing-decisions', async () => {
+      const outcome = await ctx.scorer.recordDecision(decisionOf(req.body));
+      return reply.code(201).send({ inserted: outcome.inserted, blocks: outcome.blocks, ttl_ms: outcome.ttlMs });
+    }),
+  );
+
+  app.get('/v1/stats', async () => timed('/v1/stats', async () => snake(await statsView(ctx.stack, ctx.ingestor))));
+  app.get('/v1/pods', async () => timed('/v1/pods', async () => ({ pods: snake((await statsView(ctx.stack, ctx.ingestor)).pods) })));
+  app.get<{ Params: { pod: string } }>('/v1/pods/:pod/entries', async (req) =>
+    timed('/v1/pods/:pod/entries', async () => {
+      const q = validated(DumpQuery, req.query, 'query');
+      return snake(await dumpView(ctx.stack, ctx.ingestor, req.params.pod, q.offset, q.limit));
+    }),
+  );
+  app.get('/v1/analytics', async (req) =>
+    timed('/v1/analytics', async () => {
+      const q = validated(AnalyticsQuery, req.query, 'query');
+      return snake(await analyticsView(ctx.analytics, ctx.stack, ctx.ingestor, ctx.ingestMetrics, q.top ?? ctx.topPrefixes));
+    }),
+  );
+  return app;
+}
+
+function scoreView(o: ScoreOutcome): Record<string, unknown> {
+  return {
+    block_size: o.blockSize,
+    total_blocks: o.totalBlocks,
+    prompt_tokens: o.promptTokens,
+    tokenization: { source: o.tokenization, cached: o.tokenizationCached },
+    scores: o.scores.map((s) => ({ pod: s.pod, score: s.score, normalized: s.normalized, matched_blocks: s.matchedBlocks, tiers: s.tiers, known: s.known })),
+  };
+}
+
+/** camelCase keys → snake_case, recursively (pod ids and tier names, which are map keys, are kept). */
+function snake(value: unknown, mapKeys = false): unknown {
+  if (Array.isArray(value)) return value.map((v) => snake(v));
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const key = mapKeys ? k : k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    out[key] = snake(v, MAP_FIELDS.has(k));
+  }
+  return out;
+}
+
+/** Fields whose keys are data (pod ids, model names, tiers), not field names. */
+const MAP_FIELDS = new Set(['byModel', 'byPod', 'events', 'tiers']);

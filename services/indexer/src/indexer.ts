@@ -1,0 +1,120 @@
+import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
+import { ModelTokenizers } from '@kvix/tokenization';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { ApiMetrics } from './api-metrics.js';
+import type { IndexerConfig } from './config.js';
+import { HEALTH_SERVICES, startGrpcServer, type RunningGrpc } from './grpc/server.js';
+import { buildHttpServer } from './http/server.js';
+
+/**
+ * The consultant a router asks "how much of this request's prefix does each pod hold?": KV-event
+ * ingestion, the block index, tokenization and the scorer in one process, served over gRPC and
+ * HTTP. Ready once discovery ran, every pod's startup replay was attempted and the configured
+ * tokenizers are loaded.
+ */
+export class Indexer {
+  private stopping: Promise<void> | null = null;
+  private tokenizersReady = false;
+
+  private constructor(
+    readonly config: IndexerConfig,
+    readonly stack: IndexStack,
+    readonly ingestor: Ingestor,
+    readonly scorer: PrefixScorer,
+    readonly analytics: ReuseAnalytics,
+    private readonly tokenizers: ModelTokenizers,
+    private readonly logger: Logger,
+    private http: FastifyInstance | null = null,
+    private grpc: RunningGrpc | null = null,
+  ) {}
+
+  static async start(config: IndexerConfig, logger: Logger): Promise<Indexer> {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const ingestMetrics = new IngestMetrics(registry);
+    const scoringMetrics = new ScoringMetrics(registry);
+    const apiMetrics = new ApiMetrics(registry);
+    const stack = createIndexStack(config.index, ingestMetrics);
+    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }) });
+    const tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
+    const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics, config.analytics.sketchCapacity);
+    const scorer = new PrefixScorer({
+      index: stack.index,
+      hasher: stack.hasher,
+      weights: stack.weights,
+      tokenizer: tokenizers,
+      maxPromptTokens: config.tokenization.maxPromptTokens,
+      isKnownPod: (pod) => ingestor.hasPod(pod),
+      metrics: scoringMetrics,
+      analytics,
+      previewChars: config.analytics.prefixPreviewChars,
+      logger: logger.child({ component: 'scoring' }),
+    });
+    const indexer = new Indexer(config, stack, ingestor, scorer, analytics, tokenizers, logger);
+    try {
+      indexer.http = buildHttpServer({
+        scorer,
+        stack,
+        ingestor,
+        analytics,
+        ingestMetrics,
+        apiMetrics,
+        registry,
+        readiness: () => indexer.readiness(),
+        topPrefixes: config.analytics.topPrefixes,
+        logger: logger.child({ component: 'http' }),
+      });
+      // Probes answer while ingestion catches up (readyz says 503 until then).
+      await indexer.http.listen({ host: config.http.host, port: config.http.port }).catch((err: Error) => {
+        throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${err.message}`, { cause: err });
+      });
+      indexer.grpc = await startGrpcServer({ scorer, stack, ingestor, metrics: apiMetrics, logger: logger.child({ component: 'grpc' }) }, config.grpc);
+      await ingestor.start();
+      const warm = tokenizers.warmUp();
+      await warm;
+      indexer.tokenizersReady = true;
+    } catch (err) {
+      await indexer.stop();
+      throw err;
+    }
+    void ingestor.whenReady().then(() => {
+      if (indexer.stopping) return;
+      for (const s of HEALTH_SERVICES) indexer.grpc?.health.setStatus(s, 'SERVING');
+      logger.info('indexer ready');
+    });
+    logger.info({ http: indexer.httpUrl, grpcPort: indexer.grpcPort, mode: config.ingest.mode, endpointsFile: config.ingest.endpointsFile ?? null, blockSize: config.index.blockSize }, 'indexer started');
+    return indexer;
+  }
+
+  readiness(): { ready: boolean; detail: Record<string, unknown> } {
+    const pods = this.ingestor.podStates();
+    const ready = this.ingestor.ready && this.tokenizersReady && this.stopping === null;
+    return { ready, detail: { ingestion: this.ingestor.ready, tokenizers: this.tokenizersReady, pods: pods.length, connected: pods.filter((p) => p.connected).length } };
+  }
+
+  get httpUrl(): string {
+    const addr = this.http?.server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.http.port;
+    const host = this.config.http.host === '0.0.0.0' || this.config.http.host === '::' ? '127.0.0.1' : this.config.http.host;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+
+  get grpcPort(): number {
+    return this.grpc?.port ?? this.config.grpc.port;
+  }
+
+  /** Stops taking requests (gRPC drains within the shutdown budget), then ingestion, tokenizers, index. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.allSettled([this.http?.close(), this.grpc?.stop(Math.max(100, this.config.shutdownTimeoutMs / 2))]);
+      await this.ingestor.stop();
+      await this.tokenizers.close();
+      await this.stack.index.close();
+      this.logger.info('indexer stopped');
+    })();
+    return this.stopping;
+  }
+}

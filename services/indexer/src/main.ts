@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+import { createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { Command } from 'commander';
+import { addIndexerOptions, resolveIndexerConfig } from './config.js';
+import { Indexer } from './indexer.js';
+
+const program = addIndexerOptions(
+  new Command('kvix-indexer').description(
+    'Per-pod precise prefix scores for LLM requests over gRPC (llm-d indexer.v1, kvix.indexer.v1) and HTTP, from the KV events of every vLLM pod.',
+  ),
+);
+program.parse(process.argv);
+
+let config;
+try {
+  config = resolveIndexerConfig(program);
+} catch (err) {
+  exitOnStartupError('kvix-indexer', err);
+}
+if ((program.opts() as { printConfig?: boolean }).printConfig) {
+  process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  process.exit(0);
+}
+const logger = createLogger('indexer', config.logLevel);
+const indexer = await Indexer.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-indexer', err, logger));
+stopOnSignals({ logger, stop: () => indexer.stop(), timeoutMs: config.shutdownTimeoutMs });

@@ -1,0 +1,82 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePorts, waitFor } from '@kvix/test-support';
+import { resolveSimConfig, SimPod, type SimConfigInput } from '@kvix/vllm-sim';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { writeFileSync, renameSync } from 'node:fs';
+import { Indexer, IndexerConfigSchema, type IndexerConfigInput } from '../src/index.js';
+
+export const MODEL = 'Qwen/Qwen3-0.6B';
+export const silent = pino({ level: 'silent' });
+
+export interface Sim {
+  pod: SimPod;
+  url: string;
+  id: string;
+  eventPort: number;
+  replayPort: number;
+}
+
+export async function startSim(overrides: SimConfigInput = {}): Promise<Sim> {
+  const [http, eventPort, replayPort] = await freePorts(3);
+  const pod = await SimPod.start(
+    resolveSimConfig(
+      {
+        port: http,
+        timeScale: 200,
+        logLevel: 'silent',
+        pythonHashSeed: '0',
+        kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}`, replay_endpoint: `tcp://*:${replayPort}` },
+        ...overrides,
+      },
+      {},
+    ),
+    silent,
+  );
+  return { pod, url: `http://127.0.0.1:${http}`, id: `127.0.0.1:${http}`, eventPort: eventPort!, replayPort: replayPort! };
+}
+
+export function writeEndpointsFile(sims: Sim[]): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'kvix-indexer-')), 'endpoints.yaml');
+  const entries = sims.map((s, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(s.id.split(':')[1]), eventPort: s.eventPort, replayPort: s.replayPort, model: MODEL }));
+  writeFileSync(`${file}.tmp`, stringify({ endpoints: entries }));
+  renameSync(`${file}.tmp`, file);
+  return file;
+}
+
+export async function startIndexer(input: IndexerConfigInput): Promise<Indexer> {
+  const config = IndexerConfigSchema.parse({
+    logLevel: 'silent',
+    http: { host: '127.0.0.1', port: 0 },
+    grpc: { host: '127.0.0.1', port: 0 },
+    ...input,
+    ingest: { readinessTimeoutMs: 5000, replayCooldownMs: 1000, endpointsPollIntervalMs: 200, ...(input.ingest ?? {}) },
+    tokenization: { workers: 1, ...(input.tokenization ?? {}) },
+  });
+  return Indexer.start(config, silent);
+}
+
+export async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/** Waits until the indexer applied every batch each pod published. */
+export async function caughtUp(indexer: Indexer, sims: Sim[]): Promise<void> {
+  let last = '';
+  await waitFor(async () => {
+    last = JSON.stringify(indexer.ingestor.podStates().map((p) => p.stream));
+    for (const s of sims) {
+      const state = (await (await fetch(`${s.url}/sim/state`)).json()) as { publisher: { nextSeq: string } };
+      const stream = indexer.ingestor.podStates().find((p) => p.id === s.id)?.stream;
+      const published = BigInt(state.publisher.nextSeq);
+      const expected = published === 0n ? null : String(published - 1n);
+      if (!stream || stream.queued > 0 || stream.phase !== 'idle' || stream.lastSeq !== expected) return false;
+    }
+    return true;
+  }, 15_000, 'the indexer to catch up').catch((err: Error) => {
+    throw new Error(`${err.message}; streams: ${last}`);
+  });
+}
