@@ -3,6 +3,7 @@ import { runIndexBenchmark } from './index/index-bench.js';
 import { runIngestBenchmark } from './ingest/ingest-bench.js';
 import { runScoringBenchmark } from './scoring/scoring-bench.js';
 import { run as requestKeys } from './request-keys.js';
+import { runRoutingBenchmark } from './routing/routing-bench.js';
 import { run as sim } from './sim.js';
 import { run as tokenize } from './tokenize-bench.js';
 import { machine } from './harness.js';
@@ -18,9 +19,10 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   ingest: () => runIngestBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   scoring: () => runScoringBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   tokenize,
+  routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
 };
 
-const wanted = process.argv.slice(2);
+const wanted = process.argv.slice(2).filter((a) => a !== '--quick');
 const unknown = wanted.filter((n) => !(n in BENCHMARKS));
 if (unknown.length > 0) {
   console.error(`unknown benchmark(s): ${unknown.join(', ')}; available: ${Object.keys(BENCHMARKS).join(', ')}`);

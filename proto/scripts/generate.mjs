@@ -8,13 +8,17 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, 'src/generated');
-const protos = ['indexer/v1/indexer.proto', 'kvix/indexer/v1/kvix_indexer.proto'];
+const protos = [
+  'indexer/v1/indexer.proto',
+  'kvix/indexer/v1/kvix_indexer.proto',
+  'envoy/service/ext_proc/v3/external_processor.proto',
+];
 const generator = createRequire(import.meta.url).resolve('@grpc/proto-loader/build/bin/proto-loader-gen-types.js');
 
 rmSync(out, { recursive: true, force: true });
 execFileSync(
   process.execPath,
-  [generator, '--grpcLib=@grpc/grpc-js', '--longs=String', '--enums=String', '--defaults', '--oneofs', `--outDir=${out}`, ...protos],
+  [generator, '--grpcLib=@grpc/grpc-js', '--longs=String', '--enums=String', '--defaults', '--oneofs', '--includeDirs=.', `--outDir=${out}`, ...protos],
   { cwd: root, stdio: 'inherit' },
 );
 

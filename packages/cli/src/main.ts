@@ -5,6 +5,7 @@ import { registerDecode } from './commands/decode.js';
 import { registerEngineHash } from './commands/engine-hash.js';
 import { registerKeys } from './commands/keys.js';
 import { registerSim } from './commands/sim.js';
+import { registerStack } from './commands/stack.js';
 import { EXIT_BAD_INPUT, EXIT_FAILURE, UsageError, oneLine } from './io.js';
 import { VERSION } from './version.js';
 
@@ -17,6 +18,7 @@ registerKeys(program);
 registerEngineHash(program);
 registerDecode(program);
 registerBench(program);
+registerStack(program);
 // The simulator's flags live in its package: load it only for `kvix sim` and for help.
 const wantsHelp = process.argv.includes('--help') || process.argv.includes('-h') || process.argv[2] === 'help' || process.argv.length <= 2;
 if (process.argv[2] === 'sim' || wantsHelp) await registerSim(program);

@@ -1,4 +1,4 @@
-export { Ingestor, type IngestorOptions, type PodDebugState } from './ingestor.js';
+export { Ingestor, createDiscoverySources, type IngestorOptions, type PodDebugState } from './ingestor.js';
 export { IngestConfigSchema, parseIngestConfig, type IngestConfig, type IngestConfigInput } from './config.js';
 export { IngestMetrics } from './metrics.js';
 export { InstrumentedIndex } from './instrumented-index.js';
@@ -10,3 +10,4 @@ export { parseEndpointsDocument, targetsOf, EndpointEntrySchema, type EndpointEn
 export { hostPort, tcpEndpoint, type DiscoverySource, type PodTarget } from './discovery/types.js';
 export { IndexSettingsSchema, createIndexStack, type IndexSettings, type IndexStack } from './index-stack.js';
 export { addIngestionOptions, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses, podFromAddress } from './service-options.js';
+export { DiscoveryHub, type TargetsListener } from './discovery/hub.js';

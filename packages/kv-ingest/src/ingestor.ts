@@ -118,24 +118,12 @@ export class Ingestor {
   constructor(private readonly options: IngestorOptions) {
     const { config } = options;
     this.lanes = Array.from({ length: config.workers }, () => new Lane((stream, err) => this.laneFailure(stream, err)));
-    this.sources = options.discovery ?? this.sourcesFromConfig();
+    this.sources = options.discovery ?? createDiscoverySources(config, options.logger);
     options.metrics.queueCapacity.set(config.maxQueuePerPod);
   }
 
   private get logger(): Logger {
     return this.options.logger;
-  }
-
-  private sourcesFromConfig(): DiscoverySource[] {
-    const c = this.options.config;
-    const defaults = { eventPort: c.defaultEventPort, replayPort: c.defaultReplayPort, model: c.defaultModel };
-    const eventsByPod = c.mode === 'per-pod';
-    const sources: DiscoverySource[] = [];
-    if (c.pods.length > 0) sources.push(new StaticDiscovery(targetsOf(c.pods, defaults, eventsByPod)));
-    if (c.endpointsFile !== undefined) {
-      sources.push(new FileDiscovery({ path: c.endpointsFile, defaults, eventsByPod, pollIntervalMs: c.endpointsPollIntervalMs, logger: this.logger.child({ discovery: 'endpoints-file' }) }));
-    }
-    return sources;
   }
 
   async start(): Promise<void> {
@@ -405,6 +393,19 @@ export class Ingestor {
     }
     this.options.metrics.queueDepth.set(total);
   }
+}
+
+/** Label changes (a pod starting to drain) do not make a target another subscription. */
+/** The discovery sources an ingestion configuration describes (static pods, an endpoints file). */
+export function createDiscoverySources(c: IngestConfig, logger: Logger): DiscoverySource[] {
+  const defaults = { eventPort: c.defaultEventPort, replayPort: c.defaultReplayPort, model: c.defaultModel };
+  const eventsByPod = c.mode === 'per-pod';
+  const sources: DiscoverySource[] = [];
+  if (c.pods.length > 0) sources.push(new StaticDiscovery(targetsOf(c.pods, defaults, eventsByPod)));
+  if (c.endpointsFile !== undefined) {
+    sources.push(new FileDiscovery({ path: c.endpointsFile, defaults, eventsByPod, pollIntervalMs: c.endpointsPollIntervalMs, logger: logger.child({ discovery: 'endpoints-file' }) }));
+  }
+  return sources;
 }
 
 function sameTarget(a: PodTarget, b: PodTarget): boolean {

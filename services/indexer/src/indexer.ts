@@ -73,8 +73,7 @@ export class Indexer {
       });
       indexer.grpc = await startGrpcServer({ scorer, stack, ingestor, metrics: apiMetrics, logger: logger.child({ component: 'grpc' }) }, config.grpc);
       await ingestor.start();
-      const warm = tokenizers.warmUp();
-      await warm;
+      await tokenizers.warmUpServed(ingestor.podStates().map((p) => p.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are scored only when sent as token ids'));
       indexer.tokenizersReady = true;
     } catch (err) {
       await indexer.stop();

@@ -1,50 +1,18 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePorts, waitFor } from '@kvix/test-support';
-import { resolveSimConfig, SimPod, type SimConfigInput } from '@kvix/vllm-sim';
+import { waitFor } from '@kvix/test-support';
+import type { SimConfigInput } from '@kvix/vllm-sim';
+import { startLocalPod, writeLocalEndpointsFile, type LocalPod } from '@kvix/vllm-sim/testing';
 import { pino } from 'pino';
-import { stringify } from 'yaml';
-import { writeFileSync, renameSync } from 'node:fs';
 import { Indexer, IndexerConfigSchema, type IndexerConfigInput } from '../src/index.js';
 
 export const MODEL = 'Qwen/Qwen3-0.6B';
 export const silent = pino({ level: 'silent' });
 
-export interface Sim {
-  pod: SimPod;
-  url: string;
-  id: string;
-  eventPort: number;
-  replayPort: number;
-}
+export type Sim = LocalPod;
 
-export async function startSim(overrides: SimConfigInput = {}): Promise<Sim> {
-  const [http, eventPort, replayPort] = await freePorts(3);
-  const pod = await SimPod.start(
-    resolveSimConfig(
-      {
-        port: http,
-        timeScale: 200,
-        logLevel: 'silent',
-        pythonHashSeed: '0',
-        kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}`, replay_endpoint: `tcp://*:${replayPort}` },
-        ...overrides,
-      },
-      {},
-    ),
-    silent,
-  );
-  return { pod, url: `http://127.0.0.1:${http}`, id: `127.0.0.1:${http}`, eventPort: eventPort!, replayPort: replayPort! };
-}
+/** A simulated pod for these tests (200× real time unless overridden). */
+export const startSim = (overrides: SimConfigInput = {}): Promise<Sim> => startLocalPod({ timeScale: 200, ...overrides });
 
-export function writeEndpointsFile(sims: Sim[]): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'kvix-indexer-')), 'endpoints.yaml');
-  const entries = sims.map((s, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(s.id.split(':')[1]), eventPort: s.eventPort, replayPort: s.replayPort, model: MODEL }));
-  writeFileSync(`${file}.tmp`, stringify({ endpoints: entries }));
-  renameSync(`${file}.tmp`, file);
-  return file;
-}
+export const writeEndpointsFile = (sims: Sim[]): string => writeLocalEndpointsFile(sims, MODEL);
 
 export async function startIndexer(input: IndexerConfigInput): Promise<Indexer> {
   const config = IndexerConfigSchema.parse({

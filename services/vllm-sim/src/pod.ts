@@ -154,7 +154,14 @@ class SimRank {
 
   async stop(): Promise<void> {
     this.engine?.stop();
-    await this.app?.close();
+    if (this.app) {
+      // Clients that poll (a router scraping /metrics) keep their connection busy, so close()
+      // alone can wait forever: give answers in flight a moment, then cut what is left.
+      const closing = this.app.close();
+      await Promise.race([closing, new Promise((r) => setTimeout(r, 1000).unref())]);
+      this.app.server.closeAllConnections();
+      await closing;
+    }
     await this.publisher?.close();
   }
 }

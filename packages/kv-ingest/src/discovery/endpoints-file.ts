@@ -49,6 +49,7 @@ export function targetsOf(entries: readonly EndpointEntry[], defaults: EntryDefa
         eventEndpoint: eventsByPod ? tcpEndpoint(e.address, eventPort + r) : null,
         replayEndpoint: replayPort === null ? null : tcpEndpoint(e.address, replayPort + r),
         model: e.model ?? defaults.model,
+        ...(e.labels ? { labels: e.labels } : {}),
       });
     }
   }

@@ -19,6 +19,8 @@ export interface PodTarget {
   replayEndpoint: string | null;
   /** The model the pod serves (the request-key root when events carry no LoRA name). */
   model: string;
+  /** Discovery labels (endpoints-file `labels`, Kubernetes pod labels): routers read e.g. draining from them. */
+  labels?: Readonly<Record<string, string>>;
 }
 
 /**

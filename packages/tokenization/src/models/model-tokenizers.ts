@@ -75,6 +75,18 @@ export class ModelTokenizers implements PromptTokenizer {
    * thread; call before reporting ready. Models served by render endpoints need nothing; a model
    * with no tokenizer at all fails with UNKNOWN_MODEL.
    */
+  /**
+   * Loads the configured tokenizers and those of `models` (the models the pods serve) before a
+   * service reports ready — a tokenizer loading on a first request makes it miss its deadline.
+   * A model without a tokenizer is reported to `onMissing`, not thrown.
+   */
+  async warmUpServed(models: readonly string[], onMissing: (model: string, err: Error) => void): Promise<void> {
+    await this.warmUp();
+    for (const model of new Set(models)) {
+      await this.warmUp([model]).catch((err: unknown) => onMissing(model, err as Error));
+    }
+  }
+
   async warmUp(models?: readonly string[]): Promise<void> {
     const pool = this.router.pool;
     if (models === undefined) {

@@ -1,0 +1,162 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Command, Option } from 'commander';
+import { UsageError } from '../io.js';
+import { PodSupervisor, type PodSpec } from '../stack/pod-supervisor.js';
+
+const MODEL = 'Qwen/Qwen3-0.6B';
+const LORA = 'support-v2';
+const ALIAS = 'support';
+
+interface StackFlags {
+  pods: string;
+  basePort: string;
+  baseEventPort: string;
+  gatewayPort: string;
+  metricsPort: string;
+  extProcPort: string;
+  envoyPort: string;
+  timeScale: string;
+  dir: string;
+  logLevel: string;
+}
+
+function int(name: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`stack: --${name} must be an integer in [${min}, ${max}], got ${value}`);
+  return n;
+}
+
+async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(url).then((r) => r.ok, () => false);
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${url} did not become healthy within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * `kvix stack` (what `npm start` runs): simulated vLLM pods, each its own process and restarted
+ * when killed; the endpoint picker with its embedded index, as HTTP gateway and Envoy ext_proc
+ * server; metrics. Everything on embedded defaults, logs in one directory.
+ */
+export function registerStack(program: Command): void {
+  const cmd = new Command('stack')
+    .summary('run the whole kvix stack locally: simulated vLLM pods, the endpoint picker, the gateway')
+    .description('Starts --pods simulated vLLM pods (one process each, restarted if killed), the KV-event ingestion and index, and the endpoint picker serving an OpenAI-compatible gateway and an Envoy ext_proc server. Ctrl-C stops everything. See docs/tour.md.')
+    .option('--pods <n>', 'simulated vLLM pods', '3')
+    .option('--base-port <port>', 'HTTP port of the first pod (pod i: base + i)', '8000')
+    .option('--base-event-port <port>', 'KV-event port of the first pod (replay: + 100)', '5557')
+    .option('--gateway-port <port>', 'OpenAI-compatible gateway', '8080')
+    .option('--metrics-port <port>', 'metrics, probes and debug API', '9090')
+    .option('--ext-proc-port <port>', 'Envoy External Processor (gRPC)', '9002')
+    .option('--envoy-port <port>', 'an Envoy stand-in (envoy-sim) that routes through the ext_proc server', '8081')
+    .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
+    .option('--dir <dir>', 'where logs and the endpoints file go', join(tmpdir(), 'kvix-stack'))
+    .addOption(new Option('--log-level <level>', 'level of the log files').choices(['info', 'debug', 'warn']).default('info'));
+  cmd.action(async () => {
+    const f = cmd.opts<StackFlags>();
+    const pods = int('pods', f.pods, 1, 32);
+    const basePort = int('base-port', f.basePort, 1, 65535 - pods);
+    const baseEventPort = int('base-event-port', f.baseEventPort, 1, 65435 - pods);
+    mkdirSync(f.dir, { recursive: true });
+    const say = (line: string): void => void process.stdout.write(`${line}\n`);
+    const { Epp, EppConfigSchema } = await import('@kvix/epp');
+    const { DEFAULT_PICKER_CONFIG } = await import('@kvix/scheduler');
+    const { EnvoySim } = await import('@kvix/envoy-sim');
+    const { pino } = await import('pino');
+    const require = createRequire(import.meta.url);
+    const simBin = join(dirname(dirname(require.resolve('@kvix/vllm-sim'))), 'bin', 'vllm-sim.js');
+
+    const supervisor = new PodSupervisor(simBin, 3000, (m) => say(`[stack] ${m}`));
+    const specs: PodSpec[] = Array.from({ length: pods }, (_, i) => {
+      const port = basePort + i;
+      const eventPort = baseEventPort + i;
+      const kvEvents = { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://*:${eventPort}`, replay_endpoint: `tcp://*:${eventPort + 100}` };
+      return {
+        name: `pod-${i}`,
+        port,
+        eventPort,
+        replayPort: eventPort + 100,
+        logFile: join(f.dir, `pod-${i}.log`),
+        args: ['--port', String(port), '--model', MODEL, '--kv-events-config', JSON.stringify(kvEvents), '--lora-modules', `${LORA}=/adapters/${LORA}`, '--python-hash-seed', '0', '--time-scale', f.timeScale, '--num-gpu-blocks-override', '1024', '--log-level', f.logLevel],
+      };
+    });
+    say(`[stack] starting ${pods} simulated vLLM pods (logs in ${f.dir})…`);
+    for (const spec of specs) supervisor.start(spec);
+    const shutdown = async (code: number): Promise<never> => {
+      await supervisor.stop();
+      process.exit(code);
+    };
+    try {
+      await Promise.all(specs.map((s) => waitHealthy(`http://127.0.0.1:${s.port}/health`, 60_000)));
+    } catch (err) {
+      say(`[stack] ${(err as Error).message}; see ${f.dir}/pod-*.log`);
+      return shutdown(1);
+    }
+    const endpointsFile = join(f.dir, 'endpoints.yaml');
+    const yaml = (await import('yaml')).stringify({ endpoints: specs.map((s) => ({ name: s.name, address: '127.0.0.1', port: s.port, eventPort: s.eventPort, replayPort: s.replayPort, model: MODEL })) });
+    writeFileSync(`${endpointsFile}.tmp`, yaml);
+    renameSync(`${endpointsFile}.tmp`, endpointsFile);
+
+    const logger = pino({ level: f.logLevel, base: { service: 'epp' } }, pino.destination({ dest: join(f.dir, 'epp.log'), sync: false, mkdir: true }));
+    const config = EppConfigSchema.parse({
+      gateway: { port: int('gateway-port', f.gatewayPort, 1, 65535) },
+      extProc: { port: int('ext-proc-port', f.extProcPort, 1, 65535) },
+      metrics: { port: int('metrics-port', f.metricsPort, 1, 65535) },
+      ingest: { endpointsFile },
+      scheduler: { ...DEFAULT_PICKER_CONFIG, modelRewrites: [{ model: ALIAS, targets: [{ model: MODEL, weight: 80 }, { model: LORA, weight: 20 }] }] },
+      tokenization: { models: { [LORA]: { local: MODEL } } },
+    });
+    let epp: Awaited<ReturnType<typeof Epp.start>>;
+    try {
+      epp = await Epp.start(config, logger);
+    } catch (err) {
+      say(`[stack] the endpoint picker could not start: ${(err as Error).message}`);
+      return shutdown(1);
+    }
+    let envoy: Awaited<ReturnType<typeof EnvoySim.start>>;
+    try {
+      envoy = await EnvoySim.start({ extProcTarget: `127.0.0.1:${config.extProc.port}`, host: '0.0.0.0', port: int('envoy-port', f.envoyPort, 1, 65535) });
+    } catch (err) {
+      say(`[stack] the Envoy stand-in could not start: ${(err as Error).message}`);
+      await epp.stop();
+      return shutdown(1);
+    }
+    const g = config.gateway.port;
+    const m = config.metrics.port;
+    say(`
+kvix is running.
+  gateway     http://localhost:${g}      OpenAI API: /v1/chat/completions, /v1/completions, /v1/models
+  ext_proc    localhost:${config.extProc.port}              Envoy External Processor (deploy/envoy/envoy.yaml)
+  envoy       http://localhost:${envoy.port}      the same API through ext_proc, as Envoy would route it (envoy-sim)
+  metrics     http://localhost:${m}/metrics   debug: /debug/endpoints  /debug/pods  /debug/scheduler
+  pods        ${supervisor.pods().map((p) => `${p.spec.name} :${p.spec.port} (pid ${p.pid})`).join(', ')}
+  models      ${MODEL}, LoRA ${LORA}, alias "${ALIAS}" → ${MODEL} 80% / ${LORA} 20%
+  logs        ${f.dir}/epp.log, ${f.dir}/pod-*.log
+
+Try (docs/tour.md walks through more):
+  curl -si localhost:${g}/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model":"${MODEL}","max_tokens":16,"messages":[{"role":"system","content":"You are a terse assistant for a bike shop."},{"role":"user","content":"Do you fix tubeless tyres?"}]}' | grep -i -e x-kvix-endpoint -e content
+  curl -s localhost:${m}/debug/endpoints
+  kill ${supervisor.pods()[Math.min(1, pods - 1)]!.pid}     # kill ${supervisor.pods()[Math.min(1, pods - 1)]!.spec.name}: traffic keeps flowing, the pod comes back in 3 s
+
+Ctrl-C stops everything.`);
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        say(`\n[stack] ${signal}: stopping`);
+        void envoy.close().then(() => epp.stop()).then(() => supervisor.stop()).then(resolve);
+      };
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+    });
+  });
+  program.addCommand(cmd);
+}

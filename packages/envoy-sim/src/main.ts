@@ -1,0 +1,61 @@
+import { parseArgs } from 'node:util';
+import { EnvoySim } from './envoy-sim.js';
+import { EnvoySimError } from './errors.js';
+import type { EnvoySimOptions } from './options.js';
+
+const USAGE = `kvix-envoy-sim: an HTTP front that behaves like Envoy with ext_proc (FULL_DUPLEX_STREAMED) + ORIGINAL_DST
+
+  --ext-proc <host:port>        ext_proc server (kvix's EPP: port 9002)            [required]
+  --host <addr>                 listen address                                      [127.0.0.1]
+  --port <n>                    listen port                                         [8080]
+  --message-timeout-ms <n>      processor silence before 504                        [10000]
+  --chunk-size <bytes>          body chunk size sent to the processor               [16384]
+  --subset <ip:port,...>        send this subset hint (envoy.lb.subset_hint) with every request
+  --default-upstream <host:port>  where to go when the processor is out of the picture
+  --failure-mode-allow          skip a failing processor instead of answering 500/504
+  --log                         one JSON line per request on stdout
+`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      'ext-proc': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'message-timeout-ms': { type: 'string' },
+      'chunk-size': { type: 'string' },
+      subset: { type: 'string' },
+      'default-upstream': { type: 'string' },
+      'failure-mode-allow': { type: 'boolean' },
+      log: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const number = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const options: EnvoySimOptions = {
+    extProcTarget: values['ext-proc'] ?? '',
+    host: values.host,
+    port: number(values.port) ?? 8080,
+    messageTimeoutMs: number(values['message-timeout-ms']),
+    chunkSize: number(values['chunk-size']),
+    defaultUpstream: values['default-upstream'],
+    failureModeAllow: values['failure-mode-allow'] ?? false,
+    ...(values.subset ? { metadataContext: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': values.subset.split(',') } } } : {}),
+  };
+  const sim = await EnvoySim.start(options);
+  if (values.log) sim.on('exchange', (report) => process.stdout.write(`${JSON.stringify(report)}\n`));
+  process.stderr.write(`kvix-envoy-sim listening on ${sim.url}, ext_proc at ${options.extProcTarget}\n`);
+  const stop = () => void sim.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof EnvoySimError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  process.stderr.write(`kvix-envoy-sim: ${message}\n${err instanceof EnvoySimError && err.code === 'INVALID_OPTIONS' ? USAGE : ''}`);
+  process.exit(2);
+});

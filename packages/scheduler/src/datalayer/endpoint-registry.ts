@@ -1,0 +1,184 @@
+import type { PodTarget } from '@kvix/kv-ingest';
+import type { Logger } from 'pino';
+import type { Candidate, Endpoint, EndpointMetrics } from '../types.js';
+import { parseEndpointMetrics } from './parse-metrics.js';
+
+export interface RegistryOptions {
+  /** How often each endpoint's /metrics is read. */
+  scrapeIntervalMs: number;
+  scrapeTimeoutMs: number;
+  /** Metrics older than this are ignored (the scorers see no metrics rather than stale ones). */
+  staleAfterMs: number;
+  scheme: 'http' | 'https';
+  path: string;
+  /** Discovery label that marks an endpoint draining (it takes no new requests). */
+  drainingLabel: string;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface EndpointState {
+  endpoint: Endpoint;
+  metrics: EndpointMetrics | null;
+  inFlight: number;
+  /** False after a refused connection or failed scrape, until a scrape succeeds. */
+  healthy: boolean;
+  reason: string | null;
+  scraping: boolean;
+}
+
+export interface EndpointStatus {
+  id: string;
+  name: string;
+  model: string | null;
+  healthy: boolean;
+  draining: boolean;
+  reason: string | null;
+  inFlight: number;
+  metrics: EndpointMetrics | null;
+}
+
+/**
+ * The endpoints a router may pick from: discovery's list, each endpoint's load scraped from its
+ * /metrics, and this router's own in-flight counts. An endpoint that refuses connections or fails
+ * a scrape leaves the candidate set at once and returns on the next successful scrape.
+ */
+export class EndpointRegistry {
+  private readonly states = new Map<string, EndpointState>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly options: RegistryOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Replaces the endpoint list (a discovery snapshot). Endpoints that stay keep their state. */
+  setTargets(targets: readonly PodTarget[]): void {
+    const next = new Set(targets.map((t) => t.id));
+    for (const id of this.states.keys()) {
+      if (!next.has(id)) {
+        this.states.delete(id);
+        this.options.logger.info({ endpoint: id }, 'endpoint removed');
+      }
+    }
+    for (const t of targets) {
+      const endpoint: Endpoint = { id: t.id, address: t.address, port: t.port, name: t.name, model: t.model, labels: { ...(t.labels ?? {}) } };
+      const state = this.states.get(t.id);
+      if (state) state.endpoint = endpoint;
+      else {
+        this.states.set(t.id, { endpoint, metrics: null, inFlight: 0, healthy: true, reason: null, scraping: false });
+        this.options.logger.info({ endpoint: t.id, name: t.name, model: t.model }, 'endpoint added');
+        void this.scrape(this.states.get(t.id)!);
+      }
+    }
+    for (const l of this.listeners) l();
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      for (const s of this.states.values()) void this.scrape(s);
+    }, this.options.scrapeIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  get(id: string): Endpoint | undefined {
+    return this.states.get(id)?.endpoint;
+  }
+
+  /** Endpoints that may take a new request: known, healthy, not draining; optionally only `subset`. */
+  candidates(subset: ReadonlySet<string> | null = null): Candidate[] {
+    const out: Candidate[] = [];
+    const staleBefore = this.now() - this.options.staleAfterMs;
+    for (const s of this.states.values()) {
+      if (!s.healthy || this.isDraining(s.endpoint)) continue;
+      if (subset !== null && !subset.has(s.endpoint.id)) continue;
+      out.push({ endpoint: s.endpoint, metrics: s.metrics && s.metrics.scrapedAt >= staleBefore ? s.metrics : null, inFlight: s.inFlight });
+    }
+    return out;
+  }
+
+  status(): EndpointStatus[] {
+    return [...this.states.values()].map((s) => ({
+      id: s.endpoint.id,
+      name: s.endpoint.name,
+      model: s.endpoint.model,
+      healthy: s.healthy,
+      draining: this.isDraining(s.endpoint),
+      reason: s.reason,
+      inFlight: s.inFlight,
+      metrics: s.metrics,
+    }));
+  }
+
+  get size(): number {
+    return this.states.size;
+  }
+
+  /** A proxy could not reach the endpoint: take it out now, rather than at the next scrape. */
+  markDown(id: string, reason: string): void {
+    const s = this.states.get(id);
+    if (!s || !s.healthy) return;
+    s.healthy = false;
+    s.reason = reason;
+    this.options.logger.warn({ endpoint: id, reason }, 'endpoint unreachable; out of the candidate set until it answers again');
+    for (const l of this.listeners) l();
+  }
+
+  acquire(id: string): void {
+    const s = this.states.get(id);
+    if (s) s.inFlight++;
+  }
+
+  release(id: string): void {
+    const s = this.states.get(id);
+    if (s && s.inFlight > 0) s.inFlight--;
+  }
+
+  private isDraining(e: Endpoint): boolean {
+    const v = e.labels[this.options.drainingLabel];
+    return v !== undefined && v !== '' && v !== 'false';
+  }
+
+  private async scrape(s: EndpointState): Promise<void> {
+    if (s.scraping) return;
+    s.scraping = true;
+    const { scheme, path, scrapeTimeoutMs } = this.options;
+    const host = s.endpoint.address.includes(':') ? `[${s.endpoint.address}]` : s.endpoint.address;
+    try {
+      const res = await fetch(`${scheme}://${host}:${s.endpoint.port}${path}`, { signal: AbortSignal.timeout(scrapeTimeoutMs) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const metrics = parseEndpointMetrics(await res.text(), this.now());
+      if (metrics === null) throw new Error('no model-server load metrics in the answer');
+      s.metrics = metrics;
+      if (!s.healthy) {
+        this.options.logger.info({ endpoint: s.endpoint.id }, 'endpoint answers again; back in the candidate set');
+        s.healthy = true;
+        s.reason = null;
+        for (const l of this.listeners) l();
+      }
+    } catch (err) {
+      // A scrape the registry dropped meanwhile (endpoint removed) needs no bookkeeping.
+      if (this.states.get(s.endpoint.id) === s) this.markDown(s.endpoint.id, `metrics scrape failed: ${describe(err)}`);
+    } finally {
+      s.scraping = false;
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError') return 'timeout';
+  return e.cause?.code ?? e.cause?.message ?? e.message;
+}

@@ -1,0 +1,106 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { PrefixScorer, ScoreInput } from '@kvix/scoring';
+import type { Logger } from 'pino';
+import type { Candidate, PreRequestHook, SchedulingRequest, SchedulingResult, Scorer, Scores } from '../types.js';
+import { PREFIX_MATCH, type PrefixMatch } from './prefix-match.js';
+
+export interface PrefixScoresResult {
+  /** Per pod: normalised tier-weighted score and matched blocks. */
+  scores: { pod: string; normalized: number; matchedBlocks: number }[];
+  totalBlocks: number;
+  /** Request keys, when the backend can hand them back for the routing decision. */
+  requestKeys: BigUint64Array | null;
+}
+
+/** Where precise prefix scores come from: the embedded index, or a remote kvix indexer. */
+export interface PrefixBackend {
+  readonly kind: 'embedded' | 'remote';
+  score(input: ScoreInput): Promise<PrefixScoresResult>;
+  recordDecision(input: ScoreInput, pod: string, requestKeys: BigUint64Array | null, ttlMs: number | null): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class EmbeddedPrefixBackend implements PrefixBackend {
+  readonly kind = 'embedded';
+  constructor(private readonly scorer: PrefixScorer) {}
+
+  async score(input: ScoreInput): Promise<PrefixScoresResult> {
+    const out = await this.scorer.score(input);
+    return { scores: out.scores, totalBlocks: out.totalBlocks, requestKeys: out.requestKeys };
+  }
+
+  async recordDecision(input: ScoreInput, pod: string, requestKeys: BigUint64Array | null, ttlMs: number | null): Promise<void> {
+    await this.scorer.recordDecision({ ...input, pod, requestKeys, ttlMs });
+  }
+
+  async close(): Promise<void> {}
+}
+
+const KEYS = 'precise-prefix-keys';
+const MAX_LOGGED = 100;
+
+/**
+ * The precise prefix scorer: each candidate's normalised, tier-weighted longest prefix of the
+ * request from the block index (kvix's own, embedded or remote). On every decision it records
+ * speculative entries for the chosen endpoint, so the next request with the same prefix sees it
+ * before the engine's events arrive. A failing backend never fails the request: the scores are
+ * 0 and the other scorers decide.
+ */
+export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook {
+  readonly kind = 'scorer';
+  readonly type = 'precise-prefix-cache-scorer';
+  private readonly logged = new Set<string>();
+
+  constructor(
+    readonly name: string,
+    private readonly backend: PrefixBackend,
+    private readonly options: { speculative: boolean; speculativeTtlMs: number | null; logger: Logger; onError?: (code: string) => void },
+  ) {}
+
+  async score(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<Scores> {
+    const out: Scores = new Map(candidates.map((c) => [c.endpoint.id, 0]));
+    const match: PrefixMatch = { cold: true, totalBlocks: 0, bestMatchedBlocks: 0 };
+    request.cycle.set(PREFIX_MATCH, match);
+    if (request.prompt === null || candidates.length === 0) return out;
+    try {
+      const result = await this.backend.score({ ...request.prompt, candidates: candidates.map((c) => c.endpoint.id) });
+      match.totalBlocks = result.totalBlocks;
+      for (const s of result.scores) {
+        if (!out.has(s.pod)) continue;
+        out.set(s.pod, s.normalized);
+        if (s.matchedBlocks > match.bestMatchedBlocks) match.bestMatchedBlocks = s.matchedBlocks;
+      }
+      match.cold = match.bestMatchedBlocks === 0;
+      request.cycle.set(KEYS, result.requestKeys);
+    } catch (err) {
+      this.failed(err, request.model);
+    }
+    return out;
+  }
+
+  async preRequest(request: SchedulingRequest, result: SchedulingResult): Promise<void> {
+    const chosen = result.endpoints[0];
+    if (!this.options.speculative || request.prompt === null || chosen === undefined) return;
+    const keys = (request.cycle.get(KEYS) as BigUint64Array | null | undefined) ?? null;
+    try {
+      await this.backend.recordDecision(request.prompt, chosen.id, keys, this.options.speculativeTtlMs);
+    } catch (err) {
+      this.failed(err, request.model);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.backend.close();
+  }
+
+  private failed(err: unknown, model: string): void {
+    const code = (err as { code?: unknown }).code;
+    // Library errors carry a string code; gRPC errors (remote indexer) a numeric status.
+    const label = typeof code === 'string' ? code : typeof code === 'number' ? (GrpcStatus[code] ?? 'ERROR') : 'ERROR';
+    this.options.onError?.(label);
+    const key = `${model}:${label}`;
+    if (this.logged.has(key) || this.logged.size >= MAX_LOGGED) return;
+    this.logged.add(key);
+    this.options.logger.warn({ model, code: label, err: (err as Error).message }, 'precise prefix scores unavailable for this request; routing on the other scorers');
+  }
+}

@@ -1,0 +1,110 @@
+import type { Pipeline, Profile } from './plugin-registry.js';
+import type { RouterMetrics } from './metrics.js';
+import { isPreRequestHook, isResponseHeadersHook, type Candidate, type Endpoint, type Plugin, type ScoredCandidate, type SchedulingRequest, type SchedulingResult, type Scores } from './types.js';
+
+/** Every candidate was filtered out, or there was none. */
+export class NoCandidatesError extends Error {
+  override readonly name = 'NoCandidatesError';
+  readonly code = 'NO_CANDIDATES';
+}
+
+/**
+ * Runs one scheduling profile: filters in order, then every scorer (each score clamped to [0, 1]
+ * and multiplied by its weight, summed per candidate), then the picker, which also orders the
+ * fallbacks.
+ */
+export class Scheduler {
+  private readonly profile: Profile;
+  private readonly plugins: Plugin[];
+
+  constructor(
+    pipeline: Pipeline,
+    private readonly fallbacks: number,
+    private readonly metrics: RouterMetrics | null = null,
+  ) {
+    this.profile = pipeline.profile;
+    this.plugins = pipeline.plugins;
+  }
+
+  get profileName(): string {
+    return this.profile.name;
+  }
+
+  describe(): { profile: string; filters: string[]; scorers: { name: string; type: string; weight: number }[]; picker: string } {
+    return {
+      profile: this.profile.name,
+      filters: this.profile.filters.map((f) => f.name),
+      scorers: this.profile.scorers.map((s) => ({ name: s.scorer.name, type: s.scorer.type, weight: s.weight })),
+      picker: this.profile.picker.name,
+    };
+  }
+
+  async schedule(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<SchedulingResult> {
+    const started = process.hrtime.bigint();
+    let remaining = candidates;
+    for (const filter of this.profile.filters) {
+      remaining = this.timed('Filter', filter.type, filter.name, () => filter.filter(request, remaining));
+    }
+    if (remaining.length === 0) throw new NoCandidatesError(candidates.length === 0 ? 'no endpoint is ready' : 'every endpoint was filtered out');
+    // In profile order: a scorer may read what an earlier one left in the cycle (no-hit LRU reads
+    // the prefix match), so they do not run concurrently.
+    const perScorer: Scores[] = [];
+    for (const { scorer } of this.profile.scorers) {
+      const t0 = process.hrtime.bigint();
+      perScorer.push(await scorer.score(request, remaining));
+      this.metrics?.pluginDuration.observe({ extension_point: 'Scorer', plugin_type: scorer.type, plugin_name: scorer.name }, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    const scores: Record<string, Record<string, number>> = {};
+    const total: Record<string, number> = {};
+    const scored: ScoredCandidate[] = remaining.map((candidate) => {
+      const id = candidate.endpoint.id;
+      const mine: Record<string, number> = {};
+      let sum = 0;
+      this.profile.scorers.forEach(({ scorer, weight }, i) => {
+        const raw = perScorer[i]!.get(id) ?? 0;
+        const clamped = Number.isFinite(raw) ? Math.min(1, Math.max(0, raw)) : 0;
+        mine[scorer.name] = clamped;
+        sum += clamped * weight;
+      });
+      scores[id] = mine;
+      total[id] = sum;
+      return { candidate, score: sum };
+    });
+    const picked = this.timed('Picker', this.profile.picker.type, this.profile.picker.name, () => this.profile.picker.pick(request, scored, this.fallbacks));
+    this.metrics?.schedulerE2e.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    return { endpoints: picked.map((c) => c.endpoint), scores, total };
+  }
+
+  /** Runs every plugin's pre-request hook (speculative entries, LRU updates); a failing hook is its own problem. */
+  async preRequest(request: SchedulingRequest, result: SchedulingResult): Promise<void> {
+    await Promise.all(
+      this.plugins.filter(isPreRequestHook).map(async (p) => {
+        const t0 = process.hrtime.bigint();
+        try {
+          await p.preRequest(request, result);
+        } finally {
+          this.metrics?.pluginDuration.observe({ extension_point: 'PreRequest', plugin_type: p.type, plugin_name: p.name }, Number(process.hrtime.bigint() - t0) / 1e9);
+        }
+      }),
+    );
+  }
+
+  responseHeaders(request: SchedulingRequest, servedBy: Endpoint): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const p of this.plugins.filter(isResponseHeadersHook)) Object.assign(out, p.responseHeaders(request, servedBy));
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.plugins.map((p) => p.close?.()));
+  }
+
+  private timed<T>(point: string, type: string, name: string, work: () => T): T {
+    const t0 = process.hrtime.bigint();
+    try {
+      return work();
+    } finally {
+      this.metrics?.pluginDuration.observe({ extension_point: point, plugin_type: type, plugin_name: name }, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+  }
+}

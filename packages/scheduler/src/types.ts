@@ -1,0 +1,108 @@
+import type { PromptSpec } from '@kvix/scoring';
+
+/** A routable endpoint: one model server (one data-parallel rank), named by its serving address:port. */
+export interface Endpoint {
+  /** address:port — the identity events and routing share. */
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  readonly name: string;
+  /** The model it serves (from discovery), if known. */
+  readonly model: string | null;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** What the data layer last learned from an endpoint's /metrics. */
+export interface EndpointMetrics {
+  waiting: number;
+  running: number;
+  /** KV-cache utilisation in [0, 1]. */
+  kvUsage: number;
+  blockSize: number | null;
+  numGpuBlocks: number | null;
+  /** LoRA adapters loaded (running or waiting). */
+  loras: readonly string[];
+  scrapedAt: number;
+}
+
+/** An endpoint with everything scorers read. */
+export interface Candidate {
+  endpoint: Endpoint;
+  /** Null until the first scrape succeeds. */
+  metrics: EndpointMetrics | null;
+  /** Requests this router sent and that have not finished. */
+  inFlight: number;
+}
+
+/** What the router knows of a request when it schedules it. */
+export interface SchedulingRequest {
+  id: string;
+  /** The model the request is scheduled for (after aliasing). */
+  model: string;
+  /** The prompt, when the body had one; null schedules on load only. */
+  prompt: PromptSpec | null;
+  /** Request headers, lower-case names. */
+  headers: Readonly<Record<string, string>>;
+  /** Plugins pass data between stages of one scheduling cycle here (e.g. prefix match results). */
+  readonly cycle: Map<string, unknown>;
+}
+
+/** A scorer's opinion of each candidate, in [0, 1] (missing candidates score 0). */
+export type Scores = Map<string, number>;
+
+export interface Scorer {
+  readonly kind: 'scorer';
+  readonly type: string;
+  readonly name: string;
+  score(request: SchedulingRequest, candidates: readonly Candidate[]): Scores | Promise<Scores>;
+}
+
+export interface Filter {
+  readonly kind: 'filter';
+  readonly type: string;
+  readonly name: string;
+  filter(request: SchedulingRequest, candidates: readonly Candidate[]): readonly Candidate[];
+}
+
+export interface ScoredCandidate {
+  candidate: Candidate;
+  /** Weighted sum of the scorers' (clamped) scores. */
+  score: number;
+}
+
+export interface Picker {
+  readonly kind: 'picker';
+  readonly type: string;
+  readonly name: string;
+  /** Candidates in the order to try them: the first is the choice, the rest the fallback list. */
+  pick(request: SchedulingRequest, scored: readonly ScoredCandidate[], fallbacks: number): Candidate[];
+}
+
+/** The outcome of scheduling one request. */
+export interface SchedulingResult {
+  /** The chosen endpoint first, then fallbacks in order. */
+  endpoints: Endpoint[];
+  /** Per candidate, per scorer, the raw score (for debugging and the decision log). */
+  scores: Record<string, Record<string, number>>;
+  total: Record<string, number>;
+}
+
+/** Called once a request is sent to its endpoint (speculative entries, LRU bookkeeping, …). */
+export interface PreRequestHook {
+  preRequest(request: SchedulingRequest, result: SchedulingResult): void | Promise<void>;
+}
+
+/** Headers a plugin adds to the response (session affinity's token). */
+export interface ResponseHeadersHook {
+  responseHeaders(request: SchedulingRequest, servedBy: Endpoint): Record<string, string>;
+}
+
+export type Plugin = (Scorer | Filter | Picker) & Partial<PreRequestHook> & Partial<ResponseHeadersHook> & { close?(): Promise<void> };
+
+export function isPreRequestHook(p: Plugin): p is Plugin & PreRequestHook {
+  return typeof p.preRequest === 'function';
+}
+
+export function isResponseHeadersHook(p: Plugin): p is Plugin & ResponseHeadersHook {
+  return typeof p.responseHeaders === 'function';
+}

@@ -1,0 +1,55 @@
+import { waitFor, freePorts } from '@kvix/test-support';
+import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EndpointRegistry, parseEndpointMetrics } from '../src/index.js';
+
+const silent = pino({ level: 'silent' });
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('the data layer', () => {
+  it('reads vLLM and SGLang load metrics, summing engines and averaging KV usage', () => {
+    const vllm = parseEndpointMetrics(
+      [
+        'vllm:num_requests_waiting{engine="0",model_name="m"} 3.0',
+        'vllm:num_requests_waiting{engine="1",model_name="m"} 2.0',
+        'vllm:num_requests_running{engine="0",model_name="m"} 4.0',
+        'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.5',
+        'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.25',
+        'vllm:cache_config_info{block_size="16",num_gpu_blocks="4096"} 1.0',
+        'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql,chat",waiting_lora_adapters=""} 1.7e9',
+      ].join('\n'),
+      7,
+    );
+    expect(vllm).toEqual({ waiting: 5, running: 4, kvUsage: 0.375, blockSize: 16, numGpuBlocks: 4096, loras: ['sql', 'chat'], scrapedAt: 7 });
+    expect(parseEndpointMetrics('sglang:num_queue_reqs 2\nsglang:num_running_reqs 1\nsglang:token_usage 0.9\n', 1)).toMatchObject({ waiting: 2, running: 1, kvUsage: 0.9 });
+    expect(parseEndpointMetrics('process_cpu_seconds_total 3\n', 1)).toBeNull();
+  });
+
+  it('takes a pod out of the candidate set when it stops answering, and back when it answers', async () => {
+    const [port, eventPort, closedPort] = await freePorts(3);
+    const start = () => SimPod.start(resolveSimConfig({ port, logLevel: 'silent', kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}` } }, {}), silent);
+    let pod = await start();
+    cleanups.push(() => pod.stop());
+    const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 50, scrapeTimeoutMs: 500, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent });
+    cleanups.push(() => registry.stop());
+    const target = { id: `127.0.0.1:${port}`, name: 'sim-0', address: '127.0.0.1', port: port!, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'Qwen/Qwen3-0.6B' };
+    registry.setTargets([target, { ...target, id: `127.0.0.1:${closedPort}`, name: 'gone', port: closedPort! }]);
+    registry.start();
+    await waitFor(() => registry.candidates().some((c) => c.metrics !== null), 5000, 'a first scrape');
+    expect(registry.candidates().map((c) => c.endpoint.id)).toEqual([target.id]);
+    expect(registry.status().find((s) => s.id === `127.0.0.1:${closedPort}`)).toMatchObject({ healthy: false, reason: expect.stringContaining('ECONNREFUSED') });
+
+    await pod.stop();
+    await waitFor(() => registry.candidates().length === 0, 5000, 'the stopped pod to leave');
+    pod = await start();
+    await waitFor(() => registry.candidates().length === 1, 5000, 'the pod to come back');
+
+    registry.setTargets([{ ...target, labels: { 'kvix.io/draining': 'true' } }]);
+    expect(registry.candidates()).toEqual([]);
+    expect(registry.status()[0]).toMatchObject({ draining: true });
+  });
+});

@@ -1,0 +1,91 @@
+import { Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { loadExtProc, MalformedRequest, withMalformedRequests, type ProcessingRequest__Output, type ProcessingResponse } from '@kvix/proto';
+import type { RequestDirector } from '@kvix/scheduler';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { ExchangeProcessor } from './processor.js';
+
+export interface ExtProcContext {
+  director: RequestDirector;
+  logger: Logger;
+}
+
+export interface ExtProcOptions {
+  host: string;
+  port: number;
+  maxBodyBytes?: number;
+}
+
+export interface RunningExtProc {
+  port: number;
+  /** Readiness (and the ext_proc service's health) follows this; liveness is SERVING while the server runs. */
+  setServing(serving: boolean): void;
+  stop(graceMs: number): Promise<void>;
+}
+
+export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
+
+/**
+ * Envoy's External Processor for the Gateway API Inference Extension protocol, with the gRPC
+ * health service Envoy's cluster health check and Kubernetes probes ask (`liveness`, `readiness`,
+ * the ext_proc service name). A stream closed cleanly by the server lets Envoy proceed without it.
+ */
+export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOptions): Promise<RunningExtProc> {
+  const server = new Server();
+  const definition = loadExtProc().envoy.service.ext_proc.v3.ExternalProcessor.service;
+  const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  server.addService(withMalformedRequests(definition), {
+    Process: (call: ServerDuplexStream<ProcessingRequest__Output | MalformedRequest, ProcessingResponse>) => {
+      const processor = new ExchangeProcessor(call as ServerDuplexStream<ProcessingRequest__Output, ProcessingResponse>, { director: ctx.director, logger: ctx.logger, maxBodyBytes });
+      // Messages are handled one at a time, in order: a body chunk must not overtake its headers.
+      let chain: Promise<void> = Promise.resolve();
+      call.on('data', (message: ProcessingRequest__Output | MalformedRequest) => {
+        chain = chain.then(async () => {
+          if (message instanceof MalformedRequest) {
+            processor.abort('MALFORMED');
+            // Emitting the error is how a grpc-js server stream ends with a status (destroy sends none).
+            call.emit('error', Object.assign(new Error(`malformed ProcessingRequest: ${message.reason}`), { code: status.INVALID_ARGUMENT }));
+            return;
+          }
+          try {
+            await processor.onMessage(message);
+          } catch (err) {
+            ctx.logger.error({ err: (err as Error).message }, 'ext_proc stream failed');
+            processor.abort('INTERNAL');
+            call.emit('error', Object.assign(new Error('the endpoint picker failed on this request'), { code: status.INTERNAL }));
+          }
+        });
+      });
+      call.on('end', () => {
+        void chain.then(() => {
+          processor.abort('STREAM_CLOSED');
+          if (call.writable) call.end();
+        });
+      });
+      call.on('cancelled', () => processor.abort('CANCELLED'));
+      call.on('error', () => processor.abort('STREAM_ERROR'));
+    },
+  });
+  const health = new HealthImplementation({ '': 'NOT_SERVING', liveness: 'SERVING', readiness: 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' });
+  health.addToServer(server);
+  const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(new Error(`cannot listen for ext_proc on ${address}: ${err.message}`)) : resolve(bound))),
+  );
+  ctx.logger.info({ port }, 'ext_proc server listening');
+  return {
+    port,
+    setServing: (serving) => {
+      for (const s of ['', 'readiness', EXT_PROC_SERVICE]) health.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
+    },
+    stop: (graceMs) =>
+      new Promise<void>((resolve) => {
+        for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE]) health.setStatus(s, 'NOT_SERVING');
+        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
