@@ -1,3 +1,3 @@
 export { sharedDir, readSharedVector, readSharedVectorJson, parseJsonExact, repoRoot } from './shared-vectors.js';
 export { freePort, freePorts, waitFor } from './ports.js';
-export { spawnProcess, type ManagedProcess } from './processes.js';
+export { nodeCli, spawnProcess, type ManagedProcess, type NodeCli } from './processes.js';

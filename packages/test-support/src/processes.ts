@@ -34,3 +34,29 @@ export function spawnProcess(command: string, args: readonly string[], options: 
     },
   };
 }
+
+/** A Node.js command-line entry point started per test, with everything it started stopped after. */
+export interface NodeCli {
+  run(args: readonly string[], env?: NodeJS.ProcessEnv): ManagedProcess;
+  /** Kills every process `run` started (call it from afterEach). */
+  stopAll(): Promise<void>;
+}
+
+/**
+ * Runs `bin` with the test's environment minus the developer's own KVIX_* settings, so a test sees
+ * only the variables it sets itself.
+ */
+export function nodeCli(bin: string): NodeCli {
+  const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVIX_')));
+  const started: ManagedProcess[] = [];
+  return {
+    run(args, env = {}) {
+      const p = spawnProcess(process.execPath, [bin, ...args], { env: { ...cleanEnv, ...env } });
+      started.push(p);
+      return p;
+    },
+    async stopAll() {
+      for (const p of started.splice(0)) await p.stop('SIGKILL');
+    },
+  };
+}

@@ -2,20 +2,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePorts, spawnProcess, waitFor, type ManagedProcess } from '@kvix/test-support';
+import { freePorts, nodeCli, waitFor } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix-epp.js', import.meta.url));
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVIX_')));
-const procs: ManagedProcess[] = [];
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-});
-function run(args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcess {
-  const p = spawnProcess(process.execPath, [BIN, ...args], { env: { ...cleanEnv, ...env } });
-  procs.push(p);
-  return p;
-}
+const cli = nodeCli(BIN);
+afterEach(() => cli.stopAll());
+const run = cli.run;
 const dir = (): string => mkdtempSync(join(tmpdir(), 'kvix-epp-cli-'));
 
 describe('kvix-epp command line', () => {
