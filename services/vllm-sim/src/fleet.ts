@@ -1,7 +1,6 @@
-import { writeFile, rename } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { stringify } from 'yaml';
 import type { SimConfig } from './config.js';
+import { writeEndpointsFile, type EndpointsFileEntry } from './endpoints-file.js';
 import { SimPod, type RankEndpoint } from './pod.js';
 
 export interface FleetOptions {
@@ -17,16 +16,6 @@ export interface FleetOptions {
 }
 
 /** What kvix's endpoints-file discovery reads: one entry per pod. */
-export interface EndpointsFileEntry {
-  name: string;
-  address: string;
-  port: number;
-  eventPort: number | null;
-  replayPort: number | null;
-  model: string;
-  dataParallelSize: number;
-}
-
 function portOf(endpoint: string | null): number | null {
   if (endpoint === null) return null;
   const port = Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
@@ -80,11 +69,8 @@ export class SimFleet {
     });
   }
 
-  /** Written to a temporary file and renamed, so a watcher never reads half a file. */
   async writeEndpointsFile(path: string): Promise<void> {
-    const tmp = `${path}.tmp-${process.pid}`;
-    await writeFile(tmp, stringify({ endpoints: this.entries() }));
-    await rename(tmp, path);
+    writeEndpointsFile(path, this.entries());
     this.logger.info({ path, pods: this.pods.length }, 'endpoints file written');
   }
 

@@ -1,10 +1,10 @@
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from '@kvix/test-support';
 import { pino } from 'pino';
-import { stringify } from 'yaml';
 import { resolveSimConfig, type SimConfigInput } from './config.js';
+import { writeEndpointsFile } from './endpoints-file.js';
 import { SimPod } from './pod.js';
 
 /**
@@ -38,11 +38,9 @@ export async function startLocalPod(overrides: SimConfigInput = {}): Promise<Loc
   return { pod, url: `http://127.0.0.1:${port}`, id: `127.0.0.1:${port}`, port, eventPort, replayPort };
 }
 
-/** An endpoints file naming the pods (written atomically: a watcher never reads half of it). */
+/** An endpoints file naming the pods, in a new temporary directory. */
 export function writeLocalEndpointsFile(pods: readonly LocalPod[], model: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'kvix-endpoints-')), 'endpoints.yaml');
-  const endpoints = pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: p.port, eventPort: p.eventPort, replayPort: p.replayPort, model }));
-  writeFileSync(`${file}.tmp`, stringify({ endpoints }));
-  renameSync(`${file}.tmp`, file);
+  writeEndpointsFile(file, pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: p.port, eventPort: p.eventPort, replayPort: p.replayPort, model })));
   return file;
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -69,6 +69,7 @@ export function registerStack(program: Command): void {
     const { DEFAULT_PICKER_CONFIG } = await import('@kvix/scheduler');
     const { EnvoySim } = await import('@kvix/envoy-sim');
     const { pino } = await import('pino');
+    const { writeEndpointsFile } = await import('@kvix/vllm-sim/endpoints-file');
     const require = createRequire(import.meta.url);
     const simBin = join(dirname(dirname(require.resolve('@kvix/vllm-sim'))), 'bin', 'vllm-sim.js');
 
@@ -99,9 +100,7 @@ export function registerStack(program: Command): void {
       return shutdown(1);
     }
     const endpointsFile = join(f.dir, 'endpoints.yaml');
-    const yaml = (await import('yaml')).stringify({ endpoints: specs.map((s) => ({ name: s.name, address: '127.0.0.1', port: s.port, eventPort: s.eventPort, replayPort: s.replayPort, model: MODEL })) });
-    writeFileSync(`${endpointsFile}.tmp`, yaml);
-    renameSync(`${endpointsFile}.tmp`, endpointsFile);
+    writeEndpointsFile(endpointsFile, specs.map((s) => ({ name: s.name, address: '127.0.0.1', port: s.port, eventPort: s.eventPort, replayPort: s.replayPort, model: MODEL })));
 
     const logger = pino({ level: f.logLevel, base: { service: 'epp' } }, pino.destination({ dest: join(f.dir, 'epp.log'), sync: false, mkdir: true }));
     const config = EppConfigSchema.parse({

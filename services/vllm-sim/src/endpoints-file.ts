@@ -1,0 +1,20 @@
+import { renameSync, writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+
+/** One pod as kvix's endpoints-file discovery reads it. */
+export interface EndpointsFileEntry {
+  name: string;
+  address: string;
+  port: number;
+  eventPort: number | null;
+  replayPort: number | null;
+  model: string;
+  dataParallelSize?: number;
+}
+
+/** Written to a temporary file and renamed, so a watcher never reads half a file. */
+export function writeEndpointsFile(path: string, endpoints: readonly EndpointsFileEntry[]): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, stringify({ endpoints }));
+  renameSync(tmp, path);
+}
