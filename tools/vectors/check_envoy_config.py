@@ -30,6 +30,7 @@ PROTOS = [
     "envoy/extensions/filters/http/header_to_metadata/v3/header_to_metadata.proto",
     "envoy/extensions/filters/http/router/v3/router.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
 ]
 
 

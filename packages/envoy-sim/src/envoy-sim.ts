@@ -1,17 +1,27 @@
 import { EventEmitter } from 'node:events';
 import { Agent, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { credentials } from '@grpc/grpc-js';
-import { loadExtProc, type ExternalProcessorClient } from '@kvix/proto';
+import type { Endpoint } from './destination.js';
 import { EnvoySimError } from './errors.js';
 import { Exchange } from './exchange.js';
 import type { ExchangeReport } from './exchange-report.js';
 import { resolveOptions, type EnvoySimOptions, type ResolvedOptions } from './options.js';
+import { ProcessorPool, type ProcessorHostStats } from './processor-pool.js';
 import type { ProcessorStream } from './processor-stream.js';
 
 /** Events: `exchange` once per request, when the client has its whole answer (or lost its connection). */
 export interface EnvoySimEvents {
   exchange: [report: ExchangeReport];
+}
+
+/** Counters since the simulator started, named after the Envoy stats they stand for. */
+export interface EnvoySimStats {
+  /** Per ext_proc host (`extProcTargets` entry): streams opened, failed, and ejections. */
+  processorHosts: Record<string, ProcessorHostStats>;
+  /** Streams re-opened on another ext_proc host (the ext_proc cluster's `upstream_rq_retry`). */
+  processorRetries: number;
+  /** Requests sent to the default upstream list because the processor was out of the picture. */
+  defaultUpstreamRequests: number;
 }
 
 /**
@@ -22,7 +32,9 @@ export interface EnvoySimEvents {
  */
 export class EnvoySim extends EventEmitter<EnvoySimEvents> {
   private readonly options: ResolvedOptions;
-  private readonly client: ExternalProcessorClient;
+  private readonly pool: ProcessorPool;
+  private nextDefaultUpstream = 0;
+  private defaultUpstreamRequests = 0;
   private readonly agent = new Agent({ keepAlive: true });
   private readonly server: Server;
   private readonly exchanges = new Set<Exchange>();
@@ -34,14 +46,14 @@ export class EnvoySim extends EventEmitter<EnvoySimEvents> {
   constructor(options: EnvoySimOptions) {
     super();
     this.options = resolveOptions(options);
-    const { ExternalProcessor } = loadExtProc().envoy.service.ext_proc.v3;
-    this.client = new ExternalProcessor(this.options.extProcTarget, credentials.createInsecure());
+    this.pool = new ProcessorPool(this.options.extProcTargets, this.options.extProcEjectionMs);
     this.server = createServer((req, res) => {
       const exchange: Exchange = new Exchange(req, res, {
         id: this.nextId++,
         options: this.options,
-        client: this.client,
+        pool: this.pool,
         agent: this.agent,
+        defaultUpstreams: () => this.rotateDefaultUpstreams(),
         onStream: (stream) => this.track(stream),
         onDone: (report) => {
           this.exchanges.delete(exchange);
@@ -84,7 +96,11 @@ export class EnvoySim extends EventEmitter<EnvoySimEvents> {
     return `http://${host}:${this.port}`;
   }
 
-  /** Stops listening, resets requests in flight and their processor streams, closes the gRPC channel. */
+  stats(): EnvoySimStats {
+    return { processorHosts: this.pool.stats(), processorRetries: this.pool.retries, defaultUpstreamRequests: this.defaultUpstreamRequests };
+  }
+
+  /** Stops listening, resets requests in flight and their processor streams, closes the gRPC channels. */
   async close(): Promise<void> {
     const wasListening = this.listening;
     this.listening = false;
@@ -95,7 +111,16 @@ export class EnvoySim extends EventEmitter<EnvoySimEvents> {
     this.server.closeAllConnections();
     await closed;
     this.agent.destroy();
-    this.client.close();
+    this.pool.close();
+  }
+
+  /** The default upstreams starting at the next one in turn: round robin, the rest as fallbacks. */
+  private rotateDefaultUpstreams(): Endpoint[] {
+    const list = this.options.defaultUpstreams;
+    if (list.length === 0) return [];
+    this.defaultUpstreamRequests++;
+    const start = this.nextDefaultUpstream++ % list.length;
+    return [...list.slice(start), ...list.slice(0, start)];
   }
 
   private track(stream: ProcessorStream): void {

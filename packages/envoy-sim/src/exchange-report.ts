@@ -1,4 +1,5 @@
 import type { JsonObject } from './json-struct.js';
+import type { ProcessorAttempt } from './processor-stream.js';
 
 /** How the exchange ended, from the client's point of view. */
 export type ExchangeOutcome =
@@ -50,7 +51,13 @@ export interface ExchangeReport {
   status: number;
   outcome: ExchangeOutcome;
   processor: ProcessorRole;
-  /** The ordered destination list taken from the processor's answer (or the default upstream). */
+  /** The ext_proc host whose stream carried the exchange (the last one opened). */
+  processorHost: string;
+  /** Every `Process` stream opened for the request, in order: the first, then each retry. */
+  processorAttempts: ProcessorAttempt[];
+  /** `processorAttempts.length - 1`: streams re-opened on another host. */
+  processorRetries: number;
+  /** The ordered destination list taken from the processor's answer (or the default upstreams, rotated). */
   endpoints: string[];
   /** The endpoint that served, when one did. */
   served?: string;

@@ -3,7 +3,6 @@ import type { Agent, IncomingMessage, ServerResponse } from 'node:http';
 import {
   httpStatusNumber,
   type BodyMutation__Output,
-  type ExternalProcessorClient,
   type ImmediateResponse__Output,
   type Metadata,
   type ProcessingResponse__Output,
@@ -16,14 +15,18 @@ import { HeaderList, HOP_BY_HOP } from './header-list.js';
 import { applyHeaderMutation } from './header-mutation.js';
 import { fromStruct, toStruct, type JsonObject } from './json-struct.js';
 import type { MetadataContext, ResolvedOptions } from './options.js';
+import type { ProcessorPool } from './processor-pool.js';
 import { ProcessorStream, type ProcessorEvent } from './processor-stream.js';
 import { forwardUpstream, type UpstreamCall } from './upstream-forwarder.js';
 
 export interface ExchangeDeps {
   id: number;
   options: ResolvedOptions;
-  client: ExternalProcessorClient;
+  /** The ext_proc cluster the request's stream is opened on. */
+  pool: ProcessorPool;
   agent: Agent;
+  /** The default upstreams for this request, the one whose turn it is first (round robin). */
+  defaultUpstreams(): Endpoint[];
   /** Every processor stream opened, so the simulator can reset those still open when it closes. */
   onStream(stream: ProcessorStream): void;
   onDone(report: ExchangeReport): void;
@@ -119,7 +122,12 @@ export class Exchange {
     if (!this.requestHeaders.has('x-request-id')) this.requestHeaders.add('x-request-id', randomUUID());
     this.requestId = this.requestHeaders.get('x-request-id') ?? '';
     this.hasRequestBody = req.headers['transfer-encoding'] !== undefined || (declaredLength(req.headers['content-length']) ?? 0) > 0;
-    this.stream = new ProcessorStream(deps.client, this.options.messageTimeoutMs, (event) => this.onProcessorEvent(event));
+    this.stream = new ProcessorStream(
+      deps.pool,
+      { retryOn: this.options.extProcRetryOn, numRetries: this.options.extProcNumRetries },
+      this.options.messageTimeoutMs,
+      (event) => this.onProcessorEvent(event),
+    );
     deps.onStream(this.stream);
   }
 
@@ -379,8 +387,9 @@ export class Exchange {
 
   private onProcessorEvent(event: ProcessorEvent): void {
     if (this.done || !this.processorActive) return;
-    // Closing after the last answer is the normal end of a stream, not an early exit.
-    if (event.kind === 'closed' && this.responseAnswered) return;
+    // Once the client has its whole answer the filter is done: a close is the normal end of the
+    // stream, and a failure (the processor going away just then) changes nothing.
+    if (event.kind !== 'message' && this.responseAnswered) return;
     try {
       if (event.kind === 'message') this.onMessage(event.message);
       else if (event.kind === 'closed') this.continueWithoutProcessor('closed-early');
@@ -451,8 +460,7 @@ export class Exchange {
     this.role = role;
     this.stream.setWaiting(false);
     if (this.upstreamCall === undefined && !this.clientHeadSent) {
-      const fallback = this.options.defaultUpstream;
-      this.startUpstream(fallback ? [fallback] : [], this.hasRequestBody ? this.originalBody : null);
+      this.startUpstream(this.deps.defaultUpstreams(), this.hasRequestBody ? this.originalBody : null);
       return;
     }
     if (!this.requestBodyAnswered) {
@@ -556,6 +564,9 @@ export class Exchange {
       status: this.status,
       outcome: this.outcome ?? 'client-aborted',
       processor: this.role,
+      processorHost: this.stream.hostTarget,
+      processorAttempts: this.stream.attempts.map((a) => ({ ...a })),
+      processorRetries: this.stream.retries,
       endpoints: this.endpoints.map((e) => e.address),
       ...(this.served ? { served: this.served.address } : {}),
       attempts: this.attempts,

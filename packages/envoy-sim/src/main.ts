@@ -2,19 +2,32 @@ import { parseArgs } from 'node:util';
 import { EnvoySim } from './envoy-sim.js';
 import { EnvoySimError } from './errors.js';
 import type { EnvoySimOptions } from './options.js';
+import type { ExtProcRetryOn } from './processor-failure.js';
 
 const USAGE = `kvix-envoy-sim: an HTTP front that behaves like Envoy with ext_proc (FULL_DUPLEX_STREAMED) + ORIGINAL_DST
 
-  --ext-proc <host:port>        ext_proc server (kvix's EPP: port 9002)            [required]
-  --host <addr>                 listen address                                      [127.0.0.1]
-  --port <n>                    listen port                                         [8080]
-  --message-timeout-ms <n>      processor silence before 504                        [10000]
-  --chunk-size <bytes>          body chunk size sent to the processor               [16384]
-  --subset <ip:port,...>        send this subset hint (envoy.lb.subset_hint) with every request
-  --default-upstream <host:port>  where to go when the processor is out of the picture
-  --failure-mode-allow          skip a failing processor instead of answering 500/504
-  --log                         one JSON line per request on stdout
+  --ext-proc <host:port,...>      ext_proc servers (kvix's EPP: port 9002), round robin  [required]
+  --host <addr>                   listen address                                        [127.0.0.1]
+  --port <n>                      listen port                                           [8080]
+  --message-timeout-ms <n>        processor silence before 504                          [10000]
+  --chunk-size <bytes>            body chunk size sent to the processor                 [16384]
+  --subset <ip:port,...>          send this subset hint (envoy.lb.subset_hint) with every request
+  --default-upstream <host:port,...>  where to go when the processor is out of the picture (round robin)
+  --failure-mode-allow            skip a failing processor instead of answering 500/504 (FailOpen)
+  --ext-proc-retry-on <list>      retry a stream on another host after: connect-failure, reset,
+                                  unavailable ('' for none)                             [connect-failure,unavailable]
+  --ext-proc-num-retries <n>      retries per stream                                    [one per other host]
+  --ext-proc-ejection-ms <n>      how long a host is skipped after a failed connect or reset  [5000]
+  --log                           one JSON line per request on stdout
 `;
+
+const list = (v: string | undefined) =>
+  v === undefined
+    ? undefined
+    : v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -27,6 +40,9 @@ async function main(): Promise<void> {
       subset: { type: 'string' },
       'default-upstream': { type: 'string' },
       'failure-mode-allow': { type: 'boolean' },
+      'ext-proc-retry-on': { type: 'string' },
+      'ext-proc-num-retries': { type: 'string' },
+      'ext-proc-ejection-ms': { type: 'string' },
       log: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -37,18 +53,21 @@ async function main(): Promise<void> {
   }
   const number = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const options: EnvoySimOptions = {
-    extProcTarget: values['ext-proc'] ?? '',
+    extProcTargets: list(values['ext-proc']) ?? [],
     host: values.host,
     port: number(values.port) ?? 8080,
     messageTimeoutMs: number(values['message-timeout-ms']),
     chunkSize: number(values['chunk-size']),
-    defaultUpstream: values['default-upstream'],
+    defaultUpstream: list(values['default-upstream']),
     failureModeAllow: values['failure-mode-allow'] ?? false,
+    extProcRetryOn: list(values['ext-proc-retry-on']) as ExtProcRetryOn[] | undefined,
+    extProcNumRetries: number(values['ext-proc-num-retries']),
+    extProcEjectionMs: number(values['ext-proc-ejection-ms']),
     ...(values.subset ? { metadataContext: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': values.subset.split(',') } } } : {}),
   };
   const sim = await EnvoySim.start(options);
   if (values.log) sim.on('exchange', (report) => process.stdout.write(`${JSON.stringify(report)}\n`));
-  process.stderr.write(`kvix-envoy-sim listening on ${sim.url}, ext_proc at ${options.extProcTarget}\n`);
+  process.stderr.write(`kvix-envoy-sim listening on ${sim.url}, ext_proc at ${options.extProcTargets?.join(', ')}\n`);
   const stop = () => void sim.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -82,6 +82,35 @@ describe('deploy/envoy/envoy.yaml', () => {
     expect(at(list(at(epp, 'health_checks'))[0], 'grpc_health_check', 'service_name')).toBe('envoy.service.ext_proc.v3.ExternalProcessor');
   });
 
+  it('spreads ext_proc streams over every EPP replica the Service name resolves to, and ejects one that fails to connect', () => {
+    const epp = clusterNamed('epp');
+    // STRICT_DNS keeps every address the name resolves to (a headless Service: one per replica).
+    expect(at(epp, 'type')).toBe('STRICT_DNS');
+    expect(at(epp, 'lb_policy')).toBe('ROUND_ROBIN');
+    // What envoy-sim reproduces: a locally originated failure (connect failure, reset) ejects at once.
+    expect(at(epp, 'outlier_detection')).toMatchObject({
+      split_external_local_origin_errors: true,
+      consecutive_local_origin_failure: 1,
+      enforcing_consecutive_local_origin_failure: 100,
+      max_ejection_percent: 100,
+    });
+    expect(seconds(at(epp, 'outlier_detection', 'base_ejection_time'))).toBeGreaterThan(0);
+  });
+
+  it('retries an ext_proc stream on another replica when it cannot connect or is refused before any answer', () => {
+    const retry = at(extProc, 'grpc_service', 'retry_policy');
+    const conditions = String(at(retry, 'retry_on')).split(',');
+    expect(conditions).toEqual(expect.arrayContaining(['connect-failure', 'unavailable']));
+    // The conditions envoy-sim's extProcRetryOn knows, so the simulator can be run with the same.
+    expect(conditions.every((c) => ['connect-failure', 'reset', 'unavailable'].includes(c))).toBe(true);
+    expect(Number(at(retry, 'num_retries'))).toBeGreaterThanOrEqual(1);
+    // Unset, Envoy waits 1 s before a retry (core RetryPolicy's default base interval).
+    expect(seconds(at(retry, 'retry_back_off', 'base_interval'))).toBeLessThan(1);
+    const predicate = list(at(retry, 'retry_host_predicate'))[0];
+    expect(at(predicate, 'name')).toBe('envoy.retry_host_predicates.previous_hosts');
+    expect(at(predicate, 'typed_config', '@type')).toBe('type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate');
+  });
+
   it('routes everything to an ORIGINAL_DST cluster that reads the destination header', () => {
     const target = clusterNamed(at(route, 'route', 'cluster'));
     expect(at(target, 'type')).toBe('ORIGINAL_DST');

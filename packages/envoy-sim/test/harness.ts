@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Server as GrpcServer, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server as GrpcServer, ServerCredentials, status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
 import { loadExtProc, type HeaderValue__Output, type ProcessingRequest__Output, type ProcessingResponse } from '@kvix/proto';
 import type { EnvoySim, ExchangeReport } from '../src/index.js';
 
@@ -34,11 +34,16 @@ export interface ProcessorScript {
   useStringValue?: boolean;
   /** Largest streamed_response chunk the processor sends (the EPP uses 62,000). */
   responseChunkSize?: number;
+  /** Answers the request only once this settles (an EPP busy picking), holding the stream open. */
+  hold?: Promise<void>;
+  /** Ends every stream at once with gRPC status UNAVAILABLE, before answering anything. */
+  unavailable?: boolean;
 }
 
 export interface TestProcessor {
   target: string;
   streams: SeenStream[];
+  /** Kills the server: every open stream is reset (grpc-js `forceShutdown`). */
   close(): Promise<void>;
 }
 
@@ -59,7 +64,7 @@ function streamed(kind: 'requestBody' | 'responseBody', body: Buffer, endOfStrea
  * answers the deferred request headers with the endpoint (header and `envoy.lb` metadata), then
  * streams the (rewritten) body back; response chunks are forwarded as they come.
  */
-export async function startProcessor(script: ProcessorScript): Promise<TestProcessor> {
+export async function startProcessor(script: ProcessorScript, port = 0): Promise<TestProcessor> {
   const streams: SeenStream[] = [];
   const proto = loadExtProc();
   const server = new GrpcServer();
@@ -67,7 +72,15 @@ export async function startProcessor(script: ProcessorScript): Promise<TestProce
     Process(call: ServerDuplexStream<ProcessingRequest__Output, ProcessingResponse>) {
       const seen: SeenStream = { messages: [], halfClosed: false };
       streams.push(seen);
+      if (script.unavailable) {
+        call.emit('error', { code: GrpcStatus.UNAVAILABLE, details: 'not serving' });
+        return;
+      }
       let body: Buffer[] = [];
+      const afterHold = (answer: () => void) => {
+        if (!script.hold) answer();
+        else void script.hold.then(() => (call.cancelled ? undefined : answer()));
+      };
       const answerHeaders = () => {
         if (script.immediate) {
           call.write(script.immediate);
@@ -92,19 +105,21 @@ export async function startProcessor(script: ProcessorScript): Promise<TestProce
             call.end();
             return;
           }
-          if (m.requestHeaders?.endOfStream) answerHeaders();
+          if (m.requestHeaders?.endOfStream) afterHold(answerHeaders);
         } else if (m.request === 'requestBody') {
           body.push(m.requestBody?.body ?? Buffer.alloc(0));
           if (!m.requestBody?.endOfStream) return;
-          if (!answerHeaders()) return;
           const whole = Buffer.concat(body).toString();
           body = [];
-          const out = Buffer.from(script.rewriteRequest ? script.rewriteRequest(whole) : whole);
-          const size = script.responseChunkSize ?? 62_000;
-          for (let at = 0; at < out.length || at === 0; at += size) {
-            call.write(streamed('requestBody', out.subarray(at, at + size), at + size >= out.length));
-            if (out.length === 0) break;
-          }
+          afterHold(() => {
+            if (!answerHeaders()) return;
+            const out = Buffer.from(script.rewriteRequest ? script.rewriteRequest(whole) : whole);
+            const size = script.responseChunkSize ?? 62_000;
+            for (let at = 0; at < out.length || at === 0; at += size) {
+              call.write(streamed('requestBody', out.subarray(at, at + size), at + size >= out.length));
+              if (out.length === 0) break;
+            }
+          });
         } else if (m.request === 'responseHeaders') {
           call.write({ responseHeaders: { response: { headerMutation: { setHeaders: [{ header: { key: 'x-processed', rawValue: Buffer.from('yes') } }] } } } });
         } else if (m.request === 'responseBody') {
@@ -122,11 +137,11 @@ export async function startProcessor(script: ProcessorScript): Promise<TestProce
       call.on('error', () => {});
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   return {
-    target: `127.0.0.1:${port}`,
+    target: `127.0.0.1:${bound}`,
     streams,
     close: () =>
       new Promise<void>((resolve) => {
