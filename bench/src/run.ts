@@ -1,8 +1,11 @@
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
+import { runRedisIndexBenchmark } from './index/redis-lookup.js';
 import { runIngestBenchmark } from './ingest/ingest-bench.js';
+import { runLatencyBenchmark } from './latency/latency-bench.js';
 import { runScoringBenchmark } from './scoring/scoring-bench.js';
 import { run as requestKeys } from './request-keys.js';
+import { runReplicationBenchmark } from './replication/replication-bench.js';
 import { runRoutingBenchmark } from './routing/routing-bench.js';
 import { run as sim } from './sim.js';
 import { run as tokenize } from './tokenize-bench.js';
@@ -16,9 +19,12 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   index: async () => {
     await runIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' });
   },
+  'redis-index': () => runRedisIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   ingest: () => runIngestBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   scoring: () => runScoringBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   tokenize,
+  replication: () => runReplicationBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
 };
 

@@ -1,11 +1,23 @@
-import { DEFAULT_PICKER_CONFIG, type EndpointPickerConfigInput } from '@kvix/scheduler';
+import { DEFAULT_PICKER_CONFIG, PREDICTED_LATENCY_PICKER_CONFIG, type EndpointPickerConfigInput } from '@kvix/scheduler';
 
 export interface Arm {
   name: string;
   /** What it stands for, for the README and the JSON. */
   description: string;
   scheduler: EndpointPickerConfigInput;
+  /**
+   * Active-active EPP replicas the requests are spread over (default 1). Above 1 they follow one
+   * index stream over NATS published by a kv-events process, and share speculation and load.
+   */
+  replicas?: number;
+  /** Headers every request of this arm carries (the SLO arms: x-llm-d-slo-ttft-ms). */
+  headers?: Record<string, string>;
+  /** The EPP's latencyPredictor section (predicted-latency arms). */
+  latencyPredictor?: Record<string, unknown>;
 }
+
+/** The TTFT SLO every request is measured against (simulated ms); the predicted-latency arm also sends it. */
+export const SLO_TTFT_MS = 500;
 
 type Ref = { pluginRef: string; weight?: number };
 
@@ -58,5 +70,18 @@ export const ARMS: Arm[] = [
     name: 'precise',
     description: "kvix's default profile (DEFAULT_PICKER_CONFIG): precise prefix 3 with speculative entries + queue 2 + kv 2 + no-hit-lru 2, max-score-picker",
     scheduler: DEFAULT_PICKER_CONFIG,
+  },
+  {
+    name: 'precise-3-replicas',
+    description: 'the precise profile on 3 active-active EPP replicas (index stream, speculation and in-flight load over NATS), requests spread round robin over them',
+    scheduler: DEFAULT_PICKER_CONFIG,
+    replicas: 3,
+  },
+  {
+    name: 'predicted-latency',
+    description: `kvix's default profile plus predicted-latency routing (PREDICTED_LATENCY_PICKER_CONFIG, built-in model learning online): every request carries x-llm-d-slo-ttft-ms: ${SLO_TTFT_MS}`,
+    scheduler: PREDICTED_LATENCY_PICKER_CONFIG,
+    headers: { 'x-llm-d-slo-ttft-ms': String(SLO_TTFT_MS) },
+    latencyPredictor: { enabled: true },
   },
 ];

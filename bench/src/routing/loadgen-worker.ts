@@ -14,7 +14,8 @@ export interface LoadgenData {
 
 export type ToLoadgen =
   | { type: 'reset' }
-  | { type: 'step'; target: string; ratePerSec: number; seconds: number; idPrefix: string }
+  /** `target`: a base URL, or several comma-separated (requests go round robin, like a Service over router replicas). */
+  | { type: 'step'; target: string; ratePerSec: number; seconds: number; idPrefix: string; headers?: Record<string, string> }
   | { type: 'stop' };
 
 export interface RequestRecord {
@@ -66,7 +67,7 @@ function plan(ratePerSec: number, seconds: number, idPrefix: string): Planned[] 
   return out;
 }
 
-function send(target: URL, p: Planned, stepStart: number): Promise<RequestRecord> {
+function send(target: URL, p: Planned, stepStart: number, extraHeaders: Record<string, string> = {}): Promise<RequestRecord> {
   const sent = performance.now();
   const record: RequestRecord = {
     id: p.id,
@@ -99,7 +100,7 @@ function send(target: URL, p: Planned, stepStart: number): Promise<RequestRecord
         path: '/v1/chat/completions',
         method: 'POST',
         agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(p.body), 'x-request-id': p.id },
+        headers: { ...extraHeaders, 'content-type': 'application/json', 'content-length': Buffer.byteLength(p.body), 'x-request-id': p.id },
       },
       (res) => {
         record.status = res.statusCode ?? 0;
@@ -147,7 +148,7 @@ function send(target: URL, p: Planned, stepStart: number): Promise<RequestRecord
 async function step(msg: Extract<ToLoadgen, { type: 'step' }>): Promise<FromLoadgen> {
   // Bodies are built before the clock starts, so JSON work never delays an arrival.
   const planned = plan(msg.ratePerSec, msg.seconds, msg.idPrefix);
-  const target = new URL(msg.target);
+  const targets = msg.target.split(',').map((t) => new URL(t));
   const t0 = performance.now();
   const inFlight: Promise<RequestRecord>[] = [];
   let late = 0;
@@ -155,7 +156,7 @@ async function step(msg: Extract<ToLoadgen, { type: 'step' }>): Promise<FromLoad
     const wait = t0 + p.atMs - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     late = Math.max(late, performance.now() - (t0 + p.atMs));
-    inFlight.push(send(target, p, t0));
+    inFlight.push(send(targets[inFlight.length % targets.length]!, p, t0, msg.headers));
   }
   const sendSeconds = (performance.now() - t0) / 1000;
   const records = await Promise.all(inFlight);

@@ -1,12 +1,15 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { Epp, EppConfigSchema } from '@kvix/epp';
+import { KvEventsService, KvEventsServiceConfigSchema } from '@kvix/kv-events-service';
+import type { ReplicationSettingsInput } from '@kvix/replication';
+import { startNats } from '@kvix/test-support';
 import type { DirectorObserver } from '@kvix/scheduler';
 import { LocalTokenizer } from '@kvix/tokenization';
 import { pino } from 'pino';
 import { printTable, writeResult } from '../harness.js';
 import { charsFor } from '../text.js';
-import { ARMS, type Arm } from './arms.js';
+import { ARMS, SLO_TTFT_MS, type Arm } from './arms.js';
 import { ttftChart } from './chart.js';
 import { SimFleetProcess, type FleetSpec, type PodCounters } from './fleet.js';
 import type { FromLoadgen, LoadgenData, RequestRecord, ToLoadgen } from './loadgen-worker.js';
@@ -77,6 +80,8 @@ export interface StepResult {
   ttftP50: number;
   ttftP90: number;
   ttftP99: number;
+  /** Share of the step's requests whose TTFT met SLO_TTFT_MS (failed requests count as missed). */
+  sloAttainment: number;
   /** The engines' own TTFT (vllm:time_to_first_token_seconds, summed over pods; bucket-interpolated). */
   engineTtftP50: number;
   engineTtftP90: number;
@@ -104,7 +109,8 @@ interface Decision {
   endpoint: string;
 }
 
-class LoadgenClient {
+/** The load generator worker, driven step by step (the latency benchmark drives it too). */
+export class LoadgenClient {
   private readonly worker: Worker;
   private waiter: ((msg: FromLoadgen) => void) | null = null;
   private readonly ready: Promise<void>;
@@ -139,8 +145,9 @@ class LoadgenClient {
   }
 }
 
-async function startEpp(arm: Arm, endpointsFile: string, observer: DirectorObserver): Promise<Epp> {
+async function startEpp(arm: Arm, endpointsFile: string, observer: DirectorObserver, replication: ReplicationSettingsInput = {}): Promise<Epp> {
   const config = EppConfigSchema.parse({
+    replication,
     logLevel: 'warn',
     gateway: { host: '127.0.0.1', port: 0 },
     extProc: { enabled: false },
@@ -148,8 +155,9 @@ async function startEpp(arm: Arm, endpointsFile: string, observer: DirectorObser
     scheduler: arm.scheduler,
     ingest: { endpointsFile, endpointsPollIntervalMs: 500 },
     tokenization: { workers: 1 },
+    ...(arm.latencyPredictor ? { latencyPredictor: arm.latencyPredictor } : {}),
   });
-  const logger = pino({ level: 'warn', base: { arm: arm.name } }, pino.destination(2));
+  const logger = pino({ level: 'warn', base: { arm: arm.name, ...(replication.replicaId ? { replica: replication.replicaId } : {}) } }, pino.destination(2));
   const epp = await Epp.start(config, logger, { observer });
   const deadline = Date.now() + 30_000;
   // Ready, and every pod scraped: the load scorers must see metrics from the first request on.
@@ -184,6 +192,7 @@ function stepResult(arm: string, rate: number, timeScale: number, records: Reque
     ttftP50: quantile(ttfts, 0.5),
     ttftP90: quantile(ttfts, 0.9),
     ttftP99: quantile(ttfts, 0.99),
+    sloAttainment: ttfts.filter((s) => s * 1000 <= SLO_TTFT_MS).length / Math.max(1, records.length),
     engineTtftP50: histogramQuantile(engine, 0.5),
     engineTtftP90: histogramQuantile(engine, 0.9),
     outputTokensPerSec: sum(ok.map((r) => r.outputTokens)) / (done.totalSeconds * timeScale),
@@ -206,21 +215,48 @@ function benchCpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
+/** One EPP, or several active-active replicas following a kv-events publisher over a private NATS. */
+async function startRouters(arm: Arm, endpointsFile: string, observer: DirectorObserver): Promise<{ epps: Epp[]; stop(): Promise<void> }> {
+  const replicas = arm.replicas ?? 1;
+  if (replicas === 1) {
+    const epp = await startEpp(arm, endpointsFile, observer);
+    return { epps: [epp], stop: () => epp.stop() };
+  }
+  const nats = await startNats();
+  const replication = { natsUrl: nats.url, snapshotIntervalMs: 10_000, streamMaxAgeMs: 600_000 };
+  const publisher = await KvEventsService.start(
+    KvEventsServiceConfigSchema.parse({ logLevel: 'warn', http: { host: '127.0.0.1', port: 0 }, ingest: { endpointsFile, endpointsPollIntervalMs: 500 }, replication: { ...replication, index: 'publish', replicaId: 'ingest' } }),
+    pino({ level: 'warn', base: { arm: arm.name, replica: 'ingest' } }, pino.destination(2)),
+  );
+  const epps: Epp[] = [];
+  for (let i = 1; i <= replicas; i++) epps.push(await startEpp(arm, endpointsFile, observer, { ...replication, index: 'follow', replicaId: `r${i}` }));
+  return {
+    epps,
+    stop: async () => {
+      for (const e of epps) await e.stop();
+      await publisher.stop();
+      await nats.dispose();
+    },
+  };
+}
+
 async function runArm(arm: Arm, plan: Plan, fleet: SimFleetProcess, loadgen: LoadgenClient): Promise<StepResult[]> {
   await fleet.resetPrefixCaches();
   const decisions = new Map<string, Decision>();
-  const epp = await startEpp(arm, fleet.endpointsFile, {
+  const routers = await startRouters(arm, fleet.endpointsFile, {
     routed: (e) => decisions.set(e.requestId, { seconds: e.seconds, endpoint: e.endpoints[0] ?? '' }),
   });
   const results: StepResult[] = [];
   try {
     await loadgen.call({ type: 'reset' });
-    const target = `http://127.0.0.1:${epp.gateway!.port}`;
+    const target = routers.epps.map((epp) => `http://127.0.0.1:${epp.gateway!.port}`).join(',');
     for (const rate of plan.rates) {
       const before = await fleet.counters();
       const cpu0 = { sim: fleet.cpuSeconds(), bench: benchCpuSeconds() };
       // The generator works in real time: a simulated rate r is r / timeScale real requests per second.
-      const done = await loadgen.call({ type: 'step', target, ratePerSec: rate / plan.fleet.timeScale, seconds: plan.stepSeconds / plan.fleet.timeScale, idPrefix: `${arm.name}-${rate}` });
+      // The SLO header is in real ms; the benchmark's SLO in simulated ms.
+      const headers = arm.headers ? Object.fromEntries(Object.entries(arm.headers).map(([k, v]) => [k, k === 'x-llm-d-slo-ttft-ms' ? String(SLO_TTFT_MS / plan.fleet.timeScale) : v])) : undefined;
+      const done = await loadgen.call({ type: 'step', target, ratePerSec: rate / plan.fleet.timeScale, seconds: plan.stepSeconds / plan.fleet.timeScale, idPrefix: `${arm.name}-${rate}`, ...(headers ? { headers } : {}) });
       if (done.type !== 'step-done') throw new Error('the load generator answered out of turn');
       // Counters are read after the last answer; the engines have published everything by then.
       const after = await fleet.counters();
@@ -228,7 +264,7 @@ async function runArm(arm: Arm, plan: Plan, fleet: SimFleetProcess, loadgen: Loa
       const r = stepResult(arm.name, rate, plan.fleet.timeScale, done.records, before, after, decisions, done, cpu);
       results.push(r);
       console.log(
-        `  ${arm.name.padEnd(16)} rate ${String(rate).padStart(3)}/s: ${r.completed}/${r.requests} ok, TTFT p50 ${fmtS(r.ttftP50)} p90 ${fmtS(r.ttftP90)} (engine p90 ${fmtS(r.engineTtftP90)}), ` +
+        `  ${arm.name.padEnd(16)} rate ${String(rate).padStart(3)}/s: ${r.completed}/${r.requests} ok, TTFT p50 ${fmtS(r.ttftP50)} p90 ${fmtS(r.ttftP90)} (engine p90 ${fmtS(r.engineTtftP90)}), SLO ${SLO_TTFT_MS} ms met ${(r.sloAttainment * 100).toFixed(1)}%, ` +
           `${r.outputTokensPerSec.toFixed(0)} tok/s, hit ${(r.hitRate * 100).toFixed(1)}%, decision p50 ${r.decisionP50Ms.toFixed(2)} ms p99 ${r.decisionP99Ms.toFixed(2)} ms, ` +
           `pods ${r.perPod.join('/')}, ${r.totalSeconds.toFixed(1)} s, sim CPU ${(r.simCpu * 100).toFixed(0)}%, bench CPU ${(r.benchCpu * 100).toFixed(0)}%, late ${r.lateSendsMs.toFixed(0)} ms` +
           (r.errors > 0 ? `, ${r.errors} errors (${r.firstError})` : ''),
@@ -236,7 +272,7 @@ async function runArm(arm: Arm, plan: Plan, fleet: SimFleetProcess, loadgen: Loa
       decisions.clear();
     }
   } finally {
-    await epp.stop();
+    await routers.stop();
   }
   return results;
 }
@@ -288,6 +324,14 @@ function report(plan: Plan, results: StepResult[], seconds: number, quick: boole
   const top = plan.rates[plan.rates.length - 1]!;
   const atTop = (arm: string): StepResult | undefined => results.find((r) => r.arm === arm && r.rate === top);
   printTable(
+    `TTFT SLO attainment: share of requests with TTFT ≤ ${SLO_TTFT_MS} ms (simulated); the predicted-latency arm sends the SLO as x-llm-d-slo-ttft-ms`,
+    ['arm', ...plan.rates.map((r) => `${r}/s`)],
+    plan.arms.map((a) => [a.name, ...plan.rates.map((rate) => {
+      const r = results.find((x) => x.arm === a.name && x.rate === rate);
+      return r ? `${(r.sloAttainment * 100).toFixed(1)}%` : '–';
+    })]),
+  );
+  printTable(
     `EPP decision latency at ${top} req/s (observer.routed: parse, tokenize, score, pick, hooks; real ms)`,
     ['arm', 'p50', 'p99'],
     plan.arms.map((a) => [a.name, atTop(a.name)?.decisionP50Ms.toFixed(2) ?? '–', atTop(a.name)?.decisionP99Ms.toFixed(2) ?? '–']),
@@ -300,14 +344,24 @@ function report(plan: Plan, results: StepResult[], seconds: number, quick: boole
     hitRateVsApproximate: precise && approx ? precise.hitRate - approx.hitRate : Number.NaN,
     ttftP90VsApproximate: precise && approx ? approx.ttftP90 / precise.ttftP90 : Number.NaN,
   };
-  console.log(
+  const replicated = plan.arms.some((a) => a.name === 'precise-3-replicas') && plan.arms.some((a) => a.name === 'precise');
+  if (replicated) {
+    // Per rate and on average: one rate's p90 swings with the machine's noise more than with the router.
+    const pairs = plan.rates.map((rate) => ({ rate, one: results.find((r) => r.arm === 'precise' && r.rate === rate), three: results.find((r) => r.arm === 'precise-3-replicas' && r.rate === rate) })).filter((p) => p.one && p.three);
+    const meanHit = (k: 'one' | 'three'): number => pairs.reduce((a, p) => a + p[k]!.hitRate, 0) / pairs.length;
+    console.log(
+      `3 replicas vs 1: prefix hit ${(meanHit('three') * 100).toFixed(1)}% vs ${(meanHit('one') * 100).toFixed(1)}% (mean over rates); TTFT p90 ratio (3/1) per rate: ` +
+        pairs.map((p) => `${p.rate}/s ${(p.three!.ttftP90 / p.one!.ttftP90).toFixed(2)}`).join(', '),
+    );
+  }
+  if (precise && rr && approx) console.log(
     `goals at ${top} req/s: precise TTFT p90 ${goals.ttftP90VsRoundRobin.toFixed(1)}× better than round-robin (goal ≥ 50×: ${goals.ttftP90VsRoundRobin >= 50 ? 'met' : 'NOT met'}); ` +
       `hit rate ${(goals.hitRateVsApproximate * 100).toFixed(1)} points above approximate (${goals.hitRateVsApproximate > 0 ? 'met' : 'NOT met'}); ` +
       `TTFT p90 ${goals.ttftP90VsApproximate.toFixed(2)}× approximate's (${goals.ttftP90VsApproximate > 1 ? 'met' : 'NOT met'})`,
   );
   console.log(`run time ${(seconds / 60).toFixed(1)} min`);
-  // The full run's chart is committed; a quick run's goes next to its (git-ignored) results.
-  const chartDir = new URL(quick ? '../../results/' : '../../charts/', import.meta.url);
+  // The full run's chart is committed; a quick or partial run's goes next to its (git-ignored) results.
+  const chartDir = new URL(quick || plan.arms.length < ARMS.length ? '../../results/' : '../../charts/', import.meta.url);
   mkdirSync(chartDir, { recursive: true });
   const svg = ttftChart({
     title: `TTFT p90 vs request rate — ${plan.fleet.pods} simulated vLLM pods, shared-prefix multi-turn chat`,

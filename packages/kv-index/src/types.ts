@@ -117,6 +117,36 @@ export interface KvBlockIndex {
   close(): Promise<void>;
 }
 
+/**
+ * Everything an index really holds (speculative entries excluded: they live seconds and are
+ * exchanged separately), in columns, so a replica can be bootstrapped from a peer's state in one
+ * copy. Keys are (lo, hi) 32-bit word pairs of the 64-bit request/engine keys.
+ */
+export interface IndexSnapshot {
+  /** Pod names by the ids used in `entryPod`. */
+  pods: string[];
+  /** Tier names by the ids used in `entryTier`. */
+  tiers: string[];
+  /** Per entry, 2 words: its request key; least recently used first. */
+  entryKeys: Uint32Array;
+  entryPod: Uint16Array;
+  entryTier: Uint8Array;
+  /** The entry's group, or -1 for none. */
+  entryGroup: Int16Array;
+  /** Per engine key, 2 words. */
+  engineKeys: Uint32Array;
+  /** Per engine key, how many request keys it maps to (their words follow in `engineTargets`). */
+  engineCounts: Uint32Array;
+  engineTargets: Uint32Array;
+}
+
+/** A backend that can hand its whole state to another process and take one (for replica bootstrap). */
+export interface SnapshotCapable {
+  exportSnapshot(): IndexSnapshot;
+  /** Loads a snapshot into this index (meant for an empty one); returns the entries admitted. */
+  importSnapshot(snapshot: IndexSnapshot): number;
+}
+
 /** Caller mistakes (bad arguments); stable codes. */
 export class IndexError extends Error {
   override readonly name = 'IndexError';

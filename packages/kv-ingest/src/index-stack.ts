@@ -1,12 +1,31 @@
 import { DEFAULT_BLOCK_SIZE, REQUEST_KEY_ALGORITHMS, RequestKeyHasher, type RequestKeyAlgorithm } from '@kvix/block-keys';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, EventApplier, InMemoryIndex, tierWeights, type TierWeights } from '@kvix/kv-index';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, EventApplier, InMemoryIndex, tierWeights, type KvBlockIndex, type TierWeights } from '@kvix/kv-index';
+import { parseRedisUrl, RedisIndex, type RedisIndexLogger } from '@kvix/kv-index-redis';
 import { z } from 'zod';
 import type { IngestMetrics } from './metrics.js';
 import { InstrumentedIndex } from './instrumented-index.js';
 
+/** Where a Redis-backed index lives (llm-d's key schema, so a Go llm-d EPP can share it). */
+const RedisSettingsSchema = z
+  .object({
+    /** `redis://[user:pass@]host:port/db`, `rediss://…` (TLS), `unix:///path.sock`. Setting it selects the Redis backend unless `backend` says memory. */
+    url: z.string().min(1).optional(),
+    /** Prepended to every key; empty keeps llm-d's exact schema. */
+    keyPrefix: z.string().default(''),
+    connectTimeoutMs: z.number().int().min(1).default(2000),
+    /** A command taking longer fails (and the caller degrades: scoring to load-only, ingestion to replay). */
+    commandTimeoutMs: z.number().int().min(1).default(1000),
+    /** How often expired speculative entries are swept when idle (every operation also sweeps); 0 = only on use. */
+    sweepIntervalMs: z.number().int().min(0).default(250),
+  })
+  .strict();
+
 /** Index settings every service embedding an index shares (one validated section of its config). */
 export const IndexSettingsSchema = z
   .object({
+    /** memory: this process's own index; redis: a Redis/Valkey server replicas share. Default: redis when redis.url is set, else memory. */
+    backend: z.enum(['memory', 'redis']).optional(),
+    redis: RedisSettingsSchema.prefault({}),
     /** Tokens per request key. Must match the routers and indexers that share keys (llm-d's blockSize), not the engines. */
     blockSize: z.number().int().min(1).max(4096).default(DEFAULT_BLOCK_SIZE),
     /** Seed of the request-key chain (llm-d's hashSeed). */
@@ -23,25 +42,86 @@ export const IndexSettingsSchema = z
       .strict()
       .default({}),
   })
-  .strict();
+  .strict()
+  .transform((s, ctx) => {
+    const backend = s.backend ?? (s.redis.url !== undefined ? 'redis' : 'memory');
+    if (backend === 'redis' && s.redis.url === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['redis', 'url'], message: 'the redis backend needs a URL (index.redis.url, KVIX_REDIS_URL or --redis-url)' });
+      return z.NEVER;
+    }
+    if (s.redis.url !== undefined) {
+      try {
+        parseRedisUrl(s.redis.url);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['redis', 'url'], message: (err as Error).message });
+        return z.NEVER;
+      }
+    }
+    return { ...s, backend };
+  });
 
 export type IndexSettings = z.output<typeof IndexSettingsSchema>;
+
+/** Whether index writes can succeed now, and when a shared backend lost what it held. */
+export interface BackendStatus {
+  readonly isUp: boolean;
+  /** Calls `listener` when the backend came back without the index (restarted empty, flushed). */
+  onReset(listener: () => void): void;
+}
 
 export interface IndexStack {
   /** The index with lookup metrics: what services query. */
   index: InstrumentedIndex;
-  /** The backend itself (debug dumps, benchmarks). */
-  backend: InMemoryIndex;
+  /** The backend itself (debug dumps, benchmarks, replication). */
+  backend: InMemoryIndex | RedisIndex;
   hasher: RequestKeyHasher;
   applier: EventApplier;
   weights: TierWeights;
+  /** The backend's reachability, for the ingestor (IngestorOptions.backend). */
+  status: BackendStatus;
 }
 
-/** The in-memory index, its hasher and its event applier, wired to the metrics. */
-export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics): IndexStack {
+export interface IndexStackOptions {
+  /**
+   * What the event applier writes to instead of the backend itself, e.g. a wrapper publishing every
+   * operation to replicas. Lookups still go to the backend.
+   */
+  applierIndex?: (backend: InMemoryIndex | RedisIndex) => KvBlockIndex;
+  /** Where a networked backend logs going down and coming back (a pino logger fits). */
+  logger?: RedisIndexLogger;
+}
+
+/**
+ * The index (in memory, or on Redis), its hasher and its event applier, wired to the metrics. A
+ * Redis backend connects in the background: until it is reachable its operations fail with
+ * BACKEND_UNAVAILABLE, which callers already degrade on.
+ */
+export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics, options: IndexStackOptions = {}): IndexStack {
   const hasher = new RequestKeyHasher({ blockSize: settings.blockSize, seed: settings.hashSeed, algorithm: settings.algorithm });
-  const backend = new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer: metrics.indexObserver() });
-  const applier = new EventApplier(backend, { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
+  const backend =
+    settings.backend === 'redis'
+      ? new RedisIndex({
+          url: settings.redis.url!,
+          keyPrefix: settings.redis.keyPrefix,
+          speculativeTtlMs: settings.speculativeTtlMs,
+          sweepIntervalMs: settings.redis.sweepIntervalMs,
+          connectTimeoutMs: settings.redis.connectTimeoutMs,
+          commandTimeoutMs: settings.redis.commandTimeoutMs,
+          observer: metrics.indexObserver(),
+          health: metrics.backendHealth('redis'),
+          ...(options.logger ? { logger: options.logger } : {}),
+        })
+      : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer: metrics.indexObserver() });
+  const applier = new EventApplier(options.applierIndex ? options.applierIndex(backend) : backend, { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
   const weights = tierWeights(settings.tierWeights);
-  return { index: new InstrumentedIndex(backend, metrics), backend, hasher, applier, weights };
+  const status: BackendStatus =
+    backend instanceof RedisIndex
+      ? {
+          get isUp() {
+            return backend.isUp;
+          },
+          onReset: (listener) => backend.onDataLoss(listener),
+        }
+      : { isUp: true, onReset: () => undefined };
+  return { index: new InstrumentedIndex(backend, metrics), backend, hasher, applier, weights, status };
 }

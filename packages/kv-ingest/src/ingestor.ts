@@ -2,6 +2,7 @@ import { parseTopic, type DecodedBatch, type EventDecodeError } from '@kvix/kv-e
 import type { EventApplier } from '@kvix/kv-index';
 import type { Logger } from 'pino';
 import type { IngestConfig } from './config.js';
+import type { BackendStatus } from './index-stack.js';
 import { FileDiscovery } from './discovery/file.js';
 import { targetsOf } from './discovery/endpoints-file.js';
 import { StaticDiscovery } from './discovery/static.js';
@@ -17,6 +18,12 @@ export interface IngestorOptions {
   logger: Logger;
   /** Replaces the discovery sources the config describes (tests, a Kubernetes watcher). */
   discovery?: DiscoverySource[];
+  /**
+   * The index backend's reachability (IndexStack.status): failed pods wait for it before resyncing
+   * (rather than refetching replays into a backend that is still down), and every pod is rebuilt
+   * when it comes back without the index.
+   */
+  backend?: BackendStatus;
 }
 
 export interface PodDebugState {
@@ -49,21 +56,39 @@ interface PodRuntime {
 /** After a sink failure (an index backend down), a pod waits this long before retrying. */
 const FAILURE_BACKOFF_MS = 1000;
 
+interface LaneHooks {
+  failed(stream: PodStream, err: Error): void;
+  /** A drain went through (after failures: the pod recovered). */
+  succeeded(stream: PodStream): void;
+  /** Whether a failed pod may retry now (false while the index backend is down). */
+  canRetry(): boolean;
+}
+
 /** Pods are spread over lanes; within a lane, pods take turns and each pod's batches stay in order. */
 class Lane {
   private readonly ready = new Set<PodStream>();
+  /** Pods that failed wait for their retry: new messages only queue (no replay per message). */
+  private readonly held = new Set<PodStream>();
   private wake: (() => void) | null = null;
   private stopped = false;
   readonly done: Promise<void>;
 
-  constructor(
-    private readonly onFailure: (stream: PodStream, err: Error) => void,
-  ) {
+  constructor(private readonly hooks: LaneHooks) {
     this.done = this.run();
   }
 
+  private retryLater(stream: PodStream): void {
+    this.held.add(stream);
+    setTimeout(() => {
+      if (this.stopped) return;
+      if (!this.hooks.canRetry()) return this.retryLater(stream);
+      this.held.delete(stream);
+      this.schedule(stream);
+    }, FAILURE_BACKOFF_MS).unref();
+  }
+
   schedule(stream: PodStream): void {
-    if (this.stopped) return;
+    if (this.stopped || this.held.has(stream)) return;
     this.ready.add(stream);
     const wake = this.wake;
     this.wake = null;
@@ -86,10 +111,11 @@ class Lane {
         try {
           // A bounded turn keeps one busy pod from starving the others in its lane.
           await stream.drain(64);
+          this.hooks.succeeded(stream);
           if (stream.hasWork) this.ready.add(stream);
         } catch (err) {
-          this.onFailure(stream, err as Error);
-          setTimeout(() => this.schedule(stream), FAILURE_BACKOFF_MS).unref();
+          this.hooks.failed(stream, err as Error);
+          this.retryLater(stream);
         }
         if (this.stopped) return;
       }
@@ -114,10 +140,19 @@ export class Ingestor {
   private isReady = false;
   private readyWaiters: (() => void)[] = [];
   private reconciling: Promise<void> = Promise.resolve();
+  /** Pods whose last drain failed: their failure was logged once, their recovery will be. */
+  private readonly failing = new Set<string>();
 
   constructor(private readonly options: IngestorOptions) {
     const { config } = options;
-    this.lanes = Array.from({ length: config.workers }, () => new Lane((stream, err) => this.laneFailure(stream, err)));
+    const backend = options.backend;
+    const hooks: LaneHooks = {
+      failed: (stream, err) => this.laneFailure(stream, err),
+      succeeded: (stream) => this.laneRecovered(stream),
+      canRetry: () => backend === undefined || backend.isUp,
+    };
+    this.lanes = Array.from({ length: config.workers }, () => new Lane(hooks));
+    backend?.onReset(() => this.rebuildAll());
     this.sources = options.discovery ?? createDiscoverySources(config, options.logger);
     options.metrics.queueCapacity.set(config.maxQueuePerPod);
   }
@@ -375,8 +410,27 @@ export class Ingestor {
 
   private laneFailure(stream: PodStream, err: Error): void {
     this.options.metrics.zmqErrors.inc({ pod: stream.pod, operation: 'apply' });
-    this.logger.error({ pod: stream.pod, err: err.message }, 'applying events failed; the pod will resync by replay');
+    // Every failure is counted; a pod failing on every retry (its index backend down) logs once.
+    if (!this.failing.has(stream.pod)) {
+      this.failing.add(stream.pod);
+      this.logger.error({ pod: stream.pod, err: err.message }, 'applying events failed; the pod will resync by replay');
+    } else {
+      this.logger.debug({ pod: stream.pod, err: err.message }, 'applying events failed again');
+    }
     stream.markFailed();
+  }
+
+  private laneRecovered(stream: PodStream): void {
+    if (this.failing.delete(stream.pod)) this.logger.info({ pod: stream.pod }, 'applying events recovered');
+  }
+
+  /** The index backend lost everything applied so far: every pod starts over from its engine's replay buffer. */
+  private rebuildAll(): void {
+    this.logger.warn({ pods: this.pods.size }, 'the index backend lost its contents; rebuilding every pod from its replay buffer');
+    for (const runtime of this.pods.values()) {
+      runtime.stream.requestRebuild();
+      runtime.lane.schedule(runtime.stream);
+    }
   }
 
   private subscriberOptions() {

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ApplierObserver, IndexObserver, RemoveSkipReason, StoreSkipReason } from '@kvix/kv-index';
+import type { BackendHealthObserver } from '@kvix/kv-index-redis';
 import { REPLAY_OUTCOMES, REPLAY_REASONS, type ReplayOutcome, type ReplayReason } from './stream/pod-stream.js';
 
 const P = 'llm_d_epp_kv_cache_';
@@ -35,6 +36,8 @@ export class IngestMetrics {
   readonly speculationConfirmed: Counter;
   readonly speculationExpired: Counter;
   readonly speculationLatency: Histogram;
+  readonly backendUp: Gauge<'backend'>;
+  readonly backendErrors: Counter<'operation'>;
   // kvix's own, per pod.
   readonly lastSeq: Gauge<'pod'>;
   readonly gaps: Counter<'pod'>;
@@ -68,6 +71,8 @@ export class IngestMetrics {
     this.speculationConfirmed = new Counter({ name: 'kvix_index_speculative_confirmed_total', help: 'Speculative entries replaced by the real entry.', registers });
     this.speculationExpired = new Counter({ name: 'kvix_index_speculative_expired_total', help: 'Speculative entries that expired unconfirmed.', registers });
     this.speculationLatency = new Histogram({ name: 'kvix_index_speculation_confirmation_seconds', help: 'From a routing decision to the engine event confirming it.', buckets: LAG_BUCKETS, registers });
+    this.backendUp = new Gauge({ name: 'kvix_index_backend_up', help: 'Whether a networked index backend (Redis) is reachable (1) or not (0).', labelNames: ['backend'], registers });
+    this.backendErrors = new Counter({ name: 'kvix_index_backend_errors_total', help: 'Index operations that failed because the backend was unreachable or refused them, by operation.', labelNames: ['operation'], registers });
     this.lastSeq = new Gauge({ name: 'kvix_ingest_pod_last_seq', help: 'Last event sequence number applied, per pod.', labelNames: ['pod'], registers });
     this.gaps = new Counter({ name: 'kvix_ingest_gaps_total', help: 'Sequence gaps seen, per pod.', labelNames: ['pod'], registers });
     this.lost = new Counter({ name: 'kvix_ingest_lost_batches_total', help: 'Batches neither received nor recovered by replay, per pod.', labelNames: ['pod'], registers });
@@ -102,6 +107,14 @@ export class IngestMetrics {
         this.speculationLatency.observe(latencyMs / 1000);
       },
       speculationExpired: (_pod, count) => this.speculationExpired.inc(count),
+    };
+  }
+
+  /** Health hooks for a networked index backend. */
+  backendHealth(backend: string): BackendHealthObserver {
+    return {
+      up: (up) => this.backendUp.set({ backend }, up ? 1 : 0),
+      error: (operation) => this.backendErrors.inc({ operation }),
     };
   }
 

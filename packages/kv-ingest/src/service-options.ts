@@ -9,6 +9,9 @@ export const INGESTION_ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_BLOCK_SIZE: { path: 'index.blockSize', as: 'number' },
   KVIX_HASH_SEED: { path: 'index.hashSeed' },
   KVIX_MAX_ENTRIES: { path: 'index.maxEntries', as: 'number' },
+  KVIX_INDEX_BACKEND: { path: 'index.backend' },
+  KVIX_REDIS_URL: { path: 'index.redis.url' },
+  KVIX_REDIS_KEY_PREFIX: { path: 'index.redis.keyPrefix' },
   KVIX_KV_EVENTS_MODE: { path: 'ingest.mode' },
   KVIX_CENTRALIZED_ENDPOINT: { path: 'ingest.centralizedEndpoint' },
   KVIX_TOPIC_PREFIX: { path: 'ingest.topicPrefix' },
@@ -25,6 +28,9 @@ export const INGESTION_FLAG_BINDINGS: Readonly<Record<string, string>> = {
   hashSeed: 'index.hashSeed',
   hashAlgorithm: 'index.algorithm',
   maxEntries: 'index.maxEntries',
+  indexBackend: 'index.backend',
+  redisUrl: 'index.redis.url',
+  redisKeyPrefix: 'index.redis.keyPrefix',
   mode: 'ingest.mode',
   centralizedEndpoint: 'ingest.centralizedEndpoint',
   topicPrefix: 'ingest.topicPrefix',
@@ -52,7 +58,10 @@ export function addIngestionOptions(cmd: Command): Command {
     .option('--block-size <n>', 'tokens per request key (the routers\' block size, not the engines\')', integerArg, 16)
     .option('--hash-seed <seed>', 'request-key seed (llm-d\'s hashSeed)', '')
     .addOption(new Option('--hash-algorithm <algo>', 'request-key algorithm').choices(['cbor-fnv', 'xxh64']).default('cbor-fnv'))
-    .option('--max-entries <n>', 'most (key, pod) entries held', integerArg);
+    .option('--max-entries <n>', 'most (key, pod) entries held', integerArg)
+    .addOption(new Option('--index-backend <backend>', 'memory: this process\'s own index; redis: a shared Redis/Valkey (default: redis when a Redis URL is set) (KVIX_INDEX_BACKEND)').choices(['memory', 'redis']))
+    .option('--redis-url <url>', 'Redis/Valkey holding the index in llm-d\'s schema: redis://[user:pass@]host:port/db, rediss://…, unix:///path.sock; selects the redis backend (KVIX_REDIS_URL)')
+    .option('--redis-key-prefix <prefix>', 'prefix of every index key in Redis (default none: llm-d\'s exact schema) (KVIX_REDIS_KEY_PREFIX)');
 }
 
 /** Turns `host:port` strings (flags, KVIX_PODS) in a layer into endpoints entries, in place. */

@@ -276,6 +276,52 @@ describe('a pod\'s event stream', () => {
     expect(t.applied).toEqual([0, 1, 2]);
   });
 
+  it('starts over from the replay buffer when the index lost what was applied, counting what the buffer no longer holds', async () => {
+    const buffer = new Buffer(3);
+    buffer.publish(0, 1, 2, 3, 4);
+    const t = setup({ replay: buffer });
+    await t.feed(0, 1, 2, 3, 4);
+    t.stream.requestRebuild();
+    expect(t.stream.hasWork).toBe(true);
+    await t.stream.drain();
+    expect(t.clears).toEqual(['rebuild']);
+    expect(t.applied).toEqual([2, 3, 4]);
+    expect(t.counts.lost).toBe(2n);
+    expect(t.replays).toEqual(['index_reset:partial']);
+    await t.feed(5);
+    expect(t.applied).toEqual([2, 3, 4, 5]);
+  });
+
+  it('keeps a rebuild pending when it fails (the backend went away again) and runs it on the next drain', async () => {
+    const buffer = new Buffer();
+    buffer.publish(0, 1);
+    const applied: number[] = [];
+    let clearFailures = 1;
+    const s = new PodStream(
+      'p',
+      { maxQueue: 10, replay: buffer, replayAttempts: 1, replayBackoffMs: 0, replayCooldownMs: 0, unknownParentCooldownMs: 0 },
+      {
+        apply: async (_b, m) => (applied.push(Number(m.seq)), { needsReplay: false }),
+        clear: async () => {
+          if (clearFailures-- > 0) throw new Error('BACKEND_UNAVAILABLE');
+          applied.length = 0;
+        },
+      },
+      {},
+      logger,
+    );
+    s.push(message(0));
+    s.push(message(1));
+    await s.drain();
+    s.requestRebuild();
+    await expect(s.drain()).rejects.toThrow('BACKEND_UNAVAILABLE');
+    s.markFailed();
+    await s.drain();
+    expect(applied).toEqual([0, 1]);
+    expect(buffer.fetches).toEqual([0n]);
+    expect(s.hasWork).toBe(false);
+  });
+
   it('skips a malformed payload and keeps the stream going', async () => {
     const decodeErrors: string[] = [];
     const t = setup();

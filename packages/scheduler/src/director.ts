@@ -6,7 +6,7 @@ import type { RouterMetrics } from './metrics.js';
 import { ModelRewriter } from './request/model-rewrite.js';
 import { parseOpenAiBody, RequestError, type ParsedRequestBody } from './request/openai-body.js';
 import { ResponseStream } from './request/response-stream.js';
-import { NoCandidatesError, type Scheduler } from './scheduler.js';
+import { AdmissionDeniedError, NoCandidatesError, type Scheduler } from './scheduler.js';
 import type { Candidate, Endpoint, SchedulingRequest, SchedulingResult } from './types.js';
 
 export interface RouteInput {
@@ -104,16 +104,18 @@ export class RequestDirector {
       body = Buffer.from(JSON.stringify(parsed.json));
       bodyChanged = true;
     }
+    // llm-d still reads the objective under its Gateway API Inference Extension name.
+    const priority = this.priorities.get(input.headers['x-llm-d-inference-objective'] ?? input.headers['x-gateway-inference-objective'] ?? '') ?? 0;
     const request: SchedulingRequest = {
       id,
       model: targetModel,
       prompt: parsed?.prompt ? { model: targetModel, prompt: parsed.prompt, cacheSalt: parsed.cacheSalt } : null,
       headers: input.headers,
       cycle: new Map(),
+      priority,
     };
     const candidates = this.candidatesFor(targetModel, input.subset ?? null);
     if (candidates.length === 0) return this.reject(clientModel, targetModel, 503, 'NO_ENDPOINTS', input.subset ? 'no ready endpoint in the subset the proxy allowed' : 'no ready endpoint to send the request to');
-    const priority = this.priorities.get(input.headers['x-llm-d-inference-objective'] ?? '') ?? 0;
     if (priority < 0 && this.saturated(candidates)) {
       return this.reject(clientModel, targetModel, 429, 'SATURATED', 'every endpoint is saturated and this request is sheddable', { [DROPPED_REASON_HEADER]: 'rejected-saturated' });
     }
@@ -122,6 +124,7 @@ export class RequestDirector {
       result = await this.options.scheduler.schedule(request, candidates);
     } catch (err) {
       if (err instanceof NoCandidatesError) return this.reject(clientModel, targetModel, 503, 'NO_ENDPOINTS', err.message);
+      if (err instanceof AdmissionDeniedError) return this.reject(clientModel, targetModel, err.denial.status, err.denial.code, err.denial.message, { [DROPPED_REASON_HEADER]: err.denial.droppedReason });
       throw err;
     }
     const chosen = result.endpoints[0];
@@ -185,6 +188,8 @@ export class RoutedRequest {
   readonly stream: boolean;
   private servedBy: Endpoint | null = null;
   private finished = false;
+  private stream_: ResponseStream | null = null;
+  private completionTokens: number | null = null;
   private readonly received: number;
 
   constructor(
@@ -242,26 +247,37 @@ export class RoutedRequest {
 
   /** Transforms and observes the response body (model names back, TTFT, usage). */
   responseStream(contentType: string | null): ResponseStream {
-    const { metrics } = this.director.hooks();
+    const { metrics, scheduler } = this.director.hooks();
     const labels = { model_name: this.clientModel, target_model_name: this.targetModel };
-    return new ResponseStream({
+    this.stream_ = new ResponseStream({
       rewrite: this.clientModel !== this.targetModel ? { from: this.targetModel, to: this.clientModel } : null,
       sse: this.stream || (contentType ?? '').includes('text/event-stream'),
       onFirstBytes: () => metrics?.ttft.observe(labels, (performance.now() - this.received) / 1000),
+      onFirstToken: () => scheduler.responseFirstToken(this.request, this.servedBy ?? this.endpoints[0]!),
       onUsage: (u) => {
+        this.completionTokens = u.completionTokens;
         metrics?.inputTokens.observe(labels, u.promptTokens);
         metrics?.outputTokens.observe(labels, u.completionTokens);
       },
     });
+    return this.stream_;
   }
 
   /** The response ended (or the request failed): in-flight count and metrics. Idempotent. */
   finish(outcome: { status: number | null; error?: string }): void {
     if (this.finished) return;
     this.finished = true;
-    const { registry, metrics } = this.director.hooks();
+    const { registry, metrics, scheduler } = this.director.hooks();
     registry.release((this.servedBy ?? this.endpoints[0]!).id);
     metrics?.running.dec({ model_name: this.clientModel });
+    const streamed = this.stream_?.sse ?? false;
+    scheduler.responseComplete(this.request, {
+      servedBy: this.servedBy ?? this.endpoints[0]!,
+      status: outcome.status,
+      error: outcome.error ?? null,
+      streamed,
+      completionTokens: this.completionTokens ?? (streamed ? (this.stream_?.tokenChunks ?? null) : null),
+    });
     const labels = { model_name: this.clientModel, target_model_name: this.targetModel };
     metrics?.duration.observe(labels, (performance.now() - this.received) / 1000);
     if (outcome.error !== undefined || (outcome.status !== null && outcome.status >= 500)) {

@@ -3,7 +3,9 @@ export type SchedulerErrorCode =
   /** The picker configuration is wrong (the message names the plugin and key). */
   | 'INVALID_CONFIG'
   /** A precise prefix scorer is configured without an index to read. */
-  | 'NO_PREFIX_BACKEND';
+  | 'NO_PREFIX_BACKEND'
+  /** A latency plugin is configured without a latency predictor. */
+  | 'NO_LATENCY_PREDICTOR';
 
 export class SchedulerError extends Error {
   override readonly name = 'SchedulerError';

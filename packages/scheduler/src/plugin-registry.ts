@@ -8,10 +8,11 @@ import { ApproximatePrefixCacheScorer } from './plugins/approximate-prefix.js';
 import { ActiveRequestScorer, KvCacheUtilizationScorer, QueueScorer } from './plugins/load-scorers.js';
 import { NoHitLruScorer } from './plugins/no-hit-lru.js';
 import { EmbeddedPrefixBackend, PrecisePrefixCacheScorer, type PrefixBackend } from './plugins/precise-prefix.js';
+import { DECLARED_ONLY_TYPES, latencyFactories, type LatencyPluginDeps } from './plugins/latency/factories.js';
 import { MaxScorePicker, RandomPicker, RoundRobinPicker, WeightedRandomPicker } from './plugins/pickers.js';
 import { RemotePrefixBackend } from './plugins/remote-prefix.js';
 import { SessionAffinityScorer } from './plugins/session-affinity.js';
-import type { Filter, Picker, Plugin, Scorer } from './types.js';
+import type { Admitter, Filter, Picker, Plugin, Scorer } from './types.js';
 
 export interface PluginDeps {
   /** The embedded index's scorer; null when this process keeps no index (precise scoring must then name a remote indexer). */
@@ -19,10 +20,14 @@ export interface PluginDeps {
   logger: Logger;
   /** Counts precise-prefix backend failures by code. */
   onPrefixError?: (code: string) => void;
+  /** The latency predictor for the predicted-latency plugins; they refuse to build without one. */
+  latency?: LatencyPluginDeps | null;
 }
 
 export interface Profile {
   name: string;
+  /** Run after the producers, before the filters. */
+  admitters: Admitter[];
   filters: Filter[];
   scorers: { scorer: Scorer; weight: number }[];
   picker: Picker;
@@ -83,6 +88,7 @@ const FACTORIES: Record<string, Factory> = {
   'weighted-random-picker': (name, raw) => (parse(name, z.object({ maxNumOfEndpoints: z.number().int().positive().optional() }).strict(), raw), new WeightedRandomPicker(name)),
   'random-picker': (name, raw) => (parse(name, z.object({ maxNumOfEndpoints: z.number().int().positive().optional() }).strict(), raw), new RandomPicker(name)),
   'round-robin-picker': (name, raw) => (parse(name, Empty, raw), new RoundRobinPicker(name)),
+  ...latencyFactories(parse),
 };
 
 const DataSourceParams = z
@@ -131,7 +137,7 @@ export function buildPipeline(config: EndpointPickerConfig, deps: PluginDeps): P
     plugins.set(name, plugin);
     return plugin;
   };
-  const profile: Profile = { name: profileSpec.name, filters: [], scorers: [], picker: null as unknown as Picker };
+  const profile: Profile = { name: profileSpec.name, admitters: [], filters: [], scorers: [], picker: null as unknown as Picker };
   const ignored: string[] = [];
   let picker: Picker | null = null;
   for (const ref of profileSpec.plugins) {
@@ -143,6 +149,9 @@ export function buildPipeline(config: EndpointPickerConfig, deps: PluginDeps): P
     const plugin = instantiate(ref.pluginRef);
     if (plugin.kind === 'scorer') profile.scorers.push({ scorer: plugin, weight: ref.weight ?? 1 });
     else if (plugin.kind === 'filter') profile.filters.push(plugin);
+    else if (plugin.kind === 'admitter') {
+      if (!profile.admitters.includes(plugin)) profile.admitters.push(plugin);
+    } else if (plugin.kind === 'producer') continue;
     else {
       if (picker !== null) throw new SchedulerError('INVALID_CONFIG', `profile ${JSON.stringify(profileSpec.name)} has two pickers (${picker.name}, ${plugin.name}); keep one`);
       if (ref.weight !== undefined) throw new SchedulerError('INVALID_CONFIG', `profile ${JSON.stringify(profileSpec.name)}: picker ${plugin.name} takes no weight`);
@@ -150,6 +159,11 @@ export function buildPipeline(config: EndpointPickerConfig, deps: PluginDeps): P
     }
   }
   profile.picker = picker ?? new MaxScorePicker('max-score-picker');
+  for (const spec of specs.values()) {
+    if (!DECLARED_ONLY_TYPES.has(spec.type)) continue;
+    const plugin = instantiate(spec.name ?? spec.type);
+    if (plugin.kind === 'admitter' && !profile.admitters.includes(plugin)) profile.admitters.push(plugin);
+  }
   for (const spec of specs.values()) if (COMPATIBLE_NO_OPS.has(spec.type)) ignored.push(spec.name ?? spec.type);
   const dsSpec = [...specs.values()].find((s) => s.type === 'metrics-data-source');
   const ds = parse(dsSpec?.name ?? 'metrics-data-source', DataSourceParams, dsSpec?.parameters ?? {});

@@ -7,6 +7,7 @@ import { RequestDirector, type DirectorObserver } from './director.js';
 import { SchedulerError } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
 import { buildPipeline } from './plugin-registry.js';
+import type { LatencyPluginDeps } from './plugins/latency/factories.js';
 import { Scheduler } from './scheduler.js';
 
 export interface RouterOptions {
@@ -22,6 +23,8 @@ export interface RouterOptions {
   logger: Logger;
   random?: () => number;
   observer?: DirectorObserver;
+  /** The latency predictor for predicted-latency plugins (configurations using them fail to build without it). */
+  latency?: LatencyPluginDeps | null;
 }
 
 export interface Router {
@@ -47,6 +50,7 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
     prefixScorer: options.prefixScorer,
     logger,
     ...(options.metrics ? { onPrefixError: (code: string) => options.metrics!.prefixErrors.inc({ code }) } : {}),
+    latency: options.latency ?? null,
   });
   if (pipeline.ignored.length > 0) logger.info({ plugins: pipeline.ignored }, 'llm-d plugins with nothing to do in kvix were accepted and ignored');
   const registry = new EndpointRegistry({ ...pipeline.dataSource, drainingLabel: options.drainingLabel, logger: logger.child({ component: 'endpoints' }) });

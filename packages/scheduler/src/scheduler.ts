@@ -1,6 +1,6 @@
 import type { Pipeline, Profile } from './plugin-registry.js';
 import type { RouterMetrics } from './metrics.js';
-import { isPreRequestHook, isResponseHeadersHook, type Candidate, type Endpoint, type Plugin, type ScoredCandidate, type SchedulingRequest, type SchedulingResult, type Scores } from './types.js';
+import { isPreRequestHook, isProducer, isResponseHeadersHook, type AdmissionDenial, type Candidate, type CompletedResponse, type Endpoint, type Plugin, type Producer, type ScoredCandidate, type SchedulingRequest, type SchedulingResult, type Scores } from './types.js';
 
 /** Every candidate was filtered out, or there was none. */
 export class NoCandidatesError extends Error {
@@ -8,14 +8,27 @@ export class NoCandidatesError extends Error {
   readonly code = 'NO_CANDIDATES';
 }
 
+/** An admitter refused the request (a sheddable request no endpoint can serve within its SLO). */
+export class AdmissionDeniedError extends Error {
+  override readonly name = 'AdmissionDeniedError';
+  readonly code = 'ADMISSION_DENIED';
+  constructor(
+    readonly plugin: string,
+    readonly denial: AdmissionDenial,
+  ) {
+    super(denial.message);
+  }
+}
+
 /**
- * Runs one scheduling profile: filters in order, then every scorer (each score clamped to [0, 1]
+ * Runs one scheduling profile: producers (data later stages read), admitters, filters in order, then every scorer (each score clamped to [0, 1]
  * and multiplied by its weight, summed per candidate), then the picker, which also orders the
  * fallbacks.
  */
 export class Scheduler {
   private readonly profile: Profile;
   private readonly plugins: Plugin[];
+  private readonly producers: (Plugin & Producer)[];
 
   constructor(
     pipeline: Pipeline,
@@ -24,15 +37,18 @@ export class Scheduler {
   ) {
     this.profile = pipeline.profile;
     this.plugins = pipeline.plugins;
+    this.producers = this.plugins.filter(isProducer).sort((a, b) => a.producerStage - b.producerStage);
   }
 
   get profileName(): string {
     return this.profile.name;
   }
 
-  describe(): { profile: string; filters: string[]; scorers: { name: string; type: string; weight: number }[]; picker: string } {
+  describe(): { profile: string; producers: string[]; admitters: string[]; filters: string[]; scorers: { name: string; type: string; weight: number }[]; picker: string } {
     return {
       profile: this.profile.name,
+      producers: this.producers.map((p) => p.name),
+      admitters: this.profile.admitters.map((a) => a.name),
       filters: this.profile.filters.map((f) => f.name),
       scorers: this.profile.scorers.map((s) => ({ name: s.scorer.name, type: s.scorer.type, weight: s.weight })),
       picker: this.profile.picker.name,
@@ -41,6 +57,19 @@ export class Scheduler {
 
   async schedule(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<SchedulingResult> {
     const started = process.hrtime.bigint();
+    for (const producer of this.producers) {
+      const t0 = process.hrtime.bigint();
+      try {
+        await producer.produce(request, candidates);
+      } catch {
+        // A producer's data is an input to routing, never a reason to fail it.
+      }
+      this.metrics?.pluginDuration.observe({ extension_point: 'Producer', plugin_type: producer.type, plugin_name: producer.name }, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    for (const admitter of this.profile.admitters) {
+      const denial = this.timed('Admission', admitter.type, admitter.name, () => admitter.admit(request, candidates));
+      if (denial !== null) throw new AdmissionDeniedError(admitter.name, denial);
+    }
     let remaining = candidates;
     for (const filter of this.profile.filters) {
       remaining = this.timed('Filter', filter.type, filter.name, () => filter.filter(request, remaining));
@@ -93,6 +122,28 @@ export class Scheduler {
     const out: Record<string, string> = {};
     for (const p of this.plugins.filter(isResponseHeadersHook)) Object.assign(out, p.responseHeaders(request, servedBy));
     return out;
+  }
+
+  /** The first generated token of a streamed response went through. */
+  responseFirstToken(request: SchedulingRequest, servedBy: Endpoint): void {
+    for (const p of this.plugins) {
+      try {
+        p.responseFirstToken?.(request, servedBy);
+      } catch {
+        // Observers learn from responses; their failures must not touch the response.
+      }
+    }
+  }
+
+  /** The response ended (or failed). */
+  responseComplete(request: SchedulingRequest, response: CompletedResponse): void {
+    for (const p of this.plugins) {
+      try {
+        p.responseComplete?.(request, response);
+      } catch {
+        // As above.
+      }
+    }
   }
 
   async close(): Promise<void> {

@@ -45,6 +45,8 @@ export interface SchedulingRequest {
   headers: Readonly<Record<string, string>>;
   /** Plugins pass data between stages of one scheduling cycle here (e.g. prefix match results). */
   readonly cycle: Map<string, unknown>;
+  /** The objective's priority (x-llm-d-inference-objective); below 0 the request may be shed. Default 0. */
+  priority?: number;
 }
 
 /** A scorer's opinion of each candidate, in [0, 1] (missing candidates score 0). */
@@ -97,7 +99,63 @@ export interface ResponseHeadersHook {
   responseHeaders(request: SchedulingRequest, servedBy: Endpoint): Record<string, string>;
 }
 
-export type Plugin = (Scorer | Filter | Picker) & Partial<PreRequestHook> & Partial<ResponseHeadersHook> & { close?(): Promise<void> };
+/**
+ * Runs before admission and filters (llm-d's data producers): computes what later stages of the
+ * cycle read. Producers run in ascending `producerStage` (prefix scores before the latency
+ * predictions that use them) and must not throw: a failing producer leaves its data out.
+ */
+export interface Producer {
+  readonly producerStage: number;
+  produce(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<void> | void;
+}
+
+/** A producer with nothing else to do in a profile (the predicted-latency producer). */
+export interface ProducerPlugin extends Producer {
+  readonly kind: 'producer';
+  readonly type: string;
+  readonly name: string;
+}
+
+/** Why an admitter refused a request. */
+export interface AdmissionDenial {
+  /** HTTP status for the client (429: shed). */
+  status: number;
+  code: string;
+  message: string;
+  /** x-llm-d-request-dropped-reason value. */
+  droppedReason: string;
+}
+
+/** Decides, after the producers and before filtering, whether the request is served at all. */
+export interface Admitter {
+  readonly kind: 'admitter';
+  readonly type: string;
+  readonly name: string;
+  admit(request: SchedulingRequest, candidates: readonly Candidate[]): AdmissionDenial | null;
+}
+
+/** How a routed request's response went, for plugins that learn from it. */
+export interface CompletedResponse {
+  servedBy: Endpoint;
+  /** HTTP status from the endpoint; null when none arrived. */
+  status: number | null;
+  /** Set when the request failed or the client went away. */
+  error: string | null;
+  /** Streamed (server-sent events) rather than one JSON document. */
+  streamed: boolean;
+  /** Generated tokens: the response's usage, else the streamed chunks that carried text. */
+  completionTokens: number | null;
+}
+
+/** Response observers (training the latency predictor). Called at most once each per request. */
+export interface ResponseHooks {
+  /** The first streamed chunk carrying generated text went through. */
+  responseFirstToken?(request: SchedulingRequest, servedBy: Endpoint): void;
+  /** The response ended or the request failed. */
+  responseComplete?(request: SchedulingRequest, response: CompletedResponse): void;
+}
+
+export type Plugin = (Scorer | Filter | Picker | ProducerPlugin | Admitter) & Partial<PreRequestHook> & Partial<ResponseHeadersHook> & Partial<Producer> & ResponseHooks & { close?(): Promise<void> };
 
 export function isPreRequestHook(p: Plugin): p is Plugin & PreRequestHook {
   return typeof p.preRequest === 'function';
@@ -105,4 +163,8 @@ export function isPreRequestHook(p: Plugin): p is Plugin & PreRequestHook {
 
 export function isResponseHeadersHook(p: Plugin): p is Plugin & ResponseHeadersHook {
   return typeof p.responseHeaders === 'function';
+}
+
+export function isProducer(p: Plugin): p is Plugin & Producer {
+  return typeof p.produce === 'function';
 }

@@ -52,4 +52,22 @@ describe('the data layer', () => {
     expect(registry.candidates()).toEqual([]);
     expect(registry.status()[0]).toMatchObject({ draining: true });
   });
+
+  it('counts what other router replicas have in flight to an endpoint, and tells them about its own', () => {
+    const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 60_000, scrapeTimeoutMs: 500, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent });
+    const target = { id: '127.0.0.1:1', name: 'a', address: '127.0.0.1', port: 1, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'm' };
+    registry.setTargets([target, { ...target, id: '127.0.0.1:2', name: 'b', port: 2 }]);
+    const changes: [string, number][] = [];
+    registry.onInFlightChange((id, n) => changes.push([id, n]));
+    registry.acquire('127.0.0.1:1');
+    registry.acquire('127.0.0.1:1');
+    registry.release('127.0.0.1:1');
+    expect(changes).toEqual([['127.0.0.1:1', 1], ['127.0.0.1:1', 2], ['127.0.0.1:1', 1]]);
+    expect(registry.ownInFlight()).toEqual(new Map([['127.0.0.1:1', 1]]));
+    registry.setPeerInFlight((id) => (id === '127.0.0.1:2' ? 5 : 0));
+    // The load scorers see the sum; the status page keeps the two apart.
+    expect(registry.candidates().map((c) => [c.endpoint.id, c.inFlight])).toEqual([['127.0.0.1:1', 1], ['127.0.0.1:2', 5]]);
+    expect(registry.status().map((s) => [s.inFlight, s.peerInFlight])).toEqual([[1, 0], [0, 5]]);
+    registry.stop();
+  });
 });

@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
-import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, setPath, type Binding } from '@kvix/service-kit';
+import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
+import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, setPath, type Binding } from '@kvix/service-kit';
 import { TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { EppLatencyPredictorSchema } from './latency.js';
 
 export const DEFAULT_GATEWAY_PORT = 8080;
 export const DEFAULT_EXT_PROC_PORT = 9002;
@@ -46,9 +48,18 @@ export const EppConfigSchema = z
     scheduler: z.record(z.string(), z.unknown()).default(DEFAULT_PICKER_CONFIG as Record<string, unknown>),
     /** Keep the block index in this process (ingest every pod's events); false when a remote indexer scores. */
     embeddedIndex: z.boolean().default(true),
+    /**
+     * Dial the pods' KV events into the index. False when another process writes a shared index
+     * (a kv-events publisher on Redis); a replica following the index stream never dials them.
+     */
+    kvEvents: z.boolean().default(true),
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
     tokenization: TokenizationConfigSchema.prefault({}),
+    /** Active-active replicas: the index stream, shared speculation and in-flight load over NATS. */
+    replication: ReplicationSettingsSchema.prefault({}),
+    /** Predicted-latency routing for requests with SLO headers: the built-in model, or llm-d's predictor servers. */
+    latencyPredictor: EppLatencyPredictorSchema.prefault({}),
     /** Discovery label that marks an endpoint draining (no new requests). */
     drainingLabel: z.string().min(1).default('kvix.io/draining'),
     shutdownTimeoutMs: z.number().int().min(100).default(10_000),
@@ -65,7 +76,14 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_EXT_PROC_PORT: { path: 'extProc.port', as: 'number' },
   KVIX_METRICS_PORT: { path: 'metrics.port', as: 'number' },
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
+  KVIX_LATENCY_TRAINING_URL: { path: 'latencyPredictor.trainingUrl' },
+  KVIX_LATENCY_TIMEOUT_MS: { path: 'latencyPredictor.timeoutMs', as: 'number' },
+  KVIX_LATENCY_COALESCE_WINDOW_MS: { path: 'latencyPredictor.coalesceWindowMs', as: 'number' },
+  // llm-d's names, so an EPP deployment's predictor settings carry over.
+  PREDICTION_SERVER_URL: { path: 'latencyPredictor.predictionUrls', as: 'list' },
+  TRAINING_SERVER_URL: { path: 'latencyPredictor.trainingUrl' },
   ...INGESTION_ENV_BINDINGS,
+  ...REPLICATION_ENV_BINDINGS,
 };
 
 const FLAG_BINDINGS: Readonly<Record<string, string>> = {
@@ -78,12 +96,16 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   metricsHost: 'metrics.host',
   metricsPort: 'metrics.port',
   tokenizerWorkers: 'tokenization.workers',
+  latencyTrainingUrl: 'latencyPredictor.trainingUrl',
+  latencyTimeoutMs: 'latencyPredictor.timeoutMs',
+  latencyCoalesceWindowMs: 'latencyPredictor.coalesceWindowMs',
   ...INGESTION_FLAG_BINDINGS,
+  ...REPLICATION_FLAG_BINDINGS,
 };
 
 export function addEppOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
-  return addIngestionOptions(cmd)
+  return addReplicationOptions(addIngestionOptions(cmd))
     .option('--scheduler-config <file>', 'an EndpointPickerConfig YAML (llm-d shape) replacing the default profile (KVIX_SCHEDULER_CONFIG)')
     .option('--indexer <host:port>', 'score prefixes with a remote kvix indexer instead of an embedded index')
     .option('--gateway-host <host>', 'gateway listen address', '0.0.0.0')
@@ -92,17 +114,22 @@ export function addEppOptions(cmd: Command): Command {
     .option('--ext-proc-host <host>', 'ext_proc listen address', '0.0.0.0')
     .option('--ext-proc-port <port>', 'ext_proc gRPC port (0: any free port)', integerArg, DEFAULT_EXT_PROC_PORT)
     .option('--no-ext-proc', 'do not serve the Envoy External Processor')
+    .option('--no-kv-events', 'do not dial the pods\' KV events: another process writes the shared (Redis) index')
     .option('--metrics-host <host>', 'metrics and debug listen address', '0.0.0.0')
     .option('--metrics-port <port>', 'metrics, probes and debug API port (0: any free port)', integerArg, DEFAULT_METRICS_PORT)
     .option('--pool-name <name>', 'InferencePool name in metrics', 'kvix')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
+    .option('--latency-predictor <builtin|off|urls>', 'route requests with SLO headers on predicted latency: builtin (model in this process) or prediction server URLs, comma-separated (KVIX_LATENCY_PREDICTOR; llm-d: PREDICTION_SERVER_URL)')
+    .option('--latency-training-url <url>', 'training server of the latency predictor (default: the first prediction URL; llm-d: TRAINING_SERVER_URL)')
+    .option('--latency-timeout-ms <ms>', 'budget of one prediction HTTP call before retrying or falling back to the built-in model', integerArg, 250)
+    .option('--latency-coalesce-window-ms <ms>', 'concurrent routing decisions within this window share one bulk prediction call (0: none)', numberArg, 1)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .option('--print-config', 'print the resolved configuration as JSON and exit');
 }
 
 /** Defaults < config file < environment < flags; a scheduler config file replaces `scheduler`. */
 export function resolveEppConfig(cmd: Command, env: NodeJS.ProcessEnv = process.env): EppConfig {
-  const opts = cmd.opts() as { config?: string; schedulerConfig?: string; indexer?: string; gateway?: boolean; extProc?: boolean };
+  const opts = cmd.opts() as { config?: string; schedulerConfig?: string; indexer?: string; gateway?: boolean; extProc?: boolean; latencyPredictor?: string; kvEvents?: boolean };
   const file = opts.config ?? env['KVIX_CONFIG'];
   const envValues = envLayer(env, ENV_BINDINGS);
   const flags = flagLayer(cmd, FLAG_BINDINGS);
@@ -111,13 +138,30 @@ export function resolveEppConfig(cmd: Command, env: NodeJS.ProcessEnv = process.
   const schedulerFile = opts.schedulerConfig ?? env['KVIX_SCHEDULER_CONFIG'];
   if (schedulerFile !== undefined) setPath(flags, 'scheduler', readSchedulerFile(schedulerFile));
   if (opts.gateway === false) setPath(flags, 'gateway.enabled', false);
+  latencyPredictorChoice(envValues, env['KVIX_LATENCY_PREDICTOR'], 'KVIX_LATENCY_PREDICTOR');
+  latencyPredictorChoice(flags, opts.latencyPredictor, '--latency-predictor');
   if (opts.extProc === false) setPath(flags, 'extProc.enabled', false);
+  if (opts.kvEvents === false) setPath(flags, 'kvEvents', false);
   const config = resolveConfig('epp', EppConfigSchema, { file, env: envValues, flags });
   if (opts.indexer !== undefined) {
     config.scheduler = withRemoteIndexer(config.scheduler, opts.indexer);
     config.embeddedIndex = false;
   }
   return config;
+}
+
+/** `builtin`, `off`, or prediction server URLs (comma-separated) into the latencyPredictor section. */
+function latencyPredictorChoice(layer: Record<string, unknown>, value: string | undefined, source: string): void {
+  if (value === undefined || value.trim() === '') return;
+  const v = value.trim();
+  if (v === 'builtin') setPath(layer, 'latencyPredictor.enabled', true);
+  else if (v === 'off') {
+    setPath(layer, 'latencyPredictor.enabled', false);
+    setPath(layer, 'latencyPredictor.predictionUrls', []);
+  } else if (v.split(',').every((u) => /^https?:\/\//.test(u.trim()))) {
+    setPath(layer, 'latencyPredictor.enabled', true);
+    setPath(layer, 'latencyPredictor.predictionUrls', v.split(',').map((u) => u.trim()).filter((u) => u !== ''));
+  } else throw new ConfigError(`${source} must be builtin, off, or prediction server URLs (http://…, comma-separated), got ${JSON.stringify(value)}`);
 }
 
 function readSchedulerFile(path: string): Record<string, unknown> {

@@ -1,14 +1,17 @@
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
 import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
+import type { LatencyPredictor } from '@kvix/latency-predictor';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { EppConfig } from './config.js';
 import { startExtProcServer, type RunningExtProc } from './extproc/server.js';
 import { Gateway } from './gateway/gateway.js';
+import { registerLatencyDebug, wireLatency } from './latency.js';
 import { buildOpsServer } from './ops.js';
 
 /**
@@ -21,6 +24,8 @@ export class Epp {
   gateway: Gateway | null = null;
   extProc: RunningExtProc | null = null;
   private ops: FastifyInstance | null = null;
+  /** Predicts TTFT/TPOT for SLO requests; null when no predicted-latency routing is configured. */
+  latencyPredictor: LatencyPredictor | null = null;
 
   private constructor(
     readonly config: EppConfig,
@@ -30,6 +35,7 @@ export class Epp {
     readonly stack: IndexStack | null,
     private readonly tokenizers: ModelTokenizers | null,
     private readonly logger: Logger,
+    readonly replication: Replication | null,
   ) {}
 
   /** `observer` sees every routing decision (benchmarks measure decision latency with it). */
@@ -37,6 +43,15 @@ export class Epp {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const routerMetrics = new RouterMetrics(registry);
+    const replicationMode = config.replication.natsUrl === undefined ? 'off' : config.replication.index;
+    if (replicationMode !== 'off' && !config.embeddedIndex) {
+      throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
+    }
+    if (replicationMode === 'follow' && config.index.backend === 'redis') {
+      throw new ConfigError('replication.index "follow" keeps an in-memory copy of a publisher\'s index, but index.backend is redis, which every replica already shares; set replication.index to off (and --no-kv-events, if another process writes the index)');
+    }
+    // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
+    const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
     let ingestor: Ingestor | null = null;
     let stack: IndexStack | null = null;
@@ -45,36 +60,44 @@ export class Epp {
     if (config.embeddedIndex) {
       const ingestMetrics = new IngestMetrics(registry);
       const scoringMetrics = new ScoringMetrics(registry);
-      stack = createIndexStack(config.index, ingestMetrics);
-      ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()] });
+      stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(replicationMode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
+      // A follower dials no pod: the index stream carries what the publisher's ingestion applied.
+      if (replicationMode !== 'follow' && config.kvEvents) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
+      const scorerIndex = replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
       prefixScorer = new PrefixScorer({
-        index: stack.index,
+        index: scorerIndex,
         hasher: stack.hasher,
         weights: stack.weights,
         tokenizer: tokenizers,
         maxPromptTokens: config.tokenization.maxPromptTokens,
-        isKnownPod: (pod) => ingestor!.hasPod(pod),
+        isKnownPod: (pod) => (ingestor ? ingestor.hasPod(pod) : hub.targets.some((t) => t.id === pod)),
         metrics: scoringMetrics,
         analytics: new ReuseAnalytics(config.index.blockSize, scoringMetrics),
         logger: logger.child({ component: 'scoring' }),
       });
     }
+    const latency = await wireLatency(config, registry, logger);
     let router: Router;
     try {
-      router = await createRouter({ config: config.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName, drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
+      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName, drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
     } catch (err) {
-      await Promise.allSettled([hub.stop(), tokenizers?.close(), stack?.index.close()]);
+      await Promise.allSettled([hub.stop(), tokenizers?.close(), stack?.index.close(), replication?.close(), latency.predictor?.close()]);
       // A scheduler configuration mistake is a configuration error like any other (exit 2, one line).
       if (err instanceof SchedulerError) throw new ConfigError(err.message);
       throw err;
     }
-    const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger);
+    if (replication && config.replication.shareLoad) replication.shareLoad(router.registry);
+    const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
+    epp.latencyPredictor = latency.predictor;
     try {
-      epp.ops = buildOpsServer({ registry, router, ingestor, stack, readiness: () => epp.readiness() });
+      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness() });
+      registerLatencyDebug(epp.ops, latency.predictor);
       await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
         throw new Error(`cannot listen for metrics on ${config.metrics.host}:${config.metrics.port}: ${err.message}`, { cause: err });
       });
+      if (replication && stack && replicationMode === 'follow' && stack.backend.backend === 'memory') await replication.follow(stack.backend);
+      if (replication && replicationMode === 'publish') await replication.startPublishing();
       if (ingestor) await ingestor.start();
       if (tokenizers) await tokenizers.warmUpServed(hub.targets.map((t) => t.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are routed on load only'));
       if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }) }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
@@ -90,7 +113,9 @@ export class Epp {
         extProcPort: epp.extProc?.port ?? null,
         metricsPort: epp.metricsPort,
         index: config.embeddedIndex ? 'embedded' : 'remote',
+        replication: replication ? { index: replicationMode, replicaId: config.replication.replicaId } : 'off',
         endpoints: router.registry.size,
+        latencyPredictor: latency.predictor?.describe().kind ?? 'off',
       },
       'epp started',
     );
@@ -105,7 +130,8 @@ export class Epp {
   readiness(): { ready: boolean; detail: Record<string, unknown> } {
     const candidates = this.router.registry.candidates().length;
     const ingestion = this.ingestor ? this.ingestor.ready : true;
-    return { ready: this.stopping === null && ingestion && candidates > 0, detail: { ingestion, endpoints: this.router.registry.size, candidates } };
+    const replication = this.replication ? this.replication.ready() : true;
+    return { ready: this.stopping === null && ingestion && replication && candidates > 0, detail: { ingestion, replication, endpoints: this.router.registry.size, candidates } };
   }
 
   /** Health turns NOT_SERVING, the fronts drain (half the shutdown budget), then everything stops. */
@@ -116,7 +142,9 @@ export class Epp {
       await Promise.allSettled([this.gateway?.close(grace), this.extProc?.stop(grace)]);
       await this.ops?.close();
       await this.router.close();
+      await this.latencyPredictor?.close();
       await this.ingestor?.stop();
+      await this.replication?.close();
       await this.hub.stop();
       await this.tokenizers?.close();
       await this.stack?.index.close();

@@ -38,6 +38,19 @@ describe('kvix-epp command line', () => {
     expect(missing.output()).toContain('cannot read scheduler config');
   });
 
+  it('takes the latency predictor from --latency-predictor or llm-d\'s PREDICTION_SERVER_URL, and refuses a bad one with exit code 2', async () => {
+    const builtin = run(['--latency-predictor', 'builtin', '--print-config']);
+    expect(await builtin.exited).toBe(0);
+    expect((JSON.parse(builtin.output()) as { latencyPredictor: { enabled: boolean; predictionUrls: string[] } }).latencyPredictor).toMatchObject({ enabled: true, predictionUrls: [] });
+    const llmd = run(['--print-config'], { PREDICTION_SERVER_URL: 'http://localhost:8001,http://localhost:8002', TRAINING_SERVER_URL: 'http://localhost:8000' });
+    expect(await llmd.exited).toBe(0);
+    expect((JSON.parse(llmd.output()) as { latencyPredictor: object }).latencyPredictor).toMatchObject({ predictionUrls: ['http://localhost:8001', 'http://localhost:8002'], trainingUrl: 'http://localhost:8000' });
+    const bad = run(['--latency-predictor', 'xgboost', '--print-config']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output().trim().split('\n')).toHaveLength(1);
+    expect(bad.output()).toContain('--latency-predictor must be builtin, off, or prediction server URLs');
+  });
+
   it('serves until SIGTERM, then stops cleanly', async () => {
     const [gw, xp, mp] = await freePorts(3);
     const proc = run(['--pod', '127.0.0.1:1', '--gateway-port', String(gw), '--ext-proc-port', String(xp), '--metrics-port', String(mp), '--tokenizer-workers', '0']);

@@ -1,3 +1,4 @@
+import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, setPath, type Binding } from '@kvix/service-kit';
 import { TokenizationConfigSchema } from '@kvix/tokenization';
@@ -30,6 +31,8 @@ export const IndexerConfigSchema = z
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
     tokenization: TokenizationConfigSchema.prefault({}),
+    /** With NATS: publish the index stream for EPP replicas, and share routing decisions with them. */
+    replication: ReplicationSettingsSchema.prefault({}),
     analytics: z
       .object({
         /** Shared prefixes listed by /v1/analytics. */
@@ -57,6 +60,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
   KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
   ...INGESTION_ENV_BINDINGS,
+  ...REPLICATION_ENV_BINDINGS,
 };
 
 const FLAG_BINDINGS: Readonly<Record<string, string>> = {
@@ -68,11 +72,12 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   tokenizerWorkers: 'tokenization.workers',
   maxPromptTokens: 'tokenization.maxPromptTokens',
   ...INGESTION_FLAG_BINDINGS,
+  ...REPLICATION_FLAG_BINDINGS,
 };
 
 export function addIndexerOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
-  return addIngestionOptions(cmd)
+  return addReplicationOptions(addIngestionOptions(cmd))
     .option('--render-url <url>', 'tokenize models the config does not list with this vLLM server\'s render endpoints (KVIX_RENDER_URL)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
     .option('--max-prompt-tokens <n>', 'longest prompt accepted, in tokens', integerArg)

@@ -1,5 +1,7 @@
 import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { Replication } from '@kvix/replication';
 import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
+import { ConfigError } from '@kvix/service-kit';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -27,6 +29,7 @@ export class Indexer {
     readonly analytics: ReuseAnalytics,
     private readonly tokenizers: ModelTokenizers,
     private readonly logger: Logger,
+    readonly replication: Replication | null,
     private http: FastifyInstance | null = null,
     private grpc: RunningGrpc | null = null,
   ) {}
@@ -37,12 +40,17 @@ export class Indexer {
     const ingestMetrics = new IngestMetrics(registry);
     const scoringMetrics = new ScoringMetrics(registry);
     const apiMetrics = new ApiMetrics(registry);
-    const stack = createIndexStack(config.index, ingestMetrics);
-    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }) });
+    if (config.replication.index === 'follow') throw new ConfigError('replication.index "follow" is not supported by the indexer yet (it dials the pods itself); use publish, so EPP replicas can follow it, or off');
+    const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
+    const publish = replication !== null && config.replication.index === 'publish';
+    const stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(publish ? { applierIndex: (backend) => replication.publishTo(backend) } : {}) });
+    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), backend: stack.status });
     const tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
     const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics, config.analytics.sketchCapacity);
+    // Routing decisions recorded here (POST /v1/routing-decisions, RecordDecision) reach the EPP replicas too.
+    const scorerIndex = replication && config.replication.shareSpeculation && config.index.backend !== 'redis' ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
     const scorer = new PrefixScorer({
-      index: stack.index,
+      index: scorerIndex,
       hasher: stack.hasher,
       weights: stack.weights,
       tokenizer: tokenizers,
@@ -53,7 +61,7 @@ export class Indexer {
       previewChars: config.analytics.prefixPreviewChars,
       logger: logger.child({ component: 'scoring' }),
     });
-    const indexer = new Indexer(config, stack, ingestor, scorer, analytics, tokenizers, logger);
+    const indexer = new Indexer(config, stack, ingestor, scorer, analytics, tokenizers, logger, replication);
     try {
       indexer.http = buildHttpServer({
         scorer,
@@ -72,6 +80,7 @@ export class Indexer {
         throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${err.message}`, { cause: err });
       });
       indexer.grpc = await startGrpcServer({ scorer, stack, ingestor, metrics: apiMetrics, logger: logger.child({ component: 'grpc' }) }, config.grpc);
+      if (publish) await replication.startPublishing();
       await ingestor.start();
       await tokenizers.warmUpServed(ingestor.podStates().map((p) => p.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are scored only when sent as token ids'));
       indexer.tokenizersReady = true;
@@ -90,8 +99,9 @@ export class Indexer {
 
   readiness(): { ready: boolean; detail: Record<string, unknown> } {
     const pods = this.ingestor.podStates();
-    const ready = this.ingestor.ready && this.tokenizersReady && this.stopping === null;
-    return { ready, detail: { ingestion: this.ingestor.ready, tokenizers: this.tokenizersReady, pods: pods.length, connected: pods.filter((p) => p.connected).length } };
+    const replication = this.replication ? this.replication.ready() : true;
+    const ready = this.ingestor.ready && this.tokenizersReady && replication && this.stopping === null;
+    return { ready, detail: { ingestion: this.ingestor.ready, tokenizers: this.tokenizersReady, replication, pods: pods.length, connected: pods.filter((p) => p.connected).length } };
   }
 
   get httpUrl(): string {
@@ -110,6 +120,7 @@ export class Indexer {
     this.stopping ??= (async () => {
       await Promise.allSettled([this.http?.close(), this.grpc?.stop(Math.max(100, this.config.shutdownTimeoutMs / 2))]);
       await this.ingestor.stop();
+      await this.replication?.close();
       await this.tokenizers.close();
       await this.stack.index.close();
       this.logger.info('indexer stopped');

@@ -1,5 +1,6 @@
+import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
-import { envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, type Binding } from '@kvix/service-kit';
+import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, type Binding } from '@kvix/service-kit';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 
@@ -15,6 +16,8 @@ export const KvEventsServiceConfigSchema = z
       .prefault({}),
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
+    /** With a NATS URL, every index operation applied here is published for router replicas to follow. */
+    replication: ReplicationSettingsSchema.prefault({}),
     /** How long SIGTERM may take before the process exits anyway. */
     shutdownTimeoutMs: z.number().int().min(100).default(10_000),
   })
@@ -29,6 +32,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_HTTP_HOST: { path: 'http.host' },
   KVIX_HTTP_PORT: { path: 'http.port', as: 'number' },
   ...INGESTION_ENV_BINDINGS,
+  ...REPLICATION_ENV_BINDINGS,
 };
 
 const FLAG_BINDINGS: Readonly<Record<string, string>> = {
@@ -36,11 +40,12 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   httpHost: 'http.host',
   httpPort: 'http.port',
   ...INGESTION_FLAG_BINDINGS,
+  ...REPLICATION_FLAG_BINDINGS,
 };
 
 export function addServiceOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
-  return addIngestionOptions(cmd)
+  return addReplicationOptions(addIngestionOptions(cmd))
     .option('--http-host <host>', 'listen address of metrics, probes and debug API', '0.0.0.0')
     .option('--http-port <port>', 'port of metrics, probes and debug API (0: any free port)', integerArg, DEFAULT_HTTP_PORT)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
@@ -54,5 +59,10 @@ export function resolveServiceConfig(cmd: Command, env: NodeJS.ProcessEnv = proc
   const flags = flagLayer(cmd, FLAG_BINDINGS);
   podsFromAddresses(envValues);
   podsFromAddresses(flags);
-  return resolveConfig('kv-events', KvEventsServiceConfigSchema, { file, env: envValues, flags });
+  const config = resolveConfig('kv-events', KvEventsServiceConfigSchema, { file, env: envValues, flags });
+  // This service is the ingestion side of a replicated deployment: with NATS it publishes.
+  // (Not on Redis: there the index itself is what every replica shares.)
+  if (config.replication.natsUrl !== undefined && config.replication.index === 'off' && config.index.backend !== 'redis') config.replication.index = 'publish';
+  if (config.replication.index === 'follow') throw new ConfigError('replication.index "follow" makes no sense for the kv-events service, which ingests pods itself; use publish (or leave it unset)');
+  return config;
 }

@@ -1,6 +1,7 @@
 import { requestBlockExtras } from '@kvix/block-keys';
 import { scoreLookup } from '@kvix/kv-index';
 import type { IndexStack, Ingestor } from '@kvix/kv-ingest';
+import type { Replication } from '@kvix/replication';
 import { registerOpsRoutes } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -24,6 +25,7 @@ export interface HttpContext {
   stack: IndexStack;
   ingestor: Ingestor;
   registry: Registry;
+  replication?: Replication | null;
 }
 
 class BadRequest extends Error {}
@@ -40,7 +42,8 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
     registry: ctx.registry,
     readiness: () => {
       const pods = ctx.ingestor.podStates();
-      return { ready: ctx.ingestor.ready, detail: { pods: pods.length, connected: pods.filter((p) => p.connected).length } };
+      const replication = ctx.replication ? ctx.replication.ready() : true;
+      return { ready: ctx.ingestor.ready && replication, detail: { pods: pods.length, connected: pods.filter((p) => p.connected).length, replication } };
     },
   });
 
@@ -52,6 +55,8 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   });
 
   app.get('/debug/index', async () => ctx.stack.index.stats());
+
+  app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : reply.code(404).send({ error: 'not replicating (no --nats-url)' })));
 
   app.get<{ Params: { pod: string } }>('/debug/pods/:pod/entries', async (req, reply) => {
     const query = parse(DumpQuery, req.query);

@@ -1,3 +1,4 @@
+import { Replication } from '@kvix/replication';
 import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -18,24 +19,29 @@ export class KvEventsService {
     readonly ingestor: Ingestor,
     private readonly http: FastifyInstance,
     private readonly logger: Logger,
+    readonly replication: Replication | null,
   ) {}
 
   static async start(config: KvEventsServiceConfig, logger: Logger): Promise<KvEventsService> {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const metrics = new IngestMetrics(registry);
-    const stack = createIndexStack(config.index, metrics);
-    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: logger.child({ component: 'ingest' }) });
-    const http = buildHttpServer({ stack, ingestor, registry });
+    const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
+    const stack = createIndexStack(config.index, metrics, { logger: logger.child({ component: 'index' }), ...(replication ? { applierIndex: (backend) => replication.publishTo(backend) } : {}) });
+    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: logger.child({ component: 'ingest' }), backend: stack.status });
+    const http = buildHttpServer({ stack, ingestor, registry, replication });
     // Probes answer while discovery and the startup replays run (readyz says 503 until then).
     try {
       await http.listen({ host: config.http.host, port: config.http.port });
     } catch (err) {
       await stack.index.close();
+      await replication?.close();
       throw new Error(`cannot listen on ${config.http.host}:${config.http.port}: ${(err as Error).message}`, { cause: err });
     }
-    const service = new KvEventsService(config, stack, ingestor, http, logger);
+    const service = new KvEventsService(config, stack, ingestor, http, logger, replication);
     try {
+      // A restarted publisher resumes the shared state (snapshot + stream) before dialing pods.
+      await replication?.startPublishing();
       await ingestor.start();
     } catch (err) {
       await service.stop();
@@ -49,6 +55,7 @@ export class KvEventsService {
         staticPods: config.ingest.pods.length,
         blockSize: config.index.blockSize,
         algorithm: config.index.algorithm,
+        replication: replication ? { publish: config.replication.stream, replicaId: config.replication.replicaId } : 'off',
       },
       'kv-events service started',
     );
@@ -68,6 +75,7 @@ export class KvEventsService {
     this.stopping ??= (async () => {
       await this.http.close();
       await this.ingestor.stop();
+      await this.replication?.close();
       await this.stack.index.close();
       this.logger.info('kv-events service stopped');
     })();

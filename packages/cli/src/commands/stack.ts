@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { UsageError } from '../io.js';
 import { PodSupervisor, type PodSpec } from '../stack/pod-supervisor.js';
+import { startReplicatedRouters } from '../stack/replicated-routers.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const LORA = 'support-v2';
@@ -19,8 +20,11 @@ interface StackFlags {
   extProcPort: string;
   envoyPort: string;
   timeScale: string;
+  latencyPredictor: string;
   dir: string;
   logLevel: string;
+  replicas: string;
+  natsUrl?: string;
 }
 
 function int(name: string, value: string, min: number, max: number): number {
@@ -56,17 +60,24 @@ export function registerStack(program: Command): void {
     .option('--ext-proc-port <port>', 'Envoy External Processor (gRPC)', '9002')
     .option('--envoy-port <port>', 'an Envoy stand-in (envoy-sim) that routes through the ext_proc server', '8081')
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
+    .option('--latency-predictor <builtin|off|urls>', 'predicted-latency routing for requests with SLO headers: the built-in model, off, or prediction server URLs (kvix-latency-predictor, llm-d)', 'builtin')
+    .option('--replicas <n>', 'endpoint-picker replicas, active-active over NATS (above 1: a kv-events publisher, N replicas as processes, envoy-sim in front on the gateway port)', '1')
+    .option('--nats-url <url>', 'with --replicas: an existing NATS with JetStream (default: start nats-server on :4222)')
     .option('--dir <dir>', 'where logs and the endpoints file go', join(tmpdir(), 'kvix-stack'))
     .addOption(new Option('--log-level <level>', 'level of the log files').choices(['info', 'debug', 'warn']).default('info'));
   cmd.action(async () => {
     const f = cmd.opts<StackFlags>();
     const pods = int('pods', f.pods, 1, 32);
+    const replicas = int('replicas', f.replicas, 1, 16);
     const basePort = int('base-port', f.basePort, 1, 65535 - pods);
     const baseEventPort = int('base-event-port', f.baseEventPort, 1, 65435 - pods);
     mkdirSync(f.dir, { recursive: true });
     const say = (line: string): void => void process.stdout.write(`${line}\n`);
     const { Epp, EppConfigSchema } = await import('@kvix/epp');
-    const { DEFAULT_PICKER_CONFIG } = await import('@kvix/scheduler');
+    const { DEFAULT_PICKER_CONFIG, PREDICTED_LATENCY_PICKER_CONFIG } = await import('@kvix/scheduler');
+    const predictor = f.latencyPredictor.trim();
+    if (predictor !== 'builtin' && predictor !== 'off' && !predictor.split(',').every((u) => /^https?:\/\//.test(u.trim()))) throw new UsageError(`stack: --latency-predictor must be builtin, off or prediction server URLs, got ${predictor}`);
+    const latencyRouting = predictor !== 'off';
     const { EnvoySim } = await import('@kvix/envoy-sim');
     const { pino } = await import('pino');
     const { writeEndpointsFile } = await import('@kvix/vllm-sim/endpoints-file');
@@ -102,14 +113,75 @@ export function registerStack(program: Command): void {
     const endpointsFile = join(f.dir, 'endpoints.yaml');
     writeEndpointsFile(endpointsFile, specs.map((s) => ({ name: s.name, address: '127.0.0.1', port: s.port, eventPort: s.eventPort, replayPort: s.replayPort, model: MODEL })));
 
+    const eppSettings = {
+      latencyPredictor: { enabled: latencyRouting, predictionUrls: latencyRouting && predictor !== 'builtin' ? predictor.split(',').map((u) => u.trim()) : [] },
+      scheduler: { ...(latencyRouting ? PREDICTED_LATENCY_PICKER_CONFIG : DEFAULT_PICKER_CONFIG), modelRewrites: [{ model: ALIAS, targets: [{ model: MODEL, weight: 80 }, { model: LORA, weight: 20 }] }] },
+      tokenization: { models: { [LORA]: { local: MODEL } } },
+    };
+    if (replicas > 1) {
+      const gatewayPort = int('gateway-port', f.gatewayPort, 1, 65535);
+      let ha: Awaited<ReturnType<typeof startReplicatedRouters>>;
+      let front: Awaited<ReturnType<typeof EnvoySim.start>>;
+      try {
+        ha = await startReplicatedRouters({
+          replicas,
+          natsUrl: f.natsUrl ?? null,
+          natsPort: 4222,
+          dir: f.dir,
+          endpointsFile,
+          eppConfig: eppSettings,
+          extProcBase: int('ext-proc-port', f.extProcPort, 1, 65535 - replicas),
+          metricsBase: int('metrics-port', f.metricsPort, 1, 65535 - replicas),
+          publisherPort: 9100,
+          logLevel: f.logLevel,
+          supervisor,
+          say,
+        });
+        // One gateway in front, as Envoy would be: the replicas are its ext_proc cluster, and the pods its FailOpen destinations.
+        front = await EnvoySim.start({ extProcTargets: ha.replicas.map((r) => `127.0.0.1:${r.extProcPort}`), failureModeAllow: true, defaultUpstream: specs.map((s) => `127.0.0.1:${s.port}`), host: '0.0.0.0', port: gatewayPort, extProcEjectionMs: 2000 });
+      } catch (err) {
+        say(`[stack] ${(err as Error).message}; see ${f.dir}/*.log`);
+        return shutdown(err instanceof UsageError ? 2 : 1);
+      }
+      const r1 = ha.replicas[0]!;
+      const victim = supervisor.pods().find((p) => p.spec.name === ha.replicas[Math.min(1, replicas - 1)]!.name)!;
+      say(`
+kvix is running with ${replicas} active-active endpoint-picker replicas.
+  gateway     http://localhost:${gatewayPort}      OpenAI API through Envoy's ext_proc protocol (envoy-sim), over every replica
+  replicas    ${ha.replicas.map((r) => `${r.name} ext_proc :${r.extProcPort} metrics :${r.metricsPort}`).join(', ')}
+  publisher   ${ha.publisherUrl}   kv-events: dials the pods, publishes the index stream (debug: /debug/replication)
+  nats        ${ha.natsUrl}
+  pods        ${supervisor.pods().filter((p) => p.spec.name.startsWith('pod-')).map((p) => `${p.spec.name} :${p.spec.port}`).join(', ')}
+  logs        ${f.dir}/*.log
+
+Try:
+  curl -si localhost:${gatewayPort}/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model":"${MODEL}","max_tokens":16,"messages":[{"role":"system","content":"You are a terse assistant for a bike shop."},{"role":"user","content":"Do you fix tubeless tyres?"}]}' | grep -i -e x-envoy-sim-upstream -e content
+  curl -s localhost:${r1.metricsPort}/debug/replication     # stream position, snapshot, peers
+  kill ${victim.pid}     # kill ${victim.spec.name}: no request fails, it comes back in 3 s from the snapshot
+
+Ctrl-C stops everything.`);
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = (signal: string): void => {
+          if (stopping) return;
+          stopping = true;
+          say(`\n[stack] ${signal}: stopping`);
+          void front.close().then(() => supervisor.stop()).then(resolve);
+        };
+        process.on('SIGINT', () => stop('SIGINT'));
+        process.on('SIGTERM', () => stop('SIGTERM'));
+      });
+      return;
+    }
+
     const logger = pino({ level: f.logLevel, base: { service: 'epp' } }, pino.destination({ dest: join(f.dir, 'epp.log'), sync: false, mkdir: true }));
     const config = EppConfigSchema.parse({
       gateway: { port: int('gateway-port', f.gatewayPort, 1, 65535) },
       extProc: { port: int('ext-proc-port', f.extProcPort, 1, 65535) },
       metrics: { port: int('metrics-port', f.metricsPort, 1, 65535) },
       ingest: { endpointsFile },
-      scheduler: { ...DEFAULT_PICKER_CONFIG, modelRewrites: [{ model: ALIAS, targets: [{ model: MODEL, weight: 80 }, { model: LORA, weight: 20 }] }] },
-      tokenization: { models: { [LORA]: { local: MODEL } } },
+      ...eppSettings,
     });
     let epp: Awaited<ReturnType<typeof Epp.start>>;
     try {
@@ -136,11 +208,15 @@ kvix is running.
   metrics     http://localhost:${m}/metrics   debug: /debug/endpoints  /debug/pods  /debug/scheduler
   pods        ${supervisor.pods().map((p) => `${p.spec.name} :${p.spec.port} (pid ${p.pid})`).join(', ')}
   models      ${MODEL}, LoRA ${LORA}, alias "${ALIAS}" → ${MODEL} 80% / ${LORA} 20%
+  latency     ${latencyRouting ? `predicted-latency routing for requests with x-llm-d-slo-ttft-ms / x-llm-d-slo-tpot-ms (${predictor === 'builtin' ? 'built-in model, learning from every streamed answer' : predictor}); /debug/latency-predictor` : 'off (--latency-predictor builtin turns it on)'}
   logs        ${f.dir}/epp.log, ${f.dir}/pod-*.log
 
 Try (docs/tour.md walks through more):
   curl -si localhost:${g}/v1/chat/completions -H 'content-type: application/json' \\
     -d '{"model":"${MODEL}","max_tokens":16,"messages":[{"role":"system","content":"You are a terse assistant for a bike shop."},{"role":"user","content":"Do you fix tubeless tyres?"}]}' | grep -i -e x-kvix-endpoint -e content
+  curl -sN localhost:${g}/v1/chat/completions -H 'content-type: application/json' -H 'x-llm-d-slo-ttft-ms: 200' \\
+    -d '{"model":"${MODEL}","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"Which saddle for long rides?"}]}' -D - | grep -i -e x-kvix-endpoint -e '"content":"[^"]'
+  curl -s localhost:${m}/debug/latency-predictor
   curl -s localhost:${m}/debug/endpoints
   kill ${supervisor.pods()[Math.min(1, pods - 1)]!.pid}     # kill ${supervisor.pods()[Math.min(1, pods - 1)]!.spec.name}: traffic keeps flowing, the pod comes back in 3 s
 

@@ -8,6 +8,9 @@ export interface PodSpec {
   replayPort: number;
   args: string[];
   logFile: string;
+  /** Another program than the simulator (a Node script run with this Node, or an executable with `exec`). */
+  script?: string;
+  exec?: string;
 }
 
 export interface PodProcess {
@@ -17,8 +20,9 @@ export interface PodProcess {
 }
 
 /**
- * Runs each simulated pod as its own process and restarts one that dies, after a pause — what a
- * Kubernetes ReplicaSet does for a deleted pod, so "kill a pod mid-traffic" can be tried locally.
+ * Runs each simulated pod (or router replica, or NATS) as its own process and restarts one that
+ * dies, after a pause — what a Kubernetes ReplicaSet does for a deleted pod, so "kill a pod
+ * mid-traffic" can be tried locally.
  */
 export class PodSupervisor {
   private readonly children = new Map<string, { child: ChildProcess | null; info: PodProcess; timer: NodeJS.Timeout | null }>();
@@ -65,7 +69,7 @@ export class PodSupervisor {
     const entry = this.children.get(name)!;
     const { spec } = entry.info;
     const log = openSync(spec.logFile, 'a');
-    const child = spawn(process.execPath, [this.simBin, ...spec.args], { stdio: ['ignore', log, log] });
+    const child = spec.exec ? spawn(spec.exec, spec.args, { stdio: ['ignore', log, log] }) : spawn(process.execPath, [spec.script ?? this.simBin, ...spec.args], { stdio: ['ignore', log, log] });
     closeSync(log);
     entry.child = child;
     entry.info.pid = child.pid ?? null;

@@ -119,6 +119,50 @@ export class EngineMap {
     if (this.size > this.maxMappings) this.evictUnreferenced(this.size - this.maxMappings);
   }
 
+  /** Every mapping, as word columns (for snapshots). */
+  export(): { engineKeys: Uint32Array; engineCounts: Uint32Array; engineTargets: Uint32Array } {
+    const engineKeys = new Uint32Array(this.size * 2);
+    const engineCounts = new Uint32Array(this.size);
+    let targets = 0;
+    for (let i = 0; i <= this.mask; i++) {
+      const kind = this.ctl[i]! & KIND_MASK;
+      if (kind === SINGLE) targets++;
+      else if (kind === LIST) targets += this.lists.get(this.rLo[i]!)!.length;
+    }
+    const engineTargets = new Uint32Array(targets * 2);
+    let k = 0;
+    let t = 0;
+    for (let i = 0; i <= this.mask; i++) {
+      const kind = this.ctl[i]! & KIND_MASK;
+      if (kind === EMPTY) continue;
+      engineKeys[2 * k] = this.eLo[i]!;
+      engineKeys[2 * k + 1] = this.eHi[i]!;
+      if (kind === SINGLE) {
+        engineCounts[k] = 1;
+        engineTargets[2 * t] = this.rLo[i]!;
+        engineTargets[2 * t + 1] = this.rHi[i]!;
+        t++;
+      } else {
+        const list = this.lists.get(this.rLo[i]!)!;
+        engineCounts[k] = list.length;
+        engineTargets.set(new Uint32Array(list.buffer, list.byteOffset, list.length * 2), 2 * t);
+        t += list.length;
+      }
+      k++;
+    }
+    return { engineKeys, engineCounts, engineTargets };
+  }
+
+  /** Adds the mappings of `export()`'s columns. */
+  import(engineKeys: Uint32Array, engineCounts: Uint32Array, engineTargets: Uint32Array): void {
+    let t = 0;
+    for (let k = 0; k < engineCounts.length; k++) {
+      const n = engineCounts[k]!;
+      if (n > 0) this.set(engineKeys[2 * k]!, engineKeys[2 * k + 1]!, engineTargets, t, t + n - 1);
+      t += n;
+    }
+  }
+
   delete(lo: number, hi: number): boolean {
     const i = this.find(lo, hi);
     if (i < 0) return false;

@@ -22,6 +22,8 @@ import {
   type LookupResult,
   type PodCounts,
   type PodEntry,
+  type IndexSnapshot,
+  type SnapshotCapable,
 } from '../types.js';
 import { EngineMap } from './engine-map.js';
 import { hashWords } from './hashing.js';
@@ -68,7 +70,7 @@ export const DEFAULT_SPECULATIVE_TTL_MS = 2000;
  *
  * About 20 bytes per node and 30 per key, plus the engine map (~23 bytes per mapping).
  */
-export class InMemoryIndex implements KvBlockIndex {
+export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   readonly backend = 'memory';
   private readonly codec = new EntryCodec();
   private readonly maxEntries: number;
@@ -367,6 +369,77 @@ export class InMemoryIndex implements KvBlockIndex {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.closed = true;
+  }
+
+  // ---- snapshots -----------------------------------------------------------------------------
+
+  exportSnapshot(): IndexSnapshot {
+    this.checkOpen();
+    const count = this.nodesInUse - this.speculativeActive;
+    const entryKeys = new Uint32Array(count * 2);
+    const entryPod = new Uint16Array(count);
+    const entryTier = new Uint8Array(count);
+    const entryGroup = new Int16Array(count);
+    let n = 0;
+    for (let r = this.lruHead; r !== NONE; r = this.recNext[r]!) {
+      for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
+        const code = this.nodeCode[node]!;
+        if (isSpeculativeCode(code)) continue;
+        entryKeys[2 * n] = this.recLo[r]!;
+        entryKeys[2 * n + 1] = this.recHi[r]!;
+        entryPod[n] = podOf(code);
+        entryTier[n] = tierOf(code);
+        entryGroup[n] = hasGroupCode(code) ? groupOf(code) : -1;
+        n++;
+      }
+    }
+    const engine = this.engineMap.export();
+    return {
+      pods: this.codec.podNames.map((p) => p ?? ''),
+      tiers: [...this.codec.tierNames],
+      entryKeys,
+      entryPod,
+      entryTier,
+      entryGroup,
+      ...engine,
+    };
+  }
+
+  importSnapshot(snapshot: IndexSnapshot): number {
+    this.checkOpen();
+    const count = snapshot.entryPod.length;
+    if (snapshot.entryKeys.length !== 2 * count || snapshot.entryTier.length !== count || snapshot.entryGroup.length !== count) {
+      throw new IndexError('INVALID_ENTRY', 'snapshot columns disagree in length');
+    }
+    // Ids are re-registered here: a peer's pod and tier numbering means nothing in this process.
+    const podIds = snapshot.pods.map((p) => (p === '' ? -1 : this.codec.podId(p, true)));
+    const tierIds = snapshot.tiers.map((t) => this.codec.tierId(t, true));
+    const now = this.now();
+    let admitted = 0;
+    let prevKeyLo = -1;
+    let prevKeyHi = -1;
+    let r = NONE;
+    for (let i = 0; i < count; i++) {
+      const pod = podIds[snapshot.entryPod[i]!];
+      const tier = tierIds[snapshot.entryTier[i]!];
+      if (pod === undefined || pod < 0 || tier === undefined) throw new IndexError('INVALID_ENTRY', `snapshot entry ${i} names an unknown pod or tier`);
+      const lo = snapshot.entryKeys[2 * i]!;
+      const hi = snapshot.entryKeys[2 * i + 1]!;
+      // Entries of one key are adjacent, so the record is looked up once per key.
+      if (lo !== prevKeyLo || hi !== prevKeyHi) {
+        r = this.recordFor(lo, hi, true);
+        prevKeyLo = lo;
+        prevKeyHi = hi;
+      }
+      const group = snapshot.entryGroup[i]!;
+      let code = pod | (tier << 16);
+      if (group >= 0) code = this.codec.encode({ pod: snapshot.pods[snapshot.entryPod[i]!]!, tier: snapshot.tiers[snapshot.entryTier[i]!]!, speculative: false, group }, true);
+      admitted += this.addCode(r, lo, hi, code >>> 0, now, this.ttlMs);
+    }
+    this.engineMap.import(snapshot.engineKeys, snapshot.engineCounts, snapshot.engineTargets);
+    if (admitted > 0) this.observer?.admitted?.(admitted);
+    this.enforceCapacity();
+    return admitted;
   }
 
   /** Entries of one pod (O(1)); -1 for an unknown pod. */

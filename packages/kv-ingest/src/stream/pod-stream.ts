@@ -23,7 +23,7 @@ export interface StreamSink {
   clear(reason: 'reset' | 'overflow' | 'rebuild'): Promise<void>;
 }
 
-export const REPLAY_REASONS = ['startup', 'gap', 'reset', 'overflow', 'unknown_parent', 'reconnect'] as const;
+export const REPLAY_REASONS = ['startup', 'gap', 'reset', 'overflow', 'unknown_parent', 'reconnect', 'index_reset'] as const;
 export const REPLAY_OUTCOMES = ['complete', 'partial', 'failed', 'skipped'] as const;
 export type ReplayReason = (typeof REPLAY_REASONS)[number];
 export type ReplayOutcome = (typeof REPLAY_OUTCOMES)[number];
@@ -111,6 +111,7 @@ export class PodStream {
   private lastError: string | null = null;
   private bootstrapPending = false;
   private verifyPending = false;
+  private rebuildPending = false;
   private bootstrapDone!: () => void;
   /**
    * Settles once the startup replay has been attempted (at once when there is no replay
@@ -133,7 +134,7 @@ export class PodStream {
   }
 
   get hasWork(): boolean {
-    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending);
+    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending || this.rebuildPending);
   }
 
   /**
@@ -171,6 +172,14 @@ export class PodStream {
     }
     this.queue.push({ message, arrival: ++this.arrivals });
     return true;
+  }
+
+  /**
+   * The index lost what this pod had applied (a shared backend restarted empty): start the pod
+   * over from the engine's replay buffer. What the buffer no longer holds is counted as lost.
+   */
+  requestRebuild(): void {
+    this.rebuildPending = true;
   }
 
   /**
@@ -216,6 +225,14 @@ export class PodStream {
       if (this.verifyPending) {
         this.verifyPending = false;
         await this.verify();
+        continue;
+      }
+      if (this.rebuildPending) {
+        // Supersedes a pending resync from the last applied seq: everything is applied again.
+        // Still pending if it fails (the backend went away again), so the retry rebuilds too.
+        this.overflowed = false;
+        await this.rebuildAfterIndexReset();
+        this.rebuildPending = false;
         continue;
       }
       if (this.overflowed) {
@@ -287,6 +304,15 @@ export class PodStream {
     await this.sink.clear('overflow');
     this.lastSeq = null;
     this.firstSeq = null;
+  }
+
+  private async rebuildAfterIndexReset(): Promise<void> {
+    // Clearing drops the applier's reference counts too: the replay re-announces every block.
+    await this.sink.clear('rebuild');
+    this.lastSeq = null;
+    this.firstSeq = null;
+    if (this.options.replay === null) return;
+    await this.replay(0n, 'index_reset');
   }
 
   private lose(batches: bigint): void {

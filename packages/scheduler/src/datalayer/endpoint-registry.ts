@@ -34,7 +34,10 @@ export interface EndpointStatus {
   healthy: boolean;
   draining: boolean;
   reason: string | null;
+  /** This router's own in-flight requests to the endpoint. */
   inFlight: number;
+  /** What other router replicas report in flight to it (active-active HA; 0 alone). */
+  peerInFlight: number;
   metrics: EndpointMetrics | null;
 }
 
@@ -48,6 +51,8 @@ export class EndpointRegistry {
   private timer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
   private readonly listeners = new Set<() => void>();
+  private readonly inFlightListeners = new Set<(id: string, inFlight: number) => void>();
+  private peerInFlight: (id: string) => number = () => 0;
 
   constructor(private readonly options: RegistryOptions) {
     this.now = options.now ?? Date.now;
@@ -104,7 +109,7 @@ export class EndpointRegistry {
     for (const s of this.states.values()) {
       if (!s.healthy || this.isDraining(s.endpoint)) continue;
       if (subset !== null && !subset.has(s.endpoint.id)) continue;
-      out.push({ endpoint: s.endpoint, metrics: s.metrics && s.metrics.scrapedAt >= staleBefore ? s.metrics : null, inFlight: s.inFlight });
+      out.push({ endpoint: s.endpoint, metrics: s.metrics && s.metrics.scrapedAt >= staleBefore ? s.metrics : null, inFlight: s.inFlight + this.peerInFlight(s.endpoint.id) });
     }
     return out;
   }
@@ -118,6 +123,7 @@ export class EndpointRegistry {
       draining: this.isDraining(s.endpoint),
       reason: s.reason,
       inFlight: s.inFlight,
+      peerInFlight: this.peerInFlight(s.endpoint.id),
       metrics: s.metrics,
     }));
   }
@@ -138,12 +144,37 @@ export class EndpointRegistry {
 
   acquire(id: string): void {
     const s = this.states.get(id);
-    if (s) s.inFlight++;
+    if (!s) return;
+    s.inFlight++;
+    for (const l of this.inFlightListeners) l(id, s.inFlight);
   }
 
   release(id: string): void {
     const s = this.states.get(id);
-    if (s && s.inFlight > 0) s.inFlight--;
+    if (!s || s.inFlight === 0) return;
+    s.inFlight--;
+    for (const l of this.inFlightListeners) l(id, s.inFlight);
+  }
+
+  /**
+   * Counts other router replicas have in flight, added to this router's own when scorers look at
+   * load: without them, each of N active-active replicas sees 1/N of a burst.
+   */
+  setPeerInFlight(source: (id: string) => number): void {
+    this.peerInFlight = source;
+  }
+
+  /** This router's own in-flight count per endpoint (what it reports to its peers). */
+  ownInFlight(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, s] of this.states) if (s.inFlight > 0) out.set(id, s.inFlight);
+    return out;
+  }
+
+  /** Called on every change of this router's own in-flight count. */
+  onInFlightChange(listener: (id: string, inFlight: number) => void): () => void {
+    this.inFlightListeners.add(listener);
+    return () => this.inFlightListeners.delete(listener);
   }
 
   private isDraining(e: Endpoint): boolean {

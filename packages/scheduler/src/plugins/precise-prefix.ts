@@ -1,7 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { PrefixScorer, ScoreInput } from '@kvix/scoring';
 import type { Logger } from 'pino';
-import type { Candidate, PreRequestHook, SchedulingRequest, SchedulingResult, Scorer, Scores } from '../types.js';
+import type { Candidate, PreRequestHook, Producer, SchedulingRequest, SchedulingResult, Scorer, Scores } from '../types.js';
 import { PREFIX_MATCH, type PrefixMatch } from './prefix-match.js';
 
 export interface PrefixScoresResult {
@@ -10,6 +10,8 @@ export interface PrefixScoresResult {
   totalBlocks: number;
   /** Request keys, when the backend can hand them back for the routing decision. */
   requestKeys: BigUint64Array | null;
+  /** The prompt's length in tokens, when the backend reports it. */
+  promptTokens?: number | null;
 }
 
 /** Where precise prefix scores come from: the embedded index, or a remote kvix indexer. */
@@ -26,7 +28,7 @@ export class EmbeddedPrefixBackend implements PrefixBackend {
 
   async score(input: ScoreInput): Promise<PrefixScoresResult> {
     const out = await this.scorer.score(input);
-    return { scores: out.scores, totalBlocks: out.totalBlocks, requestKeys: out.requestKeys };
+    return { scores: out.scores, totalBlocks: out.totalBlocks, requestKeys: out.requestKeys, promptTokens: out.promptTokens };
   }
 
   async recordDecision(input: ScoreInput, pod: string, requestKeys: BigUint64Array | null, ttlMs: number | null): Promise<void> {
@@ -45,29 +47,49 @@ const MAX_LOGGED = 100;
  * speculative entries for the chosen endpoint, so the next request with the same prefix sees it
  * before the engine's events arrive. A failing backend never fails the request: the scores are
  * 0 and the other scorers decide.
+ *
+ * It also runs as a producer, before admission and filters, so the latency predictor can use each
+ * pod's prefix match; the scorer stage then reuses that lookup rather than repeating it.
  */
-export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook {
+export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Producer {
   readonly kind = 'scorer';
   readonly type = 'precise-prefix-cache-scorer';
+  readonly producerStage = 0;
   private readonly logged = new Set<string>();
+  private readonly memoKey: string;
 
   constructor(
     readonly name: string,
     private readonly backend: PrefixBackend,
     private readonly options: { speculative: boolean; speculativeTtlMs: number | null; logger: Logger; onError?: (code: string) => void },
-  ) {}
+  ) {
+    this.memoKey = `precise-prefix-scores:${name}`;
+  }
+
+  async produce(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<void> {
+    request.cycle.set(this.memoKey, await this.lookup(request, candidates));
+  }
 
   async score(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<Scores> {
+    const produced = request.cycle.get(this.memoKey) as Scores | undefined;
+    if (produced === undefined) return this.lookup(request, candidates);
+    return new Map(candidates.map((c) => [c.endpoint.id, produced.get(c.endpoint.id) ?? 0]));
+  }
+
+  private async lookup(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<Scores> {
     const out: Scores = new Map(candidates.map((c) => [c.endpoint.id, 0]));
-    const match: PrefixMatch = { cold: true, totalBlocks: 0, bestMatchedBlocks: 0 };
+    const matched = new Map<string, number>();
+    const match: PrefixMatch = { cold: true, totalBlocks: 0, bestMatchedBlocks: 0, matchedBlocks: matched, promptTokens: null };
     request.cycle.set(PREFIX_MATCH, match);
     if (request.prompt === null || candidates.length === 0) return out;
     try {
       const result = await this.backend.score({ ...request.prompt, candidates: candidates.map((c) => c.endpoint.id) });
       match.totalBlocks = result.totalBlocks;
+      match.promptTokens = result.promptTokens ?? null;
       for (const s of result.scores) {
         if (!out.has(s.pod)) continue;
         out.set(s.pod, s.normalized);
+        matched.set(s.pod, s.matchedBlocks);
         if (s.matchedBlocks > match.bestMatchedBlocks) match.bestMatchedBlocks = s.matchedBlocks;
       }
       match.cold = match.bestMatchedBlocks === 0;

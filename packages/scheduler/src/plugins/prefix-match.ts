@@ -5,6 +5,10 @@ export interface PrefixMatch {
   totalBlocks: number;
   /** The longest run any candidate holds. */
   bestMatchedBlocks: number;
+  /** Per candidate, the consecutive prefix blocks it holds (for the latency predictor's prefix_cache_score). */
+  matchedBlocks?: ReadonlyMap<string, number>;
+  /** The prompt's length in tokens, when the scorer tokenized it. */
+  promptTokens?: number | null;
 }
 
 export const PREFIX_MATCH = 'prefix-match';

@@ -9,8 +9,13 @@ export interface ResponseStreamOptions {
   /** Server-sent events (a streaming request) rather than one JSON document. */
   sse: boolean;
   onFirstBytes(): void;
+  /** The first server-sent event carrying generated text (a chat stream opens with a role-only chunk). */
+  onFirstToken?(): void;
   onUsage(usage: Usage): void;
 }
+
+/** A streamed chunk with generated text (content, text, reasoning or a tool call), told apart from role-only and finish chunks without parsing. */
+const TOKEN_CHUNK = /"(?:content|text|reasoning_content|reasoning|arguments)"\s*:\s*"(?!")/;
 
 /** Most of a JSON answer buffered to rewrite or read its usage; past it the body passes through. */
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
@@ -26,8 +31,15 @@ export class ResponseStream {
   private readonly json: Buffer[] = [];
   private jsonBytes = 0;
   private jsonOverflow = false;
+  private sawToken = false;
+  /** Streamed events that carried generated text (a token count when the stream has no usage). */
+  tokenChunks = 0;
 
   constructor(private readonly options: ResponseStreamOptions) {}
+
+  get sse(): boolean {
+    return this.options.sse;
+  }
 
   /** Bytes to forward now for this upstream chunk (possibly empty while a JSON answer is rewritten). */
   push(chunk: Buffer): Buffer {
@@ -87,6 +99,13 @@ export class ResponseStream {
   private sseLine(line: string): string {
     if (!line.startsWith('data:')) return line;
     const payload = line.slice(5).trim();
+    if (TOKEN_CHUNK.test(payload)) {
+      this.tokenChunks++;
+      if (!this.sawToken) {
+        this.sawToken = true;
+        this.options.onFirstToken?.();
+      }
+    }
     if (payload === '[DONE]' || (!this.options.rewrite && !payload.includes('"usage"'))) return line;
     let doc: unknown;
     try {

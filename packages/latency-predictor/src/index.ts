@@ -1,0 +1,17 @@
+export type { PredictionRow, TrainingEntry, PredictionResponse, BulkPredictionResponse, BulkPredictionResponseWithErrors, BulkPredictionError, StatusResponse, ModelInfoResponse, ValidationIssue, ValidationErrorResponse } from './wire.js';
+export { parsePredictionRow, parseTrainingEntry, MAX_BULK_ROWS, BUILTIN_MODEL_TYPE, LLM_D_MODEL_TYPES } from './wire.js';
+export type { LatencyPredictor, Prediction, PredictionBatch, PredictorDescription } from './predictor.js';
+export { PredictorError, PredictorConfigError, type PredictorErrorCode } from './errors.js';
+export { LatencyPredictorConfigSchema, type LatencyPredictorConfig, type LatencyPredictorConfigInput } from './config.js';
+export { BuiltinPredictor, BuiltinModelConfigSchema, type BuiltinModelConfig, type BuiltinModelConfigInput, type ModelSnapshot as BuiltinModelSnapshot } from './model/builtin-predictor.js';
+export { TTFT_FEATURES, TPOT_FEATURES, type FeatureMap } from './model/features.js';
+export { OnlineLinearModel, type OnlineLinearOptions } from './model/online-linear.js';
+export { RemotePredictor, stratifiedSample, type RemotePredictorDeps } from './client/remote-predictor.js';
+export { CircuitBreaker, type CircuitState, type CircuitBreakerOptions } from './client/circuit-breaker.js';
+export { Coalescer, type CoalescerOptions } from './client/coalescer.js';
+export { parseModelMetrics, type ModelSnapshot } from './client/snapshot.js';
+export { FallbackPredictor } from './fallback-predictor.js';
+export { createLatencyPredictor, type CreatePredictorDeps } from './create.js';
+export { PredictorMetrics } from './metrics.js';
+export { registerPredictorApi, modelSnapshotText, PredictorServerMetrics, type PredictorApiOptions } from './server/api.js';
+export { startPredictorServer, type PredictorServerOptions, type RunningPredictorServer } from './server/server.js';

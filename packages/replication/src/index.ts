@@ -1,0 +1,14 @@
+export { Replication, type ReplicationStatus } from './replication.js';
+export { ReplicationSettingsSchema, INDEX_REPLICATION_MODES, type IndexReplicationMode, type ReplicationSettings, type ReplicationSettingsInput } from './settings.js';
+export { ReplicationError } from './errors.js';
+export { ReplicationMetrics } from './metrics.js';
+export { PublishingIndex, type OpSink } from './publishing-index.js';
+export { OpPublisher } from './op-publisher.js';
+export { StreamFollower, type FollowedIndex, type FollowerStatus } from './stream-follower.js';
+export { SpeculationExchange, SpeculationSharingIndex } from './speculation-exchange.js';
+export { LoadExchange, type InFlightSource } from './load-exchange.js';
+export { SnapshotStore } from './snapshot-store.js';
+export { encodeOps, decodeOps, type IndexOp } from './ops-codec.js';
+export { encodeSnapshot, decodeSnapshot, type StoredSnapshot } from './snapshot-codec.js';
+export { subjects, subjectToken, type Subjects } from './subjects.js';
+export { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS } from './service-options.js';

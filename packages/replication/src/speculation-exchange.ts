@@ -1,0 +1,127 @@
+import { decode, encode } from '@msgpack/msgpack';
+import type { AddOptions, IndexStats, KeyKind, KvBlockIndex, LookupOptions, LookupResult, PodCounts, PodEntry } from '@kvix/kv-index';
+import type { NatsConnection, Subscription } from 'nats';
+import type { Logger } from 'pino';
+import type { ReplicationMetrics } from './metrics.js';
+import type { Subjects } from './subjects.js';
+
+/**
+ * Routing decisions' speculative entries, shared between router replicas over core NATS. Without
+ * it, a burst of same-prefix requests spread over N replicas lands on up to N pods: each replica
+ * only sees its own decisions until the engine's events arrive. Core NATS (not the stream): the
+ * entries live seconds, so only speed matters, and a replica that starts later needs none of them.
+ */
+export class SpeculationExchange {
+  private sub: Subscription | null = null;
+  private malformed = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subjects: Subjects,
+    private readonly origin: string,
+    /** The local index peers' decisions go into (not a sharing wrapper, or they would echo). */
+    private readonly index: KvBlockIndex,
+    private readonly metrics: ReplicationMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.sub = this.nc.subscribe(this.subjects.speculation, {
+      callback: (err, msg) => {
+        if (err) return;
+        void this.receive(msg.data);
+      },
+    });
+  }
+
+  publish(requestKeys: BigUint64Array, entries: readonly PodEntry[], ttlMs: number | undefined): void {
+    if (this.nc.isClosed()) return;
+    const keys = new Uint8Array(requestKeys.buffer, requestKeys.byteOffset, requestKeys.byteLength);
+    this.nc.publish(this.subjects.speculation, encode([this.origin, keys, entries.map((e) => [e.pod, e.tier, e.group ?? -1]), ttlMs ?? 0]));
+    this.metrics.speculationsSent.inc();
+  }
+
+  private async receive(data: Uint8Array): Promise<void> {
+    try {
+      const doc = decode(data);
+      if (!Array.isArray(doc) || typeof doc[0] !== 'string' || !(doc[1] instanceof Uint8Array) || doc[1].byteLength % 8 !== 0 || !Array.isArray(doc[2]) || typeof doc[3] !== 'number') {
+        throw new Error('expected [origin, keys, entries, ttlMs]');
+      }
+      if (doc[0] === this.origin) return;
+      const keys = new BigUint64Array(new Uint8Array(doc[1] as Uint8Array).buffer);
+      const entries: PodEntry[] = (doc[2] as unknown[]).map((raw) => {
+        if (!Array.isArray(raw) || typeof raw[0] !== 'string' || typeof raw[1] !== 'string' || typeof raw[2] !== 'number') throw new Error('an entry must be [pod, tier, group]');
+        return raw[2] >= 0 ? { pod: raw[0], tier: raw[1], speculative: true, group: raw[2] } : { pod: raw[0], tier: raw[1], speculative: true };
+      });
+      const ttlMs = doc[3] as number;
+      await this.index.add(null, keys, entries, ttlMs > 0 ? { ttlMs } : {});
+      this.metrics.speculationsReceived.inc();
+    } catch (err) {
+      this.malformed++;
+      this.metrics.malformed.inc({ source: 'speculation' });
+      if (this.malformed === 1 || this.malformed % 1000 === 0) this.logger.warn({ err: (err as Error).message, total: this.malformed }, 'skipping a malformed or unusable speculation message');
+    }
+  }
+
+  stop(): void {
+    this.sub?.unsubscribe();
+    this.sub = null;
+  }
+}
+
+/**
+ * The index a router's scorer uses in an active-active deployment: speculative adds (routing
+ * decisions) are applied locally and shared with the peers; everything else passes through.
+ */
+export class SpeculationSharingIndex implements KvBlockIndex {
+  constructor(
+    readonly inner: KvBlockIndex,
+    private readonly exchange: SpeculationExchange,
+  ) {}
+
+  get backend(): string {
+    return this.inner.backend;
+  }
+
+  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
+    await this.inner.add(engineKeys, requestKeys, entries, options);
+    const speculative = entries.filter((e) => e.speculative);
+    if (speculative.length > 0) this.exchange.publish(requestKeys, speculative, options?.ttlMs);
+  }
+
+  evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void> {
+    return this.inner.evict(key, kind, entries);
+  }
+
+  lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult> {
+    return this.inner.lookup(requestKeys, options);
+  }
+
+  requestKeyFor(engineKey: bigint): Promise<bigint | undefined> {
+    return this.inner.requestKeyFor(engineKey);
+  }
+
+  requestKeysFor(engineKey: bigint): Promise<bigint[]> {
+    return this.inner.requestKeysFor(engineKey);
+  }
+
+  clear(pod: string): Promise<number> {
+    return this.inner.clear(pod);
+  }
+
+  stats(): Promise<IndexStats> {
+    return this.inner.stats();
+  }
+
+  podCounts(): Promise<PodCounts[]> {
+    return this.inner.podCounts();
+  }
+
+  dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
+    return this.inner.dumpPod(pod, offset, limit);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

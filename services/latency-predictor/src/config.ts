@@ -1,0 +1,67 @@
+import { BuiltinModelConfigSchema } from '@kvix/latency-predictor';
+import { envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, type Binding } from '@kvix/service-kit';
+import { Option, type Command } from 'commander';
+import { z } from 'zod';
+
+/** llm-d's training server port; its first prediction server listens on 8001. */
+export const DEFAULT_PORT = 8000;
+
+const port = z.number().int().min(0).max(65535);
+
+export const PredictorServiceConfigSchema = z
+  .object({
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** The training API, and the prediction API as well unless predictionPort is set. */
+    http: z.object({ host: z.string().min(1).default('0.0.0.0'), port: port.default(DEFAULT_PORT) }).strict().prefault({}),
+    /** Serve the prediction API on its own port (llm-d's sidecar layout); null: one port for both. */
+    predictionPort: port.nullable().default(null),
+    model: BuiltinModelConfigSchema.prefault({}),
+    shutdownTimeoutMs: z.number().int().min(100).default(10_000),
+  })
+  .strict()
+  .refine((c) => c.predictionPort === null || c.predictionPort === 0 || c.predictionPort !== c.http.port, { message: 'predictionPort must differ from http.port (leave it unset to serve both APIs on one port)', path: ['predictionPort'] });
+
+export type PredictorServiceConfig = z.output<typeof PredictorServiceConfigSchema>;
+export type PredictorServiceConfigInput = z.input<typeof PredictorServiceConfigSchema>;
+
+export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
+  KVIX_LOG_LEVEL: { path: 'logLevel' },
+  KVIX_HTTP_HOST: { path: 'http.host' },
+  KVIX_HTTP_PORT: { path: 'http.port', as: 'number' },
+  KVIX_PREDICTION_PORT: { path: 'predictionPort', as: 'number' },
+  KVIX_MODEL_MIN_SAMPLES: { path: 'model.minSamples', as: 'number' },
+  // llm-d's training-server names for the objective, so a ConfigMap carries over.
+  LATENCY_OBJECTIVE_TYPE: { path: 'model.objective' },
+  LATENCY_QUANTILE_ALPHA: { path: 'model.quantile', as: 'number' },
+};
+
+const FLAG_BINDINGS: Readonly<Record<string, string>> = {
+  logLevel: 'logLevel',
+  host: 'http.host',
+  port: 'http.port',
+  predictionPort: 'predictionPort',
+  objective: 'model.objective',
+  quantile: 'model.quantile',
+  minSamples: 'model.minSamples',
+  forgetting: 'model.forgetting',
+};
+
+export function addServiceOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it')
+    .option('--host <host>', 'listen address', '0.0.0.0')
+    .option('--port <port>', 'training API, and prediction API unless --prediction-port (0: any free port)', integerArg, DEFAULT_PORT)
+    .option('--prediction-port <port>', 'serve the prediction API on its own port, like llm-d\'s sidecars (KVIX_PREDICTION_PORT)', integerArg)
+    .addOption(new Option('--objective <objective>', 'predict a quantile of the latency or its mean (LATENCY_OBJECTIVE_TYPE)').choices(['quantile', 'mean']).default('quantile'))
+    .option('--quantile <q>', 'the quantile predicted, 0..1 exclusive (LATENCY_QUANTILE_ALPHA)', numberArg, 0.9)
+    .option('--min-samples <n>', 'observations before the model answers (503 until then)', integerArg, 20)
+    .option('--forgetting <f>', 'weight of the past per observation; 0.999 remembers ~1000', numberArg, 0.999)
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
+    .option('--print-config', 'print the resolved configuration as JSON and exit');
+}
+
+/** Defaults < config file < environment < flags, validated into one object. */
+export function resolveServiceConfig(cmd: Command, env: NodeJS.ProcessEnv = process.env): PredictorServiceConfig {
+  const file = (cmd.opts() as { config?: string }).config ?? env['KVIX_CONFIG'];
+  return resolveConfig('latency-predictor', PredictorServiceConfigSchema, { file, env: envLayer(env, ENV_BINDINGS), flags: flagLayer(cmd, FLAG_BINDINGS) });
+}
