@@ -15,6 +15,7 @@ export {
   type IndexSnapshot,
   type SnapshotCapable,
 } from './types.js';
+export { ForwardingIndex } from './forwarding-index.js';
 export { InMemoryIndex, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, DEFAULT_SPECULATIVE_TTL_MS, type InMemoryIndexConfig } from './in-memory/in-memory-index.js';
 export { scoreLookup, tierWeights, DEFAULT_TIER_WEIGHTS, type TierWeights, type PodScore } from './scorer.js';
 export {

@@ -1,21 +1,19 @@
-import type { AddOptions, IndexStats, KeyKind, KvBlockIndex, LookupOptions, LookupResult, PodCounts, PodEntry } from '@kvix/kv-index';
+import { ForwardingIndex, type KvBlockIndex, type LookupOptions, type LookupResult } from '@kvix/kv-index';
 import type { IngestMetrics } from './metrics.js';
 
 /**
  * Lookup metrics around any index backend (a decorator, so backends stay free of metrics code):
  * requests, keys found, the longest run any pod holds, and latency.
  */
-export class InstrumentedIndex implements KvBlockIndex {
+export class InstrumentedIndex extends ForwardingIndex {
   constructor(
-    readonly inner: KvBlockIndex,
+    inner: KvBlockIndex,
     private readonly metrics: IngestMetrics,
-  ) {}
-
-  get backend(): string {
-    return this.inner.backend;
+  ) {
+    super(inner);
   }
 
-  async lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult> {
+  override async lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult> {
     const start = process.hrtime.bigint();
     const result = await this.inner.lookup(requestKeys, options);
     this.metrics.lookupLatency.observe(Number(process.hrtime.bigint() - start) / 1e9);
@@ -27,42 +25,6 @@ export class InstrumentedIndex implements KvBlockIndex {
       this.metrics.maxPodHitCount.inc(longestRun(result));
     }
     return result;
-  }
-
-  add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
-    return this.inner.add(engineKeys, requestKeys, entries, options);
-  }
-
-  evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void> {
-    return this.inner.evict(key, kind, entries);
-  }
-
-  requestKeyFor(engineKey: bigint): Promise<bigint | undefined> {
-    return this.inner.requestKeyFor(engineKey);
-  }
-
-  requestKeysFor(engineKey: bigint): Promise<bigint[]> {
-    return this.inner.requestKeysFor(engineKey);
-  }
-
-  clear(pod: string): Promise<number> {
-    return this.inner.clear(pod);
-  }
-
-  stats(): Promise<IndexStats> {
-    return this.inner.stats();
-  }
-
-  podCounts(): Promise<PodCounts[]> {
-    return this.inner.podCounts();
-  }
-
-  dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
-    return this.inner.dumpPod(pod, offset, limit);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

@@ -1,4 +1,4 @@
-import type { AddOptions, IndexStats, KeyKind, KvBlockIndex, LookupOptions, LookupResult, PodCounts, PodEntry } from '@kvix/kv-index';
+import { ForwardingIndex, type AddOptions, type KeyKind, type KvBlockIndex, type PodEntry } from '@kvix/kv-index';
 import type { IndexOp } from './ops-codec.js';
 
 /** Where a publishing index sends the operations it applied. */
@@ -15,58 +15,28 @@ const STATE_KEYS_PER_OP = 4096;
  * concerns. Speculative entries are not published here (they travel on the faster speculation
  * subject and are never confirmed by anyone but the engine's own events).
  */
-export class PublishingIndex implements KvBlockIndex {
+export class PublishingIndex extends ForwardingIndex {
   constructor(
-    readonly inner: KvBlockIndex,
+    inner: KvBlockIndex,
     private readonly sink: OpSink,
-  ) {}
-
-  get backend(): string {
-    return this.inner.backend;
+  ) {
+    super(inner);
   }
 
-  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
+  override async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
     await this.inner.add(engineKeys, requestKeys, entries, options);
     for (const [pod, real] of byPod(entries)) this.sink.enqueue(pod, { kind: 'add', engineKeys: engineKeys && engineKeys.slice(), requestKeys: requestKeys.slice(), entries: real });
   }
 
-  async evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void> {
+  override async evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void> {
     await this.inner.evict(key, kind, entries);
     for (const [pod, real] of byPod(entries)) this.sink.enqueue(pod, { kind: 'evict', keys: [key], keyKind: kind, entries: real });
   }
 
-  async clear(pod: string): Promise<number> {
+  override async clear(pod: string): Promise<number> {
     const n = await this.inner.clear(pod);
     this.sink.enqueue(pod, { kind: 'clear', pod });
     return n;
-  }
-
-  lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult> {
-    return this.inner.lookup(requestKeys, options);
-  }
-
-  requestKeyFor(engineKey: bigint): Promise<bigint | undefined> {
-    return this.inner.requestKeyFor(engineKey);
-  }
-
-  requestKeysFor(engineKey: bigint): Promise<bigint[]> {
-    return this.inner.requestKeysFor(engineKey);
-  }
-
-  stats(): Promise<IndexStats> {
-    return this.inner.stats();
-  }
-
-  podCounts(): Promise<PodCounts[]> {
-    return this.inner.podCounts();
-  }
-
-  dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
-    return this.inner.dumpPod(pod, offset, limit);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 
   /**

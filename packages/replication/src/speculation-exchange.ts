@@ -1,5 +1,5 @@
 import { decode, encode } from '@msgpack/msgpack';
-import type { AddOptions, IndexStats, KeyKind, KvBlockIndex, LookupOptions, LookupResult, PodCounts, PodEntry } from '@kvix/kv-index';
+import { ForwardingIndex, type AddOptions, type KvBlockIndex, type PodEntry } from '@kvix/kv-index';
 import type { NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
 import type { ReplicationMetrics } from './metrics.js';
@@ -73,55 +73,17 @@ export class SpeculationExchange {
  * The index a router's scorer uses in an active-active deployment: speculative adds (routing
  * decisions) are applied locally and shared with the peers; everything else passes through.
  */
-export class SpeculationSharingIndex implements KvBlockIndex {
+export class SpeculationSharingIndex extends ForwardingIndex {
   constructor(
-    readonly inner: KvBlockIndex,
+    inner: KvBlockIndex,
     private readonly exchange: SpeculationExchange,
-  ) {}
-
-  get backend(): string {
-    return this.inner.backend;
+  ) {
+    super(inner);
   }
 
-  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
+  override async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
     await this.inner.add(engineKeys, requestKeys, entries, options);
     const speculative = entries.filter((e) => e.speculative);
     if (speculative.length > 0) this.exchange.publish(requestKeys, speculative, options?.ttlMs);
-  }
-
-  evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void> {
-    return this.inner.evict(key, kind, entries);
-  }
-
-  lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult> {
-    return this.inner.lookup(requestKeys, options);
-  }
-
-  requestKeyFor(engineKey: bigint): Promise<bigint | undefined> {
-    return this.inner.requestKeyFor(engineKey);
-  }
-
-  requestKeysFor(engineKey: bigint): Promise<bigint[]> {
-    return this.inner.requestKeysFor(engineKey);
-  }
-
-  clear(pod: string): Promise<number> {
-    return this.inner.clear(pod);
-  }
-
-  stats(): Promise<IndexStats> {
-    return this.inner.stats();
-  }
-
-  podCounts(): Promise<PodCounts[]> {
-    return this.inner.podCounts();
-  }
-
-  dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
-    return this.inner.dumpPod(pod, offset, limit);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }

@@ -1,4 +1,4 @@
-import { entriesAt, InMemoryIndex, type LookupResult, type PodEntry } from '@kvix/kv-index';
+import { entriesAt, InMemoryIndex, type KvBlockIndex, type LookupResult, type PodEntry } from '@kvix/kv-index';
 import { startNats, waitFor, type PrivateServer } from '@kvix/test-support';
 import { connect, headers } from 'nats';
 import { pino } from 'pino';
@@ -46,6 +46,23 @@ function memory(): InMemoryIndex {
   return index;
 }
 
+/** A publishing replica over its own in-memory index (what kv-events runs). */
+async function publisher(extra: ReplicationSettingsInput): Promise<{ pub: Replication; source: InMemoryIndex; index: KvBlockIndex }> {
+  const pub = await replica({ ...extra, index: 'publish' });
+  const source = memory();
+  const index = pub.publishTo(source);
+  await pub.startPublishing();
+  return { pub, source, index };
+}
+
+/** A following replica, caught up (what an EPP replica runs). */
+async function follower(extra: ReplicationSettingsInput): Promise<{ replication: Replication; index: InMemoryIndex }> {
+  const replication = await replica({ ...extra, index: 'follow' });
+  const index = memory();
+  await replication.follow(index);
+  return { replication, index };
+}
+
 describe('index stream', () => {
   it('encodes operations losslessly and rejects garbage with a typed error', () => {
     const ops = decodeOps(
@@ -63,20 +80,15 @@ describe('index stream', () => {
 
   it('a follower converges to what the publisher applied, evictions and clears included', async () => {
     stream++;
-    const s = settings({ index: 'publish' });
-    const pub = await replica(s);
-    const source = memory();
-    const index = pub.publishTo(source);
-    await pub.startPublishing();
+    const s = settings();
+    const { source, index } = await publisher(s);
     await index.add(BigUint64Array.of(101n, 102n, 103n), keys(0, 3), [gpu('10.0.0.1:8000')]);
     await index.add(null, keys(0, 2), [gpu('10.0.0.2:8000'), { pod: '10.0.0.2:8000', tier: 'cpu', speculative: false }]);
     await index.add(null, keys(10, 4), [gpu('10.0.0.3:8000')]);
     await index.evict(103n, 'engine', [gpu('10.0.0.1:8000')]);
     await index.clear('10.0.0.3:8000');
 
-    const follower = await replica({ ...s, index: 'follow' });
-    const replicaIndex = memory();
-    await follower.follow(replicaIndex);
+    const { replication: following, index: replicaIndex } = await follower(s);
     const probe = new BigUint64Array([...keys(0, 3), ...keys(10, 4)]);
     await waitFor(async () => JSON.stringify(view(await replicaIndex.lookup(probe, { earlyStop: false }))) === JSON.stringify(view(await source.lookup(probe, { earlyStop: false }))), 10_000, 'convergence');
     expect(view(await replicaIndex.lookup(keys(0, 3), { earlyStop: false }))).toEqual([
@@ -87,25 +99,20 @@ describe('index stream', () => {
     // Live operations keep flowing after the bootstrap, engine-key evictions resolving on the replica.
     await index.evict(101n, 'engine', [gpu('10.0.0.1:8000')]);
     await waitFor(async () => view(await replicaIndex.lookup(keys(0, 1), { earlyStop: false }))[0]!.length === 2, 10_000, 'a live eviction');
-    expect(follower.status().follower?.ready).toBe(true);
+    expect(following.status().follower?.ready).toBe(true);
   });
 
   it('a new replica bootstraps from the latest snapshot plus the operations after it', async () => {
     stream++;
-    const s = settings({ index: 'publish' });
-    const pub = await replica(s);
-    const source = memory();
-    const index = pub.publishTo(source);
-    await pub.startPublishing();
+    const s = settings();
+    const { pub, index } = await publisher(s);
     await index.add(null, keys(0, 50), [gpu('a:8000')]);
     await waitFor(async () => (await pub.writeSnapshot()) || undefined, 10_000, 'a snapshot');
     await index.add(null, keys(100, 5), [gpu('b:8000')]);
     await index.evict(keys(0, 1)[0]!, 'request', [gpu('a:8000')]);
 
-    const follower = await replica({ ...s, index: 'follow' });
-    const replicaIndex = memory();
-    await follower.follow(replicaIndex);
-    const status = follower.status().follower!;
+    const { replication: following, index: replicaIndex } = await follower(s);
+    const status = following.status().follower!;
     expect(status.snapshotSeq).toBeGreaterThan(0);
     await waitFor(async () => (await replicaIndex.stats()).entries === 54, 10_000, '54 entries');
     expect(view(await replicaIndex.lookup(keys(0, 2), { earlyStop: false }))).toEqual([[], ['a:8000/gpu']]);
@@ -113,29 +120,22 @@ describe('index stream', () => {
 
   it('skips a malformed stream message, counts it, and keeps following', async () => {
     stream++;
-    const s = settings({ index: 'follow' });
-    const follower = await replica(s);
-    const replicaIndex = memory();
-    await follower.follow(replicaIndex);
+    const s = settings();
+    const { replication: following, index: replicaIndex } = await follower(s);
     const nc = await connect({ servers: nats.url });
     const js = nc.jetstream();
     await js.publish(`${s.subjectPrefix}.index.x`, new Uint8Array([0xc1, 0x00]), { headers: headers() });
     await js.publish(`${s.subjectPrefix}.index.x`, encodeOps([{ kind: 'add', engineKeys: null, requestKeys: keys(0, 1), entries: [gpu('x:1')] }]));
     await nc.close();
     await waitFor(async () => (await replicaIndex.stats()).entries === 1, 10_000, 'the good message');
-    expect(follower.status().follower?.malformed).toBe(1);
+    expect(following.status().follower?.malformed).toBe(1);
   });
 
   it('keeps every operation in order across a NATS restart', async () => {
     stream++;
-    const s = settings({ index: 'publish', publishTimeoutMs: 500 });
-    const pub = await replica(s);
-    const source = memory();
-    const index = pub.publishTo(source);
-    await pub.startPublishing();
-    const follower = await replica({ ...s, index: 'follow' });
-    const replicaIndex = memory();
-    await follower.follow(replicaIndex);
+    const s = settings({ publishTimeoutMs: 500 });
+    const { source, index } = await publisher(s);
+    const { index: replicaIndex } = await follower(s);
     const pod = '10.0.0.9:8000';
     for (let i = 0; i < 50; i++) await index.add(null, keys(i * 2, 2), [gpu(pod)]);
     await nats.restart();
@@ -152,14 +152,9 @@ describe('index stream', () => {
 describe('a publisher cut off from NATS for long', () => {
   it('drops the backlog past its bound and republishes the pod whole, so followers still converge', async () => {
     stream++;
-    const s = settings({ index: 'publish', publishTimeoutMs: 300, maxPendingOpsPerPod: 100 });
-    const pub = await replica(s);
-    const source = memory();
-    const index = pub.publishTo(source);
-    await pub.startPublishing();
-    const follower = await replica({ ...s, index: 'follow' });
-    const replicaIndex = memory();
-    await follower.follow(replicaIndex);
+    const s = settings({ publishTimeoutMs: 300, maxPendingOpsPerPod: 100 });
+    const { pub, index } = await publisher(s);
+    const { index: replicaIndex } = await follower(s);
     const pod = '10.0.0.5:8000';
     await index.add(null, keys(0, 10), [gpu(pod)]);
     await waitFor(async () => (await replicaIndex.stats()).entries === 10, 10_000, 'the first entries');

@@ -43,6 +43,21 @@ async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
+/** Resolves once Ctrl-C (or SIGTERM) has run `stop`; a second signal while stopping is ignored. */
+function untilStopped(say: (line: string) => void, stop: () => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      say(`\n[stack] ${signal}: stopping`);
+      void stop().then(resolve);
+    };
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+  });
+}
+
 /**
  * `kvix stack` (what `npm start` runs): simulated vLLM pods, each its own process and restarted
  * when killed; the endpoint picker with its embedded index, as HTTP gateway and Envoy ext_proc
@@ -161,18 +176,10 @@ Try:
   kill ${victim.pid}     # kill ${victim.spec.name}: no request fails, it comes back in 3 s from the snapshot
 
 Ctrl-C stops everything.`);
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: string): void => {
-          if (stopping) return;
-          stopping = true;
-          say(`\n[stack] ${signal}: stopping`);
-          void front.close().then(() => supervisor.stop()).then(resolve);
-        };
-        process.on('SIGINT', () => stop('SIGINT'));
-        process.on('SIGTERM', () => stop('SIGTERM'));
+      return untilStopped(say, async () => {
+        await front.close();
+        await supervisor.stop();
       });
-      return;
     }
 
     const logger = pino({ level: f.logLevel, base: { service: 'epp' } }, pino.destination({ dest: join(f.dir, 'epp.log'), sync: false, mkdir: true }));
@@ -221,16 +228,10 @@ Try (docs/tour.md walks through more):
   kill ${supervisor.pods()[Math.min(1, pods - 1)]!.pid}     # kill ${supervisor.pods()[Math.min(1, pods - 1)]!.spec.name}: traffic keeps flowing, the pod comes back in 3 s
 
 Ctrl-C stops everything.`);
-    await new Promise<void>((resolve) => {
-      let stopping = false;
-      const stop = (signal: string): void => {
-        if (stopping) return;
-        stopping = true;
-        say(`\n[stack] ${signal}: stopping`);
-        void envoy.close().then(() => epp.stop()).then(() => supervisor.stop()).then(resolve);
-      };
-      process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGTERM', () => stop('SIGTERM'));
+    await untilStopped(say, async () => {
+      await envoy.close();
+      await epp.stop();
+      await supervisor.stop();
     });
   });
   program.addCommand(cmd);
