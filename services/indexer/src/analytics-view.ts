@@ -1,6 +1,7 @@
-import type { IndexStack, IngestMetrics, Ingestor } from '@kvix/kv-ingest';
+import type { IndexStack, IngestMetrics } from '@kvix/kv-ingest';
 import type { ReuseAnalytics, ReuseSnapshot, SharedPrefix } from '@kvix/scoring';
 import type { Histogram } from 'prom-client';
+import type { PodDirectory } from './pod-directory.js';
 
 export interface Quantiles {
   count: number;
@@ -21,7 +22,7 @@ export interface AnalyticsView extends Omit<ReuseSnapshot, 'topPrefixes'> {
  * Everything users ask about cache reuse in one document: hit ratios (scoring and routing), the
  * most shared prefixes and who holds them, speculation accuracy, event lag per pod, index size.
  */
-export async function analyticsView(reuse: ReuseAnalytics, stack: IndexStack, ingestor: Ingestor, metrics: IngestMetrics, topLimit: number): Promise<AnalyticsView> {
+export async function analyticsView(reuse: ReuseAnalytics, stack: IndexStack, directory: PodDirectory, metrics: IngestMetrics, topLimit: number): Promise<AnalyticsView> {
   const snapshot = reuse.snapshot(topLimit);
   const topPrefixes = await Promise.all(
     snapshot.topPrefixes.map(async (p) => {
@@ -34,8 +35,9 @@ export async function analyticsView(reuse: ReuseAnalytics, stack: IndexStack, in
   const [stats, counts] = await Promise.all([stack.index.stats(), stack.index.podCounts()]);
   const lags = await bucketsByPod(metrics.lag);
   const events: AnalyticsView['events'] = {};
-  for (const p of ingestor.podStates()) {
+  for (const p of directory.pods()) {
     const s = p.stream;
+    if (!s) continue; // a follower: the publisher reads the events
     events[p.id] = { lastSeq: s.lastSeq, gaps: s.gaps, replays: s.replays, resets: s.resets, overflows: s.overflows, lost: s.lost, lagSeconds: quantiles(lags.get(p.id) ?? []) };
   }
   const { confirmed, expired, active } = stats.speculative;

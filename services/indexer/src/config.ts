@@ -31,7 +31,12 @@ export const IndexerConfigSchema = z
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
     tokenization: TokenizationConfigSchema.prefault({}),
-    /** With NATS: publish the index stream for EPP replicas, and share routing decisions with them. */
+    /**
+     * Dial the pods' KV events into the index. False when another process writes a shared (Redis)
+     * index; a follower of the index stream never dials them.
+     */
+    kvEvents: z.boolean().default(true),
+    /** With NATS: publish the index stream (or follow one), and share routing decisions with EPP replicas. */
     replication: ReplicationSettingsSchema.prefault({}),
     analytics: z
       .object({
@@ -78,6 +83,7 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
 export function addIndexerOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
   return addReplicationOptions(addIngestionOptions(cmd))
+    .option('--no-kv-events', 'do not dial the pods\' KV events: another process writes the shared (Redis) index')
     .option('--render-url <url>', 'tokenize models the config does not list with this vLLM server\'s render endpoints (KVIX_RENDER_URL)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
     .option('--max-prompt-tokens <n>', 'longest prompt accepted, in tokens', integerArg)
@@ -91,13 +97,14 @@ export function addIndexerOptions(cmd: Command): Command {
 
 /** Defaults < config file < environment < flags, validated into one object. */
 export function resolveIndexerConfig(cmd: Command, env: NodeJS.ProcessEnv = process.env): IndexerConfig {
-  const opts = cmd.opts() as { config?: string; renderUrl?: string };
+  const opts = cmd.opts() as { config?: string; renderUrl?: string; kvEvents?: boolean };
   const file = opts.config ?? env['KVIX_CONFIG'];
   const envValues = envLayer(env, ENV_BINDINGS);
   const flags = flagLayer(cmd, FLAG_BINDINGS);
   // A render URL replaces the whole `default` tokenizer choice, whichever layer names it.
   if (env['KVIX_RENDER_URL']) setPath(envValues, 'tokenization.default', { render: { url: env['KVIX_RENDER_URL'] } });
   if (opts.renderUrl !== undefined) setPath(flags, 'tokenization.default', { render: { url: opts.renderUrl } });
+  if (opts.kvEvents === false) setPath(flags, 'kvEvents', false);
   podsFromAddresses(envValues);
   podsFromAddresses(flags);
   return resolveConfig('indexer', IndexerConfigSchema, { file, env: envValues, flags });

@@ -1,4 +1,5 @@
-import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { InMemoryIndex } from '@kvix/kv-index';
+import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { Replication } from '@kvix/replication';
 import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ConfigError } from '@kvix/service-kit';
@@ -10,6 +11,7 @@ import { ApiMetrics } from './api-metrics.js';
 import type { IndexerConfig } from './config.js';
 import { HEALTH_SERVICES, startGrpcServer, type RunningGrpc } from './grpc/server.js';
 import { buildHttpServer } from './http/server.js';
+import { discoveryDirectory, ingestorDirectory, type PodDirectory } from './pod-directory.js';
 
 /**
  * The consultant a router asks "how much of this request's prefix does each pod hold?": KV-event
@@ -24,7 +26,10 @@ export class Indexer {
   private constructor(
     readonly config: IndexerConfig,
     readonly stack: IndexStack,
-    readonly ingestor: Ingestor,
+    /** Null when another process ingests (a follower of the index stream, or a shared Redis index). */
+    readonly ingestor: Ingestor | null,
+    private readonly hub: DiscoveryHub,
+    readonly pods: PodDirectory,
     readonly scorer: PrefixScorer,
     readonly analytics: ReuseAnalytics,
     private readonly tokenizers: ModelTokenizers,
@@ -40,11 +45,16 @@ export class Indexer {
     const ingestMetrics = new IngestMetrics(registry);
     const scoringMetrics = new ScoringMetrics(registry);
     const apiMetrics = new ApiMetrics(registry);
-    if (config.replication.index === 'follow') throw new ConfigError('replication.index "follow" is not supported by the indexer yet (it dials the pods itself); use publish, so EPP replicas can follow it, or off');
+    const mode = config.replication.natsUrl === undefined ? 'off' : config.replication.index;
+    if (mode === 'follow' && config.index.backend === 'redis') {
+      throw new ConfigError('replication.index "follow" keeps an in-memory copy of a publisher\'s index, but index.backend is redis, which every replica already shares; use --no-kv-events instead');
+    }
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
-    const publish = replication !== null && config.replication.index === 'publish';
-    const stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(publish ? { applierIndex: (backend) => replication.publishTo(backend) } : {}) });
-    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), backend: stack.status });
+    const stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(mode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
+    const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
+    // A follower (or a replica of a shared Redis index) dials no pod: another process ingests.
+    const ingestor = mode !== 'follow' && config.kvEvents ? new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status }) : null;
+    const pods = ingestor ? ingestorDirectory(ingestor) : discoveryDirectory(hub);
     const tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
     const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics, config.analytics.sketchCapacity);
     // Routing decisions recorded here (POST /v1/routing-decisions, RecordDecision) reach the EPP replicas too.
@@ -55,18 +65,18 @@ export class Indexer {
       weights: stack.weights,
       tokenizer: tokenizers,
       maxPromptTokens: config.tokenization.maxPromptTokens,
-      isKnownPod: (pod) => ingestor.hasPod(pod),
+      isKnownPod: (pod) => pods.hasPod(pod),
       metrics: scoringMetrics,
       analytics,
       previewChars: config.analytics.prefixPreviewChars,
       logger: logger.child({ component: 'scoring' }),
     });
-    const indexer = new Indexer(config, stack, ingestor, scorer, analytics, tokenizers, logger, replication);
+    const indexer = new Indexer(config, stack, ingestor, hub, pods, scorer, analytics, tokenizers, logger, replication);
     try {
       indexer.http = buildHttpServer({
         scorer,
         stack,
-        ingestor,
+        pods,
         analytics,
         ingestMetrics,
         apiMetrics,
@@ -79,29 +89,32 @@ export class Indexer {
       await indexer.http.listen({ host: config.http.host, port: config.http.port }).catch((err: Error) => {
         throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${err.message}`, { cause: err });
       });
-      indexer.grpc = await startGrpcServer({ scorer, stack, ingestor, metrics: apiMetrics, logger: logger.child({ component: 'grpc' }) }, config.grpc);
-      if (publish) await replication.startPublishing();
-      await ingestor.start();
-      await tokenizers.warmUpServed(ingestor.podStates().map((p) => p.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are scored only when sent as token ids'));
+      indexer.grpc = await startGrpcServer({ scorer, stack, pods, metrics: apiMetrics, logger: logger.child({ component: 'grpc' }) }, config.grpc);
+      if (replication && mode === 'publish') await replication.startPublishing();
+      if (replication && mode === 'follow' && stack.backend instanceof InMemoryIndex) await replication.follow(stack.backend);
+      if (ingestor) await ingestor.start();
+      else await hub.start();
+      await tokenizers.warmUpServed(pods.pods().map((p) => p.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are scored only when sent as token ids'));
       indexer.tokenizersReady = true;
     } catch (err) {
       await indexer.stop();
       throw err;
     }
-    void ingestor.whenReady().then(() => {
+    void (ingestor ? ingestor.whenReady() : Promise.resolve()).then(() => {
       if (indexer.stopping) return;
       for (const s of HEALTH_SERVICES) indexer.grpc?.health.setStatus(s, 'SERVING');
       logger.info('indexer ready');
     });
-    logger.info({ http: indexer.httpUrl, grpcPort: indexer.grpcPort, mode: config.ingest.mode, endpointsFile: config.ingest.endpointsFile ?? null, blockSize: config.index.blockSize }, 'indexer started');
+    logger.info({ http: indexer.httpUrl, grpcPort: indexer.grpcPort, mode: config.ingest.mode, ingesting: ingestor !== null, replication: mode, endpointsFile: config.ingest.endpointsFile ?? null, blockSize: config.index.blockSize }, 'indexer started');
     return indexer;
   }
 
   readiness(): { ready: boolean; detail: Record<string, unknown> } {
-    const pods = this.ingestor.podStates();
+    const pods = this.pods.pods();
+    const ingestion = this.ingestor ? this.ingestor.ready : true;
     const replication = this.replication ? this.replication.ready() : true;
-    const ready = this.ingestor.ready && this.tokenizersReady && replication && this.stopping === null;
-    return { ready, detail: { ingestion: this.ingestor.ready, tokenizers: this.tokenizersReady, replication, pods: pods.length, connected: pods.filter((p) => p.connected).length } };
+    const ready = ingestion && this.tokenizersReady && replication && this.stopping === null;
+    return { ready, detail: { ingestion: this.ingestor ? ingestion : 'another process ingests', tokenizers: this.tokenizersReady, replication, pods: pods.length, connected: pods.filter((p) => p.connected).length } };
   }
 
   get httpUrl(): string {
@@ -119,8 +132,9 @@ export class Indexer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.allSettled([this.http?.close(), this.grpc?.stop(Math.max(100, this.config.shutdownTimeoutMs / 2))]);
-      await this.ingestor.stop();
+      await this.ingestor?.stop();
       await this.replication?.close();
+      await this.hub.stop();
       await this.tokenizers.close();
       await this.stack.index.close();
       this.logger.info('indexer stopped');

@@ -1,4 +1,5 @@
-import type { IndexStack, Ingestor } from '@kvix/kv-ingest';
+import type { IndexStack } from '@kvix/kv-ingest';
+import type { PodDirectory } from './pod-directory.js';
 import { ApiError } from './errors.js';
 
 export interface PodView {
@@ -31,10 +32,10 @@ export interface StatsView {
 }
 
 /** Index and ingestion state per pod: what GetStats and GET /v1/stats, /v1/pods answer. */
-export async function statsView(stack: IndexStack, ingestor: Ingestor): Promise<StatsView> {
+export async function statsView(stack: IndexStack, directory: PodDirectory): Promise<StatsView> {
   const [stats, counts] = await Promise.all([stack.index.stats(), stack.index.podCounts()]);
   const byPod = new Map(counts.map((c) => [c.pod, c]));
-  const pods: PodView[] = ingestor.podStates().map((p) => ({
+  const pods: PodView[] = directory.pods().map((p) => ({
     pod: p.id,
     name: p.name,
     model: p.model,
@@ -42,11 +43,11 @@ export async function statsView(stack: IndexStack, ingestor: Ingestor): Promise<
     speculative: byPod.get(p.id)?.speculative ?? 0,
     discovered: true,
     connected: p.connected,
-    lastSeq: p.stream.lastSeq,
-    phase: p.stream.phase,
-    gaps: p.stream.gaps,
-    replays: p.stream.replays,
-    lost: p.stream.lost,
+    lastSeq: p.stream?.lastSeq ?? null,
+    phase: p.stream?.phase ?? null,
+    gaps: p.stream?.gaps ?? 0,
+    replays: p.stream?.replays ?? 0,
+    lost: p.stream?.lost ?? 0,
   }));
   const listed = new Set(pods.map((p) => p.pod));
   for (const c of counts) {
@@ -76,9 +77,9 @@ export interface DumpView {
 
 export const MAX_DUMP_LIMIT = 10_000;
 
-export async function dumpView(stack: IndexStack, ingestor: Ingestor, pod: string, offset: number, limit: number): Promise<DumpView> {
+export async function dumpView(stack: IndexStack, directory: PodDirectory, pod: string, offset: number, limit: number): Promise<DumpView> {
   const page = await stack.index.dumpPod(pod, offset, Math.min(limit, MAX_DUMP_LIMIT));
-  if (page.total === 0 && !ingestor.hasPod(pod)) throw new ApiError('UNKNOWN_POD', `unknown pod ${pod}: neither discovery nor the index knows it`);
+  if (page.total === 0 && !directory.hasPod(pod)) throw new ApiError('UNKNOWN_POD', `unknown pod ${pod}: neither discovery nor the index knows it`);
   return {
     pod,
     total: page.total,

@@ -35,10 +35,10 @@ export async function post(url: string, body: unknown): Promise<{ status: number
 export async function caughtUp(indexer: Indexer, sims: Sim[]): Promise<void> {
   let last = '';
   await waitFor(async () => {
-    last = JSON.stringify(indexer.ingestor.podStates().map((p) => p.stream));
+    last = JSON.stringify(indexer.ingestor!.podStates().map((p) => p.stream));
     for (const s of sims) {
       const state = (await (await fetch(`${s.url}/sim/state`)).json()) as { publisher: { nextSeq: string } };
-      const stream = indexer.ingestor.podStates().find((p) => p.id === s.id)?.stream;
+      const stream = indexer.ingestor!.podStates().find((p) => p.id === s.id)?.stream;
       const published = BigInt(state.publisher.nextSeq);
       const expected = published === 0n ? null : String(published - 1n);
       if (!stream || stream.queued > 0 || stream.phase !== 'idle' || stream.lastSeq !== expected) return false;

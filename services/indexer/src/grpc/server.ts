@@ -1,5 +1,6 @@
 import { Server, ServerCredentials, status, type ServerUnaryCall } from '@grpc/grpc-js';
-import type { IndexStack, Ingestor } from '@kvix/kv-ingest';
+import type { IndexStack } from '@kvix/kv-ingest';
+import type { PodDirectory } from '../pod-directory.js';
 import { loadKvixIndexer, loadLlmdIndexer, type DumpPodRequest__Output, type DumpPodResponse, type GetPodScoresRequest__Output, type GetPodScoresResponse, type GetStatsResponse, type KvixPodScore, type Prompt__Output, type RoutingDecisionRequest__Output, type RoutingDecisionResponse, type ScoreRequest__Output, type ScoreResponse } from '@kvix/proto';
 import { ScoringError, type PrefixScorer, type PromptSpec, type ScorePrompt } from '@kvix/scoring';
 import { HealthImplementation } from 'grpc-health-check';
@@ -13,7 +14,7 @@ import { MalformedRequest, unary, withMalformedRequests } from './malformed.js';
 export interface GrpcContext {
   scorer: PrefixScorer;
   stack: IndexStack;
-  ingestor: Ingestor;
+  pods: PodDirectory;
   metrics: ApiMetrics;
   logger: Logger;
 }
@@ -112,7 +113,7 @@ async function recordDecision(ctx: GrpcContext, req: RoutingDecisionRequest__Out
 }
 
 async function getStats(ctx: GrpcContext): Promise<GetStatsResponse> {
-  const v = await statsView(ctx.stack, ctx.ingestor);
+  const v = await statsView(ctx.stack, ctx.pods);
   return {
     backend: v.backend,
     entries: v.entries,
@@ -127,7 +128,7 @@ async function getStats(ctx: GrpcContext): Promise<GetStatsResponse> {
 }
 
 async function dumpPod(ctx: GrpcContext, req: DumpPodRequest__Output): Promise<DumpPodResponse> {
-  const page = await dumpView(ctx.stack, ctx.ingestor, req.pod, req.offset, req.limit || 100);
+  const page = await dumpView(ctx.stack, ctx.pods, req.pod, req.offset, req.limit || 100);
   return { pod: page.pod, total: page.total, entries: page.items.map((e) => ({ key: e.key, tier: e.tier, speculative: e.speculative, ...(e.group !== undefined ? { group: e.group } : {}) })) };
 }
 

@@ -1,4 +1,5 @@
-import type { IndexStack, IngestMetrics, Ingestor } from '@kvix/kv-ingest';
+import type { IndexStack, IngestMetrics } from '@kvix/kv-ingest';
+import type { PodDirectory } from '../pod-directory.js';
 import type { PrefixScorer, ReuseAnalytics, ScoreInput, ScoreOutcome } from '@kvix/scoring';
 import { registerOpsRoutes, type Readiness } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
@@ -15,7 +16,7 @@ import { chatInputOf, completionsInputOf, decisionOf, scoreInputOf } from './sch
 export interface HttpContext {
   scorer: PrefixScorer;
   stack: IndexStack;
-  ingestor: Ingestor;
+  pods: PodDirectory;
   analytics: ReuseAnalytics;
   ingestMetrics: IngestMetrics;
   apiMetrics: ApiMetrics;
@@ -61,18 +62,18 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
     }),
   );
 
-  app.get('/v1/stats', async () => timed('/v1/stats', async () => snake(await statsView(ctx.stack, ctx.ingestor))));
-  app.get('/v1/pods', async () => timed('/v1/pods', async () => ({ pods: snake((await statsView(ctx.stack, ctx.ingestor)).pods) })));
+  app.get('/v1/stats', async () => timed('/v1/stats', async () => snake(await statsView(ctx.stack, ctx.pods))));
+  app.get('/v1/pods', async () => timed('/v1/pods', async () => ({ pods: snake((await statsView(ctx.stack, ctx.pods)).pods) })));
   app.get<{ Params: { pod: string } }>('/v1/pods/:pod/entries', async (req) =>
     timed('/v1/pods/:pod/entries', async () => {
       const q = validated(DumpQuery, req.query, 'query');
-      return snake(await dumpView(ctx.stack, ctx.ingestor, req.params.pod, q.offset, q.limit));
+      return snake(await dumpView(ctx.stack, ctx.pods, req.params.pod, q.offset, q.limit));
     }),
   );
   app.get('/v1/analytics', async (req) =>
     timed('/v1/analytics', async () => {
       const q = validated(AnalyticsQuery, req.query, 'query');
-      return snake(await analyticsView(ctx.analytics, ctx.stack, ctx.ingestor, ctx.ingestMetrics, q.top ?? ctx.topPrefixes));
+      return snake(await analyticsView(ctx.analytics, ctx.stack, ctx.pods, ctx.ingestMetrics, q.top ?? ctx.topPrefixes));
     }),
   );
   return app;
