@@ -188,7 +188,7 @@ export class RoutedRequest {
   readonly stream: boolean;
   private servedBy: Endpoint | null = null;
   private finished = false;
-  private stream_: ResponseStream | null = null;
+  private responseBody: ResponseStream | null = null;
   private completionTokens: number | null = null;
   private readonly received: number;
 
@@ -249,7 +249,7 @@ export class RoutedRequest {
   responseStream(contentType: string | null): ResponseStream {
     const { metrics, scheduler } = this.director.hooks();
     const labels = { model_name: this.clientModel, target_model_name: this.targetModel };
-    this.stream_ = new ResponseStream({
+    this.responseBody = new ResponseStream({
       rewrite: this.clientModel !== this.targetModel ? { from: this.targetModel, to: this.clientModel } : null,
       sse: this.stream || (contentType ?? '').includes('text/event-stream'),
       onFirstBytes: () => metrics?.ttft.observe(labels, (performance.now() - this.received) / 1000),
@@ -260,7 +260,7 @@ export class RoutedRequest {
         metrics?.outputTokens.observe(labels, u.completionTokens);
       },
     });
-    return this.stream_;
+    return this.responseBody;
   }
 
   /** The response ended (or the request failed): in-flight count and metrics. Idempotent. */
@@ -270,13 +270,13 @@ export class RoutedRequest {
     const { registry, metrics, scheduler } = this.director.hooks();
     registry.release((this.servedBy ?? this.endpoints[0]!).id);
     metrics?.running.dec({ model_name: this.clientModel });
-    const streamed = this.stream_?.sse ?? false;
+    const streamed = this.responseBody?.sse ?? false;
     scheduler.responseComplete(this.request, {
       servedBy: this.servedBy ?? this.endpoints[0]!,
       status: outcome.status,
       error: outcome.error ?? null,
       streamed,
-      completionTokens: this.completionTokens ?? (streamed ? (this.stream_?.tokenChunks ?? null) : null),
+      completionTokens: this.completionTokens ?? (streamed ? (this.responseBody?.tokenChunks ?? null) : null),
     });
     const labels = { model_name: this.clientModel, target_model_name: this.targetModel };
     metrics?.duration.observe(labels, (performance.now() - this.received) / 1000);
