@@ -148,6 +148,7 @@ export function registerStack(program: Command): void {
           extProcBase: int('ext-proc-port', f.extProcPort, 1, 65535 - replicas),
           metricsBase: int('metrics-port', f.metricsPort, 1, 65535 - replicas),
           publisherPort: 9100,
+          predictorPort: predictor === 'builtin' ? 9200 : null,
           logLevel: f.logLevel,
           supervisor,
           say,
@@ -164,7 +165,7 @@ export function registerStack(program: Command): void {
 kvix is running with ${replicas} active-active endpoint-picker replicas.
   gateway     http://localhost:${gatewayPort}      OpenAI API through Envoy's ext_proc protocol (envoy-sim), over every replica
   replicas    ${ha.replicas.map((r) => `${r.name} ext_proc :${r.extProcPort} metrics :${r.metricsPort}`).join(', ')}
-  publisher   ${ha.publisherUrl}   kv-events: dials the pods, publishes the index stream (debug: /debug/replication)
+  publisher   ${ha.publisherUrl}   kv-events: dials the pods, publishes the index stream (debug: /debug/replication)${ha.predictorUrl ? `\n  predictor   ${ha.predictorUrl}   kvix-latency-predictor: the model every replica predicts with and trains (requests with x-llm-d-slo-ttft-ms)` : ''}
   nats        ${ha.natsUrl}
   pods        ${supervisor.pods().filter((p) => p.spec.name.startsWith('pod-')).map((p) => `${p.spec.name} :${p.spec.port}`).join(', ')}
   logs        ${f.dir}/*.log

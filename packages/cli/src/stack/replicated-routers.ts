@@ -19,6 +19,11 @@ export interface ReplicatedRoutersOptions {
   extProcBase: number;
   metricsBase: number;
   publisherPort: number;
+  /**
+   * With the built-in latency model: one `kvix-latency-predictor` on this port that every replica
+   * predicts with and trains (replicas each learning from a third of the traffic would disagree).
+   */
+  predictorPort: number | null;
   logLevel: string;
   supervisor: PodSupervisor;
   say: (line: string) => void;
@@ -27,6 +32,7 @@ export interface ReplicatedRoutersOptions {
 export interface ReplicatedRouters {
   natsUrl: string;
   publisherUrl: string;
+  predictorUrl: string | null;
   replicas: { name: string; extProcPort: number; metricsPort: number }[];
 }
 
@@ -74,8 +80,24 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
     await waitFor(`nats-server on :${o.natsPort}`, () => tcpOpen(o.natsPort), 15_000);
     natsUrl = `nats://127.0.0.1:${o.natsPort}`;
   }
+  let predictorUrl: string | null = null;
+  let eppConfig = o.eppConfig;
+  if (o.predictorPort !== null) {
+    o.supervisor.start({
+      name: 'latency-predictor',
+      port: o.predictorPort,
+      eventPort: 0,
+      replayPort: 0,
+      script: binOf('@kvix/latency-predictor-service', 'kvix-latency-predictor.js'),
+      args: ['--host', '127.0.0.1', '--port', String(o.predictorPort), '--log-level', o.logLevel],
+      logFile: join(o.dir, 'latency-predictor.log'),
+    });
+    predictorUrl = `http://127.0.0.1:${o.predictorPort}`;
+    await waitFor('the latency predictor', () => ready(`${predictorUrl}/healthz`), 30_000);
+    eppConfig = { ...eppConfig, latencyPredictor: { enabled: true, predictionUrls: [predictorUrl], trainingUrl: predictorUrl } };
+  }
   const configFile = join(o.dir, 'epp-replica.yaml');
-  writeFileSync(configFile, stringify(o.eppConfig));
+  writeFileSync(configFile, stringify(eppConfig));
   o.say(`[stack] starting the index publisher (kv-events) and ${o.replicas} endpoint-picker replicas on NATS ${natsUrl}…`);
   o.supervisor.start({
     name: 'kv-events',
@@ -106,5 +128,5 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
     replicas.push({ name, extProcPort, metricsPort });
   }
   for (const r of replicas) await waitFor(`${r.name}`, () => ready(`http://127.0.0.1:${r.metricsPort}/readyz`), 60_000);
-  return { natsUrl, publisherUrl, replicas };
+  return { natsUrl, publisherUrl, predictorUrl, replicas };
 }
