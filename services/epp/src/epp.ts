@@ -21,6 +21,8 @@ import { buildOpsServer } from './ops.js';
  */
 export class Epp {
   private stopping: Promise<void> | null = null;
+  /** The ext_proc server and gateway accept connections (readiness must not run ahead of them). */
+  private frontsListening = false;
   gateway: Gateway | null = null;
   extProc: RunningExtProc | null = null;
   private ops: FastifyInstance | null = null;
@@ -102,6 +104,7 @@ export class Epp {
       if (tokenizers) await tokenizers.warmUpServed(hub.targets.map((t) => t.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are routed on load only'));
       if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }) }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
       if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }) });
+      epp.frontsListening = true;
     } catch (err) {
       await epp.stop();
       throw err;
@@ -131,7 +134,7 @@ export class Epp {
     const candidates = this.router.registry.candidates().length;
     const ingestion = this.ingestor ? this.ingestor.ready : true;
     const replication = this.replication ? this.replication.ready() : true;
-    return { ready: this.stopping === null && ingestion && replication && candidates > 0, detail: { ingestion, replication, endpoints: this.router.registry.size, candidates } };
+    return { ready: this.stopping === null && this.frontsListening && ingestion && replication && candidates > 0, detail: { listening: this.frontsListening, ingestion, replication, endpoints: this.router.registry.size, candidates } };
   }
 
   /** Health turns NOT_SERVING, the fronts drain (half the shutdown budget), then everything stops. */

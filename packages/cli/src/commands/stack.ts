@@ -76,7 +76,7 @@ export function registerStack(program: Command): void {
     .option('--envoy-port <port>', 'an Envoy stand-in (envoy-sim) that routes through the ext_proc server', '8081')
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--latency-predictor <builtin|off|urls>', 'predicted-latency routing for requests with SLO headers: the built-in model, off, or prediction server URLs (kvix-latency-predictor, llm-d)', 'builtin')
-    .option('--replicas <n>', 'endpoint-picker replicas, active-active over NATS (above 1: a kv-events publisher, N replicas as processes, envoy-sim in front on the gateway port)', '1')
+    .option('--replicas <n>', 'endpoint-picker replicas, active-active over NATS (above 1: a kv-events publisher, N replicas as processes, envoy-sim in front on the gateway port; replica i serves metrics on --metrics-port + i, the publisher and the latency predictor on the next two ports)', '1')
     .option('--nats-url <url>', 'with --replicas: an existing NATS with JetStream (default: start nats-server on :4222)')
     .option('--dir <dir>', 'where logs and the endpoints file go', join(tmpdir(), 'kvix-stack'))
     .addOption(new Option('--log-level <level>', 'level of the log files').choices(['info', 'debug', 'warn']).default('info'));
@@ -135,6 +135,7 @@ export function registerStack(program: Command): void {
     };
     if (replicas > 1) {
       const gatewayPort = int('gateway-port', f.gatewayPort, 1, 65535);
+      const metricsBase = int('metrics-port', f.metricsPort, 1, 65533 - replicas);
       let ha: Awaited<ReturnType<typeof startReplicatedRouters>>;
       let front: Awaited<ReturnType<typeof EnvoySim.start>>;
       try {
@@ -146,9 +147,10 @@ export function registerStack(program: Command): void {
           endpointsFile,
           eppConfig: eppSettings,
           extProcBase: int('ext-proc-port', f.extProcPort, 1, 65535 - replicas),
-          metricsBase: int('metrics-port', f.metricsPort, 1, 65535 - replicas),
-          publisherPort: 9100,
-          predictorPort: predictor === 'builtin' ? 9200 : null,
+          metricsBase,
+          // After the replicas' metrics ports: nothing fixed to collide with.
+          publisherPort: metricsBase + replicas,
+          predictorPort: predictor === 'builtin' ? metricsBase + replicas + 1 : null,
           logLevel: f.logLevel,
           supervisor,
           say,
