@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePorts, waitFor } from '@kvix/test-support';
+import { freePortRange, waitFor } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
@@ -11,9 +11,11 @@ const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 
 describe('kvix sim', () => {
   it('starts several pods, lists them in an endpoints file, and stops cleanly on SIGTERM', async () => {
-    const [http, events] = await freePorts(2);
+    // Two pods on consecutive ports from each base; replay ports 50 above the event ports.
+    const http = await freePortRange(2);
+    const events = await freePortRange(52);
     const file = join(mkdtempSync(join(tmpdir(), 'kvix-sim-')), 'endpoints.yaml');
-    const child = spawn(process.execPath, [BIN, 'sim', '--pods', '2', '--base-port', String(http), '--base-event-port', String(events), '--base-replay-port', String(events! + 50), '--write-endpoints', file, '--log-level', 'warn'], { stdio: 'ignore' });
+    const child = spawn(process.execPath, [BIN, 'sim', '--pods', '2', '--base-port', String(http), '--base-event-port', String(events), '--base-replay-port', String(events + 50), '--write-endpoints', file, '--log-level', 'warn'], { stdio: 'ignore' });
     try {
       const doc = await waitFor(() => {
         try {
@@ -23,10 +25,10 @@ describe('kvix sim', () => {
         }
       }, 20_000, 'the endpoints file');
       expect(doc.endpoints).toEqual([
-        { name: 'sim-0', address: '127.0.0.1', port: http, eventPort: events, replayPort: events! + 50, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1 },
-        { name: 'sim-1', address: '127.0.0.1', port: http! + 1, eventPort: events! + 1, replayPort: events! + 51, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1 },
+        { name: 'sim-0', address: '127.0.0.1', port: http, eventPort: events, replayPort: events + 50, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1 },
+        { name: 'sim-1', address: '127.0.0.1', port: http + 1, eventPort: events + 1, replayPort: events + 51, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1 },
       ]);
-      for (const port of [http!, http! + 1]) expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+      for (const port of [http!, http + 1]) expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
     } finally {
       child.kill('SIGTERM');
     }

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePorts, spawnProcess, startNats, waitFor } from '@kvix/test-support';
+import { freePortRange, spawnProcess, startNats, waitFor } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
@@ -10,7 +10,12 @@ const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 describe('kvix stack --replicas (the local active-active setup)', () => {
   it('routes through one gateway over the replicas, survives a killed replica, restarts it from the snapshot, and stops on Ctrl-C', async () => {
     const nats = await startNats();
-    const [gateway, metrics, extProc, base, events] = await freePorts(5);
+    // Every port the stack derives from a base must be free: pods (base + i), their events
+    // (events + i, replay + 100), replicas' ext_proc and metrics, then the publisher.
+    const [gateway, base] = [await freePortRange(1), await freePortRange(2)];
+    const events = await freePortRange(102);
+    const extProc = await freePortRange(2);
+    const metrics = await freePortRange(4);
     const dir = mkdtempSync(join(tmpdir(), 'kvix-stack-ha-'));
     const proc = spawnProcess(process.execPath, [
       BIN, 'stack', '--replicas', '2', '--pods', '2', '--nats-url', nats.url, '--latency-predictor', 'off',
@@ -25,7 +30,7 @@ describe('kvix stack --replicas (the local active-active setup)', () => {
         return res.status;
       };
       for (let i = 0; i < 4; i++) expect(await ask(i)).toBe(200);
-      const replication = (await (await fetch(`http://127.0.0.1:${metrics! + 1}/debug/replication`)).json()) as { index: string; peers: number };
+      const replication = (await (await fetch(`http://127.0.0.1:${metrics + 1}/debug/replication`)).json()) as { index: string; peers: number };
       expect(replication).toMatchObject({ index: 'follow', peers: 1 });
 
       const pid = Number(/kill (\d+)\s+# kill epp-r2/.exec(proc.output())?.[1]);
@@ -33,7 +38,7 @@ describe('kvix stack --replicas (the local active-active setup)', () => {
       for (let i = 0; i < 6; i++) expect(await ask(10 + i)).toBe(200);
       await waitFor(() => proc.output().includes('epp-r2 restarted'), 30_000, 'the killed replica to be restarted');
       const back = await waitFor(async () => {
-        const r = (await (await fetch(`http://127.0.0.1:${metrics! + 1}/debug/replication`)).json()) as { follower: { ready: boolean; snapshotSeq: number | null } | null };
+        const r = (await (await fetch(`http://127.0.0.1:${metrics + 1}/debug/replication`)).json()) as { follower: { ready: boolean; snapshotSeq: number | null } | null };
         return r.follower?.ready ? r : undefined;
       }, 60_000, 'the restarted replica to catch up');
       expect(back.follower).toMatchObject({ ready: true });

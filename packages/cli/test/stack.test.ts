@@ -2,14 +2,17 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePorts, spawnProcess, waitFor } from '@kvix/test-support';
+import { freePortRange, freePorts, spawnProcess, waitFor } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 
 describe('kvix stack (npm start)', () => {
   it('runs pods, the endpoint picker and the Envoy stand-in, routes through both fronts, restarts a killed pod, and stops on Ctrl-C', async () => {
-    const [gateway, metrics, extProc, envoy, base, events] = await freePorts(6);
+    const [gateway, metrics, extProc, envoy] = await freePorts(4);
+    // Pods on base + i, their events on events + i and replay on events + 100 + i.
+    const base = await freePortRange(2);
+    const events = await freePortRange(102);
     const dir = mkdtempSync(join(tmpdir(), 'kvix-stack-'));
     const proc = spawnProcess(process.execPath, [BIN, 'stack', '--pods', '2', '--base-port', String(base), '--base-event-port', String(events), '--gateway-port', String(gateway), '--metrics-port', String(metrics), '--ext-proc-port', String(extProc), '--envoy-port', String(envoy), '--dir', dir]);
     try {

@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
 /** A TCP port free on 127.0.0.1 right now (the OS picks it; tests bind it soon after). */
 export function freePort(): Promise<number> {
@@ -12,6 +12,41 @@ export function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** Binds `port` on 127.0.0.1 (resolves the server) or rejects when it is taken. */
+function hold(port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+// Below Linux's ephemeral range (32768+): the OS never hands these out for port 0 or for outgoing
+// connections, so a range found free stays free unless another test picks the same one.
+const RANGE_LOW = 20_000;
+const RANGE_HIGH = 32_000;
+
+/**
+ * The first of `count` consecutive ports free right now, for services that derive ports from a
+ * base (pod i on base + i, replay on event port + 100). Ports from `freePort` are ephemeral: the
+ * ones after them may belong to any connection of a parallel test.
+ */
+export async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = RANGE_LOW + Math.floor(Math.random() * (RANGE_HIGH - RANGE_LOW - count));
+    const held: Server[] = [];
+    try {
+      for (let i = 0; i < count; i++) held.push(await hold(base + i));
+      return base;
+    } catch {
+      // taken: try another base
+    } finally {
+      await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+    }
+  }
+  throw new Error(`no ${count} consecutive free ports between ${RANGE_LOW} and ${RANGE_HIGH}`);
 }
 
 /** Several distinct free ports. */

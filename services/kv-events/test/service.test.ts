@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeSeq } from '@kvix/kv-events';
-import { freePorts, spawnProcess, waitFor, type ManagedProcess } from '@kvix/test-support';
+import { freePortRange, freePorts, spawnProcess, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimFleet, type EndpointsFileEntry } from '@kvix/vllm-sim';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
@@ -71,9 +71,11 @@ interface PodsView {
 
 describe('kvix-kv-events against simulated vLLM pods', () => {
   it('keeps an index equal to the pods\' own view through dropped batches, a restart, garbage and a removal', async () => {
-    const [httpPort, basePort, baseEventPort, baseReplayPort, roguePort] = await freePorts(5);
+    const [httpPort, roguePort] = await freePorts(2);
+    // Pod i listens on each base + i: three consecutive ports per base.
+    const [basePort, baseEventPort, baseReplayPort] = [await freePortRange(3), await freePortRange(3), await freePortRange(3)];
     const simConfig = resolveSimConfig({ timeScale: 100, logLevel: 'silent', pythonHashSeed: '0', numGpuBlocksOverride: 64 }, {});
-    const fleet = await SimFleet.start(simConfig, { pods: 3, basePort: basePort!, baseEventPort: baseEventPort!, baseReplayPort: baseReplayPort! }, pino({ level: 'silent' }));
+    const fleet = await SimFleet.start(simConfig, { pods: 3, basePort, baseEventPort, baseReplayPort }, pino({ level: 'silent' }));
     cleanups.push(() => fleet.stop());
     const entries = fleet.entries();
     const simUrl = (i: number): string => `http://127.0.0.1:${entries[i]!.port}`;

@@ -1,5 +1,5 @@
 import { decodeEventBatch, encodeReplayRequest, parseEventMessage, parseReplayReply, type BlockStored, type DecodedBatch, type EventMessage } from '@kvix/kv-events';
-import { freePorts, readSharedVectorJson, waitFor } from '@kvix/test-support';
+import { freePortRange, readSharedVectorJson, waitFor } from '@kvix/test-support';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -68,11 +68,7 @@ async function startPod(overrides: Record<string, unknown> = {}, kvEvents: Recor
 
 /** HTTP, event and replay base ports, each with room for dp consecutive ranks. */
 async function freePortsSpaced(dp: number): Promise<number[]> {
-  for (;;) {
-    const ports = await freePorts(3);
-    const all = ports.flatMap((p) => Array.from({ length: dp }, (_, i) => p + i));
-    if (new Set(all).size === all.length) return ports;
-  }
+  return [await freePortRange(dp), await freePortRange(dp), await freePortRange(dp)];
 }
 
 async function post(base: string, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
