@@ -106,6 +106,12 @@ describe('three active-active EPP replicas behind one gateway', () => {
     expect(new Set(answers.map((a) => a.endpoint)).size).toBe(1);
     const peerDecisions = await Promise.all(replicas.map(async (r) => Number(/^kvix_replication_speculations_received_total (\d+)/m.exec(await (await fetch(`${r.metrics}/metrics`)).text())?.[1] ?? 0)));
     expect(peerDecisions.every((n) => n > 0)).toBe(true);
+    // The pod's own events (vLLM reports KV-cache group 0) confirm the group-less speculation on
+    // every replica: speculation accuracy is measured, not every decision counted as expired.
+    await waitFor(async () => {
+      const confirmed = await Promise.all(replicas.map(async (r) => Number(/^kvix_index_speculative_confirmed_total (\d+)/m.exec(await (await fetch(`${r.metrics}/metrics`)).text())?.[1] ?? 0)));
+      return confirmed.every((n) => n > 0);
+    }, 10_000, 'speculations confirmed by the pod\'s events on every replica');
   });
 
   it('lose a replica mid-traffic without failing a request, and a fresh replica converges', async () => {

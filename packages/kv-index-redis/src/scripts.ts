@@ -148,6 +148,7 @@ for j = 1, ne do
   p = p + 4
 end
 local nr = tonumber(ARGV[p]); p = p + 1
+local NOGROUP = '"HasGroup":false,"GroupIdx":0}'
 local admitted = 0
 local confirmations = {}
 for i = 0, nr - 1 do
@@ -162,8 +163,12 @@ for i = 0, nr - 1 do
       local f, ins = parse_line(lines[li])
       if f == e.field then
         same = li
-      elseif string.sub(f, -#e.owner) == e.owner then
-        if ins ~= nil then spec_owner = spec_owner or li else real_owner = true end
+      elseif ins ~= nil then
+        -- A routing decision knows no KV-cache group while engines report one (vLLM: group 0):
+        -- a group-less speculation is confirmed by the pod's entry in any group.
+        if spec_owner == nil and (string.sub(f, -#e.owner) == e.owner or string.sub(f, -#NOGROUP) == NOGROUP) then spec_owner = li end
+      elseif e.owner == NOGROUP or string.sub(f, -#e.owner) == e.owner then
+        real_owner = true
       end
     end
     if same ~= nil then

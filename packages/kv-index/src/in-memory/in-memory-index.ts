@@ -543,6 +543,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private addCode(r: number, lo: number, hi: number, code: number, now: number, ttl: number): number {
     const speculative = isSpeculativeCode(code);
     const owner = podAndGroup(code);
+    const pod = podOf(code);
     let specNode = NONE;
     for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
       const c = this.nodeCode[node]!;
@@ -551,9 +552,13 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
         if (speculative) this.extendSpeculation(node, lo, hi, code, now + ttl);
         return 0;
       }
-      if (podAndGroup(c) === owner) {
-        if (speculative && !isSpeculativeCode(c)) return 0; // the pod really holds it already
-        if (!speculative && isSpeculativeCode(c)) specNode = node;
+      if (podOf(c) !== pod || isSpeculativeCode(c) === speculative) continue;
+      // A routing decision knows no KV-cache group, while engines report one (vLLM: group 0): a
+      // group-less speculation stands for the pod in any group.
+      if (speculative) {
+        if (!hasGroupCode(code) || podAndGroup(c) === owner) return 0; // the pod really holds it already
+      } else if (specNode === NONE && (!hasGroupCode(c) || podAndGroup(c) === owner)) {
+        specNode = node;
       }
     }
     const node = this.allocNode();
@@ -561,7 +566,6 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.nodeCode[node] = code;
     this.nodeNext[node] = this.recHead[r]!;
     this.recHead[r] = node;
-    const pod = podOf(code);
     const head = this.podHead[pod]!;
     this.nodePodPrev[node] = NONE;
     this.nodePodNext[node] = head;

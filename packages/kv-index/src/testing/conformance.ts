@@ -255,6 +255,18 @@ export function runIndexConformance(name: string, harness: ConformanceHarness): 
         expect(holders(await index.lookup(r), 0)).toEqual(['a:1/gpu', 'b:1/gpu*']);
       });
 
+      it('are confirmed by the engine\'s entry of any KV-cache group (a routing decision knows no group)', async () => {
+        // vLLM reports group_idx 0 on every store; a speculation carries no group.
+        const { index } = await make();
+        const r = range(2150, 2);
+        await index.add(null, r, [spec('a:1')]);
+        await index.add(null, r, [{ pod: 'a:1', tier: 'gpu', speculative: false, group: 0 }]);
+        expect(holders(await index.lookup(r), 0)).toEqual(['a:1/gpu#0']);
+        expect((await index.stats()).speculative).toMatchObject({ confirmed: 2, active: 0 });
+        await index.add(null, r, [spec('a:1')]);
+        expect(holders(await index.lookup(r), 1)).toEqual(['a:1/gpu#0']);
+      });
+
       it('score like the real thing until they expire', async () => {
         const { index } = await make();
         const r = range(2200, 4);
