@@ -19,8 +19,8 @@ function quantile(sorted: number[], q: number): number {
 class FollowerProcess {
   private readonly worker: Worker;
   private readonly waiters: ((msg: { type: string; report?: FollowerReport }) => void)[] = [];
-  constructor(settings: ReplicationSettingsInput) {
-    this.worker = new Worker(new URL('./follower-worker.js', import.meta.url), { workerData: settings });
+  constructor(settings: ReplicationSettingsInput, role: 'follow' | 'speculation' = 'follow') {
+    this.worker = new Worker(new URL('./follower-worker.js', import.meta.url), { workerData: { settings, role } });
     this.worker.on('message', (m: { type: string; report?: FollowerReport }) => this.waiters.shift()?.(m));
     this.worker.on('error', (err) => {
       throw err;
@@ -105,6 +105,38 @@ async function lagRun(nats: PrivateServer, blocksPerSec: number, seconds: number
   return { targetBlocksPerSec: blocksPerSec, blocksPerSec: blocks / sendSeconds, messages, lagP50Ms: quantile(lag, 0.5), lagP99Ms: quantile(lag, 0.99), lagMaxMs: lag[lag.length - 1]!, converged: report.entries === localEntries ? 1 : 0 };
 }
 
+/**
+ * Routing decisions shared between two router replicas: A records a decision (speculative entries
+ * for a 64-block prompt) at `perSec`, B (its own thread) applies it; the lag is A's add → B's add.
+ */
+async function speculationRun(nats: PrivateServer, perSec: number, seconds: number): Promise<Record<string, number>> {
+  const s = settingsFor(nats, `spec${++seq}`);
+  const a = await Replication.start(ReplicationSettingsSchema.parse({ ...s, replicaId: 'a' }), { registry: new Registry(), logger });
+  const aIndex = new InMemoryIndex({ sweepIntervalMs: 0 });
+  const scorerIndex = a.shareSpeculation(aIndex, aIndex);
+  const b = new FollowerProcess({ ...s, replicaId: 'b' }, 'speculation');
+  await b.next();
+  await new Promise((r) => setTimeout(r, 200)); // B's subscription reaches the server
+  const start = performance.now();
+  let sent = 0;
+  while (performance.now() - start < seconds * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * perSec);
+    for (; sent < due; sent++) {
+      const keys = freshKeys(64);
+      keys[0] = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
+      await scorerIndex.add(null, keys, [{ pod: podEntry(sent % PODS).pod, tier: 'gpu', speculative: true }], { ttlMs: 2000 });
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const report = await b.report();
+  await b.stop();
+  await a.close();
+  await aIndex.close();
+  const lag = report.lagMs.sort((x, y) => x - y);
+  return { decisionsPerSec: perSec, sent, received: report.messages, lagP50Ms: quantile(lag, 0.5), lagP99Ms: quantile(lag, 0.99), lagMaxMs: lag[lag.length - 1] ?? Number.NaN };
+}
+
 /** A new replica's time to ready with `blocks` indexed blocks: from a snapshot, and (the baseline) from the stream alone. */
 async function bootstrapRun(nats: PrivateServer, blocks: number): Promise<Record<string, number>> {
   const s = settingsFor(nats, `boot${++seq}`);
@@ -158,6 +190,12 @@ export async function runReplicationBenchmark({ quick }: { quick: boolean }): Pr
           `p50 ${r.lagP50Ms!.toFixed(2)} ms, p99 ${r.lagP99Ms!.toFixed(2)} ms, max ${r.lagMaxMs!.toFixed(1)} ms, converged ${r.converged === 1 ? 'yes' : 'NO'}`,
       );
     }
+    const speculation = [];
+    for (const rate of quick ? [500] : [200, 1000]) {
+      const r = await speculationRun(nats, rate, quick ? 3 : 8);
+      speculation.push(r);
+      console.log(`  a routing decision reaching a peer replica at ${rate} decisions/s (64-block prompts): p50 ${r.lagP50Ms!.toFixed(2)} ms, p99 ${r.lagP99Ms!.toFixed(2)} ms, max ${r.lagMaxMs!.toFixed(1)} ms (${r.received}/${r.sent} received)`);
+    }
     const blocks = quick ? 200_000 : 1_000_000;
     const boot = await bootstrapRun(nats, blocks);
     console.log(
@@ -165,7 +203,7 @@ export async function runReplicationBenchmark({ quick }: { quick: boolean }): Pr
         `replaying the stream alone ${boot.replayOnlyReadyMs!.toFixed(0)} ms — a lower bound: this stream holds only these stores, ` +
         `while a real one holds every store and removal of its retention window (${((blocks / boot.replayOnlyReadyMs!) * 1000 / 1e6).toFixed(2)} M blocks/s replayed; an hour at 100 k blocks/s would take ${((360e6 / (blocks / boot.replayOnlyReadyMs!)) / 1000).toFixed(0)} s)`,
     );
-    writeResult('replication', { quick, lag, bootstrap: boot });
+    writeResult('replication', { quick, lag, speculation, bootstrap: boot });
   } finally {
     await nats.dispose();
   }
