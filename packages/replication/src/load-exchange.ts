@@ -70,7 +70,13 @@ export class LoadExchange {
     this.unsubscribe?.();
     if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
-    if (!this.nc.isClosed()) this.nc.publish(this.subjects.load(this.origin), encode([this.origin, {}, true]));
+    if (!this.nc.isClosed()) {
+      try {
+        this.nc.publish(this.subjects.load(this.origin), encode([this.origin, {}, true]));
+      } catch {
+        // Peers forget this replica after peerTimeoutMs anyway.
+      }
+    }
     this.sub?.unsubscribe();
   }
 
@@ -84,7 +90,13 @@ export class LoadExchange {
 
   private publish(): void {
     if (!this.source || this.nc.isClosed()) return;
-    this.nc.publish(this.subjects.load(this.origin), encode([this.origin, Object.fromEntries(this.source.ownInFlight()), false]));
+    try {
+      this.nc.publish(this.subjects.load(this.origin), encode([this.origin, Object.fromEntries(this.source.ownInFlight()), false]));
+    } catch (err) {
+      // Runs from timers: a draining or overfull connection must not take the process down.
+      this.metrics.publishErrors.inc();
+      this.logger.debug({ err: (err as Error).message }, 'in-flight counts not shared this time');
+    }
   }
 
   private receive(data: Uint8Array): void {

@@ -26,7 +26,7 @@ export class ReplicationMetrics {
     this.connected = new Gauge({ name: 'kvix_replication_connected', help: '1 while connected to NATS', registers: r });
     this.publishedOps = new Counter({ name: 'kvix_replication_published_ops_total', help: 'Index operations published to the stream', registers: r });
     this.publishedMessages = new Counter({ name: 'kvix_replication_published_messages_total', help: 'Stream messages published (one per pod per flush)', registers: r });
-    this.publishErrors = new Counter({ name: 'kvix_replication_publish_errors_total', help: 'Publishes that failed or timed out (each is retried)', registers: r });
+    this.publishErrors = new Counter({ name: 'kvix_replication_publish_errors_total', help: 'Publishes that failed or timed out (stream publishes are retried; shared decisions and load reports are not)', registers: r });
     this.droppedOps = new Counter({ name: 'kvix_replication_dropped_ops_total', help: 'Operations dropped while NATS was away (the pod is resynced)', labelNames: ['reason'], registers: r });
     this.resyncs = new Counter({ name: 'kvix_replication_pod_resyncs_total', help: 'Pods republished whole after dropped operations', registers: r });
     this.pendingOps = new Gauge({ name: 'kvix_replication_pending_ops', help: 'Operations applied here and not yet acknowledged by the stream', registers: r });

@@ -37,8 +37,15 @@ export class SpeculationExchange {
   publish(requestKeys: BigUint64Array, entries: readonly PodEntry[], ttlMs: number | undefined): void {
     if (this.nc.isClosed()) return;
     const keys = new Uint8Array(requestKeys.buffer, requestKeys.byteOffset, requestKeys.byteLength);
-    this.nc.publish(this.subjects.speculation, encode([this.origin, keys, entries.map((e) => [e.pod, e.tier, e.group ?? -1]), ttlMs ?? 0]));
-    this.metrics.speculationsSent.inc();
+    try {
+      this.nc.publish(this.subjects.speculation, encode([this.origin, keys, entries.map((e) => [e.pod, e.tier, e.group ?? -1]), ttlMs ?? 0]));
+      this.metrics.speculationsSent.inc();
+    } catch (err) {
+      // Draining at shutdown, or the reconnect buffer is full: the decision stands locally; peers
+      // see the pod's events instead.
+      this.metrics.publishErrors.inc();
+      this.logger.debug({ err: (err as Error).message }, 'a routing decision was not shared');
+    }
   }
 
   private async receive(data: Uint8Array): Promise<void> {

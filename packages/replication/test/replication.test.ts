@@ -184,6 +184,10 @@ describe('between router replicas', () => {
     expect(view(await bIndex.lookup(keys(0, 4)))[3]).toEqual(['p:1/gpu*']);
     // It is the peer's real speculation: it expires like one.
     expect((await bIndex.stats()).speculative.active).toBe(4);
+    // A replica shutting down still records its own decisions; they just are not shared.
+    await a.close();
+    await aScorerIndex.add(null, keys(10, 2), [{ pod: 'p:1', tier: 'gpu', speculative: true }]);
+    expect(view(await aIndex.lookup(keys(10, 2)))).toEqual([['p:1/gpu*'], ['p:1/gpu*']]);
   });
 
   it('in-flight counts add up across replicas and vanish when a replica leaves', async () => {
