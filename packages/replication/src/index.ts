@@ -6,7 +6,7 @@ export { PublishingIndex, type OpSink } from './publishing-index.js';
 export { OpPublisher } from './op-publisher.js';
 export { StreamFollower, type FollowedIndex, type FollowerStatus } from './stream-follower.js';
 export { SpeculationExchange, SpeculationSharingIndex } from './speculation-exchange.js';
-export { LoadExchange, type InFlightSource } from './load-exchange.js';
+export { LoadExchange, type InFlightSource, type InFlightTokenSource } from './load-exchange.js';
 export { SnapshotStore } from './snapshot-store.js';
 export { encodeOps, decodeOps, type IndexOp } from './ops-codec.js';
 export { encodeSnapshot, decodeSnapshot, type StoredSnapshot } from './snapshot-codec.js';

@@ -11,15 +11,24 @@ export interface InFlightSource {
   setPeerInFlight(source: (id: string) => number): void;
 }
 
+/** Tokens a router has in flight per endpoint (the predicted-latency producer's tracker fits it). */
+export interface InFlightTokenSource {
+  own(): Map<string, { prefill: number; decode: number }>;
+  onChange(listener: () => void): () => void;
+  setPeerTokens(source: (id: string) => { prefill: number; decode: number }): void;
+}
+
 interface PeerLoad {
   counts: Map<string, number>;
+  tokens: Map<string, { prefill: number; decode: number }>;
   seenAt: number;
 }
 
 const HEARTBEAT_MS = 1000;
 
 /**
- * In-flight request counts between router replicas: each publishes its own counts (coalesced over
+ * In-flight load between router replicas — request counts per endpoint, and the tokens in flight
+ * when predicted-latency routing tracks them: each publishes its own (coalesced over
  * a few milliseconds after a change, and every second regardless), and adds its live peers' counts
  * to its own when scoring load. A peer that stops reporting is forgotten after `peerTimeoutMs`.
  */
@@ -28,8 +37,9 @@ export class LoadExchange {
   private readonly peers = new Map<string, PeerLoad>();
   private flushTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
-  private unsubscribe: (() => void) | null = null;
+  private readonly unsubscribes: (() => void)[] = [];
   private source: InFlightSource | null = null;
+  private tokens: InFlightTokenSource | null = null;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -40,10 +50,15 @@ export class LoadExchange {
     private readonly logger: Logger,
   ) {}
 
-  attach(source: InFlightSource): void {
+  attach(source: InFlightSource, tokens: InFlightTokenSource | null = null): void {
     this.source = source;
+    this.tokens = tokens;
     source.setPeerInFlight((id) => this.peerInFlight(id));
-    this.unsubscribe = source.onInFlightChange(() => this.schedule());
+    this.unsubscribes.push(source.onInFlightChange(() => this.schedule()));
+    if (tokens) {
+      tokens.setPeerTokens((id) => this.peerTokens(id));
+      this.unsubscribes.push(tokens.onChange(() => this.schedule()));
+    }
     this.sub = this.nc.subscribe(this.subjects.allLoad, { callback: (err, msg) => !err && this.receive(msg.data) });
     this.heartbeat = setInterval(() => {
       this.publish();
@@ -61,13 +76,29 @@ export class LoadExchange {
     return n;
   }
 
+  /** Tokens in flight to an endpoint from every live peer. */
+  peerTokens(id: string): { prefill: number; decode: number } {
+    let prefill = 0;
+    let decode = 0;
+    const alive = Date.now() - this.options.peerTimeoutMs;
+    for (const p of this.peers.values()) {
+      if (p.seenAt < alive) continue;
+      const t = p.tokens.get(id);
+      if (t) {
+        prefill += t.prefill;
+        decode += t.decode;
+      }
+    }
+    return { prefill, decode };
+  }
+
   peerCount(): number {
     return this.peers.size;
   }
 
   /** Tells the peers this replica has nothing in flight any more (on shutdown). */
   stop(): void {
-    this.unsubscribe?.();
+    for (const u of this.unsubscribes.splice(0)) u();
     if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (!this.nc.isClosed()) {
@@ -91,7 +122,8 @@ export class LoadExchange {
   private publish(): void {
     if (!this.source || this.nc.isClosed()) return;
     try {
-      this.nc.publish(this.subjects.load(this.origin), encode([this.origin, Object.fromEntries(this.source.ownInFlight()), false]));
+      const tokens = this.tokens ? Object.fromEntries([...this.tokens.own()].map(([id, t]) => [id, [t.prefill, t.decode]])) : {};
+      this.nc.publish(this.subjects.load(this.origin), encode([this.origin, Object.fromEntries(this.source.ownInFlight()), false, tokens]));
     } catch (err) {
       // Runs from timers: a draining or overfull connection must not take the process down.
       this.metrics.publishErrors.inc();
@@ -102,16 +134,22 @@ export class LoadExchange {
   private receive(data: Uint8Array): void {
     try {
       const doc = decode(data);
-      if (!Array.isArray(doc) || typeof doc[0] !== 'string' || typeof doc[1] !== 'object' || doc[1] === null) throw new Error('expected [origin, counts, leaving]');
-      const [origin, counts, leaving] = doc as [string, Record<string, unknown>, boolean];
+      if (!Array.isArray(doc) || typeof doc[0] !== 'string' || typeof doc[1] !== 'object' || doc[1] === null) throw new Error('expected [origin, counts, leaving, tokens?]');
+      const [origin, counts, leaving, rawTokens] = doc as [string, Record<string, unknown>, boolean, Record<string, unknown> | undefined];
       if (origin === this.origin) return;
       if (leaving) {
         if (this.peers.delete(origin)) this.logger.info({ peer: origin }, 'peer replica left');
       } else {
         const map = new Map<string, number>();
         for (const [k, v] of Object.entries(counts)) if (typeof v === 'number' && v > 0) map.set(k, v);
+        const tokens = new Map<string, { prefill: number; decode: number }>();
+        if (typeof rawTokens === 'object' && rawTokens !== null) {
+          for (const [k, v] of Object.entries(rawTokens)) {
+            if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number') tokens.set(k, { prefill: Math.max(0, v[0]), decode: Math.max(0, v[1]) });
+          }
+        }
         if (!this.peers.has(origin)) this.logger.info({ peer: origin }, 'peer replica joined');
-        this.peers.set(origin, { counts: map, seenAt: Date.now() });
+        this.peers.set(origin, { counts: map, tokens, seenAt: Date.now() });
       }
       this.metrics.peers.set(this.peers.size);
     } catch (err) {

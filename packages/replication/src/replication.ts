@@ -4,7 +4,7 @@ import { connect, DiscardPolicy, nanos, RetentionPolicy, StorageType, type JetSt
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ReplicationError } from './errors.js';
-import { LoadExchange, type InFlightSource } from './load-exchange.js';
+import { LoadExchange, type InFlightSource, type InFlightTokenSource } from './load-exchange.js';
 import { ReplicationMetrics } from './metrics.js';
 import { OpPublisher } from './op-publisher.js';
 import { PublishingIndex } from './publishing-index.js';
@@ -233,9 +233,10 @@ export class Replication {
     return new SpeculationSharingIndex(scorerIndex, this.speculation);
   }
 
-  shareLoad(source: InFlightSource): void {
+  /** In-flight requests (and, with predicted-latency routing, tokens) add up across replicas. */
+  shareLoad(source: InFlightSource, tokens: InFlightTokenSource | null = null): void {
     this.load = new LoadExchange(this.nc, this.subjects, this.origin, { flushMs: this.settings.loadFlushMs, peerTimeoutMs: this.settings.peerTimeoutMs }, this.metrics, this.logger.child({ part: 'load-exchange' }));
-    this.load.attach(source);
+    this.load.attach(source, tokens);
   }
 
   /** Ready once the index (if replicated) is bootstrapped; a lost connection later does not unready it. */

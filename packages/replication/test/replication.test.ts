@@ -4,7 +4,7 @@ import { connect, headers } from 'nats';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { decodeOps, encodeOps, Replication, ReplicationError, ReplicationSettingsSchema, type InFlightSource, type ReplicationSettingsInput } from '../src/index.js';
+import { decodeOps, encodeOps, Replication, ReplicationError, ReplicationSettingsSchema, type InFlightSource, type InFlightTokenSource, type ReplicationSettingsInput } from '../src/index.js';
 
 const logger = pino({ level: 'silent' });
 const gpu = (pod: string): PodEntry => ({ pod, tier: 'gpu', speculative: false });
@@ -190,7 +190,7 @@ describe('between router replicas', () => {
     expect(view(await aIndex.lookup(keys(10, 2)))).toEqual([['p:1/gpu*'], ['p:1/gpu*']]);
   });
 
-  it('in-flight counts add up across replicas and vanish when a replica leaves', async () => {
+  it('in-flight counts and tokens add up across replicas and vanish when a replica leaves', async () => {
     stream++;
     const s = settings({ loadFlushMs: 1 });
     const counts = (): InFlightSource & { own: Map<string, number>; peer: (id: string) => number; bump(id: string): void } => {
@@ -208,16 +208,35 @@ describe('between router replicas', () => {
       };
       return src;
     };
+    const tokens = (): InFlightTokenSource & { mine: Map<string, { prefill: number; decode: number }>; peer: (id: string) => { prefill: number; decode: number }; fire(): void } => {
+      const listeners: (() => void)[] = [];
+      const src = {
+        mine: new Map<string, { prefill: number; decode: number }>(),
+        own: () => new Map(src.mine),
+        peer: (_id: string) => ({ prefill: 0, decode: 0 }),
+        onChange: (l: () => void) => (listeners.push(l), () => undefined),
+        setPeerTokens: (fn: (id: string) => { prefill: number; decode: number }) => void (src.peer = fn),
+        fire: () => listeners.forEach((l) => l()),
+      };
+      return src;
+    };
     const a = await replica(s);
     const b = await replica(s);
     const aLoad = counts();
     const bLoad = counts();
-    a.shareLoad(aLoad);
-    b.shareLoad(bLoad);
+    const aTokens = tokens();
+    const bTokens = tokens();
+    a.shareLoad(aLoad, aTokens);
+    b.shareLoad(bLoad, bTokens);
     aLoad.bump('e:1');
     aLoad.bump('e:1');
     await waitFor(() => bLoad.peer('e:1') === 2, 5000, 'the peer count');
     expect(bLoad.peer('e:2')).toBe(0);
+    // With predicted-latency routing, the tokens in flight travel too.
+    aTokens.mine.set('e:1', { prefill: 3000, decode: 500 });
+    aTokens.fire();
+    await waitFor(() => bTokens.peer('e:1').prefill === 3000, 5000, 'the peer tokens');
+    expect(bTokens.peer('e:1')).toEqual({ prefill: 3000, decode: 500 });
     await a.close();
     await waitFor(() => bLoad.peer('e:1') === 0, 5000, 'the count of a replica that left');
   });

@@ -89,7 +89,7 @@ export class Epp {
       if (err instanceof SchedulerError) throw new ConfigError(err.message);
       throw err;
     }
-    if (replication && config.replication.shareLoad) replication.shareLoad(router.registry);
+    if (replication && config.replication.shareLoad) replication.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
     const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
     epp.latencyPredictor = latency.predictor;
     try {

@@ -1,5 +1,5 @@
 import { createLatencyPredictor, LatencyPredictorConfigSchema, type LatencyPredictor } from '@kvix/latency-predictor';
-import { LatencyRoutingMetrics, usesLatencyPredictor, withPredictedLatency, type EndpointPickerConfigInput, type LatencyPluginDeps } from '@kvix/scheduler';
+import { InFlightTokens, LatencyRoutingMetrics, usesLatencyPredictor, withPredictedLatency, type EndpointPickerConfigInput, type LatencyPluginDeps } from '@kvix/scheduler';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -37,7 +37,8 @@ export async function wireLatency(config: { latencyPredictor: EppLatencyPredicto
   }
   if (!usesLatencyPredictor(scheduler)) return { scheduler, predictor: null, deps: null };
   const predictor = await createLatencyPredictor(lp, { logger: logger.child({ component: 'latency-predictor' }), registry });
-  return { scheduler, predictor, deps: { predictor: () => predictor, metrics: new LatencyRoutingMetrics(registry) } };
+  // One tracker the producer fills and active-active replicas exchange (Epp passes it to replication).
+  return { scheduler, predictor, deps: { predictor: () => predictor, metrics: new LatencyRoutingMetrics(registry), inFlightTokens: new InFlightTokens() } };
 }
 
 /** GET /debug/latency-predictor: which model answers, whether it is ready, circuits and the last snapshot. */

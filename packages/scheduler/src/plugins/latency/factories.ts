@@ -1,3 +1,4 @@
+import type { InFlightTokens } from './inflight-tokens.js';
 import type { LatencyPredictor } from '@kvix/latency-predictor';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -16,6 +17,8 @@ export interface LatencyPluginDeps {
   metrics: LatencyRoutingMetrics | null;
   /** For the tier filter's exploration; Math.random by default. */
   random?: () => number;
+  /** The tokens in flight per pod the producer counts (shared with peer replicas by the service). */
+  inFlightTokens?: InFlightTokens;
 }
 
 type Parse = <T extends z.ZodType>(plugin: string, schema: T, raw: unknown) => z.output<T>;
@@ -78,7 +81,7 @@ export function latencyFactories(parse: Parse): Record<string, Factory> {
         name,
         latency.predictor(),
         { predictWithoutSlo: p.predictWithoutSlo, sloBufferFactor: p.sloBufferFactor, streamingMode: p.streamingMode, endpointRoleLabel: p.endpointRoleLabel, predictInProduce: p.predictInProduce, contextTtlMs: p.contextTTL },
-        { logger: deps.logger.child({ plugin: name }), metrics: latency.metrics },
+        { logger: deps.logger.child({ plugin: name }), metrics: latency.metrics, ...(latency.inFlightTokens ? { inFlightTokens: latency.inFlightTokens } : {}) },
       );
     },
     'latency-scorer': (name, raw) => new LatencyScorer(name, parse(name, ScorerParams, raw)),

@@ -1,3 +1,5 @@
+const NO_TOKENS = { prefill: 0, decode: 0 };
+
 /** What one dispatched request adds to its pod's load until it finishes. */
 interface Dispatch {
   pod: string;
@@ -25,6 +27,29 @@ interface PodLoad {
 export class InFlightTokens {
   private readonly requests = new Map<string, Dispatch>();
   private readonly pods = new Map<string, PodLoad>();
+  private readonly listeners = new Set<() => void>();
+  private peer: (pod: string) => { prefill: number; decode: number } = () => NO_TOKENS;
+
+  /**
+   * Tokens other router replicas have in flight, added to this router's own in what the
+   * predictor is told: each of N replicas alone sees 1/N of a pod's load.
+   */
+  setPeerTokens(source: (pod: string) => { prefill: number; decode: number }): void {
+    this.peer = source;
+  }
+
+  /** This router's own tokens per pod (what it reports to its peers). */
+  own(): Map<string, { prefill: number; decode: number }> {
+    const out = new Map<string, { prefill: number; decode: number }>();
+    for (const [pod, load] of this.pods) out.set(pod, { prefill: load.prefillTokens, decode: load.decodeTokens });
+    return out;
+  }
+
+  /** Called after every dispatch, first token and finish. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
 
   dispatch(requestId: string, pod: string, prefillTokens: number, contextTokens: number, tpotSloMs: number): void {
     this.finish(requestId);
@@ -33,6 +58,7 @@ export class InFlightTokens {
     const load = this.load(pod);
     load.prefillTokens += d.prefillTokens;
     load.requests.add(requestId);
+    this.changed();
   }
 
   /** The first token came back: its prefill is done, its context is now decoded over. */
@@ -43,6 +69,7 @@ export class InFlightTokens {
     const load = this.load(d.pod);
     load.prefillTokens -= d.prefillTokens;
     load.decodeTokens += d.contextTokens;
+    this.changed();
   }
 
   finish(requestId: string): void {
@@ -55,14 +82,17 @@ export class InFlightTokens {
     else load.prefillTokens -= d.prefillTokens;
     load.requests.delete(requestId);
     if (load.requests.size === 0) this.pods.delete(d.pod);
+    this.changed();
   }
 
+  /** Prefill tokens in flight on the pod, this router's and its peers'. */
   prefillTokens(pod: string): number {
-    return this.pods.get(pod)?.prefillTokens ?? 0;
+    return (this.pods.get(pod)?.prefillTokens ?? 0) + this.peer(pod).prefill;
   }
 
+  /** Decode (context) tokens in flight on the pod, this router's and its peers'. */
   decodeTokens(pod: string): number {
-    return this.pods.get(pod)?.decodeTokens ?? 0;
+    return (this.pods.get(pod)?.decodeTokens ?? 0) + this.peer(pod).decode;
   }
 
   requestCount(pod: string): number {
@@ -87,6 +117,10 @@ export class InFlightTokens {
 
   get size(): number {
     return this.requests.size;
+  }
+
+  private changed(): void {
+    for (const l of this.listeners) l();
   }
 
   private load(pod: string): PodLoad {

@@ -49,7 +49,7 @@ export class PredictedLatencyProducer implements ProducerPlugin, PreRequestHook,
   readonly kind = 'producer';
   readonly type = 'predicted-latency-producer';
   readonly producerStage = 10;
-  readonly inFlight = new InFlightTokens();
+  readonly inFlight: InFlightTokens;
   private readonly contexts = new Map<string, RequestContext>();
   private readonly keys = new WeakMap<SchedulingRequest, string>();
   private nextKey = 0;
@@ -60,8 +60,10 @@ export class PredictedLatencyProducer implements ProducerPlugin, PreRequestHook,
     readonly name: string,
     private readonly predictor: LatencyPredictor,
     private readonly options: PredictedLatencyOptions,
-    private readonly deps: { logger: Logger; metrics: LatencyRoutingMetrics | null },
+    private readonly deps: { logger: Logger; metrics: LatencyRoutingMetrics | null; inFlightTokens?: InFlightTokens },
   ) {
+    // Given by the service when replicas share their token load; otherwise this plugin's own.
+    this.inFlight = deps.inFlightTokens ?? new InFlightTokens();
     this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, options.contextTtlMs));
     this.sweeper.unref();
   }
