@@ -3,13 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePortRange, spawnProcess, startNats, waitFor } from '@kvix/test-support';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 
 describe('kvix stack --replicas (the local active-active setup)', () => {
   it('routes through one gateway over the replicas, survives a killed replica, restarts it from the snapshot, and stops on Ctrl-C', async () => {
     const nats = await startNats();
+    // Disposed whatever happens: a failed assertion must not leave a nats-server running.
+    onTestFinished(() => nats.dispose());
     // Every port the stack derives from a base must be free: pods (base + i), their events
     // (events + i, replay + 100), replicas' ext_proc and metrics, then the publisher.
     const [gateway, base] = [await freePortRange(1), await freePortRange(2)];
@@ -47,6 +49,5 @@ describe('kvix stack --replicas (the local active-active setup)', () => {
     }
     expect(await proc.exited).toBe(0);
     await expect(fetch(`http://127.0.0.1:${base}/health`)).rejects.toThrow();
-    await nats.dispose();
   }, 180_000);
 });
