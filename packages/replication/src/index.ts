@@ -1,5 +1,5 @@
 export { Replication, type ReplicationStatus } from './replication.js';
-export { ReplicationSettingsSchema, INDEX_REPLICATION_MODES, type IndexReplicationMode, type ReplicationSettings, type ReplicationSettingsInput } from './settings.js';
+export { ReplicationSettingsSchema, INDEX_REPLICATION_MODES, indexRole, type IndexReplicationMode, type ReplicationSettings, type ReplicationSettingsInput } from './settings.js';
 export { ReplicationError } from './errors.js';
 export { ReplicationMetrics } from './metrics.js';
 export { PublishingIndex, type OpSink } from './publishing-index.js';

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { ConfigError } from '@kvix/service-kit';
 import { z } from 'zod';
 
 /**
@@ -60,3 +61,16 @@ export const ReplicationSettingsSchema = z
 
 export type ReplicationSettings = z.output<typeof ReplicationSettingsSchema>;
 export type ReplicationSettingsInput = z.input<typeof ReplicationSettingsSchema>;
+
+/**
+ * What a process embedding an index (EPP, indexer) does with it: the effective replication mode
+ * (off without NATS), and whether it dials the pods' KV events itself — not when it follows the
+ * stream, nor when `kvEvents` is off because another process writes a shared Redis index.
+ */
+export function indexRole(settings: ReplicationSettings, backend: 'memory' | 'redis', kvEvents: boolean): { mode: IndexReplicationMode; ingests: boolean } {
+  const mode = settings.natsUrl === undefined ? 'off' : settings.index;
+  if (mode === 'follow' && backend === 'redis') {
+    throw new ConfigError('replication.index "follow" keeps an in-memory copy of a publisher\'s index, but index.backend is redis, which every replica already shares; set replication.index to off (and --no-kv-events, if another process writes the index)');
+  }
+  return { mode, ingests: mode !== 'follow' && kvEvents };
+}

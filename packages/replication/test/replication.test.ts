@@ -4,7 +4,7 @@ import { connect, headers } from 'nats';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { decodeOps, encodeOps, Replication, ReplicationError, ReplicationSettingsSchema, type InFlightSource, type InFlightTokenSource, type ReplicationSettingsInput } from '../src/index.js';
+import { decodeOps, encodeOps, indexRole, Replication, ReplicationError, ReplicationSettingsSchema, type InFlightSource, type InFlightTokenSource, type ReplicationSettingsInput } from '../src/index.js';
 
 const logger = pino({ level: 'silent' });
 const gpu = (pod: string): PodEntry => ({ pod, tier: 'gpu', speculative: false });
@@ -243,6 +243,14 @@ describe('between router replicas', () => {
 });
 
 describe('settings', () => {
+  it('decides who dials the pods: not a follower, not a replica of a shared Redis index; a follower cannot sit on Redis', () => {
+    const nats = ReplicationSettingsSchema.parse({ natsUrl: 'nats://x:4222', index: 'follow' });
+    expect(indexRole(nats, 'memory', true)).toEqual({ mode: 'follow', ingests: false });
+    expect(indexRole(ReplicationSettingsSchema.parse({ index: 'off' }), 'redis', false)).toEqual({ mode: 'off', ingests: false });
+    expect(indexRole(ReplicationSettingsSchema.parse({ natsUrl: 'nats://x:4222', index: 'publish' }), 'memory', true)).toEqual({ mode: 'publish', ingests: true });
+    expect(() => indexRole(nats, 'redis', true)).toThrow(/--no-kv-events/);
+  });
+
   it('refuses index replication without a NATS URL, with a message naming the flag', () => {
     const r = ReplicationSettingsSchema.safeParse({ index: 'follow' });
     expect(r.success).toBe(false);

@@ -1,5 +1,5 @@
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
-import { Replication } from '@kvix/replication';
+import { indexRole, Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
 import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
@@ -45,12 +45,9 @@ export class Epp {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const routerMetrics = new RouterMetrics(registry);
-    const replicationMode = config.replication.natsUrl === undefined ? 'off' : config.replication.index;
+    const { mode: replicationMode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
     if (replicationMode !== 'off' && !config.embeddedIndex) {
       throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
-    }
-    if (replicationMode === 'follow' && config.index.backend === 'redis') {
-      throw new ConfigError('replication.index "follow" keeps an in-memory copy of a publisher\'s index, but index.backend is redis, which every replica already shares; set replication.index to off (and --no-kv-events, if another process writes the index)');
     }
     // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
@@ -64,7 +61,7 @@ export class Epp {
       const scoringMetrics = new ScoringMetrics(registry);
       stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(replicationMode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
       // A follower dials no pod: the index stream carries what the publisher's ingestion applied.
-      if (replicationMode !== 'follow' && config.kvEvents) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
+      if (ingests) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
       const scorerIndex = replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
       prefixScorer = new PrefixScorer({

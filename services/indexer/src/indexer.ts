@@ -1,8 +1,7 @@
 import { InMemoryIndex } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
-import { Replication } from '@kvix/replication';
+import { indexRole, Replication } from '@kvix/replication';
 import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
-import { ConfigError } from '@kvix/service-kit';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -45,15 +44,12 @@ export class Indexer {
     const ingestMetrics = new IngestMetrics(registry);
     const scoringMetrics = new ScoringMetrics(registry);
     const apiMetrics = new ApiMetrics(registry);
-    const mode = config.replication.natsUrl === undefined ? 'off' : config.replication.index;
-    if (mode === 'follow' && config.index.backend === 'redis') {
-      throw new ConfigError('replication.index "follow" keeps an in-memory copy of a publisher\'s index, but index.backend is redis, which every replica already shares; use --no-kv-events instead');
-    }
+    const { mode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     const stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(mode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
     const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
     // A follower (or a replica of a shared Redis index) dials no pod: another process ingests.
-    const ingestor = mode !== 'follow' && config.kvEvents ? new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status }) : null;
+    const ingestor = ingests ? new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status }) : null;
     const pods = ingestor ? ingestorDirectory(ingestor) : discoveryDirectory(hub);
     const tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
     const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics, config.analytics.sketchCapacity);
