@@ -61,6 +61,10 @@ async function startPod(overrides: Record<string, unknown> = {}, kvEvents: Recor
       await post(r.http[rank]!, '/reset_prefix_cache', {});
       return r.messages.some((m) => m.batch.dataParallelRank === rank && m.batch.events.some((e) => e.type === 'AllBlocksCleared'));
     }, 10_000, 'the subscriber to connect');
+    // An earlier reset's batch may still be in flight: wait for the newest one before starting clean.
+    const state = (await (await fetch(`${r.http[rank]!}/sim/state`)).json()) as { publisher: { nextSeq: string } };
+    const last = BigInt(state.publisher.nextSeq) - 1n;
+    await waitFor(() => r.messages.some((m) => m.batch.dataParallelRank === rank && m.seq === last), 10_000, 'the last reset batch');
   }
   r.messages.length = 0;
   return r;
