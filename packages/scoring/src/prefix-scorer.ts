@@ -168,6 +168,10 @@ export class PrefixScorer {
       source = result.source;
       cached = result.cached;
     }
+    // A placeholder past the prompt's end is a client mistake (vLLM never renders one); the render
+    // client already refuses it from a server, so refuse it from a caller too.
+    const beyond = multimodal?.find((m) => m.offset + m.length > tokens.length);
+    if (beyond) throw new ScoringError('INVALID_REQUEST', `multimodal item ${JSON.stringify(beyond.identifier)} covers tokens ${beyond.offset}..${beyond.offset + beyond.length - 1}, beyond the prompt's ${tokens.length} tokens`);
     const { hasher } = this.options;
     let extras;
     try {

@@ -90,6 +90,14 @@ describe('prefix scoring', () => {
     await rejects(scorer.recordDecision({ model: MODEL, prompt: { kind: 'tokens', tokenIds: tokens(8) }, pod: 'a:1', ttlMs: -5 }), 'INVALID_REQUEST');
     await rejects(scorer.score(byTokens(tokens(8), { multimodal: [{ identifier: 'img', offset: 2, length: 0 }] })), 'INVALID_REQUEST');
   });
+
+  it('refuses a multimodal placeholder that runs past the end of the prompt', async () => {
+    const { scorer } = setup();
+    await rejects(scorer.score(byTokens(tokens(40), { multimodal: [{ identifier: 'img', offset: 30, length: 50 }] })), 'INVALID_REQUEST');
+    await rejects(scorer.recordDecision({ model: MODEL, prompt: { kind: 'tokens', tokenIds: tokens(40) }, pod: 'a:1', multimodal: [{ identifier: 'img', offset: 40, length: 1 }] }), 'INVALID_REQUEST');
+    const ok = await scorer.score(byTokens(tokens(40), { multimodal: [{ identifier: 'img', offset: 30, length: 10 }] }));
+    expect(ok.totalBlocks).toBe(10);
+  });
 });
 
 describe('cache-reuse analytics', () => {

@@ -144,6 +144,16 @@ describe('the consultant API fed by simulated vLLM pods', () => {
       const r = await post(`${api}${path}`, body);
       expect({ path, body: typeof body === 'string' ? body : JSON.stringify(body).slice(0, 80), status: r.status, code: (r.json['error'] as { code: string }).code }).toEqual({ path, body: typeof body === 'string' ? body : JSON.stringify(body).slice(0, 80), status: statusCode, code });
     }
+    // Rejections the HTTP framework makes carry the service's codes too, not the framework's.
+    const framework: [RequestInit, number, string][] = [
+      [{ headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON'],
+      [{ headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'model=m' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      [{ headers: { 'content-type': 'application/json' }, body: `"${'x'.repeat(33 * 1024 * 1024)}"` }, 413, 'BODY_TOO_LARGE'],
+    ];
+    for (const [init, statusCode, code] of framework) {
+      const res = await fetch(`${api}/v1/score`, { method: 'POST', ...init });
+      expect({ status: res.status, code: ((await res.json()) as { error: { code: string } }).error.code }).toEqual({ status: statusCode, code });
+    }
     expect((await fetch(`${api}/v1/pods/ghost:1/entries`)).status).toBe(404);
     const metrics = await (await fetch(`${api}/metrics`)).text();
     expect(metrics).not.toMatch(/kvix_indexer_requests_total\{[^}]*code="INTERNAL"/);

@@ -7,11 +7,45 @@ import { z } from 'zod';
 import { DEFAULT_LATENCY } from './engine/latency.js';
 import { parseKvEventsConfig, type KvEventsConfig } from './events/kv-events-config.js';
 
-/** A LoRA module as vLLM's --lora-modules takes it: `name=path` or JSON `{"name","path"}`. */
-const loraModule = z.union([
-  z.string().regex(/^[^=\s]+=\S+$/, 'expected name=path').transform((s) => ({ name: s.split('=')[0]!, path: s.slice(s.indexOf('=') + 1) })),
-  z.object({ name: z.string().min(1), path: z.string().min(1) }),
-]);
+const loraModuleObject = z
+  .object({ name: z.string().min(1), path: z.string().min(1), base_model_name: z.string().min(1).nullish(), is_3d_lora_weight: z.boolean().optional() })
+  .strict();
+
+export interface LoraModuleConfig {
+  name: string;
+  path: string;
+  /** vLLM's `base_model_name`; null: the first served model name. */
+  baseModelName: string | null;
+}
+
+/**
+ * A LoRA module as vLLM's --lora-modules takes it: `name=path` when the item has a `=` and no
+ * comma, otherwise a JSON object `{"name", "path", "base_model_name"?}` (vLLM's rule, so the same
+ * command line works on both). A YAML config file may give the object directly.
+ */
+const loraModule = z.unknown().transform((value, ctx): LoraModuleConfig => {
+  let raw = value;
+  if (typeof value === 'string') {
+    if (value.includes('=') && !value.includes(',')) {
+      const parts = value.split('=');
+      if (parts.length === 2 && /^\S+$/.test(parts[0]!) && /^\S+$/.test(parts[1]!)) return { name: parts[0]!, path: parts[1]!, baseModelName: null };
+      ctx.addIssue({ code: 'custom', message: `expected name=path, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    try {
+      raw = JSON.parse(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `expected name=path or a JSON object {"name","path","base_model_name"?}, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+  }
+  const parsed = loraModuleObject.safeParse(raw);
+  if (!parsed.success) {
+    ctx.addIssue({ code: 'custom', message: `invalid LoRA module: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'module'}: ${i.message}`).join('; ')}` });
+    return z.NEVER;
+  }
+  return { name: parsed.data.name, path: parsed.data.path, baseModelName: parsed.data.base_model_name ?? null };
+});
 
 const positiveInt = z.coerce.number().int().positive();
 
@@ -150,7 +184,7 @@ export function addSimOptions(cmd: Command): Command {
     .addOption(new Option('--kv-offload <mode>', 'CPU tier: none, offloading-connector ("CPU", no tokens) or lmcache ("cpu" chunks)').choices(['none', 'offloading-connector', 'lmcache']).default('none'))
     .option('--num-cpu-blocks <n>', 'CPU tier size in blocks (default: 2 x GPU blocks when offloading)')
     .option('--lmcache-chunk-size <tokens>', 'LMCache chunk size', '256')
-    .option('--lora-modules <modules...>', 'LoRA adapters as name=path')
+    .option('--lora-modules <modules...>', 'LoRA adapters as name=path or JSON {"name","path","base_model_name"}')
     .option('--max-loras <n>', 'LoRA adapters active at once (reported in vllm:lora_requests_info)', '4')
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--default-max-tokens <n>', 'completion length of chat requests without max_tokens', '64')

@@ -34,6 +34,18 @@ describe('simulator configuration', () => {
     expect(effectiveHashSeed({ pythonHashSeed: '42', prefixCachingHashAlgo: 'xxhash' })).toBe('42');
   });
 
+  it('takes --lora-modules in both of vLLM\'s syntaxes: name=path, or JSON with an optional base model', () => {
+    const c = resolveSimConfig({ loraModules: ['sql-lora=/adapters/sql', '{"name": "chat-lora", "path": "/adapters/chat", "base_model_name": "Qwen/Qwen3-0.6B"}'] }, {});
+    expect(c.loraModules).toEqual([
+      { name: 'sql-lora', path: '/adapters/sql', baseModelName: null },
+      { name: 'chat-lora', path: '/adapters/chat', baseModelName: 'Qwen/Qwen3-0.6B' },
+    ]);
+    expect(resolveSimConfig({ loraModules: [{ name: 'a', path: '/a' }] }, {}).loraModules).toEqual([{ name: 'a', path: '/a', baseModelName: null }]);
+    expect(() => resolveSimConfig({ loraModules: ['{"name": "x"'] }, {})).toThrow(/loraModules/);
+    expect(() => resolveSimConfig({ loraModules: ['{"name": "x", "path": "/x", "rank": 8}'] }, {})).toThrow(/rank/);
+    expect(() => resolveSimConfig({ loraModules: ['a=b=c'] }, {})).toThrow(/name=path/);
+  });
+
   it('binds or connects by vLLM\'s rule and offsets ports by data-parallel rank', () => {
     expect(isBindEndpoint('tcp://*:5557')).toBe(true);
     expect(isBindEndpoint('tcp://10.0.0.9:5557')).toBe(false);

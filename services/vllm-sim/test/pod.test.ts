@@ -188,6 +188,27 @@ describe('vllm-sim over real sockets', () => {
     expect(chunks.at(-1)!.usage!.completion_tokens).toBe(5);
   });
 
+  it('puts running usage on every streamed chunk when continuous_usage_stats is asked for, as vLLM does', async () => {
+    const r = await startPod();
+    const res = await fetch(`${r.http[0]!}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'hello', max_tokens: 3, stream: true, stream_options: { include_usage: true, continuous_usage_stats: true } }),
+    });
+    const lines = (await res.text()).split('\n\n').filter(Boolean);
+    expect(lines.at(-1)).toBe('data: [DONE]');
+    const chunks = lines.slice(0, -1).map((l) => JSON.parse(l.slice(6)) as { choices: unknown[]; usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number; prompt_tokens_details?: unknown } });
+    expect(chunks.every((c) => c.usage !== undefined)).toBe(true);
+    const tokenChunks = chunks.filter((c) => c.choices.length > 0);
+    expect(tokenChunks.slice(0, 3).map((c) => c.usage!.completion_tokens)).toEqual([1, 2, 3]);
+    expect(tokenChunks[0]!.usage).toEqual({ prompt_tokens: 1, total_tokens: 2, completion_tokens: 1 });
+    expect(chunks.at(-1)!.usage).toMatchObject({ completion_tokens: 3, prompt_tokens_details: { cached_tokens: 0 } });
+    // Without it, only the final chunk carries usage.
+    const plain = await fetch(`${r.http[0]!}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'hello', max_tokens: 3, stream: true, stream_options: { include_usage: true } }) });
+    const plainChunks = (await plain.text()).split('\n\n').filter((l) => l && l !== 'data: [DONE]').map((l) => JSON.parse(l.slice(6)) as { usage?: unknown });
+    expect(plainChunks.filter((c) => c.usage !== undefined)).toHaveLength(1);
+  });
+
   it('gives each data-parallel rank its own endpoint, event port and rank in every batch', async () => {
     const r = await startPod({ dataParallelSize: 2 });
     await post(r.http[1]!, '/v1/completions', { prompt, max_tokens: 1 });
@@ -238,12 +259,16 @@ describe('vllm-sim over real sockets', () => {
   });
 
   it('lists LoRA adapters as models and tags their events with the adapter', async () => {
-    const r = await startPod({ loraModules: ['sql-lora=/adapters/sql'] });
-    const models = (await (await fetch(`${r.http[0]!}/v1/models`)).json()) as { data: { id: string; parent: string | null }[] };
-    expect(models.data.map((m) => [m.id, m.parent])).toEqual([
-      ['Qwen/Qwen3-0.6B', null],
-      ['sql-lora', 'Qwen/Qwen3-0.6B'],
+    const r = await startPod({ loraModules: ['sql-lora=/adapters/sql', '{"name": "chat-lora", "path": "/adapters/chat", "base_model_name": "Qwen/Qwen3-0.6B"}'] });
+    const models = (await (await fetch(`${r.http[0]!}/v1/models`)).json()) as { data: { id: string; root: string; parent: string | null; max_model_len: number | null; permission: { object: string }[] }[] };
+    expect(models.data.map((m) => [m.id, m.root, m.parent])).toEqual([
+      ['Qwen/Qwen3-0.6B', 'Qwen/Qwen3-0.6B', null],
+      ['sql-lora', '/adapters/sql', 'Qwen/Qwen3-0.6B'],
+      ['chat-lora', '/adapters/chat', 'Qwen/Qwen3-0.6B'],
     ]);
+    // vLLM's cards: adapters have no max_model_len; every card lists one model_permission.
+    expect(models.data.map((m) => m.max_model_len)).toEqual([expect.any(Number), null, null]);
+    expect(models.data.every((m) => m.permission.length === 1 && m.permission[0]!.object === 'model_permission')).toBe(true);
     await post(r.http[0]!, '/v1/completions', { model: 'sql-lora', prompt, max_tokens: 1, cache_salt: 'tenant-a' });
     const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored');
     expect(ev.loraName).toBe('sql-lora');
@@ -261,6 +286,12 @@ describe('vllm-sim over real sockets', () => {
     const { json: chatTok } = await post(r.http[0]!, '/tokenize', { messages: [{ role: 'user', content: 'hi' }] });
     expect(chat.json['token_ids']).toEqual(chatTok['tokens']);
     expect(chat.json['cache_salt']).toBe('s');
+    // vLLM's GenerateRequest, key for key, with its request id prefixes.
+    const keys = ['request_id', 'token_ids', 'features', 'sampling_params', 'model', 'stream', 'stream_options', 'cache_salt', 'priority', 'kv_transfer_params'];
+    expect(Object.keys(chat.json)).toEqual(keys);
+    expect(Object.keys(rendered[0]!)).toEqual(keys);
+    expect(chat.json['request_id']).toMatch(/^chatcmpl-[0-9a-f]{32}$/);
+    expect((rendered[0] as unknown as { request_id: string }).request_id).toMatch(/^cmpl-[0-9a-f]{32}$/);
   });
 
   it('exposes vLLM\'s metric names', async () => {

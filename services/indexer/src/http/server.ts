@@ -29,6 +29,14 @@ export interface HttpContext {
 const DumpQuery = z.object({ offset: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(10_000).default(100) }).strict();
 const AnalyticsQuery = z.object({ top: z.coerce.number().int().min(1).max(1000).optional() }).strict();
 
+/** Fastify's own rejections under the service's stable codes (its FST_* codes are not an API). */
+const FRAMEWORK_CODES: Readonly<Record<string, string>> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
 /** The JSON API (snake_case, like the OpenAI and vLLM APIs it sits beside), metrics and probes. */
 export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 32 * 1024 * 1024 });
@@ -36,8 +44,9 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     // Fastify's own rejections (unparsable JSON, body too large, wrong content type) keep their status.
     if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 && !('validation' in err)) {
-      ctx.apiMetrics.rejected('http', req.routeOptions.url ?? req.url, err.code ?? 'BAD_REQUEST');
-      return reply.code(err.statusCode).send({ error: { code: err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'INVALID_JSON' : (err.code ?? 'BAD_REQUEST'), message: err.message } });
+      const code = err instanceof SyntaxError ? 'INVALID_JSON' : (FRAMEWORK_CODES[err.code ?? ''] ?? 'INVALID_REQUEST');
+      ctx.apiMetrics.rejected('http', req.routeOptions.url ?? req.url, code);
+      return reply.code(err.statusCode).send({ error: { code, message: err.message } });
     }
     const c = classify(err);
     if (!c.clientError) ctx.logger.error({ route: req.routeOptions.url, err: c.message }, 'HTTP request failed');

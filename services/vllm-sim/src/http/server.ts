@@ -11,6 +11,8 @@ import { ChatRequest, CompletionRequest, DetokenizeRequest, HttpError, TokenizeC
 export interface LoraModule {
   name: string;
   path: string;
+  /** The base model it adapts (vLLM's `base_model_name`); null: the first served name. */
+  baseModelName: string | null;
   /** vLLM's integer adapter id (1-based, in the order given). */
   id: number;
 }
@@ -51,6 +53,26 @@ interface Resolved {
 
 const created = (): number => Math.floor(Date.now() / 1000);
 
+/** vLLM's ModelCard, with the one default ModelPermission it always lists. */
+function modelCard(id: string, root: string, parent: string | null, maxModelLen: number | null): Record<string, unknown> {
+  const now = created();
+  const permission = {
+    id: `modelperm-${randomUUID().replaceAll('-', '')}`,
+    object: 'model_permission',
+    created: now,
+    allow_create_engine: false,
+    allow_sampling: true,
+    allow_logprobs: true,
+    allow_search_indices: false,
+    allow_view: true,
+    allow_fine_tuning: false,
+    organization: '*',
+    group: null,
+    is_blocking: false,
+  };
+  return { id, object: 'model', created: now, owned_by: 'vllm', root, parent, max_model_len: maxModelLen, permission: [permission] };
+}
+
 export function buildServer(ctx: RankContext): FastifyInstance {
   const app = Fastify({ bodyLimit: 64 * 1024 * 1024, logger: false });
 
@@ -89,11 +111,13 @@ export function buildServer(ctx: RankContext): FastifyInstance {
 
   app.get('/health', async (_req, reply) => reply.code(200).send());
 
+  // vLLM's model cards: adapters carry no max_model_len, and name their base model as parent only
+  // when it is one the server serves.
   app.get('/v1/models', async () => ({
     object: 'list',
     data: [
-      ...ctx.servedModelNames.map((id) => ({ id, object: 'model', created: created(), owned_by: 'vllm', root: ctx.modelRoot, parent: null, max_model_len: ctx.maxModelLen })),
-      ...ctx.loras.map((l) => ({ id: l.name, object: 'model', created: created(), owned_by: 'vllm', root: l.path, parent: ctx.servedModelNames[0], max_model_len: ctx.maxModelLen })),
+      ...ctx.servedModelNames.map((id) => modelCard(id, ctx.modelRoot, null, ctx.maxModelLen)),
+      ...ctx.loras.map((l) => modelCard(l.name, l.path, l.baseModelName !== null && ctx.servedModelNames.includes(l.baseModelName) ? l.baseModelName : ctx.servedModelNames[0]!, null)),
     ],
   }));
 
@@ -135,14 +159,15 @@ export function buildServer(ctx: RankContext): FastifyInstance {
   app.post('/v1/completions/render', async (req) => {
     const body = parseBody(CompletionRequest, req.body);
     const model = resolveModel(body.model);
-    return completionPrompts(body).map((tokens) => renderResult(tokens, model.model, body.cache_salt ?? null, body.max_tokens ?? 16));
+    return completionPrompts(body).map((tokens) => renderResult('cmpl', tokens, model.model, body, body.max_tokens ?? 16));
   });
 
   app.post('/v1/chat/completions/render', async (req) => {
     const body = parseBody(ChatRequest, req.body);
     const model = resolveModel(body.model);
     const tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], chatOptions(body));
-    return renderResult(tokens, model.model, body.cache_salt ?? null, body.max_completion_tokens ?? body.max_tokens ?? ctx.defaultMaxTokens);
+    // Render generates nothing, so vLLM's own default applies: whatever the context has left.
+    return renderResult('chatcmpl', tokens, model.model, body, body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - tokens.length));
   });
 
   app.post('/v1/completions', async (req, reply) => {
@@ -156,7 +181,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     const salt = body.cache_salt ?? null;
     if (body.stream) {
       if (prompts.length > 1) throw new HttpError(400, 'the simulator streams one prompt per request', 'prompt');
-      return streamGeneration(reply, id, prompts[0]!, maxTokens, model, salt, 'completion', body.stream_options?.include_usage === true);
+      return streamGeneration(reply, id, prompts[0]!, maxTokens, model, salt, 'completion', usageMode(body.stream_options));
     }
     const results = await Promise.all(prompts.map((p, i) => generate(`${id}-${i}`, p, maxTokens, model, salt, reply.raw)));
     const total = results.reduce((acc, r) => ({ p: acc.p + r.result.promptTokens, c: acc.c + r.result.completionTokens, k: acc.k + r.result.cachedTokens }), { p: 0, c: 0, k: 0 });
@@ -182,7 +207,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     checkLength(tokens.length, maxTokens);
     const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
     const salt = body.cache_salt ?? null;
-    if (body.stream) return streamGeneration(reply, id, tokens, maxTokens, model, salt, 'chat', body.stream_options?.include_usage === true);
+    if (body.stream) return streamGeneration(reply, id, tokens, maxTokens, model, salt, 'chat', usageMode(body.stream_options));
     const { text, result } = await generate(id, tokens, maxTokens, model, salt, reply.raw);
     return {
       id,
@@ -255,16 +280,26 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     return ctx.engine().cachedPrefix(Uint32Array.from(body.tokens as number[]), model.loraName, model.loraId, body.cache_salt ?? null);
   });
 
-  function renderResult(tokens: number[], model: string, cacheSalt: string | null, maxTokens: number): Record<string, unknown> {
+  /** vLLM's GenerateRequest, every key present as its model_dump() writes them. */
+  function renderResult(
+    idPrefix: 'cmpl' | 'chatcmpl',
+    tokens: number[],
+    model: string,
+    body: { cache_salt?: string | null; stream?: boolean | null; stream_options?: Record<string, unknown> | null; priority?: unknown },
+    maxTokens: number,
+  ): Record<string, unknown> {
+    const stream = body.stream === true;
     return {
-      request_id: randomUUID(),
+      request_id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`,
       token_ids: tokens,
       features: null,
       sampling_params: { max_tokens: maxTokens },
       model,
-      stream: false,
-      cache_salt: cacheSalt,
-      priority: 0,
+      stream,
+      stream_options: stream ? (body.stream_options ?? null) : null,
+      cache_salt: body.cache_salt ?? null,
+      priority: Number.isInteger(body.priority) ? body.priority : 0,
+      kv_transfer_params: null,
     };
   }
 
@@ -311,15 +346,18 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     model: Resolved,
     cacheSalt: string | null,
     kind: 'completion' | 'chat',
-    includeUsage: boolean,
+    usageIn: StreamUsage,
   ): void {
     reply.hijack();
     const res: ServerResponse = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
     const ts = created();
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    let generated = 0;
+    // continuous_usage_stats: vLLM puts the running totals (without details) on every chunk.
     const send = (choices: unknown[], extra: Record<string, unknown> = {}): void => {
-      res.write(`data: ${JSON.stringify({ id, object, created: ts, model: model.model, choices, ...extra })}\n\n`);
+      const running = usageIn === 'continuous' ? { usage: { prompt_tokens: tokens.length, total_tokens: tokens.length + generated, completion_tokens: generated } } : {};
+      res.write(`data: ${JSON.stringify({ id, object, created: ts, model: model.model, choices, ...running, ...extra })}\n\n`);
     };
     const engine = ctx.engine();
     let finished = false;
@@ -336,6 +374,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
       cacheSalt,
       onFirstToken: () => undefined,
       onToken: (t) => {
+        generated++;
         const text = ctx.tokenizer.decode([t]);
         if (kind === 'chat') send([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]);
         else send([{ index: 0, text, logprobs: null, finish_reason: null, stop_reason: null }]);
@@ -346,7 +385,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
         if (result.finishReason !== 'abort') {
           if (kind === 'chat') send([{ index: 0, delta: { content: '' }, logprobs: null, finish_reason: result.finishReason, stop_reason: null }]);
           else send([{ index: 0, text: '', logprobs: null, finish_reason: result.finishReason, stop_reason: null }]);
-          if (includeUsage) send([], { usage: usage(result.promptTokens, result.completionTokens, result.cachedTokens) });
+          if (usageIn !== 'none') send([], { usage: usage(result.promptTokens, result.completionTokens, result.cachedTokens) });
           res.write('data: [DONE]\n\n');
         }
         res.end();
@@ -355,6 +394,14 @@ export function buildServer(ctx: RankContext): FastifyInstance {
   }
 
   return app;
+}
+
+/** What `stream_options` asks for: no usage, a final usage chunk, or usage on every chunk too. */
+type StreamUsage = 'none' | 'final' | 'continuous';
+
+function usageMode(options: { include_usage?: boolean | undefined; continuous_usage_stats?: boolean | undefined } | null | undefined): StreamUsage {
+  if (options?.include_usage !== true) return 'none';
+  return options.continuous_usage_stats === true ? 'continuous' : 'final';
 }
 
 function chatOptions(body: { add_generation_prompt?: boolean | null; continue_final_message?: boolean | null; tools?: unknown[] | null; chat_template?: string | null; chat_template_kwargs?: Record<string, unknown> | null }): {
