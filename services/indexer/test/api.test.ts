@@ -115,6 +115,8 @@ describe('the consultant API fed by simulated vLLM pods', () => {
     client.close();
     const llmd = new (loadLlmdIndexer().indexer.v1.IndexerService)(grpcTarget, credentials.createInsecure());
     expect(await code(call((cb) => llmd.GetPodScores({ prompt: 'hi', modelName: '' }, cb)))).toBe('INVALID_ARGUMENT');
+    // As llm-d answers it: an empty prompt holds no block anywhere.
+    expect(await call<GetPodScoresResponse__Output>((cb) => llmd.GetPodScores({ prompt: '', modelName: MODEL }, cb))).toEqual({ scores: [] });
     llmd.close();
     // Bytes that are not a protobuf message at all.
     const raw = new Client(grpcTarget, credentials.createInsecure());

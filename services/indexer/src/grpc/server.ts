@@ -82,6 +82,8 @@ export async function startGrpcServer(ctx: GrpcContext, options: GrpcOptions): P
 
 async function getPodScores(ctx: GrpcContext, req: GetPodScoresRequest__Output): Promise<GetPodScoresResponse> {
   if (req.modelName === '') throw new ScoringError('INVALID_REQUEST', 'model_name is required');
+  // llm-d answers an empty prompt with no scores (it makes no block), and its clients expect that.
+  if (req.prompt === '') return { scores: [] };
   const outcome = await ctx.scorer.score({
     model: req.modelName,
     prompt: { kind: 'completion', prompt: req.prompt },
