@@ -43,6 +43,21 @@ describe('vLLM engine block hashes', () => {
     expect(tail.digests.map(hex)).toEqual(whole.digests.slice(2).map(hex));
   });
 
+  // Expected digests from CPython 3.11: hashlib.sha256 / xxhash.xxh3_128_digest over pickle.dumps(..., protocol=5).
+  it('hashes a block whose pickle passes 64 KiB as CPython does, over several pickle frames', () => {
+    const tokens = Array.from({ length: 9359 }, (_, i) => 2 ** 31 + i);
+    const sha = new EngineHasher({ algorithm: 'sha256', pythonHashSeed: '0', blockSize: tokens.length });
+    expect(hex(sha.hashBlocks(tokens).digests[0]!)).toBe('cff7e03507bd259b1e7e59afc26bd68e2e13c34fcb9d7e6c13451b90ecda3f94');
+    const xx = new EngineHasher({ algorithm: 'xxhash', pythonHashSeed: '0', blockSize: tokens.length });
+    expect(hex(xx.hashBlocks(tokens).digests[0]!)).toBe('e3d92efcb679896dbbf9b071be677f4d');
+  });
+
+  it('hashes a cache salt of 64 KiB or more as CPython does, outside any pickle frame', () => {
+    const hasher = new EngineHasher({ algorithm: 'sha256', pythonHashSeed: '0', blockSize: 4 });
+    const digest = hasher.hashBlocks([1, 2, 3, 4], { cacheSalt: 's'.repeat(70000) }).digests[0]!;
+    expect(hex(digest)).toBe('ebc9207f8a7e9dee9b733a339f4e102d6a807ae96a9040fabf84f246df3e3e72');
+  });
+
   it('makes NONE_HASH random when PYTHONHASHSEED is unset, so two processes disagree', () => {
     const a = new EngineHasher({ algorithm: 'sha256', pythonHashSeed: null, blockSize: 16 });
     const b = new EngineHasher({ algorithm: 'sha256', pythonHashSeed: null, blockSize: 16 });

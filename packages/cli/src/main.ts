@@ -29,8 +29,12 @@ try {
   if (err instanceof CommanderError) {
     // --help and --version exit 0; unknown options or commands are bad input.
     process.exitCode = err.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
-  } else if (err instanceof UsageError || err instanceof BlockKeysError) {
+  } else if (err instanceof UsageError) {
     process.stderr.write(`${oneLine(err.message)}\n`);
+    process.exitCode = EXIT_BAD_INPUT;
+  } else if (err instanceof BlockKeysError) {
+    // The library does not know which command asked; UsageErrors already name it.
+    process.stderr.write(`${process.argv[2] ?? 'kvix'}: ${oneLine(err.message)}\n`);
     process.exitCode = EXIT_BAD_INPUT;
   } else {
     process.stderr.write(`kvix: internal error: ${oneLine(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);

@@ -63,6 +63,8 @@ describe('kvix keys (JSON contract)', () => {
     badInput(kvix(['keys'], '{"tokens":[1]}'), /model/);
     badInput(kvix(['keys'], '[1,2'), /not valid JSON/);
     badInput(kvix(['keys'], ''), /empty/);
+    // A mistake only the hashing library can see still names the command.
+    badInput(kvix(['engine-hash'], '{"algorithm":"sha256","seed":"0","tokens":[1,2],"blockSize":2,"loraIntId":3}'), /^engine-hash: sha256 keys LoRA adapters by name/);
   });
 
   it('offers flags for humans, with --json for the same document', () => {
@@ -72,6 +74,12 @@ describe('kvix keys (JSON contract)', () => {
     expect(json(kvix(['keys', '--tokens', '1,2,3,4', '--block-size', '4', '--model', 'm', '--json']))).toEqual(
       json(kvix(['keys'], '{"tokens":[1,2,3,4],"blockSize":4,"model":"m"}')),
     );
+  });
+
+  it('refuses a stray comma in --tokens instead of keying a token 0', () => {
+    badInput(kvix(['keys', '--tokens', '1,2,3,', '--block-size', '2', '--model', 'm', '--json']), /tokens\.3/);
+    badInput(kvix(['keys', '--tokens', '1,,2,3', '--block-size', '2', '--model', 'm']), /tokens\.1/);
+    badInput(kvix(['engine-hash', '--tokens', '1,2,0x3,4', '--block-size', '2', '--seed', '0']), /tokens\.2/);
   });
 });
 
@@ -83,6 +91,13 @@ describe('kvix engine-hash (JSON contract)', () => {
       expect(out.digests).toEqual(c.blocks.map((b) => b.digest_hex));
       expect(out.blockHashes).toEqual(c.blocks.map((b) => BigInt(`0x${b.wire_int_hex}`).toString()));
     }
+  });
+
+  it('hashes an engine block whose pickle spans several frames like CPython', () => {
+    // sha256(pickle.dumps((NONE_HASH, tuple(tokens), None), protocol=5)) under CPython 3.11, PYTHONHASHSEED=0
+    const tokens = Array.from({ length: 9359 }, (_, i) => 2 ** 31 + i);
+    const out = json(kvix(['engine-hash'], JSON.stringify({ algorithm: 'sha256', seed: '0', blockSize: tokens.length, tokens }))) as { digests: string[] };
+    expect(out.digests).toEqual(['cff7e03507bd259b1e7e59afc26bd68e2e13c34fcb9d7e6c13451b90ecda3f94']);
   });
 
   it('rejects an unknown algorithm and a LoRA id where a name is needed', () => {
@@ -140,6 +155,8 @@ describe('kvix decode (JSON contract)', () => {
     badInput(kvix(['decode'], 'zz'), /hex/);
     badInput(kvix(['decode'], 'a5'), /not a|NOT_A_BATCH/);
     badInput(kvix(['decode', '--file', '/nonexistent/payload.bin']), /ENOENT/);
+    // [1.0, [["BlockRemoved", <array32 claiming 2^32-1 hashes>]]]: truncated, not an internal error
+    badInput(kvix(['decode'], '93cb3ff0000000000000 91 92 ac426c6f636b52656d6f766564 ddffffffff'.replace(/ /g, '')), /TRUNCATED/);
   });
 });
 

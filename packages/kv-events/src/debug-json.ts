@@ -8,7 +8,7 @@ export function msgpackToJson(v: MsgpackValue): JsonValue {
   if (typeof v === 'bigint') return v.toString();
   if (v instanceof Uint8Array) return { bytes_hex: Buffer.from(v).toString('hex') };
   if (Array.isArray(v)) return v.map(msgpackToJson);
-  const out: { [key: string]: JsonValue } = {};
+  const out = Object.create(null) as { [key: string]: JsonValue };
   for (const [k, item] of Object.entries(v)) out[k] = msgpackToJson(item);
   return out;
 }

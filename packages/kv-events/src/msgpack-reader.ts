@@ -158,13 +158,25 @@ export class MsgpackReader {
     }
     if (b === 0xdc) {
       this.pos++;
-      return this.u16();
+      return this.plausibleCount(this.u16(), 1);
     }
     if (b === 0xdd) {
       this.pos++;
-      return this.u32();
+      return this.plausibleCount(this.u32(), 1);
     }
     return -1;
+  }
+
+  /**
+   * Every element takes at least one byte (a map entry two), so a count beyond what is left is a
+   * truncated payload. Checked here, before callers size typed arrays by it: a forged 32-bit count
+   * would otherwise ask for gigabytes and fail as a RangeError instead of a typed error.
+   */
+  private plausibleCount(n: number, bytesPerElement: number): number {
+    if (n * bytesPerElement > this.buf.length - this.pos) {
+      throw new EventDecodeError('TRUNCATED', `a container claims ${n} elements but only ${this.buf.length - this.pos} bytes remain`, this.pos);
+    }
+    return n;
   }
 
   /** Map entry count if a map is next (consuming its head), else -1 without consuming. */
@@ -176,11 +188,11 @@ export class MsgpackReader {
     }
     if (b === 0xde) {
       this.pos++;
-      return this.u16();
+      return this.plausibleCount(this.u16(), 2);
     }
     if (b === 0xdf) {
       this.pos++;
-      return this.u32();
+      return this.plausibleCount(this.u32(), 2);
     }
     return -1;
   }
@@ -617,7 +629,8 @@ export class MsgpackReader {
     }
     const mapLen = this.tryMapHead();
     if (mapLen >= 0) {
-      const out: { [key: string]: MsgpackValue } = {};
+      // No prototype: a key named "__proto__" stays an ordinary entry instead of vanishing.
+      const out = Object.create(null) as { [key: string]: MsgpackValue };
       for (let i = 0; i < mapLen; i++) {
         const k = this.value(depth + 1);
         const key = typeof k === 'string' ? k : typeof k === 'bigint' || typeof k === 'number' ? String(k) : JSON.stringify(k);

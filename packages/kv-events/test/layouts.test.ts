@@ -1,6 +1,6 @@
 import { encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
-import { decodeEventBatch, encodeEventBatch, tierOfMedium, type BlockStored } from '../src/index.js';
+import { batchToDebugJson, decodeEventBatch, encodeEventBatch, tierOfMedium, type BlockStored } from '../src/index.js';
 
 const pack = (v: unknown): Uint8Array => encode(v, { useBigInt64: true });
 
@@ -100,6 +100,13 @@ describe('batches and events in every layout', () => {
       expect(again.encoding?.layout).toBe(layout);
       expect({ ...again, encoding: undefined }).toEqual({ ...original, encoding: undefined });
     }
+  });
+
+  it('keeps a map entry named "__proto__" inside extra_keys in the debug view', () => {
+    const odd = JSON.parse('{"__proto__":{"x":1},"a":2}') as unknown;
+    const batch = decodeEventBatch(pack([1, [['BlockStored', [1n], null, [], 0, null, null, null, [[odd]]]], null]));
+    const shown = JSON.parse(JSON.stringify(batchToDebugJson(batch))) as { events: { extraKeys: unknown }[] };
+    expect(JSON.stringify(shown.events[0]!.extraKeys)).toBe('[[{"__proto__":{"x":1},"a":2}]]');
   });
 
   it('lower-cases a medium into a tier, nil meaning gpu', () => {

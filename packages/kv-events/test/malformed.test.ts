@@ -66,6 +66,18 @@ describe('a payload that is not a batch is a typed error', () => {
     }
   });
 
+  it('reports a forged 32-bit element count as TRUNCATED instead of trying to allocate it', () => {
+    const head = [0x93, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x91];
+    const forged = [0xdd, 0xff, 0xff, 0xff, 0xff];
+    // hashes, token ids, the events list and a map event, each claiming 2^32-1 elements
+    const removed = [0x92, 0xac, ...new TextEncoder().encode('BlockRemoved'), ...forged];
+    const stored = [0x97, 0xab, ...new TextEncoder().encode('BlockStored'), 0x91, 0x01, 0xc0, ...forged];
+    expect(codeOf(() => decodeEventBatch(new Uint8Array([...head, ...removed])))).toBe('TRUNCATED');
+    expect(codeOf(() => decodeEventBatch(new Uint8Array([...head, ...stored])))).toBe('TRUNCATED');
+    expect(codeOf(() => decodeEventBatch(new Uint8Array([...head.slice(0, -1), ...forged])))).toBe('TRUNCATED');
+    expect(codeOf(() => decodeEventBatch(new Uint8Array([...head, 0xdf, 0x7f, 0xff, 0xff, 0xff])))).toBe('TRUNCATED');
+  });
+
   it('throws nothing but EventDecodeError on random bytes', () => {
     let seed = 12345;
     const rand = (): number => {

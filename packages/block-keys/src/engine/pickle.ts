@@ -5,6 +5,10 @@ import type { PyValue } from '../cbor.js';
  * `pickle.dumps(value, protocol=5)` as CPython writes it, for the values vLLM hashes: None, int,
  * str, bytes and (nested) tuples. Memo references (BINGET) are never emitted because vLLM's hash
  * inputs are freshly built tuples; each str/bytes/tuple still gets its MEMOIZE opcode.
+ *
+ * Framing follows CPython's C pickler, since the frame headers are part of the hashed bytes: a
+ * frame is closed at the start of the first save() that finds it at 64 KiB or more, a str/bytes
+ * payload of 64 KiB or more is written outside any frame, and a frame under 4 bytes gets no header.
  */
 
 const PROTO = 0x80;
@@ -25,36 +29,63 @@ const TUPLE = 0x74;
 const TUPLE1 = 0x85;
 const MEMOIZE = 0x94;
 
-/** CPython starts a new frame past 64 KiB; hash inputs stay far below it, so larger ones are refused. */
+/** CPython's _pickle.c constants. */
 const FRAME_SIZE_TARGET = 64 * 1024;
+const FRAME_SIZE_MIN = 4;
+const FRAME_HEADER_SIZE = 9;
 
 export class PickleWriter {
   private readonly body = new ByteWriter(1024);
-  private readonly out = new ByteWriter(1024);
+  /** Where the open frame's header goes, or -1 when no frame is open. */
+  private frameStart = -1;
 
   /** The pickle of `value`; the returned view is valid until the next call. */
   dumps(value: PyValue): Uint8Array {
-    const body = this.body;
-    body.reset();
+    const w = this.body;
+    w.reset();
+    this.frameStart = -1;
+    w.u8(PROTO);
+    w.u8(5);
     this.save(value);
-    body.u8(STOP);
-    if (body.pos >= FRAME_SIZE_TARGET) {
-      throw new RangeError(`pickle payload of ${body.pos} bytes would span several frames; not supported`);
+    this.openFrame();
+    w.u8(STOP);
+    this.commitFrame();
+    return w.buf.subarray(0, w.pos);
+  }
+
+  /** Opens a frame (its header is filled in on commit) unless one is open. */
+  private openFrame(): void {
+    if (this.frameStart >= 0) return;
+    const w = this.body;
+    this.frameStart = w.pos;
+    w.reserve(FRAME_HEADER_SIZE);
+    w.pos += FRAME_HEADER_SIZE;
+  }
+
+  private commitFrame(): void {
+    const start = this.frameStart;
+    if (start < 0) return;
+    const w = this.body;
+    const length = w.pos - start - FRAME_HEADER_SIZE;
+    if (length >= FRAME_SIZE_MIN) {
+      w.buf[start] = FRAME;
+      w.buf.fill(0, start + 1, start + FRAME_HEADER_SIZE);
+      w.buf[start + 1] = length & 0xff;
+      w.buf[start + 2] = (length >>> 8) & 0xff;
+      w.buf[start + 3] = (length >>> 16) & 0xff;
+      w.buf[start + 4] = length >>> 24;
+    } else {
+      w.buf.copyWithin(start, start + FRAME_HEADER_SIZE, w.pos);
+      w.pos -= FRAME_HEADER_SIZE;
     }
-    const out = this.out;
-    out.reset();
-    out.reserve(11 + body.pos);
-    out.u8(PROTO);
-    out.u8(5);
-    out.u8(FRAME);
-    writeUint32LE(out, body.pos);
-    writeUint32LE(out, 0);
-    out.raw(body.buf.subarray(0, body.pos));
-    return out.buf.subarray(0, out.pos);
+    this.frameStart = -1;
   }
 
   private save(v: PyValue): void {
     const w = this.body;
+    if (this.frameStart >= 0 && w.pos - this.frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) this.commitFrame();
+    // A large str/bytes opens its own frame after its unframed payload.
+    if (!(typeof v === 'string' || v instanceof Uint8Array)) this.openFrame();
     if (v === null) {
       w.u8(NONE);
     } else if (typeof v === 'number' || typeof v === 'bigint') {
@@ -71,6 +102,8 @@ export class PickleWriter {
   /** str and bytes: a 1-byte length below 256, else a 4-byte one; then MEMOIZE. */
   private saveSized(shortOpcode: number, longOpcode: number, bytes: Uint8Array): void {
     const w = this.body;
+    if (bytes.length >= FRAME_SIZE_TARGET) this.commitFrame();
+    else this.openFrame();
     if (bytes.length < 0x100) {
       w.u8(shortOpcode);
       w.u8(bytes.length);
@@ -79,6 +112,7 @@ export class PickleWriter {
       writeUint32LE(w, bytes.length);
     }
     w.raw(bytes);
+    this.openFrame();
     w.u8(MEMOIZE);
   }
 

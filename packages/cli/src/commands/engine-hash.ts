@@ -2,7 +2,7 @@ import { ENGINE_HASH_ALGORITHMS, EngineHasher, type EngineHashAlgorithm } from '
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { readJsonInput, validate, writeJson } from '../io.js';
-import { blockSize, placeholder, tokenList } from '../schemas.js';
+import { blockSize, placeholder, tokenFlag, tokenList } from '../schemas.js';
 
 const EngineHashInput = z.object({
   algorithm: z.enum(ENGINE_HASH_ALGORITHMS as [EngineHashAlgorithm, ...EngineHashAlgorithm[]]).default('sha256'),
@@ -57,7 +57,7 @@ export function registerEngineHash(program: Command): void {
     )
     .option('--tokens <ids>', 'comma-separated token ids (switches to flag mode)')
     .option('--algorithm <name>', `--prefix-caching-hash-algo: ${ENGINE_HASH_ALGORITHMS.join(' | ')}`, 'sha256')
-    .option('--seed <PYTHONHASHSEED>', 'the engine PYTHONHASHSEED (omit: unset, so NONE_HASH is random)')
+    .option('--seed <PYTHONHASHSEED>', 'the engine PYTHONHASHSEED (omit: unset, so NONE_HASH is random; newer vLLM with it unset hashes as if it were "vllm-none-hash" for the sha256 algorithms)')
     .option('--block-size <n>', 'engine block size', '16')
     .option('--lora-name <name>', 'LoRA adapter name')
     .option('--lora-int-id <n>', 'LoRA integer id (sha256_cbor_64bit only)')
@@ -74,7 +74,7 @@ export function registerEngineHash(program: Command): void {
           algorithm: flags.algorithm,
           seed: flags.seed ?? null,
           blockSize: Number(flags.blockSize),
-          tokens: flags.tokens.trim() === '' ? [] : flags.tokens.split(',').map((t) => Number(t.trim())),
+          tokens: tokenFlag(flags.tokens),
           loraName: flags.loraName ?? null,
           loraIntId: flags.loraIntId === undefined ? null : Number(flags.loraIntId),
           cacheSalt: flags.cacheSalt ?? null,

@@ -2,7 +2,7 @@ import { RequestKeyHasher, REQUEST_KEY_ALGORITHMS, type BlockExtras } from '@kvi
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { UsageError, readJsonInput, validate, writeJson } from '../io.js';
-import { blockSize, tokenList, u64String } from '../schemas.js';
+import { blockSize, tokenFlag, tokenList, u64String } from '../schemas.js';
 
 /** A block's extras: identifier strings (legacy [identifier, offset] pairs are accepted too). */
 const blockExtras = z
@@ -86,7 +86,7 @@ export function registerKeys(program: Command): void {
         writeJson(computeKeys(validate(KeysInput, await readJsonInput('keys'), 'keys')));
         return;
       }
-      const tokens = flags.tokens.trim() === '' ? [] : flags.tokens.split(',').map((t) => Number(t.trim()));
+      const tokens = tokenFlag(flags.tokens);
       const input = validate(
         KeysInput,
         {
