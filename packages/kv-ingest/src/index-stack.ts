@@ -112,6 +112,7 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
           ...(options.logger ? { logger: options.logger } : {}),
         })
       : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer: metrics.indexObserver() });
+  metrics.watchIndexSize(backend);
   const applier = new EventApplier(options.applierIndex ? options.applierIndex(backend) : backend, { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
   const weights = tierWeights(settings.tierWeights);
   const status: BackendStatus =

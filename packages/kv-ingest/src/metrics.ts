@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { ApplierObserver, IndexObserver, RemoveSkipReason, StoreSkipReason } from '@kvix/kv-index';
+import type { ApplierObserver, IndexObserver, KvBlockIndex, RemoveSkipReason, StoreSkipReason } from '@kvix/kv-index';
 import type { BackendHealthObserver } from '@kvix/kv-index-redis';
 import { REPLAY_OUTCOMES, REPLAY_REASONS, type ReplayOutcome, type ReplayReason } from './stream/pod-stream.js';
 
@@ -49,6 +49,11 @@ export class IngestMetrics {
   readonly podQueueDepth: Gauge<'pod'>;
   readonly topicMismatches: Counter<'pod'>;
   readonly batchesApplied: Counter<'pod'>;
+  // Index size, read from the index when scraped (not tracked per operation on the hot path).
+  readonly indexSize: Gauge;
+  readonly indexBytes: Gauge;
+  readonly podEntries: Gauge<'pod' | 'kind'>;
+  private sizeSource: KvBlockIndex | null = null;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -83,6 +88,56 @@ export class IngestMetrics {
     this.podQueueDepth = new Gauge({ name: 'kvix_ingest_queue_depth', help: 'Batches waiting, per pod.', labelNames: ['pod'], registers });
     this.topicMismatches = new Counter({ name: 'kvix_ingest_topic_mismatches_total', help: 'Messages whose topic names another pod than the endpoint they came from.', labelNames: ['pod'], registers });
     this.batchesApplied = new Counter({ name: 'kvix_ingest_batches_applied_total', help: 'Event batches applied, per pod.', labelNames: ['pod'], registers });
+    // prom-client awaits an async collect() on scrape; an unreachable backend leaves the last values.
+    this.indexSize = new Gauge({
+      name: 'llm_d_epp_prefix_indexer_size',
+      help: '(block, pod) entries in the prefix index.',
+      registers,
+      collect: async () => {
+        const stats = await this.readSize((index) => index.stats());
+        if (stats) this.indexSize.set(stats.entries);
+      },
+    });
+    this.indexBytes = new Gauge({
+      name: 'kvix_index_bytes_in_use',
+      help: 'Bytes of index structures in use, what the byte capacity is measured against (0 for Redis: see its INFO memory).',
+      registers,
+      collect: async () => {
+        const stats = await this.readSize((index) => index.stats());
+        if (stats) this.indexBytes.set(stats.bytesInUse);
+      },
+    });
+    this.podEntries = new Gauge({
+      name: 'kvix_index_pod_entries',
+      help: 'Entries the index holds per pod: kind="confirmed" from KV events, kind="speculative" from routing decisions not yet confirmed.',
+      labelNames: ['pod', 'kind'],
+      registers,
+      collect: async () => {
+        const counts = await this.readSize((index) => index.podCounts());
+        if (!counts) return;
+        // Rebuilt on every scrape, so a cleared or removed pod's series disappear.
+        this.podEntries.reset();
+        for (const c of counts) {
+          this.podEntries.set({ pod: c.pod, kind: 'confirmed' }, c.entries - c.speculative);
+          this.podEntries.set({ pod: c.pod, kind: 'speculative' }, c.speculative);
+        }
+      },
+    });
+  }
+
+  /** The index whose size the size gauges report when scraped. */
+  watchIndexSize(index: KvBlockIndex): void {
+    this.sizeSource = index;
+  }
+
+  private async readSize<T>(read: (index: KvBlockIndex) => Promise<T>): Promise<T | null> {
+    if (!this.sizeSource) return null;
+    try {
+      return await read(this.sizeSource);
+    } catch {
+      // Backend errors are already counted and logged by the backend's health hooks.
+      return null;
+    }
   }
 
   /** Observer hooks for the event applier. */
