@@ -51,6 +51,10 @@ interface PodRuntime {
   mismatchLogged: boolean;
   /** A disconnect was seen since the last connection: the next connection is a reconnection. */
   disconnectedSince: boolean;
+  /** Centralized mode: introduced by its own topic, not by discovery. */
+  fromTopic: boolean;
+  /** Fires once the pod has been quiet for tailCheckMs (see PodStream.requestTailCheck). */
+  quietTimer: NodeJS.Timeout | null;
 }
 
 /** After a sink failure (an index backend down), a pod waits this long before retrying. */
@@ -142,6 +146,8 @@ export class Ingestor {
   private reconciling: Promise<void> = Promise.resolve();
   /** Pods whose last drain failed: their failure was logged once, their recovery will be. */
   private readonly failing = new Set<string>();
+  /** `<pod>/<kind>` of bad input already logged (the first of each kind per pod is; the rest are counted). */
+  private readonly badInputLogged = new Set<string>();
 
   constructor(private readonly options: IngestorOptions) {
     const { config } = options;
@@ -214,6 +220,7 @@ export class Ingestor {
     await this.reconciling;
     this.central?.close();
     for (const pod of this.pods.values()) {
+      if (pod.quietTimer) clearTimeout(pod.quietTimer);
       pod.subscriber?.close();
       pod.stream.close();
     }
@@ -258,13 +265,16 @@ export class Ingestor {
     for (const targets of this.snapshots.values()) for (const t of targets) if (!desired.has(t.id)) desired.set(t.id, t);
     for (const [id, runtime] of this.pods) {
       const next = desired.get(id);
+      // A pod that introduced itself by its topic was never discovery's to remove: it stays until
+      // discovery lists it (then it is re-added with discovery's endpoints, replay included).
+      if (next === undefined && runtime.fromTopic) continue;
       if (next === undefined || !sameTarget(next, runtime.target)) await this.removePod(id, next === undefined ? 'removed from discovery' : 'changed');
     }
     for (const [id, target] of desired) if (!this.pods.has(id)) await this.addPod(target);
     this.options.metrics.activeSubscribers.set(this.pods.size);
   }
 
-  private async addPod(target: PodTarget): Promise<void> {
+  private async addPod(target: PodTarget, fromTopic = false): Promise<void> {
     const c = this.options.config;
     const lane = this.lanes[laneOf(target.id, this.lanes.length)]!;
     const replay = target.replayEndpoint === null ? null : new ZmqReplayClient(target.replayEndpoint, { idleTimeoutMs: c.replayIdleTimeoutMs, totalTimeoutMs: c.replayTotalTimeoutMs });
@@ -282,7 +292,7 @@ export class Ingestor {
       this.streamObserver(),
       this.logger.child({ pod: target.id }),
     );
-    const runtime: PodRuntime = { target, stream, subscriber: null, lane, connected: false, reconnections: 0, topicMismatches: 0, malformed: 0, mismatchLogged: false, disconnectedSince: false };
+    const runtime: PodRuntime = { target, stream, subscriber: null, lane, connected: false, reconnections: 0, topicMismatches: 0, malformed: 0, mismatchLogged: false, disconnectedSince: false, fromTopic, quietTimer: null };
     this.pods.set(target.id, runtime);
     if (target.eventEndpoint !== null && c.mode === 'per-pod') {
       runtime.subscriber = new EventSubscriber(target.eventEndpoint, 'connect', this.subscriberOptions(), {
@@ -319,10 +329,13 @@ export class Ingestor {
     const runtime = this.pods.get(id);
     if (runtime === undefined) return;
     this.pods.delete(id);
+    if (runtime.quietTimer) clearTimeout(runtime.quietTimer);
     runtime.subscriber?.close();
     runtime.stream.close();
     const entries = await this.options.applier.removePod(id);
     this.options.metrics.forgetPod(id);
+    this.badInputLogged.delete(`${id}/frames`);
+    this.badInputLogged.delete(`${id}/decode`);
     this.logger.info({ pod: id, why, entriesDropped: entries }, 'pod removed');
   }
 
@@ -343,6 +356,23 @@ export class Ingestor {
     }
     runtime.stream.push(message);
     runtime.lane.schedule(runtime.stream);
+    this.armTailCheck(runtime);
+  }
+
+  /** (Re)starts the pod's quiet timer: a tail check follows its last batch by tailCheckMs. */
+  private armTailCheck(runtime: PodRuntime): void {
+    const ms = this.options.config.tailCheckMs;
+    if (ms === 0 || runtime.target.replayEndpoint === null) return;
+    if (runtime.quietTimer !== null) {
+      runtime.quietTimer.refresh();
+      return;
+    }
+    runtime.quietTimer = setTimeout(() => {
+      runtime.quietTimer = null;
+      runtime.stream.requestTailCheck();
+      runtime.lane.schedule(runtime.stream);
+    }, ms);
+    runtime.quietTimer.unref();
   }
 
   private onCentralMessage(message: IncomingBatch): void {
@@ -360,20 +390,31 @@ export class Ingestor {
       // A pod discovery does not know yet: index it from its topic, without replay.
       const [address, port] = splitHostPort(topic.podId);
       const target: PodTarget = { id: topic.podId, name: topic.podId, address, port, rank: 0, eventEndpoint: null, replayEndpoint: null, model: topic.model ?? this.options.config.defaultModel };
-      void this.addPod(target);
+      void this.addPod(target, true);
       runtime = this.pods.get(topic.podId)!;
       this.options.metrics.activeSubscribers.set(this.pods.size);
     }
     this.options.metrics.messagesReceived.inc({ pod: topic.podId });
     runtime.stream.push(message);
     runtime.lane.schedule(runtime.stream);
+    this.armTailCheck(runtime);
   }
 
   private onMalformed(runtime: PodRuntime | null, err: EventDecodeError): void {
     const pod = runtime?.target.id ?? 'unknown';
     if (runtime) runtime.malformed++;
     this.options.metrics.zmqErrors.inc({ pod, operation: 'frames' });
-    this.logger.debug({ pod, err: err.message }, 'malformed event message dropped');
+    this.logBadInput(pod, 'frames', 'malformed event message dropped; later ones are only counted', err);
+  }
+
+  private logBadInput(pod: string, kind: 'frames' | 'decode', msg: string, err: EventDecodeError): void {
+    const key = `${pod}/${kind}`;
+    if (this.badInputLogged.has(key)) {
+      this.logger.debug({ pod, code: err.code, err: err.message }, msg);
+      return;
+    }
+    this.badInputLogged.add(key);
+    this.logger.warn({ pod, code: err.code, err: err.message }, msg);
   }
 
   private sinkFor(target: PodTarget): StreamSink {
@@ -403,7 +444,10 @@ export class Ingestor {
       reset: (pod: string) => m.resets.inc({ pod }),
       overflow: (pod: string) => m.overflows.inc({ pod }),
       replay: (pod: string, reason: Parameters<IngestMetrics['replay']>[1], outcome: Parameters<IngestMetrics['replay']>[2]) => m.replay(pod, reason, outcome),
-      decodeError: (pod: string) => m.zmqErrors.inc({ pod, operation: 'decode' }),
+      decodeError: (pod: string, err: EventDecodeError) => {
+        m.zmqErrors.inc({ pod, operation: 'decode' });
+        this.logBadInput(pod, 'decode', 'undecodable event batch skipped; later ones are only counted', err);
+      },
       lost: (pod: string, batches: bigint) => m.lost.inc({ pod }, Number(batches)),
     };
   }
@@ -449,7 +493,6 @@ export class Ingestor {
   }
 }
 
-/** Label changes (a pod starting to drain) do not make a target another subscription. */
 /** The discovery sources an ingestion configuration describes (static pods, an endpoints file). */
 export function createDiscoverySources(c: IngestConfig, logger: Logger): DiscoverySource[] {
   const defaults = { eventPort: c.defaultEventPort, replayPort: c.defaultReplayPort, model: c.defaultModel };
@@ -462,6 +505,7 @@ export function createDiscoverySources(c: IngestConfig, logger: Logger): Discove
   return sources;
 }
 
+/** Label changes (a pod starting to drain) do not make a target another subscription. */
 function sameTarget(a: PodTarget, b: PodTarget): boolean {
   return a.eventEndpoint === b.eventEndpoint && a.replayEndpoint === b.replayEndpoint && a.model === b.model && a.name === b.name;
 }

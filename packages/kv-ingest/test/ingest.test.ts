@@ -11,7 +11,7 @@ import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Publisher } from 'zeromq';
-import { IngestMetrics, Ingestor, parseIngestConfig, type IngestConfigInput } from '../src/index.js';
+import { IngestMetrics, Ingestor, parseIngestConfig, type DiscoverySource, type IngestConfigInput, type PodTarget } from '../src/index.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const silent = pino({ level: 'silent' });
@@ -67,13 +67,33 @@ function writeEndpoints(file: string, sims: Sim[], extra: Record<string, unknown
   renameSync(`${file}.tmp`, file);
 }
 
-async function startIngestion(config: IngestConfigInput) {
+/** A discovery source the test feeds snapshots to (a Kubernetes watcher would do the same). */
+class ScriptedDiscovery implements DiscoverySource {
+  readonly name = 'scripted';
+  private onSnapshot: ((targets: readonly PodTarget[]) => void) | null = null;
+  async start(onSnapshot: (targets: readonly PodTarget[]) => void): Promise<void> {
+    this.onSnapshot = onSnapshot;
+    onSnapshot([]);
+  }
+  async stop(): Promise<void> {}
+  report(targets: readonly PodTarget[]): void {
+    this.onSnapshot?.(targets);
+  }
+}
+
+async function startIngestion(config: IngestConfigInput, discovery?: DiscoverySource[], logger = silent) {
   const index = new InMemoryIndex({ sweepIntervalMs: 0 });
   const hasher = new RequestKeyHasher({ blockSize: 16 });
   const registry = new Registry();
   const metrics = new IngestMetrics(registry);
   const applier = new EventApplier(index, { hasher, observer: metrics.applierObserver() });
-  const ingestor = new Ingestor({ config: parseIngestConfig({ replayIdleTimeoutMs: 1000, replayCooldownMs: 1000, readinessTimeoutMs: 5000, endpointsPollIntervalMs: 200, ...config }), applier, metrics, logger: silent });
+  const ingestor = new Ingestor({
+    config: parseIngestConfig({ replayIdleTimeoutMs: 1000, replayCooldownMs: 1000, readinessTimeoutMs: 5000, endpointsPollIntervalMs: 200, ...config }),
+    applier,
+    metrics,
+    logger,
+    ...(discovery ? { discovery } : {}),
+  });
   await ingestor.start();
   cleanups.push(() => ingestor.stop());
   return { index, hasher, ingestor, registry };
@@ -158,6 +178,23 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
     expect(replays.reduce((a, v) => a + v.value, 0)).toBeGreaterThan(0);
   });
 
+  it('recovers the batches lost at the end of a burst once the pod goes quiet', async () => {
+    const sims = await startSims(1);
+    const { index, hasher, ingestor, registry } = await startIngestion({ endpointsFile: endpointsFile(sims), tailCheckMs: 200 });
+    await ingestor.whenReady();
+    const work = prompts(4);
+    await traffic(sims, work.slice(0, 2));
+    await caughtUp(sims, ingestor);
+    // The burst's last batches never reach the consumer, and the pod publishes nothing after them.
+    await fault(sims[0]!, { dropEventsFraction: 1 });
+    await traffic(sims, work.slice(2));
+    await fault(sims[0]!, { dropEventsFraction: 0 });
+    await caughtUp(sims, ingestor);
+    await expectIndexMatchesPods(sims, index, hasher, work);
+    const tail = (await registry.getSingleMetric('kvix_ingest_replays_total')!.get()).values.filter((v) => v.labels['reason'] === 'tail');
+    expect(tail.reduce((a, v) => a + v.value, 0)).toBeGreaterThan(0);
+  });
+
   it('clears and rebuilds a pod whose engine restarted', async () => {
     const sims = await startSims(2);
     const { index, hasher, ingestor } = await startIngestion({ endpointsFile: endpointsFile(sims) });
@@ -207,7 +244,9 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
     await rogue.bind(`tcp://127.0.0.1:${roguePort}`);
     cleanups.push(() => rogue.close());
     const rogueEntry = { name: 'rogue', address: '127.0.0.1', port: 9, eventPort: roguePort, model: MODEL };
-    const { index, registry, ingestor } = await startIngestion({ endpointsFile: endpointsFile(sims, [rogueEntry]), topicPrefix: '' });
+    const lines: { level: number; pod?: string; msg: string }[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as { level: number; pod?: string; msg: string }) });
+    const { index, registry, ingestor } = await startIngestion({ endpointsFile: endpointsFile(sims, [rogueEntry]), topicPrefix: '' }, undefined, logger);
     await ingestor.whenReady();
     const topic = Buffer.from('kv@127.0.0.1:9@Qwen/Qwen3-0.6B');
     const valid = (seq: bigint): Buffer[] => [
@@ -234,6 +273,10 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
     const byOperation = Object.fromEntries(errors.map((v) => [v.labels['operation'], v.value]));
     expect(byOperation['frames']).toBeGreaterThan(0);
     expect(byOperation['decode']).toBeGreaterThan(0);
+    // Logged once per pod and kind, with the reason; every later one is only counted.
+    const warned = lines.filter((l) => l.level === 40 && l.pod === '127.0.0.1:9').map((l) => l.msg);
+    expect(warned.filter((m) => m.startsWith('malformed event message'))).toHaveLength(1);
+    expect(warned.filter((m) => m.startsWith('undecodable event batch'))).toHaveLength(1);
     // The real pod next door is unaffected.
     await traffic(sims, prompts(2));
     await caughtUp(sims, ingestor);
@@ -253,5 +296,25 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
     await waitFor(async () => (await index.podCounts()).some((c) => c.pod === sims[0]!.id && c.entries > 0), 5000, 'entries under the topic\'s pod');
     const keys = hasher.keys(work[0]!.map((t) => t + 1), MODEL);
     expect(scoreLookup(await index.lookup(keys), keys.length)[0]?.pod).toBe(sims[0]!.id);
+  });
+
+  it('in centralized mode, keeps a pod known only from its topic when discovery changes', async () => {
+    const [bindPort] = await freePorts(1);
+    const discovery = new ScriptedDiscovery();
+    const { index, ingestor } = await startIngestion({ mode: 'centralized', centralizedEndpoint: `tcp://127.0.0.1:${bindPort}` }, [discovery]);
+    const sims = await startSims(1, { kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://127.0.0.1:${bindPort}` } });
+    const entriesOf = async (pod: string): Promise<number> => (await index.podCounts()).find((c) => c.pod === pod)?.entries ?? 0;
+    await waitFor(async () => {
+      await traffic(sims, prompts(4));
+      return (await entriesOf(sims[0]!.id)) > 0;
+    }, 10_000, 'centralized events');
+    await caughtUp(sims, ingestor);
+    const held = await entriesOf(sims[0]!.id);
+    // Another pod appears in discovery; the pod discovery never listed is still publishing to us.
+    const other: PodTarget = { id: '10.0.0.1:8000', name: 'other', address: '10.0.0.1', port: 8000, rank: 0, eventEndpoint: null, replayEndpoint: null, model: MODEL };
+    discovery.report([other]);
+    await waitFor(() => ingestor.hasPod(other.id), 5000, 'the discovered pod');
+    expect(ingestor.hasPod(sims[0]!.id)).toBe(true);
+    expect(await entriesOf(sims[0]!.id)).toBe(held);
   });
 });

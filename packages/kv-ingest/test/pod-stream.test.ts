@@ -110,6 +110,41 @@ describe('a pod\'s event stream', () => {
     expect(t.replays).toEqual(['gap:complete']);
   });
 
+  it('recovers batches lost at the end of a burst once the pod goes quiet, and drops their late live copies', async () => {
+    const buffer = new Buffer();
+    const t = setup({ replay: buffer });
+    buffer.publish(0, 1, 2, 3, 4);
+    await t.feed(0, 1, 2); // 3 and 4 lost on the way; nothing later reveals the gap
+    t.stream.requestTailCheck();
+    await t.stream.drain();
+    expect(t.applied).toEqual([0, 1, 2, 3, 4]);
+    expect(buffer.fetches).toEqual([3n]);
+    expect(t.replays).toEqual(['tail:complete']);
+    // Copies of 3 and 4 still on the way are duplicates, not an engine restart.
+    await t.feed(3, 4);
+    expect(t.counts).toMatchObject({ resets: 0, duplicates: 2 });
+    expect(t.clears).toEqual([]);
+    buffer.publish(5);
+    await t.feed(5);
+    expect(t.applied).toEqual([0, 1, 2, 3, 4, 5]);
+    // A restart is still a restart.
+    buffer.published = [0];
+    await t.feed(0);
+    expect(t.clears).toEqual(['reset']);
+  });
+
+  it('leaves a quiet pod alone when its replay buffer holds nothing newer', async () => {
+    const buffer = new Buffer();
+    const t = setup({ replay: buffer });
+    buffer.publish(0, 1);
+    await t.feed(0, 1);
+    t.stream.requestTailCheck();
+    await t.stream.drain();
+    expect(t.applied).toEqual([0, 1]);
+    expect(t.replays).toEqual([]);
+    expect(t.counts.gaps).toBe(0);
+  });
+
   it('replays from 0 when its first message is not seq 0 (joined a running engine)', async () => {
     const buffer = new Buffer();
     buffer.publish(0, 1, 2, 3);
@@ -216,7 +251,20 @@ describe('a pod\'s event stream', () => {
     await t.feed(4, 5);
     expect(t.clears).toEqual(['overflow']);
     expect(t.applied).toEqual([4, 5]);
-    expect(t.counts.lost).toBe(4n);
+    // 1–3 were dropped; 0 was applied before the clear, not lost on the way.
+    expect(t.counts.lost).toBe(3n);
+  });
+
+  it('counts each batch lost to repeated overflows once, however far the sequence has got', async () => {
+    const t = setup({ replay: null, maxQueue: 2 });
+    for (let s = 0; s < 1000; s++) await t.feed(s);
+    for (const s of [1000, 1001, 1002]) t.stream.push(message(s)); // overflow: 3 dropped
+    await t.feed(1003);
+    for (const s of [1004, 1005, 1006]) t.stream.push(message(s)); // again: 3 dropped
+    await t.feed(1008); // and 1007 never arrived
+    expect(t.clears).toEqual(['overflow', 'overflow']);
+    expect(t.applied).toEqual([1008]);
+    expect(t.counts.lost).toBe(7n);
   });
 
   it('rebuilds the pod from a replay when the applier meets an unknown parent, if the buffer covers it', async () => {

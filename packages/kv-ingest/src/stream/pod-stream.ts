@@ -23,7 +23,7 @@ export interface StreamSink {
   clear(reason: 'reset' | 'overflow' | 'rebuild'): Promise<void>;
 }
 
-export const REPLAY_REASONS = ['startup', 'gap', 'reset', 'overflow', 'unknown_parent', 'reconnect', 'index_reset'] as const;
+export const REPLAY_REASONS = ['startup', 'gap', 'tail', 'reset', 'overflow', 'unknown_parent', 'reconnect', 'index_reset'] as const;
 export const REPLAY_OUTCOMES = ['complete', 'partial', 'failed', 'skipped'] as const;
 export type ReplayReason = (typeof REPLAY_REASONS)[number];
 export type ReplayOutcome = (typeof REPLAY_OUTCOMES)[number];
@@ -73,9 +73,19 @@ export interface StreamState {
   lastError: string | null;
 }
 
+const OVERFLOW_LOG_INTERVAL_MS = 10_000;
+
+interface Queued {
+  message: IncomingBatch;
+  /** Arrival order: tells a batch superseded by a replay from an engine that restarted. */
+  arrival: number;
+}
+
 /**
  * One pod's event stream, applied strictly in sequence order:
  * - a gap (seq > last + 1) replays from last + 1; a first message with seq > 0 replays from 0;
+ * - once the pod goes quiet (requestTailCheck), its replay buffer is asked for anything after the
+ *   last applied seq: a batch lost at the end of a burst has no later seq to reveal it;
  * - a lower seq means the engine restarted: the pod is cleared and replayed from 0;
  * - a repeated seq is dropped;
  * - while a replay runs, live batches wait in the queue and apply after it (older seqs dropped),
@@ -87,12 +97,6 @@ export interface StreamState {
  *   replay covers everything already applied, and at most once per cooldown.
  * Transport-free: sockets push messages in and provide a ReplayClient.
  */
-interface Queued {
-  message: IncomingBatch;
-  /** Arrival order: tells a batch superseded by a replay from an engine that restarted. */
-  arrival: number;
-}
-
 export class PodStream {
   private readonly queue: Queued[] = [];
   private arrivals = 0;
@@ -101,6 +105,14 @@ export class PodStream {
   private lastSeq: bigint | null = null;
   private firstSeq: bigint | null = null;
   private overflowed = false;
+  /** Batches dropped by overflows since the last recovery, and the newest of them. */
+  private droppedCount = 0;
+  private droppedUpTo: bigint | null = null;
+  /** After a clear without replay: the seq the stream had reached (what is missing after it is lost). */
+  private resumeAfter: bigint | null = null;
+  /** A pod that keeps overflowing logs it at most once per OVERFLOW_LOG_INTERVAL_MS (metrics count every one). */
+  private lastOverflowLogAt = Number.NEGATIVE_INFINITY;
+  private overflowsSinceLog = 0;
   private phase: StreamPhase = 'idle';
   private cooldownUntil = 0;
   private nextRebuildAt = 0;
@@ -112,6 +124,9 @@ export class PodStream {
   private bootstrapPending = false;
   private verifyPending = false;
   private rebuildPending = false;
+  private tailCheckPending = false;
+  /** Seqs a tail check applied from the replay buffer, whose live copies may still be on the way. */
+  private tailApplied: { from: bigint; to: bigint } | null = null;
   private bootstrapDone!: () => void;
   /**
    * Settles once the startup replay has been attempted (at once when there is no replay
@@ -124,6 +139,7 @@ export class PodStream {
     private readonly options: StreamOptions,
     private readonly sink: StreamSink,
     private readonly observer: StreamObserver,
+    /** Already bound to the pod (`logger.child({ pod })`): the lines here do not repeat it. */
     private readonly logger: Logger,
   ) {
     this.now = options.now ?? Date.now;
@@ -134,7 +150,7 @@ export class PodStream {
   }
 
   get hasWork(): boolean {
-    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending || this.rebuildPending);
+    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending || this.rebuildPending || this.tailCheckPending);
   }
 
   /**
@@ -158,6 +174,15 @@ export class PodStream {
     this.bootstrapPending = true;
   }
 
+  /**
+   * The pod has published nothing for a while: a batch lost at the end of its last burst would
+   * stay missing until it next publishes, since only a later seq reveals a gap. The next drain
+   * asks the replay buffer for anything after the last applied seq.
+   */
+  requestTailCheck(): void {
+    if (this.options.replay !== null && this.lastSeq !== null) this.tailCheckPending = true;
+  }
+
   /** Accepts a live message; returns false when it overflowed the queue. */
   push(message: IncomingBatch): boolean {
     if (this.closed) return false;
@@ -165,9 +190,16 @@ export class PodStream {
       const dropped = this.queue.length + 1;
       this.queue.length = 0;
       this.overflowed = true;
+      this.droppedCount += dropped;
+      this.droppedUpTo = message.seq;
       this.counters.overflows++;
       this.observer.overflow?.(this.pod, dropped);
-      this.logger.warn({ pod: this.pod, dropped }, 'event queue overflowed; backlog dropped, recovering by replay');
+      this.overflowsSinceLog++;
+      if (this.now() - this.lastOverflowLogAt >= OVERFLOW_LOG_INTERVAL_MS) {
+        this.logger.warn({ dropped, overflows: this.overflowsSinceLog, lost: this.counters.lost }, 'event queue overflowed; backlog dropped, recovering by replay');
+        this.lastOverflowLogAt = this.now();
+        this.overflowsSinceLog = 0;
+      }
       return false;
     }
     this.queue.push({ message, arrival: ++this.arrivals });
@@ -240,6 +272,12 @@ export class PodStream {
         await this.recoverFromOverflow();
         continue;
       }
+      if (this.tailCheckPending) {
+        this.tailCheckPending = false;
+        // Queued batches reveal a gap themselves.
+        if (this.queue.length === 0) await this.checkTail();
+        continue;
+      }
       const item = this.queue.shift();
       if (item === undefined) break;
       await this.handle(item.message, item.arrival);
@@ -250,11 +288,18 @@ export class PodStream {
   private async handle(message: IncomingBatch, arrival: number): Promise<void> {
     const seq = message.seq;
     const last = this.lastSeq;
+    // Live batches arrive in order: one past the tail check's range means its copies have passed.
+    if (this.tailApplied !== null && seq > this.tailApplied.to) this.tailApplied = null;
     if (last === null) {
+      const resume = this.resumeAfter;
+      this.resumeAfter = null;
       if (seq > 0n && this.options.replay !== null) {
         // Joined a running engine: get its history first.
         await this.replay(0n, 'startup');
         if (this.lastSeq !== null && seq <= this.lastSeq) return;
+      } else if (resume !== null) {
+        // Starting over after an overflow: what came before was received (and counted) already.
+        if (seq > resume + 1n) this.lose(seq - resume - 1n);
       } else if (seq > 0n) {
         this.lose(seq);
       }
@@ -265,17 +310,19 @@ export class PodStream {
       await this.applyMessage(message);
       return;
     }
-    if (seq === last || (seq < last && arrival <= this.replayHorizon)) {
-      // Repeated, or already applied by a replay that finished after it was queued.
+    if (seq === last || (seq < last && (arrival <= this.replayHorizon || this.appliedByTailCheck(seq)))) {
+      // Repeated, or already applied by a replay that finished after it was queued (or by a tail
+      // check that fetched it before its live copy arrived).
       this.observer.duplicate?.(this.pod);
       return;
     }
     if (seq < last) {
       this.counters.resets++;
       this.observer.reset?.(this.pod);
-      this.logger.info({ pod: this.pod, seq: seq.toString(), last: last.toString() }, 'event sequence went back: engine restarted, clearing the pod');
+      this.logger.info({ seq: seq.toString(), last: last.toString() }, 'event sequence went back: engine restarted, clearing the pod');
       await this.sink.clear('reset');
       this.lastSeq = null;
+      this.tailApplied = null;
       this.firstSeq = null;
       if (seq > 0n && this.options.replay !== null) {
         await this.replay(0n, 'reset');
@@ -295,14 +342,52 @@ export class PodStream {
     await this.applyMessage(message);
   }
 
+  private appliedByTailCheck(seq: bigint): boolean {
+    return this.tailApplied !== null && seq >= this.tailApplied.from && seq <= this.tailApplied.to;
+  }
+
+  /** Applies what the replay buffer holds past the last applied seq (see requestTailCheck). */
+  private async checkTail(): Promise<void> {
+    const last = this.lastSeq;
+    const client = this.options.replay;
+    if (last === null || client === null || this.now() < this.cooldownUntil) return;
+    let batches: IncomingBatch[];
+    try {
+      batches = await client.fetch(last + 1n);
+    } catch (err) {
+      // Only a probe: the pod's next batch reveals a gap anyway, and its replay retries.
+      this.logger.debug({ err: (err as Error).message }, 'tail check failed');
+      return;
+    }
+    const newer = batches.filter((b) => b.seq > last).sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+    if (newer.length === 0) return;
+    this.counters.gaps++;
+    this.counters.replays++;
+    this.observer.gap?.(this.pod, newer[newer.length - 1]!.seq - last);
+    const complete = newer[0]!.seq === last + 1n;
+    if (!complete) this.lose(newer[0]!.seq - last - 1n);
+    for (const b of newer) if (this.lastSeq === null || b.seq > this.lastSeq) await this.applyMessage(b, true);
+    this.tailApplied = { from: newer[0]!.seq, to: newer[newer.length - 1]!.seq };
+    this.replayHorizon = this.arrivals;
+    this.observer.replay?.(this.pod, 'tail', complete ? 'complete' : 'partial');
+    this.logger.info({ after: last.toString(), recovered: newer.length }, 'batches lost at the end of a burst recovered from the replay buffer');
+  }
+
   private async recoverFromOverflow(): Promise<void> {
+    const dropped = this.droppedCount;
+    const resumeAfter = this.droppedUpTo ?? this.lastSeq;
+    this.droppedCount = 0;
+    this.droppedUpTo = null;
     if (this.options.replay !== null && this.now() >= this.cooldownUntil) {
       await this.replay(this.lastSeq === null ? 0n : this.lastSeq + 1n, 'overflow');
       return;
     }
     // No way to get the dropped batches back: start the pod over from what comes next.
+    if (dropped > 0) this.lose(BigInt(dropped));
+    this.resumeAfter = resumeAfter;
     await this.sink.clear('overflow');
     this.lastSeq = null;
+    this.tailApplied = null;
     this.firstSeq = null;
   }
 
@@ -310,6 +395,7 @@ export class PodStream {
     // Clearing drops the applier's reference counts too: the replay re-announces every block.
     await this.sink.clear('rebuild');
     this.lastSeq = null;
+    this.tailApplied = null;
     this.firstSeq = null;
     if (this.options.replay === null) return;
     await this.replay(0n, 'index_reset');
@@ -349,6 +435,7 @@ export class PodStream {
     }
     if (this.firstSeq === null) this.firstSeq = message.seq;
     this.lastSeq = message.seq;
+    this.resumeAfter = null;
     return needsReplay;
   }
 
@@ -394,7 +481,7 @@ export class PodStream {
     }
     this.cooldownUntil = this.now() + this.options.replayCooldownMs;
     this.observer.replay?.(this.pod, reason, 'failed');
-    this.logger.warn({ pod: this.pod, from: from.toString(), reason, error: this.lastError, cooldownMs: this.options.replayCooldownMs }, 'replay failed; gaps are accepted until the cooldown ends');
+    this.logger.warn({ from: from.toString(), reason, error: this.lastError, cooldownMs: this.options.replayCooldownMs }, 'replay failed; gaps are accepted until the cooldown ends');
     return null;
   }
 
@@ -415,10 +502,11 @@ export class PodStream {
       if (restarted) {
         this.counters.resets++;
         this.observer.reset?.(this.pod);
-        this.logger.info({ pod: this.pod, last: this.lastSeq.toString(), newest: newest.toString() }, 'engine restarted while disconnected; clearing the pod');
+        this.logger.info({ last: this.lastSeq.toString(), newest: newest.toString() }, 'engine restarted while disconnected; clearing the pod');
       }
       await this.sink.clear(restarted ? 'reset' : 'rebuild');
       this.lastSeq = null;
+      this.tailApplied = null;
       this.firstSeq = null;
       for (const b of batches) await this.applyMessage(b, true);
     } else {
@@ -441,15 +529,16 @@ export class PodStream {
     const covers = batches.length > 0 && this.firstSeq !== null && batches[0]!.seq <= this.firstSeq;
     if (!covers) {
       this.observer.replay?.(this.pod, 'unknown_parent', 'skipped');
-      this.logger.info({ pod: this.pod, firstApplied: this.firstSeq?.toString(), oldestBuffered: batches[0]?.seq.toString() }, 'unknown parent older than the engine\'s replay buffer; not rebuilding');
+      this.logger.info({ firstApplied: this.firstSeq?.toString(), oldestBuffered: batches[0]?.seq.toString() }, 'unknown parent older than the engine\'s replay buffer; not rebuilding');
       return;
     }
     await this.sink.clear('rebuild');
     this.lastSeq = null;
+    this.tailApplied = null;
     this.firstSeq = null;
     for (const b of batches) await this.applyMessage(b, true);
     this.replayHorizon = this.arrivals;
     this.observer.replay?.(this.pod, 'unknown_parent', 'complete');
-    this.logger.info({ pod: this.pod, batches: batches.length }, 'pod rebuilt from a replay after an unknown parent');
+    this.logger.info({ batches: batches.length }, 'pod rebuilt from a replay after an unknown parent');
   }
 }
