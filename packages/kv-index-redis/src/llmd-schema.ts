@@ -61,8 +61,16 @@ export function fieldOf(entry: PodEntry): string {
 }
 
 /**
+ * What identifies an entry's tier inside its field (the pod before it is the same for every field
+ * of a pod): a real entry and a speculative one interact only when they share it.
+ */
+export function tierMarker(tier: string): string {
+  return `,"DeviceTier":${goJsonString(tier)},"Speculative":`;
+}
+
+/**
  * The tail of a field after `"Speculative":…,`: with the pod (implied by kvix's per-pod index),
- * the identity a real entry shares with the speculative entry it confirms, whatever their tiers.
+ * with the tier (`tierMarker`), the identity a real entry shares with the speculative entry it confirms.
  */
 export function ownerSuffix(group: number | undefined): string {
   return group === undefined ? '"HasGroup":false,"GroupIdx":0}' : `"HasGroup":true,"GroupIdx":${group}}`;

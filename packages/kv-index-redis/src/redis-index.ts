@@ -16,7 +16,7 @@ import {
   type PodEntry,
 } from '@kvix/kv-index';
 import { Redis, type RedisOptions } from 'ioredis';
-import { decodeField, engineKeyName, fieldOf, ownerSuffix, requestKeyName, type DecodedField } from './llmd-schema.js';
+import { decodeField, engineKeyName, fieldOf, ownerSuffix, requestKeyName, tierMarker, type DecodedField } from './llmd-schema.js';
 import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 import { SCRIPTS, type ScriptName } from './scripts.js';
 
@@ -289,7 +289,7 @@ export class RedisIndex implements KvBlockIndex {
     if (requestKeys.length === 0 || entries.length === 0) return;
     const ttl = options.ttlMs ?? this.ttlMs;
     const args: string[] = [String(Math.max(1, Math.round(ttl))), String(entries.length)];
-    for (const e of entries) args.push(fieldOf(e), e.pod, e.speculative ? '1' : '0', ownerSuffix(e.group));
+    for (const e of entries) args.push(fieldOf(e), e.pod, e.speculative ? '1' : '0', ownerSuffix(e.group), tierMarker(e.tier));
     args.push(String(requestKeys.length));
     for (let i = 0; i < requestKeys.length; i++) args.push(requestKeys[i]!.toString());
     if (engineKeys !== null && engineKeys.length > 0) appendEngineMap(args, engineKeys, requestKeys);

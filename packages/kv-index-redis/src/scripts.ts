@@ -133,7 +133,7 @@ end
 `;
 
 /**
- * ARGV: prefix, ttlMs, entry count E, E × (field, pod, speculative 0/1, owner suffix), request key
+ * ARGV: prefix, ttlMs, entry count E, E × (field, pod, speculative 0/1, owner suffix, tier marker), request key
  * count R, R decimal keys, engine key count M, M × (engine key, n, n request keys).
  * Returns {expired, admitted, confirmations ("pod\tlatencyMs" lines)}.
  */
@@ -144,8 +144,8 @@ local ne = tonumber(ARGV[3])
 local ents = {}
 local p = 4
 for j = 1, ne do
-  ents[j] = { field = ARGV[p], pod = ARGV[p + 1], spec = ARGV[p + 2] == '1', owner = ARGV[p + 3] }
-  p = p + 4
+  ents[j] = { field = ARGV[p], pod = ARGV[p + 1], spec = ARGV[p + 2] == '1', owner = ARGV[p + 3], tier = ARGV[p + 4] }
+  p = p + 5
 end
 local nr = tonumber(ARGV[p]); p = p + 1
 local NOGROUP = '"HasGroup":false,"GroupIdx":0}'
@@ -163,6 +163,8 @@ for i = 0, nr - 1 do
       local f, ins = parse_line(lines[li])
       if f == e.field then
         same = li
+      elseif string.find(f, e.tier, 1, true) == nil then
+        -- Another tier of the pod: a speculation stands beside it, and only its own tier confirms it.
       elseif ins ~= nil then
         -- A routing decision knows no KV-cache group while engines report one (vLLM: group 0):
         -- a group-less speculation is confirmed by the pod's entry in any group.

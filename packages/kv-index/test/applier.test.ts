@@ -182,6 +182,15 @@ describe('event applier', () => {
     expect(await score(prompt)).toMatchObject({ matchedBlocks: 1 });
   });
 
+  it('indexes a sink-full-attention group like full attention (vLLM kind sink_full_attention)', async () => {
+    const { applier, score, source } = setup();
+    const engine = new FakeEngine();
+    const prompt = tokens(32);
+    const r = await applier.apply(batch(engine.stored(prompt, 0, 2, { group: 0, kind: 'sink_full_attention' })), source);
+    expect(r.skippedStores).toEqual({});
+    expect(await score(prompt)).toMatchObject({ matchedBlocks: 2 });
+  });
+
   it('skips a store whose tokens do not divide over its hashes', async () => {
     const { applier, source } = setup();
     const engine = new FakeEngine();
@@ -246,6 +255,15 @@ describe('engine block size different from the index block size', () => {
     expect(await index.requestKeysFor(engine.hashes(prompt)[1]!)).toHaveLength(4);
     await applier.apply(batch(engine.removed(prompt, [1])), source);
     expect(await score(prompt)).toMatchObject({ matchedBlocks: 4 });
+  });
+
+  it('1:many — a salted prompt\'s 64-token engine blocks match at 16 tokens (the salt is on block 0 only)', async () => {
+    const { applier, score, source } = setup(16);
+    const engine = new FakeEngine(64);
+    const prompt = tokens(256);
+    await applier.apply(batch(engine.stored(prompt, 0, 2, { cacheSalt: 'tenant-a' }), engine.stored(prompt, 2, 4, { cacheSalt: 'tenant-a' })), source);
+    expect(await score(prompt, MODEL, 'tenant-a')).toMatchObject({ matchedBlocks: 16 });
+    expect(await score(prompt, MODEL, 'tenant-b')).toBeUndefined();
   });
 
   it('LMCache chunks (256 tokens, "cpu") index at 64 tokens, a partial last chunk included', async () => {

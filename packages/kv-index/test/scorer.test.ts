@@ -38,10 +38,10 @@ describe('longest-prefix scorer', () => {
 
   it('applies configured weights, including for unknown tiers and speculation', async () => {
     const k = keys(3);
-    const index = await indexWith([k.subarray(0, 1), [e('a:1', 'nvme')]], [k, [e('a:1', 'gpu', true)]]);
+    const index = await indexWith([k.subarray(0, 1), [e('a:1', 'nvme')]], [k.subarray(1), [e('a:1', 'gpu', true)]]);
     const weights = tierWeights({ unknown: 0.25, speculative: 0.5 });
     const [a] = scoreLookup(await index.lookup(k), 3, weights);
-    // Block 0 is really held (nvme, 0.25), so no speculative entry is added there; blocks 1-2 are speculative (0.5).
+    // Block 0 is held in an unknown tier (nvme, 0.25); blocks 1-2 are speculative (0.5).
     expect(a!.score).toBeCloseTo(1.25);
     expect(a!.tiers).toEqual({ nvme: 1, speculative: 2 });
   });

@@ -15,6 +15,11 @@ export interface PendingSegment {
   readonly mm: readonly string[];
   /** Bare strings: the cache salt, or identifiers from engines that send them bare. */
   readonly bare: readonly string[];
+  /**
+   * The chain's first engine block: its last bare string is the cache salt (engines list it last,
+   * on block 0 only), which belongs to the first request block alone, however many it spans.
+   */
+  readonly chainStart?: boolean;
 }
 
 export interface ChainTail {

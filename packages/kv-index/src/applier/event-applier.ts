@@ -193,10 +193,11 @@ export class EventApplier {
     const pending = base.pendingTokens.length;
     const aligned = pending === 0 && engineBlock % B === 0;
     const eventExtras = splitEventExtras(ev.extraKeys, ev.loraName);
+    const chainStart = base === ROOT;
 
     if (aligned) {
       // The common case (engine block = or a multiple of kvix's): the ratio rule is exact.
-      const extras = engineBlock === B ? simpleExtras(eventExtras) : regroupExtras(segmentsOf(ev, engineBlock, 0, eventExtras), Math.floor(total / B), B);
+      const extras = engineBlock === B ? simpleExtras(eventExtras) : regroupExtras(segmentsOf(ev, engineBlock, 0, eventExtras, chainStart), Math.floor(total / B), B);
       const keys = this.hasher.keys(ev.tokenIds, model, { parent: base.requestKey, extras });
       await this.index.add(ev.blockHashes, keys, [entry]);
       this.refs.track(pod, scope, ev.blockHashes);
@@ -208,7 +209,7 @@ export class EventApplier {
     const combined = new Uint32Array(pending + total);
     combined.set(base.pendingTokens, 0);
     combined.set(ev.tokenIds, pending);
-    const segments = [...base.pendingSegments, ...segmentsOf(ev, engineBlock, pending, eventExtras)];
+    const segments = [...base.pendingSegments, ...segmentsOf(ev, engineBlock, pending, eventExtras, chainStart)];
     const complete = Math.floor(combined.length / B);
     const extras = regroupExtras(segments, complete, B);
     const keys = this.hasher.keys(combined, model, { parent: base.requestKey, extras });
@@ -240,7 +241,8 @@ export class EventApplier {
         pendingTokens: combined.slice(from, end),
         pendingSegments: segments
           .filter((s) => s.end > from && s.start < end)
-          .map((s) => ({ ...s, start: Math.max(0, s.start - from), end: Math.min(end, s.end) - from })),
+          // Rebased past the chain's first request block, the salt no longer belongs to block 0 here.
+          .map((s) => ({ ...s, start: Math.max(0, s.start - from), end: Math.min(end, s.end) - from, chainStart: s.chainStart === true && from === 0 })),
       });
     }
   }
@@ -320,19 +322,22 @@ function simpleExtras(split: (ExtraSplit | null)[] | null): BlockExtras[] | null
   return split.map((s) => (s === null ? null : [...s.mm, ...s.bare]));
 }
 
-function segmentsOf(ev: BlockStored, engineBlock: number, offset: number, extras: (ExtraSplit | null)[] | null): PendingSegment[] {
+function segmentsOf(ev: BlockStored, engineBlock: number, offset: number, extras: (ExtraSplit | null)[] | null, chainStart: boolean): PendingSegment[] {
   const out: PendingSegment[] = [];
   for (let j = 0; j < ev.blockHashes.length; j++) {
     const x = extras?.[j] ?? null;
-    out.push({ engineKey: ev.blockHashes[j]!, start: offset + j * engineBlock, end: offset + (j + 1) * engineBlock, mm: x?.mm ?? [], bare: x?.bare ?? [] });
+    out.push({ engineKey: ev.blockHashes[j]!, start: offset + j * engineBlock, end: offset + (j + 1) * engineBlock, mm: x?.mm ?? [], bare: x?.bare ?? [], chainStart: chainStart && j === 0 });
   }
   return out;
 }
 
 /**
  * Request block k's extras: the multimodal identifiers of every engine block overlapping it (each
- * once, in order), then the bare strings (the cache salt goes last on block 0, as on the prompt
- * side). Null when no block has any.
+ * once, in order), then the bare strings (the cache salt goes last on block 0 only, as on the
+ * prompt side, even when the chain's first engine block spans several request blocks). Null when
+ * no block has any. An engine block larger than a request block cannot say which of its request
+ * blocks an image covers (events give an item's start at most, never its end), so multimodal
+ * identifiers go to every request block of the engine blocks that list them.
  */
 function regroupExtras(segments: readonly PendingSegment[], blocks: number, B: number): BlockExtras[] | null {
   if (!segments.some((s) => s.mm.length > 0 || s.bare.length > 0)) return null;
@@ -345,7 +350,8 @@ function regroupExtras(segments: readonly PendingSegment[], blocks: number, B: n
     for (const s of segments) {
       if (s.end <= from || s.start >= to) continue;
       for (const id of s.mm) if (!mm.includes(id)) mm.push(id);
-      for (const id of s.bare) if (!bare.includes(id)) bare.push(id);
+      const strings = s.chainStart === true && k > 0 ? s.bare.slice(0, -1) : s.bare;
+      for (const id of strings) if (!bare.includes(id)) bare.push(id);
     }
     const ids = [...mm, ...bare];
     out.push(ids.length > 0 ? ids : null);

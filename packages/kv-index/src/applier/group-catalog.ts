@@ -21,5 +21,8 @@ export class GroupCatalog {
   }
 }
 
-/** Cache kinds whose blocks are reusable prefixes (attention over the whole prefix). */
-export const DEFAULT_INDEXED_KINDS: readonly string[] = ['full_attention', 'mla_attention'];
+/**
+ * Cache kinds whose blocks are reusable prefixes (attention over the whole prefix). vLLM's
+ * `sink_full_attention` is full attention with attention-sink blocks, cached and hit like it.
+ */
+export const DEFAULT_INDEXED_KINDS: readonly string[] = ['full_attention', 'mla_attention', 'sink_full_attention'];

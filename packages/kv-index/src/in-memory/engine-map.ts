@@ -12,7 +12,8 @@ const MAX_LOAD = 0.75;
  *
  * The map records content-addressed facts (an engine key names the same tokens wherever it
  * appears), so a mapping that outlives the entries it pointed at is never wrong, only memory. It
- * is bounded: past `maxMappings`, a CLOCK sweep evicts mappings not used since the last sweep.
+ * is bounded: past `maxMappings`, a CLOCK sweep evicts mappings whose request keys the index no
+ * longer holds (`held` says which), then mappings not used since the last sweep.
  * Most engine keys map to one request key; 1:many mappings (engine blocks larger than request
  * blocks, e.g. LMCache chunks) keep their list aside.
  */
@@ -30,6 +31,8 @@ export class EngineMap {
 
   constructor(
     private maxMappings: number,
+    /** Whether the index still holds a request key (a mapping none of whose keys is held is stale). */
+    private readonly held: (lo: number, hi: number) => boolean = () => true,
     initialCapacity = 1024,
   ) {
     const cap = 1 << Math.ceil(Math.log2(Math.max(16, initialCapacity)));
@@ -200,6 +203,39 @@ export class EngineMap {
     this.ctl[hole] = EMPTY;
   }
 
+  /** Whether none of the slot's request keys is held any more. */
+  private isStale(slot: number): boolean {
+    if ((this.ctl[slot]! & KIND_MASK) === SINGLE) return !this.held(this.rLo[slot]!, this.rHi[slot]!);
+    const list = this.lists.get(this.rLo[slot]!)!;
+    const words = new Uint32Array(list.buffer, list.byteOffset, list.length * 2);
+    for (let k = 0; k < list.length; k++) if (this.held(words[2 * k]!, words[2 * k + 1]!)) return false;
+    return true;
+  }
+
+  /**
+   * Drops up to `count` stale mappings (none of their request keys held: their entries went by
+   * capacity eviction or clear), sweeping on from where the last sweep stopped and looking at no
+   * more than `maxSteps` slots; returns how many went. What the index evicts for space leaves such
+   * mappings behind, and they must not crowd out the entries themselves.
+   */
+  dropStale(count: number, maxSteps: number): number {
+    let removed = 0;
+    let steps = 0;
+    const limit = Math.min(maxSteps, this.mask + 1);
+    while (removed < count && steps < limit && this.size > 0) {
+      const i = this.hand;
+      steps++;
+      if (this.ctl[i] !== EMPTY && this.isStale(i)) {
+        // The slot may be refilled by backward shift; look at it again.
+        this.removeAt(i);
+        removed++;
+      } else {
+        this.hand = (i + 1) & this.mask;
+      }
+    }
+    return removed;
+  }
+
   private evictUnreferenced(count: number): void {
     let removed = 0;
     let steps = 0;
@@ -210,6 +246,9 @@ export class EngineMap {
       steps++;
       if (c === EMPTY) {
         this.hand = (i + 1) & this.mask;
+      } else if (this.isStale(i)) {
+        this.removeAt(i);
+        removed++;
       } else if (c & REFERENCED) {
         this.ctl[i] = c & ~REFERENCED;
         this.hand = (i + 1) & this.mask;

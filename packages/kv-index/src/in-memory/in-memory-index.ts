@@ -66,7 +66,8 @@ export const DEFAULT_SPECULATIVE_TTL_MS = 2000;
  * - Nodes (stable indices): one per (request key, entry) pair — the record, the 32-bit entry code
  *   (pod, tier, speculative, group), the next node of the same key, and prev/next links in its
  *   pod's list, which makes clear(pod) proportional to that pod's entries.
- * - Speculative entries also sit in a FIFO of expiry times (their TTL is uniform per call).
+ * - Speculative entries also sit in a min-heap of expiry times (decisions may carry their own TTL,
+ *   so expiries do not arrive in order).
  *
  * About 20 bytes per node and 30 per key, plus the engine map (~23 bytes per mapping).
  */
@@ -117,12 +118,11 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private podEntries = new Int32Array(MAX_PODS);
   private podSpeculative = new Int32Array(MAX_PODS);
 
-  // Speculation: FIFO of (key, code, expiry); per-node expiry and insertion time.
+  // Speculation: a min-heap of (key, code, expiry) by expiry; per-node expiry and insertion time.
   private specKeyLo = new Uint32Array(256);
   private specKeyHi = new Uint32Array(256);
   private specCode = new Uint32Array(256);
   private specExpiry = new Float64Array(256);
-  private specHead = 0;
   private specLen = 0;
   private readonly specExpiresAt = new Map<number, number>();
   private readonly specInsertedAt = new Map<number, number>();
@@ -149,7 +149,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.ttlMs = positive(config.speculativeTtlMs ?? DEFAULT_SPECULATIVE_TTL_MS, 'speculativeTtlMs');
     this.now = config.now ?? (() => performance.timeOrigin + performance.now());
     this.observer = config.observer;
-    this.engineMap = new EngineMap(positive(config.maxEngineMappings ?? this.maxEntries, 'maxEngineMappings'));
+    this.engineMap = new EngineMap(positive(config.maxEngineMappings ?? this.maxEntries, 'maxEngineMappings'), (lo, hi) => this.findRecord(lo, hi) >= 0);
     const sweepMs = config.sweepIntervalMs ?? 250;
     if (sweepMs > 0) {
       this.sweepTimer = setInterval(() => this.sweepExpired(), sweepMs);
@@ -552,7 +552,10 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
         if (speculative) this.extendSpeculation(node, lo, hi, code, now + ttl);
         return 0;
       }
-      if (podOf(c) !== pod || isSpeculativeCode(c) === speculative) continue;
+      // Speculative and real entries of a pod stand side by side unless they are the same tier: a
+      // decision to a pod holding the key only in CPU is an expected GPU copy (and scores as one),
+      // and only that copy's event confirms it.
+      if (podOf(c) !== pod || isSpeculativeCode(c) === speculative || tierOf(c) !== tierOf(code)) continue;
       // A routing decision knows no KV-cache group, while engines report one (vLLM: group 0): a
       // group-less speculation stands for the pod in any group.
       if (speculative) {
@@ -592,12 +595,42 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private extendSpeculation(node: number, lo: number, hi: number, code: number, expiresAt: number): void {
     this.specExpiresAt.set(node, expiresAt);
     if (this.specLen === this.specCode.length) this.growSpecQueue();
-    const at = (this.specHead + this.specLen) % this.specCode.length;
+    // Sift the new expiry up from the heap's end.
+    let at = this.specLen++;
+    while (at > 0) {
+      const parent = (at - 1) >> 1;
+      if (this.specExpiry[parent]! <= expiresAt) break;
+      this.moveSpec(parent, at);
+      at = parent;
+    }
     this.specKeyLo[at] = lo;
     this.specKeyHi[at] = hi;
     this.specCode[at] = code;
     this.specExpiry[at] = expiresAt;
-    this.specLen++;
+  }
+
+  private moveSpec(from: number, to: number): void {
+    this.specKeyLo[to] = this.specKeyLo[from]!;
+    this.specKeyHi[to] = this.specKeyHi[from]!;
+    this.specCode[to] = this.specCode[from]!;
+    this.specExpiry[to] = this.specExpiry[from]!;
+  }
+
+  /** Removes the heap's earliest expiry (slot 0), keeping the heap order. */
+  private popSpec(): void {
+    const last = --this.specLen;
+    if (last === 0) return;
+    const expiry = this.specExpiry[last]!;
+    let at = 0;
+    for (;;) {
+      let child = 2 * at + 1;
+      if (child >= last) break;
+      if (child + 1 < last && this.specExpiry[child + 1]! < this.specExpiry[child]!) child++;
+      if (this.specExpiry[child]! >= expiry) break;
+      this.moveSpec(child, at);
+      at = child;
+    }
+    this.moveSpec(last, at);
   }
 
   private allocNode(): number {
@@ -678,15 +711,15 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   // ---- expiry and capacity -------------------------------------------------------------------
 
   private sweepExpired(now = this.now()): void {
-    if (this.specLen === 0 || this.specExpiry[this.specHead]! > now) return;
+    if (this.specLen === 0 || this.specExpiry[0]! > now) return;
     const expiredByPod = new Map<number, number>();
-    while (this.specLen > 0 && this.specExpiry[this.specHead]! <= now) {
-      const at = this.specHead;
-      this.specHead = (this.specHead + 1) % this.specCode.length;
-      this.specLen--;
-      const r = this.findRecord(this.specKeyLo[at]!, this.specKeyHi[at]!);
+    while (this.specLen > 0 && this.specExpiry[0]! <= now) {
+      const keyLo = this.specKeyLo[0]!;
+      const keyHi = this.specKeyHi[0]!;
+      const code = this.specCode[0]!;
+      this.popSpec();
+      const r = this.findRecord(keyLo, keyHi);
       if (r < 0) continue;
-      const code = this.specCode[at]!;
       for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
         if (this.nodeCode[node] !== code) continue;
         // A later decision may have extended it; only its latest expiry counts.
@@ -724,11 +757,26 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     const entryTarget = Math.floor(this.maxEntries * CAPACITY_LOW_WATER);
     const byteTarget = this.maxBytes * CAPACITY_LOW_WATER;
     let evicted = 0;
-    while (this.lruHead !== NONE && (this.nodesInUse > entryTarget || this.bytesInUse() > byteTarget)) {
-      const r = this.lruHead;
-      while (this.recHead[r] !== FREE && this.recHead[r] !== NONE) {
-        this.removeNode(this.recHead[r]!);
-        evicted++;
+    for (;;) {
+      // Engine mappings of keys no longer held (evicted earlier, cleared) count against maxBytes
+      // but hold nothing: they go before any entry does. Otherwise the mappings evicted entries
+      // leave behind would, in time, fill the byte budget alone and empty the index.
+      const excessBytes = this.bytesInUse() - byteTarget;
+      if (excessBytes > 0) {
+        const mappings = Math.ceil(excessBytes / EngineMap.BYTES_PER_MAPPING);
+        this.engineMap.dropStale(mappings, 16 * mappings + 1024);
+      }
+      if (this.nodesInUse <= entryTarget && this.bytesInUse() <= byteTarget) break;
+      if (this.lruHead === NONE) break;
+      // Least recently used keys, a slice at a time, so the mappings they leave behind are
+      // dropped (above) before more entries go.
+      let slice = Math.max(64, this.recordsInUse >> 6);
+      while (this.lruHead !== NONE && slice-- > 0 && (this.nodesInUse > entryTarget || this.bytesInUse() > byteTarget)) {
+        const r = this.lruHead;
+        while (this.recHead[r] !== FREE && this.recHead[r] !== NONE) {
+          this.removeNode(this.recHead[r]!);
+          evicted++;
+        }
       }
     }
     this.capacityEvictions += evicted;
@@ -780,15 +828,10 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
 
   private growSpecQueue(): void {
     const cap = this.specCode.length * 2;
-    const reorder = <T extends Uint32Array | Float64Array>(old: T, next: T): T => {
-      for (let k = 0; k < this.specLen; k++) next[k] = old[(this.specHead + k) % old.length]!;
-      return next;
-    };
-    this.specKeyLo = reorder(this.specKeyLo, new Uint32Array(cap));
-    this.specKeyHi = reorder(this.specKeyHi, new Uint32Array(cap));
-    this.specCode = reorder(this.specCode, new Uint32Array(cap));
-    this.specExpiry = reorder(this.specExpiry, new Float64Array(cap));
-    this.specHead = 0;
+    this.specKeyLo = grown(this.specKeyLo, cap);
+    this.specKeyHi = grown(this.specKeyHi, cap);
+    this.specCode = grown(this.specCode, cap);
+    this.specExpiry = grown(this.specExpiry, cap);
   }
 
   private growScratch(): void {
@@ -804,7 +847,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   }
 }
 
-function grown<T extends Int32Array | Uint32Array | Uint8Array | Uint16Array>(old: T, capacity: number, fill?: number): T {
+function grown<T extends Int32Array | Uint32Array | Uint8Array | Uint16Array | Float64Array>(old: T, capacity: number, fill?: number): T {
   const next = new (old.constructor as new (n: number) => T)(capacity);
   next.set(old);
   if (fill !== undefined) next.fill(fill, old.length);

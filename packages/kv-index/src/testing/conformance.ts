@@ -231,6 +231,18 @@ export function runIndexConformance(name: string, harness: ConformanceHarness): 
         expect(s.speculative).toMatchObject({ active: 0, expired: 3 });
       });
 
+      it('expire on their own TTL even when a longer-lived decision came first', async () => {
+        const { index, advance } = await make({ speculativeTtlMs: 300 });
+        const long = range(1850, 1);
+        const short = range(1860, 1);
+        await index.add(null, long, [spec('a:1')], { ttlMs: 60_000 });
+        await index.add(null, short, [spec('b:1')], { ttlMs: 300 });
+        await advance(600);
+        expect((await index.lookup(short)).keyCount).toBe(0);
+        expect(holders(await index.lookup(long), 0)).toEqual(['a:1/gpu*']);
+        expect((await index.stats()).speculative).toMatchObject({ active: 1, expired: 1 });
+      });
+
       it('are replaced as soon as the real entry arrives, counting a confirmation', async () => {
         const { index, advance } = await make({ speculativeTtlMs: 300 });
         const r = range(1900, 2);
@@ -253,6 +265,21 @@ export function runIndexConformance(name: string, harness: ConformanceHarness): 
         await index.add(null, r, [gpu('a:1')]);
         await index.add(null, r, [spec('a:1'), spec('b:1')]);
         expect(holders(await index.lookup(r), 0)).toEqual(['a:1/gpu', 'b:1/gpu*']);
+      });
+
+      it('stand beside a CPU copy of the same pod (scoring as the GPU copy to come), and only that GPU copy confirms them', async () => {
+        const { index } = await make();
+        const r = range(2120, 2);
+        await index.add(null, r, [cpu('a:1')]);
+        await index.add(null, r, [spec('a:1')]);
+        expect(holders(await index.lookup(r), 0)).toEqual(['a:1/cpu', 'a:1/gpu*']);
+        expect(scoreLookup(await index.lookup(r), 2)).toMatchObject([{ pod: 'a:1', score: 2, tiers: { speculative: 2 } }]);
+        // The CPU copy announced again is no news about the decision.
+        await index.add(null, r, [cpu('a:1')]);
+        expect((await index.stats()).speculative).toMatchObject({ active: 2, confirmed: 0 });
+        await index.add(null, r, [gpu('a:1')]);
+        expect(holders(await index.lookup(r), 1)).toEqual(['a:1/cpu', 'a:1/gpu']);
+        expect((await index.stats()).speculative).toMatchObject({ active: 0, confirmed: 2 });
       });
 
       it('are confirmed by the engine\'s entry of any KV-cache group (a routing decision knows no group)', async () => {
