@@ -75,6 +75,8 @@ export const SimConfigSchema = z
     maxLoras: positiveInt.default(4),
     timeScale: z.coerce.number().positive().max(10_000).default(1),
     defaultMaxTokens: positiveInt.default(64),
+    // vLLM's default is off; on here because kvix's benchmarks read cached_tokens (see README).
+    enablePromptTokensDetails: z.boolean().default(true),
     stepOverheadMs: z.coerce.number().min(0).default(DEFAULT_LATENCY.stepOverheadMs),
     prefillTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.prefillTokensPerSec),
     cpuLoadTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.cpuLoadTokensPerSec),
@@ -188,6 +190,8 @@ export function addSimOptions(cmd: Command): Command {
     .option('--max-loras <n>', 'LoRA adapters active at once (reported in vllm:lora_requests_info)', '4')
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--default-max-tokens <n>', 'completion length of chat requests without max_tokens', '64')
+    .option('--enable-prompt-tokens-details', 'usage carries prompt_tokens_details.cached_tokens (the default here; vLLM\'s flag)')
+    .option('--no-enable-prompt-tokens-details', 'usage.prompt_tokens_details is null, as vLLM answers without the flag')
     .option('--step-overhead-ms <ms>', 'latency model: fixed cost per engine step', String(DEFAULT_LATENCY.stepOverheadMs))
     .option('--prefill-tokens-per-sec <n>', 'latency model: prefill throughput for uncached tokens', String(DEFAULT_LATENCY.prefillTokensPerSec))
     .option('--cpu-load-tokens-per-sec <n>', 'latency model: loading offloaded blocks back', String(DEFAULT_LATENCY.cpuLoadTokensPerSec))

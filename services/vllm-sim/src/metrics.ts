@@ -3,6 +3,10 @@ import type { Engine } from './engine/engine.js';
 
 /** vLLM's histogram buckets for time to first token (seconds). */
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+/** vLLM's buckets for whole-request latencies (e2e, queue, …), in seconds. */
+const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+/** vLLM's finish reasons: every one has a vllm:request_success series from the start. */
+const FINISH_REASONS = ['stop', 'length', 'abort'] as const;
 
 export interface MetricsInfo {
   model: string;
@@ -12,6 +16,8 @@ export interface MetricsInfo {
   numCpuBlocks: number;
   hashAlgo: string;
   maxLoras: number;
+  /** LoRA serving is on (vLLM only registers vllm:lora_requests_info then). */
+  lora: boolean;
 }
 
 /**
@@ -74,7 +80,8 @@ export class SimMetrics {
     counter('vllm:num_preemptions_total', 'Cumulative number of preemptions from the engine.', (e) => e.stats.preemptions);
     this.success = new Counter({ name: 'vllm:request_success_total', help: 'Count of successfully processed requests.', labelNames: [...labelNames, 'finished_reason'], registers: [r] });
     this.ttft = new Histogram({ name: 'vllm:time_to_first_token_seconds', help: 'Histogram of time to first token in seconds.', labelNames, buckets: TTFT_BUCKETS, registers: [r] });
-    this.e2e = new Histogram({ name: 'vllm:e2e_request_latency_seconds', help: 'Histogram of e2e request latency in seconds.', labelNames, buckets: TTFT_BUCKETS, registers: [r] });
+    this.e2e = new Histogram({ name: 'vllm:e2e_request_latency_seconds', help: 'Histogram of e2e request latency in seconds.', labelNames, buckets: REQUEST_LATENCY_BUCKETS, registers: [r] });
+    for (const reason of FINISH_REASONS) this.success.inc({ ...labels, finished_reason: reason }, 0);
     this.ttft.zero(labels);
     this.e2e.zero(labels);
     const cacheInfo = new Gauge({
@@ -95,18 +102,23 @@ export class SimMetrics {
       },
       1,
     );
+    if (info.lora) this.loraInfo(info.maxLoras);
+    this.labels = labels;
+  }
+
+  private loraInfo(maxLoras: number): void {
+    const current = this.engine;
     new Gauge({
       name: 'vllm:lora_requests_info',
       help: 'Running stats on lora requests.',
       labelNames: ['max_lora', 'waiting_lora_adapters', 'running_lora_adapters'],
-      registers: [r],
+      registers: [this.registry],
       collect() {
         const e = current();
         this.reset();
-        this.set({ max_lora: String(info.maxLoras), waiting_lora_adapters: [...e.stats.waitingLoras].join(','), running_lora_adapters: [...e.stats.runningLoras].join(',') }, Date.now() / 1000);
+        this.set({ max_lora: String(maxLoras), waiting_lora_adapters: [...e.stats.waitingLoras].join(','), running_lora_adapters: [...e.stats.runningLoras].join(',') }, Date.now() / 1000);
       },
     });
-    this.labels = labels;
   }
 
   observeTtft(seconds: number): void {

@@ -102,6 +102,7 @@ class SimRank {
       numCpuBlocks: c.kvOffload === 'none' ? 0 : c.numCpuBlocks,
       hashAlgo: c.prefixCachingHashAlgo,
       maxLoras: c.maxLoras,
+      lora: loras.length > 0,
     });
     this.app = buildServer({
       rank: this.rank,
@@ -109,6 +110,7 @@ class SimRank {
       modelRoot: c.model,
       maxModelLen,
       defaultMaxTokens: c.defaultMaxTokens,
+      promptTokensDetails: c.enablePromptTokensDetails,
       tokenizer: this.tokenizer,
       loras,
       engine: () => this.engine,

@@ -24,9 +24,10 @@ function setup(options: { gpuBlocks?: number; offload?: OffloadMode; cpuBlocks?:
     (events) => batches.push(events),
     (s) => ttfts.push(s),
   );
-  const run = (prompt: number[], maxTokens = 4, extras: { loraName?: string; cacheSalt?: string } = {}): Promise<GenerationResult & { tokens: number[] }> =>
+  const run = (prompt: number[], maxTokens = 4, extras: { loraName?: string; cacheSalt?: string } = {}): Promise<GenerationResult & { tokens: number[]; finishReasons: (string | null)[] }> =>
     new Promise((resolve) => {
       const tokens: number[] = [];
+      const finishReasons: (string | null)[] = [];
       engine.submit({
         id: `r${Math.random()}`,
         prompt: Uint32Array.from(prompt),
@@ -35,8 +36,11 @@ function setup(options: { gpuBlocks?: number; offload?: OffloadMode; cpuBlocks?:
         loraId: extras.loraName ? 1 : null,
         cacheSalt: extras.cacheSalt ?? null,
         onFirstToken: () => undefined,
-        onToken: (t) => tokens.push(t),
-        onFinish: (r) => resolve({ ...r, tokens }),
+        onToken: (t, reason) => {
+          tokens.push(t);
+          finishReasons.push(reason);
+        },
+        onFinish: (r) => resolve({ ...r, tokens, finishReasons }),
       });
     });
   const events = (): KvEvent[] => batches.flat();
@@ -141,9 +145,47 @@ describe('simulated engine', () => {
     const { run, engine, events } = setup();
     const p = prompt(64);
     await run(p, 1);
-    expect(engine.resetPrefixCache()).toBe(true);
+    expect(await engine.resetPrefixCache()).toBe(true);
     expect(events().at(-1)).toEqual({ type: 'AllBlocksCleared' });
     expect((await run(p, 1)).cachedTokens).toBe(0);
+  });
+
+  it('refuses a reset while a request holds blocks, unless asked to preempt running requests, which then finish normally', async () => {
+    const { engine, events } = setup({ gpuBlocks: 64 });
+    let firstToken!: () => void;
+    const generating = new Promise<void>((r) => (firstToken = r));
+    const long = new Promise<GenerationResult>((resolve) =>
+      engine.submit({ id: 'long', prompt: Uint32Array.from(prompt(64)), maxTokens: 200, loraName: null, loraId: null, cacheSalt: null, onFirstToken: () => firstToken(), onToken: () => undefined, onFinish: resolve }),
+    );
+    await generating;
+    expect(await engine.resetPrefixCache()).toBe(false);
+    expect(events().some((e) => e.type === 'AllBlocksCleared')).toBe(false);
+    expect(await engine.resetPrefixCache({ resetRunning: true })).toBe(true);
+    expect(events().some((e) => e.type === 'AllBlocksCleared')).toBe(true);
+    const done = await long;
+    expect(done).toMatchObject({ completionTokens: 200, finishReason: 'length', cachedTokens: 0 });
+    expect(engine.stats.preemptions).toBe(1);
+  });
+
+  it('keeps the CPU tier through a reset unless the external cache is reset too, which fails without one', async () => {
+    const offload = setup({ gpuBlocks: 8, offload: 'offloading-connector', cpuBlocks: 64 });
+    const a = prompt(64, 1);
+    await offload.run(a, 1);
+    await offload.run(prompt(112, 2), 1); // needs all 8 GPU blocks: a moves to the CPU tier
+    const cpuBefore = offload.engine.cachedPrefix(Uint32Array.from(a), null, null, null).cpuBlocks;
+    expect(cpuBefore).toBe(4);
+    expect(await offload.engine.resetPrefixCache()).toBe(true);
+    expect(offload.engine.cachedPrefix(Uint32Array.from(a), null, null, null)).toMatchObject({ gpuBlocks: 0, cpuBlocks: cpuBefore });
+    expect(await offload.engine.resetPrefixCache({ resetExternal: true })).toBe(true);
+    expect(offload.engine.cachedPrefix(Uint32Array.from(a), null, null, null)).toMatchObject({ gpuBlocks: 0, cpuBlocks: 0 });
+    const plain = setup();
+    expect(await plain.engine.resetPrefixCache({ resetExternal: true })).toBe(false);
+  });
+
+  it('marks only the last token with its finish reason', async () => {
+    const { run } = setup();
+    const r = await run(prompt(20), 3);
+    expect(r.finishReasons).toEqual([null, null, 'length']);
   });
 
   it('puts the LoRA name and the cache salt into events and hashes, as vLLM does', async () => {

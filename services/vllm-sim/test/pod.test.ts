@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { decodeEventBatch, encodeReplayRequest, parseEventMessage, parseReplayReply, type BlockStored, type DecodedBatch, type EventMessage } from '@kvix/kv-events';
 import { freePortRange, readSharedVectorJson, waitFor } from '@kvix/test-support';
 import { pino } from 'pino';
@@ -81,6 +82,20 @@ async function post(base: string, path: string, body: unknown): Promise<{ status
   return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
+interface Chunk {
+  object: string;
+  choices: { index: number; delta?: { role?: string; content?: string }; text?: string; finish_reason: string | null; stop_reason?: null }[];
+  usage?: Record<string, unknown>;
+}
+
+/** A streamed request's events: the JSON chunks, and whether [DONE] ended it. */
+async function stream(base: string, path: string, body: Record<string, unknown>): Promise<{ chunks: Chunk[]; done: boolean; contentType: string | null }> {
+  const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+  const events = (await res.text()).split('\n\n').filter(Boolean);
+  const done = events.at(-1) === 'data: [DONE]';
+  return { chunks: (done ? events.slice(0, -1) : events).map((e) => JSON.parse(e.slice(6)) as Chunk), done, contentType: res.headers.get('content-type') };
+}
+
 const storedEvents = (r: Running): BlockStored[] => r.messages.flatMap((m) => m.batch.events).filter((e): e is BlockStored => e.type === 'BlockStored');
 
 afterEach(async () => {
@@ -144,6 +159,39 @@ describe('vllm-sim over real sockets', () => {
     expect(replies.some((x) => x.batch.events.some((e) => e.type === 'BlockStored'))).toBe(true);
   });
 
+  it('answers /reset_prefix_cache like vLLM: false while a request holds blocks, true once it preempts running requests', async () => {
+    const r = await startPod();
+    const base = r.http[0]!;
+    // Slowed down so the request is still running when the resets arrive.
+    await post(base, '/sim/faults', { slowdown: 100 });
+    const long = post(base, '/v1/completions', { prompt, max_tokens: 400 });
+    await waitFor(async () => ((await (await fetch(`${base}/sim/state`)).json()) as { running: number }).running === 1, 5000, 'the request to run');
+    expect(await post(base, '/reset_prefix_cache', {})).toEqual({ status: 200, json: { success: false } });
+    expect(await post(base, '/reset_prefix_cache?reset_running_requests=true', {})).toEqual({ status: 200, json: { success: true } });
+    await post(base, '/sim/faults', { slowdown: 1 });
+    await waitFor(() => r.messages.some((m) => m.batch.events.some((e) => e.type === 'AllBlocksCleared')), 5000, 'AllBlocksCleared');
+    // The preempted request is recomputed and finishes in full.
+    expect(await long).toMatchObject({ status: 200, json: { choices: [{ finish_reason: 'length' }], usage: { completion_tokens: 400 } } });
+    // Without a CPU tier there is no external cache to reset: vLLM answers false.
+    expect(await post(base, '/reset_prefix_cache?reset_external=true', {})).toEqual({ status: 200, json: { success: false } });
+    expect(await post(base, '/reset_prefix_cache?reset_external=maybe', {})).toMatchObject({ status: 400, json: { error: { param: 'query.reset_external' } } });
+  });
+
+  it('keeps its CPU tier through a plain reset and drops it with reset_external', async () => {
+    const r = await startPod({ kvOffload: 'offloading-connector', numGpuBlocksOverride: 24, numCpuBlocks: 400 });
+    const base = r.http[0]!;
+    await post(base, '/v1/completions', { prompt, max_tokens: 1 });
+    const tokens = (await post(base, '/tokenize', { prompt })).json['tokens'] as number[];
+    for (let i = 0; i < 6; i++) await post(base, '/v1/completions', { prompt: `filler ${i}: ${'lorem ipsum dolor sit amet '.repeat(20)}`, max_tokens: 1 });
+    const held = async (): Promise<{ gpuBlocks: number; cpuBlocks: number }> => (await post(base, '/sim/prefix', { tokens })).json as never;
+    const cpu = (await held()).cpuBlocks;
+    expect(cpu).toBeGreaterThan(0);
+    expect(await post(base, '/reset_prefix_cache', {})).toEqual({ status: 200, json: { success: true } });
+    expect(await held()).toMatchObject({ gpuBlocks: 0, cpuBlocks: cpu });
+    expect(await post(base, '/reset_prefix_cache?reset_external=1', {})).toEqual({ status: 200, json: { success: true } });
+    expect(await held()).toMatchObject({ gpuBlocks: 0, cpuBlocks: 0 });
+  });
+
   it('says AllBlocksCleared after /reset_prefix_cache, and forgets the cache', async () => {
     const r = await startPod();
     const first = await post(r.http[0]!, '/v1/completions', { prompt, max_tokens: 1 });
@@ -171,21 +219,100 @@ describe('vllm-sim over real sockets', () => {
     expect(warmTtft).toBeLessThan(afterCold / 3);
   });
 
-  it('streams chat completions as SSE chunks, ending with usage and [DONE]', async () => {
+  it('streams chat completions as vLLM does: role chunk, one chunk per token with finish_reason on the last, usage, [DONE]', async () => {
     const r = await startPod();
-    const res = await fetch(`${r.http[0]!}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5, stream: true, stream_options: { include_usage: true } }),
-    });
-    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-    const lines = (await res.text()).split('\n\n').filter(Boolean);
-    expect(lines.at(-1)).toBe('data: [DONE]');
-    const chunks = lines.slice(0, -1).map((l) => JSON.parse(l.slice(6)) as { object: string; choices: { delta?: { role?: string; content?: string }; finish_reason: string | null }[]; usage?: { completion_tokens: number } });
-    expect(chunks[0]!.choices[0]!.delta).toEqual({ role: 'assistant', content: '' });
+    const { chunks, done, contentType } = await stream(r.http[0]!, '/v1/chat/completions', { model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5, stream_options: { include_usage: true } });
+    expect(contentType).toBe('text/event-stream; charset=utf-8');
+    expect(done).toBe(true);
     expect(chunks.every((c) => c.object === 'chat.completion.chunk')).toBe(true);
-    expect(chunks.at(-2)!.choices[0]!.finish_reason).toBe('length');
-    expect(chunks.at(-1)!.usage!.completion_tokens).toBe(5);
+    expect(chunks).toHaveLength(1 + 5 + 1);
+    expect(chunks[0]!.choices).toEqual([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
+    const tokens = chunks.slice(1, 6).map((c) => c.choices[0]!);
+    // No empty closing chunk: the last token's chunk carries the finish reason.
+    expect(tokens.map((c) => c.finish_reason)).toEqual([null, null, null, null, 'length']);
+    expect(tokens.every((c) => typeof c.delta?.content === 'string' && c.delta.content.length > 0)).toBe(true);
+    expect(tokens[4]).toMatchObject({ finish_reason: 'length', stop_reason: null });
+    expect(chunks[6]).toMatchObject({ choices: [], usage: { completion_tokens: 5, prompt_tokens_details: { cached_tokens: 0 } } });
+    // Continuing the last message rather than starting a reply: vLLM answers in that message's role.
+    const continued = { messages: [{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'Hi, I' }], continue_final_message: true, add_generation_prompt: false, max_tokens: 2 };
+    expect((await stream(r.http[0]!, '/v1/chat/completions', continued)).chunks[0]!.choices[0]!.delta).toEqual({ role: 'assistant', content: '' });
+    const asUser = { ...continued, messages: [{ role: 'user', content: 'hello' }] };
+    expect(((await post(r.http[0]!, '/v1/chat/completions', asUser)).json['choices'] as { message: { role: string } }[])[0]!.message.role).toBe('user');
+  });
+
+  it('streams completions with the finish reason on the last text chunk, and usage only when stream_options asks', async () => {
+    const r = await startPod();
+    const base = r.http[0]!;
+    const plain = await stream(base, '/v1/completions', { prompt: 'hello', max_tokens: 3 });
+    expect(plain.done).toBe(true);
+    expect(plain.chunks.map((c) => [c.object, c.choices[0]!.finish_reason, (c.choices[0]!.text ?? '').length > 0])).toEqual([
+      ['text_completion', null, true],
+      ['text_completion', null, true],
+      ['text_completion', 'length', true],
+    ]);
+    expect(plain.chunks.some((c) => c.usage !== undefined)).toBe(false);
+    // vLLM: any stream_options object turns usage on (include_usage defaults to true) ...
+    const empty = await stream(base, '/v1/completions', { prompt: 'hello', max_tokens: 3, stream_options: {} });
+    expect(empty.chunks.at(-1)).toMatchObject({ object: 'text_completion', choices: [], usage: { prompt_tokens: 1, total_tokens: 4, completion_tokens: 3 } });
+    // ... unless it is false, which also silences continuous_usage_stats.
+    const off = await stream(base, '/v1/completions', { prompt: 'hello', max_tokens: 3, stream_options: { include_usage: false, continuous_usage_stats: true } });
+    expect(off.chunks.some((c) => c.usage !== undefined)).toBe(false);
+    // Stream options without stream are refused, as vLLM's request validation does.
+    const refused = await post(base, '/v1/completions', { prompt: 'hello', max_tokens: 3, stream_options: { include_usage: true } });
+    expect(refused).toMatchObject({ status: 400, json: { error: { type: 'Bad Request', param: 'stream_options', code: 400 } } });
+    expect((await post(base, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], stream: false, stream_options: { include_usage: true } })).status).toBe(400);
+  });
+
+  it('sends the stream\'s headers at once but no chunk until the first token, as vLLM does', async () => {
+    const r = await startPod({ maxNumSeqs: 1 });
+    const base = r.http[0]!;
+    // Occupy the only batch slot (slowed down so it stays there) so the streamed request waits in the queue.
+    await post(base, '/sim/faults', { slowdown: 1000 });
+    const blocker = new AbortController();
+    const busy = fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'busy', max_tokens: 1000 }), signal: blocker.signal }).then((res) => res.text()).catch(() => '');
+    await waitFor(async () => ((await (await fetch(`${base}/sim/state`)).json()) as { running: number }).running === 1, 5000, 'the blocker to run');
+    const received: Buffer[] = [];
+    const ended = new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+        res.on('data', (b: Buffer) => received.push(b));
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, stream: true }));
+    });
+    await waitFor(async () => ((await (await fetch(`${base}/sim/state`)).json()) as { waiting: number }).waiting === 1, 5000, 'the stream to queue');
+    // Two more round trips on other connections: a role chunk written at arrival would be here by now.
+    await fetch(`${base}/sim/state`);
+    await fetch(`${base}/health`);
+    expect(Buffer.concat(received).length).toBe(0);
+    await post(base, '/sim/faults', { slowdown: 1 });
+    blocker.abort();
+    await busy;
+    expect(await ended).toBe(200);
+    const events = Buffer.concat(received).toString().split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(1 + 2 + 1);
+    expect(events[0]).toContain('"role":"assistant"');
+  });
+
+  it('leaves prompt_tokens_details null (and out of streamed usage) when run without --enable-prompt-tokens-details, as vLLM does', async () => {
+    const r = await startPod({ enablePromptTokensDetails: false });
+    const base = r.http[0]!;
+    const completion = await post(base, '/v1/completions', { prompt, max_tokens: 1 });
+    expect(completion.json['usage']).toEqual({ prompt_tokens: expect.any(Number), total_tokens: expect.any(Number), completion_tokens: 1, prompt_tokens_details: null });
+    const chat = await post(base, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 });
+    expect((chat.json['usage'] as Record<string, unknown>)['prompt_tokens_details']).toBeNull();
+    const streamed = await stream(base, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1, stream_options: { include_usage: true } });
+    expect(Object.keys(streamed.chunks.at(-1)!.usage!)).toEqual(['prompt_tokens', 'total_tokens', 'completion_tokens']);
+  });
+
+  it('reports the cached tokens of the last prompt of a multi-prompt completion, as vLLM does', async () => {
+    const r = await startPod();
+    const base = r.http[0]!;
+    const warm = `${prompt} and then some`;
+    await post(base, '/v1/completions', { prompt: warm, max_tokens: 1 });
+    const cachedOf = async (prompts: string[]): Promise<number> => ((await post(base, '/v1/completions', { prompt: prompts, max_tokens: 1 })).json['usage'] as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details.cached_tokens;
+    expect(await cachedOf([warm, 'a cold prompt nobody sent before'])).toBe(0);
+    expect(await cachedOf(['another cold prompt', warm])).toBeGreaterThan(0);
   });
 
   it('puts running usage on every streamed chunk when continuous_usage_stats is asked for, as vLLM does', async () => {
@@ -258,6 +385,21 @@ describe('vllm-sim over real sockets', () => {
     expect((await post(r.http[0]!, '/v1/completions', { prompt: 'x', max_tokens: 1 })).status).toBe(503);
   });
 
+  it('answers routes, methods, media types and empty prompts with vLLM\'s error bodies', async () => {
+    const r = await startPod();
+    const base = r.http[0]!;
+    const json = async (res: Response): Promise<{ status: number; json: unknown }> => ({ status: res.status, json: await res.json() });
+    expect(await json(await fetch(`${base}/v1/nope`))).toEqual({ status: 404, json: { error: { message: 'Not Found', type: 'Not Found', param: null, code: 404 } } });
+    expect(await json(await fetch(`${base}/v1/completions`))).toEqual({ status: 405, json: { error: { message: 'Method Not Allowed', type: 'Method Not Allowed', param: null, code: 405 } } });
+    expect((await fetch(`${base}/health`, { method: 'HEAD' })).status).toBe(405);
+    const text = await json(await fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"prompt":"x"}' }));
+    expect(text).toMatchObject({ status: 400, json: { error: { type: 'Bad Request', code: 400 } } });
+    expect((text.json as { error: { message: string } }).error.message).toContain("Unsupported Media Type: Only 'application/json' is allowed");
+    expect(await post(base, '/v1/completions', { prompt: '' })).toMatchObject({ status: 400, json: { error: { param: 'prompt', type: 'Bad Request' } } });
+    expect(await post(base, '/v1/chat/completions', { messages: 'hi' })).toMatchObject({ status: 400, json: { error: { param: 'body.messages', type: 'Bad Request' } } });
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+  });
+
   it('lists LoRA adapters as models and tags their events with the adapter', async () => {
     const r = await startPod({ loraModules: ['sql-lora=/adapters/sql', '{"name": "chat-lora", "path": "/adapters/chat", "base_model_name": "Qwen/Qwen3-0.6B"}'] });
     const models = (await (await fetch(`${r.http[0]!}/v1/models`)).json()) as { data: { id: string; root: string; parent: string | null; max_model_len: number | null; permission: { object: string }[] }[] };
@@ -301,6 +443,13 @@ describe('vllm-sim over real sockets', () => {
       expect(text).toContain(name);
     }
     expect(text).toMatch(/vllm:cache_config_info\{[^}]*block_size="16"[^}]*num_gpu_blocks="4096"/);
+    // Every finish reason has its series from the start; e2e latency uses vLLM's request buckets.
+    for (const reason of ['stop', 'length', 'abort']) expect(text).toMatch(new RegExp(`^vllm:request_success_total\\{[^}]*finished_reason="${reason}"[^}]*\\} 0$`, 'm'));
+    expect(text).toMatch(/^vllm:e2e_request_latency_seconds_bucket\{le="0.3",/m);
+    // vLLM registers the LoRA gauge only when LoRA serving is on.
+    expect(text).not.toContain('vllm:lora_requests_info');
+    const lora = await startPod({ loraModules: ['sql-lora=/adapters/sql'] });
+    expect(await (await fetch(`${lora.http[0]!}/metrics`)).text()).toMatch(/^vllm:lora_requests_info\{max_lora="4",/m);
   });
 });
 

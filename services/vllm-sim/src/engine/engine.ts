@@ -28,15 +28,18 @@ export interface GenerationRequest {
   loraId: number | null;
   cacheSalt: string | null;
   onFirstToken(info: { cachedTokens: number; queueMs: number; ttftMs: number }): void;
-  onToken(tokenId: number): void;
+  /** A new token; `finishReason` is set on the last one, as vLLM's final RequestOutput carries it with the last token. */
+  onToken(tokenId: number, finishReason: FinishReason | null): void;
   onFinish(result: GenerationResult): void;
 }
+
+export type FinishReason = 'length' | 'abort';
 
 export interface GenerationResult {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
-  finishReason: 'length' | 'abort';
+  finishReason: FinishReason;
   ttftMs: number;
   e2eMs: number;
 }
@@ -71,6 +74,7 @@ interface Seq {
   computed: number;
   /** Prompt tokens loaded from CPU still to be paid for by the next prefill step. */
   cpuLoadPending: number;
+  /** Prompt tokens found cached at the first admission (-1 before it). */
   cachedTokens: number;
   generated: number;
   arrivedSim: number;
@@ -96,6 +100,7 @@ export class Engine {
   private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private stepping = false;
   private stopped = false;
+  private readonly pendingBetweenSteps: { run(): void; cancel(): void }[] = [];
   private readonly realStart = performance.now();
   /**
    * Simulated time: advanced by each step's modeled duration, and brought up to scaled wall-clock
@@ -163,7 +168,7 @@ export class Engine {
       digests: [],
       computed: 0,
       cpuLoadPending: 0,
-      cachedTokens: 0,
+      cachedTokens: -1,
       generated: 0,
       arrivedSim: this.idle && !this.stepping ? (this.clock = Math.max(this.clock, this.wallSim())) : this.clock,
       admittedSim: 0,
@@ -218,13 +223,48 @@ export class Engine {
     return { blockSize: B, gpuBlocks: run(inGpu), cpuBlocks: run(inCpu), anyTierBlocks: run((b) => inGpu(b) || inCpu(b)) };
   }
 
-  /** vLLM's reset_prefix_cache: only when no request holds blocks. */
-  resetPrefixCache(): boolean {
-    if (!this.idle || !this.pool.allFree()) return false;
-    this.pool.resetCache();
-    this.config.cpu.clear();
-    this.publish([{ type: 'AllBlocksCleared' }]);
-    return true;
+  /**
+   * vLLM's reset_prefix_cache, run between engine steps as vLLM runs utility calls: the GPU prefix
+   * cache empties only when no request holds blocks (`resetRunning` first preempts every running
+   * request back to the queue, to be recomputed); the CPU tier survives unless `resetExternal`,
+   * which fails (but still resets the GPU) when there is no CPU tier, as vLLM's does without a
+   * connector. AllBlocksCleared is announced when the GPU cache was reset.
+   */
+  resetPrefixCache(options: { resetRunning?: boolean; resetExternal?: boolean } = {}): Promise<boolean> {
+    return this.betweenSteps(() => {
+      if (options.resetRunning) for (const seq of [...this.running].reverse()) this.preempt(seq);
+      let success = this.pool.allFree();
+      if (success) {
+        this.pool.resetCache();
+        this.publish([{ type: 'AllBlocksCleared' }]);
+      }
+      if (options.resetExternal) {
+        if (this.config.cpu.enabled) this.config.cpu.clear();
+        else success = false;
+      }
+      if (options.resetRunning) {
+        this.refreshGauges();
+        this.kick();
+      }
+      return success;
+    });
+  }
+
+  /** Runs `fn` now, or right after the step in flight (whose sequences it must not change mid-step). */
+  private betweenSteps<T>(fn: () => T): Promise<T> {
+    if (!this.stepping) return Promise.resolve(fn());
+    return new Promise((resolve, reject) =>
+      this.pendingBetweenSteps.push({
+        run: () => {
+          try {
+            resolve(fn());
+          } catch (err) {
+            reject(err as Error);
+          }
+        },
+        cancel: () => reject(new Error('engine stopped')),
+      }),
+    );
   }
 
   /** An engine restart: everything cached is gone and nothing is announced (the publisher restarts too). */
@@ -244,6 +284,7 @@ export class Engine {
     for (const seq of [...this.running, ...this.waiting]) this.finish(seq, 'abort');
     this.running.length = 0;
     this.waiting.length = 0;
+    for (const task of this.pendingBetweenSteps.splice(0)) task.cancel();
   }
 
   // ---- the step loop -------------------------------------------------------------------------
@@ -298,6 +339,7 @@ export class Engine {
       this.completeStep(prefilling, decoding, events);
       this.stepping = false;
       if (events.length > 0) this.publish(events);
+      for (const task of this.pendingBetweenSteps.splice(0)) task.run();
       this.refreshGauges();
       if (!this.idle) this.kick();
     };
@@ -354,7 +396,8 @@ export class Engine {
     seq.cachedBlocks = hits.length;
     seq.computed = (hits.length + loaded) * B;
     seq.cpuLoadPending = loaded * B;
-    seq.cachedTokens = seq.computed;
+    // vLLM records a request's cached tokens at its first scheduling; a preempted request's recompute keeps them.
+    if (seq.cachedTokens < 0) seq.cachedTokens = seq.computed;
     this.stats.prefixQueries += prompt.length;
     this.stats.prefixHits += hits.length * B;
     if (cpu.enabled) {
@@ -416,9 +459,10 @@ export class Engine {
     seq.tokens.push(token);
     seq.generated++;
     this.stats.generationTokens++;
-    seq.req.onToken(token);
+    const last = seq.generated >= seq.req.maxTokens;
+    seq.req.onToken(token, last ? 'length' : null);
     if (seq.tokens.length % B === 0) this.cacheFullBlocks(seq, events);
-    if (seq.generated >= seq.req.maxTokens) {
+    if (last) {
       this.finish(seq, 'length');
       this.running.splice(this.running.indexOf(seq), 1);
     }
@@ -484,7 +528,7 @@ export class Engine {
     this.waiting.unshift(seq);
   }
 
-  private finish(seq: Seq, reason: 'length' | 'abort'): void {
+  private finish(seq: Seq, reason: FinishReason): void {
     if (seq.done) return;
     seq.done = true;
     // vLLM frees a request's blocks last-first, so its tail (least likely shared) is evicted first.
@@ -496,7 +540,7 @@ export class Engine {
     seq.req.onFinish({
       promptTokens: seq.tokens.length - seq.generated,
       completionTokens: seq.generated,
-      cachedTokens: seq.cachedTokens,
+      cachedTokens: Math.max(0, seq.cachedTokens),
       finishReason: reason,
       ttftMs: seq.firstTokenSim > 0 ? seq.firstTokenSim - seq.arrivedSim : 0,
       e2eMs: now - seq.arrivedSim,

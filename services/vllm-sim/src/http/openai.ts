@@ -1,9 +1,14 @@
+import { STATUS_CODES } from 'node:http';
 import { z } from 'zod';
 
-/** vLLM's error body: {"error": {message, type, param, code}}. */
-export function errorBody(code: number, message: string, param: string | null = null): { error: { message: string; type: string; param: string | null; code: number } } {
-  const type = code === 404 ? 'NotFoundError' : code === 400 || code === 422 ? 'BadRequestError' : code === 503 ? 'ServiceUnavailableError' : 'InternalServerError';
-  return { error: { message, type, param, code } };
+/**
+ * vLLM's error body: {"error": {message, type, param, code}}. Errors vLLM raises itself name a
+ * class (BadRequestError, NotFoundError, …); request validation and HTTP-level errors (unknown
+ * route, wrong method) carry the HTTP status phrase ("Bad Request", "Not Found", …).
+ */
+export function errorBody(code: number, message: string, param: string | null = null, type?: string): { error: { message: string; type: string; param: string | null; code: number } } {
+  const name = type ?? (code === 404 ? 'NotFoundError' : code === 400 ? 'BadRequestError' : code === 422 ? 'UnprocessableEntityError' : code === 503 ? 'ServiceUnavailableError' : code >= 500 ? 'InternalServerError' : (STATUS_CODES[code] ?? 'Error'));
+  return { error: { message, type: name, param, code } };
 }
 
 export class HttpError extends Error {
@@ -11,13 +16,20 @@ export class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly param: string | null = null,
+    /** The error's `type` when it is not the class vLLM names for the status. */
+    readonly type?: string,
   ) {
     super(message);
   }
 }
 
+/** What vLLM's request validation answers (pydantic, or its own model validators): 400 "Bad Request". */
+export function validationError(message: string, param: string | null): HttpError {
+  return new HttpError(400, message, param, 'Bad Request');
+}
+
 const tokenIds = z.array(z.number().int().min(0).max(0xffffffff));
-const streamOptions = z.object({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() }).passthrough().nullish();
+const streamOptions = z.object({ include_usage: z.boolean().nullish(), continuous_usage_stats: z.boolean().nullish() }).passthrough().nullish();
 const maxTokens = z.number().int().min(1).nullish();
 
 export const CompletionRequest = z
@@ -84,24 +96,40 @@ export const DetokenizeRequest = z.object({ model: z.string().nullish(), tokens:
 
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const parsed = schema.safeParse(body);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const param = issue.path.length ? issue.path.join('.') : null;
-  throw new HttpError(400, `${param ?? 'body'}: ${issue.message}`, param);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const path = issue.path.map(String).join('.');
+    // vLLM names the field by its location in the request: body.<field>.
+    throw validationError(`${path || 'body'}: ${issue.message}`, path ? `body.${path}` : 'body');
+  }
+  return parsed.data;
+}
+
+/** vLLM's model validators of completion and chat requests (generation and render alike). */
+export function checkGenerationRequest(body: { stream?: boolean | null; stream_options?: Record<string, unknown> | null; prompt?: unknown }): void {
+  // Python truthiness: an empty stream_options object is allowed without stream.
+  if (body.stream_options && Object.keys(body.stream_options).length > 0 && !body.stream) {
+    throw validationError('Stream options can only be defined when `stream=True`.', 'stream_options');
+  }
+  if (body.prompt === '') throw validationError('Either prompt or prompt_embeds must be provided and non-empty.', 'prompt');
 }
 
 export interface Usage {
   prompt_tokens: number;
   total_tokens: number;
   completion_tokens: number;
-  prompt_tokens_details: { cached_tokens: number };
+  prompt_tokens_details: { cached_tokens: number } | null;
 }
 
-export function usage(promptTokens: number, completionTokens: number, cachedTokens: number): Usage {
+/**
+ * vLLM's UsageInfo. `prompt_tokens_details` is only filled in when the server runs with
+ * --enable-prompt-tokens-details; otherwise it is null (and left out of streamed usage chunks).
+ */
+export function usage(promptTokens: number, completionTokens: number, cachedTokens: number, details: boolean): Usage {
   return {
     prompt_tokens: promptTokens,
     total_tokens: promptTokens + completionTokens,
     completion_tokens: completionTokens,
-    prompt_tokens_details: { cached_tokens: cachedTokens },
+    prompt_tokens_details: details ? { cached_tokens: cachedTokens } : null,
   };
 }

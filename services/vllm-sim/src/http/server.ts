@@ -1,12 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { TokenizationError, type ChatMessage, type LocalTokenizer } from '@kvix/tokenization';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { Engine, GenerationResult } from '../engine/engine.js';
+import type { Engine, FinishReason, GenerationResult } from '../engine/engine.js';
 import type { EventPublisher } from '../events/publisher.js';
 import type { SimMetrics } from '../metrics.js';
-import { ChatRequest, CompletionRequest, DetokenizeRequest, HttpError, TokenizeChatRequest, TokenizeCompletionRequest, errorBody, parseBody, usage } from './openai.js';
+import {
+  ChatRequest,
+  CompletionRequest,
+  DetokenizeRequest,
+  HttpError,
+  TokenizeChatRequest,
+  TokenizeCompletionRequest,
+  checkGenerationRequest,
+  errorBody,
+  parseBody,
+  usage,
+  validationError,
+} from './openai.js';
 
 export interface LoraModule {
   name: string;
@@ -33,6 +45,8 @@ export interface RankContext {
   modelRoot: string;
   maxModelLen: number;
   defaultMaxTokens: number;
+  /** vLLM's --enable-prompt-tokens-details: usage carries prompt_tokens_details.cached_tokens. */
+  promptTokensDetails: boolean;
   tokenizer: LocalTokenizer;
   loras: readonly LoraModule[];
   engine: () => Engine;
@@ -74,16 +88,32 @@ function modelCard(id: string, root: string, parent: string | null, maxModelLen:
 }
 
 export function buildServer(ctx: RankContext): FastifyInstance {
-  const app = Fastify({ bodyLimit: 64 * 1024 * 1024, logger: false });
+  // No implicit HEAD routes: vLLM (FastAPI) answers HEAD on a GET route with 405.
+  const app = Fastify({ bodyLimit: 64 * 1024 * 1024, logger: false, exposeHeadRoutes: false });
 
   app.setErrorHandler((err: Error, _req, reply) => {
-    if (err instanceof HttpError) return reply.code(err.status).send(errorBody(err.status, err.message, err.param));
+    if (err instanceof HttpError) return reply.code(err.status).send(errorBody(err.status, err.message, err.param, err.type));
     if (err instanceof TokenizationError || err instanceof RangeError) return reply.code(400).send(errorBody(400, err.message));
     const status = (err as { statusCode?: number }).statusCode;
-    if (status !== undefined && status >= 400 && status < 500) return reply.code(status).send(errorBody(status, err.message));
+    // Malformed JSON, an oversized body: request-level errors, named by their HTTP status as vLLM's handlers name them.
+    if (status !== undefined && status >= 400 && status < 500) return reply.code(status).send(errorBody(status, err.message, status === 400 ? 'body' : null, STATUS_CODES[status]));
     ctx.logger.error({ err: err.message }, 'request failed');
     return reply.code(500).send(errorBody(500, 'internal simulator error'));
   });
+
+  // vLLM's shapes for an unknown route (404) and a known route with another method (405).
+  app.setNotFoundHandler((req, reply) => {
+    const url = req.url.split('?', 1)[0]!;
+    const elsewhere = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'].some((method) => method !== req.method && app.hasRoute({ method, url }));
+    const status = elsewhere ? 405 : 404;
+    return reply.code(status).send(errorBody(status, STATUS_CODES[status]!, null, STATUS_CODES[status]));
+  });
+
+  // vLLM's validate_json_request on its OpenAI routes: the body must be declared application/json.
+  const jsonOnly = async (req: FastifyRequest): Promise<void> => {
+    const media = (req.headers['content-type'] ?? '').toLowerCase().split(';', 1)[0]!.trim();
+    if (media !== 'application/json') throw validationError("1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed", null);
+  };
 
   const resolveModel = (requested: string | null | undefined): Resolved => {
     const name = requested ?? ctx.servedModelNames[0]!;
@@ -121,7 +151,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     ],
   }));
 
-  app.post('/tokenize', async (req) => {
+  app.post('/tokenize', { onRequest: jsonOnly }, async (req) => {
     const isChat = typeof req.body === 'object' && req.body !== null && 'messages' in req.body;
     // vLLM: a chat prompt is rendered then encoded without special tokens; a plain prompt with them.
     let tokens: number[];
@@ -140,7 +170,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens, token_strs: returnStrings ? ctx.tokenizer.tokenStrings(tokens) : null };
   });
 
-  app.post('/detokenize', async (req) => {
+  app.post('/detokenize', { onRequest: jsonOnly }, async (req) => {
     const body = parseBody(DetokenizeRequest, req.body);
     resolveModel(body.model);
     // vLLM's /detokenize keeps special tokens.
@@ -156,23 +186,26 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     return p as number[][];
   };
 
-  app.post('/v1/completions/render', async (req) => {
+  app.post('/v1/completions/render', { onRequest: jsonOnly }, async (req) => {
     const body = parseBody(CompletionRequest, req.body);
+    checkGenerationRequest(body);
     const model = resolveModel(body.model);
     return completionPrompts(body).map((tokens) => renderResult('cmpl', tokens, model.model, body, body.max_tokens ?? 16));
   });
 
-  app.post('/v1/chat/completions/render', async (req) => {
+  app.post('/v1/chat/completions/render', { onRequest: jsonOnly }, async (req) => {
     const body = parseBody(ChatRequest, req.body);
+    checkGenerationRequest(body);
     const model = resolveModel(body.model);
     const tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], chatOptions(body));
     // Render generates nothing, so vLLM's own default applies: whatever the context has left.
     return renderResult('chatcmpl', tokens, model.model, body, body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - tokens.length));
   });
 
-  app.post('/v1/completions', async (req, reply) => {
+  app.post('/v1/completions', { onRequest: jsonOnly }, async (req, reply) => {
     refuseMaybe();
     const body = parseBody(CompletionRequest, req.body);
+    checkGenerationRequest(body);
     const model = resolveModel(body.model);
     const prompts = completionPrompts(body);
     const maxTokens = body.max_tokens ?? 16;
@@ -181,10 +214,10 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     const salt = body.cache_salt ?? null;
     if (body.stream) {
       if (prompts.length > 1) throw new HttpError(400, 'the simulator streams one prompt per request', 'prompt');
-      return streamGeneration(reply, id, prompts[0]!, maxTokens, model, salt, 'completion', usageMode(body.stream_options));
+      return streamGeneration(reply, id, prompts[0]!, maxTokens, model, salt, { kind: 'completion' }, usageMode(body.stream_options));
     }
     const results = await Promise.all(prompts.map((p, i) => generate(`${id}-${i}`, p, maxTokens, model, salt, reply.raw)));
-    const total = results.reduce((acc, r) => ({ p: acc.p + r.result.promptTokens, c: acc.c + r.result.completionTokens, k: acc.k + r.result.cachedTokens }), { p: 0, c: 0, k: 0 });
+    const total = results.reduce((acc, r) => ({ p: acc.p + r.result.promptTokens, c: acc.c + r.result.completionTokens }), { p: 0, c: 0 });
     return {
       id,
       object: 'text_completion',
@@ -193,37 +226,46 @@ export function buildServer(ctx: RankContext): FastifyInstance {
       choices: results.map((r, index) => ({ index, text: r.text, logprobs: null, finish_reason: r.result.finishReason, stop_reason: null, prompt_logprobs: null })),
       service_tier: null,
       system_fingerprint: null,
-      usage: usage(total.p, total.c, total.k),
+      // vLLM reports the cached tokens of the last prompt only, not a sum.
+      usage: usage(total.p, total.c, results.at(-1)!.result.cachedTokens, ctx.promptTokensDetails),
       kv_transfer_params: null,
     };
   });
 
-  app.post('/v1/chat/completions', async (req, reply) => {
+  app.post('/v1/chat/completions', { onRequest: jsonOnly }, async (req, reply) => {
     refuseMaybe();
     const body = parseBody(ChatRequest, req.body);
+    checkGenerationRequest(body);
     const model = resolveModel(body.model);
     const tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], chatOptions(body));
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxModelLen - tokens.length));
     checkLength(tokens.length, maxTokens);
     const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
     const salt = body.cache_salt ?? null;
-    if (body.stream) return streamGeneration(reply, id, tokens, maxTokens, model, salt, 'chat', usageMode(body.stream_options));
+    // vLLM answers as the assistant after a generation prompt, otherwise as the last message's author.
+    const role = chatOptions(body).addGenerationPrompt ? 'assistant' : body.messages.at(-1)!.role;
+    if (body.stream) return streamGeneration(reply, id, tokens, maxTokens, model, salt, { kind: 'chat', role }, usageMode(body.stream_options));
     const { text, result } = await generate(id, tokens, maxTokens, model, salt, reply.raw);
     return {
       id,
       object: 'chat.completion',
       created: created(),
       model: model.model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text, reasoning_content: null, tool_calls: [] }, logprobs: null, finish_reason: result.finishReason, stop_reason: null }],
+      choices: [{ index: 0, message: { role, content: text, reasoning_content: null, tool_calls: [] }, logprobs: null, finish_reason: result.finishReason, stop_reason: null }],
       service_tier: null,
       system_fingerprint: null,
-      usage: usage(result.promptTokens, result.completionTokens, result.cachedTokens),
+      usage: usage(result.promptTokens, result.completionTokens, result.cachedTokens, ctx.promptTokensDetails),
       prompt_logprobs: null,
       kv_transfer_params: null,
     };
   });
 
-  app.post('/reset_prefix_cache', async () => ({ success: ctx.engine().resetPrefixCache() }));
+  // vLLM's dev-mode route (VLLM_SERVER_DEV_MODE=1): {"success": false} while requests hold blocks.
+  app.post('/reset_prefix_cache', async (req) => {
+    const query = (req.query ?? {}) as Record<string, unknown>;
+    const success = await ctx.engine().resetPrefixCache({ resetRunning: queryBool(query, 'reset_running_requests'), resetExternal: queryBool(query, 'reset_external') });
+    return { success };
+  });
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', ctx.metrics.registry.contentType);
@@ -338,6 +380,11 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     });
   }
 
+  /**
+   * vLLM's SSE stream: the status line and headers at once; a chat stream's role chunk together
+   * with the first token (vLLM sends it on the engine's first output, after prefill); one chunk per
+   * token, the last one carrying finish_reason; then the usage chunk (if asked for) and [DONE].
+   */
   function streamGeneration(
     reply: FastifyReply,
     id: string,
@@ -345,13 +392,15 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     maxTokens: number,
     model: Resolved,
     cacheSalt: string | null,
-    kind: 'completion' | 'chat',
+    shape: { kind: 'completion' } | { kind: 'chat'; role: string },
     usageIn: StreamUsage,
   ): void {
     reply.hijack();
     const res: ServerResponse = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+    res.flushHeaders();
     const ts = created();
+    const kind = shape.kind;
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     let generated = 0;
     // continuous_usage_stats: vLLM puts the running totals (without details) on every chunk.
@@ -364,7 +413,6 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     res.on('close', () => {
       if (!finished) engine.abort(id);
     });
-    if (kind === 'chat') send([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
     engine.submit({
       id,
       prompt: Uint32Array.from(tokens),
@@ -373,19 +421,23 @@ export function buildServer(ctx: RankContext): FastifyInstance {
       loraId: model.loraId,
       cacheSalt,
       onFirstToken: () => undefined,
-      onToken: (t) => {
+      onToken: (t: number, finishReason: FinishReason | null) => {
+        if (shape.kind === 'chat' && generated === 0) send([{ index: 0, delta: { role: shape.role, content: '' }, logprobs: null, finish_reason: null }]);
         generated++;
         const text = ctx.tokenizer.decode([t]);
-        if (kind === 'chat') send([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]);
-        else send([{ index: 0, text, logprobs: null, finish_reason: null, stop_reason: null }]);
+        const end = finishReason === null ? {} : { stop_reason: null };
+        if (kind === 'chat') send([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: finishReason, ...end }]);
+        else send([{ index: 0, text, logprobs: null, finish_reason: finishReason, stop_reason: null }]);
       },
       onFinish: (result) => {
         finished = true;
         ctx.metrics.observeFinished(result.e2eMs / 1000, result.finishReason);
         if (result.finishReason !== 'abort') {
-          if (kind === 'chat') send([{ index: 0, delta: { content: '' }, logprobs: null, finish_reason: result.finishReason, stop_reason: null }]);
-          else send([{ index: 0, text: '', logprobs: null, finish_reason: result.finishReason, stop_reason: null }]);
-          if (usageIn !== 'none') send([], { usage: usage(result.promptTokens, result.completionTokens, result.cachedTokens) });
+          if (usageIn !== 'none') {
+            // The usage chunk leaves out what is null (prompt_tokens_details without the flag).
+            const { prompt_tokens_details: details, ...counts } = usage(result.promptTokens, result.completionTokens, result.cachedTokens, ctx.promptTokensDetails);
+            send([], { usage: details === null ? counts : { ...counts, prompt_tokens_details: details } });
+          }
           res.write('data: [DONE]\n\n');
         }
         res.end();
@@ -399,9 +451,24 @@ export function buildServer(ctx: RankContext): FastifyInstance {
 /** What `stream_options` asks for: no usage, a final usage chunk, or usage on every chunk too. */
 type StreamUsage = 'none' | 'final' | 'continuous';
 
-function usageMode(options: { include_usage?: boolean | undefined; continuous_usage_stats?: boolean | undefined } | null | undefined): StreamUsage {
-  if (options?.include_usage !== true) return 'none';
+/**
+ * vLLM's rule: any stream_options object turns usage on unless include_usage is false or null
+ * (its default is true); continuous_usage_stats only counts together with it.
+ */
+function usageMode(options: { include_usage?: boolean | null | undefined; continuous_usage_stats?: boolean | null | undefined } | null | undefined): StreamUsage {
+  if (options === null || options === undefined) return 'none';
+  if (options.include_usage === false || options.include_usage === null) return 'none';
   return options.continuous_usage_stats === true ? 'continuous' : 'final';
+}
+
+/** A boolean query parameter as FastAPI/pydantic read one ("true", "1", "yes", "on", …); absent is false. */
+function queryBool(query: Record<string, unknown>, name: string): boolean {
+  const raw = query[name];
+  if (raw === undefined) return false;
+  const value = String(Array.isArray(raw) ? raw.at(-1) : raw).toLowerCase();
+  if (['true', '1', 'yes', 'on', 't', 'y'].includes(value)) return true;
+  if (['false', '0', 'no', 'off', 'f', 'n'].includes(value)) return false;
+  throw validationError(`query.${name}: Input should be a valid boolean, unable to interpret input`, `query.${name}`);
 }
 
 function chatOptions(body: { add_generation_prompt?: boolean | null; continue_final_message?: boolean | null; tools?: unknown[] | null; chat_template?: string | null; chat_template_kwargs?: Record<string, unknown> | null }): {
