@@ -406,13 +406,9 @@ export class RedisIndex implements KvBlockIndex {
 
   async podCounts(): Promise<PodCounts[]> {
     this.checkOpen();
-    this.checkServing('pod_counts');
-    let flat: string[];
-    try {
-      flat = await this.client.hgetall(`${this.prefix}kvix:stats`).then((o) => Object.entries(o).flat());
-    } catch (err) {
-      throw this.failed('pod_counts', err);
-    }
+    // The stats script sweeps first, so expired speculation is not counted (with or without the sweep timer).
+    const [expired, flat] = (await this.script('pod_counts', 'stats', [], [])) as [string, string[]];
+    this.reportExpired(expired);
     const c = counters(flat);
     const out: PodCounts[] = [];
     for (const [name, entries] of c) {
@@ -426,7 +422,9 @@ export class RedisIndex implements KvBlockIndex {
   /** Pages in request-key order (a hash has no insertion order); reads the pod's whole index per call. */
   async dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
     this.checkOpen();
-    this.checkServing('dump_pod');
+    // Expired speculation goes first, as for every other call (the pages below are plain reads).
+    const [expired] = (await this.script('dump_pod', 'sweep', [], [randomUUID()])) as [string, string];
+    this.reportExpired(expired);
     const all: { key: bigint; entry: PodEntry }[] = [];
     try {
       let cursor = '0';

@@ -158,7 +158,7 @@ for i = 0, nr - 1 do
     local e = ents[j]
     local ph = pod_hash(e.pod)
     local lines = lines_of(redis.call('HGET', ph, k))
-    local same, real_owner, spec_owner = nil, false, nil
+    local same, real_owner, spec_owners = nil, false, {}
     for li = 1, #lines do
       local f, ins = parse_line(lines[li])
       if f == e.field then
@@ -168,19 +168,22 @@ for i = 0, nr - 1 do
       elseif ins ~= nil then
         -- A routing decision knows no KV-cache group while engines report one (vLLM: group 0):
         -- a group-less speculation is confirmed by the pod's entry in any group.
-        if spec_owner == nil and (string.sub(f, -#e.owner) == e.owner or string.sub(f, -#NOGROUP) == NOGROUP) then spec_owner = li end
+        if string.sub(f, -#e.owner) == e.owner or string.sub(f, -#NOGROUP) == NOGROUP then spec_owners[#spec_owners + 1] = li end
       elseif e.owner == NOGROUP or string.sub(f, -#e.owner) == e.owner then
         real_owner = true
       end
     end
     if same ~= nil then
       if e.spec then
-        -- A repeated routing decision extends the speculation's life.
-        local _, ins = parse_line(lines[same])
+        -- A repeated routing decision extends the speculation's life; a shorter TTL does not cut
+        -- short the earlier decision's.
+        local _, ins, exp = parse_line(lines[same])
         local expires = NOW + ttl
-        lines[same] = e.field .. '\\t' .. fmt(ins or NOW) .. '\\t' .. fmt(expires)
-        store_lines(ph, k, lines)
-        enqueue(k, e.field, e.pod, expires)
+        if exp == nil or expires > exp then
+          lines[same] = e.field .. '\\t' .. fmt(ins or NOW) .. '\\t' .. fmt(expires)
+          store_lines(ph, k, lines)
+          enqueue(k, e.field, e.pod, expires)
+        end
       end
       -- Tracked but missing from the key (another writer removed it): put it back.
       if redis.call('HSET', hk, e.field, '') == 1 and redis.call('HLEN', hk) == 1 then bump('keys', 1) end
@@ -196,14 +199,18 @@ for i = 0, nr - 1 do
       end
       bump('entries', 1); bump('e:' .. e.pod, 1)
       admitted = admitted + 1
-      if not e.spec and spec_owner ~= nil then
-        -- The engine confirmed the routing decision: the real entry replaces the speculative one.
-        local f, ins = parse_line(lines[spec_owner])
-        table.remove(lines, spec_owner)
-        redis.call('HDEL', hk, f)
-        bump('entries', -1); bump('speculative', -1); bump('confirmed', 1)
-        bump('e:' .. e.pod, -1); bump('s:' .. e.pod, -1)
-        confirmations[#confirmations + 1] = e.pod .. '\\t' .. fmt(NOW - ins)
+      if not e.spec then
+        -- The engine confirmed the routing decisions: the real entry replaces every speculative one
+        -- it stands for (a group-less decision and one naming this group may both wait for it).
+        -- Highest line first, so the lower line numbers stay valid.
+        for x = #spec_owners, 1, -1 do
+          local f, ins = parse_line(lines[spec_owners[x]])
+          table.remove(lines, spec_owners[x])
+          redis.call('HDEL', hk, f)
+          bump('entries', -1); bump('speculative', -1); bump('confirmed', 1)
+          bump('e:' .. e.pod, -1); bump('s:' .. e.pod, -1)
+          confirmations[#confirmations + 1] = e.pod .. '\\t' .. fmt(NOW - ins)
+        end
       end
       store_lines(ph, k, lines)
     end

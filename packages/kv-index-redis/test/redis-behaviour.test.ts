@@ -148,6 +148,17 @@ describe('shared state between replicas', () => {
     await waitFor(async () => (await idx.lookup(r)).keyCount === 0, 5000, 'the extended speculation to expire');
     expect((await idx.stats()).speculative).toMatchObject({ active: 0, expired: 1 });
   });
+
+  it('neither counts nor dumps expired speculation when no sweep timer runs and nothing else calls', async () => {
+    // Two indexes (own prefixes), so one call's sweep cannot do the other's work.
+    const counted = await index({ speculativeTtlMs: 100 });
+    const dumped = await index({ speculativeTtlMs: 100 });
+    await counted.add(null, range(30, 2), [spec('p:1')]);
+    await dumped.add(null, range(30, 2), [spec('p:1')]);
+    await sleep(500); // past the TTL and its 100 ms expiry bucket
+    expect(await counted.podCounts()).toEqual([]);
+    expect(await dumped.dumpPod('p:1', 0, 10)).toEqual({ total: 0, items: [] });
+  });
 });
 
 describe('config', () => {

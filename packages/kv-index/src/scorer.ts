@@ -50,9 +50,12 @@ let runLen = new Int32Array(0);
 let score = new Float64Array(0);
 let best = new Float64Array(0);
 let specCounts = new Int32Array(0);
+/** Per pod (and per pod and tier): 1 + the last block counted, so a block held in several groups counts once. */
+let specSeen = new Int32Array(0);
 let touched = new Int32Array(0);
 let matched = new Uint8Array(0);
 let tierCounts = new Int32Array(0);
+let tierSeen = new Int32Array(0);
 let tierCap = 0;
 
 function ensureScratch(pods: number, tiers: number): void {
@@ -62,6 +65,7 @@ function ensureScratch(pods: number, tiers: number): void {
     score = new Float64Array(cap);
     best = new Float64Array(cap).fill(-1);
     specCounts = new Int32Array(cap);
+    specSeen = new Int32Array(cap);
     touched = new Int32Array(cap);
     matched = new Uint8Array(cap);
     tierCap = 0;
@@ -69,6 +73,7 @@ function ensureScratch(pods: number, tiers: number): void {
   if (tiers > tierCap || tierCounts.length < cap * Math.max(tiers, tierCap)) {
     tierCap = Math.max(tiers, tierCap, 8);
     tierCounts = new Int32Array(cap * tierCap);
+    tierSeen = new Int32Array(cap * tierCap);
   }
 }
 
@@ -116,8 +121,19 @@ export function scoreLookup(result: LookupResult, totalBlocks: number, weights: 
         if (best[p]! < 0) advanced++;
         best[p] = w;
       }
-      if (speculative) specCounts[p]!++;
-      else tierCounts[p * stride + tierIndex[j]!]!++;
+      // Blocks per tier, not entries: one pod may hold a block in several groups of a tier.
+      if (speculative) {
+        if (specSeen[p] !== i + 1) {
+          specSeen[p] = i + 1;
+          specCounts[p]!++;
+        }
+      } else {
+        const slot = p * stride + tierIndex[j]!;
+        if (tierSeen[slot] !== i + 1) {
+          tierSeen[slot] = i + 1;
+          tierCounts[slot]!++;
+        }
+      }
     }
     if (advanced === 0) break;
     for (let k = 0; k < started; k++) {
@@ -138,6 +154,7 @@ export function scoreLookup(result: LookupResult, totalBlocks: number, weights: 
       const c = tierCounts[p * stride + t]!;
       if (c > 0) tiers[result.tiers[t]!] = c;
       tierCounts[p * stride + t] = 0;
+      tierSeen[p * stride + t] = 0;
     }
     if (specCounts[p]! > 0) tiers['speculative'] = specCounts[p]!;
     out.push({ pod: result.pods[p]!, score: score[p]!, normalized: totalBlocks > 0 ? score[p]! / totalBlocks : 0, matchedBlocks: runLen[p]!, totalBlocks, tiers });
@@ -145,21 +162,34 @@ export function scoreLookup(result: LookupResult, totalBlocks: number, weights: 
     score[p] = 0;
     best[p] = -1;
     specCounts[p] = 0;
+    specSeen[p] = 0;
   }
   if (out.length > 1) out.sort(byScoreThenPod);
   if (pods !== undefined) {
     const ids = podIdsOf(result.pods);
+    // Walked twice (marks set, then cleared): a one-shot iterable would leave its marks behind.
+    const listed: readonly string[] = Array.isArray(pods) ? (pods as readonly string[]) : [...pods];
     for (let k = 0; k < started; k++) matched[touched[k]!] = 1;
-    for (const pod of pods) {
+    let absent: Set<string> | null = null;
+    for (const pod of listed) {
       const id = ids.get(pod);
-      if (id !== undefined && matched[id] === 1) continue;
-      if (id !== undefined) matched[id] = 1;
+      if (id !== undefined) {
+        if (matched[id] === 1) continue;
+        matched[id] = 1;
+      } else {
+        // A pod the index never named: listed once however often it is given.
+        if (absent?.has(pod)) continue;
+        (absent ??= new Set()).add(pod);
+      }
       out.push({ pod, score: 0, normalized: 0, matchedBlocks: 0, totalBlocks, tiers: {} });
     }
-    for (const pod of pods) {
+    // Every mark goes, the scored pods' included: a pod scored now but not listed would otherwise
+    // stay marked and be left out of the next call's list.
+    for (const pod of listed) {
       const id = ids.get(pod);
       if (id !== undefined) matched[id] = 0;
     }
+    for (let k = 0; k < started; k++) matched[touched[k]!] = 0;
   }
   return out;
 }

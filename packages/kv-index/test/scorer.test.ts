@@ -71,6 +71,42 @@ describe('longest-prefix scorer', () => {
     expect(scoreLookup(await index.lookup(k), 2).map((s) => s.pod)).toEqual(['a:1', 'b:1', 'c:1']);
   });
 
+  it('lists a candidate holding nothing even when an earlier call scored it without listing it', async () => {
+    // The first call scores a:1 but lists only b:1; a:1 must not stay marked as "already listed".
+    const k = keys(2);
+    const index = await indexWith([k, [e('a:1')]]);
+    scoreLookup(await index.lookup(k), 2, undefined, ['b:1']);
+    const other = keys(2, 9n);
+    const scores = scoreLookup(await index.lookup(other, { earlyStop: false }), 2, undefined, ['a:1', 'b:1']);
+    expect(scores.map((s) => [s.pod, s.score])).toEqual([
+      ['a:1', 0],
+      ['b:1', 0],
+    ]);
+  });
+
+  it('lists each candidate once, whether the index knows it or not, and takes candidates from any iterable', async () => {
+    const k = keys(1);
+    const index = await indexWith([k, [e('a:1')]]);
+    const scores = scoreLookup(await index.lookup(k), 1, undefined, new Set(['z:1', 'a:1']).values());
+    expect(scores.map((s) => s.pod)).toEqual(['a:1', 'z:1']);
+    expect(scoreLookup(await index.lookup(k), 1, undefined, ['z:1', 'z:1', 'a:1', 'a:1']).map((s) => s.pod)).toEqual(['a:1', 'z:1']);
+    // The iterator's marks are gone too: a:1 listed again, alone, comes back.
+    expect(scoreLookup(await index.lookup(keys(1, 5n)), 1, undefined, ['a:1']).map((s) => s.pod)).toEqual(['a:1']);
+  });
+
+  it('counts blocks per tier, not entries: a block held in two KV-cache groups (or two speculative tiers) counts once', async () => {
+    const k = keys(2);
+    const index = await indexWith(
+      [k, [{ pod: 'a:1', tier: 'gpu', speculative: false, group: 0 }, { pod: 'a:1', tier: 'gpu', speculative: false, group: 1 }]],
+      [k, [e('b:1', 'gpu', true), e('b:1', 'cpu', true)]],
+    );
+    const scores = scoreLookup(await index.lookup(k), 2);
+    expect(scores.map((s) => [s.pod, s.matchedBlocks, s.tiers])).toEqual([
+      ['a:1', 2, { gpu: 2 }],
+      ['b:1', 2, { speculative: 2 }],
+    ]);
+  });
+
   it('rejects a negative or non-finite weight', () => {
     expect(() => tierWeights({ tiers: { cpu: -1 } })).toThrow(/cpu/);
     expect(() => tierWeights({ speculative: Number.NaN })).toThrow(/speculative/);

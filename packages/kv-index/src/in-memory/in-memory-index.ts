@@ -194,20 +194,25 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   /** Returns how many entries were removed. */
   evictSync(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): number {
     this.checkOpen();
+    if (entries.length === 0) return 0;
+    // An expired speculation is gone before anything else looks: it must not keep a mapping alive
+    // or count as removed by this event.
+    this.sweepExpired();
     const codes = entries.map((e) => this.codec.encode(validEntry(e), false)).filter((c) => c >= 0);
-    if (codes.length === 0) return 0;
     const lo = Number(key & 0xffffffffn);
     const hi = Number(key >> 32n);
     let removed = 0;
     if (kind === 'request') {
-      removed = this.removeCodes(lo, hi, codes);
+      if (codes.length > 0) removed = this.removeCodes(lo, hi, codes);
     } else {
+      // Entries of a pod this index no longer knows (cleared) remove nothing, but the mapping still
+      // goes once nothing it maps to is held, as for any other removal.
       let stillHeld = false;
-      this.engineMap.forEach(lo, hi, (rLo, rHi) => {
-        removed += this.removeCodes(rLo, rHi, codes);
+      const mapped = this.engineMap.forEach(lo, hi, (rLo, rHi) => {
+        if (codes.length > 0) removed += this.removeCodes(rLo, rHi, codes);
         if (this.findRecord(rLo, rHi) >= 0) stillHeld = true;
       });
-      if (!stillHeld) this.engineMap.delete(lo, hi);
+      if (mapped > 0 && !stillHeld) this.engineMap.delete(lo, hi);
     }
     if (removed > 0) this.observer?.evicted?.(removed, 'event');
     return removed;
@@ -315,6 +320,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
 
   clearSync(pod: string): number {
     this.checkOpen();
+    // Expired speculation counts as expired, not as cleared.
+    this.sweepExpired();
     const id = this.codec.podId(pod, false);
     if (id < 0) return 0;
     let removed = 0;
@@ -334,7 +341,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
       backend: this.backend,
       entries: this.nodesInUse,
       keys: this.recordsInUse,
-      pods: this.codec.podCount,
+      pods: this.podsHolding(),
       engineMappings: this.engineMap.size,
       bytesInUse: this.bytesInUse(),
       bytesAllocated: this.bytesAllocated(),
@@ -344,15 +351,29 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     };
   }
 
+  /**
+   * Pods holding anything. A pod whose entries all went by removal, expiry or capacity keeps its
+   * id until clear(pod), but is not listed (as no Redis counter is left for it either).
+   */
   async podCounts(): Promise<PodCounts[]> {
+    this.sweepExpired();
     const out: PodCounts[] = [];
     this.codec.podNames.forEach((name, id) => {
-      if (name !== undefined) out.push({ pod: name, entries: this.podEntries[id]!, speculative: this.podSpeculative[id]! });
+      if (name !== undefined && this.podEntries[id]! > 0) out.push({ pod: name, entries: this.podEntries[id]!, speculative: this.podSpeculative[id]! });
     });
     return out;
   }
 
+  private podsHolding(): number {
+    let n = 0;
+    this.codec.podNames.forEach((name, id) => {
+      if (name !== undefined && this.podEntries[id]! > 0) n++;
+    });
+    return n;
+  }
+
   async dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
+    this.sweepExpired();
     const id = this.codec.podId(pod, false);
     if (id < 0) return { total: 0, items: [] };
     const items: { key: bigint; entry: PodEntry }[] = [];
@@ -548,8 +569,9 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
       const c = this.nodeCode[node]!;
       if (c === code) {
-        // Already held; a repeated routing decision extends the speculation's life.
-        if (speculative) this.extendSpeculation(node, lo, hi, code, now + ttl);
+        // Already held; a repeated routing decision extends the speculation's life, and a shorter
+        // TTL does not cut short the earlier decision's.
+        if (speculative && now + ttl > (this.specExpiresAt.get(node) ?? 0)) this.extendSpeculation(node, lo, hi, code, now + ttl);
         return 0;
       }
       // Speculative and real entries of a pod stand side by side unless they are the same tier: a
@@ -583,11 +605,21 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
       this.extendSpeculation(node, lo, hi, code, now + ttl);
     }
     if (specNode !== NONE) {
-      // Removed only after the real entry is linked, so the key's record never empties here.
-      const inserted = this.specInsertedAt.get(specNode) ?? now;
-      this.removeNode(specNode);
-      this.confirmed++;
-      this.observer?.speculationConfirmed?.(this.codec.podNames[pod] ?? '', now - inserted);
+      // Removed only after the real entry is linked, so the key's record never empties here. Every
+      // speculation the entry stands for goes: a group-less decision and one naming this group may
+      // both be waiting for it.
+      const tier = tierOf(code);
+      for (let n = this.recHead[r]!; n !== NONE; ) {
+        const next = this.nodeNext[n]!;
+        const c = this.nodeCode[n]!;
+        if (isSpeculativeCode(c) && podOf(c) === pod && tierOf(c) === tier && (!hasGroupCode(c) || podAndGroup(c) === owner)) {
+          const inserted = this.specInsertedAt.get(n) ?? now;
+          this.removeNode(n);
+          this.confirmed++;
+          this.observer?.speculationConfirmed?.(this.codec.podNames[pod] ?? '', now - inserted);
+        }
+        n = next;
+      }
     }
     return 1;
   }
@@ -710,8 +742,10 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
 
   // ---- expiry and capacity -------------------------------------------------------------------
 
-  private sweepExpired(now = this.now()): void {
-    if (this.specLen === 0 || this.specExpiry[0]! > now) return;
+  private sweepExpired(at?: number): void {
+    if (this.specLen === 0) return;
+    const now = at ?? this.now();
+    if (this.specExpiry[0]! > now) return;
     const expiredByPod = new Map<number, number>();
     while (this.specLen > 0 && this.specExpiry[0]! <= now) {
       const keyLo = this.specKeyLo[0]!;

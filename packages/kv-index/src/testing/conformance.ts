@@ -158,6 +158,18 @@ export function runIndexConformance(name: string, harness: ConformanceHarness): 
         expect(holders(await index.lookup(r), 0)).toEqual(['b:1/gpu']);
       });
 
+      it('drops the mapping once nothing is held, even when the removal names a pod the index has forgotten', async () => {
+        const { index } = await make();
+        const e = range(1050, 1);
+        const r = range(1060, 1);
+        await index.add(e, r, [gpu('a:1')]);
+        await index.evict(r[0]!, 'request', [gpu('a:1')]);
+        await index.clear('a:1'); // an engine restart: the pod holds nothing and is forgotten
+        await index.evict(e[0]!, 'engine', [gpu('a:1')]);
+        expect(await index.requestKeyFor(e[0]!)).toBeUndefined();
+        expect((await index.stats()).engineMappings).toBe(0);
+      });
+
       it('treats an unknown engine key as nothing to evict', async () => {
         const { index } = await make();
         await index.evict(12345n, 'engine', [gpu('a:1')]);
@@ -190,6 +202,15 @@ export function runIndexConformance(name: string, harness: ConformanceHarness): 
         const counts = await index.podCounts();
         expect(counts.find((c) => c.pod === 'b:1')?.entries).toBe(4);
         expect(counts.find((c) => c.pod === 'a:1')?.entries ?? 0).toBe(0);
+      });
+
+      it('stops counting a pod once everything it held is gone, cleared or not', async () => {
+        const { index } = await make();
+        const r = range(1450, 1);
+        await index.add(null, r, [gpu('a:1'), gpu('b:1')]);
+        await index.evict(r[0]!, 'request', [gpu('a:1')]);
+        expect((await index.podCounts()).map((c) => c.pod)).toEqual(['b:1']);
+        expect((await index.stats()).pods).toBe(1);
       });
 
       it('lets a cleared pod be indexed again from scratch', async () => {
@@ -243,6 +264,40 @@ export function runIndexConformance(name: string, harness: ConformanceHarness): 
         expect((await index.stats()).speculative).toMatchObject({ active: 1, expired: 1 });
       });
 
+      it('live as long as the longest decision: a repeat with a shorter TTL does not cut the first one short', async () => {
+        const { index, advance } = await make({ speculativeTtlMs: 300 });
+        const r = range(1870, 1);
+        await index.add(null, r, [spec('a:1')], { ttlMs: 60_000 });
+        await index.add(null, r, [spec('a:1')], { ttlMs: 300 });
+        await advance(600);
+        expect(holders(await index.lookup(r), 0)).toEqual(['a:1/gpu*']);
+        expect((await index.stats()).speculative).toMatchObject({ active: 1, expired: 0 });
+      });
+
+      it('once expired, are gone for counts, dumps, removals and clears, not only for lookups', async () => {
+        const e = range(1880, 1);
+        const r = range(1890, 2);
+        // One index per observation: whichever call looks first must not do the others' work.
+        const setups = await Promise.all(
+          [0, 1, 2, 3].map(async () => {
+            const t = await make({ speculativeTtlMs: 300 });
+            await t.index.add(e, r.subarray(0, 1), [gpu('b:1')]);
+            await t.index.add(null, r, [spec('a:1')]);
+            return t;
+          }),
+        );
+        await Promise.all(setups.map((t) => t.advance(600)));
+        const [counted, dumped, removed, cleared] = setups.map((t) => t.index) as [KvBlockIndex, KvBlockIndex, KvBlockIndex, KvBlockIndex];
+        // No lookup, add or stats call in between: nothing else has had a reason to look at the keys.
+        expect((await counted.podCounts()).map((c) => c.pod)).toEqual(['b:1']);
+        expect((await dumped.dumpPod('a:1', 0, 10)).total).toBe(0);
+        // The expired speculation does not keep the block's engine mapping alive.
+        await removed.evict(e[0]!, 'engine', [gpu('b:1')]);
+        expect(await removed.requestKeyFor(e[0]!)).toBeUndefined();
+        expect(await cleared.clear('a:1')).toBe(0);
+        for (const t of setups) expect((await t.index.stats()).speculative).toMatchObject({ active: 0, expired: 2, confirmed: 0 });
+      });
+
       it('are replaced as soon as the real entry arrives, counting a confirmation', async () => {
         const { index, advance } = await make({ speculativeTtlMs: 300 });
         const r = range(1900, 2);
@@ -292,6 +347,16 @@ export function runIndexConformance(name: string, harness: ConformanceHarness): 
         expect((await index.stats()).speculative).toMatchObject({ confirmed: 2, active: 0 });
         await index.add(null, r, [spec('a:1')]);
         expect(holders(await index.lookup(r), 1)).toEqual(['a:1/gpu#0']);
+      });
+
+      it('are all confirmed by the one engine entry they stand for: a group-less decision and one naming its group', async () => {
+        const { index } = await make();
+        const r = range(2170, 1);
+        await index.add(null, r, [spec('a:1'), { pod: 'a:1', tier: 'gpu', speculative: true, group: 1 }, { pod: 'a:1', tier: 'gpu', speculative: true, group: 2 }]);
+        await index.add(null, r, [{ pod: 'a:1', tier: 'gpu', speculative: false, group: 1 }]);
+        // Group 2's decision waits for group 2's entry.
+        expect(holders(await index.lookup(r), 0)).toEqual(['a:1/gpu#1', 'a:1/gpu*#2']);
+        expect((await index.stats()).speculative).toMatchObject({ active: 1, confirmed: 2 });
       });
 
       it('score like the real thing until they expire', async () => {
