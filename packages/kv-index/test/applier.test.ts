@@ -246,6 +246,33 @@ describe('engine block size different from the index block size', () => {
     expect(await score(a)).toMatchObject({ matchedBlocks: 2 });
   });
 
+  it('an engine block straddling two request blocks, completed by a later event, takes both along when it goes', async () => {
+    const { applier, score, source } = setup(16);
+    const engine = new FakeEngine(24);
+    const prompt = tokens(48);
+    // Block 0 (tokens 0–24) holds request block 0 and half of request block 1; block 1 completes it.
+    await applier.apply(batch(engine.stored(prompt, 0, 1)), source);
+    await applier.apply(batch(engine.stored(prompt, 1, 2)), source);
+    expect(await score(prompt)).toMatchObject({ matchedBlocks: 3 });
+    await applier.apply(batch(engine.removed(prompt, [0])), source);
+    expect(await score(prompt)).toBeUndefined();
+  });
+
+  it('a request block straddling engine blocks stays held while any engine block completing it does', async () => {
+    const { applier, score, source } = setup(16);
+    const engine = new FakeEngine(24);
+    // Request block 1 (tokens 16–32) spans engine block 0 and the first 8 tokens of engine block 1;
+    // b shares a's first 32 tokens, so its own engine block 1 completes the same request block.
+    const a = tokens(48, 1);
+    const b = [...a.slice(0, 32), ...tokens(16, 2)];
+    await applier.apply(batch(engine.stored(a, 0, 2), engine.stored(b, 1, 2)), source);
+    expect(await score(b)).toMatchObject({ matchedBlocks: 3 });
+    await applier.apply(batch(engine.removed(b, [1])), source);
+    expect(await score(a)).toMatchObject({ matchedBlocks: 3 });
+    await applier.apply(batch(engine.removed(a, [1])), source);
+    expect(await score(a)).toMatchObject({ matchedBlocks: 1 });
+  });
+
   it('1:many — one 64-token engine block yields four 16-token request keys', async () => {
     const { applier, score, source, index } = setup(16);
     const engine = new FakeEngine(64);
@@ -255,6 +282,36 @@ describe('engine block size different from the index block size', () => {
     expect(await index.requestKeysFor(engine.hashes(prompt)[1]!)).toHaveLength(4);
     await applier.apply(batch(engine.removed(prompt, [1])), source);
     expect(await score(prompt)).toMatchObject({ matchedBlocks: 4 });
+  });
+
+  it('1:many — evicting one engine block keeps the request blocks another held engine block still covers', async () => {
+    const { applier, score, source } = setup(16);
+    const engine = new FakeEngine(32);
+    // Two prompts share their first 16 tokens: one request block, but no engine block.
+    const a = tokens(64, 1);
+    const b = [...a.slice(0, 16), ...tokens(48, 2)];
+    await applier.apply(batch(engine.stored(a, 0, 2), engine.stored(b, 0, 2)), source);
+    expect(await score(b)).toMatchObject({ matchedBlocks: 4 });
+    await applier.apply(batch(engine.removed(a, [0, 1])), source);
+    expect(await score(a)).toMatchObject({ matchedBlocks: 1 });
+    expect(await score(b)).toMatchObject({ matchedBlocks: 4 });
+    // The last engine block covering the shared request block takes it along.
+    await applier.apply(batch(engine.removed(b, [1]), engine.removed(b, [0])), source);
+    expect(await score(a)).toBeUndefined();
+    expect(await score(b)).toBeUndefined();
+  });
+
+  it('1:many — an engine block announced twice covers its request blocks until its second removal', async () => {
+    const { applier, score, source } = setup(16);
+    const engine = new FakeEngine(32);
+    const a = tokens(64, 1);
+    const b = [...a.slice(0, 16), ...tokens(48, 2)];
+    // vLLM caches a block computed twice at once twice; b shares a's first request block.
+    await applier.apply(batch(engine.stored(a, 0, 1), engine.stored(a, 0, 1), engine.stored(b, 0, 1)), source);
+    await applier.apply(batch(engine.removed(b, [0]), engine.removed(a, [0])), source);
+    expect(await score(a)).toMatchObject({ matchedBlocks: 2 });
+    await applier.apply(batch(engine.removed(a, [0])), source);
+    expect(await score(a)).toBeUndefined();
   });
 
   it('1:many — a salted prompt\'s 64-token engine blocks match at 16 tokens (the salt is on block 0 only)', async () => {

@@ -200,7 +200,13 @@ export class EventApplier {
       const extras = engineBlock === B ? simpleExtras(eventExtras) : regroupExtras(segmentsOf(ev, engineBlock, 0, eventExtras, chainStart), Math.floor(total / B), B);
       const keys = this.hasher.keys(ev.tokenIds, model, { parent: base.requestKey, extras });
       await this.index.add(ev.blockHashes, keys, [entry]);
-      this.refs.track(pod, scope, ev.blockHashes);
+      // Engine block j reaches past the end of each of its request blocks but the last.
+      const ratio = engineBlock / B;
+      if (ratio === 1) this.refs.track(pod, scope, ev.blockHashes);
+      else {
+        const fresh = this.refs.trackFresh(pod, scope, ev.blockHashes);
+        for (let j = 0; j < e; j++) if (fresh[j] === 1) this.refs.cover(pod, scope, keys.subarray(j * ratio, (j + 1) * ratio - 1));
+      }
       result.storedBlocks += keys.length;
       return;
     }
@@ -209,7 +215,8 @@ export class EventApplier {
     const combined = new Uint32Array(pending + total);
     combined.set(base.pendingTokens, 0);
     combined.set(ev.tokenIds, pending);
-    const segments = [...base.pendingSegments, ...segmentsOf(ev, engineBlock, pending, eventExtras, chainStart)];
+    const own = segmentsOf(ev, engineBlock, pending, eventExtras, chainStart);
+    const segments = [...base.pendingSegments, ...own];
     const complete = Math.floor(combined.length / B);
     const extras = regroupExtras(segments, complete, B);
     const keys = this.hasher.keys(combined, model, { parent: base.requestKey, extras });
@@ -217,13 +224,28 @@ export class EventApplier {
     if (keys.length > 0) {
       await this.index.add(null, keys, [entry]);
       // Each engine block maps to the complete request blocks it overlaps.
-      for (const seg of segments) {
+      for (let s = 0; s < segments.length; s++) {
+        const seg = segments[s]!;
         const first = Math.floor(seg.start / B);
         const last = Math.min(complete, Math.ceil(seg.end / B)) - 1;
-        if (last >= first) await this.index.add(BigUint64Array.of(seg.engineKey), keys.subarray(first, last + 1), [entry]);
+        if (last < first) continue;
+        let mapped = keys.subarray(first, last + 1);
+        if (s < base.pendingSegments.length) {
+          // An earlier event's engine block, already mapped to the request blocks it completed then:
+          // a mapping is replaced, not extended, so it keeps those (its removal must take them too).
+          const earlier = (await this.index.requestKeysFor(seg.engineKey)).filter((k) => !mapped.includes(k));
+          if (earlier.length > 0) mapped = BigUint64Array.from([...earlier, ...mapped]);
+        }
+        await this.index.add(BigUint64Array.of(seg.engineKey), mapped, [entry]);
       }
     }
-    this.refs.track(pod, scope, ev.blockHashes);
+    const fresh = this.refs.trackFresh(pod, scope, ev.blockHashes);
+    own.forEach((seg, j) => {
+      // The request blocks this engine block overlaps and reaches past the end of.
+      const first = Math.floor(seg.start / B);
+      const last = Math.min(complete, Math.ceil(seg.end / B) - 1) - 1;
+      if (fresh[j] === 1 && last >= first) this.refs.cover(pod, scope, keys.subarray(first, last + 1));
+    });
     result.storedBlocks += keys.length;
 
     // Tails for this event's engine blocks that end inside a request block.
@@ -255,10 +277,12 @@ export class EventApplier {
     const resolved: bigint[] = [];
     const seen = new Set<bigint>();
     const known: bigint[] = [];
+    const keysOf: bigint[][] = [];
     for (const hash of ev.blockHashes) {
       const keys = await this.index.requestKeysFor(hash);
       if (keys.length === 0) continue;
       known.push(hash);
+      keysOf.push(keys);
       for (const k of keys) {
         if (!seen.has(k)) {
           seen.add(k);
@@ -269,7 +293,10 @@ export class EventApplier {
     if (known.length < ev.blockHashes.length) this.skipStore(result, 'unknown_engine_key', entry.pod);
     if (resolved.length === 0) return;
     await this.index.add(null, BigUint64Array.from(resolved), [entry]);
-    this.refs.track(entry.pod, scope, BigUint64Array.from(known));
+    const fresh = this.refs.trackFresh(entry.pod, scope, BigUint64Array.from(known));
+    // An engine block reaches past the end of every request block it maps to but the last (whether
+    // it reaches past the last one's too cannot be told without its tokens: not counted).
+    for (let j = 0; j < known.length; j++) if (fresh[j] === 1 && keysOf[j]!.length > 1) this.refs.cover(entry.pod, scope, BigUint64Array.from(keysOf[j]!.slice(0, -1)));
     result.tierUpdates += resolved.length;
   }
 
@@ -282,12 +309,30 @@ export class EventApplier {
     }
     const tier = tierOfMedium(ev.medium);
     const entry: PodEntry = ev.groupIdx === null ? { pod, tier, speculative: false } : { pod, tier, speculative: false, group: ev.groupIdx };
-    const forwarded = this.refs.release(pod, this.refs.scopeOf(tier, ev.groupIdx), ev.blockHashes);
-    for (const hash of forwarded) await this.index.evict(hash, 'engine', [entry]);
+    const scope = this.refs.scopeOf(tier, ev.groupIdx);
+    const forwarded = this.refs.release(pod, scope, ev.blockHashes);
+    for (const hash of forwarded) await this.removeEngineBlock(hash, entry, scope);
     const suppressed = ev.blockHashes.length - forwarded.length;
     result.removedHashes += forwarded.length;
     result.suppressedRemovals += suppressed;
     this.observer?.removalsDeduplicated?.(forwarded.length, suppressed);
+  }
+
+  /**
+   * An engine block's last announcement went. Its request keys go with it, except those it reached
+   * past the end of while another held engine block of the pod still does: prompts sharing a
+   * request block's tokens but not the rest of the engine block (engine blocks larger than request
+   * blocks, or straddling them). The blocks before it in its chain outlive it in an engine's cache
+   * (vLLM frees a request's blocks last-first), so a request key it only ends inside has no other
+   * holder left by then.
+   */
+  private async removeEngineBlock(hash: bigint, entry: PodEntry, scope: number): Promise<void> {
+    // Engine blocks that divide request blocks (the common case) cost no lookup.
+    if (!this.refs.hasCovers(entry.pod)) return this.index.evict(hash, 'engine', [entry]);
+    const keys = [...new Set(await this.index.requestKeysFor(hash))];
+    const gone = keys.filter((k) => this.refs.uncover(entry.pod, scope, k));
+    if (gone.length === keys.length) return this.index.evict(hash, 'engine', [entry]);
+    for (const k of gone) await this.index.evict(k, 'request', [entry]);
   }
 }
 

@@ -3,9 +3,8 @@ import { hashWords } from '../in-memory/hashing.js';
 const MAX_LOAD = 0.7;
 
 /**
- * How many times one pod announced each (tier, group, engine hash), so a block announced twice
- * (vLLM caches identical blocks twice; offload chunks overlap) is removed on the second removal.
- * One compact table per pod (≈ 17 bytes per tracked block), dropped whole when the pod is cleared.
+ * Counts per (64-bit key, scope) for one pod (see RefCounts). Compact (≈ 17 bytes per tracked
+ * key), dropped whole when the pod is cleared.
  */
 class CountTable {
   lo = new Uint32Array(256);
@@ -28,11 +27,12 @@ class CountTable {
     return -1;
   }
 
-  increment(lo: number, hi: number, scope: number): void {
+  /** Returns true when the key was not counted before. */
+  increment(lo: number, hi: number, scope: number): boolean {
     const found = this.find(lo, hi, scope);
     if (found >= 0) {
       if (this.count[found]! < 0xffff) this.count[found]!++;
-      return;
+      return false;
     }
     if ((this.size + 1) / (this.mask + 1) > MAX_LOAD) this.grow();
     let i = this.slot(lo, hi, scope);
@@ -42,6 +42,7 @@ class CountTable {
     this.scope[i] = scope;
     this.count[i] = 1;
     this.size++;
+    return true;
   }
 
   /** Decrements; returns true when the removal should reach the index (count hit 0, or never tracked). */
@@ -100,8 +101,18 @@ class CountTable {
   }
 }
 
+/**
+ * Per pod, two counts:
+ * - announcements of each (tier, group, engine hash), so a block announced twice (vLLM caches
+ *   identical blocks twice; offload chunks overlap) is removed on the second removal;
+ * - for request keys that an engine block overlaps and reaches past the end of (engine blocks
+ *   larger than request blocks, or straddling them), how many held engine blocks do. Distinct
+ *   engine blocks can (prompts that share the request block's tokens but not the rest of the
+ *   engine block): the request key stays held until the last goes.
+ */
 export class RefCounts {
   private readonly pods = new Map<string, CountTable>();
+  private readonly covers = new Map<string, CountTable>();
   private readonly tierIds = new Map<string, number>();
 
   /** Tier and group as one 16-bit scope (groups 0–255 and "no group"). */
@@ -114,11 +125,42 @@ export class RefCounts {
     return ((t & 0x7f) << 9) | (group === null ? 0x100 : group & 0xff);
   }
 
+  /** Counts one more announcement of each hash. */
   track(pod: string, scope: number, hashes: BigUint64Array): void {
     let table = this.pods.get(pod);
     if (table === undefined) this.pods.set(pod, (table = new CountTable()));
     const words = new Uint32Array(hashes.buffer, hashes.byteOffset, hashes.length * 2);
     for (let i = 0; i < hashes.length; i++) table.increment(words[2 * i]!, words[2 * i + 1]!, scope);
+  }
+
+  /** track(), returning per hash 1 when it was not held before. */
+  trackFresh(pod: string, scope: number, hashes: BigUint64Array): Uint8Array {
+    let table = this.pods.get(pod);
+    if (table === undefined) this.pods.set(pod, (table = new CountTable()));
+    const words = new Uint32Array(hashes.buffer, hashes.byteOffset, hashes.length * 2);
+    const fresh = new Uint8Array(hashes.length);
+    for (let i = 0; i < hashes.length; i++) fresh[i] = table.increment(words[2 * i]!, words[2 * i + 1]!, scope) ? 1 : 0;
+    return fresh;
+  }
+
+  /** One more held engine block reaches past the end of each of these request keys. */
+  cover(pod: string, scope: number, requestKeys: BigUint64Array): void {
+    let table = this.covers.get(pod);
+    if (table === undefined) this.covers.set(pod, (table = new CountTable()));
+    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, requestKeys.length * 2);
+    for (let i = 0; i < requestKeys.length; i++) table.increment(words[2 * i]!, words[2 * i + 1]!, scope);
+  }
+
+  /** Whether any request key of the pod is counted by cover(). */
+  hasCovers(pod: string): boolean {
+    return (this.covers.get(pod)?.size ?? 0) > 0;
+  }
+
+  /** An engine block reaching past this request key went: true when none is left (or none was counted). */
+  uncover(pod: string, scope: number, requestKey: bigint): boolean {
+    const table = this.covers.get(pod);
+    if (table === undefined) return true;
+    return table.release(Number(requestKey & 0xffffffffn), Number(requestKey >> 32n), scope);
   }
 
   /** The hashes whose last announcement this removal releases (the others are suppressed). */
@@ -133,11 +175,13 @@ export class RefCounts {
 
   clear(pod: string): void {
     this.pods.delete(pod);
+    this.covers.delete(pod);
   }
 
   get bytes(): number {
     let total = 0;
     for (const t of this.pods.values()) total += t.bytes;
+    for (const t of this.covers.values()) total += t.bytes;
     return total;
   }
 }
