@@ -31,6 +31,8 @@ export const IngestConfigSchema = z
     unknownParentCooldownMs: z.number().int().min(0).default(60_000),
     /** After a pod's last batch, how long it must stay quiet before its replay buffer is asked for batches lost at the end of the burst (0: never). */
     tailCheckMs: z.number().int().min(0).default(1000),
+    /** While the pod stays quiet, the tail check repeats at doubling intervals up to this (at most tailCheckMs: once). */
+    tailCheckMaxMs: z.number().int().min(0).default(30_000),
     receiveHighWaterMark: z.number().int().min(0).default(100_000),
     reconnectIntervalMs: z.number().int().min(10).default(100),
     reconnectMaxIntervalMs: z.number().int().min(10).default(5000),

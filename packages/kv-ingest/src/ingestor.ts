@@ -53,8 +53,9 @@ interface PodRuntime {
   disconnectedSince: boolean;
   /** Centralized mode: introduced by its own topic, not by discovery. */
   fromTopic: boolean;
-  /** Fires once the pod has been quiet for tailCheckMs (see PodStream.requestTailCheck). */
+  /** Fires once the pod has been quiet for quietDelayMs (see armTailCheck). */
   quietTimer: NodeJS.Timeout | null;
+  quietDelayMs: number;
 }
 
 /** After a sink failure (an index backend down), a pod waits this long before retrying. */
@@ -292,7 +293,7 @@ export class Ingestor {
       this.streamObserver(),
       this.logger.child({ pod: target.id }),
     );
-    const runtime: PodRuntime = { target, stream, subscriber: null, lane, connected: false, reconnections: 0, topicMismatches: 0, malformed: 0, mismatchLogged: false, disconnectedSince: false, fromTopic, quietTimer: null };
+    const runtime: PodRuntime = { target, stream, subscriber: null, lane, connected: false, reconnections: 0, topicMismatches: 0, malformed: 0, mismatchLogged: false, disconnectedSince: false, fromTopic, quietTimer: null, quietDelayMs: 0 };
     this.pods.set(target.id, runtime);
     if (target.eventEndpoint !== null && c.mode === 'per-pod') {
       runtime.subscriber = new EventSubscriber(target.eventEndpoint, 'connect', this.subscriberOptions(), {
@@ -322,6 +323,8 @@ export class Ingestor {
     }
     stream.requestBootstrap();
     lane.schedule(stream);
+    // A pod whose first burst is lost whole never sends a batch that would start its quiet timer.
+    this.armTailCheck(runtime);
     this.logger.info({ pod: target.id, name: target.name, model: target.model, events: target.eventEndpoint, replay: target.replayEndpoint }, 'pod added');
   }
 
@@ -332,6 +335,8 @@ export class Ingestor {
     if (runtime.quietTimer) clearTimeout(runtime.quietTimer);
     runtime.subscriber?.close();
     runtime.stream.close();
+    // A batch half applied would add entries after the clear.
+    await runtime.stream.whenApplied();
     const entries = await this.options.applier.removePod(id);
     this.options.metrics.forgetPod(id);
     this.badInputLogged.delete(`${id}/frames`);
@@ -359,19 +364,33 @@ export class Ingestor {
     this.armTailCheck(runtime);
   }
 
-  /** (Re)starts the pod's quiet timer: a tail check follows its last batch by tailCheckMs. */
-  private armTailCheck(runtime: PodRuntime): void {
-    const ms = this.options.config.tailCheckMs;
-    if (ms === 0 || runtime.target.replayEndpoint === null) return;
+  /**
+   * (Re)starts the pod's quiet timer: a batch starts it at tailCheckMs. Each time it fires, the
+   * pod's replay buffer is asked for anything after the last applied seq, and the timer starts
+   * again at twice the interval, up to tailCheckMaxMs: a burst lost whole leaves no batch that
+   * would start it again, and only a later burst would otherwise reveal the gap.
+   */
+  private armTailCheck(runtime: PodRuntime, delayMs = this.options.config.tailCheckMs): void {
+    if (this.options.config.tailCheckMs === 0 || runtime.target.replayEndpoint === null) return;
     if (runtime.quietTimer !== null) {
-      runtime.quietTimer.refresh();
-      return;
+      if (runtime.quietDelayMs === delayMs) {
+        runtime.quietTimer.refresh();
+        return;
+      }
+      clearTimeout(runtime.quietTimer);
     }
+    runtime.quietDelayMs = delayMs;
     runtime.quietTimer = setTimeout(() => {
       runtime.quietTimer = null;
-      runtime.stream.requestTailCheck();
-      runtime.lane.schedule(runtime.stream);
-    }, ms);
+      // A pod whose events connection is down is verified when it comes back; probing its replay
+      // socket meanwhile would only hold up its lane until the probe times out.
+      if (runtime.subscriber === null || runtime.connected) {
+        runtime.stream.requestTailCheck();
+        runtime.lane.schedule(runtime.stream);
+      }
+      const max = this.options.config.tailCheckMaxMs;
+      if (max > delayMs) this.armTailCheck(runtime, Math.min(max, delayMs * 2));
+    }, delayMs);
     runtime.quietTimer.unref();
   }
 

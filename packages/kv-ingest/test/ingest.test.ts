@@ -195,6 +195,25 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
     expect(tail.reduce((a, v) => a + v.value, 0)).toBeGreaterThan(0);
   });
 
+  it('recovers a burst whose every batch was lost, even after the pod\'s last tail check found nothing', async () => {
+    const sims = await startSims(1);
+    const { index, hasher, ingestor } = await startIngestion({ endpointsFile: endpointsFile(sims), tailCheckMs: 100 });
+    await ingestor.whenReady();
+    const work = prompts(4);
+    await traffic(sims, work.slice(0, 2));
+    await caughtUp(sims, ingestor);
+    // The quiet pod's tail check runs (the pod serves a replay request) and finds nothing new.
+    const served = async (): Promise<number> => ((await (await fetch(`${sims[0]!.http}/sim/state`)).json()) as { publisher: { replays: number } }).publisher.replays;
+    const before = await served();
+    await waitFor(async () => (await served()) > before, 10_000, 'the tail check');
+    // Then a whole burst is lost: no batch of it reaches the consumer, and the pod goes quiet.
+    await fault(sims[0]!, { dropEventsFraction: 1 });
+    await traffic(sims, work.slice(2));
+    await fault(sims[0]!, { dropEventsFraction: 0 });
+    await caughtUp(sims, ingestor);
+    await expectIndexMatchesPods(sims, index, hasher, work);
+  });
+
   it('clears and rebuilds a pod whose engine restarted', async () => {
     const sims = await startSims(2);
     const { index, hasher, ingestor } = await startIngestion({ endpointsFile: endpointsFile(sims) });

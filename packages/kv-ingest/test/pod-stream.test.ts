@@ -301,6 +301,39 @@ describe('a pod\'s event stream', () => {
     expect(t.counts.resets).toBe(1);
   });
 
+  it('after a reconnection to a restarted engine, drops what the old engine sent that was still queued', async () => {
+    const buffer = new Buffer();
+    buffer.publish(0, 1, 2, 3, 4, 5);
+    const t = setup({ replay: buffer });
+    await t.feed(0, 1, 2);
+    // Batches 3–5 arrived before the connection dropped and wait in the queue; the engine restarted
+    // and has published nothing since.
+    for (const s of [3, 4, 5]) t.stream.push(message(s));
+    buffer.published = [];
+    t.stream.requestVerification();
+    await t.stream.drain();
+    expect(t.clears).toEqual(['reset']);
+    expect(t.applied).toEqual([]);
+    expect(t.stream.state().lastSeq).toBeNull();
+    await t.feed(0);
+    expect(t.applied).toEqual([0]);
+  });
+
+  it('after a reconnection whose buffer it rebuilds from, drops what was queued from before it', async () => {
+    const buffer = new Buffer();
+    buffer.publish(0, 1, 2, 3, 4, 5);
+    const t = setup({ replay: buffer });
+    await t.feed(0, 1, 2);
+    for (const s of [3, 4, 5]) t.stream.push(message(s));
+    // A new engine that already published past the old one's last queued batch... or the same one:
+    // either way the buffer is the truth, and the queued batches are stale or already in it.
+    buffer.published = [0, 1, 2, 3];
+    t.stream.requestVerification();
+    await t.stream.drain();
+    expect(t.applied).toEqual([0, 1, 2, 3]);
+    expect(t.stream.state().lastSeq).toBe('3');
+  });
+
   it('after a reconnection, only fills the gap of an engine whose history outgrew its buffer', async () => {
     const buffer = new Buffer(3);
     buffer.publish(0, 1, 2, 3, 4, 5, 6);
@@ -380,5 +413,43 @@ describe('a pod\'s event stream', () => {
     expect(decodeErrors).toEqual(['TRUNCATED']);
     expect(s.state().lastSeq).toBe('1');
     expect(t.applied).toEqual([]);
+  });
+
+  it('applies nothing after close, not even the rest of a replay, and lets the batch in flight finish first', async () => {
+    const buffer = new Buffer();
+    buffer.publish(0, 1, 2);
+    const applied: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inApply = new Promise<void>((r) => (entered = r));
+    const stream = new PodStream(
+      'pod-a',
+      { maxQueue: 100, replay: buffer, replayAttempts: 1, replayBackoffMs: 1, replayCooldownMs: 0, unknownParentCooldownMs: 0 },
+      {
+        apply: async (_batch, m) => {
+          applied.push(Number(m.seq));
+          entered();
+          await gate;
+          return { needsReplay: false };
+        },
+        clear: async () => undefined,
+      },
+      {},
+      logger,
+    );
+    // The startup replay brings batches 0–2; the pod is removed while batch 0 is being applied.
+    stream.requestBootstrap();
+    const draining = stream.drain();
+    await inApply;
+    stream.close();
+    let settled = false;
+    const done = stream.whenApplied().then(() => (settled = true));
+    await Promise.resolve();
+    expect(settled).toBe(false);
+    release();
+    await done;
+    await draining;
+    expect(applied).toEqual([0]);
   });
 });

@@ -59,6 +59,12 @@ export type StreamPhase = 'idle' | 'applying' | 'replaying';
 export interface StreamState {
   pod: string;
   phase: StreamPhase;
+  /**
+   * Work queued or under way (batches, a replay, a verification, a tail check, a rebuild): while
+   * false, the index holds everything applied up to lastSeq and nothing is about to change it.
+   * `phase` alone can read idle between the steps of a rebuild.
+   */
+  busy: boolean;
   lastSeq: string | null;
   /** The first seq applied in the current stream (what a rebuild must cover). */
   firstSeq: string | null;
@@ -114,6 +120,9 @@ export class PodStream {
   private lastOverflowLogAt = Number.NEGATIVE_INFINITY;
   private overflowsSinceLog = 0;
   private phase: StreamPhase = 'idle';
+  private draining = false;
+  /** The sink's apply in progress, if any (see whenApplied). */
+  private applying: Promise<unknown> | null = null;
   private cooldownUntil = 0;
   private nextRebuildAt = 0;
   private closed = false;
@@ -123,6 +132,8 @@ export class PodStream {
   private lastError: string | null = null;
   private bootstrapPending = false;
   private verifyPending = false;
+  /** Batches that arrived up to here came over the connection that dropped (see verify). */
+  private verifyArrival = 0;
   private rebuildPending = false;
   private tailCheckPending = false;
   /** Seqs a tail check applied from the replay buffer, whose live copies may still be on the way. */
@@ -159,7 +170,9 @@ export class PodStream {
    * replay buffer with what was applied instead (see verify).
    */
   requestVerification(): void {
-    if (this.options.replay !== null && this.lastSeq !== null) this.verifyPending = true;
+    if (this.options.replay === null) return;
+    this.verifyPending = true;
+    this.verifyArrival = this.arrivals;
   }
 
   /**
@@ -180,7 +193,7 @@ export class PodStream {
    * asks the replay buffer for anything after the last applied seq.
    */
   requestTailCheck(): void {
-    if (this.options.replay !== null && this.lastSeq !== null) this.tailCheckPending = true;
+    if (this.options.replay !== null) this.tailCheckPending = true;
   }
 
   /** Accepts a live message; returns false when it overflowed the queue. */
@@ -228,10 +241,20 @@ export class PodStream {
     this.bootstrapDone();
   }
 
+  /**
+   * Resolves once the batch being applied, if any, is done. After close() no other batch is
+   * applied, so a pod cleared after this stays cleared (a replay under way when the pod was
+   * removed would otherwise go on applying its batches).
+   */
+  async whenApplied(): Promise<void> {
+    while (this.applying !== null) await this.applying.catch(() => undefined);
+  }
+
   state(): StreamState {
     return {
       pod: this.pod,
       phase: this.phase,
+      busy: this.draining || this.hasWork,
       lastSeq: this.lastSeq === null ? null : this.lastSeq.toString(),
       firstSeq: this.firstSeq === null ? null : this.firstSeq.toString(),
       queued: this.queue.length,
@@ -243,6 +266,15 @@ export class PodStream {
 
   /** Processes queued work until the queue is empty (or `budget` messages are done). */
   async drain(budget = Number.POSITIVE_INFINITY): Promise<void> {
+    this.draining = true;
+    try {
+      await this.drainSome(budget);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async drainSome(budget: number): Promise<void> {
     let done = 0;
     while (!this.closed && done < budget) {
       if (this.bootstrapPending) {
@@ -350,27 +382,29 @@ export class PodStream {
   private async checkTail(): Promise<void> {
     const last = this.lastSeq;
     const client = this.options.replay;
-    if (last === null || client === null || this.now() < this.cooldownUntil) return;
+    if (client === null || this.now() < this.cooldownUntil) return;
+    // Nothing applied yet (a pod whose first batches were all lost): everything is after it.
+    const from = last === null ? 0n : last + 1n;
     let batches: IncomingBatch[];
     try {
-      batches = await client.fetch(last + 1n);
+      batches = await client.fetch(from);
     } catch (err) {
       // Only a probe: the pod's next batch reveals a gap anyway, and its replay retries.
       this.logger.debug({ err: (err as Error).message }, 'tail check failed');
       return;
     }
-    const newer = batches.filter((b) => b.seq > last).sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+    const newer = batches.filter((b) => b.seq >= from).sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
     if (newer.length === 0) return;
     this.counters.gaps++;
     this.counters.replays++;
-    this.observer.gap?.(this.pod, newer[newer.length - 1]!.seq - last);
-    const complete = newer[0]!.seq === last + 1n;
-    if (!complete) this.lose(newer[0]!.seq - last - 1n);
+    this.observer.gap?.(this.pod, newer[newer.length - 1]!.seq - from + 1n);
+    const complete = newer[0]!.seq === from;
+    if (!complete) this.lose(newer[0]!.seq - from);
     for (const b of newer) if (this.lastSeq === null || b.seq > this.lastSeq) await this.applyMessage(b, true);
     this.tailApplied = { from: newer[0]!.seq, to: newer[newer.length - 1]!.seq };
     this.replayHorizon = this.arrivals;
     this.observer.replay?.(this.pod, 'tail', complete ? 'complete' : 'partial');
-    this.logger.info({ after: last.toString(), recovered: newer.length }, 'batches lost at the end of a burst recovered from the replay buffer');
+    this.logger.info({ after: last?.toString() ?? null, recovered: newer.length }, 'batches lost at the end of a burst recovered from the replay buffer');
   }
 
   private async recoverFromOverflow(): Promise<void> {
@@ -408,6 +442,7 @@ export class PodStream {
 
   /** Decodes and applies one batch; an unknown parent may rebuild the pod. */
   private async applyMessage(message: IncomingBatch, duringRebuild = false): Promise<void> {
+    if (this.closed) return;
     const needsReplay = await this.applyOne(message);
     if (needsReplay && !duringRebuild) await this.maybeRebuild();
   }
@@ -417,7 +452,9 @@ export class PodStream {
     let needsReplay = false;
     try {
       const batch = decodeEventBatch(message.payload);
-      const outcome = await this.sink.apply(batch, message);
+      const applying = this.sink.apply(batch, message);
+      this.applying = applying;
+      const outcome = await applying.finally(() => (this.applying = null));
       needsReplay = outcome.needsReplay;
       this.counters.applied++;
       this.lastAppliedAt = this.now();
@@ -487,29 +524,40 @@ export class PodStream {
 
   /**
    * After a reconnection: the engine's whole replay buffer decides. Empty, or ending below the
-   * last applied seq: the engine restarted, so the pod is cleared and rebuilt from it. Reaching
-   * back to the first applied batch: a rebuild loses nothing, so rebuild. Otherwise it is the same
-   * engine with a longer history than its buffer: only what is new is applied.
+   * last seq applied or received: the engine restarted, so the pod is cleared and rebuilt from it.
+   * Reaching back to the first applied batch: a rebuild loses nothing, so rebuild. Either way the
+   * batches still queued from the dropped connection go: the old engine's, or in the buffer just
+   * applied (applied after the rebuild, they would resurrect a dead engine's blocks, or continue
+   * the new sequence with the old one's). Otherwise it is the same engine with a longer history
+   * than its buffer: only what is new is applied.
    */
   private async verify(): Promise<void> {
-    if (this.lastSeq === null) return;
+    let reference = this.lastSeq;
+    for (const q of this.queue) if (q.arrival <= this.verifyArrival && (reference === null || q.message.seq > reference)) reference = q.message.seq;
+    if (reference === null) return;
     const batches = await this.fetchReplay(0n, 'reconnect');
     if (batches === null) return;
     const newest = batches.length === 0 ? -1n : batches[batches.length - 1]!.seq;
-    const restarted = newest < this.lastSeq;
+    const restarted = newest < reference;
     const covers = batches.length > 0 && this.firstSeq !== null && batches[0]!.seq <= this.firstSeq;
     if (restarted || covers) {
       if (restarted) {
         this.counters.resets++;
         this.observer.reset?.(this.pod);
-        this.logger.info({ last: this.lastSeq.toString(), newest: newest.toString() }, 'engine restarted while disconnected; clearing the pod');
+        this.logger.info({ last: reference.toString(), newest: newest.toString() }, 'engine restarted while disconnected; clearing the pod');
       }
+      let stale = 0;
+      while (this.queue.length > 0 && this.queue[0]!.arrival <= this.verifyArrival) {
+        this.queue.shift();
+        stale++;
+      }
+      if (stale > 0) this.logger.debug({ batches: stale }, 'batches queued from before the reconnection dropped');
       await this.sink.clear(restarted ? 'reset' : 'rebuild');
       this.lastSeq = null;
       this.tailApplied = null;
       this.firstSeq = null;
       for (const b of batches) await this.applyMessage(b, true);
-    } else {
+    } else if (this.lastSeq !== null) {
       for (const b of batches) if (b.seq > this.lastSeq) await this.applyMessage(b, true);
     }
     this.replayHorizon = this.arrivals;
