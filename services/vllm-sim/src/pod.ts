@@ -118,10 +118,8 @@ class SimRank {
       metrics: this.metrics,
       faults: this.faults,
       restartPublisher: () => this.publisher.restart(),
-      restartEngine: async () => {
-        this.engine.forgetEverything();
-        await this.publisher.restart();
-      },
+      // The cache goes when the new sequence starts, even behind another restart still under way.
+      restartEngine: () => this.publisher.restart(() => this.engine.forgetEverything()),
       logger: this.logger,
     });
     const address = await this.app.listen({ host: c.host, port: this.port });

@@ -269,12 +269,19 @@ export class Engine {
 
   /** An engine restart: everything cached is gone and nothing is announced (the publisher restarts too). */
   forgetEverything(): void {
+    // A step under way belongs to the engine that is gone: what it would announce (evictions made
+    // at admission, blocks it computed) must not reach the restarted engine's stream.
+    if (this.timer) clearTimeoutOrImmediate(this.timer);
+    this.timer = null;
+    this.stepping = false;
     for (const seq of [...this.running, ...this.waiting]) this.finish(seq, 'abort');
     this.running.length = 0;
     this.waiting.length = 0;
     this.pool.resetCache();
     this.config.cpu.clear();
     this.refreshGauges();
+    // Work that waited for the step's end runs against the restarted engine.
+    for (const task of this.pendingBetweenSteps.splice(0)) task.run();
   }
 
   stop(): void {

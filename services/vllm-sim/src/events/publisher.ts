@@ -44,6 +44,13 @@ export class EventPublisher {
   private readonly queue: Uint8Array[][] = [];
   private sending = false;
   private closed = false;
+  /** Between restart() and the new sockets being up: batches are numbered and kept, and sent after. */
+  private restarting = false;
+  /** close() was called: a restart under way does not bring the sockets back. */
+  private shutDown = false;
+  /** Restarts run one after the other (two at once would bind the same ports twice). */
+  private restarts: Promise<void> = Promise.resolve();
+  private pendingRestarts = 0;
   private readonly writer = new MsgpackWriter(64 * 1024);
   private readonly topicBytes: Uint8Array;
   /** Fraction of batches kept off the wire (fault injection). */
@@ -78,7 +85,7 @@ export class EventPublisher {
 
   /** One engine step's events as one batch, with the next sequence number. */
   publish(events: readonly KvEvent[]): void {
-    if (!this.enabled || this.closed || events.length === 0) return;
+    if (!this.enabled || (this.closed && !this.restarting) || this.shutDown || events.length === 0) return;
     const seq = this.seq++;
     this.stats.nextSeq = this.seq;
     const batch = {
@@ -102,20 +109,48 @@ export class EventPublisher {
     void this.drain();
   }
 
-  /** Publisher restart: sequence back to 0, replay buffer empty, sockets rebound. */
-  async restart(): Promise<void> {
-    await this.closeSockets();
+  /**
+   * Publisher restart: sequence back to 0, replay buffer empty, sockets rebound. The new sequence
+   * starts at once: an engine keeps stepping while the sockets are rebound, and its batches are
+   * numbered, kept for replay and sent once the new socket is up (dropping them would leave
+   * blocks the engine holds announced nowhere, not even in the replay buffer).
+   */
+  restart(atStart?: () => void): Promise<void> {
+    // The first starts the new sequence at once (see restartNow); later ones wait their turn.
+    const run = (): Promise<void> => this.restartNow(atStart);
+    const next = this.pendingRestarts > 0 ? this.restarts.then(run) : run();
+    this.pendingRestarts++;
+    this.restarts = next.catch(() => undefined).then(() => {
+      this.pendingRestarts--;
+    });
+    return next;
+  }
+
+  /** `atStart` runs as the new sequence starts (an engine restart forgets its cache right then). */
+  private async restartNow(atStart?: () => void): Promise<void> {
+    atStart?.();
     this.seq = 0n;
     this.stats.nextSeq = 0n;
     this.buffer.length = 0;
     this.queue.length = 0;
     this.stats.buffered = 0;
-    this.closed = false;
-    await this.start();
+    this.restarting = true;
+    try {
+      await this.closeSockets();
+      if (this.shutDown) return;
+      this.closed = false;
+      await this.start();
+      // Closed while the new sockets were being bound: they go too.
+      if (this.shutDown) await this.closeSockets();
+    } finally {
+      this.restarting = false;
+    }
+    void this.drain();
     this.options.logger.info({ endpoint: this.endpoint }, 'kv event publisher restarted (seq back to 0)');
   }
 
   async close(): Promise<void> {
+    this.shutDown = true;
     this.closed = true;
     await this.closeSockets();
   }
