@@ -1,5 +1,5 @@
 import type { PodEntry } from '../types.js';
-import type { TierWeights } from '../scorer.js';
+import type { PodScore, TierWeights } from '../scorer.js';
 
 /**
  * The index contract as plain maps and sets, written from the spec (index-and-scoring.md, the
@@ -27,14 +27,6 @@ export interface ReferenceLookup {
   perKey: PodEntry[][];
 }
 
-export interface ReferenceScore {
-  pod: string;
-  score: number;
-  normalized: number;
-  matchedBlocks: number;
-  totalBlocks: number;
-  tiers: Record<string, number>;
-}
 
 /**
  * Whether a real entry stands for a speculative one: the same pod and tier, and the speculation
@@ -236,8 +228,8 @@ export class ReferenceIndex {
    * blocks; a block counts once per tier however many groups hold it). Ordered by score, then pod;
    * `pods` that hold nothing follow with 0, in the order given.
    */
-  static score(perKey: readonly PodEntry[][], totalBlocks: number, weights: TierWeights, pods?: readonly string[]): ReferenceScore[] {
-    const out: ReferenceScore[] = [];
+  static score(perKey: readonly PodEntry[][], totalBlocks: number, weights: TierWeights, pods?: readonly string[]): PodScore[] {
+    const out: PodScore[] = [];
     const first = new Set((perKey[0] ?? []).map((e) => e.pod));
     for (const pod of first) {
       let score = 0;
