@@ -98,10 +98,12 @@ describe('three active-active EPP replicas behind one gateway', () => {
 
   it('send a burst of same-prefix requests arriving at different replicas to one pod', async () => {
     // A prefix no pod holds yet: only speculation shared between replicas can keep it together,
-    // since the pod's KV events arrive after most of the burst was routed.
-    const system = `You are the dispatcher for fleet ${Date.now()}. Plan each truck's day in numbered steps, citing the depot rules. `.repeat(6);
+    // since the pod's KV events arrive after the whole burst was routed (~300 prompt tokens at
+    // 1 k tokens/s of prefill, against 6 requests 40 ms apart: a peer's decision has 40 ms to
+    // arrive, which a loaded CI machine needs more than 20 ms for).
+    const system = `You are the dispatcher for fleet ${Date.now()}. Plan each truck's day in numbered steps, citing the depot rules. `.repeat(12);
     const body = (i: number): Record<string, unknown> => ({ model: MODEL, max_tokens: 4, messages: [{ role: 'system', content: system }, { role: 'user', content: `Truck ${i}?` }] });
-    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => new Promise<Awaited<ReturnType<typeof send>>>((resolve, reject) => setTimeout(() => send(envoy.url, '/v1/chat/completions', body(i)).then(resolve, reject), i * 20))));
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => new Promise<Awaited<ReturnType<typeof send>>>((resolve, reject) => setTimeout(() => send(envoy.url, '/v1/chat/completions', body(i)).then(resolve, reject), i * 40))));
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect(new Set(answers.map((a) => a.endpoint)).size).toBe(1);
     const peerDecisions = await Promise.all(replicas.map(async (r) => Number(/^kvix_replication_speculations_received_total (\d+)/m.exec(await (await fetch(`${r.metrics}/metrics`)).text())?.[1] ?? 0)));
