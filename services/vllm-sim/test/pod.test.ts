@@ -49,10 +49,13 @@ async function startPod(overrides: Record<string, unknown> = {}, kvEvents: Recor
     sub.connect(r.events[rank]!);
     sub.subscribe();
     r.subs.push(sub);
+    // Only this pod's own topic: test files run in parallel, and a port another file's pod held a
+    // moment ago can still deliver its messages to a subscriber that connected early.
+    const topicPrefix = `kv@127.0.0.1:${httpPort! + rank}@`;
     void (async () => {
       for await (const frames of sub) {
         const msg = parseEventMessage(frames);
-        r.messages.push({ ...msg, batch: decodeEventBatch(msg.payload) });
+        if (msg.topic.startsWith(topicPrefix)) r.messages.push({ ...msg, batch: decodeEventBatch(msg.payload) });
       }
     })().catch(() => undefined);
   }
