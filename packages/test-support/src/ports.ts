@@ -1,17 +1,12 @@
 import { createServer, type Server } from 'node:net';
 
-/** A TCP port free on 127.0.0.1 right now (the OS picks it; tests bind it soon after). */
+/**
+ * A TCP port free on 127.0.0.1 right now, below the ephemeral range (tests bind it soon after). Not
+ * the OS's pick for port 0: that comes from the ephemeral range, where any outgoing connection of a
+ * parallel test may take it between our check and the bind (CI saw EADDRINUSE from exactly that).
+ */
 export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
+  return freePortRange(1);
 }
 
 /** Binds `port` on 127.0.0.1 (resolves the server) or rejects when it is taken. */
@@ -30,8 +25,7 @@ const RANGE_HIGH = 32_000;
 
 /**
  * The first of `count` consecutive ports free right now, for services that derive ports from a
- * base (pod i on base + i, replay on event port + 100). Ports from `freePort` are ephemeral: the
- * ones after them may belong to any connection of a parallel test.
+ * base (pod i on base + i, replay on event port + 100).
  */
 export async function freePortRange(count: number): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
