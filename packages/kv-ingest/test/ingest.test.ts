@@ -306,9 +306,12 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
     const { index, hasher, ingestor } = await startIngestion({ mode: 'centralized', centralizedEndpoint: `tcp://127.0.0.1:${bindPort}` });
     const sims = await startSims(1, { kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://127.0.0.1:${bindPort}` } });
     const work = prompts(8);
-    // The connecting publisher may lose its first batches (slow joiner); later ones arrive.
+    // The connecting publisher may lose its first batches (slow joiner); later ones arrive. Each
+    // attempt sends new prompts: a repeated one is a cache hit, which publishes nothing.
+    let attempt = 0;
     await waitFor(async () => {
-      await traffic(sims, work);
+      const shift = 7 * attempt++;
+      await traffic(sims, work.map((p) => p.map((t) => t + 50_000 + shift)));
       return ingestor.podStates().some((p) => p.id === sims[0]!.id && p.stream.applied > 0);
     }, 10_000, 'centralized events');
     await traffic(sims, work.map((p) => p.map((t) => t + 1)));
@@ -323,8 +326,12 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
     const { index, ingestor } = await startIngestion({ mode: 'centralized', centralizedEndpoint: `tcp://127.0.0.1:${bindPort}` }, [discovery]);
     const sims = await startSims(1, { kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://127.0.0.1:${bindPort}` } });
     const entriesOf = async (pod: string): Promise<number> => (await index.podCounts()).find((c) => c.pod === pod)?.entries ?? 0;
+    // New prompts per attempt: the first batches may be lost (slow joiner), and a repeated prompt
+    // is a cache hit that publishes nothing (centralized mode has no replay to recover them).
+    let attempt = 0;
     await waitFor(async () => {
-      await traffic(sims, prompts(4));
+      const shift = 7 * attempt++;
+      await traffic(sims, prompts(4).map((p) => p.map((t) => t + shift)));
       return (await entriesOf(sims[0]!.id)) > 0;
     }, 10_000, 'centralized events');
     await caughtUp(sims, ingestor);
