@@ -99,11 +99,18 @@ describe('three active-active EPP replicas behind one gateway', () => {
   it('send a burst of same-prefix requests arriving at different replicas to one pod', async () => {
     // A prefix no pod holds yet: only speculation shared between replicas can keep it together,
     // since the pod's KV events arrive after the whole burst was routed (~300 prompt tokens at
-    // 1 k tokens/s of prefill, against 6 requests 40 ms apart: a peer's decision has 40 ms to
-    // arrive, which a loaded CI machine needs more than 20 ms for).
+    // 1 k tokens/s of prefill). The first decision must reach both peers before the rest arrive:
+    // that normally takes a millisecond or two, but more than a burst's spacing on a loaded CI
+    // machine, so the test waits for it (the rest still arrive within the events' window).
     const system = `You are the dispatcher for fleet ${Date.now()}. Plan each truck's day in numbered steps, citing the depot rules. `.repeat(12);
     const body = (i: number): Record<string, unknown> => ({ model: MODEL, max_tokens: 4, messages: [{ role: 'system', content: system }, { role: 'user', content: `Truck ${i}?` }] });
-    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => new Promise<Awaited<ReturnType<typeof send>>>((resolve, reject) => setTimeout(() => send(envoy.url, '/v1/chat/completions', body(i)).then(resolve, reject), i * 40))));
+    const received = async (): Promise<number> =>
+      (await Promise.all(replicas.map(async (r) => Number(/^kvix_replication_speculations_received_total (\d+)/m.exec(await (await fetch(`${r.metrics}/metrics`)).text())?.[1] ?? 0)))).reduce((a, b) => a + b, 0);
+    const before = await received();
+    const first = send(envoy.url, '/v1/chat/completions', body(0));
+    await waitFor(async () => (await received()) >= before + 2, 10_000, 'the first decision shared with both peers');
+    const rest = Array.from({ length: 5 }, (_, i) => new Promise<Awaited<ReturnType<typeof send>>>((resolve, reject) => setTimeout(() => send(envoy.url, '/v1/chat/completions', body(i + 1)).then(resolve, reject), i * 20)));
+    const answers = [await first, ...(await Promise.all(rest))];
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect(new Set(answers.map((a) => a.endpoint)).size).toBe(1);
     const peerDecisions = await Promise.all(replicas.map(async (r) => Number(/^kvix_replication_speculations_received_total (\d+)/m.exec(await (await fetch(`${r.metrics}/metrics`)).text())?.[1] ?? 0)));
