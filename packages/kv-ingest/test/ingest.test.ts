@@ -5,7 +5,8 @@ import { RequestKeyHasher } from '@kvix/block-keys';
 import { encodeEventBatch, encodeSeq } from '@kvix/kv-events';
 import { EventApplier, InMemoryIndex, scoreLookup } from '@kvix/kv-index';
 import { freePorts, waitFor } from '@kvix/test-support';
-import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
+import type { SimConfigInput, SimPod } from '@kvix/vllm-sim';
+import { startLocalPod } from '@kvix/vllm-sim/testing';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
@@ -29,27 +30,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function startSims(n: number, overrides: Record<string, unknown> = {}): Promise<Sim[]> {
+async function startSims(n: number, overrides: SimConfigInput = {}): Promise<Sim[]> {
   const sims: Sim[] = [];
   for (let i = 0; i < n; i++) {
-    const [http, eventPort, replayPort] = await freePorts(3);
-    const pod = await SimPod.start(
-      resolveSimConfig(
-        {
-          port: http,
-          timeScale: 100,
-          logLevel: 'silent',
-          pythonHashSeed: '0',
-          numGpuBlocksOverride: 48,
-          kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}`, replay_endpoint: `tcp://*:${replayPort}` },
-          ...overrides,
-        },
-        {},
-      ),
-      silent,
-    );
-    cleanups.push(() => pod.stop());
-    sims.push({ pod, http: `http://127.0.0.1:${http}`, id: `127.0.0.1:${http}`, eventPort: eventPort!, replayPort: replayPort! });
+    const local = await startLocalPod({ timeScale: 100, numGpuBlocksOverride: 48, ...overrides });
+    cleanups.push(() => local.pod.stop());
+    sims.push({ pod: local.pod, http: local.url, id: local.id, eventPort: local.eventPort, replayPort: local.replayPort });
   }
   return sims;
 }

@@ -1,13 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { scoreLookup } from '@kvix/kv-index';
 import { envLayer } from '@kvix/service-kit';
-import { freePorts, startRedis, waitFor, type PrivateServer } from '@kvix/test-support';
-import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
+import { startRedis, waitFor, type PrivateServer } from '@kvix/test-support';
+import type { SimPod } from '@kvix/vllm-sim';
+import { startLocalPod, writeLocalEndpointsFile } from '@kvix/vllm-sim/testing';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createIndexStack, IndexSettingsSchema, IngestMetrics, Ingestor, INGESTION_ENV_BINDINGS, parseIngestConfig, type IndexStack } from '../src/index.js';
 
@@ -39,25 +36,9 @@ interface Sim {
 }
 
 async function startSim(): Promise<{ sim: Sim; endpoints: string }> {
-  const [http, eventPort, replayPort] = await freePorts(3);
-  const pod = await SimPod.start(
-    resolveSimConfig(
-      {
-        port: http,
-        timeScale: 100,
-        logLevel: 'silent',
-        pythonHashSeed: '0',
-        numGpuBlocksOverride: 256,
-        kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}`, replay_endpoint: `tcp://*:${replayPort}` },
-      },
-      {},
-    ),
-    silent,
-  );
-  cleanups.push(() => pod.stop());
-  const endpoints = join(mkdtempSync(join(tmpdir(), 'kvix-ingest-redis-')), 'endpoints.yaml');
-  writeFileSync(endpoints, stringify({ endpoints: [{ name: 'sim-0', address: '127.0.0.1', port: http, eventPort, replayPort, model: MODEL }] }));
-  return { sim: { pod, http: `http://127.0.0.1:${http}`, id: `127.0.0.1:${http}` }, endpoints };
+  const local = await startLocalPod({ timeScale: 100, numGpuBlocksOverride: 256 });
+  cleanups.push(() => local.pod.stop());
+  return { sim: { pod: local.pod, http: local.url, id: local.id }, endpoints: writeLocalEndpointsFile([local], MODEL) };
 }
 
 async function startIngestion(redis: PrivateServer, endpointsFile: string) {
