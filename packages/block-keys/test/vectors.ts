@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseJsonExact, readSharedVectorJson } from '@kvix/test-support';
+import { parseJsonExact, readVectorJson } from '@kvix/test-support';
 
 export interface SharedRequestKeyCase {
   id: string;
@@ -67,8 +67,8 @@ export interface GeneratedRequestCase {
   keys: string[];
 }
 
-export const sharedRequestKeys = readSharedVectorJson('request-keys.json') as SharedRequestKeys;
-export const sharedEngineCases = (readSharedVectorJson('vllm-engine-hashes.json') as { cases: SharedEngineCase[] }).cases;
+export const sharedRequestKeys = readVectorJson('request-keys.json') as SharedRequestKeys;
+export const sharedEngineCases = (readVectorJson('vllm-engine-hashes.json') as { cases: SharedEngineCase[] }).cases;
 
 /** Produced by tools/vectors/generate_block_key_fixtures.py with CPython's pickle, cbor2 and xxhash. */
 export const generated = parseJsonExact(readFileSync(new URL('./fixtures/generated.json', import.meta.url), 'utf8')) as {

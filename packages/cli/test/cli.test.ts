@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { readSharedVectorJson } from '@kvix/test-support';
+import { readVectorJson } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
@@ -31,13 +31,13 @@ function badInput(r: Run, pattern: RegExp): void {
   expect(r.stderr).toMatch(pattern);
 }
 
-const requestKeys = readSharedVectorJson('request-keys.json') as {
+const requestKeys = readVectorJson('request-keys.json') as {
   cases: { model: string; seed: string; blockSize: number; tokens: number[]; extraKeys: unknown; keys: string[] }[];
 };
-const engineCases = (readSharedVectorJson('vllm-engine-hashes.json') as {
+const engineCases = (readVectorJson('vllm-engine-hashes.json') as {
   cases: { algo: string; seed: string; block_size: number; token_ids: number[]; lora_name?: string; lora_int_id?: number; cache_salt?: string; mm?: unknown; blocks: { digest_hex: string; wire_int_hex: string }[] }[];
 }).cases;
-const frames = (readSharedVectorJson('vllm-event-frames.json') as { frames: { payload_hex: string; decoded_generic_msgpack: unknown[] }[] }).frames;
+const frames = (readVectorJson('vllm-event-frames.json') as { frames: { payload_hex: string; decoded_generic_msgpack: unknown[] }[] }).frames;
 
 describe('kvix keys (JSON contract)', () => {
   it('reproduces every shared request-key vector from stdin JSON', () => {

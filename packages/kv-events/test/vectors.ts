@@ -1,4 +1,4 @@
-import { readSharedVectorJson } from '@kvix/test-support';
+import { readVectorJson } from '@kvix/test-support';
 
 export interface FrameVector {
   name: string;
@@ -14,7 +14,7 @@ export interface ZmqCapture {
   replay_reply_messages_hex_as_seen_by_DEALER: string[][];
 }
 
-const doc = readSharedVectorJson('vllm-event-frames.json') as { frames: FrameVector[]; zmq_capture: ZmqCapture };
+const doc = readVectorJson('vllm-event-frames.json') as { frames: FrameVector[]; zmq_capture: ZmqCapture };
 export const frameVectors = doc.frames;
 export const zmqCapture = doc.zmq_capture;
 

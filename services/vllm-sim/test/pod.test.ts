@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { decodeEventBatch, encodeReplayRequest, parseEventMessage, parseReplayReply, type BlockStored, type DecodedBatch, type EventMessage } from '@kvix/kv-events';
-import { freePortRange, readSharedVectorJson, waitFor } from '@kvix/test-support';
+import { freePortRange, readVectorJson, waitFor } from '@kvix/test-support';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -124,7 +124,7 @@ describe('vllm-sim over real sockets', () => {
   });
 
   it('hashes blocks exactly as vLLM does (the shared vLLM vectors, prompt given as token ids)', async () => {
-    const vectors = readSharedVectorJson('vllm-engine-hashes.json') as { cases: { id: string; algo: string; seed: string; block_size: number; token_ids: number[]; wire_block_hashes_int: bigint[] }[] };
+    const vectors = readVectorJson('vllm-engine-hashes.json') as { cases: { id: string; algo: string; seed: string; block_size: number; token_ids: number[]; wire_block_hashes_int: bigint[] }[] };
     for (const id of ['cbor-s42-bs16-3blk', 'pkl-s0-bs16-1blk', 'xxcbor-s42-bs16-3blk']) {
       const c = vectors.cases.find((x) => x.id === id)!;
       const r = await startPod({ prefixCachingHashAlgo: c.algo, pythonHashSeed: c.seed, blockSize: c.block_size });

@@ -1,6 +1,6 @@
 import { isInteger, isSafeNumber, parse } from 'lossless-json';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The kvix repository root (the directory holding the root package.json with workspaces). */
@@ -16,28 +16,24 @@ export function repoRoot(): string {
 }
 
 /**
- * The shared spec and vectors live beside the repository (`../shared`), or wherever
- * KVIX_SHARED_DIR points. Missing vectors fail the suite loudly: a skipped vector test proves nothing.
+ * The test vectors, copied into this repository (fixtures/vectors, with a README saying how each was
+ * made) so that a fresh clone's tests read nothing outside it. A missing file fails the suite loudly.
  */
-export function sharedDir(): string {
-  const dir = process.env['KVIX_SHARED_DIR'] ?? resolve(repoRoot(), '..', 'shared');
-  if (!existsSync(join(dir, 'vectors'))) {
-    throw new Error(`kvix test-support: shared vectors not found at ${dir}/vectors (set KVIX_SHARED_DIR)`);
-  }
-  return dir;
+export function vectorsDir(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'vectors');
 }
 
-/** Raw JSON text of a shared vector file: parse it with a reader that keeps 64-bit integers exact. */
-export function readSharedVector(name: string): string {
-  return readFileSync(join(sharedDir(), 'vectors', name), 'utf8');
+/** Raw JSON text of a vector file: parse it with a reader that keeps 64-bit integers exact. */
+export function readVector(name: string): string {
+  return readFileSync(join(vectorsDir(), name), 'utf8');
 }
 
 /**
- * A shared vector file parsed so that integers beyond 2^53 arrive as exact bigints (plain
+ * A vector file parsed so that integers beyond 2^53 arrive as exact bigints (plain
  * JSON.parse would round them, hiding exactly the bugs the vectors exist to catch).
  */
-export function readSharedVectorJson(name: string): unknown {
-  return parseJsonExact(readSharedVector(name));
+export function readVectorJson(name: string): unknown {
+  return parseJsonExact(readVector(name));
 }
 
 export function parseJsonExact(text: string): unknown {
