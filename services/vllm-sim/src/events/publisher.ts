@@ -163,14 +163,14 @@ export class EventPublisher {
     this.router = null;
     // Let an in-flight send finish before the socket goes away.
     while (this.sending) await new Promise((r) => setTimeout(r, 1));
-    if (pub) {
-      if (isBindEndpoint(this.endpoint)) await pub.unbind(this.endpoint).catch(() => undefined);
-      pub.close();
-    }
-    if (router) {
-      await router.unbind(this.replayEndpoint!).catch(() => undefined);
-      router.close();
-    }
+    // Closed, never unbound first: zeromq.js runs unbind() on a libuv worker thread while this
+    // thread keeps polling the socket (the replay loop's pending receive), and libzmq sockets are
+    // not thread-safe — under replay traffic that aborted the process within seconds
+    // ("Assertion failed: _state == term_ack_sent || _state == term_req_sent2", pipe.cpp:355; the
+    // churn soak in test/hostile reproduces it). close() runs on this thread and releases the
+    // ports shortly after; bindWithRetry covers the gap.
+    pub?.close();
+    router?.close();
   }
 
   private async drain(): Promise<void> {
