@@ -30,6 +30,12 @@ export interface TokenizeOptions {
   /** The request's `cache_salt`. */
   cacheSalt?: string | null;
   signal?: AbortSignal;
+  /**
+   * Epoch milliseconds after which the answer is of no use: a chat template stops rendering there,
+   * and a tokenizer thread still busy with the request past it is replaced. The caller's own wait
+   * is bounded by `signal` (ModelTokenizers sets both from its timeoutMs).
+   */
+  deadline?: number;
 }
 
 export interface PromptTokenizer {

@@ -111,6 +111,7 @@ class SimRank {
       maxModelLen,
       defaultMaxTokens: c.defaultMaxTokens,
       promptTokensDetails: c.enablePromptTokensDetails,
+      trustRequestChatTemplate: c.trustRequestChatTemplate,
       tokenizer: this.tokenizer,
       loras,
       engine: () => this.engine,

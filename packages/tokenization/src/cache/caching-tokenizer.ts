@@ -82,7 +82,7 @@ export class CachingTokenizer implements PromptTokenizer {
     let shared = this.inFlight.get(key);
     const joined = shared !== undefined;
     if (shared === undefined) {
-      shared = this.startCall(key, model, input, salt);
+      shared = this.startCall(key, model, input, salt, options.deadline);
       this.misses++;
     } else {
       this.hits++;
@@ -112,11 +112,12 @@ export class CachingTokenizer implements PromptTokenizer {
     await this.inner.close();
   }
 
-  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null): SharedCall {
+  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null, deadline: number | undefined): SharedCall {
     const controller = new AbortController();
     let result: Promise<TokenizedPrompt>;
     try {
-      result = this.inner.tokenize(model, input, { cacheSalt, signal: controller.signal });
+      // The first caller's deadline bounds the shared work; later waiters may see it end sooner.
+      result = this.inner.tokenize(model, input, { cacheSalt, signal: controller.signal, ...(deadline !== undefined ? { deadline } : {}) });
     } catch (err) {
       result = Promise.reject(err);
     }

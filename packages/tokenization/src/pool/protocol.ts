@@ -1,13 +1,16 @@
 /** Messages between the pool and its tokenizer threads (structured-cloned; ids transferred). */
 import type { TokenizationErrorCode } from '../errors.js';
 import type { PromptInput } from '../prompt-tokenizer.js';
+import type { PromptLimits } from './tokenize-locally.js';
 
 export type ToWorker =
-  | { type: 'tokenize'; id: number; spec: string; input: PromptInput }
+  | { type: 'tokenize'; id: number; spec: string; input: PromptInput; limits: PromptLimits }
   | { type: 'load'; id: number; spec: string }
   /** Test-only: makes the thread die from an uncaught exception, the way a real crash would. */
   | { type: 'crash' };
 
 export type FromWorker =
+  /** The thread starts on this request (its tokenizer is loaded): the pool's watchdog runs from here. */
+  | { id: number; started: true }
   | { id: number; ok: true; tokenIds: Uint32Array | null }
   | { id: number; ok: false; code: TokenizationErrorCode; message: string };

@@ -1,4 +1,8 @@
-/** A tokenizer thread: loads tokenizers on first use and answers the pool's requests in order. */
+/**
+ * A tokenizer thread: loads tokenizers on first use and answers the pool's requests strictly in
+ * the order they arrive, one at a time, saying when it starts each one — so the pool knows which
+ * request a thread is busy with, and that every later one has not begun.
+ */
 import { parentPort } from 'node:worker_threads';
 import { TokenizationError, messageOf } from '../errors.js';
 import type { FromWorker, ToWorker } from './protocol.js';
@@ -12,6 +16,8 @@ const loader = new TokenizerLoader();
 
 function failure(id: number, err: unknown): FromWorker {
   if (err instanceof TokenizationError) return { id, ok: false, code: err.code, message: err.message };
+  // V8 gives up on a string or array it cannot grow, rather than on the heap, well before the limit.
+  if (err instanceof RangeError) return { id, ok: false, code: 'PROMPT_TOO_LONG', message: `the prompt grew too large to tokenize: ${err.message}` };
   return { id, ok: false, code: 'INTERNAL', message: `tokenizer thread failed: ${messageOf(err)}` };
 }
 
@@ -22,14 +28,16 @@ async function handle(message: ToWorker & { type: 'tokenize' | 'load' }): Promis
       port!.postMessage({ id: message.id, ok: true, tokenIds: null } satisfies FromWorker);
       return;
     }
-    const tokenIds = tokenizeLocally(tokenizer, message.input);
+    port!.postMessage({ id: message.id, started: true } satisfies FromWorker);
+    const tokenIds = tokenizeLocally(tokenizer, message.input, message.limits);
     port!.postMessage({ id: message.id, ok: true, tokenIds } satisfies FromWorker, [tokenIds.buffer]);
   } catch (err) {
     port!.postMessage(failure(message.id, err));
   }
 }
 
+let queue: Promise<void> = Promise.resolve();
 port.on('message', (message: ToWorker) => {
   if (message.type === 'crash') throw new Error('tokenizer thread crash requested by a test');
-  void handle(message);
+  queue = queue.then(() => handle(message));
 });
