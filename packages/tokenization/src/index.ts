@@ -12,4 +12,5 @@ export {
   type TokenizationConfig,
   type TokenizationConfigInput,
 } from './models/tokenization-config.js';
-export { ModelTokenizers, type ModelTokenizersOptions, type TokenizationObserver } from './models/model-tokenizers.js';
+export { ModelTokenizers, UNTRUSTED_TEMPLATE_MESSAGE, type ModelTokenizersOptions, type TokenizationObserver } from './models/model-tokenizers.js';
+export { hasRequestChatTemplate } from './chat.js';
