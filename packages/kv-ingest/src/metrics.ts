@@ -21,6 +21,7 @@ export class IngestMetrics {
   readonly activeSubscribers: Gauge;
   readonly reconnections: Counter<'pod'>;
   readonly zmqErrors: Counter<'pod' | 'operation'>; // operation: one of ZMQ_ERROR_OPERATIONS
+  readonly publishersRefused: Counter;
   readonly storesSkipped: Counter<'reason'>;
   readonly removalsSkipped: Counter<'reason'>;
   readonly dedupSuppressed: Counter;
@@ -60,6 +61,7 @@ export class IngestMetrics {
     this.messagesReceived = new Counter({ name: `${P}events_messages_received_total`, help: 'KV-event messages received, per pod.', labelNames: ['pod'], registers });
     this.activeSubscribers = new Gauge({ name: `${P}events_active_subscribers`, help: 'Pods with an active KV-event subscription.', registers });
     this.reconnections = new Counter({ name: `${P}events_subscriber_reconnections_total`, help: 'Reconnection attempts to a pod\'s event endpoint.', labelNames: ['pod'], registers });
+    this.publishersRefused = new Counter({ name: `${P}events_publishers_refused_total`, help: 'Publishers refused by the centralized collector\'s CURVE allow-list (handshakes denied).', registers });
     this.zmqErrors = new Counter({ name: `${P}events_zmq_errors_total`, help: 'Malformed messages and transport errors, by operation.', labelNames: ['pod', 'operation'], registers });
     this.storesSkipped = new Counter({ name: `${P}events_stores_skipped_total`, help: 'BlockStored events not (fully) indexed, by reason.', labelNames: ['reason'], registers });
     this.removalsSkipped = new Counter({ name: `${P}events_removals_skipped_total`, help: 'BlockRemoved events not applied, by reason.', labelNames: ['reason'], registers });

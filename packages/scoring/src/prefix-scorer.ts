@@ -79,6 +79,14 @@ export interface PrefixScorerOptions {
   logger: Logger;
 }
 
+export interface ScoreCallOptions {
+  /**
+   * Ends tokenization early (ABORTED): the client went away, or its own deadline passed. The
+   * tokenizer's own deadline (DEADLINE_EXCEEDED) applies either way.
+   */
+  signal?: AbortSignal;
+}
+
 /** The longest speculative TTL a caller may ask for: longer would outlive any plausible event delay. */
 export const MAX_SPECULATIVE_TTL_MS = 10 * 60_000;
 const MAX_LOGGED_UNKNOWN_PODS = 1000;
@@ -104,9 +112,9 @@ export class PrefixScorer {
     return this.options.hasher.blockSize;
   }
 
-  async score(input: ScoreInput): Promise<ScoreOutcome> {
+  async score(input: ScoreInput, options: ScoreCallOptions = {}): Promise<ScoreOutcome> {
     const candidates = this.candidatesOf(input.candidates);
-    const prepared = await this.prepare(input);
+    const prepared = await this.prepare(input, options.signal);
     const { index, weights } = this.options;
     const keys = prepared.keys;
     const lookup = await index.lookup(keys, candidates ? { pods: candidates } : {});
@@ -125,14 +133,14 @@ export class PrefixScorer {
     };
   }
 
-  async recordDecision(decision: RoutingDecision): Promise<DecisionOutcome> {
+  async recordDecision(decision: RoutingDecision, options: ScoreCallOptions = {}): Promise<DecisionOutcome> {
     const pods = [decision.pod, ...(decision.prefillPod ? [decision.prefillPod] : [])];
     for (const pod of pods) if (typeof pod !== 'string' || pod.trim() === '' || /\s/.test(pod)) throw new ScoringError('INVALID_POD', `pod ${JSON.stringify(pod)} is not a pod identity (address:port)`);
     const ttl = decision.ttlMs ?? null;
     if (ttl !== null && !(Number.isInteger(ttl) && ttl > 0 && ttl <= MAX_SPECULATIVE_TTL_MS)) {
       throw new ScoringError('INVALID_REQUEST', `ttlMs must be an integer in 1..${MAX_SPECULATIVE_TTL_MS} (or unset for the index default), got ${String(ttl)}`);
     }
-    const keys = decision.requestKeys ?? (await this.prepare(decision)).keys;
+    const keys = decision.requestKeys ?? (await this.prepare(decision, options.signal)).keys;
     const { index, weights } = this.options;
     // What the chosen pods held before this decision: the routing's realised reuse.
     const before = scoreLookup(await index.lookup(keys, { pods, earlyStop: false }), keys.length, weights, pods);
@@ -146,7 +154,7 @@ export class PrefixScorer {
   }
 
   /** Token ids and request keys of a prompt. */
-  private async prepare(spec: PromptSpec): Promise<PreparedPrompt> {
+  private async prepare(spec: PromptSpec, signal: AbortSignal | undefined): Promise<PreparedPrompt> {
     if (typeof spec.model !== 'string' || spec.model === '') throw new ScoringError('INVALID_REQUEST', 'model is required');
     const max = this.options.maxPromptTokens;
     let tokens: ArrayLike<number>;
@@ -160,7 +168,7 @@ export class PrefixScorer {
     } else {
       const tokenizer = this.options.tokenizer;
       if (tokenizer === null) throw new ScoringError('NO_TOKENIZER', 'this service has no tokenizer configured: send token ids');
-      const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt });
+      const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt, ...(signal ? { signal } : {}) });
       if (result.tokenIds.length > max) throw new ScoringError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; the limit is ${max}`);
       tokens = result.tokenIds;
       if (result.multimodal.length > 0) multimodal = result.multimodal;

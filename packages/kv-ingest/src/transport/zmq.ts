@@ -17,6 +17,8 @@ export interface SubscriberOptions {
   receiveHighWaterMark: number;
   reconnectIntervalMs: number;
   reconnectMaxIntervalMs: number;
+  /** Be a CURVE server (bind mode): this secret key, publishers admitted by the ZAP handler of `zapDomain`. */
+  curve?: { secretKey: string; zapDomain: string };
 }
 
 /**
@@ -39,6 +41,7 @@ export class EventSubscriber {
       reconnectInterval: options.reconnectIntervalMs,
       reconnectMaxInterval: options.reconnectMaxIntervalMs,
       linger: 0,
+      ...(options.curve ? { curveServer: true, curveSecretKey: options.curve.secretKey, zapDomain: options.curve.zapDomain } : {}),
     });
     this.socket.subscribe(options.topicPrefix);
   }

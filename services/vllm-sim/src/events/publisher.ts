@@ -18,6 +18,8 @@ export interface PublisherOptions {
    * loopback publishes on loopback only (vLLM binds every interface; a deployment passes --host 0.0.0.0).
    */
   bindHost?: string;
+  /** Be a CURVE client of the collector it connects to (centralized mode): this keypair, that server key. */
+  curve?: { publicKey: string; secretKey: string; serverKey: string } | undefined;
 }
 
 /** `tcp://*:port` on a specific interface; other endpoints (and wildcard hosts) as given. */
@@ -85,7 +87,8 @@ export class EventPublisher {
 
   async start(): Promise<void> {
     if (!this.enabled) return;
-    const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: 0 });
+    const curve = this.options.curve;
+    const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: 0, ...(curve ? { curvePublicKey: curve.publicKey, curveSecretKey: curve.secretKey, curveServerKey: curve.serverKey } : {}) });
     if (isBindEndpoint(this.endpoint)) await bindWithRetry(pub, this.bindEndpoint);
     else pub.connect(this.endpoint);
     this.pub = pub;
