@@ -95,6 +95,18 @@ describe('the tokenizer pool under hostile requests', () => {
     expect(p.health().ok).toBe(true);
   });
 
+  it('fails requests whose deadline passed while they waited, without running them or stopping another thread', async () => {
+    const p = pool({ workers: 1 });
+    await p.warmUp();
+    const deadline = Date.now() + 100;
+    const long = p.tokenize(MODEL, { kind: 'completion', prompt: 'lorem ipsum dolor '.repeat(40_000) }, { deadline });
+    const stale = Array.from({ length: 3 }, (_, i) => p.tokenize(MODEL, { kind: 'completion', prompt: `stale ${i}` }, { deadline }));
+    for (const call of [long, ...stale]) expect((await failure(call)).code).toBe('DEADLINE_EXCEEDED');
+    // Only the thread busy past the deadline was replaced; the stale ones never started anywhere.
+    expect(p.stats()).toMatchObject({ stopped: 1, inFlight: 0 });
+    expect(Array.from((await p.tokenize(MODEL, { kind: 'completion', prompt: 'fresh' })).tokenIds)).toEqual(qwen3.encode('fresh'));
+  });
+
   it('reports itself unhealthy when its threads keep dying before answering anything', async () => {
     const p = pool({ workers: 1 });
     await p.warmUp();

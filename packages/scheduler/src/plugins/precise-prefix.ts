@@ -39,6 +39,7 @@ export class EmbeddedPrefixBackend implements PrefixBackend {
 }
 
 const KEYS = 'precise-prefix-keys';
+const FAILED = 'precise-prefix-failed';
 const MAX_LOGGED = 100;
 
 /**
@@ -95,6 +96,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
       match.cold = match.bestMatchedBlocks === 0;
       request.cycle.set(KEYS, result.requestKeys);
     } catch (err) {
+      request.cycle.set(FAILED, true);
       this.failed(err, request.model);
     }
     return out;
@@ -103,6 +105,9 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
   async preRequest(request: SchedulingRequest, result: SchedulingResult): Promise<void> {
     const chosen = result.endpoints[0];
     if (!this.options.speculative || request.prompt === null || chosen === undefined) return;
+    // The prompt could not be scored (its tokenization failed or ran out of time): recording the
+    // decision would tokenize it all over again, on the request's path.
+    if (request.cycle.get(FAILED) === true) return;
     const keys = (request.cycle.get(KEYS) as BigUint64Array | null | undefined) ?? null;
     try {
       await this.backend.recordDecision(request.prompt, chosen.id, keys, this.options.speculativeTtlMs);

@@ -28,6 +28,11 @@ async function handle(message: ToWorker & { type: 'tokenize' | 'load' }): Promis
       port!.postMessage({ id: message.id, ok: true, tokenIds: null } satisfies FromWorker);
       return;
     }
+    // Queued past its deadline (behind a slow request, or a tokenizer loading): nobody waits for it.
+    if (message.limits.deadline !== null && Date.now() >= message.limits.deadline) {
+      port!.postMessage({ id: message.id, ok: false, code: 'DEADLINE_EXCEEDED', message: 'the tokenization deadline passed before a thread could start it' } satisfies FromWorker);
+      return;
+    }
     port!.postMessage({ id: message.id, started: true } satisfies FromWorker);
     const tokenIds = tokenizeLocally(tokenizer, message.input, message.limits);
     port!.postMessage({ id: message.id, ok: true, tokenIds } satisfies FromWorker, [tokenIds.buffer]);

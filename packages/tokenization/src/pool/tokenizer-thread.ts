@@ -153,7 +153,8 @@ export class TokenizerThread {
     this.clearRunning();
     const now = Date.now();
     let stopAt = now + this.options.taskTimeoutMs;
-    if (task.limits.deadline !== null) stopAt = Math.min(stopAt, task.limits.deadline + this.options.overrunGraceMs);
+    // (A deadline already past by the time the start is seen still gets its grace from now.)
+    if (task.limits.deadline !== null) stopAt = Math.min(stopAt, Math.max(task.limits.deadline, now) + this.options.overrunGraceMs);
     const timer = setTimeout(() => this.stop(id, now), Math.max(0, stopAt - now));
     timer.unref();
     this.running = { id, timer };

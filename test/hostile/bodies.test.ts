@@ -1,0 +1,93 @@
+/**
+ * Issue 16: each gateway connection could buffer 32 MiB with no connection limit (8 partial 30 MiB
+ * bodies held 153 MB and were never freed), and a slow body stayed open ~300 s.
+ */
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { chat, send, startSim, startStack, type Stack } from '../support/stack.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function gateway(limits: Record<string, unknown>): Promise<Stack> {
+  const sim = await startSim();
+  cleanups.push(() => sim.pod.stop());
+  const s = await startStack('gateway', [sim], { gateway: { host: '127.0.0.1', port: 0, ...limits } });
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+function open(base: string): Promise<Socket> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) }, () => resolve(socket));
+    socket.once('error', reject);
+    cleanups.push(async () => void socket.destroy());
+  });
+}
+
+/** Everything the server sends until it closes the connection. */
+function untilClosed(socket: Socket): Promise<string> {
+  let text = '';
+  socket.on('data', (b: Buffer) => (text += b.toString()));
+  socket.on('error', () => undefined);
+  return new Promise((resolve) => socket.once('close', () => resolve(text)));
+}
+
+const head = (base: string, length: number): string => `POST /v1/chat/completions HTTP/1.1\r\nhost: ${new URL(base).host}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n`;
+
+describe('the gateway under hostile bodies', () => {
+  it('refuses a body declared larger than its limit without reading it, and closes the connection', async () => {
+    const { base } = await gateway({});
+    const socket = await open(base);
+    const closed = untilClosed(socket);
+    // 100 MB declared (the default limit is 4 MiB); only the headers and a few bytes are ever sent.
+    socket.write(`${head(base, 100 * 1024 * 1024)}{"model":`);
+    const answer = await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 413/);
+    expect(answer).toContain('BODY_TOO_LARGE');
+  });
+
+  it('closes a connection whose body does not arrive within the body timeout', async () => {
+    const { base } = await gateway({ headersTimeoutMs: 500, bodyTimeoutMs: 1000 });
+    const socket = await open(base);
+    const closed = untilClosed(socket);
+    socket.write(`${head(base, 1000)}{"model":"`);
+    // Nothing more is sent: the gateway must give up (Node's default was 300 s), answering 408.
+    const answer = await closed;
+    expect(answer === '' || /^HTTP\/1\.1 408/.test(answer)).toBe(true);
+    expect((await send(base, '/v1/chat/completions', chat('still routing?'))).status).toBe(200);
+  });
+
+  it('holds at most maxBufferedBytes of bodies across connections, answering 503 beyond', async () => {
+    const { base } = await gateway({ maxBodyBytes: 512 * 1024, maxBufferedBytes: 1024 * 1024 });
+    // Two slow clients each hold 450 KiB of a body they never finish.
+    const holders = await Promise.all([open(base), open(base)]);
+    const filler = 'x'.repeat(450 * 1024);
+    for (const s of holders) s.write(`${head(base, 500 * 1024)}${filler}`);
+    // The third request's body does not fit in what is left: 503, and routing resumes once they go.
+    let refused = await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)));
+    for (let i = 0; refused.status !== 503 && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      refused = await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)));
+    }
+    expect(refused.status).toBe(503);
+    expect(refused.json).toMatchObject({ error: { code: 'OVERLOADED' } });
+    for (const s of holders) s.destroy();
+    await expect.poll(async () => (await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)))).status, { timeout: 20_000 }).toBe(200);
+  });
+
+  it('accepts at most maxConnections connections at once', async () => {
+    const { base } = await gateway({ maxConnections: 2 });
+    const kept = await Promise.all([open(base), open(base)]);
+    // Node closes a connection beyond the limit as soon as it is accepted.
+    const extra = await open(base);
+    const closed = untilClosed(extra);
+    extra.write(`GET /health HTTP/1.1\r\nhost: x\r\n\r\n`);
+    expect(await closed).toBe('');
+    for (const s of kept) s.destroy();
+    await expect.poll(async () => (await fetch(`${base}/health`)).status, { timeout: 20_000 }).toBe(200);
+  });
+});
