@@ -262,6 +262,8 @@ Ctrl-C stops everything.`);
       extProc: { host: loopback, port: extProcPort },
       metrics: { host: loopback, port: metricsPort },
       ingest: { endpointsFile },
+      // A local development stack on loopback: the debug routes the tour uses are served (see SECURITY.md).
+      debugRoutes: true,
       ...eppSettings,
     });
     let epp: Awaited<ReturnType<typeof Epp.start>>;
