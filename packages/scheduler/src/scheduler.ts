@@ -100,7 +100,7 @@ export class Scheduler {
       return { candidate, score: sum };
     });
     const picked = this.timed('Picker', this.profile.picker.type, this.profile.picker.name, () => this.profile.picker.pick(request, scored, this.fallbacks));
-    this.metrics?.schedulerE2e.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    this.metrics?.schedulerE2e.observe({}, Number(process.hrtime.bigint() - started) / 1e9);
     return { endpoints: picked.map((c) => c.endpoint), scores, total };
   }
 

@@ -13,6 +13,7 @@ import { startExtProcServer, type RunningExtProc } from './extproc/server.js';
 import { Gateway } from './gateway/gateway.js';
 import { registerLatencyDebug, wireLatency } from './latency.js';
 import { buildOpsServer } from './ops.js';
+import { BUILD } from './build-info.js';
 
 /**
  * The endpoint picker: discovery, (by default) an embedded block index fed by every pod's KV
@@ -45,6 +46,7 @@ export class Epp {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const routerMetrics = new RouterMetrics(registry);
+    routerMetrics.setInfo(BUILD.commit, BUILD.ref);
     const { mode: replicationMode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
     if (replicationMode !== 'off' && !config.embeddedIndex) {
       throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
@@ -99,7 +101,18 @@ export class Epp {
       if (replication && replicationMode === 'publish') await replication.startPublishing();
       if (ingestor) await ingestor.start();
       if (tokenizers) await tokenizers.warmUpServed(hub.targets.map((t) => t.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are routed on load only'));
-      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }) }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
+      const streams = {
+        opened: (): ((code: string) => void) => {
+          const started = performance.now();
+          routerMetrics.extProcStreamsInflight.inc();
+          return (code) => {
+            routerMetrics.extProcStreamsInflight.dec();
+            routerMetrics.extProcStreamDuration.observe((performance.now() - started) / 1000);
+            routerMetrics.extProcStreams.inc({ code });
+          };
+        },
+      };
+      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), streams }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
       if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }) });
       epp.frontsListening = true;
     } catch (err) {
