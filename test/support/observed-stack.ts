@@ -49,7 +49,7 @@ export async function startObservedStack(): Promise<ObservedStack> {
     const kvEvents = await KvEventsService.start(KvEventsServiceConfigSchema.parse({ logLevel: 'silent', http: { host: '127.0.0.1', port: 0 }, ingest, replication: { ...replication, replicaId: 'publisher', index: 'publish' } }), silent);
     cleanups.push(() => kvEvents.stop());
     const indexer = await Indexer.start(
-      IndexerConfigSchema.parse({ logLevel: 'silent', http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, ingest, tokenization: { workers: 1 }, replication: { ...replication, replicaId: 'indexer', index: 'follow' } }),
+      IndexerConfigSchema.parse({ logLevel: 'silent', http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, ingest, tokenization: { workers: 1 }, analytics: { historyIntervalMs: 500 }, replication: { ...replication, replicaId: 'indexer', index: 'follow' } }),
       silent,
     );
     cleanups.push(() => indexer.stop());
@@ -62,6 +62,8 @@ export async function startObservedStack(): Promise<ObservedStack> {
         metrics: { host: '127.0.0.1', port: 0 },
         ingest,
         tokenization: { workers: 1 },
+        // The /ui page's history samples twice a second, so a test sees intervals with traffic quickly.
+        analytics: { historyIntervalMs: 500 },
         // A model ready after a few answers, so the first round's traffic trains it and the next is predicted.
         latencyPredictor: { enabled: true, builtin: { minSamples: 2 } },
         scheduler: { ...PREDICTED_LATENCY_PICKER_CONFIG, modelRewrites: [{ name: 'support-alias', model: ALIAS, targets: [{ model: MODEL, weight: 1 }] }] },
