@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { withSpan, withSpanSync } from '@kvix/telemetry';
 import type { Logger } from 'pino';
 import type { EndpointPickerConfig } from './config.js';
 import type { EndpointRegistry } from './datalayer/endpoint-registry.js';
@@ -92,7 +93,7 @@ export class RequestDirector {
     const received = performance.now();
     let parsed: ParsedRequestBody | null;
     try {
-      parsed = parseOpenAiBody(input.path, input.body);
+      parsed = withSpanSync('kvix.parse', { 'url.path': input.path, 'kvix.body_bytes': input.body?.length ?? 0 }, () => parseOpenAiBody(input.path, input.body));
     } catch (err) {
       if (err instanceof RequestError) return this.reject(this.options.metrics?.requestLabels('', '', undefined, 0) ?? null, err.status, err.code, err.message);
       throw err;
@@ -127,7 +128,7 @@ export class RequestDirector {
     }
     let result: SchedulingResult;
     try {
-      result = await this.options.scheduler.schedule(request, candidates);
+      result = await withSpan('kvix.schedule', { 'kvix.model': targetModel, 'kvix.candidates': candidates.length }, () => this.options.scheduler.schedule(request, candidates));
     } catch (err) {
       if (err instanceof NoCandidatesError || err instanceof AdmissionDeniedError) this.options.metrics?.schedulerAttempts.inc({ status: 'failure', target_model_name: labels?.target_model_name ?? targetModel, endpoint_name: '', namespace: '', port: '' });
       if (err instanceof NoCandidatesError) return this.reject(labels, 503, 'NO_ENDPOINTS', err.message);
@@ -137,7 +138,7 @@ export class RequestDirector {
     const chosen = result.endpoints[0];
     if (!chosen) return this.reject(labels, 503, 'NO_ENDPOINTS', 'the picker chose no endpoint');
     if (this.options.logger.isLevelEnabled('debug')) this.options.logger.debug({ request: id, model: targetModel, chosen: result.endpoints.map((e) => e.id), total: result.total, scores: result.scores }, 'request scheduled');
-    await this.options.scheduler.preRequest(request, result).catch((err: unknown) => this.options.logger.warn({ request: id, err: (err as Error).message }, 'a pre-request hook failed'));
+    await withSpan('kvix.pre_request', {}, () => this.options.scheduler.preRequest(request, result)).catch((err: unknown) => this.options.logger.warn({ request: id, err: (err as Error).message }, 'a pre-request hook failed'));
     this.options.observer?.routed?.({ requestId: id, seconds: (performance.now() - received) / 1000, endpoints: result.endpoints.map((e) => e.id), scores: result.total });
     const m = this.options.metrics;
     if (m && labels) {

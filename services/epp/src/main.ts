@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { ConfigError, createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
 import { addEppOptions, resolveEppConfig } from './config.js';
 import { Epp } from './epp.js';
@@ -22,5 +23,19 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.exit(0);
 }
 const logger = createLogger('epp', config.logLevel);
+// OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
+let tracing: Tracing | null = null;
+try {
+  tracing = startTracing('kvix-epp', logger);
+} catch (err) {
+  exitOnStartupError('kvix-epp', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
+}
 const epp = await Epp.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-epp', err, logger));
-stopOnSignals({ logger, stop: () => epp.stop(), timeoutMs: config.shutdownTimeoutMs });
+stopOnSignals({
+  logger,
+  stop: async () => {
+    await epp.stop();
+    await tracing?.shutdown();
+  },
+  timeoutMs: config.shutdownTimeoutMs,
+});

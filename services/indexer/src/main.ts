@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { ConfigError, createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
 import { addIndexerOptions, resolveIndexerConfig } from './config.js';
 import { Indexer } from './indexer.js';
@@ -22,5 +23,19 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.exit(0);
 }
 const logger = createLogger('indexer', config.logLevel);
+// OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
+let tracing: Tracing | null = null;
+try {
+  tracing = startTracing('kvix-indexer', logger);
+} catch (err) {
+  exitOnStartupError('kvix-indexer', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
+}
 const indexer = await Indexer.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-indexer', err, logger));
-stopOnSignals({ logger, stop: () => indexer.stop(), timeoutMs: config.shutdownTimeoutMs });
+stopOnSignals({
+  logger,
+  stop: async () => {
+    await indexer.stop();
+    await tracing?.shutdown();
+  },
+  timeoutMs: config.shutdownTimeoutMs,
+});

@@ -194,6 +194,15 @@ Ctrl-C stops everything.`);
       ingest: { endpointsFile },
       ...eppSettings,
     });
+    // OpenTelemetry when the standard OTEL_* variables ask for it, as kvix-epp does.
+    const { startTracing } = await import('@kvix/telemetry-node');
+    let tracing: ReturnType<typeof startTracing> = null;
+    try {
+      tracing = startTracing('kvix-epp', logger);
+    } catch (err) {
+      say(`[stack] ${(err as Error).message}`);
+      return shutdown(2);
+    }
     let epp: Awaited<ReturnType<typeof Epp.start>>;
     try {
       epp = await Epp.start(config, logger);
@@ -236,6 +245,7 @@ Ctrl-C stops everything.`);
     await untilStopped(say, async () => {
       await envoy.close();
       await epp.stop();
+      await tracing?.shutdown();
       await supervisor.stop();
     });
   });
