@@ -7,8 +7,11 @@ export type SpanAttributes = Attributes;
  * span is a non-recording no-op: libraries trace unconditionally and pay almost nothing.
  */
 export function tracer(): Tracer {
-  return trace.getTracer('kvix');
+  return TRACER;
 }
+
+// A proxy: it follows whichever provider a service installs later, so it can be taken once.
+const TRACER: Tracer = trace.getTracer('kvix');
 
 /** Marks a span failed with `err` (its message and stable code when it has one). */
 export function recordError(span: Span, err: unknown): void {
