@@ -6,7 +6,8 @@ import { REPLAY_OUTCOMES, REPLAY_REASONS, type ReplayOutcome, type ReplayReason 
 const P = 'llm_d_epp_kv_cache_';
 
 function renamed<L extends string>(labels: { pod: string } & Partial<Record<L, string>>): Partial<Record<'pod_identifier' | L, string>> {
-  const out: Record<string, string | undefined> = { ...labels, pod_identifier: labels.pod };
+  // pod_identifier first, where `pod` stood: label order in the exposition follows insertion.
+  const out: Record<string, string | undefined> = { pod_identifier: labels.pod, ...labels };
   delete out['pod'];
   return out as Partial<Record<'pod_identifier' | L, string>>;
 }
