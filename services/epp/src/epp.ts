@@ -102,7 +102,7 @@ export class Epp {
     const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
     epp.latencyPredictor = latency.predictor;
     try {
-      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), reuse });
+      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), reuse, logger });
       epp.history = reuse?.history ?? null;
       registerLatencyDebug(epp.ops, latency.predictor);
       await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {

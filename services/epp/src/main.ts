@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-import { ConfigError, createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { ingestionListener } from '@kvix/kv-ingest';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
 import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
-import { addEppOptions, resolveEppConfig } from './config.js';
+import { addEppOptions, eppListeners, resolveEppConfig } from './config.js';
 import { Epp } from './epp.js';
 
 const program = addEppOptions(
@@ -10,7 +11,7 @@ const program = addEppOptions(
     'The endpoint picker: an Envoy External Processor and an OpenAI-compatible HTTP gateway that send each LLM request to the vLLM pod holding its prefix, balanced against load.',
   ),
 );
-program.parse(process.argv);
+parseCommandLine(program);
 
 let config;
 try {
@@ -22,6 +23,8 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   process.exit(0);
 }
+const central = config.embeddedIndex && config.kvEvents && config.replication.index !== 'follow' ? ingestionListener(config.ingest) : null;
+await checkPortsFree([...eppListeners(config), ...(central ? [central] : [])]).catch((err: unknown) => exitOnStartupError('kvix-epp', err));
 const logger = createLogger('epp', config.logLevel);
 // OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
 let tracing: Tracing | null = null;

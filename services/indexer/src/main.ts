@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-import { ConfigError, createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { ingestionListener } from '@kvix/kv-ingest';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
 import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
-import { addIndexerOptions, resolveIndexerConfig } from './config.js';
+import { addIndexerOptions, indexerListeners, resolveIndexerConfig } from './config.js';
 import { Indexer } from './indexer.js';
 
 const program = addIndexerOptions(
@@ -10,7 +11,7 @@ const program = addIndexerOptions(
     'Per-pod precise prefix scores for LLM requests over gRPC (llm-d indexer.v1, kvix.indexer.v1) and HTTP, from the KV events of every vLLM pod.',
   ),
 );
-program.parse(process.argv);
+parseCommandLine(program);
 
 let config;
 try {
@@ -22,6 +23,8 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   process.exit(0);
 }
+const central = config.kvEvents && config.replication.index !== 'follow' ? ingestionListener(config.ingest) : null;
+await checkPortsFree([...indexerListeners(config), ...(central ? [central] : [])]).catch((err: unknown) => exitOnStartupError('kvix-indexer', err));
 const logger = createLogger('indexer', config.logLevel);
 // OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
 let tracing: Tracing | null = null;

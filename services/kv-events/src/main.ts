@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-import { ConfigError, createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
 import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
-import { addServiceOptions, resolveServiceConfig } from './config.js';
+import { addServiceOptions, resolveServiceConfig, serviceListeners } from './config.js';
 import { KvEventsService } from './service.js';
 
 const program = addServiceOptions(
@@ -10,7 +10,7 @@ const program = addServiceOptions(
     'Subscribes to the KV-event streams of vLLM pods (ZeroMQ) and keeps their block index: in order, gaps replayed, pods added and removed as the endpoints file changes.',
   ),
 );
-program.parse(process.argv);
+parseCommandLine(program);
 
 let config;
 try {
@@ -22,6 +22,7 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   process.exit(0);
 }
+await checkPortsFree(serviceListeners(config)).catch((err: unknown) => exitOnStartupError('kvix-kv-events', err));
 const logger = createLogger('kv-events', config.logLevel);
 // OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
 let tracing: Tracing | null = null;
