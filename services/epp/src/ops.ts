@@ -1,4 +1,5 @@
 import type { Ingestor, IndexStack } from '@kvix/kv-ingest';
+import { registerReuseRoutes, type ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
 import type { Replication } from '@kvix/replication';
 import type { Router } from '@kvix/scheduler';
 import { fastifyListenerOptions, registerErrorHandlers, registerOpsRoutes, secureFastifyListener, sendError, type HttpListenerSettings, type Readiness } from '@kvix/service-kit';
@@ -30,6 +31,8 @@ export interface OpsContext {
   discoveredPods: () => string[];
   readiness: () => Readiness;
   liveness?: () => Readiness;
+  /** With the embedded index: the cache-reuse analytics (/v1/analytics) and the /ui page charting their history. */
+  reuse: { sources: ReuseSources; history: ReuseHistory; topPrefixes: number } | null;
   /** Where a server fault of the debug API is logged. */
   logger?: Logger;
   /** Limits, TLS and bearer token of the listener. */
@@ -68,5 +71,6 @@ export function buildOpsServer(ctx: OpsContext): FastifyInstance {
     const counts = new Map((await ctx.stack.index.podCounts()).map((c) => [c.pod, c]));
     return { pods: ctx.ingestor.podStates().map((p) => ({ ...p, entries: counts.get(p.id)?.entries ?? 0, speculative: counts.get(p.id)?.speculative ?? 0 })) };
   });
+  if (ctx.reuse) registerReuseRoutes(app, { ...ctx.reuse, analyticsRoute: true });
   return app;
 }

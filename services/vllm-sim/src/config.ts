@@ -77,6 +77,8 @@ export const SimConfigSchema = z
     defaultMaxTokens: positiveInt.default(64),
     // vLLM's default is off; on here because kvix's benchmarks read cached_tokens (see README).
     enablePromptTokensDetails: z.boolean().default(true),
+    /** vLLM's --otlp-traces-endpoint: export a span per generation request (OTLP over HTTP/protobuf). */
+    otlpTracesEndpoint: z.string().url().optional(),
     // vLLM refuses a request's own chat template unless started with this.
     trustRequestChatTemplate: z.boolean().default(false),
     // Not vLLM's (its publisher has no CURVE settings): publish to a CURVE collector (kvix centralized mode with --curve-*).
@@ -196,6 +198,7 @@ export function addSimOptions(cmd: Command): Command {
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--default-max-tokens <n>', 'completion length of chat requests without max_tokens', '64')
     .option('--enable-prompt-tokens-details', 'usage carries prompt_tokens_details.cached_tokens (the default here; vLLM\'s flag)')
+    .option('--otlp-traces-endpoint <url>', 'export a span (llm_request) per generation request, child of its traceparent, to this OTLP/HTTP collector (vLLM\'s flag)')
     .option('--no-enable-prompt-tokens-details', 'usage.prompt_tokens_details is null, as vLLM answers without the flag')
     .option('--kv-events-curve-server-key <z85>', 'publish with CURVE to a collector with this public key (not a vLLM flag: kvix centralized mode with --curve-*)')
     .option('--kv-events-curve-key-file <file>', 'this publisher\'s CURVE keypair (a zcert file: public-key = "…", secret-key = "…")')

@@ -7,7 +7,7 @@ import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } f
 import { hasRequestChatTemplate } from '../chat.js';
 import { affinityHash } from './affinity.js';
 import { TokenizerLoader } from './tokenizer-loader.js';
-import { TokenizerThread, type ThreadDeath, type ThreadOptions, type ThreadTask } from './tokenizer-thread.js';
+import { TEMPLATE_MS, TokenizerThread, type ThreadDeath, type ThreadOptions, type ThreadTask } from './tokenizer-thread.js';
 import { tokenizeLocally, type PromptLimits } from './tokenize-locally.js';
 
 export interface LocalTokenizerPoolOptions {
@@ -155,8 +155,10 @@ export class LocalTokenizerPool implements PromptTokenizer {
       throw new TokenizationError('OVERLOADED', `the local tokenizer pool already holds ${this.maxInFlight} requests`);
     }
     const limits: PromptLimits = { deadline, maxPromptTokens: this.maxPromptTokens, maxCharsPerToken: this.maxCharsPerToken };
+    const started = performance.now();
     const tokenIds = await raceAbort(this.track(() => this.run(spec, model, input, limits)), options.signal);
-    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false };
+    const templateMs = TEMPLATE_MS.get(tokenIds);
+    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false, timings: { totalMs: performance.now() - started, ...(templateMs !== undefined ? { templateMs } : {}) } };
   }
 
   /**
@@ -261,7 +263,10 @@ export class LocalTokenizerPool implements PromptTokenizer {
       const tokenizer = await this.inlineLoader.load(spec);
       try {
         // On the calling thread nothing can stop encoding midway; templates still stop at the deadline.
-        return tokenizeLocally(tokenizer, input, limits);
+        const timing = { templateMs: -1 };
+        const ids = tokenizeLocally(tokenizer, input, limits, timing);
+        if (timing.templateMs >= 0) TEMPLATE_MS.set(ids, timing.templateMs);
+        return ids;
       } catch (err) {
         // The same answer a thread would give for an error that is not the tokenizer's own.
         if (err instanceof TokenizationError) throw err;

@@ -12,5 +12,6 @@ export type ToWorker =
 export type FromWorker =
   /** The thread starts on this request (its tokenizer is loaded): the pool's watchdog runs from here. */
   | { id: number; started: true }
-  | { id: number; ok: true; tokenIds: Uint32Array | null }
+  /** `templateMs`: time the chat template took, for the caller's trace (tokenization is the rest). */
+  | { id: number; ok: true; tokenIds: Uint32Array | null; templateMs?: number }
   | { id: number; ok: false; code: TokenizationErrorCode; message: string };

@@ -22,7 +22,7 @@ export const NO_LIMITS: PromptLimits = { deadline: null, maxPromptTokens: null, 
  * hold is refused before it is encoded, and a chat template stops at the deadline or once it has
  * rendered that much text.
  */
-export function tokenizeLocally(tokenizer: LocalTokenizer, input: PromptInput, limits: PromptLimits = NO_LIMITS): Uint32Array<ArrayBuffer> {
+export function tokenizeLocally(tokenizer: LocalTokenizer, input: PromptInput, limits: PromptLimits = NO_LIMITS, timing?: { templateMs: number }): Uint32Array<ArrayBuffer> {
   const tokens = Math.min(limits.maxPromptTokens ?? Infinity, tokenizer.maxModelLen);
   const maxChars = tokens * limits.maxCharsPerToken;
   const chars = promptTextLength(input);
@@ -34,7 +34,11 @@ export function tokenizeLocally(tokenizer: LocalTokenizer, input: PromptInput, l
     if (input.prompt === '') throw new TokenizationError('INVALID_REQUEST', 'Either prompt or prompt_embeds must be provided and non-empty.');
     ids = tokenizer.encode(input.prompt, { addSpecialTokens: input.addSpecialTokens ?? true });
   } else {
-    ids = tokenizer.encodeChat(input.messages, input.options, { ...(limits.deadline !== null ? { deadline: limits.deadline } : {}), maxChars });
+    // encodeChat in two timed steps (the same calls), so traces can tell templating from tokenizing.
+    const t0 = performance.now();
+    const prompt = tokenizer.renderChat(input.messages, input.options, { ...(limits.deadline !== null ? { deadline: limits.deadline } : {}), maxChars });
+    if (timing) timing.templateMs = performance.now() - t0;
+    ids = tokenizer.encode(prompt, { addSpecialTokens: input.options?.addSpecialTokens ?? false });
   }
   if (ids.length === 0) throw new TokenizationError('INVALID_REQUEST', 'No token_ids rendered');
   return Uint32Array.from(ids);

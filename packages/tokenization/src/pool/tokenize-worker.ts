@@ -34,8 +34,9 @@ async function handle(message: ToWorker & { type: 'tokenize' | 'load' }): Promis
       return;
     }
     port!.postMessage({ id: message.id, started: true } satisfies FromWorker);
-    const tokenIds = tokenizeLocally(tokenizer, message.input, message.limits);
-    port!.postMessage({ id: message.id, ok: true, tokenIds } satisfies FromWorker, [tokenIds.buffer]);
+    const timing = { templateMs: -1 };
+    const tokenIds = tokenizeLocally(tokenizer, message.input, message.limits, timing);
+    port!.postMessage({ id: message.id, ok: true, tokenIds, ...(timing.templateMs >= 0 ? { templateMs: timing.templateMs } : {}) } satisfies FromWorker, [tokenIds.buffer]);
   } catch (err) {
     port!.postMessage(failure(message.id, err));
   }

@@ -4,6 +4,9 @@ import type { PromptInput } from '../prompt-tokenizer.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import type { PromptLimits } from './tokenize-locally.js';
 
+/** Chat-template time a thread reported for the ids it answered (read once by the pool, for traces). */
+export const TEMPLATE_MS = new WeakMap<Uint32Array, number>();
+
 /** A request for a tokenizer thread, kept by the pool so that another thread can take it over. */
 export interface ThreadTask {
   readonly spec: string;
@@ -144,7 +147,10 @@ export class TokenizerThread {
       else entry.reject(errorOf(message));
       return;
     }
-    if (message.ok) entry.task.resolve(message.tokenIds!);
+    if (message.ok) {
+      if (message.templateMs !== undefined) TEMPLATE_MS.set(message.tokenIds!, message.templateMs);
+      entry.task.resolve(message.tokenIds!);
+    }
     else entry.task.reject(errorOf(message));
   }
 
