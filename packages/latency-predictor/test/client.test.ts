@@ -59,7 +59,9 @@ async function server(port = 0, model = new BuiltinPredictor(BuiltinModelConfigS
 
 function client(config: LatencyPredictorConfigInput, registry = new Registry()): { predictor: RemotePredictor; metrics: PredictorMetrics; registry: Registry } {
   const metrics = new PredictorMetrics(registry);
-  const predictor = new RemotePredictor(LatencyPredictorConfigSchema.parse({ flushIntervalMs: 60_000, refreshIntervalMs: 60_000, ...config }), { logger: silent, metrics });
+  // A generous per-call budget unless a test is about timeouts: on a loaded CI machine a local HTTP
+  // round trip can take longer than the production default (250 ms) without anything being wrong.
+  const predictor = new RemotePredictor(LatencyPredictorConfigSchema.parse({ flushIntervalMs: 60_000, refreshIntervalMs: 60_000, timeoutMs: 5000, ...config }), { logger: silent, metrics });
   cleanups.push(() => predictor.close());
   return { predictor, metrics, registry };
 }
