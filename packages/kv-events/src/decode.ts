@@ -119,6 +119,13 @@ function readStoredField(r: MsgpackReader, ev: BlockStored, id: number): void {
     }
     case 3: {
       const n = r.arrayHead('token_ids');
+      if (n > 0 && r.peekByte() >= 0x90 && r.peekByte() <= 0x9f) {
+        // SGLang's EAGLE bigram keys: [a, b] pairs. Kept out of tokenIds (they are not a prompt's tokens).
+        for (let i = 0; i < n; i++) r.skip();
+        ev.tokenIds = NO_TOKENS;
+        ev.bigramTokens = true;
+        return;
+      }
       const tokens = allocTokens(n);
       r.tokensInto(tokens, n, 'token_ids');
       ev.tokenIds = tokens;

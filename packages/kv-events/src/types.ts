@@ -71,6 +71,11 @@ export interface BlockStored {
   lookaheadTokenIds?: (number[] | null)[] | null;
   /** SGLang: the request's cache salt, on every event of a salted chain (vLLM puts it in extra_keys). */
   cacheSalt?: string | null;
+  /**
+   * SGLang's EAGLE bigram radix keys: token_ids came as [a, b] pairs (tokenIds is then empty; they
+   * are not a prompt's tokens).
+   */
+  bigramTokens?: boolean;
   encoding?: EventEncoding;
   /** Set when the engine sent hashes as negative (signed int64) integers. */
   signedHashes?: boolean;
