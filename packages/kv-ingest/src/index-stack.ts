@@ -36,6 +36,11 @@ export const IndexSettingsSchema = z
     speculativeTtlMs: z.number().int().min(1).default(DEFAULT_SPECULATIVE_TTL_MS),
     /** KV-cache kinds of hybrid models whose groups are indexed. */
     indexedKinds: z.array(z.string().min(1)).min(1).optional(),
+    /** Sanity limits: a batch with an event of more engine blocks, or an engine block of more tokens, is refused whole (and counted). */
+    maxBlocksPerEvent: z.number().int().min(1).default(65_536),
+    maxTokensPerBlock: z.number().int().min(1).default(65_536),
+    /** LMCache in-process sends no removals: its entries expire this long after their last announcement (0: never). */
+    lmcacheTtlMs: z.number().int().min(0).default(3_600_000),
     /** Weight of a block by tier when scoring (gpu 1.0, cpu 0.8, disk/storage 0.5 unless set). */
     tierWeights: z
       .object({ tiers: z.record(z.string(), z.number().min(0)).optional(), speculative: z.number().min(0).optional(), unknown: z.number().min(0).optional() })
@@ -113,7 +118,14 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
         })
       : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer: metrics.indexObserver() });
   metrics.watchIndexSize(backend);
-  const applier = new EventApplier(options.applierIndex ? options.applierIndex(backend) : backend, { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
+  const applier = new EventApplier(options.applierIndex ? options.applierIndex(backend) : backend, {
+    hasher,
+    observer: metrics.applierObserver(),
+    maxBlocksPerEvent: settings.maxBlocksPerEvent,
+    maxTokensPerBlock: settings.maxTokensPerBlock,
+    lmcacheTtlMs: settings.lmcacheTtlMs,
+    ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}),
+  });
   const weights = tierWeights(settings.tierWeights);
   const status: BackendStatus =
     backend instanceof RedisIndex

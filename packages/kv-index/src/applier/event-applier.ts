@@ -59,6 +59,8 @@ export interface ApplyResult {
   needsReplay: boolean;
   /** Set when a sanity limit refused the whole batch (nothing of it was applied). */
   rejected?: BatchRejectReason;
+  /** Rules this batch had inferred from the wire for the first time for its pod (no configuration said). */
+  inferredRules?: EventRules[];
 }
 
 export interface ApplierObserver {
@@ -264,6 +266,7 @@ export class EventApplier {
     const { rules, inferred } = rulesFor(ev, source.engine);
     if (inferred && !this.inferred.has(`${pod}/${rules}`)) {
       this.inferred.add(`${pod}/${rules}`);
+      (result.inferredRules ??= []).push(rules);
       this.observer?.rulesInferred?.(pod, rules);
     }
     if (ev.bigramTokens === true) return this.skipStore(result, 'eagle_bigram', pod);
