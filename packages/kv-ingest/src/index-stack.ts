@@ -17,6 +17,14 @@ const RedisSettingsSchema = z
     commandTimeoutMs: z.number().int().min(1).default(1000),
     /** How often expired speculative entries are swept when idle (every operation also sweeps); 0 = only on use. */
     sweepIntervalMs: z.number().int().min(0).default(250),
+    /**
+     * Another writer (a Go llm-d EPP) shares the database: clear(pod) also removes its entries of the
+     * pod (a bounded walk of the keyspace) and counters are reconciled with what it deletes. false: clear
+     * stays proportional to the pod's own entries.
+     */
+    sharedWithForeignWriters: z.boolean().default(true),
+    /** Background reconciliation step interval (0: off). */
+    reconcileIntervalMs: z.number().int().min(0).default(5000),
   })
   .strict();
 
@@ -110,6 +118,8 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
           keyPrefix: settings.redis.keyPrefix,
           speculativeTtlMs: settings.speculativeTtlMs,
           sweepIntervalMs: settings.redis.sweepIntervalMs,
+          sharedWithForeignWriters: settings.redis.sharedWithForeignWriters,
+          reconcileIntervalMs: settings.redis.reconcileIntervalMs,
           connectTimeoutMs: settings.redis.connectTimeoutMs,
           commandTimeoutMs: settings.redis.commandTimeoutMs,
           observer: metrics.indexObserver(),
