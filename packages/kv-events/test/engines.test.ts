@@ -98,7 +98,8 @@ describe('SGLang 0.5 event frames (shared vectors)', () => {
     const salted = { ...base, events: [{ ...ev, cacheSalt: 'tenant-a', sessionId: 's1', loraName: 'sql' }] };
     const again = decodeEventBatch(encodeEventBatch(salted)).events[0]!;
     expect(again).toMatchObject({ cacheSalt: 'tenant-a', sessionId: 's1', loraName: 'sql', encoding: { layout: 'map', dialect: 'sglang' } });
-    const keys = Object.keys(batchToDebugJson(decodeEventBatch(encodeEventBatch(salted))).events[0] as object);
+    const events = batchToDebugJson(decodeEventBatch(encodeEventBatch(salted))).events as Record<string, unknown>[];
+    const keys = Object.keys(events[0]!);
     expect(keys).toContain('cacheSalt');
   });
 });
