@@ -127,6 +127,20 @@ describe('LMCache in-process (vLLM connector)', () => {
     expect(await t.held(prompt, 'cpu')).toBe(0);
   });
 
+  it('expires a chunk announced twice (stored again after its first announcement) in one go', async () => {
+    let now = 0;
+    const t = setup({ engine: 'vllm', lmcache: 'inproc' }, { now: () => now, lmcacheTtlMs: 1000 });
+    const prompt = tokens(128, 17);
+    await t.applier.apply(batch(...lmcacheChunks(prompt, 64, 0, 2, hashOf)), t.source);
+    now = 500;
+    await t.applier.apply(batch(...lmcacheChunks(prompt, 64, 0, 2, hashOf)), t.source);
+    now = 1200;
+    expect(await t.applier.expireLmcache()).toBe(0);
+    now = 1600;
+    expect(await t.applier.expireLmcache()).toBe(2);
+    expect(await t.held(prompt, 'cpu')).toBe(0);
+  });
+
   it('skips and counts a chunk whose tokens LMCache rewrote for a multimodal placeholder', async () => {
     const t = setup({ engine: 'vllm', lmcache: 'inproc' });
     const prompt = [...tokens(64, 8), ...Array.from({ length: 64 }, () => 0x1a2b)];

@@ -50,7 +50,9 @@ export function registerDecode(program: Command): void {
         'Decodes a KV-event payload exactly as kvix ingests it. Input: the payload as hex on stdin (raw,',
         'as a JSON string, or {"payload":"<hex>"}), --hex, or raw bytes with --file.',
         'Prints {"ts":…,"dataParallelRank":n|null,"events":[…],"skipped":[{"index":i,"reason":"…"}]};',
-        '64-bit hashes as decimal strings, medium as sent. A payload that is not a batch exits 2.',
+        '64-bit hashes as decimal strings, medium as sent with the tier it maps to, and every field of',
+        'vLLM 0.34 (locality, ownership, sessionId, lookaheadTokenIds) and SGLang (cacheSalt, sessionId;',
+        '"dialect":"sglang", "signedHashes":true). A payload that is not a batch exits 2.',
       ].join('\n'),
     )
     .option('--hex <hex>', 'the payload as a hex string')

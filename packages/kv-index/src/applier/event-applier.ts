@@ -179,9 +179,14 @@ export class EventApplier {
     return dropped;
   }
 
+  /** Every announcement of the chunk goes (LMCache re-announces a chunk it stores again). */
   private async removeEngineBlockFully(hash: bigint, entry: PodEntry): Promise<void> {
     const scope = this.refs.scopeOf(entry.tier, null);
-    for (const h of this.refs.release(entry.pod, scope, BigUint64Array.of(hash))) await this.removeEngineBlock(h, entry, scope);
+    const one = BigUint64Array.of(hash);
+    // A count is at most 0xffff: release until the removal is forwarded.
+    for (let i = 0; i <= 0xffff; i++) {
+      if (this.refs.release(entry.pod, scope, one).length > 0) return this.removeEngineBlock(hash, entry, scope);
+    }
   }
 
   /** Bytes held by the applier's own state (reference counts), for memory accounting. */
