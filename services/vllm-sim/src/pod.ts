@@ -136,6 +136,7 @@ class SimRank {
       intHashes: c.kvEventsIntHashes,
       wire: c.wire,
       logger: this.logger,
+      bindHost: c.host,
     });
     this.publisher.dropFraction = this.faults.dropEventsFraction;
     this.engine = this.newEngine();
