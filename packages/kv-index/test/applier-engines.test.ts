@@ -236,6 +236,20 @@ describe('vLLM 0.34 emission paths', () => {
     expect(await t.held(prompt, 'gpu')).toBe(3);
   });
 
+  it("indexes a self-describing offload chunk whose parent's GPU copy is gone by its own known hashes", async () => {
+    const t = setup({ engine: 'vllm' });
+    const prompt = tokens(48, 18);
+    await t.applier.apply(batch(stored({ blockHashes: BigUint64Array.of(1n, 2n, 3n), tokenIds: Uint32Array.from(prompt) })), t.source);
+    // Block 1 (the parent) evicted from the GPU for good, then block 2's GPU copy offloaded to CPU.
+    await t.applier.apply(batch({ type: 'BlockRemoved', blockHashes: BigUint64Array.of(1n), medium: 'GPU', groupIdx: 0 }), t.source);
+    const r = await t.applier.apply(batch(stored({ blockHashes: BigUint64Array.of(2n), parentBlockHash: 1n, tokenIds: Uint32Array.from(prompt.slice(16, 32)), medium: 'CPU', locality: 'LOCAL' })), t.source);
+    expect(r.needsReplay).toBe(false);
+    const keys = t.hasher.keys(prompt, MODEL);
+    const result = await t.index.lookup(keys.subarray(1, 2), { earlyStop: false });
+    expect(result.tiers[result.tierIndex[0]!]).toBeDefined();
+    expect([...Array(result.offsets[1]! - result.offsets[0]!).keys()].map((j) => result.tiers[result.tierIndex[result.offsets[0]! + j]!]).sort()).toEqual(['cpu', 'gpu']);
+  });
+
   it('puts a REMOTE copy in the remote tier, not the pod\'s GPU', async () => {
     const t = setup({ engine: 'vllm' });
     const prompt = tokens(32, 16);

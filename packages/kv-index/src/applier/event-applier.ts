@@ -360,6 +360,9 @@ export class EventApplier {
       else {
         const parentKey = await this.index.requestKeyFor(parent);
         if (parentKey === undefined) {
+          // A copy of blocks already known by their own hashes (vLLM 0.34's self-describing offload
+          // events name a parent whose GPU copy may be long gone): their request keys are known.
+          if (await this.allMapped(ev.blockHashes)) return this.applyTokenless(ev, entry, scope, result);
           // The consumer missed the parent's store (started late, lost events): replay fixes it.
           if (options.noReplay !== true) result.needsReplay = true;
           return this.skipStore(result, 'unknown_parent', pod);
@@ -454,6 +457,11 @@ export class EventApplier {
           .map((s) => ({ ...s, start: Math.max(0, s.start - from), end: Math.min(end, s.end) - from, chainStart: s.chainStart === true && from === 0 })),
       });
     }
+  }
+
+  private async allMapped(hashes: BigUint64Array): Promise<boolean> {
+    for (const h of hashes) if ((await this.index.requestKeysFor(h)).length === 0) return false;
+    return true;
   }
 
   /**
