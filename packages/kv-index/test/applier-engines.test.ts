@@ -1,5 +1,6 @@
 import { RequestKeyHasher, requestBlockExtras } from '@kvix/block-keys';
-import type { BlockRemoved, BlockStored, EventBatch, KvEvent } from '@kvix/kv-events';
+import { decodeEventBatch, type BlockRemoved, type BlockStored, type EventBatch, type KvEvent } from '@kvix/kv-events';
+import { readVectorJson } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 import { EventApplier, InMemoryIndex, scoreLookup, type EngineProfile, type EventRules } from '../src/index.js';
 
@@ -213,6 +214,20 @@ describe('SGLang', () => {
 });
 
 describe('vLLM 0.34 emission paths', () => {
+  it("applies the shared hybrid-groups and Mamba frames: full attention indexed, other kinds skipped by name", async () => {
+    const frames = (readVectorJson('vllm-0.34-event-frames.json') as { frames: { name: string; payload_hex: string }[] }).frames;
+    const decode = (name: string) => decodeEventBatch(new Uint8Array(Buffer.from(frames.find((f) => f.name === name)!.payload_hex, 'hex')));
+    const t = setup({ engine: 'vllm' });
+    const hybrid = await t.applier.apply(decode('hybrid-groups'), t.source);
+    expect(hybrid.storedBlocks).toBe(2);
+    expect(hybrid.skippedStores).toEqual({ unsupported_cache_kind: 2 });
+    const mamba = await t.applier.apply(decode('mamba-state-checkpoint'), t.source);
+    expect(mamba.skippedStores).toEqual({ mamba_state_checkpoint: 1 });
+    const offload = await t.applier.apply(decode('offload-cpu-self-describing'), t.source);
+    expect(offload.skippedStores).toEqual({});
+    expect(offload.storedBlocks).toBe(4);
+  });
+
   it('skips a Mamba state checkpoint with a named reason', async () => {
     const t = setup({ engine: 'vllm' });
     const r = await t.applier.apply(batch(stored({ blockHashes: BigUint64Array.of(5n), parentBlockHash: 4n, tokenIds: new Uint32Array(0), kvCacheSpecKind: 'mamba', groupIdx: 1 })), t.source);
