@@ -64,6 +64,9 @@ interface PodRuntime {
   rejectedBatches: number;
 }
 
+/** How often idle pods' LMCache in-process entries are checked for expiry (busy pods check at every batch). */
+const LMCACHE_EXPIRY_INTERVAL_MS = 10_000;
+
 /** After a sink failure (an index backend down), a pod waits this long before retrying. */
 const FAILURE_BACKOFF_MS = 1000;
 
@@ -147,6 +150,7 @@ export class Ingestor {
   private central: EventSubscriber | null = null;
   private unknownTopicLogged = false;
   private depthTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
   private started = false;
   private isReady = false;
   private readyWaiters: (() => void)[] = [];
@@ -198,6 +202,9 @@ export class Ingestor {
     await this.reconciling;
     this.depthTimer = setInterval(() => this.refreshDepth(), 1000);
     this.depthTimer.unref();
+    // LMCache in-process never announces removals: its entries expire, idle pods included (in each pod's lane).
+    this.expiryTimer = setInterval(() => this.expireLmcache(), LMCACHE_EXPIRY_INTERVAL_MS);
+    this.expiryTimer.unref();
     void this.settleReadiness();
   }
 
@@ -223,6 +230,7 @@ export class Ingestor {
 
   async stop(): Promise<void> {
     if (this.depthTimer) clearInterval(this.depthTimer);
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
     await Promise.allSettled(this.sources.map((s) => s.stop()));
     await this.reconciling;
     this.central?.close();
@@ -519,6 +527,15 @@ export class Ingestor {
   private subscriberOptions() {
     const c = this.options.config;
     return { topicPrefix: c.topicPrefix, receiveHighWaterMark: c.receiveHighWaterMark, reconnectIntervalMs: c.reconnectIntervalMs, reconnectMaxIntervalMs: c.reconnectMaxIntervalMs };
+  }
+
+  private expireLmcache(): void {
+    const { applier } = this.options;
+    for (const runtime of this.pods.values()) {
+      if (!applier.holdsLmcache(runtime.target.id) || runtime.stream.hasWork) continue;
+      runtime.stream.requestChore(() => applier.expireLmcache(runtime.target.id));
+      runtime.lane.schedule(runtime.stream);
+    }
   }
 
   private refreshDepth(): void {

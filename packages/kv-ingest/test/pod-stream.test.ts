@@ -453,6 +453,17 @@ describe('a pod\'s event stream', () => {
     expect(applied).toEqual([0]);
   });
 
+  it('runs a chore between batches, in the pod\'s own order', async () => {
+    const t = setup({ replay: null });
+    const order: string[] = [];
+    await t.feed(0);
+    t.stream.requestChore(async () => void order.push(`chore after ${t.applied.join(',')}`));
+    expect(t.stream.hasWork).toBe(true);
+    await t.feed(1);
+    expect(order).toEqual(['chore after 0']);
+    expect(t.applied).toEqual([0, 1]);
+  });
+
   describe('sanity of sequence numbers (issue 16 item 3)', () => {
     function at(seq: bigint): IncomingBatch {
       return { ...message(7), seq };

@@ -165,6 +165,11 @@ export class EventApplier {
     return null;
   }
 
+  /** Whether the pod has LMCache in-process entries that may expire. */
+  holdsLmcache(pod: string): boolean {
+    return this.lmcache.has(pod);
+  }
+
   /**
    * Drops LMCache in-process entries past their TTL (every pod, or one): call it now and then
    * (apply does for the pod it applies to). Returns the chunks dropped.

@@ -144,6 +144,7 @@ export class PodStream {
   private verifyArrival = 0;
   private rebuildPending = false;
   private tailCheckPending = false;
+  private readonly chores: (() => Promise<unknown>)[] = [];
   /** Seqs a tail check applied from the replay buffer, whose live copies may still be on the way. */
   private tailApplied: { from: bigint; to: bigint } | null = null;
   private bootstrapDone!: () => void;
@@ -173,7 +174,15 @@ export class PodStream {
   }
 
   get hasWork(): boolean {
-    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending || this.rebuildPending || this.tailCheckPending);
+    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending || this.rebuildPending || this.tailCheckPending || this.chores.length > 0);
+  }
+
+  /**
+   * Runs `chore` between this pod's batches (never during one), e.g. expiring entries its engine
+   * never removes: index changes of a pod stay in its lane's order.
+   */
+  requestChore(chore: () => Promise<unknown>): void {
+    if (!this.closed) this.chores.push(chore);
   }
 
   /**
@@ -314,6 +323,15 @@ export class PodStream {
       if (this.overflowed) {
         this.overflowed = false;
         await this.recoverFromOverflow();
+        continue;
+      }
+      const chore = this.chores.shift();
+      if (chore !== undefined) {
+        try {
+          await chore();
+        } catch (err) {
+          this.logger.debug({ err: (err as Error).message }, 'pod chore failed');
+        }
         continue;
       }
       if (this.tailCheckPending) {
