@@ -46,6 +46,17 @@ export interface PublisherStats {
 }
 
 const utf8 = new TextEncoder();
+
+/**
+ * How long a closed socket may go on sending what it had begun. Not 0: a socket closed with
+ * linger 0 stops its pipes mid-message, and when a peer then drops the connection while libzmq's
+ * I/O thread holds the first frames of a multi-frame message (a 5-frame replay reply, a 3-frame
+ * batch), libzmq 4.3.5 aborts the process ("Resource temporarily unavailable",
+ * session_base.cpp:233, from clean_pipes). The churn soak in test/hostile reproduced it within
+ * seconds with the replay socket at 0 and never with 100 ms. A restart rebinds after it
+ * (bindWithRetry waits for the port).
+ */
+const CLOSE_LINGER_MS = 100;
 const DEFAULT_WIRE: WireProfile = { engine: 'vllm', taggedHashes: true, v034: true };
 
 /**
@@ -93,13 +104,13 @@ export class EventPublisher {
   async start(): Promise<void> {
     if (!this.enabled) return;
     const curve = this.options.curve;
-    const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: 0, ...(curve ? { curvePublicKey: curve.publicKey, curveSecretKey: curve.secretKey, curveServerKey: curve.serverKey } : {}) });
+    const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: CLOSE_LINGER_MS, ...(curve ? { curvePublicKey: curve.publicKey, curveSecretKey: curve.secretKey, curveServerKey: curve.serverKey } : {}) });
     if (isBindEndpoint(this.endpoint)) await bindWithRetry(pub, this.bindEndpoint);
     else pub.connect(this.endpoint);
     this.pub = pub;
     if (this.replayEndpoint !== null) {
       // A full replay plus its end marker must fit, as in vLLM.
-      const router = new Router({ sendHighWaterMark: 2 * (this.options.config.buffer_steps + 1), linger: 0 });
+      const router = new Router({ sendHighWaterMark: 2 * (this.options.config.buffer_steps + 1), linger: CLOSE_LINGER_MS });
       await bindWithRetry(router, this.replayBindEndpoint!);
       this.router = router;
       void this.serveReplays(router);
