@@ -105,9 +105,10 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
   async preRequest(request: SchedulingRequest, result: SchedulingResult): Promise<void> {
     const chosen = result.endpoints[0];
     if (!this.options.speculative || request.prompt === null || chosen === undefined) return;
-    // The prompt could not be scored (its tokenization failed or ran out of time): recording the
-    // decision would tokenize it all over again, on the request's path.
-    if (request.cycle.get(FAILED) === true) return;
+    // The embedded index could not score the prompt (its tokenization failed or ran out of time):
+    // recording the decision would tokenize it all over again, on the request's path. (A remote
+    // indexer's failure may be the call, not the prompt: its decision is still sent.)
+    if (request.cycle.get(FAILED) === true && this.backend.kind === 'embedded') return;
     const keys = (request.cycle.get(KEYS) as BigUint64Array | null | undefined) ?? null;
     try {
       await this.backend.recordDecision(request.prompt, chosen.id, keys, this.options.speculativeTtlMs);
