@@ -1,0 +1,11 @@
+export { KubernetesSettingsSchema, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, addKubernetesOptions, targetPortsFromStrings, kubernetesEnabled, parsePoolRef, type KubernetesSettings, type KubernetesSettingsInput } from './settings.js';
+export { KubernetesError, type KubernetesErrorCode } from './errors.js';
+export { loadKubeAccess, type KubeAccess } from './kubeconfig.js';
+export { KubernetesMetrics } from './metrics.js';
+export { Reflector, type ReflectorOptions } from './reflector.js';
+export { POD_ANNOTATIONS, podView, type PodView, type PodState, type TargetDefaults } from './pod-targets.js';
+export { INFERENCE_POOL, POLICY_GROUPS, modelRewriteKind, objectiveKind, type InferencePool, type PolicyGroup, type ResourceKind } from './gaie.js';
+export { KubernetesDiscovery, type KubernetesDiscoveryOptions } from './discovery.js';
+export { PoolResources, type PoolResourcesOptions, type PoolResourcesState, type PoolRewriteRule, type PoolObjective } from './pool-resources.js';
+export { StatusWriter, PoolEvents, type ConditionReport } from './status.js';
+export { createKubernetesRuntime, type KubernetesRuntime, type IngestDefaults } from './runtime.js';
