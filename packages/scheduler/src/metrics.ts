@@ -25,6 +25,7 @@ export class RouterMetrics {
   readonly decisions: Counter<'endpoint'>;
   readonly fallbacksUsed: Counter;
   readonly prefixErrors: Counter<'code'>;
+  readonly modelRewrites: Counter<'model_rewrite_name' | 'model_name' | 'target_model'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -45,6 +46,8 @@ export class RouterMetrics {
     this.perPodQueue = new Gauge({ name: 'inference_pool_per_pod_queue_size', help: 'Waiting requests per endpoint.', labelNames: ['name', 'model_server_pod'], registers });
     this.decisions = new Counter({ name: 'kvix_epp_decisions_total', help: 'Requests sent to each endpoint (first choice).', labelNames: ['endpoint'], registers });
     this.fallbacksUsed = new Counter({ name: 'kvix_epp_fallbacks_used_total', help: 'Requests served by a fallback endpoint because the choice was unreachable.', registers });
+    // GAIE's name and labels (its EPP counts the same decisions), so rewrite dashboards carry over.
+    this.modelRewrites = new Counter({ name: 'inference_extension_model_rewrite_decisions_total', help: 'Model rewrite decisions: which rule (InferenceModelRewrite namespace/name, or scheduler-config) sent a client model to which target.', labelNames: ['model_rewrite_name', 'model_name', 'target_model'], registers });
     this.prefixErrors = new Counter({ name: 'kvix_epp_prefix_scorer_errors_total', help: 'Requests scored without precise prefix data, by error code.', labelNames: ['code'], registers });
   }
 }
