@@ -1,3 +1,4 @@
+import { createKubernetesRuntime, KubernetesError, PoolEvents, PoolResources, StatusWriter, type KubernetesRuntime } from '@kvix/kubernetes';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
@@ -28,6 +29,9 @@ export class Epp {
   private ops: FastifyInstance | null = null;
   /** Predicts TTFT/TPOT for SLO requests; null when no predicted-latency routing is configured. */
   latencyPredictor: LatencyPredictor | null = null;
+  /** The pool's InferenceModelRewrite/InferenceObjective resources, when discovery follows an InferencePool. */
+  poolResources: PoolResources | null = null;
+  kubernetes: KubernetesRuntime | null = null;
 
   private constructor(
     readonly config: EppConfig,
@@ -51,7 +55,15 @@ export class Epp {
     }
     // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
-    const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
+    let kube: KubernetesRuntime | null;
+    try {
+      kube = createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+    } catch (err) {
+      await replication?.close();
+      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
+      throw err;
+    }
+    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
     let ingestor: Ingestor | null = null;
     let stack: IndexStack | null = null;
     let tokenizers: ModelTokenizers | null = null;
@@ -79,7 +91,7 @@ export class Epp {
     const latency = await wireLatency(config, registry, logger);
     let router: Router;
     try {
-      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName, drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
+      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName ?? 'kvix', drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
     } catch (err) {
       await Promise.allSettled([hub.stop(), tokenizers?.close(), stack?.index.close(), replication?.close(), latency.predictor?.close()]);
       // A scheduler configuration mistake is a configuration error like any other (exit 2, one line).
@@ -89,7 +101,9 @@ export class Epp {
     if (replication && config.replication.shareLoad) replication.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
     const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
     epp.latencyPredictor = latency.predictor;
+    epp.kubernetes = kube;
     try {
+      if (kube?.pool) await epp.followPool(kube, kube.pool);
       epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness() });
       registerLatencyDebug(epp.ops, latency.predictor);
       await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
@@ -122,6 +136,36 @@ export class Epp {
     return epp;
   }
 
+  /** The pool's rewrite and objective resources into the router, and the EPP's status onto the pool. */
+  private async followPool(kube: KubernetesRuntime, pool: { namespace: string; name: string }): Promise<void> {
+    const settings = this.config.kubernetes;
+    const logger = this.logger.child({ component: 'kubernetes' });
+    const status = settings.writeStatus ? new StatusWriter(kube.access, this.config.replication.replicaId, logger) : null;
+    if (settings.poolResources) {
+      this.poolResources = new PoolResources({
+        access: kube.access,
+        pool,
+        watchTimeoutSeconds: settings.watchTimeoutSeconds,
+        settleTimeoutMs: Math.min(settings.startTimeoutMs, 10_000),
+        metrics: kube.metrics,
+        status,
+        logger,
+        onChange: (resources) => {
+          this.router.director.setPoolResources(resources);
+          logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
+        },
+      });
+      await this.poolResources.start();
+    }
+    if (status) {
+      const events = new PoolEvents(status, () => {
+        const current = kube.discovery.pool;
+        return current ? { ...pool, uid: current.metadata.uid } : null;
+      });
+      this.hub.subscribe((targets) => events.endpoints(targets.length));
+    }
+  }
+
   get metricsPort(): number {
     const addr = this.ops?.server.address();
     return typeof addr === 'object' && addr !== null ? addr.port : this.config.metrics.port;
@@ -143,6 +187,7 @@ export class Epp {
       await this.ops?.close();
       await this.router.close();
       await this.latencyPredictor?.close();
+      await this.poolResources?.stop();
       await this.ingestor?.stop();
       await this.replication?.close();
       await this.hub.stop();
