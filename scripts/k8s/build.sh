@@ -14,11 +14,20 @@ set -euo pipefail
 K8S_VERSION="${KVIX_K8S_VERSION:-1.37.2}"   # k8s.io/kubernetes; its staging modules are v0.<minor>.<patch>
 ETCD_VERSION="${KVIX_ETCD_VERSION:-3.7.0}"  # the version k8s.io/kubernetes requires
 HELM_VERSION="${KVIX_HELM_VERSION:-4.3.2}"  # built against the same k8s.io/* v0.37 libraries
+# CRDs the manifests tests install besides GAIE's: Gateway API (Gateway, HTTPRoute) and the
+# Prometheus Operator's ServiceMonitor, read from their Go modules (no binary built).
+GATEWAY_API_VERSION="${KVIX_GATEWAY_API_VERSION:-1.6.3}"
+PROMETHEUS_OPERATOR_VERSION="${KVIX_PROMETHEUS_OPERATOR_VERSION:-0.85.0}"
 
 cache="${KVIX_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvix-k8s}"
-stamp_want="k8s=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION"
+stamp_want="v2 k8s=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION gateway-api=$GATEWAY_API_VERSION prometheus-operator=$PROMETHEUS_OPERATOR_VERSION"
 bin="$cache/bin"
 log() { echo "k8s-build: $*" >&2; }
+
+# Test suites may call this concurrently: one builds, the others wait for it.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 
 if [ -f "$bin/.stamp" ] && [ "$(cat "$bin/.stamp")" = "$stamp_want" ] \
   && [ -x "$bin/etcd" ] && [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/helm" ]; then
@@ -86,23 +95,44 @@ cat > "$src/cmd/kubectl/main.go" <<'GO'
 package main
 
 import (
-	"os"
-
 	"k8s.io/component-base/cli"
 	"k8s.io/kubectl/pkg/cmd"
+	"k8s.io/kubectl/pkg/cmd/util"
 )
 
-func main() { os.Exit(cli.RunNoErrOutput(cmd.NewDefaultKubectlCommand())) }
+func main() {
+	if err := cli.RunNoErrOutput(cmd.NewDefaultKubectlCommand()); err != nil {
+		util.CheckErr(err)
+	}
+}
 GO
 
 cd "$src"
 log "go mod tidy (cold: ~0.5 GB of modules)"
 go mod tidy >&2
 log "building etcd, kube-apiserver, kubectl (cold: ~12 CPU-minutes)"
-go build -trimpath -ldflags "-s -w" -o "$bin/" ./cmd/etcd ./cmd/kube-apiserver ./cmd/kubectl >&2
+# The version the binaries report (/version, kubectl version); without it they say v0.0.0-master.
+minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
+version_flags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags="$version_flags -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=${K8S_VERSION%%.*} -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+go build -trimpath -ldflags "-s -w$version_flags" -o "$bin/" ./cmd/etcd ./cmd/kube-apiserver ./cmd/kubectl >&2
 
 log "building helm v$HELM_VERSION"
 GOBIN="$bin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION" >&2
+
+log "fetching the Gateway API v$GATEWAY_API_VERSION and Prometheus Operator v$PROMETHEUS_OPERATOR_VERSION CRDs"
+module_dir() { (cd "$src" && go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); }
+gw="$(module_dir "sigs.k8s.io/gateway-api@v$GATEWAY_API_VERSION")"
+po="$(module_dir "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION")"
+[ -d "$gw/config/crd/standard" ] || { log "no config/crd/standard in $gw"; exit 1; }
+[ -f "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" ] || { log "no ServiceMonitor CRD in $po"; exit 1; }
+rm -rf "$cache/crds"
+mkdir -p "$cache/crds/gateway-api" "$cache/crds/prometheus-operator"
+cp "$gw"/config/crd/standard/*.yaml "$cache/crds/gateway-api/"
+cp "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$cache/crds/prometheus-operator/"
+chmod -R u+w "$cache/crds"
 
 echo "$stamp_want" > "$bin/.stamp"
 log "done: $(ls "$bin" | tr '\n' ' ')"

@@ -79,6 +79,8 @@ export class PoolResources {
   private readonly activeGroup = new Map<Kind, PolicyGroup | null>();
   private lastSignature = '';
   private stopped = false;
+  /** Until every kind is known to be installed or not, nothing is applied or logged. */
+  private started = false;
 
   constructor(private readonly options: PoolResourcesOptions) {
     const api = options.access.config.makeApiClient(CustomObjectsApi);
@@ -103,7 +105,7 @@ export class PoolResources {
             onChange: () => {
               entry.installed = true;
               entry.forbidden = false;
-              this.recompute();
+              if (this.started) this.recompute();
             },
             onError: (status, err) => this.failed(entry, status, err),
             quietStatuses: [403, 404],
@@ -134,6 +136,7 @@ export class PoolResources {
           }),
       ),
     );
+    this.started = true;
     this.recompute(true);
   }
 
@@ -154,12 +157,12 @@ export class PoolResources {
       if (w.installed) {
         w.installed = false;
         this.options.logger.warn({ kind: w.resource.kind, group: w.group }, 'CRD removed: its resources no longer apply');
-        this.recompute();
+        if (this.started) this.recompute();
       }
     } else if (status === 403 && !w.forbidden) {
       w.forbidden = true;
       this.options.logger.warn({ kind: w.resource.kind, group: w.group, err: describeApiError(err) }, 'forbidden to read these resources: grant get/list/watch (the chart\'s Role does); they do not apply meanwhile');
-      this.recompute();
+      if (this.started) this.recompute();
     }
   }
 

@@ -96,6 +96,8 @@ export class Reflector {
   private async list(): Promise<KubernetesListObject<KubernetesObject>> {
     const reason = this.listsDone === 0 ? 'initial' : this.nextListReason;
     const result = await this.options.list();
+    // ListWatch would go on to open a watch nobody stops (it checks for stop() only before listing).
+    if (this.stopped) throw new Error('reflector stopped');
     this.listsDone++;
     this.nextListReason = 'error';
     this.options.metrics?.lists.inc({ resource: this.options.resource, reason });

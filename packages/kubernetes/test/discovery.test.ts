@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesDiscovery } from '../src/discovery.js';
 import { loadKubeAccess } from '../src/kubeconfig.js';
 import { KubernetesMetrics } from '../src/metrics.js';
-import { KubernetesSettingsSchema, type KubernetesSettingsInput } from '../src/settings.js';
+import { KubernetesSettingsSchema, parsePoolRef, type KubernetesSettingsInput } from '../src/settings.js';
 import { capturingLogger, TestCluster } from './cluster.js';
 
 const crds = gaieCrdsDir();
@@ -62,7 +62,8 @@ describe.skipIf(crds.dir === null)('Kubernetes discovery against a real API serv
     const metrics = new KubernetesMetrics(registry);
     const { logger, lines } = capturingLogger();
     const access = loadKubeAccess(parsed);
-    const pool = parsed.inferencePool ? { namespace, name: parsed.inferencePool } : null;
+    const ref = parsed.inferencePool ? parsePoolRef(parsed.inferencePool) : null;
+    const pool = ref ? { namespace: ref.namespace ?? namespace, name: ref.name } : null;
     const discovery = new KubernetesDiscovery({ access, settings: parsed, pool, defaults: { eventPort: 5557, replayPort: null, model: 'm', eventsByPod: true }, metrics, logger });
     let latest: readonly PodTarget[] = [];
     let changedAt = 0;
@@ -190,11 +191,15 @@ describe.skipIf(crds.dir === null)('Kubernetes discovery against a real API serv
     proxy = null;
   });
 
-  it('renews a watch the server ends from its last resourceVersion, without re-listing', async () => {
+  it('renews a watch the server ends from its last bookmark, without re-listing', async () => {
     const ns = await freshNamespace();
     await cluster.createPool(ns, 'pool', { app: 'vllm' }, [8000]);
-    const d = await startDiscovery(ns, { inferencePool: 'pool', watchTimeoutSeconds: 1 });
-    await waitFor(async () => (await counter(d.registry, 'kvix_kubernetes_watch_renewals_total', { resource: 'inferencepools' })) >= 2, 20_000, 'two watch renewals');
+    const d = await startDiscovery(ns, { inferencePool: 'pool', watchTimeoutSeconds: 3 });
+    // Another pool changing moves the collection's resourceVersion past this watch's, which only a
+    // bookmark (sent shortly before the server ends the watch) tells it about.
+    await cluster.createPool(ns, 'other', { app: 'other' }, [8000]);
+    await waitFor(async () => (await counter(d.registry, 'kvix_kubernetes_watch_bookmarks_total', { resource: 'inferencepools' })) >= 1, 30_000, 'a bookmark');
+    await waitFor(async () => (await counter(d.registry, 'kvix_kubernetes_watch_renewals_total', { resource: 'inferencepools' })) >= 2, 30_000, 'two watch renewals');
     await cluster.createPod(ns, 'p', { app: 'vllm' });
     await cluster.setPodStatus(ns, 'p', { ip: '10.5.0.1', ready: true });
     await d.until(['10.5.0.1:8000']);

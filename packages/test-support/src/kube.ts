@@ -80,6 +80,13 @@ export function gatewayApiCrdsDir(binDir: string): string {
   return dir;
 }
 
+/** The Prometheus Operator's CRDs (ServiceMonitor, …), fetched by scripts/k8s/build.sh from the Go module proxy into its cache. */
+export function prometheusOperatorCrdsDir(binDir: string): string {
+  const dir = join(dirname(binDir), 'crds', 'prometheus-operator');
+  if (!existsSync(dir)) throw new MissingKubePartError(`${dir} is missing: scripts/k8s/build.sh fetches the Prometheus Operator CRDs`);
+  return dir;
+}
+
 function openssl(args: readonly string[], cwd: string): void {
   try {
     execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -204,7 +211,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       helm: (args) => exec('helm', args),
       async applyCrds(crdDir) {
         await kubectl(['apply', '--server-side', '-f', crdDir]);
-        await kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-f', crdDir]);
+        // The directory may hold other objects too (Gateway API ships a ValidatingAdmissionPolicy).
+        await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
       },
       async compactEtcd() {
         const range = (await (await fetch(`${etcdUrl}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/').toString('base64') }) })).json()) as { header: { revision: string } };
