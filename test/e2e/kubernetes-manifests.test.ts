@@ -106,6 +106,8 @@ describe.skipIf(crds.dir === null)('deploy/ against a real API server', () => {
           expect(c.securityContext?.allowPrivilegeEscalation, where).toBe(false);
           expect(c.readinessProbe, where).toBeDefined();
           expect(c.resources?.requests, where).toBeDefined();
+          // kvix binds loopback unless told otherwise: in a pod, every listener must be told.
+          if (c.command?.[0]?.startsWith('kvix-')) expect(c.args?.filter((a) => /^--[a-z-]*host=0\.0\.0\.0$/.test(a)).length, `${where} listens on the pod's interfaces`).toBeGreaterThan(0);
         }
       }
     }
@@ -161,7 +163,7 @@ describe.skipIf(crds.dir === null)('deploy/ against a real API server', () => {
 
 interface PodSpec {
   securityContext?: { runAsNonRoot?: boolean };
-  containers: { name: string; securityContext?: { readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean }; readinessProbe?: unknown; resources?: { requests?: unknown } }[];
+  containers: { name: string; command?: string[]; args?: string[]; securityContext?: { readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean }; readinessProbe?: unknown; resources?: { requests?: unknown } }[];
 }
 
 /** The EPP cluster's address is where each deployment puts its Service; everything else must match. */

@@ -4,3 +4,4 @@ export { nodeCli, spawnProcess, type ManagedProcess, type NodeCli } from './proc
 export { startRedis, startNats, type PrivateServer } from './servers.js';
 export { startKubeApiServer, kubeBinDir, gaieCrdsDir, gatewayApiCrdsDir, prometheusOperatorCrdsDir, type KubeApiServer, type KubeApiServerOptions } from './kube.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+export { listeningSockets, processTree, type ListeningSocket } from './sockets.js';
