@@ -1,7 +1,8 @@
 import { EnvoySim } from '@kvix/envoy-sim';
 import { freePort, freePortRange, gaieCrdsDir, nodeCli, repoRoot, startKubeApiServer, waitFor, type KubeApiServer, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODEL, send, silent, SYSTEM, type Answer } from '../support/stack.js';
@@ -112,7 +113,7 @@ spec:
       await reportReady(pod, true);
     }
     // Every request with a negative priority counts as sheddable while any candidate's KV cache is in use at all.
-    const schedulerFile = join(server.binDir, '..', `scheduler-${process.pid}.yaml`);
+    const schedulerFile = join(mkdtempSync(join(tmpdir(), 'kvix-tour-')), 'scheduler.yaml');
     writeFileSync(schedulerFile, ['plugins: [{type: metrics-data-source}, {type: precise-prefix-cache-scorer}, {type: queue-scorer}, {type: kv-cache-utilization-scorer}, {type: no-hit-lru-scorer}, {type: max-score-picker}]', 'schedulingProfiles: [{name: default, plugins: [{pluginRef: precise-prefix-cache-scorer, weight: 3}, {pluginRef: queue-scorer, weight: 2}, {pluginRef: kv-cache-utilization-scorer, weight: 2}, {pluginRef: no-hit-lru-scorer, weight: 2}, {pluginRef: max-score-picker}]}]', 'saturation: {queueDepthThreshold: 1000, kvCacheUtilThreshold: 0}', ''].join('\n'));
     const [gatewayPort, extProcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     // What the chart runs (deploy/helm/kvix/templates/epp.yaml), with a kubeconfig instead of the pod's service account.

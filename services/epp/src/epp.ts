@@ -1,4 +1,4 @@
-import { createKubernetesRuntime, KubernetesError, PoolEvents, PoolResources, StatusWriter, type KubernetesRuntime } from '@kvix/kubernetes';
+import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from '@kvix/kubernetes';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
@@ -29,8 +29,8 @@ export class Epp {
   private ops: FastifyInstance | null = null;
   /** Predicts TTFT/TPOT for SLO requests; null when no predicted-latency routing is configured. */
   latencyPredictor: LatencyPredictor | null = null;
-  /** The pool's InferenceModelRewrite/InferenceObjective resources, when discovery follows an InferencePool. */
-  poolResources: PoolResources | null = null;
+  /** The pool's InferenceModelRewrite/InferenceObjective resources and status, when discovery follows an InferencePool. */
+  private poolFollow: { stop(): Promise<void> } | null = null;
   kubernetes: KubernetesRuntime | null = null;
 
   private constructor(
@@ -57,7 +57,7 @@ export class Epp {
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     let kube: KubernetesRuntime | null;
     try {
-      kube = createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+      kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
     } catch (err) {
       await replication?.close();
       if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
@@ -103,7 +103,7 @@ export class Epp {
     epp.latencyPredictor = latency.predictor;
     epp.kubernetes = kube;
     try {
-      if (kube?.pool) await epp.followPool(kube, kube.pool);
+      if (kube?.pool) await epp.followPool(kube);
       epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), logger });
       registerLatencyDebug(epp.ops, latency.predictor);
       await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
@@ -137,33 +137,17 @@ export class Epp {
   }
 
   /** The pool's rewrite and objective resources into the router, and the EPP's status onto the pool. */
-  private async followPool(kube: KubernetesRuntime, pool: { namespace: string; name: string }): Promise<void> {
-    const settings = this.config.kubernetes;
+  private async followPool(kube: KubernetesRuntime): Promise<void> {
     const logger = this.logger.child({ component: 'kubernetes' });
-    const status = settings.writeStatus ? new StatusWriter(kube.access, this.config.replication.replicaId, logger) : null;
-    if (settings.poolResources) {
-      this.poolResources = new PoolResources({
-        access: kube.access,
-        pool,
-        watchTimeoutSeconds: settings.watchTimeoutSeconds,
-        settleTimeoutMs: Math.min(settings.startTimeoutMs, 10_000),
-        metrics: kube.metrics,
-        status,
-        logger,
-        onChange: (resources) => {
-          this.router.director.setPoolResources(resources);
-          logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
-        },
-      });
-      await this.poolResources.start();
-    }
-    if (status) {
-      const events = new PoolEvents(status, () => {
-        const current = kube.discovery.pool;
-        return current ? { ...pool, uid: current.metadata.uid } : null;
-      });
-      this.hub.subscribe((targets) => events.endpoints(targets.length));
-    }
+    this.poolFollow = await kube.followPool({
+      replicaId: this.config.replication.replicaId,
+      logger,
+      onResources: (resources) => {
+        this.router.director.setPoolResources(resources);
+        logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
+      },
+      subscribeTargets: (listener) => this.hub.subscribe(listener),
+    });
   }
 
   get metricsPort(): number {
@@ -187,7 +171,7 @@ export class Epp {
       await this.ops?.close();
       await this.router.close();
       await this.latencyPredictor?.close();
-      await this.poolResources?.stop();
+      await this.poolFollow?.stop();
       await this.ingestor?.stop();
       await this.replication?.close();
       await this.hub.stop();

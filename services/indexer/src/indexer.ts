@@ -47,7 +47,7 @@ export class Indexer {
     const scoringMetrics = new ScoringMetrics(registry);
     const apiMetrics = new ApiMetrics(registry);
     const { mode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
-    const kube = kubernetesRuntime(config, registry, logger);
+    const kube = await kubernetesRuntime(config, registry, logger);
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     const stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(mode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
     const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
@@ -143,9 +143,9 @@ export class Indexer {
 }
 
 /** Kubernetes discovery when configured; a kubeconfig problem is a configuration error (exit 2). */
-function kubernetesRuntime(config: IndexerConfig, registry: Registry, logger: Logger): ReturnType<typeof createKubernetesRuntime> {
+async function kubernetesRuntime(config: IndexerConfig, registry: Registry, logger: Logger): ReturnType<typeof createKubernetesRuntime> {
   try {
-    return createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+    return await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
   } catch (err) {
     if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
     throw err;

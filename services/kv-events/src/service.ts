@@ -28,9 +28,9 @@ export class KvEventsService {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const metrics = new IngestMetrics(registry);
-    let kube: ReturnType<typeof createKubernetesRuntime>;
+    let kube: Awaited<ReturnType<typeof createKubernetesRuntime>>;
     try {
-      kube = createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+      kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
     } catch (err) {
       if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
       throw err;
