@@ -149,7 +149,8 @@ describe.skipIf(crds.dir === null)('deploy/ against a real API server', () => {
     } finally {
       await cli.stopAll();
     }
-  });
+    // Starting the EPP (it loads the Kubernetes client) takes most of this on a loaded machine.
+  }, 180_000);
 
   it('the Envoy data plane of the chart and of Kustomize is deploy/envoy/envoy.yaml, pointed at the EPP Service', async () => {
     const reference = normalise(parseYaml(readFileSync(join(repoRoot(), 'deploy/envoy/envoy.yaml'), 'utf8')));
