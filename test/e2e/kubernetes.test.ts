@@ -197,7 +197,9 @@ spec:
     const served = (target: string) => metric(after, 'llm_d_epp_request_total', { model_name: 'support', target_model_name: target }) - metric(before, 'llm_d_epp_request_total', { model_name: 'support', target_model_name: target });
     expect(served(MODEL) + served(LORA)).toBe(20);
     expect(served(MODEL)).toBeGreaterThan(0);
-    expect(metric(after, 'inference_extension_model_rewrite_decisions_total', { model_rewrite_name: `${NS}/support` })).toBeGreaterThanOrEqual(20);
+    // llm-d's series and GAIE's deprecated twin, named after the InferenceModelRewrite.
+    expect(metric(after, 'llm_d_epp_model_rewrite_decisions_total', { model_rewrite_name: 'support' })).toBeGreaterThanOrEqual(20);
+    expect(metric(after, 'inference_extension_model_rewrite_decisions_total', { model_rewrite_name: 'support' })).toBeGreaterThanOrEqual(20);
     // The operator sees that the EPP applied it.
     await waitFor(async () => {
       const s = JSON.parse(await kubectl('get', 'inferencemodelrewrite', 'support', '-o', 'json')) as { status: { conditions: { type: string; status: string }[] } };

@@ -22,7 +22,7 @@ import type { ConditionReport, StatusWriter } from './status.js';
 
 /** One rewrite rule as the router applies it, in precedence order (see PoolResources.rules). */
 export interface PoolRewriteRule {
-  /** namespace/name of the InferenceModelRewrite (metrics and logs name it). */
+  /** The InferenceModelRewrite's name (metrics name the rule by it, as GAIE's EPP does; the pool's resources share one namespace). */
   source: string;
   /** Exact model names it matches; empty: every request (a generic rule). */
   models: readonly string[];
@@ -237,7 +237,7 @@ export class PoolResources {
         this.report(w, r, { accepted: false, reason: 'Invalid', message: problems.join('; ') });
         continue;
       }
-      const source = `${r.metadata.namespace ?? this.options.pool.namespace}/${r.metadata.name}`;
+      const source = r.metadata.name;
       let rules = 0;
       for (const rule of r.spec.rules) {
         const targets = (rule.targets ?? []).map((t) => ({ model: t.modelRewrite, weight: t.weight ?? 0 }));

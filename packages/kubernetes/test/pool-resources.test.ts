@@ -84,7 +84,7 @@ describe.skipIf(crds.dir === null)('the pool\'s InferenceModelRewrite and Infere
     await server.applyCrds(crds.dir!);
     await cluster.createCustom(GAIE, 'v1alpha2', 'inferencemodelrewrites', 'InferenceModelRewrite', ns, 'support', rewrite('pool', [exact('support', [['base', 80], ['support-v2', 20]])]));
     await waitFor(() => f.state().rewrites.length === 1, 30_000, 'the rewrite to apply once its CRD exists');
-    expect(f.state().rewrites).toEqual([{ source: `${ns}/support`, models: ['support'], targets: [{ model: 'base', weight: 80 }, { model: 'support-v2', weight: 20 }] }]);
+    expect(f.state().rewrites).toEqual([{ source: 'support', models: ['support'], targets: [{ model: 'base', weight: 80 }, { model: 'support-v2', weight: 20 }] }]);
     // Still one "off" line per kind: retries while absent were not logged again.
     expect(offLines()).toHaveLength(2);
   });
@@ -101,7 +101,7 @@ describe.skipIf(crds.dir === null)('the pool\'s InferenceModelRewrite and Infere
     await cluster.createCustom(GAIE, 'v1alpha2', kind.plural, kind.kind, ns, 'other-pool', rewrite('elsewhere', [exact('chat', [['nope']])]));
     await cluster.createCustom(GAIE, 'v1alpha2', kind.plural, kind.kind, ns, 'bad-weights', rewrite('pool', [exact('mixed', [['x', 5], ['y']])]));
     await waitFor(() => f.state().rewrites.length === 4, 10_000, 'four rules');
-    expect(f.state().rewrites.map((r) => [r.source.split('/')[1], r.models, r.targets.map((t) => t.model)])).toEqual([
+    expect(f.state().rewrites.map((r) => [r.source, r.models, r.targets.map((t) => t.model)])).toEqual([
       ['b-older', ['chat'], ['chat-v1']],
       ['a-newer', ['chat'], ['chat-v2']],
       ['a-newer', ['code'], ['coder', 'coder-lora']],
@@ -121,7 +121,7 @@ describe.skipIf(crds.dir === null)('the pool\'s InferenceModelRewrite and Infere
     await waitFor(() => f.state().rewrites[0]?.targets[0]?.model === 'chat-v3', 10_000, 'the edited rule');
     await waitFor(async () => (await cluster.getCustom(GAIE, 'v1alpha2', kind.plural, ns, 'b-older')).status?.conditions?.[0]?.observedGeneration === 2, 10_000, 'observedGeneration 2');
     await cluster.deleteCustom(GAIE, 'v1alpha2', kind.plural, ns, 'b-older');
-    await waitFor(() => f.state().rewrites[0]?.source === `${ns}/a-newer`, 10_000, 'the deleted rule gone');
+    await waitFor(() => f.state().rewrites[0]?.source === 'a-newer', 10_000, 'the deleted rule gone');
     // Writing conditions does not feed back into endless updates: the state settles.
     const settled = f.changes();
     await new Promise((r) => setTimeout(r, 1500));

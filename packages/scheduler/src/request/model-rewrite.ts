@@ -5,32 +5,24 @@ import type { ModelRewrite } from '../config.js';
  * every request) and its weighted targets. Weights all 0 mean equal shares.
  */
 export interface PoolRewriteRule {
-  /** The resource it came from (namespace/name), for metrics and logs. */
+  /** The InferenceModelRewrite's name (the rule name in metrics, as GAIE's EPP reports it). */
   source: string;
   models: readonly string[];
   targets: readonly { model: string; weight: number }[];
 }
 
-export interface RewriteDecision {
-  model: string;
-  /** Which rule decided (a resource name, `scheduler-config`, or `header`); null when none applied. */
-  rule: string | null;
-}
-
 interface Rule {
-  source: string;
+  /** The rule's name in metrics. */
+  name: string;
   targets: readonly { model: string; weight: number }[];
 }
-
-/** Names the rules from the scheduler configuration carry in metrics. */
-export const CONFIG_RULE_SOURCE = 'scheduler-config';
 
 /**
  * Model aliasing (GAIE's and llm-d's InferenceModelRewrite): a client's model name is served by one
  * of several target models, chosen by weight per request. Rules come from the scheduler
  * configuration and, live, from the pool's InferenceModelRewrite resources. Precedence: the pool's
  * exact-match rules (already ordered oldest resource first), then the configuration's, then the
- * pool's generic rules. The x-llm-d-model-name-rewrite header names a target outright.
+ * pool's generic rule. The x-llm-d-model-name-rewrite header names a target outright.
  */
 export class ModelRewriter {
   private readonly configRules: Map<string, Rule>;
@@ -41,7 +33,7 @@ export class ModelRewriter {
     rules: readonly ModelRewrite[],
     private readonly random: () => number = Math.random,
   ) {
-    this.configRules = new Map(rules.map((r) => [r.model, { source: CONFIG_RULE_SOURCE, targets: r.targets }]));
+    this.configRules = new Map(rules.map((r) => [r.model, { name: r.name ?? r.model, targets: r.targets }]));
   }
 
   /** Replaces the pool's rules (first rule per model wins, as given). */
@@ -50,8 +42,9 @@ export class ModelRewriter {
     let generic: Rule | null = null;
     for (const r of rules) {
       if (r.targets.length === 0) continue;
-      if (r.models.length === 0) generic ??= r;
-      else for (const m of r.models) if (!exact.has(m)) exact.set(m, r);
+      const rule = { name: r.source, targets: r.targets };
+      if (r.models.length === 0) generic ??= rule;
+      else for (const m of r.models) if (!exact.has(m)) exact.set(m, rule);
     }
     this.poolExact = exact;
     this.poolGeneric = generic;
@@ -61,24 +54,25 @@ export class ModelRewriter {
     return [...new Set([...this.poolExact.keys(), ...this.configRules.keys()])];
   }
 
-  /** Every rule in force, for the debug API. */
-  describe(): { model: string | null; source: string; targets: readonly { model: string; weight: number }[] }[] {
+  /** Every rule in force, for the debug API (`model` null: the generic rule). */
+  describe(): { model: string | null; rule: string; source: 'InferenceModelRewrite' | 'scheduler-config'; targets: readonly { model: string; weight: number }[] }[] {
     return [
-      ...[...this.poolExact].map(([model, r]) => ({ model, source: r.source, targets: r.targets })),
-      ...[...this.configRules].filter(([m]) => !this.poolExact.has(m)).map(([model, r]) => ({ model, source: r.source, targets: r.targets })),
-      ...(this.poolGeneric ? [{ model: null, source: this.poolGeneric.source, targets: this.poolGeneric.targets }] : []),
+      ...[...this.poolExact].map(([model, r]) => ({ model, rule: r.name, source: 'InferenceModelRewrite' as const, targets: r.targets })),
+      ...[...this.configRules].filter(([m]) => !this.poolExact.has(m)).map(([model, r]) => ({ model, rule: r.name, source: 'scheduler-config' as const, targets: r.targets })),
+      ...(this.poolGeneric ? [{ model: null, rule: this.poolGeneric.name, source: 'InferenceModelRewrite' as const, targets: this.poolGeneric.targets }] : []),
     ];
   }
 
   target(clientModel: string, headerOverride: string | undefined): string {
-    return this.resolve(clientModel, headerOverride).model;
+    return this.resolve(clientModel, headerOverride).target;
   }
 
-  resolve(clientModel: string, headerOverride: string | undefined): RewriteDecision {
-    if (headerOverride) return { model: headerOverride, rule: 'header' };
+  /** The target model and the rule that chose it (null when no rule applied, or the header named it). */
+  resolve(clientModel: string, headerOverride: string | undefined): { target: string; rule: string | null } {
+    if (headerOverride) return { target: headerOverride, rule: null };
     const rule = this.poolExact.get(clientModel) ?? this.configRules.get(clientModel) ?? this.poolGeneric;
-    if (!rule) return { model: clientModel, rule: null };
-    return { model: this.pick(rule.targets), rule: rule.source };
+    if (!rule) return { target: clientModel, rule: null };
+    return { target: this.pick(rule.targets), rule: rule.name };
   }
 
   private pick(targets: readonly { model: string; weight: number }[]): string {
