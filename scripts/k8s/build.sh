@@ -15,12 +15,12 @@ K8S_VERSION="${KVIX_K8S_VERSION:-1.37.2}"   # k8s.io/kubernetes; its staging mod
 ETCD_VERSION="${KVIX_ETCD_VERSION:-3.7.0}"  # the version k8s.io/kubernetes requires
 HELM_VERSION="${KVIX_HELM_VERSION:-4.3.2}"  # built against the same k8s.io/* v0.37 libraries
 # CRDs the manifests tests install besides GAIE's: Gateway API (Gateway, HTTPRoute) and the
-# Prometheus Operator's ServiceMonitor, read from their Go modules (no binary built).
+# Prometheus Operator's ServiceMonitor and PrometheusRule, read from their Go modules (no binary built).
 GATEWAY_API_VERSION="${KVIX_GATEWAY_API_VERSION:-1.6.3}"
 PROMETHEUS_OPERATOR_VERSION="${KVIX_PROMETHEUS_OPERATOR_VERSION:-0.85.0}"
 
 cache="${KVIX_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvix-k8s}"
-stamp_want="v2 k8s=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION gateway-api=$GATEWAY_API_VERSION prometheus-operator=$PROMETHEUS_OPERATOR_VERSION"
+stamp_want="v3 k8s=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION gateway-api=$GATEWAY_API_VERSION prometheus-operator=$PROMETHEUS_OPERATOR_VERSION"
 bin="$cache/bin"
 log() { echo "k8s-build: $*" >&2; }
 
@@ -127,11 +127,13 @@ module_dir() { (cd "$src" && go mod download -json "$1" | sed -n 's/.*"Dir": "\(
 gw="$(module_dir "sigs.k8s.io/gateway-api@v$GATEWAY_API_VERSION")"
 po="$(module_dir "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION")"
 [ -d "$gw/config/crd/standard" ] || { log "no config/crd/standard in $gw"; exit 1; }
-[ -f "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" ] || { log "no ServiceMonitor CRD in $po"; exit 1; }
+for crd in servicemonitors prometheusrules; do
+  [ -f "$po/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" ] || { log "no $crd CRD in $po"; exit 1; }
+done
 rm -rf "$cache/crds"
 mkdir -p "$cache/crds/gateway-api" "$cache/crds/prometheus-operator"
 cp "$gw"/config/crd/standard/*.yaml "$cache/crds/gateway-api/"
-cp "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$cache/crds/prometheus-operator/"
+cp "$po"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$cache/crds/prometheus-operator/"
 chmod -R u+w "$cache/crds"
 
 echo "$stamp_want" > "$bin/.stamp"

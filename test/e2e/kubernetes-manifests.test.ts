@@ -14,9 +14,10 @@ const KUSTOMIZE = join(repoRoot(), 'deploy/kustomize');
 const VARIANTS: Record<string, string[]> = {
   'one EPP behind a Gateway API implementation': ['--set', 'gateway.gatewayApi.className=kgateway'],
   'plain Envoy, FailOpen, sample vLLM with LMCache': ['--set', 'gateway.mode=envoy', '--set', 'inferencePool.failureMode=FailOpen', '--set', 'sampleModelServers.enabled=true'],
-  'three replicas over NATS, indexer, latency predictor, ServiceMonitor': [
+  'three replicas over NATS, indexer, latency predictor, ServiceMonitor, alert rules, dashboard': [
     '--set', 'gateway.gatewayApi.className=kgateway', '--set', 'epp.replicas=3', '--set', 'replication.mode=nats',
     '--set', 'indexer.enabled=true', '--set', 'latencyPredictor.enabled=true', '--set', 'serviceMonitor.enabled=true',
+    '--set', 'serviceMonitor.prometheusRule=true', '--set', 'serviceMonitor.grafanaDashboard=true',
   ],
   'three replicas on Redis, indexer used by the EPP, existing Gateway': [
     '--set', 'epp.replicas=3', '--set', 'replication.mode=redis', '--set', 'indexer.enabled=true', '--set', 'indexer.useFromEpp=true',
