@@ -21,7 +21,21 @@ export const POD_ANNOTATIONS = {
   loraAdapters: 'kvix.io/lora-adapters',
   /** Data-parallel ranks behind one serving port (ranks on port + r), when the pool lists a single target port. */
   dataParallelSize: 'kvix.io/data-parallel-size',
+  /** vLLM's LMCache offload mode, which decides how its CPU-tier events are read: `inproc` or `mp`. */
+  lmcache: 'kvix.io/lmcache',
+  /** vLLM's kv_cache_report_mode: `full` re-announces prefix-cache hits. */
+  kvCacheReportMode: 'kvix.io/kv-cache-report-mode',
 } as const;
+
+/** Pod labels read (llm-d's; it reads the engine type from a label, and so does kvix). */
+export const POD_LABELS = {
+  /** The inference engine (`vllm`, `sglang`): how the pod's events are read. Absent: told by the events. */
+  engineType: 'llm-d.ai/engine-type',
+  /** The same, under GAIE's earlier name (llm-d still reads it as a fallback). */
+  legacyEngineType: 'inference.networking.k8s.io/engine-type',
+} as const;
+
+type EngineProfile = NonNullable<PodTarget['engine']>;
 
 export type PodState = 'ready' | 'not_ready' | 'terminating' | 'no_ip';
 
@@ -90,6 +104,7 @@ export function podView(raw: unknown, ports: readonly number[], defaults: Target
     .map((s) => s.trim())
     .filter((s) => s !== '');
   const labels = { ...(metadata.labels ?? {}) };
+  const engine = engineProfile(labels, annotations, problems);
   const targets = ranks.map(({ port, rank }): PodTarget => ({
     id: hostPort(ip, port),
     name: rank === 0 ? metadata.name : `${metadata.name}/rank-${rank}`,
@@ -101,6 +116,7 @@ export function podView(raw: unknown, ports: readonly number[], defaults: Target
     model,
     labels,
     ...(adapters.length > 0 ? { adapters } : {}),
+    ...(engine ? { engine } : {}),
   }));
   return { ...base, state: 'ready', targets };
 }
@@ -136,4 +152,24 @@ function portAnnotation(annotations: Record<string, string>, name: string, probl
   if (Number.isInteger(n) && n >= 1 && n <= 65535) return n;
   problems.push(`${name}=${JSON.stringify(text)} is not a port`);
   return undefined;
+}
+
+/** What the pod runs, when its labels or annotations say (the endpoints file's engine/lmcache/kvCacheReportMode). */
+function engineProfile(labels: Record<string, string>, annotations: Record<string, string>, problems: string[]): EngineProfile | undefined {
+  const engineText = labels[POD_LABELS.engineType] ?? labels[POD_LABELS.legacyEngineType];
+  const lmcache = annotations[POD_ANNOTATIONS.lmcache];
+  const reportMode = annotations[POD_ANNOTATIONS.kvCacheReportMode];
+  if (engineText === undefined && lmcache === undefined && reportMode === undefined) return undefined;
+  let engine: EngineProfile['engine'] = 'vllm';
+  if (engineText === 'vllm' || engineText === 'sglang') engine = engineText;
+  else if (engineText !== undefined) {
+    problems.push(`${POD_LABELS.engineType}=${JSON.stringify(engineText)} is not vllm or sglang (the pod's events tell)`);
+    if (lmcache === undefined && reportMode === undefined) return undefined;
+  }
+  const profile: EngineProfile = { engine };
+  if (lmcache === 'none' || lmcache === 'inproc' || lmcache === 'mp') profile.lmcache = lmcache;
+  else if (lmcache !== undefined) problems.push(`${POD_ANNOTATIONS.lmcache}=${JSON.stringify(lmcache)} is not none, inproc or mp`);
+  if (reportMode === 'default' || reportMode === 'full') profile.reportMode = reportMode;
+  else if (reportMode !== undefined) problems.push(`${POD_ANNOTATIONS.kvCacheReportMode}=${JSON.stringify(reportMode)} is not default or full`);
+  return profile;
 }

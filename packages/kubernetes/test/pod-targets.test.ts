@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { podView, POD_ANNOTATIONS, type TargetDefaults } from '../src/pod-targets.js';
+import { podView, POD_ANNOTATIONS, POD_LABELS, type TargetDefaults } from '../src/pod-targets.js';
 
 const defaults: TargetDefaults = { eventPort: 5557, replayPort: null, model: 'Qwen/Qwen3-0.6B', eventsByPod: true };
 
@@ -56,6 +56,17 @@ describe('pod → endpoints', () => {
       defaults,
     )!;
     expect(v.targets[0]).toMatchObject({ eventEndpoint: 'tcp://10.0.0.7:6000', replayEndpoint: 'tcp://10.0.0.7:6100', model: 'meta-llama/Llama-3.1-8B', adapters: ['sql', 'support-v2'] });
+  });
+
+  it('reads the engine from llm-d\'s engine-type label and LMCache/report mode from annotations; none: the events tell', () => {
+    expect(podView(pod(), [8000], defaults)!.targets[0]!.engine).toBeUndefined();
+    const sglang = podView(pod({ labels: { app: 'vllm', [POD_LABELS.engineType]: 'sglang' } }), [8000], defaults)!;
+    expect(sglang.targets[0]!.engine).toEqual({ engine: 'sglang' });
+    const lmcache = podView(pod({ labels: { [POD_LABELS.legacyEngineType]: 'vllm' }, annotations: { [POD_ANNOTATIONS.lmcache]: 'mp', [POD_ANNOTATIONS.kvCacheReportMode]: 'full' } }), [8000], defaults)!;
+    expect(lmcache.targets[0]!.engine).toEqual({ engine: 'vllm', lmcache: 'mp', reportMode: 'full' });
+    const odd = podView(pod({ labels: { [POD_LABELS.engineType]: 'trtllm' } }), [8000], defaults)!;
+    expect(odd.targets[0]!.engine).toBeUndefined();
+    expect(odd.problems[0]).toMatch(/not vllm or sglang/);
   });
 
   it('a data-parallel size behind one target port expands to consecutive ports', () => {

@@ -1,3 +1,4 @@
+import type { EngineProfile } from '@kvix/kv-index';
 /**
  * One engine to subscribe to: a pod, or one data-parallel rank of a pod (each rank is its own
  * routing endpoint with its own event port).
@@ -23,6 +24,8 @@ export interface PodTarget {
   labels?: Readonly<Record<string, string>>;
   /** LoRA adapters discovery says the pod loads (Kubernetes annotation): a candidate for them before its metrics report them. */
   adapters?: readonly string[];
+  /** What the pod runs (engine, LMCache mode): how its events are read. Absent: told by the events, and reported. */
+  engine?: EngineProfile;
 }
 
 /**
