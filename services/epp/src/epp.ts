@@ -99,7 +99,7 @@ export class Epp {
       if (replication && replicationMode === 'publish') await replication.startPublishing();
       if (ingestor) await ingestor.start();
       if (tokenizers) await tokenizers.warmUpServed(hub.targets.map((t) => t.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are routed on load only'));
-      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }) }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
+      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), registry }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
       if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }) });
       epp.frontsListening = true;
     } catch (err) {
