@@ -1,6 +1,7 @@
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
 import { runRedisIndexBenchmark } from './index/redis-lookup.js';
+import { runGatewayBenchmark } from './gateway/gateway-bench.js';
 import { runIngestBenchmark } from './ingest/ingest-bench.js';
 import { runLatencyBenchmark } from './latency/latency-bench.js';
 import { runScoringBenchmark } from './scoring/scoring-bench.js';
@@ -26,6 +27,7 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   replication: () => runReplicationBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  gateway: () => runGatewayBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
 };
 
 const wanted = process.argv.slice(2).filter((a) => a !== '--quick');
