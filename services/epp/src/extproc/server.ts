@@ -12,6 +12,8 @@ export interface ExtProcContext {
   logger: Logger;
   /** Where `kvix_epp_ext_proc_streams_total` is registered (none: not counted). */
   registry?: Registry;
+  /** llm-d's ext_proc stream metrics; `opened` returns the stream's close callback (gRPC code name). */
+  streams?: { opened(): (code: string) => void };
 }
 
 export interface ExtProcOptions {
@@ -51,6 +53,14 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
         ended = true;
         metrics?.ended(how);
       };
+      const closed = ctx.streams?.opened();
+      let code: string | null = null;
+      // The first outcome is the stream's status (an error also ends it); Go's code names, as llm-d labels them.
+      const close = (c: string): void => {
+        if (code !== null) return;
+        code = c;
+        closed?.(c);
+      };
       // Messages are handled one at a time, in order: a body chunk must not overtake its headers.
       let chain: Promise<void> = Promise.resolve();
       call.on('data', (message: ProcessingRequest__Output | MalformedRequest) => {
@@ -58,6 +68,7 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
           if (message instanceof MalformedRequest) {
             end('malformed');
             processor.abort('MALFORMED');
+            close('InvalidArgument');
             // Emitting the error is how a grpc-js server stream ends with a status (destroy sends none).
             call.emit('error', Object.assign(new Error(`malformed ProcessingRequest: ${message.reason}`), { code: status.INVALID_ARGUMENT }));
             return;
@@ -68,6 +79,7 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
             ctx.logger.error({ err: (err as Error).message }, 'ext_proc stream failed');
             end('failed');
             processor.abort('INTERNAL');
+            close('Internal');
             call.emit('error', Object.assign(new Error('the endpoint picker failed on this request'), { code: status.INTERNAL }));
           }
         });
@@ -77,6 +89,7 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
         void chain.then(() => {
           end(processor.complete ? 'complete' : 'incomplete');
           processor.onProxyDone();
+          close('OK');
           if (call.writable) call.end();
         });
       });
@@ -86,10 +99,12 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
       call.on('cancelled', () => {
         end(processor.complete ? 'complete' : 'incomplete');
         processor.abort('CANCELLED');
+        close('Canceled');
       });
       call.on('error', () => {
         end(processor.complete ? 'complete' : 'incomplete');
         processor.abort('STREAM_ERROR');
+        close('Unknown');
       });
     },
   });
