@@ -1,3 +1,4 @@
+import type { EngineProfile } from '@kvix/kv-index';
 /**
  * One engine to subscribe to: a pod, or one data-parallel rank of a pod (each rank is its own
  * routing endpoint with its own event port).
@@ -21,6 +22,8 @@ export interface PodTarget {
   model: string;
   /** Discovery labels (endpoints-file `labels`, Kubernetes pod labels): routers read e.g. draining from them. */
   labels?: Readonly<Record<string, string>>;
+  /** What the pod runs (engine, LMCache mode): how its events are read. Absent: told by the events, and reported. */
+  engine?: EngineProfile;
 }
 
 /**
