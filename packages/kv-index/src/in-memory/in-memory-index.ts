@@ -21,9 +21,10 @@ import {
 } from '../types.js';
 import { CandidatePods } from './candidate-pods.js';
 import { EngineMap } from './engine-map.js';
-import { EMPTY_SET, EntrySets, SET_BYTES } from './entry-sets.js';
+import { EMPTY_SET, EntrySets, SET_BYTES, type AddTransition } from './entry-sets.js';
 import { KEY_BYTES, KeyTable, NONE, grown } from './key-table.js';
 import { exportSnapshot, importSnapshot } from './snapshot.js';
+import { WordViews } from './word-views.js';
 import { TIMED_ENTRY_BYTES, TimedEntries } from './timed-entries.js';
 
 export interface InMemoryIndexConfig {
@@ -78,6 +79,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private readonly timed = new TimedEntries();
   private readonly engineMap: EngineMap;
   private readonly candidates = new CandidatePods();
+  private readonly requestWords = new WordViews();
+  private readonly engineWords = new WordViews();
   private sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -135,54 +138,96 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
 
   // ---- contract ------------------------------------------------------------------------------
 
-  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options: AddOptions = {}): Promise<void> {
+  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
     this.addSync(engineKeys, requestKeys, entries, options);
   }
 
   /**
    * Synchronous add, for the event applier's hot path (the async contract wraps it). One pass over
-   * the keys: each is found by its predecessor's hint (or hashed, or created) and moved to the set
-   * it holds afterwards; no allocation per key.
+   * the keys and no allocation per key: each key is found by its predecessor's record (the next
+   * record, or its hint) or one probe, or created in the slot that probe found, and moves to the
+   * set it holds afterwards through a transition looked up once per run of keys sharing a set.
    */
-  addSync(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options: AddOptions = {}): void {
+  addSync(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): void {
     this.checkOpen();
-    if (requestKeys.length === 0 || entries.length === 0) return;
-    const codes = entries.map((e) => this.codec.encode(validEntry(e), true));
-    const now = this.now();
-    this.sweepExpired(now);
-    const ttl = options.ttlMs ?? this.ttlMs;
     const n = requestKeys.length;
-    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, n * 2);
+    if (n === 0 || entries.length === 0) return;
+    const codes = entries.length === 1 ? [this.codec.encode(validEntry(entries[0]!), true)] : entries.map((e) => this.codec.encode(validEntry(e), true));
+    const timed = codes.some(isSpeculativeCode);
+    // The clock is read only when something has a lifetime (a speculation now or pending).
+    const now = timed || this.timed.nextExpiry !== Infinity ? this.now() : 0;
+    this.sweepExpired(now);
+    const ttl = options?.ttlMs ?? this.ttlMs;
+    const words = this.requestWords.of(requestKeys);
+    const base = this.requestWords.base;
     const keys = this.keys;
+    const sets = this.sets;
+    keys.reserve(n);
+    keys.prefetch(words, base, n);
+    // One real entry (a BlockStored): its transitions carry no timing, and repeat along a run.
+    const plain = codes.length === 1 && !timed ? codes[0]! : -1;
+    let lastFrom = -1;
+    let lastTransition: AddTransition | null = null;
+    let plainAdmitted = 0;
     let admitted = 0;
     let prev = NONE;
     for (let i = 0; i < n; i++) {
-      const lo = words[2 * i]!;
-      const hi = words[2 * i + 1]!;
-      let r = this.follow(prev, lo, hi);
+      const lo = words[base + 2 * i]!;
+      const hi = words[base + 2 * i + 1]!;
+      let r = NONE;
+      if (prev !== NONE) {
+        const kw = keys.kw;
+        if (kw[2 * prev + 2] === lo && kw[2 * prev + 3] === hi && keys.set[prev + 1]! >= 0) r = prev + 1;
+        else {
+          const c = keys.child[prev]!;
+          if (c >= 0 && kw[2 * c] === lo && kw[2 * c + 1] === hi && keys.set[c]! >= 0) r = c;
+        }
+      }
       if (r === NONE) {
-        r = keys.insert(lo, hi);
-        this.flushTouches();
-        keys.linkTail(r);
-        this.touchFirst = this.touchLast = r;
+        const found = keys.probe(lo, hi);
+        if (found >= 0) {
+          r = found;
+          this.touch(r);
+        } else {
+          r = keys.insertAt(-2 - found, lo, hi);
+          this.flushTouches();
+          keys.linkTail(r);
+          this.touchFirst = this.touchLast = r;
+        }
       } else {
         this.touch(r);
       }
-      admitted += this.applyCodes(r, codes, now, ttl);
-      if (keys.set[r] === EMPTY_SET) {
-        // Cannot happen (adding an entry never leaves a key empty); never keep an empty key if it did.
-        this.flushTouches();
-        this.freeRecord(r);
-        prev = NONE;
-        continue;
+      const from = keys.set[r]!;
+      if (plain >= 0) {
+        if (from !== lastFrom) {
+          lastFrom = from;
+          lastTransition = sets.add(from, plain);
+        }
+        const t = lastTransition!;
+        if (t.confirms === null) {
+          plainAdmitted += t.admitted;
+          if (t.to !== from) {
+            if (from !== EMPTY_SET) sets.leave(r, from);
+            sets.join(r, t.to);
+            keys.set[r] = t.to;
+          }
+        } else {
+          admitted += this.applyCodes(r, codes, now, ttl);
+        }
+      } else {
+        admitted += this.applyCodes(r, codes, now, ttl);
       }
       if (prev !== NONE) keys.child[prev] = r;
       prev = r;
     }
     this.flushTouches();
-    const timed = codes.filter(isSpeculativeCode);
-    if (timed.length > 0) this.timed.schedule({ words: words.slice(), codes: timed }, now + ttl);
-    if (engineKeys !== null && engineKeys.length > 0) this.mapEngineKeys(engineKeys, words, n);
+    if (plainAdmitted > 0) {
+      this.entries += plainAdmitted;
+      this.podEntries[podOf(plain)]! += plainAdmitted;
+      admitted += plainAdmitted;
+    }
+    if (timed) this.timed.schedule({ words: words.slice(base, base + 2 * n), codes: codes.filter(isSpeculativeCode) }, now + ttl);
+    if (engineKeys !== null && engineKeys.length > 0) this.mapEngineKeys(engineKeys, words, base >> 1, n);
     if (admitted > 0) this.observer?.admitted?.(admitted);
     this.enforceCapacity();
     this.sets.collect();
@@ -243,7 +288,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.checkOpen();
     this.sweepExpired();
     const n = requestKeys.length;
-    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, n * 2);
+    const words = this.requestWords.of(requestKeys);
+    const base = this.requestWords.base;
     const earlyStop = options.earlyStop ?? true;
     const filter = options.pods === undefined ? null : this.candidates.mark(options.pods, this.codec);
     const keys = this.keys;
@@ -253,7 +299,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     let count = 0;
     let keyCount = n;
     let i = 0;
-    let r = n > 0 ? keys.find(words[0]!, words[1]!) : NONE;
+    let r = n > 0 ? keys.find(words[base]!, words[base + 1]!) : NONE;
     while (i < n) {
       if (r === NONE) {
         offsets[i] = count;
@@ -263,7 +309,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
           break;
         }
         i++;
-        if (i < n) r = keys.find(words[2 * i]!, words[2 * i + 1]!);
+        if (i < n) r = keys.find(words[base + 2 * i]!, words[base + 2 * i + 1]!);
         continue;
       }
       const s = keys.set[r]!;
@@ -290,7 +336,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
         keyCount = i;
         break;
       }
-      r = this.extendRun(words, i, n, r, s);
+      r = this.extendRun(words, base, i, n, r, s);
       i = this.walkEnd;
       // Keys runStart+1 .. i-1 repeat the first key's entries.
       offsets[runStart] = count;
@@ -340,7 +386,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.checkOpen();
     this.sweepExpired();
     const n = requestKeys.length;
-    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, n * 2);
+    const words = this.requestWords.of(requestKeys);
+    const base = this.requestWords.base;
     const weights = options.weights ?? DEFAULT_TIER_WEIGHTS;
     const tierNames = this.codec.tierNames;
     const tierWeight = tierWeightsFor(weights, tierNames);
@@ -361,7 +408,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     const tierBumps = this.tierBumps;
     let slots = 0;
     let i = 0;
-    let r = n > 0 ? keys.find(words[0]!, words[1]!) : NONE;
+    let r = n > 0 ? keys.find(words[base]!, words[base + 1]!) : NONE;
     while (r !== NONE) {
       const s = keys.set[r]!;
       const codes = this.sets.codes[s]!;
@@ -403,7 +450,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
       this.touch(r);
       if (moving === 0) break;
       const runStart = i;
-      r = this.extendRun(words, i, n, r, s);
+      r = this.extendRun(words, base, i, n, r, s);
       i = this.walkEnd;
       const m = i - runStart;
       for (let a = 0; a < moving; a++) {
@@ -591,7 +638,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
    * next record is tried first (no load to find it), then the successor hint, then the slot table;
    * the pending LRU run is kept in locals.
    */
-  private extendRun(words: Uint32Array, i: number, n: number, r: number, s: number): number {
+  private extendRun(words: Uint32Array, base: number, i: number, n: number, r: number, s: number): number {
     const keys = this.keys;
     const kw = keys.kw;
     const set = keys.set;
@@ -602,8 +649,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     let k = i + 1;
     let next = NONE;
     for (; k < n; k++) {
-      const kLo = words[2 * k]!;
-      const kHi = words[2 * k + 1]!;
+      const kLo = words[base + 2 * k]!;
+      const kHi = words[base + 2 * k + 1]!;
       // Fast path: the next record holds the next key and the same set (a live record: s ≥ 0).
       let c = prev + 1;
       if (kw[2 * c] !== kLo || kw[2 * c + 1] !== kHi || set[c] !== s) {
@@ -774,20 +821,27 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.keys.remove(r);
   }
 
-  private mapEngineKeys(engineKeys: BigUint64Array, requestWords: Uint32Array, requestCount: number): void {
+  /** Engine → request keys by the ratio rule; request key i is words[2 * (first + i)], [.. + 1]. */
+  private mapEngineKeys(engineKeys: BigUint64Array, requestWords: Uint32Array, first: number, requestCount: number): void {
     const e = engineKeys.length;
-    const ew = new Uint32Array(engineKeys.buffer, engineKeys.byteOffset, e * 2);
+    const ew = this.engineWords.of(engineKeys);
+    const eBase = this.engineWords.base;
+    this.engineMap.prefetch(ew, eBase, e);
+    if (e === requestCount) {
+      for (let j = 0; j < e; j++) this.engineMap.set(ew[eBase + 2 * j]!, ew[eBase + 2 * j + 1]!, requestWords, first + j, first + j);
+      return;
+    }
     const n = Math.max(e, requestCount);
     // Engine key j maps to the contiguous request keys of the pairs i with floor(i*E/n) = j.
     let i = 0;
     for (let j = 0; j < e; j++) {
-      const first = Math.floor((i * requestCount) / n);
-      let last = first;
+      const a = Math.floor((i * requestCount) / n);
+      let b = a;
       while (i < n && Math.floor((i * e) / n) === j) {
-        last = Math.floor((i * requestCount) / n);
+        b = Math.floor((i * requestCount) / n);
         i++;
       }
-      this.engineMap.set(ew[2 * j]!, ew[2 * j + 1]!, requestWords, first, last);
+      this.engineMap.set(ew[eBase + 2 * j]!, ew[eBase + 2 * j + 1]!, requestWords, first + a, first + b);
     }
   }
 

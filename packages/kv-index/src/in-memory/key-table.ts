@@ -4,9 +4,11 @@ export const NONE = -1;
 /** `set` of a free record (live records hold an entry-set id ≥ 0). */
 export const FREE = -2;
 const MAX_SLOT_LOAD = 0.7;
+/** Keys rehashed per batch when the slot table grows (their new homes are read ahead as a batch). */
+const REHASH_BATCH = 256;
 
-/** Typed-array bytes per request key: 6 × 4 here, 2 × 4 of set membership, and a slot at 70% load. */
-export const KEY_BYTES = 32 + 4 / MAX_SLOT_LOAD;
+/** Typed-array bytes per request key: 7 × 4 here, 2 × 4 of set membership, and a slot (2 × 4) at 70% load. */
+export const KEY_BYTES = 36 + 8 / MAX_SLOT_LOAD;
 
 /**
  * One record per request key held, in struct-of-arrays form with stable indices: the 64-bit key,
@@ -32,9 +34,12 @@ export class KeyTable {
   lruHead = NONE;
   lruTail = NONE;
   inUse = 0;
-  private slots = new Int32Array(2048).fill(NONE);
+  /** Per slot: the record (NONE when empty) and its key's hash. */
+  private slots = new Int32Array(4096).fill(NONE);
   private slotMask = 2047;
   private freeHead = NONE;
+  /** Sink of the prefetching reads (kept so they are not optimised away). */
+  private prefetched = 0;
   private highWater = 0;
 
   constructor(
@@ -49,24 +54,57 @@ export class KeyTable {
   }
 
   get bytesAllocated(): number {
-    return this.set.byteLength * 6 + this.slots.byteLength;
+    return this.set.byteLength * 7 + this.slots.byteLength;
   }
 
   find(lo: number, hi: number): number {
+    const r = this.probe(lo, hi);
+    return r >= 0 ? r : NONE;
+  }
+
+  /**
+   * The key's record (≥ 0), or where it would go: -2 - slot. The slot stays right for `insertAt`
+   * until the table changes; `reserve` first so that no insert in between grows it.
+   */
+  probe(lo: number, hi: number): number {
     const mask = this.slotMask;
     const slots = this.slots;
-    let i = hashWords(lo, hi) & mask;
+    const h = hashWords(lo, hi) | 0;
+    let i = h & mask;
     for (;;) {
-      const r = slots[i]!;
-      if (r === NONE) return NONE;
-      if (this.kw[2 * r] === lo && this.kw[2 * r + 1] === hi) return r;
+      const r = slots[2 * i]!;
+      if (r === NONE) return -2 - i;
+      if (slots[2 * i + 1] === h && this.kw[2 * r] === lo && this.kw[2 * r + 1] === hi) return r;
       i = (i + 1) & mask;
     }
   }
 
+  /**
+   * Reads the home slot of every key of a call before any is probed. The reads do not depend on
+   * each other, so the processor overlaps their cache misses instead of paying them one key at a
+   * time inside the call's loop (a slot table of a million keys lives in main memory).
+   */
+  prefetch(words: Uint32Array, base: number, count: number): void {
+    const mask = this.slotMask;
+    const slots = this.slots;
+    let sink = 0;
+    for (let k = base; k < base + 2 * count; k += 2) sink ^= slots[2 * (hashWords(words[k]!, words[k + 1]!) & mask)]!;
+    this.prefetched ^= sink;
+  }
+
+  /** Room for `count` more keys without the slot table growing. */
+  reserve(count: number): void {
+    while ((this.inUse + count) / (this.slotMask + 1) > MAX_SLOT_LOAD) this.growSlots();
+  }
+
   /** A new record for a key not held (set = 0, no hint, not in the LRU list yet). */
   insert(lo: number, hi: number): number {
-    if ((this.inUse + 1) / (this.slotMask + 1) > MAX_SLOT_LOAD) this.growSlots();
+    this.reserve(1);
+    return this.insertAt(-2 - this.probe(lo, hi), lo, hi);
+  }
+
+  /** A new record in the empty slot `probe` named (after `reserve`). */
+  insertAt(slot: number, lo: number, hi: number): number {
     let r: number;
     if (this.freeHead !== NONE) {
       r = this.freeHead;
@@ -80,33 +118,33 @@ export class KeyTable {
     this.set[r] = 0;
     this.child[r] = NONE;
     this.inUse++;
-    const mask = this.slotMask;
-    let i = hashWords(lo, hi) & mask;
-    while (this.slots[i] !== NONE) i = (i + 1) & mask;
-    this.slots[i] = r;
+    this.slots[2 * slot] = r;
+    this.slots[2 * slot + 1] = hashWords(lo, hi);
     return r;
   }
 
   /** Frees a record already unlinked from the LRU list and from its entry set. */
   remove(r: number): void {
     const mask = this.slotMask;
+    const slots = this.slots;
     let i = hashWords(this.kw[2 * r]!, this.kw[2 * r + 1]!) & mask;
-    while (this.slots[i] !== r) i = (i + 1) & mask;
+    while (slots[2 * i] !== r) i = (i + 1) & mask;
     // Backward-shift deletion keeps probe chains intact without tombstones.
     let hole = i;
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      const other = this.slots[j]!;
+      const other = slots[2 * j]!;
       if (other === NONE) break;
-      const home = hashWords(this.kw[2 * other]!, this.kw[2 * other + 1]!) & mask;
+      const home = slots[2 * j + 1]! & mask;
       const movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
       if (movable) {
-        this.slots[hole] = other;
+        slots[2 * hole] = other;
+        slots[2 * hole + 1] = slots[2 * j + 1]!;
         hole = j;
       }
     }
-    this.slots[hole] = NONE;
+    slots[2 * hole] = NONE;
     this.set[r] = FREE;
     this.lruNext[r] = this.freeHead;
     this.freeHead = r;
@@ -171,15 +209,28 @@ export class KeyTable {
   private growSlots(): void {
     const cap = (this.slotMask + 1) * 2;
     const old = this.slots;
-    this.slots = new Int32Array(cap).fill(NONE);
-    this.slotMask = cap - 1;
-    for (let s = 0; s < old.length; s++) {
-      const r = old[s]!;
-      if (r === NONE) continue;
-      let i = hashWords(this.kw[2 * r]!, this.kw[2 * r + 1]!) & this.slotMask;
-      while (this.slots[i] !== NONE) i = (i + 1) & this.slotMask;
-      this.slots[i] = r;
+    const slots = (this.slots = new Int32Array(2 * cap).fill(NONE));
+    const mask = (this.slotMask = cap - 1);
+    const homes = new Int32Array(REHASH_BATCH);
+    let sink = 0;
+    for (let base = 0; base < old.length; base += 2 * REHASH_BATCH) {
+      const end = Math.min(old.length, base + 2 * REHASH_BATCH);
+      // Homes first, each read once: independent reads whose cache misses overlap.
+      for (let s = base; s < end; s += 2) {
+        const r = old[s]!;
+        const home = r === NONE ? -1 : old[s + 1]! & mask;
+        homes[(s - base) >> 1] = home;
+        if (home >= 0) sink ^= slots[2 * home]!;
+      }
+      for (let s = base; s < end; s += 2) {
+        let i = homes[(s - base) >> 1]!;
+        if (i < 0) continue;
+        while (slots[2 * i] !== NONE) i = (i + 1) & mask;
+        slots[2 * i] = old[s]!;
+        slots[2 * i + 1] = old[s + 1]!;
+      }
     }
+    this.prefetched ^= sink;
   }
 }
 
