@@ -79,6 +79,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private readonly timed = new TimedEntries();
   private readonly engineMap: EngineMap;
   private readonly candidates = new CandidatePods();
+  /** The codes of a one-entry add (every BlockStored), without an array per call. */
+  private readonly oneCode: number[] = [0];
   private readonly requestWords = new WordViews();
   private readonly engineWords = new WordViews();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -149,7 +151,9 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.checkOpen();
     const n = requestKeys.length;
     if (n === 0 || entries.length === 0) return;
-    const codes = entries.length === 1 ? [this.codec.encode(validEntry(entries[0]!), true)] : entries.map((e) => this.codec.encode(validEntry(e), true));
+    let codes = this.oneCode;
+    if (entries.length === 1) codes[0] = this.codec.encode(validEntry(entries[0]!), true);
+    else codes = entries.map((e) => this.codec.encode(validEntry(e), true));
     const timed = codes.some(isSpeculativeCode);
     // The clock is read only when something has a lifetime (a speculation now or pending).
     const now = timed || this.timed.nextExpiry !== Infinity ? this.now() : 0;
