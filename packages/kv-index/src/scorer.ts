@@ -212,8 +212,26 @@ export async function matchPrefixByLookup(index: KvBlockIndex, requestKeys: BigU
 export function prefixScores(match: PrefixMatch, totalBlocks: number, pods?: Iterable<string>): PodScore[] {
   const tierCount = match.tiers.length;
   const slots = tierCount + 1;
+  // Sorted by score, then pod name, comparing numbers: the names' order is ranked once per pod table
+  // (string compares of 32 similar endpoint names were most of this function's time).
+  const rank = nameRanksOf(match.pods);
+  const { score, podIndex } = match;
+  const before = (a: number, b: number): number => score[b]! - score[a]! || rank[podIndex[a]!]! - rank[podIndex[b]!]!;
+  const order: number[] = [];
+  for (let k = 0; k < match.podCount; k++) order.push(k);
+  if (order.length > 64) {
+    order.sort(before);
+  } else {
+    // Insertion sort: a router's candidates are a few dozen pods.
+    for (let i = 1; i < order.length; i++) {
+      const k = order[i]!;
+      let j = i - 1;
+      for (; j >= 0 && before(order[j]!, k) > 0; j--) order[j + 1] = order[j]!;
+      order[j + 1] = k;
+    }
+  }
   const out: PodScore[] = [];
-  for (let k = 0; k < match.podCount; k++) {
+  for (const k of order) {
     const tiers: Record<string, number> = {};
     for (let t = 0; t < tierCount; t++) {
       const c = match.tierBlocks[k * slots + t]!;
@@ -224,13 +242,32 @@ export function prefixScores(match: PrefixMatch, totalBlocks: number, pods?: Ite
     const s = match.score[k]!;
     out.push({ pod: match.pods[match.podIndex[k]!]!, score: s, normalized: totalBlocks > 0 ? s / totalBlocks : 0, matchedBlocks: match.matchedBlocks[k]!, totalBlocks, tiers });
   }
-  return finishScores(out, match.pods, totalBlocks, pods);
+  return appendUnmatched(out, match.pods, totalBlocks, pods);
+}
+
+const nameRankCache = new WeakMap<readonly string[], Int32Array>();
+
+/** Each pod's place in the name order of a pod table (cached: pod tables are shared). */
+function nameRanksOf(table: readonly string[]): Int32Array {
+  let rank = nameRankCache.get(table);
+  if (rank === undefined) {
+    const byName = table.map((_, i) => i).sort((a, b) => (table[a]! < table[b]! ? -1 : table[a]! > table[b]! ? 1 : 0));
+    rank = new Int32Array(table.length);
+    byName.forEach((id, place) => (rank![id] = place));
+    nameRankCache.set(table, rank);
+  }
+  return rank;
 }
 
 /** Sorts scored pods and appends the listed pods without a match (each once, in the order given). */
 function finishScores(out: PodScore[], table: readonly string[], totalBlocks: number, pods: Iterable<string> | undefined): PodScore[] {
+  if (out.length > 1) out.sort(byScoreThenPod);
+  return appendUnmatched(out, table, totalBlocks, pods);
+}
+
+/** Appends the listed pods without a match (each once, in the order given) to sorted scores. */
+function appendUnmatched(out: PodScore[], table: readonly string[], totalBlocks: number, pods: Iterable<string> | undefined): PodScore[] {
   const scored = out.length;
-  if (scored > 1) out.sort(byScoreThenPod);
   if (pods === undefined) return out;
   ensureScratch(table.length, 0);
   const ids = podIdsOf(table);
