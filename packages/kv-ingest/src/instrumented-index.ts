@@ -32,8 +32,8 @@ export class InstrumentedIndex extends ForwardingIndex {
     const match = await this.inner.matchPrefix(requestKeys, options);
     this.metrics.lookupLatency.observe(Number(process.hrtime.bigint() - start) / 1e9);
     this.metrics.lookupRequests.inc();
-    // A prefix match stops at the first key no pod holds on from key 0: every key before it is
-    // held, and the longest run is exactly that long.
+    // A prefix match stops at the first key no pod's run from key 0 reaches: the longest run is
+    // exactly that long (both llm-d counters mean it, as for lookup above).
     if (match.keyCount > 0) {
       this.metrics.lookupHits.inc(match.keyCount);
       this.metrics.maxPodHitCount.inc(match.keyCount);
