@@ -1,9 +1,5 @@
-import { EntryCodec, MAX_PODS, groupOf, hasGroupCode, isSpeculativeCode, podOf, tierOf } from '../entry-codes.js';
-import { allocColumns, allocPrefixColumns } from '../result-slab.js';
-import { DEFAULT_TIER_WEIGHTS, tierWeightsFor } from '../scorer.js';
+import { EntryCodec, MAX_PODS, isSpeculativeCode, podOf } from '../entry-codes.js';
 import {
-  FLAG_HAS_GROUP,
-  FLAG_SPECULATIVE,
   IndexError,
   type AddOptions,
   type IndexObserver,
@@ -22,10 +18,11 @@ import {
 import { CandidatePods } from './candidate-pods.js';
 import { EngineMap } from './engine-map.js';
 import { EMPTY_SET, EntrySets, SET_BYTES, type AddTransition } from './entry-sets.js';
-import { KEY_BYTES, KeyTable, NONE, grown } from './key-table.js';
+import { KEY_BYTES, KeyTable, NONE } from './key-table.js';
+import { PrefixWalks } from './prefix-walks.js';
 import { exportSnapshot, importSnapshot } from './snapshot.js';
-import { WordViews } from './word-views.js';
 import { TIMED_ENTRY_BYTES, TimedEntries } from './timed-entries.js';
+import { WordViews } from './word-views.js';
 
 export interface InMemoryIndexConfig {
   /** Most (request key, entry) pairs held; least recently used keys go first. Default 20 M. */
@@ -60,11 +57,13 @@ export const DEFAULT_SPECULATIVE_TTL_MS = 2000;
  *   keys (which makes clear(pod) proportional to the pod's entries).
  * - TimedEntries: insertion and expiry times of speculative entries, and their expiry heap.
  * - EngineMap: engine key → request key(s).
+ * - PrefixWalks: lookups and prefix matches walk a prompt's keys, not probe them: key 0 is hashed,
+ *   each later key is compared with the record after its predecessor's, and consecutive keys
+ *   holding the same set form a run whose pods, depths and tiers are accounted once.
  *
- * A prompt's keys are walked, not probed: key 0 is hashed, each later key is compared with the
- * record its predecessor's hint names, and consecutive keys holding the same set form a run whose
- * pods, depths and tiers are accounted once (see matchPrefix). About 38 bytes per key and nothing
- * per entry beyond its share of a set, plus ~23 per engine mapping.
+ * This class keeps the contract and the accounting: entries per pod, speculation outcomes,
+ * expiry, capacity. About 47 bytes per key and nothing per entry beyond its share of a set, plus
+ * ~23 per engine mapping.
  */
 export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   readonly backend = 'memory';
@@ -78,6 +77,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private readonly sets: EntrySets;
   private readonly timed = new TimedEntries();
   private readonly engineMap: EngineMap;
+  private readonly walks: PrefixWalks;
   private readonly candidates = new CandidatePods();
   /** The codes of a one-entry add (every BlockStored), without an array per call. */
   private readonly oneCode: number[] = [0];
@@ -94,26 +94,6 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private expired = 0;
   private capacityEvictions = 0;
 
-  /** The run of records a walk touched but has not moved to the most recently used end yet. */
-  private touchFirst = NONE;
-  private touchLast = NONE;
-
-  // Walk scratch (walks are synchronous inside, so one set serves every call).
-  private readonly runLen = new Int32Array(MAX_PODS);
-  /** Per pod: its slot in the current prefix match, or -1. */
-  private readonly slotOf = new Int32Array(MAX_PODS).fill(-1);
-  private slotPod = new Int32Array(64);
-  private slotBest = new Float64Array(64);
-  private slotMark = new Int32Array(64);
-  private slotTierMark = new Int32Array(64 * 8);
-  private advancing = new Int32Array(64);
-  private tierBumps = new Int32Array(64 * 8);
-  private runStamp = 0;
-  private scratchPod = new Uint32Array(4096);
-  private scratchTier = new Uint8Array(4096);
-  private scratchFlags = new Uint8Array(4096);
-  private scratchGroup = new Uint16Array(4096);
-  private scratchOffsets = new Uint32Array(1024);
   /** Pod names by id, rebuilt only when pods come or go (results share it read-only). */
   private podTableCache: readonly string[] | null = null;
   private podTableVersion = -1;
@@ -127,6 +107,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     // Every key holds at least one entry, so records never outnumber entries.
     this.keys = new KeyTable(this.maxEntries, (capacity) => this.sets.growRecords(capacity));
     this.sets = new EntrySets(this.keys.capacity);
+    this.walks = new PrefixWalks(this.keys, this.sets, this.codec, this.candidates);
     this.engineMap = new EngineMap(positive(config.maxEngineMappings ?? this.maxEntries, 'maxEngineMappings'), (lo, hi) => this.keys.find(lo, hi) >= 0);
     const sweepMs = config.sweepIntervalMs ?? 250;
     if (sweepMs > 0) {
@@ -188,15 +169,13 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
         const found = keys.probe(lo, hi);
         if (found >= 0) {
           r = found;
-          this.touch(r);
+          keys.touch(r);
         } else {
           r = keys.insertAt(-2 - found, lo, hi);
-          this.flushTouches();
-          keys.linkTail(r);
-          this.touchFirst = this.touchLast = r;
+          keys.touchNew(r);
         }
       } else {
-        this.touch(r);
+        keys.touch(r);
       }
       const from = keys.set[r]!;
       if (plain >= 0) {
@@ -221,7 +200,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
       if (prev !== NONE) keys.child[prev] = r;
       prev = r;
     }
-    this.flushTouches();
+    keys.flushTouches();
     if (plainAdmitted > 0) {
       this.entries += plainAdmitted;
       this.podEntries[podOf(plain)]! += plainAdmitted;
@@ -288,88 +267,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   lookupSync(requestKeys: BigUint64Array, options: LookupOptions = {}): LookupResult {
     this.checkOpen();
     this.sweepExpired();
-    const n = requestKeys.length;
     const words = this.requestWords.of(requestKeys);
-    const base = this.requestWords.base;
-    const earlyStop = options.earlyStop ?? true;
-    const filter = options.pods === undefined ? null : this.candidates.mark(options.pods, this.codec);
-    const keys = this.keys;
-    const runLen = this.runLen;
-    const offsets = this.scratchOffsets.length > n ? this.scratchOffsets : (this.scratchOffsets = new Uint32Array(2 * n + 2));
-    const started: number[] = [];
-    let count = 0;
-    let keyCount = n;
-    let i = 0;
-    let r = n > 0 ? keys.find(words[base]!, words[base + 1]!) : NONE;
-    while (i < n) {
-      if (r === NONE) {
-        offsets[i] = count;
-        if (earlyStop) {
-          // No pod holds keys 0..i: nothing from here on can lengthen any prefix run.
-          keyCount = i;
-          break;
-        }
-        i++;
-        if (i < n) r = keys.find(words[base + 2 * i]!, words[base + 2 * i + 1]!);
-        continue;
-      }
-      const s = keys.set[r]!;
-      const codes = this.sets.codes[s]!;
-      // The set's (candidate) entries once for the whole run, and whether any pod's run goes on.
-      const runStart = i;
-      let width = 0;
-      let advances = false;
-      for (let j = 0; j < codes.length; j++) {
-        const code = codes[j]!;
-        const pod = podOf(code);
-        if (filter !== null && filter[pod] === 0) continue;
-        if (runLen[pod] === runStart) advances = true;
-        if (count + width === this.scratchPod.length) this.growScratch();
-        const at = count + width++;
-        this.scratchPod[at] = pod;
-        this.scratchTier[at] = tierOf(code);
-        this.scratchFlags[at] = (isSpeculativeCode(code) ? FLAG_SPECULATIVE : 0) | (hasGroupCode(code) ? FLAG_HAS_GROUP : 0);
-        this.scratchGroup[at] = groupOf(code);
-      }
-      this.touch(r);
-      if (earlyStop && !advances) {
-        offsets[i] = count;
-        keyCount = i;
-        break;
-      }
-      r = this.extendRun(words, base, i, n, r, s);
-      i = this.walkEnd;
-      // Keys runStart+1 .. i-1 repeat the first key's entries.
-      offsets[runStart] = count;
-      count += width;
-      for (let k = runStart + 1; k < i; k++) {
-        offsets[k] = count;
-        if (count + width > this.scratchPod.length) this.growScratch(count + width);
-        this.scratchPod.copyWithin(count, count - width, count);
-        this.scratchTier.copyWithin(count, count - width, count);
-        this.scratchFlags.copyWithin(count, count - width, count);
-        this.scratchGroup.copyWithin(count, count - width, count);
-        count += width;
-      }
-      for (let j = count - width; j < count; j++) {
-        const pod = this.scratchPod[j]!;
-        if (runLen[pod] === runStart) {
-          if (runStart === 0) started.push(pod);
-          runLen[pod] = i;
-        }
-      }
-    }
-    offsets[keyCount] = count;
-    for (const pod of started) runLen[pod] = 0;
-    if (filter !== null) this.candidates.unmark();
-    this.flushTouches();
-    const columns = allocColumns(keyCount, count);
-    columns.offsets.set(offsets.subarray(0, keyCount + 1));
-    columns.podIndex.set(this.scratchPod.subarray(0, count));
-    columns.tierIndex.set(this.scratchTier.subarray(0, count));
-    columns.flags.set(this.scratchFlags.subarray(0, count));
-    columns.group.set(this.scratchGroup.subarray(0, count));
-    return { keyCount, ...columns, pods: this.podTable(), tiers: this.codec.tierNames };
+    return this.walks.lookup(words, this.requestWords.base, requestKeys.length, options, this.podTable());
   }
 
   async matchPrefix(requestKeys: BigUint64Array, options: PrefixMatchOptions = {}): Promise<PrefixMatch> {
@@ -377,99 +276,17 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   }
 
   /**
-   * Each pod's tier-weighted run from key 0 in one walk over the keys. Per key: one compare with
-   * the hinted successor record, one set-id compare and one LRU-adjacency compare. Per run of keys
-   * holding the same set: the set's pods that are still running advance by the run's length, with
-   * their best tier weight and their tiers. It stops where no (candidate) pod goes on, exactly
-   * where `lookup` stops early, and touches the same keys.
+   * Each pod's tier-weighted run from key 0 in one walk over the keys (see PrefixWalks): per key,
+   * a compare with the successor record, a set-id compare and an LRU-adjacency compare; per run of
+   * keys holding the same set, the set's pods that are still running advance by the run's length
+   * with their best tier weight and their tiers. It stops exactly where `lookup` stops early and
+   * touches the same keys.
    */
   matchPrefixSync(requestKeys: BigUint64Array, options: PrefixMatchOptions = {}): PrefixMatch {
     this.checkOpen();
     this.sweepExpired();
-    const n = requestKeys.length;
     const words = this.requestWords.of(requestKeys);
-    const base = this.requestWords.base;
-    const weights = options.weights ?? DEFAULT_TIER_WEIGHTS;
-    const tierNames = this.codec.tierNames;
-    const tierWeight = tierWeightsFor(weights, tierNames);
-    const specWeight = weights.speculative;
-    const stride = tierNames.length + 1;
-    const filter = options.pods === undefined ? null : this.candidates.mark(options.pods, this.codec);
-    // Room for every pod the index knows, so the loops below never grow (and reload) an array.
-    this.ensureSlots(this.codec.podNames.length, stride);
-    const keys = this.keys;
-    const slotOf = this.slotOf;
-    const slotPod = this.slotPod;
-    const slotBest = this.slotBest;
-    const slotMark = this.slotMark;
-    const slotTierMark = this.slotTierMark;
-    const advancing = this.advancing;
-    const tierBumps = this.tierBumps;
-    let r = n > 0 ? keys.find(words[base]!, words[base + 1]!) : NONE;
-    // Only pods holding key 0 have a run: they get the result's slots, and the figures accumulate
-    // in the result's own (zeroed) columns.
-    let slots = 0;
-    if (r !== NONE) {
-      const codes = this.sets.codes[keys.set[r]!]!;
-      for (let j = 0; j < codes.length; j++) {
-        const pod = podOf(codes[j]!);
-        if ((filter === null || filter[pod] === 1) && slotOf[pod]! < 0) {
-          slotOf[pod] = slots;
-          slotPod[slots++] = pod;
-        }
-      }
-    }
-    const { podIndex, matchedBlocks, score, tierBlocks } = allocPrefixColumns(slots, stride);
-    let i = 0;
-    while (r !== NONE) {
-      const s = keys.set[r]!;
-      const codes = this.sets.codes[s]!;
-      const stamp = this.nextStamp();
-      let moving = 0;
-      let bumps = 0;
-      for (let j = 0; j < codes.length; j++) {
-        const code = codes[j]!;
-        const slot = slotOf[podOf(code)]!;
-        // Pods without a slot (no key 0, or not a candidate) and pods whose run broke are done.
-        if (slot < 0 || matchedBlocks[slot] !== i) continue;
-        if (slotMark[slot] !== stamp) {
-          slotMark[slot] = stamp;
-          slotBest[slot] = -1;
-          advancing[moving++] = slot;
-        }
-        const speculative = isSpeculativeCode(code);
-        const w = speculative ? specWeight : tierWeight[tierOf(code)]!;
-        if (w > slotBest[slot]!) slotBest[slot] = w;
-        // Blocks per tier, not entries: one pod may hold a block in several groups of a tier.
-        const cell = slot * stride + (speculative ? stride - 1 : tierOf(code));
-        if (slotTierMark[cell] !== stamp) {
-          slotTierMark[cell] = stamp;
-          tierBumps[bumps++] = cell;
-        }
-      }
-      // The key where no pod goes on is examined (and used) but ends the walk.
-      this.touch(r);
-      if (moving === 0) break;
-      const runStart = i;
-      r = this.extendRun(words, base, i, n, r, s);
-      i = this.walkEnd;
-      const m = i - runStart;
-      for (let a = 0; a < moving; a++) {
-        const slot = advancing[a]!;
-        matchedBlocks[slot] = i;
-        score[slot]! += m * slotBest[slot]!;
-      }
-      for (let b = 0; b < bumps; b++) tierBlocks[tierBumps[b]!]! += m;
-    }
-    const keyCount = i;
-    for (let slot = 0; slot < slots; slot++) {
-      const pod = slotPod[slot]!;
-      podIndex[slot] = pod;
-      slotOf[pod] = -1;
-    }
-    if (filter !== null) this.candidates.unmark();
-    this.flushTouches();
-    return { keyCount, podCount: slots, podIndex, matchedBlocks, score, tierBlocks, pods: this.podTable(), tiers: tierNames };
+    return this.walks.match(words, this.requestWords.base, requestKeys.length, options, this.podTable());
   }
 
   async clear(pod: string): Promise<number> {
@@ -608,122 +425,6 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     return id < 0 ? -1 : this.podEntries[id]!;
   }
 
-  // ---- walks ---------------------------------------------------------------------------------
-
-  /** The record of a key given its predecessor's: the predecessor's hint when it names the key, else a probe. */
-  private follow(prev: number, lo: number, hi: number): number {
-    const keys = this.keys;
-    if (prev !== NONE) {
-      const c = keys.child[prev]!;
-      if (c >= 0 && keys.kw[2 * c] === lo && keys.kw[2 * c + 1] === hi && keys.set[c]! >= 0) return c;
-    }
-    const r = keys.find(lo, hi);
-    // Learn the way: the next walk over this prompt compares instead of probing here.
-    if (r !== NONE && prev !== NONE) keys.child[prev] = r;
-    return r;
-  }
-
-  /** Where the last `extendRun` stopped: the index of the first key not in the run. */
-  private walkEnd = 0;
-
-  /**
-   * Extends a run from key i (record r, set s, just touched: the pending LRU range ends at r) over
-   * the following keys that hold the same set, touching each; sets `walkEnd` and returns the record
-   * of the key that ended the run (NONE when it is not held or the keys ran out).
-   *
-   * The hot loop of every prompt walk, kept tight for the common case: records of a chain are
-   * allocated in a row and used together, so the next key is usually in the next record, with the
-   * same set, next in the LRU list too — four compares and no store per key (a looser loop with the
-   * fallbacks inline measured 1.7× slower). Anything else (the hint, a probe, a set change, a
-   * record elsewhere in the LRU list) goes through the slower path below it.
-   */
-  private extendRun(words: Uint32Array, base: number, i: number, n: number, r: number, s: number): number {
-    const keys = this.keys;
-    const kw = keys.kw;
-    const set = keys.set;
-    const lruNext = keys.lruNext;
-    const end = base + 2 * n;
-    let touchFirst = this.touchFirst;
-    let prev = r;
-    let w = base + 2 * (i + 1);
-    let next = NONE;
-    for (;;) {
-      while (w < end) {
-        const c = prev + 1;
-        if (kw[2 * c] !== words[w] || kw[2 * c + 1] !== words[w + 1] || set[c] !== s || lruNext[prev] !== c) break;
-        prev = c;
-        w += 2;
-      }
-      if (w >= end) break;
-      const kLo = words[w]!;
-      const kHi = words[w + 1]!;
-      let c = prev + 1;
-      if (kw[2 * c] !== kLo || kw[2 * c + 1] !== kHi || set[c]! < 0) {
-        c = keys.child[prev]!;
-        if (c < 0 || kw[2 * c] !== kLo || kw[2 * c + 1] !== kHi || set[c]! < 0) {
-          c = keys.find(kLo, kHi);
-          if (c === NONE) break;
-          keys.child[prev] = c;
-        }
-      }
-      if (set[c] !== s) {
-        next = c;
-        break;
-      }
-      // Not next in the LRU list: the pending range moves now, and a new one starts here.
-      if (lruNext[prev] !== c) {
-        keys.moveRangeToTail(touchFirst, prev);
-        touchFirst = c;
-      }
-      prev = c;
-      w += 2;
-    }
-    this.touchFirst = touchFirst;
-    this.touchLast = prev;
-    this.walkEnd = (w - base) >> 1;
-    return next;
-  }
-
-  /** Marks a record used; consecutive records of the LRU list are moved as one run. */
-  private touch(r: number): void {
-    if (this.touchLast !== NONE && this.keys.lruNext[this.touchLast] === r) {
-      this.touchLast = r;
-      return;
-    }
-    this.flushTouches();
-    this.touchFirst = this.touchLast = r;
-  }
-
-  private flushTouches(): void {
-    if (this.touchFirst === NONE) return;
-    this.keys.moveRangeToTail(this.touchFirst, this.touchLast);
-    this.touchFirst = this.touchLast = NONE;
-  }
-
-  private nextStamp(): number {
-    if (this.runStamp >= 0x3fffffff) {
-      this.runStamp = 0;
-      this.slotMark.fill(0);
-      this.slotTierMark.fill(0);
-    }
-    return ++this.runStamp;
-  }
-
-  /** Prefix-match scratch for `pods` pods of `stride` tier counts each. */
-  private ensureSlots(pods: number, stride: number): void {
-    if (pods > this.slotPod.length) {
-      const cap = Math.max(pods, 2 * this.slotPod.length);
-      this.slotPod = grown(this.slotPod, cap);
-      this.slotBest = grown(this.slotBest, cap);
-      this.slotMark = grown(this.slotMark, cap);
-      this.advancing = grown(this.advancing, cap);
-    }
-    // A run bumps at most one count per (pod, tier) cell.
-    const cells = this.slotPod.length * stride;
-    if (cells > this.slotTierMark.length) this.slotTierMark = grown(this.slotTierMark, cells);
-    if (cells > this.tierBumps.length) this.tierBumps = grown(this.tierBumps, cells);
-  }
-
   private podTable(): readonly string[] {
     if (this.podTableCache === null || this.podTableVersion !== this.codec.version) {
       this.podTableCache = Object.freeze(this.codec.podNames.map((p) => p ?? ''));
@@ -853,7 +554,7 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
       const words = batch.words;
       let prev = NONE;
       for (let k = 0; k < words.length; k += 2) {
-        const r = this.follow(prev, words[k]!, words[k + 1]!);
+        const r = this.keys.follow(prev, words[k]!, words[k + 1]!);
         prev = r;
         if (r === NONE) continue;
         for (const code of batch.codes) {
@@ -922,14 +623,6 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.sets.leave(r, s);
     this.freeRecord(r);
     return codes.length;
-  }
-
-  private growScratch(atLeast = 0): void {
-    const cap = Math.max(this.scratchPod.length * 2, atLeast);
-    this.scratchPod = grown(this.scratchPod, cap);
-    this.scratchTier = grown(this.scratchTier, cap);
-    this.scratchFlags = grown(this.scratchFlags, cap);
-    this.scratchGroup = grown(this.scratchGroup, cap);
   }
 
   private checkOpen(): void {

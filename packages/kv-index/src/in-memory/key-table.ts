@@ -151,7 +151,50 @@ export class KeyTable {
     this.inUse--;
   }
 
+  /** The record of a key given its predecessor's: the predecessor's hint when it names the key, else a probe. */
+  follow(prev: number, lo: number, hi: number): number {
+    if (prev !== NONE) {
+      const c = this.child[prev]!;
+      if (c >= 0 && this.kw[2 * c] === lo && this.kw[2 * c + 1] === hi && this.set[c]! >= 0) return c;
+    }
+    const r = this.find(lo, hi);
+    // Learn the way: the next walk over this chain compares instead of probing here.
+    if (r !== NONE && prev !== NONE) this.child[prev] = r;
+    return r;
+  }
+
   // ---- least-recently-used order -------------------------------------------------------------
+
+  /**
+   * The run of records touched but not yet moved to the most recently used end. A walk touches a
+   * chain's keys in order and they usually sit in order in the list already: each touch then only
+   * extends the run, and the run moves at once (`flushTouches`), as touching each key would.
+   */
+  touchFirst = NONE;
+  touchLast = NONE;
+
+  /** Marks a record used (in order with the touches before it). */
+  touch(r: number): void {
+    if (this.touchLast !== NONE && this.lruNext[this.touchLast] === r) {
+      this.touchLast = r;
+      return;
+    }
+    this.flushTouches();
+    this.touchFirst = this.touchLast = r;
+  }
+
+  /** Links a new record as the most recently used, after the touches before it. */
+  touchNew(r: number): void {
+    this.flushTouches();
+    this.linkTail(r);
+    this.touchFirst = this.touchLast = r;
+  }
+
+  flushTouches(): void {
+    if (this.touchFirst === NONE) return;
+    this.moveRangeToTail(this.touchFirst, this.touchLast);
+    this.touchFirst = this.touchLast = NONE;
+  }
 
   linkTail(r: number): void {
     this.lruPrev[r] = this.lruTail;
