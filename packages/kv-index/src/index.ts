@@ -28,5 +28,9 @@ export {
   type ApplierObserver,
   type StoreSkipReason,
   type RemoveSkipReason,
+  type BatchRejectReason,
+  DEFAULT_MAX_BLOCKS_PER_EVENT,
+  DEFAULT_MAX_TOKENS_PER_BLOCK,
 } from './applier/event-applier.js';
+export { rulesFor, type EngineProfile, type EngineKind, type LmcacheMode, type EventRules } from './applier/engine-profile.js';
 export { DEFAULT_INDEXED_KINDS } from './applier/group-catalog.js';

@@ -4,7 +4,8 @@ import { FLAG_SPECULATIVE, IndexError, type KvBlockIndex, type LookupResult, typ
 export type { TierWeights } from './types.js';
 
 export const DEFAULT_TIER_WEIGHTS: TierWeights = Object.freeze({
-  tiers: Object.freeze({ gpu: 1.0, cpu: 0.8, disk: 0.5, storage: 0.5 }),
+  // remote: a copy another host or a shared store holds (vLLM 0.34 locality REMOTE), loaded like storage.
+  tiers: Object.freeze({ gpu: 1.0, cpu: 0.8, disk: 0.5, storage: 0.5, remote: 0.5 }),
   speculative: 1.0,
   unknown: 1.0,
 });
