@@ -3,6 +3,7 @@ import { runIndexBenchmark } from './index/index-bench.js';
 import { runRedisIndexBenchmark } from './index/redis-lookup.js';
 import { runRedisMixedBenchmark } from './index/redis-mixed.js';
 import { runIndexPeersBenchmark } from './index-peers/index-peers-bench.js';
+import { runGatewayBenchmark } from './gateway/gateway-bench.js';
 import { runIngestBenchmark } from './ingest/ingest-bench.js';
 import { runLatencyBenchmark } from './latency/latency-bench.js';
 import { runScoringBenchmark } from './scoring/scoring-bench.js';
@@ -32,6 +33,7 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   tracing,
   routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  gateway: () => runGatewayBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
 };
 
 const wanted = process.argv.slice(2).filter((a) => a !== '--quick');
