@@ -38,7 +38,7 @@ export interface Pipeline {
   /** Every instantiated plugin (hooks and close). */
   plugins: Plugin[];
   /** Scrape settings from a metrics-data-source plugin (defaults otherwise). */
-  dataSource: Pick<RegistryOptions, 'scheme' | 'path' | 'scrapeIntervalMs' | 'scrapeTimeoutMs' | 'staleAfterMs' | 'failuresBeforeDown'>;
+  dataSource: Pick<RegistryOptions, 'scheme' | 'path' | 'scrapeIntervalMs' | 'scrapeTimeoutMs' | 'staleAfterMs'>;
   /** Plugins accepted for llm-d compatibility that do nothing here. */
   ignored: string[];
 }
@@ -98,7 +98,6 @@ const DataSourceParams = z
     intervalMs: z.number().int().min(10).default(100),
     timeoutMs: z.number().int().min(10).default(1000),
     staleAfterMs: z.number().int().min(100).default(2000),
-    failuresBeforeDown: z.number().int().min(1).default(3),
     insecureSkipVerify: z.boolean().optional(),
   })
   .strict();
@@ -171,7 +170,7 @@ export function buildPipeline(config: EndpointPickerConfig, deps: PluginDeps): P
   return {
     profile,
     plugins: [...plugins.values()],
-    dataSource: { scheme: ds.scheme, path: ds.path, scrapeIntervalMs: ds.intervalMs, scrapeTimeoutMs: ds.timeoutMs, staleAfterMs: ds.staleAfterMs, failuresBeforeDown: ds.failuresBeforeDown },
+    dataSource: { scheme: ds.scheme, path: ds.path, scrapeIntervalMs: ds.intervalMs, scrapeTimeoutMs: ds.timeoutMs, staleAfterMs: ds.staleAfterMs },
     ignored: [...new Set(ignored)],
   };
 }

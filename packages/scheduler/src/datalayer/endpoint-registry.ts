@@ -11,13 +11,6 @@ export interface RegistryOptions {
   onScrapeError?: (kind: 'poll' | 'extract') => void;
   /** Metrics older than this are ignored (the scorers see no metrics rather than stale ones). */
   staleAfterMs: number;
-  /**
-   * Scrapes that fail without proving the endpoint gone (a timeout, an error status, a reset, no load
-   * metrics) take it out only after this many in a row: on a saturated host every scrape can time
-   * out at once, and dropping every endpoint then turns slowness into 503s. A refused or unreachable
-   * connection still takes it out at once. Default 3.
-   */
-  failuresBeforeDown?: number;
   scheme: 'http' | 'https';
   path: string;
   /** Discovery label that marks an endpoint draining (it takes no new requests). */
@@ -34,8 +27,6 @@ interface EndpointState {
   healthy: boolean;
   reason: string | null;
   scraping: boolean;
-  /** Inconclusive scrape failures since the last success. */
-  failedScrapes: number;
 }
 
 export interface EndpointStatus {
@@ -54,9 +45,8 @@ export interface EndpointStatus {
 
 /**
  * The endpoints a router may pick from: discovery's list, each endpoint's load scraped from its
- * /metrics, and this router's own in-flight counts. An endpoint that refuses connections leaves the
- * candidate set at once, one whose scrapes fail otherwise after `failuresBeforeDown` in a row; it
- * returns on the next successful scrape.
+ * /metrics, and this router's own in-flight counts. An endpoint that refuses connections or fails
+ * a scrape leaves the candidate set at once and returns on the next successful scrape.
  */
 export class EndpointRegistry {
   private readonly states = new Map<string, EndpointState>();
@@ -84,7 +74,7 @@ export class EndpointRegistry {
       const state = this.states.get(t.id);
       if (state) state.endpoint = endpoint;
       else {
-        this.states.set(t.id, { endpoint, metrics: null, inFlight: 0, healthy: true, reason: null, scraping: false, failedScrapes: 0 });
+        this.states.set(t.id, { endpoint, metrics: null, inFlight: 0, healthy: true, reason: null, scraping: false });
         this.options.logger.info({ endpoint: t.id, name: t.name, model: t.model }, 'endpoint added');
         void this.scrape(this.states.get(t.id)!);
       }
@@ -215,7 +205,6 @@ export class EndpointRegistry {
         throw new Error('no model-server load metrics in the answer');
       }
       s.metrics = metrics;
-      s.failedScrapes = 0;
       if (!s.healthy) {
         this.options.logger.info({ endpoint: s.endpoint.id }, 'endpoint answers again; back in the candidate set');
         s.healthy = true;
@@ -224,27 +213,11 @@ export class EndpointRegistry {
       }
     } catch (err) {
       // A scrape the registry dropped meanwhile (endpoint removed) needs no bookkeeping.
-      if (this.states.get(s.endpoint.id) !== s) return;
-      s.failedScrapes++;
-      const threshold = this.options.failuresBeforeDown ?? DEFAULT_FAILURES_BEFORE_DOWN;
-      if (provesGone(err) || s.failedScrapes >= threshold) {
-        const after = s.failedScrapes > 1 ? ` (${s.failedScrapes} failed scrapes in a row)` : '';
-        this.markDown(s.endpoint.id, `metrics scrape failed: ${describe(err)}${after}`);
-      }
+      if (this.states.get(s.endpoint.id) === s) this.markDown(s.endpoint.id, `metrics scrape failed: ${describe(err)}`);
     } finally {
       s.scraping = false;
     }
   }
-}
-
-const DEFAULT_FAILURES_BEFORE_DOWN = 3;
-
-/** Errors that mean nothing listens there (as opposed to a slow or sick answer). */
-const GONE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
-
-function provesGone(err: unknown): boolean {
-  const code = (err as { cause?: { code?: unknown } }).cause?.code;
-  return typeof code === 'string' && GONE_CODES.has(code);
 }
 
 function describe(err: unknown): string {
