@@ -157,9 +157,17 @@ describe.skipIf(crds.dir === null)('deploy/ against a real API server', () => {
     const reference = normalise(parseYaml(readFileSync(join(repoRoot(), 'deploy/envoy/envoy.yaml'), 'utf8')));
     const kustomize = normalise(parseYaml(readFileSync(join(KUSTOMIZE, 'components/envoy/envoy.yaml'), 'utf8')));
     expect(kustomize).toEqual(reference);
-    const rendered = await server.helm(['template', 'kvix', CHART, '--namespace', 'x', '--set', 'gateway.mode=envoy', '--set', 'epp.replicas=3', '--set', 'replication.mode=nats', '--show-only', 'templates/envoy.yaml']);
-    const configMap = parseAllDocuments(rendered).map((d) => d.toJS() as { kind: string; data?: Record<string, string> }).find((d) => d.kind === 'ConfigMap')!;
-    expect(normalise(parseYaml(configMap.data!['envoy.yaml']!))).toEqual(reference);
+    const render = async (failureMode: string): Promise<unknown> => {
+      const rendered = await server.helm(['template', 'kvix', CHART, '--namespace', 'x', '--set', 'gateway.mode=envoy', '--set', 'epp.replicas=3', '--set', 'replication.mode=nats', '--set', `inferencePool.failureMode=${failureMode}`, '--show-only', 'templates/envoy.yaml']);
+      const configMap = parseAllDocuments(rendered).map((d) => d.toJS() as { kind: string; data?: Record<string, string> }).find((d) => d.kind === 'ConfigMap')!;
+      return normalise(parseYaml(configMap.data!['envoy.yaml']!));
+    };
+    // The shipped file fails open (deploy/envoy/README.md says why); the chart follows the pool's
+    // failureMode, which changes failure_mode_allow and nothing else.
+    expect(await render('FailOpen')).toEqual(reference);
+    const failClose = JSON.stringify(await render('FailClose'));
+    expect(failClose).not.toEqual(JSON.stringify(reference));
+    expect(failClose).toEqual(JSON.stringify(reference).replace('"failure_mode_allow":true', '"failure_mode_allow":false'));
   });
 });
 
@@ -168,12 +176,17 @@ interface PodSpec {
   containers: { name: string; command?: string[]; args?: string[]; securityContext?: { readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean }; readinessProbe?: unknown; resources?: { requests?: unknown } }[];
 }
 
-/** The EPP cluster's address is where each deployment puts its Service; everything else must match. */
+/** The EPP's and the pods' addresses are where each deployment puts their Services; everything else must match. */
 function normalise(config: unknown): unknown {
-  const copy = JSON.parse(JSON.stringify(config)) as { static_resources: { clusters: { name: string; load_assignment?: { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } } }[] }[] } }[] } };
+  const copy = JSON.parse(JSON.stringify(config)) as { static_resources: { clusters: { name: string; load_assignment?: { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string; port_value: number } } } }[] }[] } }[] } };
   for (const c of copy.static_resources.clusters) {
-    if (c.name !== 'epp') continue;
-    for (const e of c.load_assignment!.endpoints) for (const lb of e.lb_endpoints) lb.endpoint.address.socket_address.address = '<epp service>';
+    if (c.name !== 'epp' && c.name !== 'vllm_pool') continue;
+    for (const e of c.load_assignment!.endpoints) {
+      for (const lb of e.lb_endpoints) {
+        lb.endpoint.address.socket_address.address = `<${c.name} service>`;
+        if (c.name === 'vllm_pool') lb.endpoint.address.socket_address.port_value = 0;
+      }
+    }
   }
   return copy;
 }

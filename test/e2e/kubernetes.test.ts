@@ -1,11 +1,11 @@
-import { EnvoySim } from '@kvix/envoy-sim';
+import type { EnvoyProcess } from '@kvix/envoy';
 import { freePort, freePortRange, gaieCrdsDir, nodeCli, repoRoot, startKubeApiServer, waitFor, type KubeApiServer, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODEL, send, silent, SYSTEM, type Answer } from '../support/stack.js';
+import { MODEL, send, silent, startRealEnvoy, SYSTEM, type Answer } from '../support/stack.js';
 
 const crds = gaieCrdsDir();
 if (crds.missing) console.warn(`[e2e kubernetes tour] skipped: ${crds.missing}`);
@@ -33,7 +33,7 @@ interface PodUnderTest {
 describe.skipIf(crds.dir === null)('the seed tour on Kubernetes (real API server)', () => {
   let server: KubeApiServer;
   let epp: ManagedProcess;
-  let envoy: EnvoySim;
+  let envoy: EnvoyProcess;
   const cli = nodeCli(join(repoRoot(), 'services/epp/bin/kvix-epp.js'));
   const pods: PodUnderTest[] = [];
   let port = 0;
@@ -136,15 +136,16 @@ spec:
       if (epp.child.exitCode !== null) throw new Error(`kvix-epp exited: ${epp.output().slice(-2000)}`);
       return (await fetch(`${metrics}/readyz`).then((r) => r.status, () => 0)) === 200;
     }, 60_000, 'kvix-epp ready');
-    envoy = await EnvoySim.start({ extProcTarget: `127.0.0.1:${extProcPort}` });
+    // A real Envoy running deploy/envoy/envoy.yaml, its pool the pods' addresses (what the chart's headless Service resolves to).
+    envoy = await startRealEnvoy([`127.0.0.1:${extProcPort}`], pods.map((p) => p.id));
     fronts = [
       { name: 'gateway', base: gateway },
-      { name: 'envoy', base: envoy.url },
+      { name: 'envoy', base: envoy.url() },
     ];
   }, 300_000);
 
   afterAll(async () => {
-    await envoy?.close();
+    await envoy?.stop();
     await cli.stopAll();
     for (const p of pods) await p.sim?.stop();
     await server?.stop();
@@ -228,7 +229,7 @@ spec: { poolRef: { name: ${POOL} }, priority: -1 }
 `);
     await waitFor(async () => (await ask(gateway, 'batch probe', MODEL, objective)).status === 429, 15_000, 'the objective to make batch sheddable');
     for (const f of fronts) expect((await ask(f.base, `${f.name}: interactive stays served`)).status).toBe(200);
-    const shed = await ask(envoy.url, 'batch through envoy', MODEL, objective);
+    const shed = await ask(envoy.url(), 'batch through envoy', MODEL, objective);
     expect(shed.status).toBe(429);
     await kubectl('patch', 'inferenceobjective', 'batch', '--type=merge', '-p', '{"spec":{"priority":1}}');
     await waitFor(async () => (await ask(gateway, 'batch again', MODEL, objective)).status === 200, 15_000, 'priority 1 to be served');

@@ -5,6 +5,7 @@ import {
   FLAG_HAS_GROUP,
   FLAG_SPECULATIVE,
   IndexError,
+  matchPrefixByLookup,
   type AddOptions,
   type IndexObserver,
   type IndexStats,
@@ -14,6 +15,8 @@ import {
   type LookupResult,
   type PodCounts,
   type PodEntry,
+  type PrefixMatch,
+  type PrefixMatchOptions,
 } from '@kvix/kv-index';
 import { Redis, type RedisOptions } from 'ioredis';
 import { decodeField, engineKeyName, fieldOf, goJsonString, ownerSuffix, requestKeyName, tierMarker, type DecodedField } from './llmd-schema.js';
@@ -382,6 +385,14 @@ export class RedisIndex implements KvBlockIndex {
     }
     this.reportExpired(reply[0]!.toString());
     return this.decodeLookup(Number(reply[1]), reply[2]!, reply.slice(3));
+  }
+
+  /**
+   * The lookup's one round trip (the script already stops where no candidate goes on), scored in
+   * this process: walking runs would save nothing next to the network hop.
+   */
+  matchPrefix(requestKeys: BigUint64Array, options: PrefixMatchOptions = {}): Promise<PrefixMatch> {
+    return matchPrefixByLookup(this, requestKeys, options);
   }
 
   async clear(pod: string): Promise<number> {

@@ -8,6 +8,8 @@ export {
   type AddOptions,
   type LookupOptions,
   type LookupResult,
+  type PrefixMatch,
+  type PrefixMatchOptions,
   type IndexStats,
   type IndexObserver,
   type PodCounts,
@@ -17,7 +19,7 @@ export {
 } from './types.js';
 export { ForwardingIndex } from './forwarding-index.js';
 export { InMemoryIndex, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, DEFAULT_SPECULATIVE_TTL_MS, type InMemoryIndexConfig } from './in-memory/in-memory-index.js';
-export { scoreLookup, tierWeights, DEFAULT_TIER_WEIGHTS, type TierWeights, type PodScore } from './scorer.js';
+export { scoreLookup, prefixScores, matchFromLookup, matchPrefixByLookup, tierWeights, DEFAULT_TIER_WEIGHTS, type TierWeights, type PodScore } from './scorer.js';
 export {
   EventApplier,
   type EventApplierConfig,

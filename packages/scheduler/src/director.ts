@@ -293,8 +293,21 @@ export class RoutedRequest {
     metrics.inflightTokens.inc(this.inflightLabels, this.promptTokens);
   }
 
-  /** The comma-separated ordered list proxies take (x-gateway-destination-endpoint). */
-  get destinationHeader(): string {
+  /**
+   * The chosen endpoint alone, for the `x-gateway-destination-endpoint` header: Envoy's
+   * ORIGINAL_DST cluster and its header-sourced override_host policy each read one `ip:port` there
+   * (a list makes ORIGINAL_DST answer 503, `original_dst_host_invalid`).
+   */
+  get primaryDestination(): string {
+    return this.endpoints[0]!.id;
+  }
+
+  /**
+   * The chosen endpoint then the fallbacks, comma-separated, for the `envoy.lb` dynamic metadata
+   * (GAIE endpoint-picker protocol, "Destination Endpoint"): Envoy's override_host policy sends the
+   * request to the first and moves down the list on each retry.
+   */
+  get destinationList(): string {
     return this.endpoints.map((e) => e.id).join(',');
   }
 

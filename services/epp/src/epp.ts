@@ -137,7 +137,7 @@ export class Epp {
           };
         },
       };
-      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), streams }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
+      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), registry, streams }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
       if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }) });
       epp.frontsListening = true;
       epp.history?.start();
