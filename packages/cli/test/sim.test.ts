@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePortRange, waitFor } from '@kvix/test-support';
+import { ceiling, freePortRange, waitFor } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
@@ -34,7 +34,7 @@ describe('kvix sim', () => {
     }
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code).toBe(0);
-  }, 30_000);
+  }, ceiling(30_000));
 
   it('rejects a bad flag value as bad input', async () => {
     const child = spawn(process.execPath, [BIN, 'sim', '--pods', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePortRange, spawnProcess, startNats, waitFor } from '@kvix/test-support';
+import { ceiling, freePortRange, spawnProcess, startNats, waitFor } from '@kvix/test-support';
 import { describe, expect, it, onTestFinished } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
@@ -49,5 +49,5 @@ describe('kvix stack --replicas (the local active-active setup)', () => {
     }
     expect(await proc.exited).toBe(0);
     await expect(fetch(`http://127.0.0.1:${base}/health`)).rejects.toThrow();
-  }, 180_000);
+  }, ceiling(180_000));
 });

@@ -50,9 +50,25 @@ export async function freePorts(n: number): Promise<number[]> {
   return [...ports];
 }
 
-/** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
+/**
+ * How much longer than on an idle machine a test may wait before calling something hung: waits are
+ * ceilings, never budgets (a loaded 2-core machine or a CPU hog beside the suite slows everything).
+ * KVIX_TEST_CEILING_SCALE sets it, for the vitest timeouts too (vitest.shared.ts); default 4.
+ */
+export const CEILING_SCALE = Number(process.env['KVIX_TEST_CEILING_SCALE'] ?? '') || 4;
+
+/** A ceiling of `ms` on an idle machine, scaled for this one (for per-test timeouts and deadlines). */
+export function ceiling(ms: number): number {
+  return ms * CEILING_SCALE;
+}
+
+/**
+ * Polls until `check` returns a value other than undefined/false. `timeoutMs` is what it would take
+ * at most on an idle machine: the wait gives up only after that times CEILING_SCALE.
+ */
 export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<Exclude<T, false | undefined>> {
-  const deadline = Date.now() + timeoutMs;
+  const limit = ceiling(timeoutMs);
+  const deadline = Date.now() + limit;
   let last: unknown;
   for (;;) {
     try {
@@ -61,7 +77,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`gave up after ${limit} ms (${timeoutMs} ms × ${CEILING_SCALE}) waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -191,7 +191,8 @@ export function registerStack(program: Command): void {
       process.exit(code);
     };
     try {
-      await Promise.all(specs.map((s) => waitHealthy(`http://127.0.0.1:${s.port}/health`, 60_000)));
+      // Generous: on a busy machine a pod can take minutes to start; slow is not broken.
+      await Promise.all(specs.map((s) => waitHealthy(`http://127.0.0.1:${s.port}/health`, 300_000)));
     } catch (err) {
       say(`[stack] ${(err as Error).message}; see ${f.dir}/pod-*.log`);
       return shutdown(1);
