@@ -19,7 +19,7 @@ const harness: ModelCheckHarness = {
   clock: 'server',
   enforcesCapacity: false,
   async create({ speculativeTtlMs, observer }) {
-    const index = new RedisIndex({ url: redis.url, keyPrefix: `model${++n}:`, speculativeTtlMs, sweepIntervalMs: 50, observer });
+    const index = new RedisIndex({ url: redis.url, keyPrefix: `model${++n}:`, speculativeTtlMs, sweepIntervalMs: 50, observer, commandTimeoutMs: ceiling(5_000) });
     await index.ready();
     return {
       index,

@@ -22,7 +22,8 @@ afterEach(async () => {
 });
 
 async function index(config: Partial<RedisIndexConfig> = {}): Promise<RedisIndex> {
-  const i = new RedisIndex({ url: redis.url, keyPrefix: `b${++n}:`, sweepIntervalMs: 0, ...config });
+  // A command budget a loaded machine meets (the default, 1 s, is a router's); timeouts are tested in connection.test.ts.
+  const i = new RedisIndex({ url: redis.url, keyPrefix: `b${++n}:`, sweepIntervalMs: 0, commandTimeoutMs: ceiling(5_000), ...config });
   open.push(i);
   await i.ready();
   return i;
