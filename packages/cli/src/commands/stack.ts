@@ -58,7 +58,7 @@ export const STACK_ENVOY_PORT = 8082;
  * Ctrl-C reaches the pods too (one terminal, one process group): the supervisor is told at once, so
  * their exits are part of the stop, not crashes to restart.
  */
-function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, stop: () => Promise<StopResult[]>): Promise<void> {
+function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, stop: () => Promise<StopResult[]>, inProcess: string): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: string): void => {
@@ -68,7 +68,7 @@ function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, st
       say(`\n[stack] ${signal}: stopping…`);
       void stop().then(
         (results) => {
-          say(stopReport(results));
+          say(stopReport(results, inProcess));
           resolve();
         },
         (err: unknown) => {
@@ -84,11 +84,11 @@ function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, st
 }
 
 /** One line: everything stopped cleanly, or which process did not. */
-function stopReport(results: StopResult[]): string {
+function stopReport(results: StopResult[], inProcess: string): string {
   // A process stopped by our SIGTERM, or by the terminal's SIGINT, exits 0 (or by that signal).
   const clean = (r: StopResult): boolean => !r.killed && (r.exit === null || r.exit === 0 || r.exit === 'SIGTERM' || r.exit === 'SIGINT' || r.exit === 130);
   const bad = results.filter((r) => !clean(r));
-  if (bad.length === 0) return `[stack] stopped cleanly (${results.length} process${results.length === 1 ? '' : 'es'} and the endpoint picker).`;
+  if (bad.length === 0) return `[stack] stopped cleanly (${results.length} process${results.length === 1 ? '' : 'es'} and ${inProcess}).`;
   process.exitCode = 1;
   return `[stack] stopped; not cleanly: ${bad.map((r) => `${r.name} ${r.killed ? 'killed after 5 s' : `exited ${typeof r.exit === 'number' ? `with code ${r.exit}` : `by ${r.exit}`}`}`).join(', ')} (see its log)`;
 }
@@ -251,10 +251,15 @@ Try:
   kill ${victim.pid}     # kill ${victim.spec.name}: no request fails, it comes back in 3 s from the snapshot
 
 Ctrl-C stops everything.`);
-      return untilStopped(say, supervisor, async () => {
-        await front.close();
-        return supervisor.stop();
-      });
+      return untilStopped(
+        say,
+        supervisor,
+        async () => {
+          await front.close();
+          return supervisor.stop();
+        },
+        'the gateway',
+      );
     }
 
     const logger = pino({ level: f.logLevel, base: { service: 'epp' } }, pino.destination({ dest: join(f.dir, 'epp.log'), sync: false, mkdir: true }));
@@ -303,11 +308,16 @@ Try (docs/tour.md walks through more):
   kill ${supervisor.pods()[Math.min(1, pods - 1)]!.pid}     # kill ${supervisor.pods()[Math.min(1, pods - 1)]!.spec.name}: traffic keeps flowing, the pod comes back in 3 s
 
 Ctrl-C stops everything.`);
-    await untilStopped(say, supervisor, async () => {
-      await envoy.close();
-      await epp.stop();
-      return supervisor.stop();
-    });
+    await untilStopped(
+      say,
+      supervisor,
+      async () => {
+        await envoy.close();
+        await epp.stop();
+        return supervisor.stop();
+      },
+      'the endpoint picker',
+    );
   });
   program.addCommand(cmd);
 }
