@@ -9,6 +9,7 @@ import { runReplicationBenchmark } from './replication/replication-bench.js';
 import { runRoutingBenchmark } from './routing/routing-bench.js';
 import { run as sim } from './sim.js';
 import { run as tokenize } from './tokenize-bench.js';
+import { run as tracing } from './tracing-bench.js';
 import { machine } from './harness.js';
 
 /** Every benchmark by name; `npm run bench -- <name…>` runs a subset. */
@@ -25,6 +26,7 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   tokenize,
   replication: () => runReplicationBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  tracing,
   routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
 };
 

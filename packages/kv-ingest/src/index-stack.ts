@@ -1,9 +1,10 @@
 import { DEFAULT_BLOCK_SIZE, REQUEST_KEY_ALGORITHMS, RequestKeyHasher, type RequestKeyAlgorithm } from '@kvix/block-keys';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, EventApplier, InMemoryIndex, tierWeights, type KvBlockIndex, type TierWeights } from '@kvix/kv-index';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, InMemoryIndex, tierWeights, type EventApplier, type KvBlockIndex, type TierWeights } from '@kvix/kv-index';
 import { parseRedisUrl, RedisIndex, type RedisIndexLogger } from '@kvix/kv-index-redis';
 import { z } from 'zod';
 import type { IngestMetrics } from './metrics.js';
 import { InstrumentedIndex } from './instrumented-index.js';
+import { TracedEventApplier, TracedIndex } from './traced-index.js';
 
 /** Where a Redis-backed index lives (llm-d's key schema, so a Go llm-d EPP can share it). */
 const RedisSettingsSchema = z
@@ -34,6 +35,8 @@ export const IndexSettingsSchema = z
     maxEntries: z.number().int().min(1024).default(DEFAULT_MAX_ENTRIES),
     maxBytes: z.number().int().min(1 << 20).default(DEFAULT_MAX_BYTES),
     speculativeTtlMs: z.number().int().min(1).default(DEFAULT_SPECULATIVE_TTL_MS),
+    /** Share of KV-event batches traced (a span each, with its index operations) when OpenTelemetry tracing is on. */
+    traceBatchRatio: z.number().min(0).max(1).default(0.01),
     /** KV-cache kinds of hybrid models whose groups are indexed. */
     indexedKinds: z.array(z.string().min(1)).min(1).optional(),
     /** Weight of a block by tier when scoring (gpu 1.0, cpu 0.8, disk/storage 0.5 unless set). */
@@ -113,7 +116,8 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
         })
       : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer: metrics.indexObserver() });
   metrics.watchIndexSize(backend);
-  const applier = new EventApplier(options.applierIndex ? options.applierIndex(backend) : backend, { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
+  const applier = new TracedEventApplier(new TracedIndex(options.applierIndex ? options.applierIndex(backend) : backend), { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
+  applier.traceBatches(settings.traceBatchRatio);
   const weights = tierWeights(settings.tierWeights);
   const status: BackendStatus =
     backend instanceof RedisIndex
@@ -124,5 +128,5 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
           onReset: (listener) => backend.onDataLoss(listener),
         }
       : { isUp: true, onReset: () => undefined };
-  return { index: new InstrumentedIndex(backend, metrics), backend, hasher, applier, weights, status };
+  return { index: new InstrumentedIndex(new TracedIndex(backend), metrics), backend, hasher, applier, weights, status };
 }

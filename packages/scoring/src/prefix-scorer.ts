@@ -1,3 +1,5 @@
+import { startSpan, withSpan, withSpanSync } from '@kvix/telemetry';
+import { SpanKind } from '@opentelemetry/api';
 import { BlockKeysError, requestBlockExtras, type RequestKeyHasher } from '@kvix/block-keys';
 import { scoreLookup, type KvBlockIndex, type PodEntry, type PodScore, type TierWeights } from '@kvix/kv-index';
 import type { MultimodalItem, PromptInput, PromptTokenizer } from '@kvix/tokenization';
@@ -104,7 +106,15 @@ export class PrefixScorer {
     return this.options.hasher.blockSize;
   }
 
-  async score(input: ScoreInput): Promise<ScoreOutcome> {
+  score(input: ScoreInput): Promise<ScoreOutcome> {
+    return withSpan('kvix.prefix.score', { 'kvix.model': input.model, 'kvix.prompt.kind': input.prompt.kind }, async (span) => {
+      const outcome = await this.scoreUntraced(input);
+      span.setAttributes({ 'kvix.blocks': outcome.totalBlocks, 'kvix.prompt.tokens': outcome.promptTokens, 'kvix.best.matched_blocks': outcome.scores[0]?.matchedBlocks ?? 0 });
+      return outcome;
+    });
+  }
+
+  private async scoreUntraced(input: ScoreInput): Promise<ScoreOutcome> {
     const candidates = this.candidatesOf(input.candidates);
     const prepared = await this.prepare(input);
     const { index, weights } = this.options;
@@ -160,7 +170,14 @@ export class PrefixScorer {
     } else {
       const tokenizer = this.options.tokenizer;
       if (tokenizer === null) throw new ScoringError('NO_TOKENIZER', 'this service has no tokenizer configured: send token ids');
-      const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt });
+      const prompt = spec.prompt;
+      const result = await withSpan('kvix.tokenization', { 'kvix.model': spec.model, 'kvix.prompt.kind': prompt.kind }, async (span) => {
+        const started = Date.now();
+        const r = await tokenizer.tokenize(spec.model, prompt, { cacheSalt });
+        span.setAttributes({ 'kvix.tokenization.source': r.source, 'kvix.tokenization.cached': r.cached, 'kvix.prompt.tokens': r.tokenIds.length });
+        traceTokenizerSteps(started, r);
+        return r;
+      });
       if (result.tokenIds.length > max) throw new ScoringError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; the limit is ${max}`);
       tokens = result.tokenIds;
       if (result.multimodal.length > 0) multimodal = result.multimodal;
@@ -180,7 +197,11 @@ export class PrefixScorer {
       if (err instanceof BlockKeysError) throw new ScoringError('INVALID_REQUEST', err.message);
       throw err;
     }
-    const keys = hasher.keys(tokens, spec.loraName || spec.model, { extras });
+    const keys = withSpanSync('kvix.hash', { 'kvix.tokens': tokens.length, 'kvix.block_size': hasher.blockSize }, (span) => {
+      const k = hasher.keys(tokens, spec.loraName || spec.model, { extras });
+      span.setAttribute('kvix.blocks', k.length);
+      return k;
+    });
     return { tokens, keys, source, cached };
   }
 
@@ -226,4 +247,18 @@ function previewOf(prompt: ScorePrompt, chars: number): string | null {
     return clip(`${first.role}: ${content}`);
   }
   return null;
+}
+
+/**
+ * The template and tokenize steps of a local tokenization as child spans. They ran on a tokenizer
+ * thread, which reports how long the template took; the spans are placed at the end of the call
+ * (queueing for a thread came first), with their measured lengths.
+ */
+function traceTokenizerSteps(startedMs: number, r: { timings?: { totalMs: number; templateMs?: number } }): void {
+  const t = r.timings;
+  if (!t) return;
+  const end = startedMs + t.totalMs;
+  const tokenizeStart = end - Math.max(0, t.totalMs - (t.templateMs ?? 0));
+  if (t.templateMs !== undefined) startSpan('kvix.template', {}, SpanKind.INTERNAL, undefined, tokenizeStart - t.templateMs).end(tokenizeStart);
+  startSpan('kvix.tokenize', {}, SpanKind.INTERNAL, undefined, tokenizeStart).end(end);
 }

@@ -24,6 +24,8 @@ export interface TokenizedPrompt {
   source: TokenizerSource;
   /** Answered from the exact result cache rather than tokenized for this call. */
   cached: boolean;
+  /** Where the time went, when the tokenizer knows (local threads: the chat template's share), for traces. */
+  timings?: { totalMs: number; templateMs?: number };
 }
 
 export interface TokenizeOptions {

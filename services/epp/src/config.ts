@@ -62,6 +62,18 @@ export const EppConfigSchema = z
     replication: ReplicationSettingsSchema.prefault({}),
     /** Predicted-latency routing for requests with SLO headers: the built-in model, or llm-d's predictor servers. */
     latencyPredictor: EppLatencyPredictorSchema.prefault({}),
+    /** Cache-reuse analytics on the metrics port (/v1/analytics, and the /ui page charting them), with the embedded index. */
+    analytics: z
+      .object({
+        /** Shared prefixes listed by /v1/analytics. */
+        topPrefixes: z.number().int().min(1).max(1000).default(20),
+        /** How often /ui's history samples the analytics (ms). */
+        historyIntervalMs: z.number().int().min(100).default(5000),
+        /** Samples kept (720 at 5 s: the last hour). */
+        historyPoints: z.number().int().min(2).max(100_000).default(720),
+      })
+      .strict()
+      .prefault({}),
     /** Discovery label that marks an endpoint draining (no new requests). */
     drainingLabel: z.string().min(1).default('kvix.io/draining'),
     shutdownTimeoutMs: z.number().int().min(100).default(10_000),

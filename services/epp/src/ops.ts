@@ -1,4 +1,5 @@
 import type { Ingestor, IndexStack } from '@kvix/kv-ingest';
+import { registerReuseRoutes, type ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
 import type { Replication } from '@kvix/replication';
 import type { Router } from '@kvix/scheduler';
 import { registerErrorHandlers, registerOpsRoutes, sendError, type Readiness } from '@kvix/service-kit';
@@ -29,6 +30,8 @@ export interface OpsContext {
   /** Pods discovery knows (a follower has no ingestor to ask). */
   discoveredPods: () => string[];
   readiness: () => Readiness;
+  /** With the embedded index: the cache-reuse analytics (/v1/analytics) and the /ui page charting their history. */
+  reuse: { sources: ReuseSources; history: ReuseHistory; topPrefixes: number } | null;
   /** Where a server fault of the debug API is logged. */
   logger?: Logger;
 }
@@ -61,5 +64,6 @@ export function buildOpsServer(ctx: OpsContext): FastifyInstance {
     const counts = new Map((await ctx.stack.index.podCounts()).map((c) => [c.pod, c]));
     return { pods: ctx.ingestor.podStates().map((p) => ({ ...p, entries: counts.get(p.id)?.entries ?? 0, speculative: counts.get(p.id)?.speculative ?? 0 })) };
   });
+  if (ctx.reuse) registerReuseRoutes(app, { ...ctx.reuse, analyticsRoute: true });
   return app;
 }

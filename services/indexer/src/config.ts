@@ -48,6 +48,10 @@ export const IndexerConfigSchema = z
         sketchCapacity: z.number().int().min(16).max(1_000_000).default(4096),
         /** Characters of prompt text shown next to shared prefixes; 0 shows none (prompts may be sensitive). */
         prefixPreviewChars: z.number().int().min(0).max(10_000).default(0),
+        /** How often /ui's history samples the analytics (ms). */
+        historyIntervalMs: z.number().int().min(100).default(5000),
+        /** Samples kept (720 at 5 s: the last hour). */
+        historyPoints: z.number().int().min(2).max(100_000).default(720),
       })
       .strict()
       .prefault({}),

@@ -1,6 +1,7 @@
 import { InMemoryIndex } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
+import { ReuseHistory } from '@kvix/reuse-page';
 import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { FastifyInstance } from 'fastify';
@@ -34,6 +35,7 @@ export class Indexer {
     private readonly tokenizers: ModelTokenizers,
     private readonly logger: Logger,
     readonly replication: Replication | null,
+    private readonly history: ReuseHistory,
     private http: FastifyInstance | null = null,
     private grpc: RunningGrpc | null = null,
   ) {}
@@ -67,7 +69,8 @@ export class Indexer {
       previewChars: config.analytics.prefixPreviewChars,
       logger: logger.child({ component: 'scoring' }),
     });
-    const indexer = new Indexer(config, stack, ingestor, hub, pods, scorer, analytics, tokenizers, logger, replication);
+    const history = new ReuseHistory({ analytics, stack, pods, ingestMetrics }, { intervalMs: config.analytics.historyIntervalMs, capacity: config.analytics.historyPoints });
+    const indexer = new Indexer(config, stack, ingestor, hub, pods, scorer, analytics, tokenizers, logger, replication, history);
     try {
       indexer.http = buildHttpServer({
         scorer,
@@ -79,6 +82,7 @@ export class Indexer {
         registry,
         readiness: () => indexer.readiness(),
         topPrefixes: config.analytics.topPrefixes,
+        history,
         logger: logger.child({ component: 'http' }),
       });
       // Probes answer while ingestion catches up (readyz says 503 until then).
@@ -92,6 +96,7 @@ export class Indexer {
       else await hub.start();
       await tokenizers.warmUpServed(pods.pods().map((p) => p.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are scored only when sent as token ids'));
       indexer.tokenizersReady = true;
+      history.start();
     } catch (err) {
       await indexer.stop();
       throw err;
@@ -127,6 +132,7 @@ export class Indexer {
   /** Stops taking requests (gRPC drains within the shutdown budget), then ingestion, tokenizers, index. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.history.stop();
       await Promise.allSettled([this.http?.close(), this.grpc?.stop(Math.max(100, this.config.shutdownTimeoutMs / 2))]);
       await this.ingestor?.stop();
       await this.replication?.close();

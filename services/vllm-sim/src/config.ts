@@ -77,6 +77,8 @@ export const SimConfigSchema = z
     defaultMaxTokens: positiveInt.default(64),
     // vLLM's default is off; on here because kvix's benchmarks read cached_tokens (see README).
     enablePromptTokensDetails: z.boolean().default(true),
+    /** vLLM's --otlp-traces-endpoint: export a span per generation request (OTLP over HTTP/protobuf). */
+    otlpTracesEndpoint: z.string().url().optional(),
     stepOverheadMs: z.coerce.number().min(0).default(DEFAULT_LATENCY.stepOverheadMs),
     prefillTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.prefillTokensPerSec),
     cpuLoadTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.cpuLoadTokensPerSec),
@@ -191,6 +193,7 @@ export function addSimOptions(cmd: Command): Command {
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--default-max-tokens <n>', 'completion length of chat requests without max_tokens', '64')
     .option('--enable-prompt-tokens-details', 'usage carries prompt_tokens_details.cached_tokens (the default here; vLLM\'s flag)')
+    .option('--otlp-traces-endpoint <url>', 'export a span (llm_request) per generation request, child of its traceparent, to this OTLP/HTTP collector (vLLM\'s flag)')
     .option('--no-enable-prompt-tokens-details', 'usage.prompt_tokens_details is null, as vLLM answers without the flag')
     .option('--step-overhead-ms <ms>', 'latency model: fixed cost per engine step', String(DEFAULT_LATENCY.stepOverheadMs))
     .option('--prefill-tokens-per-sec <n>', 'latency model: prefill throughput for uncached tokens', String(DEFAULT_LATENCY.prefillTokensPerSec))

@@ -8,6 +8,7 @@ import { Engine } from './engine/engine.js';
 import { EventPublisher } from './events/publisher.js';
 import { buildServer, type Faults, type LoraModule } from './http/server.js';
 import { SimMetrics } from './metrics.js';
+import { SimTracer } from './tracing.js';
 
 /** Where one rank of a pod can be reached (what an endpoints file lists). */
 export interface RankEndpoint {
@@ -41,6 +42,7 @@ class SimRank {
   metrics!: SimMetrics;
   app!: FastifyInstance;
   readonly faults: Faults;
+  private tracer: SimTracer | null = null;
 
   constructor(
     readonly rank: number,
@@ -104,7 +106,9 @@ class SimRank {
       maxLoras: c.maxLoras,
       lora: loras.length > 0,
     });
+    if (c.otlpTracesEndpoint !== undefined) this.tracer = new SimTracer(c.otlpTracesEndpoint, c.servedModelName[0]!);
     this.app = buildServer({
+      tracer: this.tracer,
       rank: this.rank,
       servedModelNames: c.servedModelName,
       modelRoot: c.model,
@@ -164,6 +168,7 @@ class SimRank {
       await closing;
     }
     await this.publisher?.close();
+    await this.tracer?.shutdown().catch(() => undefined);
   }
 }
 

@@ -239,6 +239,7 @@ export function registerStack(program: Command): void {
 kvix is running with ${replicas} active-active endpoint-picker replicas.
   gateway     http://localhost:${gatewayPort}      OpenAI API through Envoy's ext_proc protocol (envoy-sim), over every replica
   replicas    ${ha.replicas.map((r) => `${r.name} ext_proc :${r.extProcPort} metrics :${r.metricsPort}`).join(', ')}
+  reuse page  http://localhost:${r1.metricsPort}/ui   cache reuse as ${r1.name} sees it (every replica serves /ui on its metrics port)
   publisher   ${ha.publisherUrl}   kv-events: dials the pods, publishes the index stream (debug: /debug/replication)${ha.predictorUrl ? `\n  predictor   ${ha.predictorUrl}   kvix-latency-predictor: the model every replica predicts with and trains (requests with x-llm-d-slo-ttft-ms)` : ''}
   nats        ${ha.natsUrl}
   pods        ${supervisor.pods().filter((p) => p.spec.name.startsWith('pod-')).map((p) => `${p.spec.name} :${p.spec.port}`).join(', ')}
@@ -270,6 +271,15 @@ Ctrl-C stops everything.`);
       ingest: { endpointsFile },
       ...eppSettings,
     });
+    // OpenTelemetry when the standard OTEL_* variables ask for it, as kvix-epp does.
+    const { startTracing } = await import('@kvix/telemetry-node');
+    let tracing: ReturnType<typeof startTracing> = null;
+    try {
+      tracing = startTracing('kvix-epp', logger);
+    } catch (err) {
+      say(`[stack] ${(err as Error).message}`);
+      return shutdown(2);
+    }
     let epp: Awaited<ReturnType<typeof Epp.start>>;
     try {
       epp = await Epp.start(config, logger);
@@ -293,6 +303,7 @@ kvix is running.
   ext_proc    localhost:${config.extProc.port}              Envoy External Processor (deploy/envoy/envoy.yaml)
   envoy       http://localhost:${envoy.port}      the same API through ext_proc, as Envoy would route it (envoy-sim)
   metrics     http://localhost:${m}/metrics   debug: /debug/endpoints  /debug/pods  /debug/scheduler
+  reuse page  http://localhost:${m}/ui        cache reuse, live: hit ratios per model/pod/tier, shared prefixes, speculation, index, ingestion
   pods        ${supervisor.pods().map((p) => `${p.spec.name} :${p.spec.port} (pid ${p.pid})`).join(', ')}
   models      ${MODEL}, LoRA ${LORA}, alias "${ALIAS}" → ${MODEL} 80% / ${LORA} 20%
   latency     ${latencyRouting ? `predicted-latency routing for requests with x-llm-d-slo-ttft-ms / x-llm-d-slo-tpot-ms (${predictor === 'builtin' ? 'built-in model, learning from every streamed answer' : predictor}); /debug/latency-predictor` : 'off (--latency-predictor builtin turns it on)'}
@@ -314,6 +325,7 @@ Ctrl-C stops everything.`);
       async () => {
         await envoy.close();
         await epp.stop();
+        await tracing?.shutdown();
         return supervisor.stop();
       },
       'the endpoint picker',

@@ -6,13 +6,13 @@ import type { ModelRewrite } from '../config.js';
  * names a target outright.
  */
 export class ModelRewriter {
-  private readonly rules: Map<string, ModelRewrite['targets']>;
+  private readonly rules: Map<string, ModelRewrite>;
 
   constructor(
     rules: readonly ModelRewrite[],
     private readonly random: () => number = Math.random,
   ) {
-    this.rules = new Map(rules.map((r) => [r.model, r.targets]));
+    this.rules = new Map(rules.map((r) => [r.model, r]));
   }
 
   get aliases(): string[] {
@@ -20,12 +20,19 @@ export class ModelRewriter {
   }
 
   target(clientModel: string, headerOverride: string | undefined): string {
-    if (headerOverride) return headerOverride;
-    const targets = this.rules.get(clientModel);
-    if (!targets) return clientModel;
+    return this.resolve(clientModel, headerOverride).target;
+  }
+
+  /** The target model and the rule that chose it (null when no rule applied). */
+  resolve(clientModel: string, headerOverride: string | undefined): { target: string; rule: string | null } {
+    if (headerOverride) return { target: headerOverride, rule: null };
+    const rule = this.rules.get(clientModel);
+    if (!rule) return { target: clientModel, rule: null };
+    const name = rule.name ?? rule.model;
+    const targets = rule.targets;
     const total = targets.reduce((a, t) => a + t.weight, 0);
     let r = this.random() * total;
-    for (const t of targets) if ((r -= t.weight) < 0) return t.model;
-    return targets[targets.length - 1]!.model;
+    for (const t of targets) if ((r -= t.weight) < 0) return { target: t.model, rule: name };
+    return { target: targets[targets.length - 1]!.model, rule: name };
   }
 }

@@ -39,6 +39,7 @@ function copyOf(result: TokenizedPrompt, cached: boolean): TokenizedPrompt {
     cacheSalt: result.cacheSalt,
     source: result.source,
     cached,
+    ...(result.timings && !cached ? { timings: result.timings } : {}),
   };
 }
 

@@ -6,7 +6,7 @@ import { checkCacheSalt, checkPromptInput } from '../prompt-input.js';
 import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
 import { affinityHash } from './affinity.js';
 import { TokenizerLoader } from './tokenizer-loader.js';
-import { TokenizerThread } from './tokenizer-thread.js';
+import { TEMPLATE_MS, TokenizerThread } from './tokenizer-thread.js';
 import { tokenizeLocally } from './tokenize-locally.js';
 
 export interface LocalTokenizerPoolOptions {
@@ -97,8 +97,10 @@ export class LocalTokenizerPool implements PromptTokenizer {
     if (this.inFlightCount >= this.maxInFlight) {
       throw new TokenizationError('OVERLOADED', `the local tokenizer pool already holds ${this.maxInFlight} requests`);
     }
+    const started = performance.now();
     const tokenIds = await raceAbort(this.track(() => this.run(spec, model, input)), options.signal);
-    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false };
+    const templateMs = TEMPLATE_MS.get(tokenIds);
+    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false, timings: { totalMs: performance.now() - started, ...(templateMs !== undefined ? { templateMs } : {}) } };
   }
 
   /**
@@ -177,7 +179,10 @@ export class LocalTokenizerPool implements PromptTokenizer {
     if (this.workerCount === 0) {
       const tokenizer = await this.inlineLoader.load(spec);
       try {
-        return tokenizeLocally(tokenizer, input);
+        const timing = { templateMs: -1 };
+        const ids = tokenizeLocally(tokenizer, input, timing);
+        if (timing.templateMs >= 0) TEMPLATE_MS.set(ids, timing.templateMs);
+        return ids;
       } catch (err) {
         // The same answer a thread would give for an error that is not the tokenizer's own.
         if (err instanceof TokenizationError) throw err;

@@ -9,5 +9,6 @@ export type ToWorker =
   | { type: 'crash' };
 
 export type FromWorker =
-  | { id: number; ok: true; tokenIds: Uint32Array | null }
+  /** `templateMs`: time the chat template took, for the caller's trace (tokenization is the rest). */
+  | { id: number; ok: true; tokenIds: Uint32Array | null; templateMs?: number }
   | { id: number; ok: false; code: TokenizationErrorCode; message: string };

@@ -3,6 +3,9 @@ import { TokenizationError, isTokenizationErrorCode, messageOf } from '../errors
 import type { PromptInput } from '../prompt-tokenizer.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
+/** Chat-template time a thread reported for the ids it answered (read once by the pool, for traces). */
+export const TEMPLATE_MS = new WeakMap<Uint32Array, number>();
+
 interface Pending {
   resolve(tokenIds: Uint32Array | null): void;
   reject(err: TokenizationError): void;
@@ -83,7 +86,10 @@ export class TokenizerThread {
     this.pending.delete(message.id);
     if (this.pending.size === 0) this.worker.unref();
     this.answered++;
-    if (message.ok) pending.resolve(message.tokenIds);
+    if (message.ok) {
+      if (message.tokenIds && message.templateMs !== undefined) TEMPLATE_MS.set(message.tokenIds, message.templateMs);
+      pending.resolve(message.tokenIds);
+    }
     else pending.reject(new TokenizationError(isTokenizationErrorCode(message.code) ? message.code : 'INTERNAL', message.message));
   }
 

@@ -1,6 +1,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { ProcessingRequest__Output, ProcessingResponse, StatusCode } from '@kvix/proto';
 import type { RequestDirector, ResponseStream, RoutedRequest } from '@kvix/scheduler';
+import { RequestTrace } from '@kvix/telemetry';
 import type { Logger } from 'pino';
 import { headerRecord, metadataStrings, setHeader, structOf } from './headers.js';
 
@@ -36,6 +37,8 @@ export class ExchangeProcessor {
   private response: ResponseStream | null = null;
   private responseStatus: number | null = null;
   private done = false;
+  /** The request's span (from its headers on): routing, then the call Envoy makes to the pod. */
+  private trace: RequestTrace | null = null;
 
   constructor(
     private readonly stream: Stream,
@@ -48,6 +51,7 @@ export class ExchangeProcessor {
       case 'requestHeaders': {
         this.headers = headerRecord(message.requestHeaders?.headers);
         this.subset = metadataStrings(message.metadataContext, SUBSET_NAMESPACE, SUBSET_KEY);
+        this.trace = RequestTrace.start('ext_proc', this.headers[':method'] ?? 'POST', this.headers[':path'] ?? '/', this.headers);
         if (message.requestHeaders?.endOfStream) await this.route();
         return;
       }
@@ -97,17 +101,25 @@ export class ExchangeProcessor {
   /** The stream ended or broke before the response did. */
   abort(reason: string): void {
     if (this.routed) this.routed.finish({ status: this.responseStatus, error: reason });
+    this.trace?.end(this.responseStatus, this.done ? undefined : reason);
     this.done = true;
   }
 
   private async route(): Promise<void> {
     const body = this.body.length > 0 ? Buffer.concat(this.body) : null;
-    const outcome = await this.options.director.route({ requestId: this.headers['x-request-id'] ?? null, path: this.headers[':path'] ?? '/', headers: this.headers, body, subset: this.subset });
+    const trace = this.trace;
+    const route = (): ReturnType<RequestDirector['route']> => this.options.director.route({ requestId: this.headers['x-request-id'] ?? null, path: this.headers[':path'] ?? '/', headers: this.headers, body, subset: this.subset });
+    const outcome = await (trace ? trace.run(route) : route());
     if (!outcome.ok) return this.immediate(outcome.rejection.status, outcome.rejection.code, outcome.rejection.message, outcome.rejection.headers);
     const routed = outcome.routed;
     this.routed = routed;
     const destinations = routed.destinationHeader;
     const set = [setHeader(DESTINATION, destinations)];
+    if (trace) {
+      trace.routed({ 'kvix.request_id': routed.id, 'kvix.model': routed.targetModel, 'kvix.endpoint': routed.endpoints[0]!.id });
+      // Envoy forwards the request with these: the pod's spans continue the upstream call's.
+      for (const [k, v] of Object.entries(trace.upstream(routed.endpoints[0]!.id, 0))) set.push(setHeader(k, v));
+    }
     if (routed.bodyChanged && routed.body) set.push(setHeader('content-length', String(routed.body.length)));
     this.send({
       requestHeaders: { response: { clearRouteCache: true, headerMutation: { setHeaders: set } } },
@@ -137,12 +149,14 @@ export class ExchangeProcessor {
         details: code,
       },
     });
+    this.trace?.end(status, code);
     this.done = true;
     this.stream.end();
   }
 
   private finishResponse(): void {
     if (this.routed) this.routed.finish({ status: this.responseStatus });
+    this.trace?.end(this.responseStatus);
   }
 
   private send(response: ProcessingResponse): void {

@@ -8,6 +8,8 @@ import { ExchangeProcessor } from './processor.js';
 export interface ExtProcContext {
   director: RequestDirector;
   logger: Logger;
+  /** llm-d's ext_proc stream metrics; `opened` returns the stream's close callback (gRPC code name). */
+  streams?: { opened(): (code: string) => void };
 }
 
 export interface ExtProcOptions {
@@ -37,12 +39,21 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
   server.addService(withMalformedRequests(definition), {
     Process: (call: ServerDuplexStream<ProcessingRequest__Output | MalformedRequest, ProcessingResponse>) => {
       const processor = new ExchangeProcessor(call as ServerDuplexStream<ProcessingRequest__Output, ProcessingResponse>, { director: ctx.director, logger: ctx.logger, maxBodyBytes });
+      const closed = ctx.streams?.opened();
+      let code: string | null = null;
+      // The first outcome is the stream's status (an error also ends it); Go's code names, as llm-d labels them.
+      const close = (c: string): void => {
+        if (code !== null) return;
+        code = c;
+        closed?.(c);
+      };
       // Messages are handled one at a time, in order: a body chunk must not overtake its headers.
       let chain: Promise<void> = Promise.resolve();
       call.on('data', (message: ProcessingRequest__Output | MalformedRequest) => {
         chain = chain.then(async () => {
           if (message instanceof MalformedRequest) {
             processor.abort('MALFORMED');
+            close('InvalidArgument');
             // Emitting the error is how a grpc-js server stream ends with a status (destroy sends none).
             call.emit('error', Object.assign(new Error(`malformed ProcessingRequest: ${message.reason}`), { code: status.INVALID_ARGUMENT }));
             return;
@@ -52,6 +63,7 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
           } catch (err) {
             ctx.logger.error({ err: (err as Error).message }, 'ext_proc stream failed');
             processor.abort('INTERNAL');
+            close('Internal');
             call.emit('error', Object.assign(new Error('the endpoint picker failed on this request'), { code: status.INTERNAL }));
           }
         });
@@ -59,11 +71,18 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
       call.on('end', () => {
         void chain.then(() => {
           processor.abort('STREAM_CLOSED');
+          close('OK');
           if (call.writable) call.end();
         });
       });
-      call.on('cancelled', () => processor.abort('CANCELLED'));
-      call.on('error', () => processor.abort('STREAM_ERROR'));
+      call.on('cancelled', () => {
+        processor.abort('CANCELLED');
+        close('Canceled');
+      });
+      call.on('error', () => {
+        processor.abort('STREAM_ERROR');
+        close('Unknown');
+      });
     },
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING', liveness: 'SERVING', readiness: 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' });
