@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,5 +76,17 @@ describe('kvix stack (npm start)', () => {
     } finally {
       held.close();
     }
+  }, ceiling(READY_MS));
+
+  it('refuses a second stack in a directory another live stack uses (its endpoints file would be overwritten)', async () => {
+    const [gateway, metrics, extProc, envoy] = await freePorts(4);
+    const base = await freePortRange(2);
+    const events = await freePortRange(102);
+    const dir = mkdtempSync(join(tmpdir(), 'kvix-stack-'));
+    // A live process owns it: this test's own.
+    writeFileSync(join(dir, 'stack.pid'), `${process.pid}\n`);
+    const proc = spawnProcess(process.execPath, [BIN, 'stack', '--pods', '2', '--base-port', String(base), '--base-event-port', String(events), '--gateway-port', String(gateway), '--metrics-port', String(metrics), '--ext-proc-port', String(extProc), '--envoy-port', String(envoy), '--dir', dir]);
+    expect(await proc.exited).toBe(2);
+    expect(proc.output().trim().split('\n')).toEqual([`stack: another kvix stack (pid ${process.pid}) uses ${dir} for its endpoints file and logs; stop it or pass --dir <another directory>`]);
   }, ceiling(READY_MS));
 });

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -93,6 +93,41 @@ function stopReport(results: StopResult[], inProcess: string): string {
   return `[stack] stopped; not cleanly: ${bad.map((r) => `${r.name} ${r.killed ? 'killed after 5 s' : `exited ${typeof r.exit === 'number' ? `with code ${r.exit}` : `by ${r.exit}`}`}`).join(', ')} (see its log)`;
 }
 
+/**
+ * One stack per directory: a second one (on other ports) would overwrite the first's endpoints
+ * file, which the first's endpoint picker follows, and mix their logs.
+ */
+function claimDirectory(dir: string): void {
+  const file = join(dir, 'stack.pid');
+  let other = 0;
+  try {
+    other = Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    // no stack here
+  }
+  if (Number.isInteger(other) && other > 0 && other !== process.pid && isAlive(other)) {
+    throw new UsageError(`stack: another kvix stack (pid ${other}) uses ${dir} for its endpoints file and logs; stop it or pass --dir <another directory>`);
+  }
+  writeFileSync(file, `${process.pid}\n`);
+  process.once('exit', () => {
+    try {
+      if (readFileSync(file, 'utf8').trim() === String(process.pid)) rmSync(file);
+    } catch {
+      // already gone
+    }
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, another user's.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Every port the stack will listen on, checked before anything starts. */
 async function checkStackPorts(listeners: ListenerSpec[]): Promise<void> {
   const { checkPortsFree, PortConflictError, PortInUseError } = await import('@kvix/service-kit');
@@ -132,18 +167,9 @@ export function registerStack(program: Command): void {
     const baseEventPort = int('base-event-port', f.baseEventPort, 1, 65435 - pods);
     mkdirSync(f.dir, { recursive: true });
     const say = (line: string): void => void process.stdout.write(`${line}\n`);
-    const { Epp, EppConfigSchema } = await import('@kvix/epp');
-    const { DEFAULT_PICKER_CONFIG, PREDICTED_LATENCY_PICKER_CONFIG } = await import('@kvix/scheduler');
     const predictor = f.latencyPredictor.trim();
     if (predictor !== 'builtin' && predictor !== 'off' && !predictor.split(',').every((u) => /^https?:\/\//.test(u.trim()))) throw new UsageError(`stack: --latency-predictor must be builtin, off or prediction server URLs, got ${predictor}`);
     const latencyRouting = predictor !== 'off';
-    const { EnvoySim } = await import('@kvix/envoy-sim');
-    const { pino } = await import('pino');
-    const { writeEndpointsFile } = await import('@kvix/vllm-sim/endpoints-file');
-    const require = createRequire(import.meta.url);
-    const simBin = join(dirname(dirname(require.resolve('@kvix/vllm-sim'))), 'bin', 'vllm-sim.js');
-
-    const supervisor = new PodSupervisor(simBin, 3000, (m) => say(`[stack] ${m}`));
     const gatewayPort = int('gateway-port', f.gatewayPort, 1, 65535);
     const metricsPort = int('metrics-port', f.metricsPort, 1, replicas > 1 ? 65533 - replicas : 65535);
     const extProcPort = int('ext-proc-port', f.extProcPort, 1, 65535 - (replicas - 1));
@@ -168,7 +194,18 @@ export function registerStack(program: Command): void {
     } else {
       listeners.push({ name: 'ext_proc', flag: '--ext-proc-port', host: loopback, port: extProcPort }, { name: 'metrics', flag: '--metrics-port', host: loopback, port: metricsPort }, { name: 'Envoy stand-in', flag: '--envoy-port', host: loopback, port: envoyPort });
     }
+    // Before loading anything heavy: a taken port or directory is told at once.
     await checkStackPorts(listeners);
+    claimDirectory(f.dir);
+
+    const { Epp, EppConfigSchema } = await import('@kvix/epp');
+    const { DEFAULT_PICKER_CONFIG, PREDICTED_LATENCY_PICKER_CONFIG } = await import('@kvix/scheduler');
+    const { EnvoySim } = await import('@kvix/envoy-sim');
+    const { pino } = await import('pino');
+    const { writeEndpointsFile } = await import('@kvix/vllm-sim/endpoints-file');
+    const require = createRequire(import.meta.url);
+    const simBin = join(dirname(dirname(require.resolve('@kvix/vllm-sim'))), 'bin', 'vllm-sim.js');
+    const supervisor = new PodSupervisor(simBin, 3000, (m) => say(`[stack] ${m}`));
 
     const specs: PodSpec[] = Array.from({ length: pods }, (_, i) => {
       const port = basePort + i;
