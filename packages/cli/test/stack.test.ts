@@ -21,7 +21,7 @@ describe('kvix stack (npm start)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kvix-stack-'));
     const proc = spawnProcess(process.execPath, [BIN, 'stack', '--pods', '2', '--base-port', String(base), '--base-event-port', String(events), '--gateway-port', String(gateway), '--metrics-port', String(metrics), '--ext-proc-port', String(extProc), '--envoy-port', String(envoy), '--dir', dir], { processGroup: true });
     try {
-      await waitFor(() => proc.output().includes('kvix is running.') || proc.child.exitCode !== null, READY_MS, 'the stack banner');
+      await waitFor(() => proc.output().includes('kvix is running.') || proc.child.exitCode !== null, READY_MS, () => `the stack banner; output so far:\n${proc.output()}`);
       expect(proc.output()).toContain(`http://localhost:${gateway}`);
 
       // Secure by default: every socket the stack and its pods listen on is bound to 127.0.0.1.
