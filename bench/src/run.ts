@@ -1,6 +1,9 @@
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
 import { runRedisIndexBenchmark } from './index/redis-lookup.js';
+import { runRedisMixedBenchmark } from './index/redis-mixed.js';
+import { runIndexPeersBenchmark } from './index-peers/index-peers-bench.js';
+import { runGatewayBenchmark } from './gateway/gateway-bench.js';
 import { runIngestBenchmark } from './ingest/ingest-bench.js';
 import { runLatencyBenchmark } from './latency/latency-bench.js';
 import { runScoringBenchmark } from './scoring/scoring-bench.js';
@@ -20,7 +23,9 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   index: async () => {
     await runIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' });
   },
+  'index-peers': () => runIndexPeersBenchmark(),
   'redis-index': () => runRedisIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  'redis-mixed': () => runRedisMixedBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   ingest: () => runIngestBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   scoring: () => runScoringBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   tokenize,
@@ -28,6 +33,7 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   tracing,
   routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  gateway: () => runGatewayBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
 };
 
 const wanted = process.argv.slice(2).filter((a) => a !== '--quick');

@@ -2,10 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { EnvoySim } from '@kvix/envoy-sim';
+import type { EnvoyProcess } from '@kvix/envoy';
 import { freePorts, nodeCli, repoRoot, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chat, endpointsFile, send, startSim, startStack, type Sim } from '../support/stack.js';
+import { chat, endpointsFile, send, startRealEnvoy, startSim, startStack, type Sim } from '../support/stack.js';
 import { OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 
 const SERVER = 2;
@@ -14,7 +14,7 @@ const CLIENT = 3;
 let receiver: OtlpReceiver;
 const sims: Sim[] = [];
 let epp: ManagedProcess;
-let envoy: EnvoySim;
+let envoy: EnvoyProcess;
 let gateway: string;
 const epps = nodeCli(join(repoRoot(), 'services/epp/bin/kvix-epp.js'));
 
@@ -62,11 +62,12 @@ beforeAll(async () => {
   );
   await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200, 60_000, `the EPP ready (${epp.output().slice(-400)})`);
   gateway = `http://127.0.0.1:${gatewayPort}`;
-  envoy = await EnvoySim.start({ extProcTarget: `127.0.0.1:${extProcPort}` });
+  // A real Envoy running deploy/envoy/envoy.yaml: the traceparent must survive Envoy itself.
+  envoy = await startRealEnvoy([`127.0.0.1:${extProcPort}`], sims.map((s) => s.id));
 }, 120_000);
 
 afterAll(async () => {
-  await envoy?.close();
+  await envoy?.stop();
   await epp?.stop('SIGTERM', 10_000);
   for (const s of sims) await s.pod.stop();
   await receiver?.close();
@@ -118,7 +119,7 @@ describe('OpenTelemetry traces, received by a real OTLP/HTTP receiver', () => {
 
   it("a request through Envoy's ext_proc protocol: the same tree, and the traceparent for the pod travels in the header mutation", async () => {
     const client = clientContext();
-    const answer = await send(envoy.url, '/v1/chat/completions', chat('Do you ship to Iceland?'), { traceparent: client.traceparent });
+    const answer = await send(envoy.url(), '/v1/chat/completions', chat('Do you ship to Iceland?'), { traceparent: client.traceparent });
     expect(answer.status).toBe(200);
     const spans = await spansOf(client.traceId, (s) => s.some((x) => x.name === 'kvix.ext_proc.request' && x.endNs > 0n) && s.some((x) => x.name === 'llm_request'), 'the ext_proc request and the pod');
     const request = one(spans, 'kvix.ext_proc.request');

@@ -18,6 +18,14 @@ const RedisSettingsSchema = z
     commandTimeoutMs: z.number().int().min(1).default(1000),
     /** How often expired speculative entries are swept when idle (every operation also sweeps); 0 = only on use. */
     sweepIntervalMs: z.number().int().min(0).default(250),
+    /**
+     * Another writer (a Go llm-d EPP) shares the database: clear(pod) also removes its entries of the
+     * pod (a bounded walk of the keyspace) and counters are reconciled with what it deletes. false: clear
+     * stays proportional to the pod's own entries.
+     */
+    sharedWithForeignWriters: z.boolean().default(true),
+    /** Background reconciliation step interval (0: off). */
+    reconcileIntervalMs: z.number().int().min(0).default(5000),
   })
   .strict();
 
@@ -39,6 +47,11 @@ export const IndexSettingsSchema = z
     traceBatchRatio: z.number().min(0).max(1).default(0.01),
     /** KV-cache kinds of hybrid models whose groups are indexed. */
     indexedKinds: z.array(z.string().min(1)).min(1).optional(),
+    /** Sanity limits: a batch with an event of more engine blocks, or an engine block of more tokens, is refused whole (and counted). */
+    maxBlocksPerEvent: z.number().int().min(1).default(65_536),
+    maxTokensPerBlock: z.number().int().min(1).default(65_536),
+    /** LMCache in-process sends no removals: its entries expire this long after their last announcement (0: never). */
+    lmcacheTtlMs: z.number().int().min(0).default(3_600_000),
     /** Weight of a block by tier when scoring (gpu 1.0, cpu 0.8, disk/storage 0.5 unless set). */
     tierWeights: z
       .object({ tiers: z.record(z.string(), z.number().min(0)).optional(), speculative: z.number().min(0).optional(), unknown: z.number().min(0).optional() })
@@ -108,6 +121,8 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
           keyPrefix: settings.redis.keyPrefix,
           speculativeTtlMs: settings.speculativeTtlMs,
           sweepIntervalMs: settings.redis.sweepIntervalMs,
+          sharedWithForeignWriters: settings.redis.sharedWithForeignWriters,
+          reconcileIntervalMs: settings.redis.reconcileIntervalMs,
           connectTimeoutMs: settings.redis.connectTimeoutMs,
           commandTimeoutMs: settings.redis.commandTimeoutMs,
           observer: metrics.indexObserver(),
@@ -116,7 +131,14 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
         })
       : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer: metrics.indexObserver() });
   metrics.watchIndexSize(backend);
-  const applier = new TracedEventApplier(new TracedIndex(options.applierIndex ? options.applierIndex(backend) : backend), { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
+  const applier = new TracedEventApplier(new TracedIndex(options.applierIndex ? options.applierIndex(backend) : backend), {
+    hasher,
+    observer: metrics.applierObserver(),
+    maxBlocksPerEvent: settings.maxBlocksPerEvent,
+    maxTokensPerBlock: settings.maxTokensPerBlock,
+    lmcacheTtlMs: settings.lmcacheTtlMs,
+    ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}),
+  });
   applier.traceBatches(settings.traceBatchRatio);
   const weights = tierWeights(settings.tierWeights);
   const status: BackendStatus =

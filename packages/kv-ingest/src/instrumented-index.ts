@@ -1,4 +1,4 @@
-import { ForwardingIndex, type KvBlockIndex, type LookupOptions, type LookupResult } from '@kvix/kv-index';
+import { ForwardingIndex, type KvBlockIndex, type LookupOptions, type LookupResult, type PrefixMatch, type PrefixMatchOptions } from '@kvix/kv-index';
 import type { IngestMetrics } from './metrics.js';
 
 /**
@@ -25,6 +25,20 @@ export class InstrumentedIndex extends ForwardingIndex {
       this.metrics.maxPodHitCount.inc(run);
     }
     return result;
+  }
+
+  override async matchPrefix(requestKeys: BigUint64Array, options?: PrefixMatchOptions): Promise<PrefixMatch> {
+    const start = process.hrtime.bigint();
+    const match = await this.inner.matchPrefix(requestKeys, options);
+    this.metrics.lookupLatency.observe(Number(process.hrtime.bigint() - start) / 1e9);
+    this.metrics.lookupRequests.inc();
+    // A prefix match stops at the first key no pod's run from key 0 reaches: the longest run is
+    // exactly that long (both llm-d counters mean it, as for lookup above).
+    if (match.keyCount > 0) {
+      this.metrics.lookupHits.inc(match.keyCount);
+      this.metrics.maxPodHitCount.inc(match.keyCount);
+    }
+    return match;
   }
 }
 

@@ -93,6 +93,9 @@ export class IngestMetrics {
   readonly podQueueDepth: Gauge<'pod'>;
   readonly topicMismatches: Counter<'pod'>;
   readonly batchesApplied: Counter<'pod'>;
+  readonly batchesRejected: Counter<'pod' | 'reason'>;
+  readonly rulesInferred: Counter<'pod' | 'rules'>;
+  readonly lmcacheExpired: Counter<'pod'>;
   // Index size, read from the index when scraped (not tracked per operation on the hot path).
   readonly indexSize: Gauge<'plugin_name' | 'plugin_type'>;
   readonly indexBytes: Gauge;
@@ -138,6 +141,9 @@ export class IngestMetrics {
     this.gaps = new Counter({ name: 'kvix_ingest_gaps_total', help: 'Sequence gaps seen, per pod.', labelNames: ['pod'], registers });
     this.lost = new Counter({ name: 'kvix_ingest_lost_batches_total', help: 'Batches neither received nor recovered by replay, per pod.', labelNames: ['pod'], registers });
     this.replays = new Counter({ name: 'kvix_ingest_replays_total', help: 'Replays, per pod, reason and outcome.', labelNames: ['pod', 'reason', 'outcome'], registers });
+    this.batchesRejected = new Counter({ name: 'kvix_ingest_batches_rejected_total', help: 'Batches refused whole by a sanity limit (too many hashes in an event, too many tokens per hash), per pod and reason.', labelNames: ['pod', 'reason'], registers });
+    this.rulesInferred = new Counter({ name: 'kvix_ingest_engine_rules_inferred_total', help: 'Engine rules (vllm, sglang, lmcache-inproc, lmcache-mp) a pod without configured engine had inferred from its events.', labelNames: ['pod', 'rules'], registers });
+    this.lmcacheExpired = new Counter({ name: 'kvix_ingest_lmcache_expired_chunks_total', help: 'LMCache in-process chunks dropped by TTL or capacity (LMCache announces no removals), per pod.', labelNames: ['pod'], registers });
     this.resets = new Counter({ name: 'kvix_ingest_sequence_resets_total', help: 'Engine restarts seen as a sequence going back, per pod.', labelNames: ['pod'], registers });
     this.overflows = new Counter({ name: 'kvix_ingest_queue_overflows_total', help: 'Backlogs dropped because a pod\'s queue was full.', labelNames: ['pod'], registers });
     this.lag = new Histogram({ name: 'kvix_ingest_event_lag_seconds', help: 'From a batch\'s engine timestamp to applied, per pod.', labelNames: ['pod'], buckets: LAG_BUCKETS, registers });
@@ -209,6 +215,7 @@ export class IngestMetrics {
     return {
       storeSkipped: (reason: StoreSkipReason) => this.storesSkipped.inc({ reason }),
       removalSkipped: (reason: RemoveSkipReason) => this.removalsSkipped.inc({ reason }),
+      lmcacheExpired: (pod: string, chunks: number) => this.lmcacheExpired.inc({ pod }, chunks),
       removalsDeduplicated: (forwarded, suppressed) => {
         if (forwarded > 0) this.dedupForwarded.inc(forwarded);
         if (suppressed > 0) this.dedupSuppressed.inc(suppressed);
@@ -245,9 +252,11 @@ export class IngestMetrics {
   forgetPod(pod: string): void {
     this.messagesReceived.remove({ pod });
     this.reconnections.remove({ pod });
-    for (const m of [this.gaps, this.lost, this.resets, this.overflows, this.topicMismatches, this.batchesApplied, this.lastSeq, this.podQueueDepth, this.lag]) {
+    for (const m of [this.gaps, this.lost, this.resets, this.overflows, this.topicMismatches, this.batchesApplied, this.lmcacheExpired, this.lastSeq, this.podQueueDepth, this.lag]) {
       m.remove({ pod });
     }
+    for (const reason of ['too_many_hashes', 'block_too_long']) this.batchesRejected.remove({ pod, reason });
+    for (const rules of ['vllm', 'sglang', 'lmcache-inproc', 'lmcache-mp']) this.rulesInferred.remove({ pod, rules });
     for (const operation of ZMQ_ERROR_OPERATIONS) this.zmqErrors.remove({ pod, operation });
     for (const reason of REPLAY_REASONS) for (const outcome of REPLAY_OUTCOMES) this.replays.remove({ pod, reason, outcome });
   }

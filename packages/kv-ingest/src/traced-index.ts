@@ -1,4 +1,17 @@
-import { EventApplier, ForwardingIndex, type AddOptions, type ApplyResult, type EventSource, type KeyKind, type KvBlockIndex, type LookupOptions, type LookupResult, type PodEntry } from '@kvix/kv-index';
+import {
+  EventApplier,
+  ForwardingIndex,
+  type AddOptions,
+  type ApplyResult,
+  type EventSource,
+  type KeyKind,
+  type KvBlockIndex,
+  type LookupOptions,
+  type LookupResult,
+  type PodEntry,
+  type PrefixMatch,
+  type PrefixMatchOptions,
+} from '@kvix/kv-index';
 import type { EventBatch } from '@kvix/kv-events';
 import { Sampled, spanIfTracing, withSpan } from '@kvix/telemetry';
 
@@ -14,6 +27,11 @@ export class TracedIndex extends ForwardingIndex {
 
   override lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult> {
     return spanIfTracing('kvix.index.lookup', { 'kvix.keys': requestKeys.length, 'kvix.index.backend': this.inner.backend }, () => this.inner.lookup(requestKeys, options));
+  }
+
+  /** The scorer's lookup (each pod's run in one walk): the same span as a lookup, told apart by an attribute. */
+  override matchPrefix(requestKeys: BigUint64Array, options?: PrefixMatchOptions): Promise<PrefixMatch> {
+    return spanIfTracing('kvix.index.lookup', { 'kvix.keys': requestKeys.length, 'kvix.index.backend': this.inner.backend, 'kvix.index.call': 'matchPrefix' }, () => this.inner.matchPrefix(requestKeys, options));
   }
 
   override add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {

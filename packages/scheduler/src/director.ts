@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { EndpointPickerConfig } from './config.js';
 import type { EndpointRegistry } from './datalayer/endpoint-registry.js';
 import type { RequestLabels, RouterMetrics } from './metrics.js';
-import { ModelRewriter } from './request/model-rewrite.js';
+import { ModelRewriter, type PoolRewriteRule } from './request/model-rewrite.js';
 import { parseOpenAiBody, RequestError, type ParsedRequestBody } from './request/openai-body.js';
 import { PREFIX_MATCH, type PrefixMatch } from './plugins/prefix-match.js';
 import { ResponseStream } from './request/response-stream.js';
@@ -59,13 +59,39 @@ export const DROPPED_REASON_HEADER = 'x-llm-d-request-dropped-reason';
  */
 export class RequestDirector {
   private readonly rewriter: ModelRewriter;
-  private readonly priorities: Map<string, number>;
+  private readonly configPriorities: Map<string, number>;
+  private priorities: Map<string, number>;
+  private poolObjectives: readonly { name: string; priority: number }[] = [];
   private poolTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: DirectorOptions) {
     this.rewriter = new ModelRewriter(options.config.modelRewrites, options.random);
-    this.priorities = new Map(options.config.objectives.map((o) => [o.name, o.priority]));
+    this.configPriorities = new Map(options.config.objectives.map((o) => [o.name, o.priority]));
+    this.priorities = this.configPriorities;
     for (const r of options.config.modelRewrites) for (const m of [r.model, ...r.targets.map((t) => t.model)]) options.metrics?.pinModel(m);
+  }
+
+  /**
+   * The pool's InferenceModelRewrite and InferenceObjective resources (Kubernetes), applied from the
+   * next request on. An objective of the pool overrides one of the same name in the configuration.
+   */
+  setPoolResources(resources: { rewrites: readonly PoolRewriteRule[]; objectives: readonly { name: string; priority: number }[] }): void {
+    this.rewriter.setPoolRules(resources.rewrites);
+    // Names an operator configured keep their own label values in the request series.
+    for (const r of resources.rewrites) for (const m of [...r.models, ...r.targets.map((t) => t.model)]) this.options.metrics?.pinModel(m);
+    this.poolObjectives = resources.objectives;
+    const merged = new Map(this.configPriorities);
+    for (const o of resources.objectives) merged.set(o.name, o.priority);
+    this.priorities = merged;
+  }
+
+  /** Rewrite rules and objectives in force, wherever they came from. */
+  describePolicies(): { modelRewrites: ReturnType<ModelRewriter['describe']>; objectives: { name: string; priority: number; source: string }[] } {
+    const pool = new Set(this.poolObjectives.map((o) => o.name));
+    return {
+      modelRewrites: this.rewriter.describe(),
+      objectives: [...this.priorities].map(([name, priority]) => ({ name, priority, source: pool.has(name) ? 'InferenceObjective' : 'scheduler-config' })),
+    };
   }
 
   get registry(): EndpointRegistry {
@@ -154,7 +180,7 @@ export class RequestDirector {
   private candidatesFor(model: string, subset: readonly string[] | null): Candidate[] {
     const ready = this.options.registry.candidates(subset ? new Set(subset) : null);
     if (model === '') return ready;
-    const serving = ready.filter((c) => c.endpoint.model === model || c.metrics?.loras.includes(model));
+    const serving = ready.filter((c) => c.endpoint.model === model || c.endpoint.adapters?.includes(model) || c.metrics?.loras.includes(model));
     return serving.length > 0 ? serving : ready;
   }
 
@@ -260,8 +286,21 @@ export class RoutedRequest {
     metrics.inflightTokens.inc(this.inflightLabels, this.promptTokens);
   }
 
-  /** The comma-separated ordered list proxies take (x-gateway-destination-endpoint). */
-  get destinationHeader(): string {
+  /**
+   * The chosen endpoint alone, for the `x-gateway-destination-endpoint` header: Envoy's
+   * ORIGINAL_DST cluster and its header-sourced override_host policy each read one `ip:port` there
+   * (a list makes ORIGINAL_DST answer 503, `original_dst_host_invalid`).
+   */
+  get primaryDestination(): string {
+    return this.endpoints[0]!.id;
+  }
+
+  /**
+   * The chosen endpoint then the fallbacks, comma-separated, for the `envoy.lb` dynamic metadata
+   * (GAIE endpoint-picker protocol, "Destination Endpoint"): Envoy's override_host policy sends the
+   * request to the first and moves down the list on each retry.
+   */
+  get destinationList(): string {
     return this.endpoints.map((e) => e.id).join(',');
   }
 

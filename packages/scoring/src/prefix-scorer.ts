@@ -1,7 +1,7 @@
 import { startSpan, withSpan, withSpanSync } from '@kvix/telemetry';
 import { SpanKind } from '@opentelemetry/api';
 import { BlockKeysError, requestBlockExtras, type RequestKeyHasher } from '@kvix/block-keys';
-import { scoreLookup, type KvBlockIndex, type PodEntry, type PodScore, type TierWeights } from '@kvix/kv-index';
+import { prefixScores, type KvBlockIndex, type PodEntry, type PodScore, type TierWeights } from '@kvix/kv-index';
 import type { MultimodalItem, PromptInput, PromptTokenizer } from '@kvix/tokenization';
 import type { Logger } from 'pino';
 import type { ReuseAnalytics } from './analytics/reuse-analytics.js';
@@ -119,8 +119,9 @@ export class PrefixScorer {
     const prepared = await this.prepare(input);
     const { index, weights } = this.options;
     const keys = prepared.keys;
-    const lookup = await index.lookup(keys, candidates ? { pods: candidates } : {});
-    const raw = scoreLookup(lookup, keys.length, weights, candidates ?? undefined);
+    // One walk over the keys gives every pod's run, tiers and score (no per-key entry lists).
+    const match = await index.matchPrefix(keys, candidates ? { pods: candidates, weights } : { weights });
+    const raw = prefixScores(match, keys.length, candidates ?? undefined);
     const scores: PodScoreResult[] = raw.map((s) => ({ ...s, known: s.matchedBlocks > 0 || this.known(s.pod) }));
     for (const s of scores) if (!s.known) this.unknownPod(s.pod, 'candidate');
     this.options.analytics?.observeScore(input.model, keys, scores[0] && scores[0].matchedBlocks > 0 ? scores[0] : undefined, () => previewOf(input.prompt, this.options.previewChars ?? 0));
@@ -145,7 +146,7 @@ export class PrefixScorer {
     const keys = decision.requestKeys ?? (await this.prepare(decision)).keys;
     const { index, weights } = this.options;
     // What the chosen pods held before this decision: the routing's realised reuse.
-    const before = scoreLookup(await index.lookup(keys, { pods, earlyStop: false }), keys.length, weights, pods);
+    const before = prefixScores(await index.matchPrefix(keys, { pods, weights }), keys.length, pods);
     const entries: PodEntry[] = pods.map((pod) => ({ pod, tier: 'gpu', speculative: true }));
     if (keys.length > 0) await index.add(null, keys, entries, ttl === null ? {} : { ttlMs: ttl });
     for (const [i, pod] of pods.entries()) {

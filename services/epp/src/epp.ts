@@ -1,3 +1,4 @@
+import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from '@kvix/kubernetes';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
@@ -32,6 +33,9 @@ export class Epp {
   private history: ReuseHistory | null = null;
   /** Predicts TTFT/TPOT for SLO requests; null when no predicted-latency routing is configured. */
   latencyPredictor: LatencyPredictor | null = null;
+  /** The pool's InferenceModelRewrite/InferenceObjective resources and status, when discovery follows an InferencePool. */
+  private poolFollow: { stop(): Promise<void> } | null = null;
+  kubernetes: KubernetesRuntime | null = null;
 
   private constructor(
     readonly config: EppConfig,
@@ -56,7 +60,15 @@ export class Epp {
     }
     // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
-    const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
+    let kube: KubernetesRuntime | null;
+    try {
+      kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+    } catch (err) {
+      await replication?.close();
+      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
+      throw err;
+    }
+    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
     let ingestor: Ingestor | null = null;
     let stack: IndexStack | null = null;
     let tokenizers: ModelTokenizers | null = null;
@@ -91,7 +103,7 @@ export class Epp {
     const latency = await wireLatency(config, registry, logger);
     let router: Router;
     try {
-      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName, drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
+      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName ?? 'kvix', drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
     } catch (err) {
       await Promise.allSettled([hub.stop(), tokenizers?.close(), stack?.index.close(), replication?.close(), latency.predictor?.close()]);
       // A scheduler configuration mistake is a configuration error like any other (exit 2, one line).
@@ -101,7 +113,9 @@ export class Epp {
     if (replication && config.replication.shareLoad) replication.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
     const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
     epp.latencyPredictor = latency.predictor;
+    epp.kubernetes = kube;
     try {
+      if (kube?.pool) await epp.followPool(kube);
       epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), reuse, logger });
       epp.history = reuse?.history ?? null;
       registerLatencyDebug(epp.ops, latency.predictor);
@@ -123,7 +137,7 @@ export class Epp {
           };
         },
       };
-      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), streams }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
+      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), registry, streams }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
       if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }) });
       epp.frontsListening = true;
       epp.history?.start();
@@ -145,6 +159,20 @@ export class Epp {
       'epp started',
     );
     return epp;
+  }
+
+  /** The pool's rewrite and objective resources into the router, and the EPP's status onto the pool. */
+  private async followPool(kube: KubernetesRuntime): Promise<void> {
+    const logger = this.logger.child({ component: 'kubernetes' });
+    this.poolFollow = await kube.followPool({
+      replicaId: this.config.replication.replicaId,
+      logger,
+      onResources: (resources) => {
+        this.router.director.setPoolResources(resources);
+        logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
+      },
+      subscribeTargets: (listener) => this.hub.subscribe(listener),
+    });
   }
 
   get metricsPort(): number {
@@ -169,6 +197,7 @@ export class Epp {
       await this.ops?.close();
       await this.router.close();
       await this.latencyPredictor?.close();
+      await this.poolFollow?.stop();
       await this.ingestor?.stop();
       await this.replication?.close();
       await this.hub.stop();

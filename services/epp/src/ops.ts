@@ -44,7 +44,7 @@ export function buildOpsServer(ctx: OpsContext): FastifyInstance {
   registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness });
   app.get('/debug/endpoints', async () => ({ endpoints: ctx.router.registry.status() }));
   app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : sendError(reply, 404, 'NO_REPLICATION', 'this EPP runs alone (no --nats-url)')));
-  app.get('/debug/scheduler', async () => ({ ...ctx.router.scheduler.describe(), fallbacks: ctx.router.config.fallbacks, modelRewrites: ctx.router.config.modelRewrites, objectives: ctx.router.config.objectives, saturation: ctx.router.config.saturation }));
+  app.get('/debug/scheduler', async () => ({ ...ctx.router.scheduler.describe(), fallbacks: ctx.router.config.fallbacks, ...ctx.router.director.describePolicies(), saturation: ctx.router.config.saturation }));
   // What this replica's index says of a prompt, pod by pod: active-active replicas must agree.
   app.post('/debug/score', async (req, reply) => {
     if (!ctx.scorer) return sendError(reply, 404, 'NO_EMBEDDED_INDEX', 'this EPP scores with a remote indexer; ask it');

@@ -1,4 +1,6 @@
 import { InMemoryIndex } from '@kvix/kv-index';
+import { createKubernetesRuntime, KubernetesError } from '@kvix/kubernetes';
+import { ConfigError } from '@kvix/service-kit';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
 import { ReuseHistory } from '@kvix/reuse-page';
@@ -47,9 +49,10 @@ export class Indexer {
     const scoringMetrics = new ScoringMetrics(registry);
     const apiMetrics = new ApiMetrics(registry);
     const { mode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
+    const kube = await kubernetesRuntime(config, registry, logger);
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     const stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(mode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
-    const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
+    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
     // A follower (or a replica of a shared Redis index) dials no pod: another process ingests.
     const ingestor = ingests ? new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status }) : null;
     const pods = ingestor ? ingestorDirectory(ingestor) : discoveryDirectory(hub);
@@ -142,5 +145,15 @@ export class Indexer {
       this.logger.info('indexer stopped');
     })();
     return this.stopping;
+  }
+}
+
+/** Kubernetes discovery when configured; a kubeconfig problem is a configuration error (exit 2). */
+async function kubernetesRuntime(config: IndexerConfig, registry: Registry, logger: Logger): ReturnType<typeof createKubernetesRuntime> {
+  try {
+    return await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+  } catch (err) {
+    if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
+    throw err;
   }
 }

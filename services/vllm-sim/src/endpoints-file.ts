@@ -11,6 +11,10 @@ export interface EndpointsFileEntry {
   replayPort: number | null;
   model: string;
   dataParallelSize?: number;
+  /** What the pod runs, so ingestion reads its events by the right rules (kvix's endpoints-file keys). */
+  engine?: 'vllm' | 'sglang';
+  lmcache?: 'inproc' | 'mp';
+  kvCacheReportMode?: 'full';
 }
 
 /**

@@ -70,7 +70,7 @@ export class EndpointRegistry {
       }
     }
     for (const t of targets) {
-      const endpoint: Endpoint = { id: t.id, address: t.address, port: t.port, name: t.name, model: t.model, labels: { ...(t.labels ?? {}) } };
+      const endpoint: Endpoint = { id: t.id, address: t.address, port: t.port, name: t.name, model: t.model, labels: { ...(t.labels ?? {}) }, ...(t.adapters ? { adapters: t.adapters } : {}) };
       const state = this.states.get(t.id);
       if (state) state.endpoint = endpoint;
       else {

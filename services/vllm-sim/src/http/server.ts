@@ -328,6 +328,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     ctx.engine().slowdown = ctx.faults.slowdown;
     if (body['restartEngine'] === true) await ctx.restartEngine();
     else if (body['restartPublisher'] === true) await ctx.restartPublisher();
+    if (body['restartLmcacheServer'] === true) await ctx.engine().restartLmcacheServer();
     ctx.logger.info({ faults: ctx.faults, restartEngine: body['restartEngine'] === true, restartPublisher: body['restartPublisher'] === true }, 'faults changed');
     return ctx.faults;
   });
