@@ -3,6 +3,7 @@
  * bodies held 153 MB and were never freed), and a slow body stayed open ~300 s.
  */
 import { connect, type Socket } from 'node:net';
+import { ceiling, waitFor } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chat, send, startSim, startStack, type Stack } from '../support/stack.js';
 
@@ -51,7 +52,8 @@ describe('the gateway under hostile bodies', () => {
   });
 
   it('closes a connection whose body does not arrive within the body timeout', async () => {
-    const { base } = await gateway({ headersTimeoutMs: 500, bodyTimeoutMs: 1000 });
+    // Scaled for the machine's load: the follow-up request must not meet them; the stalled one always does.
+    const { base } = await gateway({ headersTimeoutMs: ceiling(500), bodyTimeoutMs: ceiling(1000) });
     const socket = await open(base);
     const closed = untilClosed(socket);
     socket.write(`${head(base, 1000)}{"model":"`);
@@ -68,15 +70,14 @@ describe('the gateway under hostile bodies', () => {
     const filler = 'x'.repeat(450 * 1024);
     for (const s of holders) s.write(`${head(base, 500 * 1024)}${filler}`);
     // The third request's body does not fit in what is left: 503, and routing resumes once they go.
-    let refused = await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)));
-    for (let i = 0; refused.status !== 503 && i < 50; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      refused = await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)));
-    }
-    expect(refused.status).toBe(503);
+    // (Once the gateway holds both partial bodies: the sockets' writes arrive when they arrive.)
+    const refused = await waitFor(async () => {
+      const answer = await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)));
+      return answer.status === 503 ? answer : undefined;
+    }, 20_000, 'a request refused while two partial bodies are held');
     expect(refused.json).toMatchObject({ error: { code: 'OVERLOADED' } });
     for (const s of holders) s.destroy();
-    await expect.poll(async () => (await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)))).status, { timeout: 20_000 }).toBe(200);
+    await waitFor(async () => (await send(base, '/v1/chat/completions', chat('x'.repeat(200 * 1024)))).status === 200, 20_000, 'routing once the holders have gone');
   });
 
   it('accepts at most maxConnections connections at once', async () => {
@@ -88,6 +89,6 @@ describe('the gateway under hostile bodies', () => {
     extra.write(`GET /health HTTP/1.1\r\nhost: x\r\n\r\n`);
     expect(await closed).toBe('');
     for (const s of kept) s.destroy();
-    await expect.poll(async () => (await fetch(`${base}/health`)).status, { timeout: 20_000 }).toBe(200);
+    await waitFor(async () => (await fetch(`${base}/health`)).status === 200, 20_000, 'a connection accepted once the others have gone');
   });
 });

@@ -9,7 +9,7 @@ import { EnvoySim } from '@kvix/envoy-sim';
 import { Epp, EppConfigSchema } from '@kvix/epp';
 import { Indexer, IndexerConfigSchema } from '@kvix/indexer';
 import { Replication, ReplicationSettingsSchema } from '@kvix/replication';
-import { makeTestPki, startNats, waitFor, type TestPki } from '@kvix/test-support';
+import { ceiling, makeTestPki, startNats, waitFor, type TestPki } from '@kvix/test-support';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chat, endpointsFile, send, silent, startSim, type Sim } from '../support/stack.js';
@@ -45,7 +45,7 @@ async function startEpp(fleet: Sim[], input: Record<string, unknown>): Promise<E
       tokenization: { workers: 1 },
       ...input,
       extProc: { host: '127.0.0.1', port: 0, ...((input['extProc'] as object | undefined) ?? {}) },
-      ingest: { endpointsFile: endpointsFile(fleet), readinessTimeoutMs: 5000 },
+      ingest: { endpointsFile: endpointsFile(fleet), readinessTimeoutMs: ceiling(5000) },
     }),
     silent,
   );
@@ -93,7 +93,7 @@ describe('the indexer over mutual TLS', () => {
     const remote = (tls: Record<string, string>) => ({
       embeddedIndex: false,
       scheduler: {
-        plugins: [{ type: 'precise-prefix-cache-scorer', parameters: { indexer: `127.0.0.1:${indexer.grpcPort}`, timeoutMs: 5000, tls } }, { type: 'max-score-picker' }],
+        plugins: [{ type: 'precise-prefix-cache-scorer', parameters: { indexer: `127.0.0.1:${indexer.grpcPort}`, timeoutMs: ceiling(5000), tls } }, { type: 'max-score-picker' }],
         schedulingProfiles: [{ name: 'default', plugins: [{ pluginRef: 'precise-prefix-cache-scorer' }, { pluginRef: 'max-score-picker' }] }],
       },
     });
@@ -137,7 +137,7 @@ describe('NATS over TLS with a token', () => {
     writeFileSync(wrongFile, 'not-the-token\n');
     const nats = await startNats({ extraArgs: ['--tls', '--tlscert', pki.serverCert, '--tlskey', pki.serverKey, '--auth', 's3cret-nats-token'] });
     cleanups.push(() => nats.dispose());
-    const settings = (auth: string) => ReplicationSettingsSchema.parse({ natsUrl: `tls://127.0.0.1:${nats.port}`, natsTls: { caFile: pki.caCert }, natsAuth: { tokenFile: auth }, connectTimeoutMs: 2000 });
+    const settings = (auth: string) => ReplicationSettingsSchema.parse({ natsUrl: `tls://127.0.0.1:${nats.port}`, natsTls: { caFile: pki.caCert }, natsAuth: { tokenFile: auth }, connectTimeoutMs: ceiling(2000) });
     const ok = await Replication.start(settings(tokenFile), { registry: new Registry(), logger: silent });
     cleanups.push(() => ok.close());
     expect(ok.status().connected).toBe(true);

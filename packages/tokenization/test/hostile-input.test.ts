@@ -3,6 +3,7 @@
  * the model can take, a thread that stops answering. Each case here hung or exhausted a service
  * before (issue 16).
  */
+import { ceiling } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalTokenizerPool, ModelTokenizers, type PromptInput, type TokenizationObserver } from '../src/index.js';
 import { CRASH_WORKER_FOR_TESTS } from '../src/pool/local-tokenizer-pool.js';
@@ -28,6 +29,22 @@ const withTemplate = (chatTemplate: string): PromptInput => ({ kind: 'chat', mes
 const HOSTILE_TEMPLATE = '{% for i in range(30000000) %}{% endfor %}hello';
 /** Within Jinja2's sandbox range limit, but 10^10 iterations: only a clock stops it. */
 const NESTED_LOOP_TEMPLATE = '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}hello';
+
+/**
+ * One "word" of `chars` pseudo-random letters: BPE merges it slower than linearly and no word cache
+ * helps (900 k characters: ~5.5 s on an idle 2-core machine), so a deadline of a fraction of a second,
+ * scaled for the machine's load, always passes while the thread is busy with it. Repeated prose
+ * ('lorem ipsum' × 40,000) tokenizes in ~20 ms once the word cache is warm: too fast to outlive one.
+ */
+function hostileWord(chars: number, seed = 1): string {
+  let x = seed;
+  const letters = new Array<string>(chars);
+  for (let i = 0; i < chars; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    letters[i] = String.fromCharCode(97 + ((x >>> 16) % 26));
+  }
+  return letters.join('');
+}
 
 /** Settles with the outcome, and records when it did, so tests can assert what finished first. */
 function track<T>(promise: Promise<T>): { settled: boolean; result: Promise<PromiseSettledResult<T>> } {
@@ -57,14 +74,14 @@ describe('chat templates under a budget', () => {
     );
     // Text built in a variable (not printed) until the end counts as it is produced too.
     const built = '{% set ns = namespace(s="") %}{% for i in range(100000) %}{% set ns.s = ns.s ~ messages[0].content %}{% endfor %}{{ ns.s }}';
-    expect(() => qwen3.renderChat([{ role: 'user', content: 'x'.repeat(1000) }], { chatTemplate: built }, { maxChars: 100_000, deadline: Date.now() + 5000 })).toThrow(
+    expect(() => qwen3.renderChat([{ role: 'user', content: 'x'.repeat(1000) }], { chatTemplate: built }, { maxChars: 100_000, deadline: Date.now() + ceiling(5000) })).toThrow(
       expect.objectContaining({ code: expect.stringMatching(/PROMPT_TOO_LONG|DEADLINE_EXCEEDED/) }),
     );
   });
 
   it("renders the model's own template exactly as before within the budget", () => {
     const messages = [{ role: 'user', content: 'Which saddle for long rides?' }];
-    expect(qwen3.renderChat(messages, {}, { deadline: Date.now() + 60_000, maxChars: 10_000 })).toBe(qwen3.renderChat(messages));
+    expect(qwen3.renderChat(messages, {}, { deadline: Date.now() + ceiling(60_000), maxChars: 10_000 })).toBe(qwen3.renderChat(messages));
   });
 });
 
@@ -72,7 +89,8 @@ describe('the tokenizer pool under hostile requests', () => {
   it("answers other requests while a request's own looping template runs, on a thread of its own", async () => {
     const p = pool({ workers: 1 });
     await p.warmUp();
-    const hostile = track(p.tokenize(MODEL, withTemplate(NESTED_LOOP_TEMPLATE), { deadline: Date.now() + 10_000 }));
+    // The deadline is what ends the hostile render: long enough (scaled for the machine's load) for the others to be answered first.
+    const hostile = track(p.tokenize(MODEL, withTemplate(NESTED_LOOP_TEMPLATE), { deadline: Date.now() + ceiling(1000) }));
     const others = await Promise.all(Array.from({ length: 5 }, (_, i) => p.tokenize(MODEL, user(`question ${i}`))));
     expect(hostile.settled).toBe(false);
     expect(others.map((o) => Array.from(o.tokenIds))).toEqual(Array.from({ length: 5 }, (_, i) => qwen3.encodeChat([{ role: 'user', content: `question ${i}` }])));
@@ -84,8 +102,10 @@ describe('the tokenizer pool under hostile requests', () => {
   it('replaces a thread still busy past a deadline; the requests queued behind it are answered', async () => {
     const p = pool({ workers: 1 });
     await p.warmUp();
-    // ~700 k characters: seconds of BPE, far past a 100 ms deadline, and nothing a template can interrupt.
-    const long = track(p.tokenize(MODEL, { kind: 'completion', prompt: 'lorem ipsum dolor '.repeat(40_000) }, { deadline: Date.now() + 100 }));
+    // Seconds of BPE, far past the deadline, and nothing a template can interrupt. The deadline is
+    // scaled for the machine's load, so the thread has started the request before it passes (one that
+    // passes while a request waits fails it unstarted: the next test).
+    const long = track(p.tokenize(MODEL, { kind: 'completion', prompt: hostileWord(900_000) }, { deadline: Date.now() + ceiling(150) }));
     const queued = Array.from({ length: 3 }, (_, i) => p.tokenize(MODEL, { kind: 'completion', prompt: `queued ${i}` }));
     const answers = await Promise.all(queued);
     expect(answers.map((a) => Array.from(a.tokenIds))).toEqual([0, 1, 2].map((i) => qwen3.encode(`queued ${i}`)));
@@ -98,8 +118,8 @@ describe('the tokenizer pool under hostile requests', () => {
   it('fails requests whose deadline passed while they waited, without running them or stopping another thread', async () => {
     const p = pool({ workers: 1 });
     await p.warmUp();
-    const deadline = Date.now() + 100;
-    const long = p.tokenize(MODEL, { kind: 'completion', prompt: 'lorem ipsum dolor '.repeat(40_000) }, { deadline });
+    const deadline = Date.now() + ceiling(150);
+    const long = p.tokenize(MODEL, { kind: 'completion', prompt: hostileWord(900_000) }, { deadline });
     const stale = Array.from({ length: 3 }, (_, i) => p.tokenize(MODEL, { kind: 'completion', prompt: `stale ${i}` }, { deadline }));
     for (const call of [long, ...stale]) expect((await failure(call)).code).toBe('DEADLINE_EXCEEDED');
     // Only the thread busy past the deadline was replaced; the stale ones never started anywhere.
@@ -114,7 +134,7 @@ describe('the tokenizer pool under hostile requests', () => {
     for (let i = 0; i < 3; i++) {
       const crashes = p.stats().crashes;
       p[CRASH_WORKER_FOR_TESTS](0);
-      await expect.poll(() => p.stats().crashes > crashes && p.health().live === 1, { timeout: 10_000 }).toBe(true);
+      await expect.poll(() => p.stats().crashes > crashes && p.health().live === 1, { timeout: ceiling(10_000) }).toBe(true);
     }
     expect(p.health()).toMatchObject({ ok: false, reason: expect.stringContaining('died 3 times') });
     // One answer from the slot's current thread makes it healthy again.
@@ -140,7 +160,7 @@ describe('ModelTokenizers', () => {
     }
     // Other kwargs are variables of the model's own template, as in vLLM.
     expect((await t.tokenize(MODEL, { kind: 'chat', messages: [{ role: 'user', content: 'hi' }], options: { chatTemplateKwargs: { enable_thinking: false } } })).tokenIds.length).toBeGreaterThan(0);
-    const trusted = tokenizers({ trustRequestChatTemplate: true, timeoutMs: 10_000 });
+    const trusted = tokenizers({ trustRequestChatTemplate: true, timeoutMs: ceiling(10_000) });
     await trusted.warmUp([MODEL]);
     expect(Array.from((await trusted.tokenize(MODEL, withTemplate('{{ messages[0].content }}!'))).tokenIds)).toEqual(qwen3.encode('hi!', { addSpecialTokens: false }));
     expect((await failure(trusted.tokenize(MODEL, withTemplate(HOSTILE_TEMPLATE)))).code).toBe('TEMPLATE_ERROR');
@@ -148,10 +168,10 @@ describe('ModelTokenizers', () => {
 
   it('fails a tokenization that outlives timeoutMs with DEADLINE_EXCEEDED, and counts it', async () => {
     const failed: string[] = [];
-    const t = tokenizers({ timeoutMs: 200, trustRequestChatTemplate: true }, { failed: (e) => failed.push(e.code) });
+    const t = tokenizers({ timeoutMs: ceiling(200), trustRequestChatTemplate: true }, { failed: (e) => failed.push(e.code) });
     await t.warmUp([MODEL]);
     expect((await failure(t.tokenize(MODEL, withTemplate(NESTED_LOOP_TEMPLATE)))).code).toBe('DEADLINE_EXCEEDED');
-    expect((await failure(t.tokenize(MODEL, { kind: 'completion', prompt: 'lorem ipsum dolor '.repeat(40_000) }))).code).toBe('DEADLINE_EXCEEDED');
+    expect((await failure(t.tokenize(MODEL, { kind: 'completion', prompt: hostileWord(900_000) }))).code).toBe('DEADLINE_EXCEEDED');
     expect(failed).toEqual(['DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED']);
     // The thread busy with the long prompt was replaced; once its replacement has loaded, all is as before.
     await t.warmUp([MODEL]);

@@ -6,7 +6,7 @@
  * threads, so surviving is the result; the counts printed at the end show the churn really ran.
  */
 import { EventSubscriber, ZmqReplayClient } from '@kvix/kv-ingest';
-import { freePorts } from '@kvix/test-support';
+import { ceiling, freePorts } from '@kvix/test-support';
 import { EventPublisher, parseKvEventsConfig } from '@kvix/vllm-sim';
 import type { KvEvent } from '@kvix/kv-events';
 import { pino } from 'pino';
@@ -76,7 +76,7 @@ async function subscribing(): Promise<void> {
 
 async function replaying(): Promise<void> {
   while (running()) {
-    const client = new ZmqReplayClient(`tcp://127.0.0.1:${ports[PODS + rnd(PODS)]}`, { idleTimeoutMs: 200, totalTimeoutMs: 1000 });
+    const client = new ZmqReplayClient(`tcp://127.0.0.1:${ports[PODS + rnd(PODS)]}`, { idleTimeoutMs: ceiling(200), totalTimeoutMs: ceiling(1000) });
     const batches = await client.fetch(0n).catch(() => []);
     counts.replays++;
     counts.replayedBatches += batches.length;
