@@ -52,11 +52,14 @@ export function readCurveSecretKey(path: string): string {
   return key;
 }
 
-/** The allow-list: one Z85 public key per line (`#` comments), or czmq certificates' `public-key = "…"` lines. */
+/**
+ * The allow-list: one Z85 public key per line, or czmq certificates' `public-key = "…"` lines. A `#`
+ * starts a comment at the start of a line or after a blank only: `#` is a Z85 digit, so a key may hold one.
+ */
 export function readCurveAllowList(path: string): Set<string> {
   const keys = new Set<string>();
   for (const raw of readText(path, 'allowed keys file').split('\n')) {
-    const line = raw.replace(/#.*/, '').trim();
+    const line = raw.replace(/(^|\s)#.*$/, '').trim();
     if (line === '') continue;
     const key = /public-key\s*=\s*"?([^"\s]{40})"?/.exec(line)?.[1] ?? line;
     if (!Z85_KEY.test(key)) throw new CurveConfigError(`${path}: ${JSON.stringify(line)} is not a Z85 CURVE public key (40 characters)`);
