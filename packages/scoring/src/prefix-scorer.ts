@@ -32,6 +32,19 @@ export interface PodScoreResult extends PodScore {
 
 export type TokenizationSource = 'local' | 'render' | 'request';
 
+/** Where a score's time went (ms): the stages a decision profile and traces name. */
+export interface ScoreTimings {
+  /** The tokenizer call as this thread saw it (0 for token ids); template and encode are inside it. */
+  tokenizeCallMs: number;
+  templateMs: number;
+  encodeMs: number;
+  /** Request keys from the token ids. */
+  hashMs: number;
+  lookupMs: number;
+  /** Longest-prefix runs and tier weights from the lookup. */
+  scoreMs: number;
+}
+
 export interface ScoreOutcome {
   /** Candidates (or every pod with a match), best first. */
   scores: PodScoreResult[];
@@ -42,6 +55,7 @@ export interface ScoreOutcome {
   tokenizationCached: boolean;
   /** The prompt's request keys (a routing decision can reuse them). */
   requestKeys: BigUint64Array;
+  timings: ScoreTimings;
 }
 
 export interface RoutingDecision extends PromptSpec {
@@ -52,6 +66,11 @@ export interface RoutingDecision extends PromptSpec {
   ttlMs?: number | null;
   /** Request keys from a Score of the same prompt, to skip recomputing them. */
   requestKeys?: BigUint64Array | null;
+  /**
+   * What each pod held when that Score ran (its `scores`): the decision's realised reuse is read
+   * from it instead of a second lookup. Pods it leaves out are looked up.
+   */
+  held?: readonly PodScore[] | null;
 }
 
 export interface DecisionOutcome {
@@ -88,6 +107,7 @@ interface PreparedPrompt {
   keys: BigUint64Array;
   source: TokenizationSource;
   cached: boolean;
+  timings: ScoreTimings;
 }
 
 /**
@@ -109,11 +129,16 @@ export class PrefixScorer {
     const prepared = await this.prepare(input);
     const { index, weights } = this.options;
     const keys = prepared.keys;
+    const timings = prepared.timings;
+    const t0 = performance.now();
     const lookup = await index.lookup(keys, candidates ? { pods: candidates } : {});
+    const t1 = performance.now();
     const raw = scoreLookup(lookup, keys.length, weights, candidates ?? undefined);
     const scores: PodScoreResult[] = raw.map((s) => ({ ...s, known: s.matchedBlocks > 0 || this.known(s.pod) }));
     for (const s of scores) if (!s.known) this.unknownPod(s.pod, 'candidate');
     this.options.analytics?.observeScore(input.model, keys, scores[0] && scores[0].matchedBlocks > 0 ? scores[0] : undefined, () => previewOf(input.prompt, this.options.previewChars ?? 0));
+    timings.lookupMs = t1 - t0;
+    timings.scoreMs = performance.now() - t1;
     return {
       scores,
       totalBlocks: keys.length,
@@ -122,6 +147,7 @@ export class PrefixScorer {
       tokenization: prepared.source,
       tokenizationCached: prepared.cached,
       requestKeys: keys,
+      timings,
     };
   }
 
@@ -135,7 +161,9 @@ export class PrefixScorer {
     const keys = decision.requestKeys ?? (await this.prepare(decision)).keys;
     const { index, weights } = this.options;
     // What the chosen pods held before this decision: the routing's realised reuse.
-    const before = scoreLookup(await index.lookup(keys, { pods, earlyStop: false }), keys.length, weights, pods);
+    const held = decision.held ?? null;
+    const known = held !== null && decision.requestKeys ? pods.map((pod) => held.find((s) => s.pod === pod)) : [];
+    const before = known.length === pods.length && known.every((s) => s !== undefined) ? (known as PodScore[]) : scoreLookup(await index.lookup(keys, { pods, earlyStop: false }), keys.length, weights, pods);
     const entries: PodEntry[] = pods.map((pod) => ({ pod, tier: 'gpu', speculative: true }));
     if (keys.length > 0) await index.add(null, keys, entries, ttl === null ? {} : { ttlMs: ttl });
     for (const [i, pod] of pods.entries()) {
@@ -154,13 +182,18 @@ export class PrefixScorer {
     let cacheSalt = spec.cacheSalt ?? null;
     let source: TokenizationSource;
     let cached = false;
+    const timings: ScoreTimings = { tokenizeCallMs: 0, templateMs: 0, encodeMs: 0, hashMs: 0, lookupMs: 0, scoreMs: 0 };
     if (spec.prompt.kind === 'tokens') {
       tokens = validTokenIds(spec.prompt.tokenIds, max);
       source = 'request';
     } else {
       const tokenizer = this.options.tokenizer;
       if (tokenizer === null) throw new ScoringError('NO_TOKENIZER', 'this service has no tokenizer configured: send token ids');
+      const t0 = performance.now();
       const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt });
+      timings.tokenizeCallMs = performance.now() - t0;
+      timings.templateMs = result.timings?.templateMs ?? 0;
+      timings.encodeMs = result.timings?.encodeMs ?? 0;
       if (result.tokenIds.length > max) throw new ScoringError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; the limit is ${max}`);
       tokens = result.tokenIds;
       if (result.multimodal.length > 0) multimodal = result.multimodal;
@@ -180,8 +213,10 @@ export class PrefixScorer {
       if (err instanceof BlockKeysError) throw new ScoringError('INVALID_REQUEST', err.message);
       throw err;
     }
+    const t0 = performance.now();
     const keys = hasher.keys(tokens, spec.loraName || spec.model, { extras });
-    return { tokens, keys, source, cached };
+    timings.hashMs = performance.now() - t0;
+    return { tokens, keys, source, cached, timings };
   }
 
   private candidatesOf(candidates: readonly string[] | null | undefined): string[] | null {

@@ -15,6 +15,16 @@ export interface MultimodalItem {
 
 export type TokenizerSource = 'local' | 'render';
 
+/** Where a tokenization's time went (ms), for decision profiles and traces. */
+export interface TokenizationTimings {
+  /** The whole call as its caller saw it (thread hop and queueing included). */
+  totalMs: number;
+  /** Rendering the chat template (chat prompts tokenized locally). */
+  templateMs?: number;
+  /** Turning the prompt text into ids (tokenized locally). */
+  encodeMs?: number;
+}
+
 export interface TokenizedPrompt {
   tokenIds: Uint32Array;
   /** Sorted by offset; empty for text-only prompts. */
@@ -24,6 +34,7 @@ export interface TokenizedPrompt {
   source: TokenizerSource;
   /** Answered from the exact result cache rather than tokenized for this call. */
   cached: boolean;
+  timings?: TokenizationTimings;
 }
 
 export interface TokenizeOptions {

@@ -75,7 +75,10 @@ describe('an exact result cache', () => {
     expect(first.cached).toBe(false);
     expect(second.cached).toBe(true);
     expect(Array.from(second.tokenIds)).toEqual(Array.from(fresh.tokenIds));
-    expect({ ...second, tokenIds: null, cached: null }).toEqual({ ...fresh, tokenIds: null, cached: null });
+    expect({ ...second, tokenIds: null, cached: null }).toEqual({ ...fresh, tokenIds: null, cached: null, timings: undefined });
+    // Only the call that tokenized says where its time went.
+    expect(second.timings).toBeUndefined();
+    expect(fresh.timings?.totalMs).toBeGreaterThanOrEqual(0);
     expect(cache.stats()).toMatchObject({ hits: 1, misses: 1, entries: 1 });
   });
 

@@ -28,6 +28,8 @@ export class Epp {
   private ops: FastifyInstance | null = null;
   /** Predicts TTFT/TPOT for SLO requests; null when no predicted-latency routing is configured. */
   latencyPredictor: LatencyPredictor | null = null;
+  /** The embedded index's scorer; null with a remote indexer. */
+  prefixScorer: PrefixScorer | null = null;
 
   private constructor(
     readonly config: EppConfig,
@@ -89,6 +91,7 @@ export class Epp {
     if (replication && config.replication.shareLoad) replication.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
     const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
     epp.latencyPredictor = latency.predictor;
+    epp.prefixScorer = prefixScorer;
     try {
       epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness() });
       registerLatencyDebug(epp.ops, latency.predictor);

@@ -39,6 +39,8 @@ function copyOf(result: TokenizedPrompt, cached: boolean): TokenizedPrompt {
     cacheSalt: result.cacheSalt,
     source: result.source,
     cached,
+    // Only the call that tokenized reports where its time went.
+    ...(result.timings && !cached ? { timings: result.timings } : {}),
   };
 }
 

@@ -6,7 +6,7 @@ import { checkCacheSalt, checkPromptInput } from '../prompt-input.js';
 import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
 import { affinityHash } from './affinity.js';
 import { TokenizerLoader } from './tokenizer-loader.js';
-import { TokenizerThread } from './tokenizer-thread.js';
+import { TokenizerThread, type ThreadTokenized } from './tokenizer-thread.js';
 import { tokenizeLocally } from './tokenize-locally.js';
 
 export interface LocalTokenizerPoolOptions {
@@ -97,8 +97,9 @@ export class LocalTokenizerPool implements PromptTokenizer {
     if (this.inFlightCount >= this.maxInFlight) {
       throw new TokenizationError('OVERLOADED', `the local tokenizer pool already holds ${this.maxInFlight} requests`);
     }
-    const tokenIds = await raceAbort(this.track(() => this.run(spec, model, input)), options.signal);
-    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false };
+    const started = performance.now();
+    const { tokenIds, templateMs, encodeMs } = await raceAbort(this.track(() => this.run(spec, model, input)), options.signal);
+    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false, timings: { totalMs: performance.now() - started, templateMs, encodeMs } };
   }
 
   /**
@@ -160,9 +161,9 @@ export class LocalTokenizerPool implements PromptTokenizer {
   }
 
   /** Counts the call in flight until it settles, and lets close() reject it. */
-  private track(work: () => Promise<Uint32Array>): Promise<Uint32Array> {
+  private track(work: () => Promise<ThreadTokenized>): Promise<ThreadTokenized> {
     this.inFlightCount++;
-    return new Promise<Uint32Array>((resolve, reject) => {
+    return new Promise<ThreadTokenized>((resolve, reject) => {
       this.running.add(reject);
       work()
         .then(resolve, reject)
@@ -173,11 +174,12 @@ export class LocalTokenizerPool implements PromptTokenizer {
     });
   }
 
-  private async run(spec: string, model: string, input: PromptInput): Promise<Uint32Array> {
+  private async run(spec: string, model: string, input: PromptInput): Promise<ThreadTokenized> {
     if (this.workerCount === 0) {
       const tokenizer = await this.inlineLoader.load(spec);
       try {
-        return tokenizeLocally(tokenizer, input);
+        const timings = { templateMs: 0, encodeMs: 0 };
+        return { tokenIds: tokenizeLocally(tokenizer, input, timings), ...timings };
       } catch (err) {
         // The same answer a thread would give for an error that is not the tokenizer's own.
         if (err instanceof TokenizationError) throw err;

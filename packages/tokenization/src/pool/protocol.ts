@@ -9,5 +9,6 @@ export type ToWorker =
   | { type: 'crash' };
 
 export type FromWorker =
-  | { id: number; ok: true; tokenIds: Uint32Array | null }
+  /** Timings (ms) of a tokenization: template and encode, measured on the thread. */
+  | { id: number; ok: true; tokenIds: Uint32Array | null; templateMs?: number; encodeMs?: number }
   | { id: number; ok: false; code: TokenizationErrorCode; message: string };

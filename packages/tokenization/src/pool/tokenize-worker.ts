@@ -22,8 +22,9 @@ async function handle(message: ToWorker & { type: 'tokenize' | 'load' }): Promis
       port!.postMessage({ id: message.id, ok: true, tokenIds: null } satisfies FromWorker);
       return;
     }
-    const tokenIds = tokenizeLocally(tokenizer, message.input);
-    port!.postMessage({ id: message.id, ok: true, tokenIds } satisfies FromWorker, [tokenIds.buffer]);
+    const timings = { templateMs: 0, encodeMs: 0 };
+    const tokenIds = tokenizeLocally(tokenizer, message.input, timings);
+    port!.postMessage({ id: message.id, ok: true, tokenIds, ...timings } satisfies FromWorker, [tokenIds.buffer]);
   } catch (err) {
     port!.postMessage(failure(message.id, err));
   }

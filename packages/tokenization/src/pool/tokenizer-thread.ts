@@ -3,8 +3,15 @@ import { TokenizationError, isTokenizationErrorCode, messageOf } from '../errors
 import type { PromptInput } from '../prompt-tokenizer.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
+/** A thread's answer to a tokenization: the ids and where its time went on the thread (ms). */
+export interface ThreadTokenized {
+  tokenIds: Uint32Array;
+  templateMs: number;
+  encodeMs: number;
+}
+
 interface Pending {
-  resolve(tokenIds: Uint32Array | null): void;
+  resolve(answer: Extract<FromWorker, { ok: true }>): void;
   reject(err: TokenizationError): void;
 }
 
@@ -43,8 +50,9 @@ export class TokenizerThread {
     return this.pending.size;
   }
 
-  tokenize(spec: string, input: PromptInput): Promise<Uint32Array> {
-    return this.send((id) => ({ type: 'tokenize', id, spec, input })) as Promise<Uint32Array>;
+  async tokenize(spec: string, input: PromptInput): Promise<ThreadTokenized> {
+    const answer = await this.send((id) => ({ type: 'tokenize', id, spec, input }));
+    return { tokenIds: answer.tokenIds!, templateMs: answer.templateMs ?? 0, encodeMs: answer.encodeMs ?? 0 };
   }
 
   async load(spec: string): Promise<void> {
@@ -62,9 +70,9 @@ export class TokenizerThread {
     await this.worker.terminate();
   }
 
-  private send(build: (id: number) => ToWorker): Promise<Uint32Array | null> {
+  private send(build: (id: number) => ToWorker): Promise<Extract<FromWorker, { ok: true }>> {
     const id = this.nextId++;
-    return new Promise<Uint32Array | null>((resolve, reject) => {
+    return new Promise<Extract<FromWorker, { ok: true }>>((resolve, reject) => {
       try {
         this.worker.postMessage(build(id));
       } catch (err) {
@@ -83,7 +91,7 @@ export class TokenizerThread {
     this.pending.delete(message.id);
     if (this.pending.size === 0) this.worker.unref();
     this.answered++;
-    if (message.ok) pending.resolve(message.tokenIds);
+    if (message.ok) pending.resolve(message);
     else pending.reject(new TokenizationError(isTokenizationErrorCode(message.code) ? message.code : 'INTERNAL', message.message));
   }
 
