@@ -1,1 +1,2 @@
 export { runIndexBenchmark, type IndexBenchmarkOptions, type IndexBenchmarkSummary } from './index/index-bench.js';
+export { runDecisionBenchmark, type DecisionBenchmarkOptions, type DecisionBenchmarkSummary } from './decision/decision-bench.js';

@@ -1,3 +1,4 @@
+import { runDecisionBenchmark } from './decision/decision-bench.js';
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
 import { runRedisIndexBenchmark } from './index/redis-lookup.js';
@@ -25,10 +26,13 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   tokenize,
   replication: () => runReplicationBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  decision: async () => {
+    await runDecisionBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick'), profileOnly: process.argv.includes('--profile') });
+  },
   routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
 };
 
-const wanted = process.argv.slice(2).filter((a) => a !== '--quick');
+const wanted = process.argv.slice(2).filter((a) => a !== '--quick' && a !== '--profile');
 const unknown = wanted.filter((n) => !(n in BENCHMARKS));
 if (unknown.length > 0) {
   console.error(`unknown benchmark(s): ${unknown.join(', ')}; available: ${Object.keys(BENCHMARKS).join(', ')}`);
