@@ -4,3 +4,4 @@ export { ScoringMetrics } from './metrics.js';
 export { ReuseAnalytics, type ReuseSnapshot, type TallyView } from './analytics/reuse-analytics.js';
 export { TopPrefixes, type SharedPrefix } from './analytics/top-prefixes.js';
 export { SpaceSaving, type HeavyHitter } from './analytics/space-saving.js';
+export { AdaptiveSpeculativeTtl, DEFAULT_ADAPTIVE_TTL, type AdaptiveTtlOptions, type AdaptiveTtlSnapshot } from './speculation/adaptive-ttl.js';

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { ReuseAnalytics } from './analytics/reuse-analytics.js';
 import { ScoringError } from './errors.js';
 import type { ScoringMetrics } from './metrics.js';
+import type { AdaptiveSpeculativeTtl } from './speculation/adaptive-ttl.js';
 
 /** A prompt as the caller has it: token ids (no tokenization), or what vLLM would tokenize. */
 export type ScorePrompt = { kind: 'tokens'; tokenIds: ArrayLike<number> } | PromptInput;
@@ -62,7 +63,7 @@ export interface RoutingDecision extends PromptSpec {
   pod: string;
   /** Prefill pod in prefill/decode disaggregation: it holds the prefix too. */
   prefillPod?: string | null;
-  /** Lifetime of the speculative entries; default the index's. */
+  /** Lifetime of the speculative entries; default the adaptive TTL of each pod (or the index's). */
   ttlMs?: number | null;
   /** Request keys from a Score of the same prompt, to skip recomputing them. */
   requestKeys?: BigUint64Array | null;
@@ -76,6 +77,7 @@ export interface RoutingDecision extends PromptSpec {
 export interface DecisionOutcome {
   inserted: number;
   blocks: number;
+  /** The decode pod's TTL (adaptive or asked for); null for the index's default. */
   ttlMs: number | null;
 }
 
@@ -90,6 +92,8 @@ export interface PrefixScorerOptions {
   isKnownPod?: (pod: string) => boolean;
   metrics?: ScoringMetrics | null;
   analytics?: ReuseAnalytics | null;
+  /** Per-pod TTLs learned from confirmation latencies for decisions that name none; else the index's default. */
+  speculativeTtl?: AdaptiveSpeculativeTtl | null;
   /**
    * Characters of prompt text kept to label shared prefixes in analytics; 0 (the default) keeps
    * none, since prompts may hold what operators must not see.
@@ -164,13 +168,22 @@ export class PrefixScorer {
     const held = decision.held ?? null;
     const known = held !== null && decision.requestKeys ? pods.map((pod) => held.find((s) => s.pod === pod)) : [];
     const before = known.length === pods.length && known.every((s) => s !== undefined) ? (known as PodScore[]) : scoreLookup(await index.lookup(keys, { pods, earlyStop: false }), keys.length, weights, pods);
-    const entries: PodEntry[] = pods.map((pod) => ({ pod, tier: 'gpu', speculative: true }));
-    if (keys.length > 0) await index.add(null, keys, entries, ttl === null ? {} : { ttlMs: ttl });
+    if (keys.length > 0) for (const pod of pods) this.options.speculativeTtl?.decided(pod, keys[keys.length - 1]!);
+    const adaptive = ttl === null ? (this.options.speculativeTtl ?? null) : null;
+    const ttls = pods.map((pod) => (adaptive !== null ? adaptive.ttlFor(pod) : ttl));
+    if (keys.length > 0) {
+      if (ttls.every((t) => t === ttls[0])) {
+        const entries: PodEntry[] = pods.map((pod) => ({ pod, tier: 'gpu', speculative: true }));
+        await index.add(null, keys, entries, ttls[0] === null ? {} : { ttlMs: ttls[0]! });
+      } else {
+        for (const [i, pod] of pods.entries()) await index.add(null, keys, [{ pod, tier: 'gpu', speculative: true }], { ttlMs: ttls[i]! });
+      }
+    }
     for (const [i, pod] of pods.entries()) {
       if (!this.known(pod) && (before.find((s) => s.pod === pod)?.matchedBlocks ?? 0) === 0) this.unknownPod(pod, 'decision');
       this.options.analytics?.observeDecision(decision.model, pod, i === 0 ? 'decode' : 'prefill', before.find((s) => s.pod === pod), keys.length);
     }
-    return { inserted: keys.length * pods.length, blocks: keys.length, ttlMs: ttl };
+    return { inserted: keys.length * pods.length, blocks: keys.length, ttlMs: ttls[0] ?? null };
   }
 
   /** Token ids and request keys of a prompt. */

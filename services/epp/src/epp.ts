@@ -2,7 +2,7 @@ import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, 
 import { indexRole, Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
-import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
+import { AdaptiveSpeculativeTtl, PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { LatencyPredictor } from '@kvix/latency-predictor';
 import type { FastifyInstance } from 'fastify';
@@ -61,7 +61,20 @@ export class Epp {
     if (config.embeddedIndex) {
       const ingestMetrics = new IngestMetrics(registry);
       const scoringMetrics = new ScoringMetrics(registry);
-      stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(replicationMode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
+      // Decisions' speculative entries live as long as this pod's events take to confirm them.
+      const speculativeTtl = AdaptiveSpeculativeTtl.fromSettings(config.index);
+      if (speculativeTtl) scoringMetrics.watchSpeculativeTtl(speculativeTtl);
+      // Learned from each decision's last block being stored where this process applies the pods' events;
+      // a replica following the index stream learns from the index's confirmations of live speculations.
+      const confirmations = speculativeTtl && !ingests ? { speculationConfirmed: (pod: string, ms: number) => speculativeTtl.observeConfirmation(pod, ms) } : null;
+      stack = createIndexStack(config.index, ingestMetrics, {
+        logger: logger.child({ component: 'index' }),
+        ...(confirmations ? { observer: confirmations } : {}),
+        applierIndex: (backend) => {
+          const applied = replicationMode === 'publish' ? replication!.publishTo(backend) : backend;
+          return speculativeTtl && ingests ? speculativeTtl.watchStores(applied) : applied;
+        },
+      });
       // A follower dials no pod: the index stream carries what the publisher's ingestion applied.
       if (ingests) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
@@ -76,6 +89,7 @@ export class Epp {
         metrics: scoringMetrics,
         analytics: new ReuseAnalytics(config.index.blockSize, scoringMetrics),
         logger: logger.child({ component: 'scoring' }),
+        speculativeTtl,
       });
     }
     const latency = await wireLatency(config, registry, logger);
