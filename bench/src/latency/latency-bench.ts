@@ -98,7 +98,7 @@ async function overhead(name: string, predictor: LatencyPredictor, rate: number,
 
 async function startService(): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [SERVICE, '--host', '127.0.0.1', '--port', String(port), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [SERVICE, '--http-host', '127.0.0.1', '--http-port', String(port), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readVectorJson } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
+import { computeEngineHashes, computeKeys, decodeToJson, payloadFromText } from '../src/index.js';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 
@@ -11,8 +12,11 @@ interface Run {
   stderr: string;
 }
 
+// Each run is a Node start-up (about a second on a loaded 2-core machine, more under a CPU hog):
+// the vectors are checked in process, and the binary's contract once per behaviour. The timeout is
+// only a guard against a hung child (spawnSync blocks the test's own timer).
 function kvix(args: string[], stdin?: string): Run {
-  const r = spawnSync(process.execPath, [BIN, ...args], { input: stdin ?? '', encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync(process.execPath, [BIN, ...args], { input: stdin ?? '', encoding: 'utf8', timeout: 300_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -40,11 +44,12 @@ const engineCases = (readVectorJson('vllm-engine-hashes.json') as {
 const frames = (readVectorJson('vllm-event-frames.json') as { frames: { payload_hex: string; decoded_generic_msgpack: unknown[] }[] }).frames;
 
 describe('kvix keys (JSON contract)', () => {
-  it('reproduces every shared request-key vector from stdin JSON', () => {
+  it('reproduces every shared request-key vector, and the first from stdin JSON through the binary', () => {
     for (const c of requestKeys.cases) {
-      const out = json(kvix(['keys'], JSON.stringify({ tokens: c.tokens, blockSize: c.blockSize, seed: c.seed, model: c.model, extraKeys: c.extraKeys, parent: null, algorithm: 'cbor-fnv' })));
-      expect(out).toEqual({ keys: c.keys });
+      expect(computeKeys({ tokens: c.tokens, blockSize: c.blockSize, seed: c.seed, model: c.model, extraKeys: c.extraKeys as never, parent: null, algorithm: 'cbor-fnv' })).toEqual({ keys: c.keys });
     }
+    const c = requestKeys.cases[0]!;
+    expect(json(kvix(['keys'], JSON.stringify({ tokens: c.tokens, blockSize: c.blockSize, seed: c.seed, model: c.model, extraKeys: c.extraKeys, parent: null, algorithm: 'cbor-fnv' })))).toEqual({ keys: c.keys });
   });
 
   it('continues a chain from a decimal-string parent', () => {
@@ -84,13 +89,16 @@ describe('kvix keys (JSON contract)', () => {
 });
 
 describe('kvix engine-hash (JSON contract)', () => {
-  it('reproduces every shared vLLM engine-hash vector', () => {
+  it('reproduces every shared vLLM engine-hash vector, and one with a LoRA adapter through the binary', () => {
+    const inputOf = (c: (typeof engineCases)[number]) => ({ algorithm: c.algo, seed: c.seed, blockSize: c.block_size, tokens: c.token_ids, loraName: c.lora_name ?? null, loraIntId: c.lora_int_id ?? null, cacheSalt: c.cache_salt ?? null, mm: c.mm ?? null });
     for (const c of engineCases) {
-      const input = { algorithm: c.algo, seed: c.seed, blockSize: c.block_size, tokens: c.token_ids, loraName: c.lora_name ?? null, loraIntId: c.lora_int_id ?? null, cacheSalt: c.cache_salt ?? null, mm: c.mm ?? null };
-      const out = json(kvix(['engine-hash'], JSON.stringify(input))) as { digests: string[]; blockHashes: string[] };
+      const out = computeEngineHashes(inputOf(c) as never);
       expect(out.digests).toEqual(c.blocks.map((b) => b.digest_hex));
       expect(out.blockHashes).toEqual(c.blocks.map((b) => BigInt(`0x${b.wire_int_hex}`).toString()));
     }
+    const c = engineCases.find((e) => e.lora_name !== undefined) ?? engineCases[0]!;
+    const out = json(kvix(['engine-hash'], JSON.stringify(inputOf(c)))) as { digests: string[]; blockHashes: string[] };
+    expect(out.digests).toEqual(c.blocks.map((b) => b.digest_hex));
   });
 
   it('hashes an engine block whose pickle spans several frames like CPython', () => {
@@ -109,7 +117,7 @@ describe('kvix engine-hash (JSON contract)', () => {
 describe('kvix decode (JSON contract)', () => {
   it('decodes every shared frame, hashes as decimal strings and medium as sent', () => {
     for (const f of frames) {
-      const out = json(kvix(['decode'], f.payload_hex)) as { ts: number; events: { type: string; medium?: string; blockHashes?: string[] }[]; skipped: unknown[] };
+      const out = decodeToJson(payloadFromText(f.payload_hex)) as { ts: number; events: { type: string; medium?: string; blockHashes?: string[] }[]; skipped: unknown[] };
       expect(out.ts).toBe(f.decoded_generic_msgpack[0]);
       expect(out.skipped).toEqual([]);
       expect(out.events).toHaveLength((f.decoded_generic_msgpack[1] as unknown[]).length);
@@ -131,17 +139,21 @@ describe('kvix decode (JSON contract)', () => {
     });
   });
 
-  it('accepts the payload as --hex, a JSON string, or a raw file', async () => {
+  it('accepts the payload as --hex, a JSON string, or a raw file; JSON from stdin or with --json, a table from flags', async () => {
     const hex = frames[2]!.payload_hex;
     const expected = json(kvix(['decode'], hex));
-    expect(json(kvix(['decode', '--hex', hex]))).toEqual(expected);
+    expect(json(kvix(['decode', '--hex', hex, '--json']))).toEqual(expected);
     expect(json(kvix(['decode'], JSON.stringify(hex)))).toEqual(expected);
+    const table = kvix(['decode', '--hex', frames[0]!.payload_hex]);
+    expect(table.status).toBe(0);
+    expect(table.stdout).toMatch(/^\d+ event\(s\), ts [\d.]+ \(\d{4}-\d\d-\d\dT[^)]*\), data-parallel rank 0\n/);
+    expect(table.stdout).toMatch(/\n {4}0 {2}BlockStored {5}GPU {3}3 block\(s\) of 16, 48 token\(s\), no parent, group 0\n {7}hashes 14537094852817982454 9094986465986795369 6015834529286362151\n/);
     const { writeFileSync, mkdtempSync } = await import('node:fs');
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');
     const file = join(mkdtempSync(join(tmpdir(), 'kvix-')), 'payload.bin');
     writeFileSync(file, Buffer.from(hex, 'hex'));
-    expect(json(kvix(['decode', '--file', file]))).toEqual(expected);
+    expect(json(kvix(['decode', '--file', file, '--json']))).toEqual(expected);
   });
 
   it('reports a skipped event and still returns the others', () => {
@@ -167,7 +179,8 @@ describe('kvix help', () => {
     expect(r.stdout).toMatch(/Usage: kvix/);
   });
 
-  it('treats an unknown option as bad input', () => {
-    expect(kvix(['keys', '--bogus']).status).toBe(2);
+  it('treats an unknown option as bad input: exit 2, one line naming the command', () => {
+    badInput(kvix(['keys', '--bogus']), /^kvix keys: unknown option '--bogus'/);
+    badInput(kvix(['decode', '--jsn']), /^kvix decode: unknown option '--jsn' \(Did you mean --json\?\)/);
   });
 });

@@ -1,23 +1,35 @@
 import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePortRange, freePorts, spawnProcess, waitFor } from '@kvix/test-support';
+import { freePortRange, freePorts, listeningSockets, processTree, spawnProcess, waitFor } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 
+// Ceilings, not budgets: on a loaded 2-core machine starting three Node processes and the EPP can
+// take a minute; the stack says when it is ready and the test waits for that.
+const READY_CEILING_MS = 240_000;
+
 describe('kvix stack (npm start)', () => {
-  it('runs pods, the endpoint picker and the Envoy stand-in, routes through both fronts, restarts a killed pod, and stops on Ctrl-C', async () => {
+  it('runs pods, the endpoint picker and the Envoy stand-in on loopback only, routes through both fronts, restarts a killed pod, and stops cleanly on Ctrl-C', async () => {
     const [gateway, metrics, extProc, envoy] = await freePorts(4);
     // Pods on base + i, their events on events + i and replay on events + 100 + i.
     const base = await freePortRange(2);
     const events = await freePortRange(102);
     const dir = mkdtempSync(join(tmpdir(), 'kvix-stack-'));
-    const proc = spawnProcess(process.execPath, [BIN, 'stack', '--pods', '2', '--base-port', String(base), '--base-event-port', String(events), '--gateway-port', String(gateway), '--metrics-port', String(metrics), '--ext-proc-port', String(extProc), '--envoy-port', String(envoy), '--dir', dir]);
+    const proc = spawnProcess(process.execPath, [BIN, 'stack', '--pods', '2', '--base-port', String(base), '--base-event-port', String(events), '--gateway-port', String(gateway), '--metrics-port', String(metrics), '--ext-proc-port', String(extProc), '--envoy-port', String(envoy), '--dir', dir], { processGroup: true });
     try {
-      await waitFor(() => proc.output().includes('kvix is running.'), 60_000, `the stack banner; output so far:\n${proc.output()}`);
+      await waitFor(() => proc.output().includes('kvix is running.') || proc.child.exitCode !== null, READY_CEILING_MS, 'the stack banner');
       expect(proc.output()).toContain(`http://localhost:${gateway}`);
+
+      // Secure by default: every socket the stack and its pods listen on is bound to 127.0.0.1.
+      const sockets = listeningSockets(processTree(proc.child.pid!));
+      const ports = new Set(sockets.map((s) => s.port));
+      for (const p of [gateway!, metrics!, extProc!, envoy!, base, base + 1, events, events + 1, events + 100, events + 101]) expect(ports, `port ${p} listened on`).toContain(p);
+      expect(sockets.filter((s) => s.address !== '127.0.0.1')).toEqual([]);
+
       const body = JSON.stringify({ model: 'support', max_tokens: 4, messages: [{ role: 'user', content: 'Is the stack up?' }] });
       for (const port of [gateway!, envoy!]) {
         const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -26,16 +38,43 @@ describe('kvix stack (npm start)', () => {
       }
       const pid = Number(/pod-1 :\d+ \(pid (\d+)\)/.exec(proc.output())?.[1]);
       process.kill(pid, 'SIGTERM');
-      await waitFor(() => proc.output().includes('pod-1 restarted'), 30_000, 'the killed pod to be restarted');
-      await waitFor(async () => {
-        const status = (await (await fetch(`http://127.0.0.1:${metrics}/debug/endpoints`)).json()) as { endpoints: { healthy: boolean }[] };
-        return status.endpoints.length === 2 && status.endpoints.every((e) => e.healthy);
-      }, 30_000, 'the restarted pod back in the candidate set');
+      await waitFor(() => proc.output().includes('pod-1 restarted'), READY_CEILING_MS, 'the killed pod to be restarted');
+      await waitFor(
+        async () => {
+          const status = (await (await fetch(`http://127.0.0.1:${metrics}/debug/endpoints`)).json()) as { endpoints: { healthy: boolean }[] };
+          return status.endpoints.length === 2 && status.endpoints.every((e) => e.healthy);
+        },
+        READY_CEILING_MS,
+        'the restarted pod back in the candidate set',
+      );
     } finally {
-      proc.child.kill('SIGINT');
+      // Ctrl-C as a terminal sends it: to every process of the group at once, pods included.
+      process.kill(-proc.child.pid!, 'SIGINT');
     }
     expect(await proc.exited).toBe(0);
+    const stopping = proc.output().slice(proc.output().indexOf('SIGINT: stopping'));
+    expect(stopping).toContain('stopped cleanly');
+    expect(stopping).not.toContain('restarting');
     // Nothing left listening.
     await expect(fetch(`http://127.0.0.1:${base}/health`)).rejects.toThrow();
-  }, 120_000);
+  }, 2 * READY_CEILING_MS + 60_000);
+
+  it('refuses to start when one of its ports is taken: exit 2, one line naming the port, its flag and the holder, nothing started', async () => {
+    const [gateway, metrics, extProc, envoy] = await freePorts(4);
+    const base = await freePortRange(2);
+    const events = await freePortRange(102);
+    const held: Server = createServer();
+    await new Promise<void>((resolve) => held.listen(metrics, '127.0.0.1', resolve));
+    try {
+      const proc = spawnProcess(process.execPath, [BIN, 'stack', '--pods', '2', '--base-port', String(base), '--base-event-port', String(events), '--gateway-port', String(gateway), '--metrics-port', String(metrics), '--ext-proc-port', String(extProc), '--envoy-port', String(envoy), '--dir', mkdtempSync(join(tmpdir(), 'kvix-stack-'))]);
+      expect(await proc.exited).toBe(2);
+      const lines = proc.output().trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`port ${metrics} \\(metrics, --metrics-port\\) is in use by pid ${process.pid} `));
+      // No pod was started on the way.
+      await expect(fetch(`http://127.0.0.1:${base}/health`)).rejects.toThrow();
+    } finally {
+      held.close();
+    }
+  }, READY_CEILING_MS);
 });

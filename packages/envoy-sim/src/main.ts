@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { checkPortsFree, PortConflictError, PortInUseError } from '@kvix/service-kit';
 import { EnvoySim } from './envoy-sim.js';
 import { EnvoySimError } from './errors.js';
 import type { EnvoySimOptions } from './options.js';
@@ -7,8 +8,8 @@ import type { ExtProcRetryOn } from './processor-failure.js';
 const USAGE = `kvix-envoy-sim: an HTTP front that behaves like Envoy with ext_proc (FULL_DUPLEX_STREAMED) + ORIGINAL_DST
 
   --ext-proc <host:port,...>      ext_proc servers (kvix's EPP: port 9002), round robin  [required]
-  --host <addr>                   listen address                                        [127.0.0.1]
-  --port <n>                      listen port                                           [8080]
+  --http-host <addr>              listen address                                        [127.0.0.1]
+  --http-port <n>                 listen port                                           [8080]
   --message-timeout-ms <n>        processor silence before 504                          [10000]
   --chunk-size <bytes>            body chunk size sent to the processor                 [16384]
   --subset <ip:port,...>          send this subset hint (envoy.lb.subset_hint) with every request
@@ -33,6 +34,9 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       'ext-proc': { type: 'string' },
+      'http-host': { type: 'string' },
+      'http-port': { type: 'string' },
+      // Deprecated names (before the --<listener>-host/-port convention, docs/CONVENTIONS.md).
       host: { type: 'string' },
       port: { type: 'string' },
       'message-timeout-ms': { type: 'string' },
@@ -51,11 +55,12 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  for (const old of ['host', 'port'] as const) if (values[old] !== undefined) process.stderr.write(`kvix-envoy-sim: --${old} is deprecated; use --http-${old}\n`);
   const number = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const options: EnvoySimOptions = {
     extProcTargets: list(values['ext-proc']) ?? [],
-    host: values.host,
-    port: number(values.port) ?? 8080,
+    host: values['http-host'] ?? values.host,
+    port: number(values['http-port'] ?? values.port) ?? 8080,
     messageTimeoutMs: number(values['message-timeout-ms']),
     chunkSize: number(values['chunk-size']),
     defaultUpstream: list(values['default-upstream']),
@@ -65,6 +70,7 @@ async function main(): Promise<void> {
     extProcEjectionMs: number(values['ext-proc-ejection-ms']),
     ...(values.subset ? { metadataContext: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': values.subset.split(',') } } } : {}),
   };
+  await checkPortsFree([{ name: 'listener', flag: '--http-port', host: options.host ?? '127.0.0.1', port: options.port ?? 0 }]);
   const sim = await EnvoySim.start(options);
   if (values.log) sim.on('exchange', (report) => process.stdout.write(`${JSON.stringify(report)}\n`));
   process.stderr.write(`kvix-envoy-sim listening on ${sim.url}, ext_proc at ${options.extProcTargets?.join(', ')}\n`);
@@ -75,6 +81,9 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const message = err instanceof EnvoySimError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
-  process.stderr.write(`kvix-envoy-sim: ${message}\n${err instanceof EnvoySimError && err.code === 'INVALID_OPTIONS' ? USAGE : ''}`);
-  process.exit(2);
+  // One line (docs/CONVENTIONS.md): bad flags and options exit 2; a failure to start exits 1.
+  const usage = err instanceof EnvoySimError ? err.code === 'INVALID_OPTIONS' : (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+  const inUse = err instanceof PortInUseError || err instanceof PortConflictError || (err as { code?: string }).code === 'EADDRINUSE';
+  process.stderr.write(`kvix-envoy-sim: ${message.replace(/\s*\n\s*/g, ' ')}${usage ? ' (see --help)' : ''}\n`);
+  process.exit(usage || inUse ? 2 : 1);
 });

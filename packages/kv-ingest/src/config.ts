@@ -6,8 +6,8 @@ export const IngestConfigSchema = z
   .object({
     /** per-pod: dial every pod's event port (several consumers can each see every pod). centralized: bind one socket pods connect to. */
     mode: z.enum(['per-pod', 'centralized']).default('per-pod'),
-    /** Bound address in centralized mode. */
-    centralizedEndpoint: z.string().min(1).default('tcp://*:5557'),
+    /** Bound address in centralized mode (loopback by default: pods on other hosts need tcp://*:5557 or an interface address). */
+    centralizedEndpoint: z.string().min(1).default('tcp://127.0.0.1:5557'),
     /** Topic prefix subscribed to; "" receives vLLM's default empty topic too. */
     topicPrefix: z.string().default('kv@'),
     /** Static pods (endpoints-file entries). */

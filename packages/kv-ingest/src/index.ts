@@ -9,5 +9,5 @@ export { StaticDiscovery } from './discovery/static.js';
 export { parseEndpointsDocument, targetsOf, EndpointEntrySchema, type EndpointEntry, type EntryDefaults } from './discovery/endpoints-file.js';
 export { hostPort, tcpEndpoint, type DiscoverySource, type PodTarget } from './discovery/types.js';
 export { IndexSettingsSchema, createIndexStack, type IndexSettings, type IndexStack, type IndexStackOptions, type BackendStatus } from './index-stack.js';
-export { addIngestionOptions, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses, podFromAddress } from './service-options.js';
+export { addIngestionOptions, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses, podFromAddress, ingestionListener } from './service-options.js';
 export { DiscoveryHub, type TargetsListener } from './discovery/hub.js';

@@ -1,4 +1,4 @@
-import { ConfigError, collectArg, integerArg, type Binding } from '@kvix/service-kit';
+import { ConfigError, collectArg, integerArg, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { Option, type Command } from 'commander';
 
 /**
@@ -51,7 +51,7 @@ export function addIngestionOptions(cmd: Command): Command {
     .option('--replay-port <port>', 'replay port of pods that do not name one (default: no replay)', integerArg)
     .option('--model <name>', 'model of pods whose entry and topic do not name one', 'Qwen/Qwen3-0.6B')
     .addOption(new Option('--mode <mode>', 'per-pod: dial every pod; centralized: bind one socket pods connect to').choices(['per-pod', 'centralized']).default('per-pod'))
-    .option('--centralized-endpoint <endpoint>', 'address bound in centralized mode', 'tcp://*:5557')
+    .option('--centralized-endpoint <endpoint>', 'address bound in centralized mode (tcp://*:5557: every interface)', 'tcp://127.0.0.1:5557')
     .option('--topic-prefix <prefix>', 'topic prefix subscribed to ("" for every topic)', 'kv@')
     .option('--workers <n>', 'lanes pods are spread over', integerArg, 4)
     .option('--max-queue-per-pod <n>', 'batches queued per pod before its backlog is dropped and replayed', integerArg, 10_000)
@@ -76,4 +76,16 @@ export function podFromAddress(text: string): { name: string; address: string; p
   const port = m ? Number(m[3]) : NaN;
   if (!m || port < 1 || port > 65535) throw new ConfigError(`pod ${JSON.stringify(text)} is not host:port`);
   return { name: text, address: (m[1] ?? m[2])!, port };
+}
+
+/**
+ * The TCP port ingestion binds, if any (centralized mode), so a service can check it with its own
+ * before starting; null in per-pod mode (it only dials) or for ipc:// endpoints.
+ */
+export function ingestionListener(ingest: { mode: string; centralizedEndpoint: string }): ListenerSpec | null {
+  if (ingest.mode !== 'centralized') return null;
+  const m = /^tcp:\/\/(.+):(\d+)$/.exec(ingest.centralizedEndpoint);
+  if (!m) return null;
+  const host = m[1] === '*' ? '0.0.0.0' : m[1]!.replace(/^\[(.*)\]$/, '$1');
+  return { name: 'centralized KV events', flag: '--centralized-endpoint', host, port: Number(m[2]) };
 }

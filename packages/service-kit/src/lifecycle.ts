@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ConfigError } from './config.js';
+import { PortConflictError, PortInUseError } from './ports.js';
 
 export interface ShutdownOptions {
   logger: Logger;
@@ -41,16 +42,28 @@ export function stopOnSignals(options: ShutdownOptions): void {
 }
 
 /**
- * Ends a process that could not start: a configuration mistake is one line on stderr and exit
- * code 2 (like a bad flag); anything else is logged and exits 1.
+ * Ends a process that could not start: a configuration mistake or a taken port is one line on
+ * stderr and exit code 2 (like a bad flag); anything else is logged and exits 1.
  */
 export function exitOnStartupError(service: string, err: unknown, logger?: Logger): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${service}: ${err.message}\n`);
+  const usage = usageMessage(err);
+  if (usage !== null) {
+    process.stderr.write(`${service}: ${usage}\n`);
     process.exit(2);
   }
   const message = err instanceof Error ? err.message : String(err);
   if (logger) logger.fatal({ err: message }, 'cannot start');
   else process.stderr.write(`${service}: cannot start: ${message}\n`);
   process.exit(1);
+}
+
+/** The one line for a start-up failure the user fixes by changing the command line, else null. */
+export function usageMessage(err: unknown): string | null {
+  if (err instanceof ConfigError || err instanceof PortInUseError || err instanceof PortConflictError) return err.message.replace(/\s*\n\s*/g, ' ');
+  // A port taken between the check and the bind (or bound by a library that checks nothing),
+  // possibly wrapped by the code that tried to listen.
+  for (let e = err as (NodeJS.ErrnoException & { address?: string; port?: number }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e.code === 'EADDRINUSE') return `address in use${e.address !== undefined ? `: ${e.address}:${e.port ?? ''}` : ''} (${(err as Error).message})`;
+  }
+  return null;
 }

@@ -11,13 +11,25 @@ export interface ManagedProcess {
 }
 
 /** Runs a process whose output is kept, and which is killed if the test forgets to stop it. */
-export function spawnProcess(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ManagedProcess {
-  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnProcess(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; processGroup?: boolean } = {}): ManagedProcess {
+  // processGroup: the child leads a group of its own, so a test can press "Ctrl-C" as a terminal does
+  // (a SIGINT to every process of the group: process.kill(-pid, 'SIGINT')).
+  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: options.processGroup === true });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
-  const killOnExit = (): void => void child.kill('SIGKILL');
+  const killOnExit = (): void => {
+    if (options.processGroup === true && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+        return;
+      } catch {
+        // the group is gone
+      }
+    }
+    child.kill('SIGKILL');
+  };
   process.once('exit', killOnExit);
   void exited.then(() => process.off('exit', killOnExit));
   return {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
-import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, setPath, type Binding } from '@kvix/service-kit';
+import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, setPath, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -12,10 +12,12 @@ import { EppLatencyPredictorSchema } from './latency.js';
 export const DEFAULT_GATEWAY_PORT = 8080;
 export const DEFAULT_EXT_PROC_PORT = 9002;
 export const DEFAULT_METRICS_PORT = 9090;
+/** Loopback unless a deployment says otherwise (deploy manifests pass --<listener>-host 0.0.0.0). */
+export const DEFAULT_HOST = '127.0.0.1';
 
 const listener = (port: number) =>
   z
-    .object({ enabled: z.boolean().default(true), host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(port) })
+    .object({ enabled: z.boolean().default(true), host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(port) })
     .strict()
     .prefault({});
 
@@ -28,7 +30,7 @@ export const EppConfigSchema = z
     gateway: z
       .object({
         enabled: z.boolean().default(true),
-        host: z.string().min(1).default('0.0.0.0'),
+        host: z.string().min(1).default(DEFAULT_HOST),
         port: z.number().int().min(0).max(65535).default(DEFAULT_GATEWAY_PORT),
         /** Largest request body accepted. */
         maxBodyBytes: z.number().int().min(1024).default(32 * 1024 * 1024),
@@ -41,7 +43,7 @@ export const EppConfigSchema = z
     extProc: listener(DEFAULT_EXT_PROC_PORT),
     /** /metrics, /healthz, /readyz and the debug API. */
     metrics: z
-      .object({ host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(DEFAULT_METRICS_PORT) })
+      .object({ host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(DEFAULT_METRICS_PORT) })
       .strict()
       .prefault({}),
     /** An EndpointPickerConfig (llm-d's shape); the reference precise-prefix profile by default. */
@@ -72,8 +74,11 @@ export type EppConfigInput = z.input<typeof EppConfigSchema>;
 export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_LOG_LEVEL: { path: 'logLevel' },
   KVIX_POOL_NAME: { path: 'poolName' },
+  KVIX_GATEWAY_HOST: { path: 'gateway.host' },
   KVIX_GATEWAY_PORT: { path: 'gateway.port', as: 'number' },
+  KVIX_EXT_PROC_HOST: { path: 'extProc.host' },
   KVIX_EXT_PROC_PORT: { path: 'extProc.port', as: 'number' },
+  KVIX_METRICS_HOST: { path: 'metrics.host' },
   KVIX_METRICS_PORT: { path: 'metrics.port', as: 'number' },
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
   KVIX_LATENCY_TRAINING_URL: { path: 'latencyPredictor.trainingUrl' },
@@ -108,14 +113,14 @@ export function addEppOptions(cmd: Command): Command {
   return addReplicationOptions(addIngestionOptions(cmd))
     .option('--scheduler-config <file>', 'an EndpointPickerConfig YAML (llm-d shape) replacing the default profile (KVIX_SCHEDULER_CONFIG)')
     .option('--indexer <host:port>', 'score prefixes with a remote kvix indexer instead of an embedded index')
-    .option('--gateway-host <host>', 'gateway listen address', '0.0.0.0')
+    .option('--gateway-host <host>', 'gateway listen address (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--gateway-port <port>', 'gateway port (0: any free port)', integerArg, DEFAULT_GATEWAY_PORT)
     .option('--no-gateway', 'do not serve the HTTP gateway')
-    .option('--ext-proc-host <host>', 'ext_proc listen address', '0.0.0.0')
+    .option('--ext-proc-host <host>', 'ext_proc listen address (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--ext-proc-port <port>', 'ext_proc gRPC port (0: any free port)', integerArg, DEFAULT_EXT_PROC_PORT)
     .option('--no-ext-proc', 'do not serve the Envoy External Processor')
     .option('--no-kv-events', 'do not dial the pods\' KV events: another process writes the shared (Redis) index')
-    .option('--metrics-host <host>', 'metrics and debug listen address', '0.0.0.0')
+    .option('--metrics-host <host>', 'metrics and debug listen address (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--metrics-port <port>', 'metrics, probes and debug API port (0: any free port)', integerArg, DEFAULT_METRICS_PORT)
     .option('--pool-name <name>', 'InferencePool name in metrics', 'kvix')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
@@ -182,4 +187,13 @@ function withRemoteIndexer(scheduler: Record<string, unknown>, indexer: string):
     ...scheduler,
     plugins: plugins.map((p) => (p['type'] === 'precise-prefix-cache-scorer' ? { ...p, parameters: { ...((p['parameters'] as Record<string, unknown> | undefined) ?? {}), indexer } } : p)),
   };
+}
+
+/** The ports this EPP will listen on, checked before anything starts. */
+export function eppListeners(config: EppConfig): ListenerSpec[] {
+  const out: ListenerSpec[] = [];
+  if (config.gateway.enabled) out.push({ name: 'gateway', flag: '--gateway-port', host: config.gateway.host, port: config.gateway.port });
+  if (config.extProc.enabled) out.push({ name: 'ext_proc', flag: '--ext-proc-port', host: config.extProc.host, port: config.extProc.port });
+  out.push({ name: 'metrics', flag: '--metrics-port', host: config.metrics.host, port: config.metrics.port });
+  return out;
 }

@@ -107,7 +107,7 @@ export class Epp {
     epp.latencyPredictor = latency.predictor;
     epp.prefixScorer = prefixScorer;
     try {
-      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness() });
+      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), logger });
       registerLatencyDebug(epp.ops, latency.predictor);
       await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
         throw new Error(`cannot listen for metrics on ${config.metrics.host}:${config.metrics.port}: ${err.message}`, { cause: err });

@@ -1,3 +1,4 @@
+import { sendError } from '@kvix/service-kit';
 import { createLatencyPredictor, LatencyPredictorConfigSchema, type LatencyPredictor } from '@kvix/latency-predictor';
 import { InFlightTokens, LatencyRoutingMetrics, usesLatencyPredictor, withPredictedLatency, type EndpointPickerConfigInput, type LatencyPluginDeps } from '@kvix/scheduler';
 import type { FastifyInstance } from 'fastify';
@@ -44,6 +45,6 @@ export async function wireLatency(config: { latencyPredictor: EppLatencyPredicto
 /** GET /debug/latency-predictor: which model answers, whether it is ready, circuits and the last snapshot. */
 export function registerLatencyDebug(app: FastifyInstance, predictor: LatencyPredictor | null): void {
   app.get('/debug/latency-predictor', async (_req, reply) =>
-    predictor ? predictor.describe() : reply.code(404).send({ error: { code: 'NO_LATENCY_PREDICTOR', message: 'no predicted-latency routing here (--latency-predictor builtin or a prediction server URL turns it on)' } }),
+    predictor ? predictor.describe() : sendError(reply, 404, 'NO_LATENCY_PREDICTOR', 'no predicted-latency routing here (--latency-predictor builtin or a prediction server URL turns it on)'),
   );
 }

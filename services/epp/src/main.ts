@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-import { createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { ingestionListener } from '@kvix/kv-ingest';
+import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
 import { Command } from 'commander';
-import { addEppOptions, resolveEppConfig } from './config.js';
+import { addEppOptions, eppListeners, resolveEppConfig } from './config.js';
 import { Epp } from './epp.js';
 
 const program = addEppOptions(
@@ -9,7 +10,7 @@ const program = addEppOptions(
     'The endpoint picker: an Envoy External Processor and an OpenAI-compatible HTTP gateway that send each LLM request to the vLLM pod holding its prefix, balanced against load.',
   ),
 );
-program.parse(process.argv);
+parseCommandLine(program);
 
 let config;
 try {
@@ -21,6 +22,8 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   process.exit(0);
 }
+const central = config.embeddedIndex && config.kvEvents && config.replication.index !== 'follow' ? ingestionListener(config.ingest) : null;
+await checkPortsFree([...eppListeners(config), ...(central ? [central] : [])]).catch((err: unknown) => exitOnStartupError('kvix-epp', err));
 const logger = createLogger('epp', config.logLevel);
 const epp = await Epp.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-epp', err, logger));
 stopOnSignals({ logger, stop: () => epp.stop(), timeoutMs: config.shutdownTimeoutMs });

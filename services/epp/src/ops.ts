@@ -1,9 +1,10 @@
 import type { Ingestor, IndexStack } from '@kvix/kv-ingest';
 import type { Replication } from '@kvix/replication';
 import type { Router } from '@kvix/scheduler';
-import { registerOpsRoutes, type Readiness } from '@kvix/service-kit';
+import { registerErrorHandlers, registerOpsRoutes, sendError, type Readiness } from '@kvix/service-kit';
 import type { PrefixScorer } from '@kvix/scoring';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 
@@ -28,20 +29,24 @@ export interface OpsContext {
   /** Pods discovery knows (a follower has no ingestor to ask). */
   discoveredPods: () => string[];
   readiness: () => Readiness;
+  /** Where a server fault of the debug API is logged. */
+  logger?: Logger;
 }
 
 /** Metrics, probes and a debug API: which endpoints are candidates, and how the scheduler is set up. */
 export function buildOpsServer(ctx: OpsContext): FastifyInstance {
   const app = Fastify({ logger: false });
+  // Unknown model, prompt too long, bad JSON: 4xx with the common body, never a 500.
+  registerErrorHandlers(app, { onServerError: (req, c) => ctx.logger?.error({ route: req.routeOptions.url, err: c.message }, 'debug API request failed') });
   registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness });
   app.get('/debug/endpoints', async () => ({ endpoints: ctx.router.registry.status() }));
-  app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : reply.code(404).send({ error: { code: 'NO_REPLICATION', message: 'this EPP runs alone (no --nats-url)' } })));
+  app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : sendError(reply, 404, 'NO_REPLICATION', 'this EPP runs alone (no --nats-url)')));
   app.get('/debug/scheduler', async () => ({ ...ctx.router.scheduler.describe(), fallbacks: ctx.router.config.fallbacks, modelRewrites: ctx.router.config.modelRewrites, objectives: ctx.router.config.objectives, saturation: ctx.router.config.saturation }));
   // What this replica's index says of a prompt, pod by pod: active-active replicas must agree.
   app.post('/debug/score', async (req, reply) => {
-    if (!ctx.scorer) return reply.code(404).send({ error: { code: 'NO_EMBEDDED_INDEX', message: 'this EPP scores with a remote indexer; ask it' } });
+    if (!ctx.scorer) return sendError(reply, 404, 'NO_EMBEDDED_INDEX', 'this EPP scores with a remote indexer; ask it');
     const parsed = ScoreBody.safeParse(req.body);
-    if (!parsed.success) return reply.code(400).send({ error: { code: 'INVALID_REQUEST', message: parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') } });
+    if (!parsed.success) return sendError(reply, 400, 'INVALID_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
     const b = parsed.data;
     const prompt = b.tokenIds ? { kind: 'tokens' as const, tokenIds: b.tokenIds } : b.messages ? { kind: 'chat' as const, messages: b.messages } : { kind: 'completion' as const, prompt: b.prompt! };
     const out = await ctx.scorer.score({ model: b.model, prompt });
@@ -52,7 +57,7 @@ export function buildOpsServer(ctx: OpsContext): FastifyInstance {
       const counts = new Map((await ctx.stack.index.podCounts()).map((c) => [c.pod, c]));
       return { pods: ctx.discoveredPods().map((id) => ({ id, source: 'index stream', entries: counts.get(id)?.entries ?? 0, speculative: counts.get(id)?.speculative ?? 0 })) };
     }
-    if (!ctx.ingestor || !ctx.stack) return reply.code(404).send({ error: { code: 'NO_EMBEDDED_INDEX', message: 'this EPP scores with a remote indexer; ask it' } });
+    if (!ctx.ingestor || !ctx.stack) return sendError(reply, 404, 'NO_EMBEDDED_INDEX', 'this EPP scores with a remote indexer; ask it');
     const counts = new Map((await ctx.stack.index.podCounts()).map((c) => [c.pod, c]));
     return { pods: ctx.ingestor.podStates().map((p) => ({ ...p, entries: counts.get(p.id)?.entries ?? 0, speculative: counts.get(p.id)?.speculative ?? 0 })) };
   });

@@ -1,16 +1,18 @@
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
-import { envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, setPath, type Binding } from '@kvix/service-kit';
+import { envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, setPath, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 
 export const DEFAULT_HTTP_PORT = 8081;
 export const DEFAULT_GRPC_PORT = 50051;
+/** Loopback unless a deployment says otherwise (--http-host / --grpc-host 0.0.0.0). */
+export const DEFAULT_HOST = '127.0.0.1';
 
 const listen = (port: number) =>
   z
-    .object({ host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(port) })
+    .object({ host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(port) })
     .strict()
     .prefault({});
 
@@ -22,7 +24,7 @@ export const IndexerConfigSchema = z
     /** gRPC: llm-d's indexer.v1, kvix.indexer.v1 and grpc.health.v1. */
     grpc: z
       .object({
-        host: z.string().min(1).default('0.0.0.0'),
+        host: z.string().min(1).default(DEFAULT_HOST),
         port: z.number().int().min(0).max(65535).default(DEFAULT_GRPC_PORT),
         maxMessageBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
       })
@@ -87,9 +89,9 @@ export function addIndexerOptions(cmd: Command): Command {
     .option('--render-url <url>', 'tokenize models the config does not list with this vLLM server\'s render endpoints (KVIX_RENDER_URL)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
     .option('--max-prompt-tokens <n>', 'longest prompt accepted, in tokens', integerArg)
-    .option('--grpc-host <host>', 'gRPC listen address', '0.0.0.0')
+    .option('--grpc-host <host>', 'gRPC listen address (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--grpc-port <port>', 'gRPC port (0: any free port)', integerArg, DEFAULT_GRPC_PORT)
-    .option('--http-host <host>', 'HTTP listen address (API, metrics, probes)', '0.0.0.0')
+    .option('--http-host <host>', 'HTTP listen address (API, metrics, probes; 0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--http-port <port>', 'HTTP port (0: any free port)', integerArg, DEFAULT_HTTP_PORT)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .option('--print-config', 'print the resolved configuration as JSON and exit');
@@ -108,4 +110,12 @@ export function resolveIndexerConfig(cmd: Command, env: NodeJS.ProcessEnv = proc
   podsFromAddresses(envValues);
   podsFromAddresses(flags);
   return resolveConfig('indexer', IndexerConfigSchema, { file, env: envValues, flags });
+}
+
+/** The ports this indexer will listen on, checked before anything starts. */
+export function indexerListeners(config: IndexerConfig): ListenerSpec[] {
+  return [
+    { name: 'HTTP API', flag: '--http-port', host: config.http.host, port: config.http.port },
+    { name: 'gRPC API', flag: '--grpc-port', host: config.grpc.host, port: config.grpc.port },
+  ];
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-import { createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { ingestionListener } from '@kvix/kv-ingest';
+import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
 import { Command } from 'commander';
-import { addIndexerOptions, resolveIndexerConfig } from './config.js';
+import { addIndexerOptions, indexerListeners, resolveIndexerConfig } from './config.js';
 import { Indexer } from './indexer.js';
 
 const program = addIndexerOptions(
@@ -9,7 +10,7 @@ const program = addIndexerOptions(
     'Per-pod precise prefix scores for LLM requests over gRPC (llm-d indexer.v1, kvix.indexer.v1) and HTTP, from the KV events of every vLLM pod.',
   ),
 );
-program.parse(process.argv);
+parseCommandLine(program);
 
 let config;
 try {
@@ -21,6 +22,8 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   process.exit(0);
 }
+const central = config.kvEvents && config.replication.index !== 'follow' ? ingestionListener(config.ingest) : null;
+await checkPortsFree([...indexerListeners(config), ...(central ? [central] : [])]).catch((err: unknown) => exitOnStartupError('kvix-indexer', err));
 const logger = createLogger('indexer', config.logLevel);
 const indexer = await Indexer.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-indexer', err, logger));
 stopOnSignals({ logger, stop: () => indexer.stop(), timeoutMs: config.shutdownTimeoutMs });

@@ -1,17 +1,19 @@
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
-import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
-import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, type Binding } from '@kvix/service-kit';
+import { addIngestionOptions, IndexSettingsSchema, ingestionListener, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
+import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 
 export const DEFAULT_HTTP_PORT = 9100;
+/** Loopback unless a deployment says otherwise (--http-host 0.0.0.0). */
+export const DEFAULT_HOST = '127.0.0.1';
 
 export const KvEventsServiceConfigSchema = z
   .object({
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** Metrics, probes and the debug API. */
     http: z
-      .object({ host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(DEFAULT_HTTP_PORT) })
+      .object({ host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(DEFAULT_HTTP_PORT) })
       .strict()
       .prefault({}),
     index: IndexSettingsSchema.prefault({}),
@@ -46,7 +48,7 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
 export function addServiceOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
   return addReplicationOptions(addIngestionOptions(cmd))
-    .option('--http-host <host>', 'listen address of metrics, probes and debug API', '0.0.0.0')
+    .option('--http-host <host>', 'listen address of metrics, probes and debug API (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--http-port <port>', 'port of metrics, probes and debug API (0: any free port)', integerArg, DEFAULT_HTTP_PORT)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .option('--print-config', 'print the resolved configuration as JSON and exit');
@@ -65,4 +67,10 @@ export function resolveServiceConfig(cmd: Command, env: NodeJS.ProcessEnv = proc
   if (config.replication.natsUrl !== undefined && config.replication.index === 'off' && config.index.backend !== 'redis') config.replication.index = 'publish';
   if (config.replication.index === 'follow') throw new ConfigError('replication.index "follow" makes no sense for the kv-events service, which ingests pods itself; use publish (or leave it unset)');
   return config;
+}
+
+/** The ports this service will listen on, checked before anything starts. */
+export function serviceListeners(config: KvEventsServiceConfig): ListenerSpec[] {
+  const central = ingestionListener(config.ingest);
+  return [{ name: 'HTTP (metrics, debug API)', flag: '--http-port', host: config.http.host, port: config.http.port }, ...(central ? [central] : [])];
 }

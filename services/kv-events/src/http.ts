@@ -2,7 +2,7 @@ import { requestBlockExtras } from '@kvix/block-keys';
 import { scoreLookup } from '@kvix/kv-index';
 import type { IndexStack, Ingestor } from '@kvix/kv-ingest';
 import type { Replication } from '@kvix/replication';
-import { registerOpsRoutes } from '@kvix/service-kit';
+import { registerErrorHandlers, registerOpsRoutes, sendError } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -28,15 +28,15 @@ export interface HttpContext {
   replication?: Replication | null;
 }
 
-class BadRequest extends Error {}
+/** Invalid query or body: 400 INVALID_REQUEST. */
+class BadRequest extends Error {
+  readonly code = 'INVALID_REQUEST';
+}
 
 /** Probes, metrics and a debug API to see what the index holds and how far each pod's stream got. */
 export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
-  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
-    const status = err instanceof BadRequest ? 400 : err.statusCode !== undefined && err.statusCode < 500 ? err.statusCode : 500;
-    return reply.code(status).send({ error: err.message });
-  });
+  registerErrorHandlers(app);
 
   registerOpsRoutes(app, {
     registry: ctx.registry,
@@ -56,13 +56,13 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
 
   app.get('/debug/index', async () => ctx.stack.index.stats());
 
-  app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : reply.code(404).send({ error: 'not replicating (no --nats-url)' })));
+  app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : sendError(reply, 404, 'NO_REPLICATION', 'not replicating (no --nats-url)')));
 
   app.get<{ Params: { pod: string } }>('/debug/pods/:pod/entries', async (req, reply) => {
     const query = parse(DumpQuery, req.query);
     const known = ctx.ingestor.podStates().some((p) => p.id === req.params.pod);
     const page = await ctx.stack.index.dumpPod(req.params.pod, query.offset, query.limit);
-    if (!known && page.total === 0) return reply.code(404).send({ error: `unknown pod ${req.params.pod}` });
+    if (!known && page.total === 0) return sendError(reply, 404, 'UNKNOWN_POD', `unknown pod ${req.params.pod}`);
     return {
       pod: req.params.pod,
       total: page.total,

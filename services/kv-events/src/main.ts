@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-import { createLogger, exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
 import { Command } from 'commander';
-import { addServiceOptions, resolveServiceConfig } from './config.js';
+import { addServiceOptions, resolveServiceConfig, serviceListeners } from './config.js';
 import { KvEventsService } from './service.js';
 
 const program = addServiceOptions(
@@ -9,7 +9,7 @@ const program = addServiceOptions(
     'Subscribes to the KV-event streams of vLLM pods (ZeroMQ) and keeps their block index: in order, gaps replayed, pods added and removed as the endpoints file changes.',
   ),
 );
-program.parse(process.argv);
+parseCommandLine(program);
 
 let config;
 try {
@@ -21,6 +21,7 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
   process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   process.exit(0);
 }
+await checkPortsFree(serviceListeners(config)).catch((err: unknown) => exitOnStartupError('kvix-kv-events', err));
 const logger = createLogger('kv-events', config.logLevel);
 const service = await KvEventsService.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-kv-events', err, logger));
 stopOnSignals({ logger, stop: () => service.stop(), timeoutMs: config.shutdownTimeoutMs });

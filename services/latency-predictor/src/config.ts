@@ -1,10 +1,15 @@
 import { BuiltinModelConfigSchema } from '@kvix/latency-predictor';
-import { envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, type Binding } from '@kvix/service-kit';
+import { addDeprecatedAlias, envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 
-/** llm-d's training server port; its first prediction server listens on 8001. */
-export const DEFAULT_PORT = 8000;
+/**
+ * Not llm-d's 8000 (its training server; prediction servers from 8001): that is a vLLM pod's port,
+ * and kvix's defaults never collide (docs/CONVENTIONS.md). llm-d's layout: --http-port 8000 --prediction-port 8001.
+ */
+export const DEFAULT_PORT = 8070;
+/** Loopback unless a deployment says otherwise (--http-host 0.0.0.0). */
+export const DEFAULT_HOST = '127.0.0.1';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -12,7 +17,7 @@ export const PredictorServiceConfigSchema = z
   .object({
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** The training API, and the prediction API as well unless predictionPort is set. */
-    http: z.object({ host: z.string().min(1).default('0.0.0.0'), port: port.default(DEFAULT_PORT) }).strict().prefault({}),
+    http: z.object({ host: z.string().min(1).default(DEFAULT_HOST), port: port.default(DEFAULT_PORT) }).strict().prefault({}),
     /** Serve the prediction API on its own port (llm-d's sidecar layout); null: one port for both. */
     predictionPort: port.nullable().default(null),
     model: BuiltinModelConfigSchema.prefault({}),
@@ -37,6 +42,9 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
 
 const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   logLevel: 'logLevel',
+  httpHost: 'http.host',
+  httpPort: 'http.port',
+  // Deprecated names (before the --<listener>-host/-port convention).
   host: 'http.host',
   port: 'http.port',
   predictionPort: 'predictionPort',
@@ -47,10 +55,13 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
 };
 
 export function addServiceOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it')
-    .option('--host <host>', 'listen address', '0.0.0.0')
-    .option('--port <port>', 'training API, and prediction API unless --prediction-port (0: any free port)', integerArg, DEFAULT_PORT)
+    .option('--http-host <host>', 'listen address (0.0.0.0: every interface)', DEFAULT_HOST)
+    .option('--http-port <port>', 'training API, and prediction API unless --prediction-port (0: any free port)', integerArg, DEFAULT_PORT);
+  addDeprecatedAlias(cmd, '--host <host>', '--http-host');
+  addDeprecatedAlias(cmd, '--port <port>', '--http-port', integerArg);
+  return cmd
     .option('--prediction-port <port>', 'serve the prediction API on its own port, like llm-d\'s sidecars (KVIX_PREDICTION_PORT)', integerArg)
     .addOption(new Option('--objective <objective>', 'predict a quantile of the latency or its mean (LATENCY_OBJECTIVE_TYPE)').choices(['quantile', 'mean']).default('quantile'))
     .option('--quantile <q>', 'the quantile predicted, 0..1 exclusive (LATENCY_QUANTILE_ALPHA)', numberArg, 0.9)
@@ -64,4 +75,12 @@ export function addServiceOptions(cmd: Command): Command {
 export function resolveServiceConfig(cmd: Command, env: NodeJS.ProcessEnv = process.env): PredictorServiceConfig {
   const file = (cmd.opts() as { config?: string }).config ?? env['KVIX_CONFIG'];
   return resolveConfig('latency-predictor', PredictorServiceConfigSchema, { file, env: envLayer(env, ENV_BINDINGS), flags: flagLayer(cmd, FLAG_BINDINGS) });
+}
+
+/** The ports this service will listen on, checked before anything starts. */
+export function serviceListeners(config: PredictorServiceConfig): ListenerSpec[] {
+  return [
+    { name: 'HTTP (training and prediction API)', flag: '--http-port', host: config.http.host, port: config.http.port },
+    ...(config.predictionPort !== null ? [{ name: 'prediction API', flag: '--prediction-port', host: config.http.host, port: config.predictionPort }] : []),
+  ];
 }

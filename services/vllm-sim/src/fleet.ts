@@ -1,6 +1,8 @@
+import type { ListenerSpec } from '@kvix/service-kit';
 import type { Logger } from 'pino';
 import type { SimConfig } from './config.js';
 import { writeEndpointsFile, type EndpointsFileEntry } from './endpoints-file.js';
+import { podListeners } from './listeners.js';
 import { SimPod, type RankEndpoint } from './pod.js';
 
 export interface FleetOptions {
@@ -29,17 +31,28 @@ export class SimFleet {
     private readonly logger: Logger,
   ) {}
 
-  static async start(base: SimConfig, options: FleetOptions, logger: Logger): Promise<SimFleet> {
+  /** Pod i's configuration: its ports laid out from the fleet's bases. */
+  static podConfig(base: SimConfig, options: FleetOptions, i: number): SimConfig {
     const dp = base.dataParallelSize;
+    const kvEvents = {
+      ...base.kvEvents,
+      endpoint: base.kvEvents.endpoint.replace(/:\d+$/, `:${options.baseEventPort + i * dp}`),
+      replay_endpoint: base.kvEvents.replay_endpoint === null ? null : base.kvEvents.replay_endpoint.replace(/:\d+$/, `:${options.baseReplayPort + i * dp}`),
+    };
+    return { ...base, port: options.basePort + i * dp, kvEvents };
+  }
+
+  /** Every port the fleet will bind, named by the `kvix sim` flag that moves it. */
+  static listeners(base: SimConfig, options: FleetOptions): ListenerSpec[] {
+    const flags = { http: '--base-port', events: '--base-event-port', replay: '--base-replay-port' };
+    return Array.from({ length: options.pods }, (_, i) => podListeners(SimFleet.podConfig(base, options, i), flags, `pod ${i}`)).flat();
+  }
+
+  static async start(base: SimConfig, options: FleetOptions, logger: Logger): Promise<SimFleet> {
     const pods: SimPod[] = [];
     try {
       for (let i = 0; i < options.pods; i++) {
-        const kvEvents = {
-          ...base.kvEvents,
-          endpoint: base.kvEvents.endpoint.replace(/:\d+$/, `:${options.baseEventPort + i * dp}`),
-          replay_endpoint: base.kvEvents.replay_endpoint === null ? null : base.kvEvents.replay_endpoint.replace(/:\d+$/, `:${options.baseReplayPort + i * dp}`),
-        };
-        pods.push(await SimPod.start({ ...base, port: options.basePort + i * dp, kvEvents }, logger.child({ pod: i })));
+        pods.push(await SimPod.start(SimFleet.podConfig(base, options, i), logger.child({ pod: i })));
       }
     } catch (err) {
       await Promise.allSettled(pods.map((p) => p.stop()));

@@ -1,5 +1,6 @@
 export { SimPod, effectiveHashSeed, type RankEndpoint } from './pod.js';
 export { SimFleet, type FleetOptions } from './fleet.js';
+export { podListeners, POD_FLAGS, type ListenerFlags } from './listeners.js';
 export { writeEndpointsFile, type EndpointsFileEntry } from './endpoints-file.js';
 export { addSimOptions, explicitFlags, resolveSimConfig, SimConfigError, type SimConfig, type SimConfigInput } from './config.js';
 export { Engine, type EngineConfig, type GenerationRequest, type GenerationResult } from './engine/engine.js';

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-import { exitOnStartupError, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
 import { Command } from 'commander';
 import { pino } from 'pino';
 import { addSimOptions, explicitFlags, resolveSimConfig, SimConfigError } from './config.js';
+import { podListeners } from './listeners.js';
 import { SimPod } from './pod.js';
 
 /** One simulated vLLM pod per process: what a deployment runs (see `kvix sim` for several). */
 const program = addSimOptions(new Command('vllm-sim').description('A GPU-free vLLM pod: OpenAI API, prefix caching, KV events over ZeroMQ, vLLM metrics.'));
-program.parse(process.argv);
+parseCommandLine(program);
 
 let config;
 try {
@@ -19,6 +20,7 @@ try {
   }
   throw err;
 }
+await checkPortsFree(podListeners(config)).catch((err: unknown) => exitOnStartupError('vllm-sim', err));
 const logger = pino({ level: config.logLevel, base: { service: 'vllm-sim' } });
 const pod = await SimPod.start(config, logger).catch((err: unknown) => exitOnStartupError('vllm-sim', err, logger));
 stopOnSignals({ logger, stop: () => pod.stop(), timeoutMs: 10_000 });

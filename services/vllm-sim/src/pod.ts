@@ -131,6 +131,7 @@ class SimRank {
       layout: c.kvEventsLayout,
       intHashes: c.kvEventsIntHashes,
       logger: this.logger,
+      bindHost: c.host,
     });
     this.publisher.dropFraction = this.faults.dropEventsFraction;
     this.engine = this.newEngine();

@@ -1,4 +1,21 @@
+import type * as Bench from '@kvix/bench';
 import type { Command } from 'commander';
+import { UsageError } from '../io.js';
+
+/**
+ * The benchmarks are a development dependency of the CLI: an operator's install has no `bench/`
+ * harness (and none of what it pulls in), so it is loaded only when `kvix bench` runs.
+ */
+async function loadBench(): Promise<typeof Bench> {
+  try {
+    return await import('@kvix/bench');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes('@kvix/bench')) {
+      throw new UsageError('bench: the benchmarks are not installed with the kvix CLI; run them from a kvix checkout (npm ci && npm run bench -- index)');
+    }
+    throw err;
+  }
+}
 
 export function registerBench(program: Command): void {
   const bench = program.command('bench').summary('run a kvix benchmark (figures also written to bench/results/)');
@@ -19,8 +36,7 @@ export function registerBench(program: Command): void {
     .option('--json', 'print one JSON document instead of a table')
     .option('--no-baseline', 'skip the naive baseline')
     .action(async (flags: { quick?: boolean; json?: boolean; baseline: boolean }) => {
-      // Loaded on use: the benchmark pulls in the whole index.
-      const { runIndexBenchmark } = await import('@kvix/bench');
+      const { runIndexBenchmark } = await loadBench();
       await runIndexBenchmark({ quick: flags.quick === true, json: flags.json === true, skipBaseline: !flags.baseline });
     });
   bench

@@ -41,21 +41,55 @@ export function decodeToJson(payload: Uint8Array): unknown {
   }
 }
 
+type DebugEvent = Record<string, unknown>;
+
+const list = (v: unknown): string => (Array.isArray(v) ? v.join(' ') : '');
+
+/** The decoded batch for people: one line per event (JSON, with --json or stdin input, is for scripts). */
+export function decodeToTable(doc: unknown): string {
+  const d = doc as { ts: number; dataParallelRank: number | null; events: DebugEvent[]; skipped: { index: number; reason: string }[] };
+  const when = Number.isFinite(d.ts) ? ` (${new Date(d.ts * 1000).toISOString()})` : '';
+  const lines = [`${d.events.length} event(s), ts ${d.ts}${when}, data-parallel rank ${d.dataParallelRank ?? 'none'}${d.skipped.length ? `, ${d.skipped.length} skipped` : ''}`];
+  d.events.forEach((e, i) => {
+    const hashes = Array.isArray(e['blockHashes']) ? (e['blockHashes'] as unknown[]) : [];
+    const head = `${String(i).padStart(5)}  ${String(e['type']).padEnd(16)}`;
+    if (e['type'] === 'BlockStored') {
+      const tokens = Array.isArray(e['tokenIds']) ? (e['tokenIds'] as unknown[]).length : 0;
+      const extras = [
+        e['parentBlockHash'] !== null ? `parent ${String(e['parentBlockHash'])}` : 'no parent',
+        e['loraName'] !== null ? `LoRA ${String(e['loraName'])}` : null,
+        e['groupIdx'] !== null && e['groupIdx'] !== undefined ? `group ${String(e['groupIdx'])}` : null,
+        Array.isArray(e['extraKeys']) && (e['extraKeys'] as unknown[]).some((k) => k !== null) ? `extra keys ${JSON.stringify(e['extraKeys'])}` : null,
+      ].filter((x) => x !== null);
+      lines.push(`${head}${String(e['medium'] ?? '-').padEnd(5)} ${hashes.length} block(s) of ${String(e['blockSize'])}, ${tokens} token(s), ${extras.join(', ')}`);
+      lines.push(`${' '.repeat(7)}hashes ${list(hashes)}`);
+    } else if (e['type'] === 'BlockRemoved') {
+      lines.push(`${head}${String(e['medium'] ?? '-').padEnd(5)} ${hashes.length} block(s)${e['groupIdx'] !== null && e['groupIdx'] !== undefined ? `, group ${String(e['groupIdx'])}` : ''}`);
+      lines.push(`${' '.repeat(7)}hashes ${list(hashes)}`);
+    } else lines.push(head.trimEnd());
+  });
+  for (const s of d.skipped) lines.push(`${String(s.index).padStart(5)}  skipped: ${s.reason}`);
+  return `${lines.join('\n')}\n`;
+}
+
 export function registerDecode(program: Command): void {
   program
     .command('decode')
-    .summary('decode one KV-event payload (msgpack EventBatch) into JSON')
+    .summary('decode one KV-event payload (msgpack EventBatch): a table, or JSON with --json')
     .description(
       [
         'Decodes a KV-event payload exactly as kvix ingests it. Input: the payload as hex on stdin (raw,',
         'as a JSON string, or {"payload":"<hex>"}), --hex, or raw bytes with --file.',
         'Prints {"ts":…,"dataParallelRank":n|null,"events":[…],"skipped":[{"index":i,"reason":"…"}]};',
         '64-bit hashes as decimal strings, medium as sent. A payload that is not a batch exits 2.',
+        'Flags (--hex, --file) print one line per event unless --json; input on stdin prints JSON.',
       ].join('\n'),
     )
     .option('--hex <hex>', 'the payload as a hex string')
     .option('--file <path>', 'read the raw payload bytes from a file')
-    .action(async (flags: { hex?: string; file?: string }) => {
+    .option('--json', 'print the JSON document instead of a table (always on with input on stdin)')
+    .action(async (flags: { hex?: string; file?: string; json?: boolean }) => {
+      let fromStdin = false;
       let payload: Uint8Array;
       if (flags.file !== undefined) {
         try {
@@ -68,7 +102,10 @@ export function registerDecode(program: Command): void {
       } else {
         if (process.stdin.isTTY) throw new UsageError('decode: no input; pipe the payload hex on stdin, or use --hex / --file');
         payload = payloadFromText(await readStdin());
+        fromStdin = true;
       }
-      writeJson(decodeToJson(payload));
+      const doc = decodeToJson(payload);
+      if (flags.json || fromStdin) writeJson(doc);
+      else process.stdout.write(decodeToTable(doc));
     });
 }

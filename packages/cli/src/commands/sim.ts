@@ -50,18 +50,24 @@ export async function registerSim(program: Command): Promise<void> {
       if (err instanceof SimConfigError) throw new UsageError(`sim: ${err.message}`);
       throw err;
     }
+    const fleetOptions = {
+      pods,
+      basePort: portNumber('base-port', flags.basePort),
+      baseEventPort,
+      baseReplayPort: flags.baseReplayPort === undefined ? baseEventPort + 100 : portNumber('base-replay-port', flags.baseReplayPort),
+      ...(flags.writeEndpoints ? { writeEndpoints: flags.writeEndpoints } : {}),
+    };
+    // Every port first: a taken one is one line (exit 2), not a stack trace from the pod that hit it.
+    const { checkPortsFree, usageMessage } = await import('@kvix/service-kit');
+    await checkPortsFree(SimFleet.listeners(config, fleetOptions)).catch((err: unknown) => {
+      const usage = usageMessage(err);
+      throw usage === null ? err : new UsageError(`sim: ${usage}`);
+    });
     const logger = pino({ level: config.logLevel, base: { service: 'vllm-sim' } });
-    const fleet = await SimFleet.start(
-      config,
-      {
-        pods,
-        basePort: portNumber('base-port', flags.basePort),
-        baseEventPort,
-        baseReplayPort: flags.baseReplayPort === undefined ? baseEventPort + 100 : portNumber('base-replay-port', flags.baseReplayPort),
-        ...(flags.writeEndpoints ? { writeEndpoints: flags.writeEndpoints } : {}),
-      },
-      logger,
-    );
+    const fleet = await SimFleet.start(config, fleetOptions, logger).catch((err: unknown) => {
+      const usage = usageMessage(err);
+      throw usage === null ? err : new UsageError(`sim: ${usage}`);
+    });
     let stopping = false;
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {

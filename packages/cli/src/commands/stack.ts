@@ -2,10 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { ListenerSpec } from '@kvix/service-kit';
 import { Command, Option } from 'commander';
 import { UsageError } from '../io.js';
-import { PodSupervisor, type PodSpec } from '../stack/pod-supervisor.js';
-import { startReplicatedRouters } from '../stack/replicated-routers.js';
+import { PodSupervisor, type PodSpec, type StopResult } from '../stack/pod-supervisor.js';
+import type { startReplicatedRouters } from '../stack/replicated-routers.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const LORA = 'support-v2';
@@ -43,18 +44,61 @@ async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
-/** Resolves once Ctrl-C (or SIGTERM) has run `stop`; a second signal while stopping is ignored. */
-function untilStopped(say: (line: string) => void, stop: () => Promise<void>): Promise<void> {
+/**
+ * Ports the stack's own pods use, away from `kvix sim`'s and vllm-sim's (vLLM's 8000 and 5557), so
+ * the README's commands run beside `npm start`. See docs/CONVENTIONS.md for every default port.
+ */
+export const STACK_POD_BASE_PORT = 8100;
+export const STACK_POD_BASE_EVENT_PORT = 5600;
+/** The Envoy stand-in beside the gateway (8081 is kvix-indexer's HTTP port). */
+export const STACK_ENVOY_PORT = 8082;
+
+/**
+ * Resolves once Ctrl-C (or SIGTERM) has run `stop`; a second signal while stopping is ignored.
+ * Ctrl-C reaches the pods too (one terminal, one process group): the supervisor is told at once, so
+ * their exits are part of the stop, not crashes to restart.
+ */
+function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, stop: () => Promise<StopResult[]>): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      say(`\n[stack] ${signal}: stopping`);
-      void stop().then(resolve);
+      supervisor.beginStop();
+      say(`\n[stack] ${signal}: stopping…`);
+      void stop().then(
+        (results) => {
+          say(stopReport(results));
+          resolve();
+        },
+        (err: unknown) => {
+          say(`[stack] stopping failed: ${(err as Error).message}`);
+          process.exitCode = 1;
+          resolve();
+        },
+      );
     };
     process.on('SIGINT', () => onSignal('SIGINT'));
     process.on('SIGTERM', () => onSignal('SIGTERM'));
+  });
+}
+
+/** One line: everything stopped cleanly, or which process did not. */
+function stopReport(results: StopResult[]): string {
+  // A process stopped by our SIGTERM, or by the terminal's SIGINT, exits 0 (or by that signal).
+  const clean = (r: StopResult): boolean => !r.killed && (r.exit === null || r.exit === 0 || r.exit === 'SIGTERM' || r.exit === 'SIGINT' || r.exit === 130);
+  const bad = results.filter((r) => !clean(r));
+  if (bad.length === 0) return `[stack] stopped cleanly (${results.length} process${results.length === 1 ? '' : 'es'} and the endpoint picker).`;
+  process.exitCode = 1;
+  return `[stack] stopped; not cleanly: ${bad.map((r) => `${r.name} ${r.killed ? 'killed after 5 s' : `exited ${typeof r.exit === 'number' ? `with code ${r.exit}` : `by ${r.exit}`}`}`).join(', ')} (see its log)`;
+}
+
+/** Every port the stack will listen on, checked before anything starts. */
+async function checkStackPorts(listeners: ListenerSpec[]): Promise<void> {
+  const { checkPortsFree, PortConflictError, PortInUseError } = await import('@kvix/service-kit');
+  return checkPortsFree(listeners).catch((err: unknown) => {
+    if (err instanceof PortInUseError || err instanceof PortConflictError) throw new UsageError(`stack: ${err.message}`);
+    throw err;
   });
 }
 
@@ -66,14 +110,14 @@ function untilStopped(say: (line: string) => void, stop: () => Promise<void>): P
 export function registerStack(program: Command): void {
   const cmd = new Command('stack')
     .summary('run the whole kvix stack locally: simulated vLLM pods, the endpoint picker, the gateway')
-    .description('Starts --pods simulated vLLM pods (one process each, restarted if killed), the KV-event ingestion and index, and the endpoint picker serving an OpenAI-compatible gateway and an Envoy ext_proc server. Ctrl-C stops everything. See docs/tour.md.')
+    .description('Starts --pods simulated vLLM pods (one process each, restarted if killed), the KV-event ingestion and index, and the endpoint picker serving an OpenAI-compatible gateway and an Envoy ext_proc server, all on 127.0.0.1. Every port is checked first: one taken exits 2 naming it, its flag and its holder. Ctrl-C stops everything. See docs/tour.md.')
     .option('--pods <n>', 'simulated vLLM pods', '3')
-    .option('--base-port <port>', 'HTTP port of the first pod (pod i: base + i)', '8000')
-    .option('--base-event-port <port>', 'KV-event port of the first pod (replay: + 100)', '5557')
+    .option('--base-port <port>', 'HTTP port of the first pod (pod i: base + i)', String(STACK_POD_BASE_PORT))
+    .option('--base-event-port <port>', 'KV-event port of the first pod (replay: + 100)', String(STACK_POD_BASE_EVENT_PORT))
     .option('--gateway-port <port>', 'OpenAI-compatible gateway', '8080')
     .option('--metrics-port <port>', 'metrics, probes and debug API', '9090')
     .option('--ext-proc-port <port>', 'Envoy External Processor (gRPC)', '9002')
-    .option('--envoy-port <port>', 'an Envoy stand-in (envoy-sim) that routes through the ext_proc server', '8081')
+    .option('--envoy-port <port>', 'an Envoy stand-in (envoy-sim) that routes through the ext_proc server', String(STACK_ENVOY_PORT))
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--latency-predictor <builtin|off|urls>', 'predicted-latency routing for requests with SLO headers: the built-in model, off, or prediction server URLs (kvix-latency-predictor, llm-d)', 'builtin')
     .option('--replicas <n>', 'endpoint-picker replicas, active-active over NATS (above 1: a kv-events publisher, N replicas as processes, envoy-sim in front on the gateway port; replica i serves metrics on --metrics-port + i, the publisher and the latency predictor on the next two ports)', '1')
@@ -100,9 +144,36 @@ export function registerStack(program: Command): void {
     const simBin = join(dirname(dirname(require.resolve('@kvix/vllm-sim'))), 'bin', 'vllm-sim.js');
 
     const supervisor = new PodSupervisor(simBin, 3000, (m) => say(`[stack] ${m}`));
+    const gatewayPort = int('gateway-port', f.gatewayPort, 1, 65535);
+    const metricsPort = int('metrics-port', f.metricsPort, 1, replicas > 1 ? 65533 - replicas : 65535);
+    const extProcPort = int('ext-proc-port', f.extProcPort, 1, 65535 - (replicas - 1));
+    const envoyPort = int('envoy-port', f.envoyPort, 1, 65535);
+    const loopback = '127.0.0.1';
+    const listeners: ListenerSpec[] = [];
+    for (let i = 0; i < pods; i++) {
+      listeners.push(
+        { name: `pod-${i} HTTP`, flag: '--base-port', host: loopback, port: basePort + i },
+        { name: `pod-${i} KV events`, flag: '--base-event-port', host: loopback, port: baseEventPort + i },
+        { name: `pod-${i} KV-event replay`, flag: '--base-event-port', host: loopback, port: baseEventPort + 100 + i },
+      );
+    }
+    listeners.push({ name: 'gateway', flag: '--gateway-port', host: loopback, port: gatewayPort });
+    if (replicas > 1) {
+      for (let i = 0; i < replicas; i++) {
+        listeners.push({ name: `epp-r${i + 1} ext_proc`, flag: '--ext-proc-port', host: loopback, port: extProcPort + i }, { name: `epp-r${i + 1} metrics`, flag: '--metrics-port', host: loopback, port: metricsPort + i });
+      }
+      listeners.push({ name: 'kv-events publisher', flag: '--metrics-port', host: loopback, port: metricsPort + replicas });
+      if (predictor === 'builtin') listeners.push({ name: 'latency predictor', flag: '--metrics-port', host: loopback, port: metricsPort + replicas + 1 });
+      if (f.natsUrl === undefined) listeners.push({ name: 'NATS', flag: '--nats-url', host: loopback, port: 4222, hint: 'pass --nats-url nats://127.0.0.1:4222 to use that server (it needs JetStream), or stop it' });
+    } else {
+      listeners.push({ name: 'ext_proc', flag: '--ext-proc-port', host: loopback, port: extProcPort }, { name: 'metrics', flag: '--metrics-port', host: loopback, port: metricsPort }, { name: 'Envoy stand-in', flag: '--envoy-port', host: loopback, port: envoyPort });
+    }
+    await checkStackPorts(listeners);
+
     const specs: PodSpec[] = Array.from({ length: pods }, (_, i) => {
       const port = basePort + i;
       const eventPort = baseEventPort + i;
+      // tcp://* binds the pod's --host interface (127.0.0.1): nothing of the stack listens beyond loopback.
       const kvEvents = { enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://*:${eventPort}`, replay_endpoint: `tcp://*:${eventPort + 100}` };
       return {
         name: `pod-${i}`,
@@ -134,11 +205,11 @@ export function registerStack(program: Command): void {
       tokenization: { models: { [LORA]: { local: MODEL } } },
     };
     if (replicas > 1) {
-      const gatewayPort = int('gateway-port', f.gatewayPort, 1, 65535);
-      const metricsBase = int('metrics-port', f.metricsPort, 1, 65533 - replicas);
+      const metricsBase = metricsPort;
       let ha: Awaited<ReturnType<typeof startReplicatedRouters>>;
       let front: Awaited<ReturnType<typeof EnvoySim.start>>;
       try {
+        const { startReplicatedRouters } = await import('../stack/replicated-routers.js');
         ha = await startReplicatedRouters({
           replicas,
           natsUrl: f.natsUrl ?? null,
@@ -146,7 +217,7 @@ export function registerStack(program: Command): void {
           dir: f.dir,
           endpointsFile,
           eppConfig: eppSettings,
-          extProcBase: int('ext-proc-port', f.extProcPort, 1, 65535 - replicas),
+          extProcBase: extProcPort,
           metricsBase,
           // After the replicas' metrics ports: nothing fixed to collide with.
           publisherPort: metricsBase + replicas,
@@ -156,7 +227,7 @@ export function registerStack(program: Command): void {
           say,
         });
         // One gateway in front, as Envoy would be: the replicas are its ext_proc cluster, and the pods its FailOpen destinations.
-        front = await EnvoySim.start({ extProcTargets: ha.replicas.map((r) => `127.0.0.1:${r.extProcPort}`), failureModeAllow: true, defaultUpstream: specs.map((s) => `127.0.0.1:${s.port}`), host: '0.0.0.0', port: gatewayPort, extProcEjectionMs: 2000 });
+        front = await EnvoySim.start({ extProcTargets: ha.replicas.map((r) => `127.0.0.1:${r.extProcPort}`), failureModeAllow: true, defaultUpstream: specs.map((s) => `127.0.0.1:${s.port}`), host: loopback, port: gatewayPort, extProcEjectionMs: 2000 });
       } catch (err) {
         say(`[stack] ${(err as Error).message}; see ${f.dir}/*.log`);
         return shutdown(err instanceof UsageError ? 2 : 1);
@@ -179,17 +250,17 @@ Try:
   kill ${victim.pid}     # kill ${victim.spec.name}: no request fails, it comes back in 3 s from the snapshot
 
 Ctrl-C stops everything.`);
-      return untilStopped(say, async () => {
+      return untilStopped(say, supervisor, async () => {
         await front.close();
-        await supervisor.stop();
+        return supervisor.stop();
       });
     }
 
     const logger = pino({ level: f.logLevel, base: { service: 'epp' } }, pino.destination({ dest: join(f.dir, 'epp.log'), sync: false, mkdir: true }));
     const config = EppConfigSchema.parse({
-      gateway: { port: int('gateway-port', f.gatewayPort, 1, 65535) },
-      extProc: { port: int('ext-proc-port', f.extProcPort, 1, 65535) },
-      metrics: { port: int('metrics-port', f.metricsPort, 1, 65535) },
+      gateway: { host: loopback, port: gatewayPort },
+      extProc: { host: loopback, port: extProcPort },
+      metrics: { host: loopback, port: metricsPort },
       ingest: { endpointsFile },
       ...eppSettings,
     });
@@ -202,7 +273,7 @@ Ctrl-C stops everything.`);
     }
     let envoy: Awaited<ReturnType<typeof EnvoySim.start>>;
     try {
-      envoy = await EnvoySim.start({ extProcTarget: `127.0.0.1:${config.extProc.port}`, host: '0.0.0.0', port: int('envoy-port', f.envoyPort, 1, 65535) });
+      envoy = await EnvoySim.start({ extProcTarget: `127.0.0.1:${config.extProc.port}`, host: loopback, port: envoyPort });
     } catch (err) {
       say(`[stack] the Envoy stand-in could not start: ${(err as Error).message}`);
       await epp.stop();
@@ -231,10 +302,10 @@ Try (docs/tour.md walks through more):
   kill ${supervisor.pods()[Math.min(1, pods - 1)]!.pid}     # kill ${supervisor.pods()[Math.min(1, pods - 1)]!.spec.name}: traffic keeps flowing, the pod comes back in 3 s
 
 Ctrl-C stops everything.`);
-    await untilStopped(say, async () => {
+    await untilStopped(say, supervisor, async () => {
       await envoy.close();
       await epp.stop();
-      await supervisor.stop();
+      return supervisor.stop();
     });
   });
   program.addCommand(cmd);

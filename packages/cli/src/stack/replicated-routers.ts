@@ -89,7 +89,7 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
       eventPort: 0,
       replayPort: 0,
       script: binOf('@kvix/latency-predictor-service', 'kvix-latency-predictor.js'),
-      args: ['--host', '127.0.0.1', '--port', String(o.predictorPort), '--log-level', o.logLevel],
+      args: ['--http-host', '127.0.0.1', '--http-port', String(o.predictorPort), '--log-level', o.logLevel],
       logFile: join(o.dir, 'latency-predictor.log'),
     });
     predictorUrl = `http://127.0.0.1:${o.predictorPort}`;

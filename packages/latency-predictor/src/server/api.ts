@@ -1,3 +1,4 @@
+import { errorBody, registerErrorHandlers } from '@kvix/service-kit';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { BuiltinPredictor } from '../model/builtin-predictor.js';
@@ -74,14 +75,16 @@ export function registerPredictorApi(app: FastifyInstance, options: PredictorApi
     quantile: model.config.quantile,
     last_model_load: model.lastModelLoad?.toISOString() ?? null,
   });
+  // FastAPI's `detail` for llm-d's clients, beside kvix's common `error` object.
   const invalid = (reply: FastifyReply, route: string, issues: ValidationIssue[]) => {
     metrics.rejected.inc({ route, reason: 'invalid' });
-    return reply.code(422).send({ detail: issues });
+    return reply.code(422).send({ detail: issues, ...errorBody('INVALID_REQUEST', issues.map((i) => `${i.loc.join('.')}: ${i.msg}`).join('; ')) });
   };
   const notReady = (reply: FastifyReply, route: string) => {
     metrics.rejected.inc({ route, reason: 'not_ready' });
-    return reply.code(503).send({ detail: NOT_READY });
+    return reply.code(503).send({ detail: NOT_READY, ...errorBody('NOT_READY', NOT_READY) });
   };
+  registerErrorHandlers(app, { extraFields: (c) => ({ detail: c.status === 404 ? 'Not Found' : c.message }) });
   const timed = (route: string, started: number) => metrics.duration.observe({ route }, (performance.now() - started) / 1000);
 
   app.get('/healthz', async () => ({ status: 'ok', service: 'kvix-latency-predictor' }));

@@ -1,7 +1,7 @@
 import type { IndexStack, IngestMetrics } from '@kvix/kv-ingest';
 import type { PodDirectory } from '../pod-directory.js';
 import type { PrefixScorer, ReuseAnalytics, ScoreInput, ScoreOutcome } from '@kvix/scoring';
-import { registerOpsRoutes, type Readiness } from '@kvix/service-kit';
+import { registerErrorHandlers, registerOpsRoutes, type Readiness } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -29,30 +29,23 @@ export interface HttpContext {
 const DumpQuery = z.object({ offset: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(10_000).default(100) }).strict();
 const AnalyticsQuery = z.object({ top: z.coerce.number().int().min(1).max(1000).optional() }).strict();
 
-/** Fastify's own rejections under the service's stable codes (its FST_* codes are not an API). */
-const FRAMEWORK_CODES: Readonly<Record<string, string>> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
-};
-
 /** The JSON API (snake_case, like the OpenAI and vLLM APIs it sits beside), metrics and probes. */
 export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 32 * 1024 * 1024 });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    // Fastify's own rejections (unparsable JSON, body too large, wrong content type) keep their status.
-    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 && !('validation' in err)) {
-      const code = err instanceof SyntaxError ? 'INVALID_JSON' : (FRAMEWORK_CODES[err.code ?? ''] ?? 'INVALID_REQUEST');
-      ctx.apiMetrics.rejected('http', req.routeOptions.url ?? req.url, code);
-      return reply.code(err.statusCode).send({ error: { code, message: err.message } });
-    }
-    const c = classify(err);
-    if (!c.clientError) ctx.logger.error({ route: req.routeOptions.url, err: c.message }, 'HTTP request failed');
-    return reply.code(c.http).send({ error: { code: c.code, message: c.message } });
+  registerErrorHandlers(app, {
+    // The service's own codes (scoring, tokenization, index) first; Fastify's rejections and the rest by the common table.
+    classify: (err) => {
+      const c = classify(err);
+      return c.code === 'INTERNAL' ? undefined : { status: c.http, code: c.code, message: c.message, clientError: c.clientError };
+    },
+    onError: (req, c, err) => {
+      // Fastify's rejections before a route ran (bad JSON, body too large); the routes count their own.
+      const status = (err as { statusCode?: unknown } | undefined)?.statusCode;
+      if (typeof status === 'number' && status >= 400 && status < 500 && classify(err).code === 'INTERNAL') ctx.apiMetrics.rejected('http', req.routeOptions.url ?? req.url, c.code);
+    },
+    onServerError: (req, c) => ctx.logger.error({ route: req.routeOptions.url, err: c.message }, 'HTTP request failed'),
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` } }));
 
   registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness });
 

@@ -13,6 +13,18 @@ export interface PublisherOptions {
   /** VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES: ints (default) or raw digests. */
   intHashes: boolean;
   logger: Logger;
+  /**
+   * The interface a wildcard endpoint (`tcp://*:port`) binds: the pod's --host, so a simulator on
+   * loopback publishes on loopback only (vLLM binds every interface; a deployment passes --host 0.0.0.0).
+   */
+  bindHost?: string;
+}
+
+/** `tcp://*:port` on a specific interface; other endpoints (and wildcard hosts) as given. */
+export function bindAddress(endpoint: string, host: string | undefined): string {
+  if (host === undefined || host === '0.0.0.0' || host === '::' || host === '*' || !endpoint.startsWith('tcp://*:')) return endpoint;
+  const iface = host === 'localhost' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  return `tcp://${iface}:${endpoint.slice('tcp://*:'.length)}`;
 }
 
 export interface PublisherStats {
@@ -37,6 +49,8 @@ const utf8 = new TextEncoder();
 export class EventPublisher {
   readonly endpoint: string;
   readonly replayEndpoint: string | null;
+  private readonly bindEndpoint: string;
+  private readonly replayBindEndpoint: string | null;
   private pub: Publisher | null = null;
   private router: Router | null = null;
   private seq = 0n;
@@ -60,6 +74,8 @@ export class EventPublisher {
   constructor(private readonly options: PublisherOptions) {
     this.endpoint = offsetEndpointPort(options.config.endpoint, options.rank);
     this.replayEndpoint = options.config.replay_endpoint === null ? null : offsetEndpointPort(options.config.replay_endpoint, options.rank);
+    this.bindEndpoint = bindAddress(this.endpoint, options.bindHost);
+    this.replayBindEndpoint = this.replayEndpoint === null ? null : bindAddress(this.replayEndpoint, options.bindHost);
     this.topicBytes = utf8.encode(options.topic);
   }
 
@@ -70,17 +86,17 @@ export class EventPublisher {
   async start(): Promise<void> {
     if (!this.enabled) return;
     const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: 0 });
-    if (isBindEndpoint(this.endpoint)) await bindWithRetry(pub, this.endpoint);
+    if (isBindEndpoint(this.endpoint)) await bindWithRetry(pub, this.bindEndpoint);
     else pub.connect(this.endpoint);
     this.pub = pub;
     if (this.replayEndpoint !== null) {
       // A full replay plus its end marker must fit, as in vLLM.
       const router = new Router({ sendHighWaterMark: 2 * (this.options.config.buffer_steps + 1), linger: 0 });
-      await bindWithRetry(router, this.replayEndpoint);
+      await bindWithRetry(router, this.replayBindEndpoint!);
       this.router = router;
       void this.serveReplays(router);
     }
-    this.options.logger.info({ endpoint: this.endpoint, replay: this.replayEndpoint, topic: this.options.topic, rank: this.options.rank }, 'kv event publisher started');
+    this.options.logger.info({ endpoint: this.bindEndpoint, replay: this.replayBindEndpoint, topic: this.options.topic, rank: this.options.rank }, 'kv event publisher started');
   }
 
   /** One engine step's events as one batch, with the next sequence number. */
@@ -164,11 +180,11 @@ export class EventPublisher {
     // Let an in-flight send finish before the socket goes away.
     while (this.sending) await new Promise((r) => setTimeout(r, 1));
     if (pub) {
-      if (isBindEndpoint(this.endpoint)) await pub.unbind(this.endpoint).catch(() => undefined);
+      if (isBindEndpoint(this.endpoint)) await pub.unbind(this.bindEndpoint).catch(() => undefined);
       pub.close();
     }
     if (router) {
-      await router.unbind(this.replayEndpoint!).catch(() => undefined);
+      await router.unbind(this.replayBindEndpoint!).catch(() => undefined);
       router.close();
     }
   }
