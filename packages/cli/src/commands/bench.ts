@@ -56,7 +56,7 @@ export function registerBench(program: Command): void {
     .option('--quick', 'shorter phases (about 4 minutes)')
     .option('--json', 'print one JSON document instead of tables')
     .action(async (flags: { quick?: boolean; json?: boolean }) => {
-      const { runDecisionBenchmark } = await import('@kvix/bench');
+      const { runDecisionBenchmark } = await loadBench();
       await runDecisionBenchmark({ quick: flags.quick === true, json: flags.json === true });
     });
 }
