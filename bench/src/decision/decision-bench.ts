@@ -5,7 +5,7 @@ import { Epp, EppConfigSchema } from '@kvix/epp';
 import { parseOpenAiBody, type DecisionTimings, type RoutedRequest } from '@kvix/scheduler';
 import { scoreLookup, tierWeights } from '@kvix/kv-index';
 import { freePorts } from '@kvix/test-support';
-import { LocalTokenizer } from '@kvix/tokenization';
+import { LocalTokenizer, PrefixKeyCache, type PieceTrace } from '@kvix/tokenization';
 import { pino } from 'pino';
 import { printTable, writeResult } from '../harness.js';
 import { ARMS, type Arm } from '../routing/arms.js';
@@ -412,14 +412,20 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
 async function isolatedStages(tok: LocalTokenizer, run: ArmRun, messagesOf: { role: string; content: string }[][], bodies: Buffer[]): Promise<Record<string, IsolatedStage>> {
   const from = run.next;
   const to = Math.min(from + 400, messagesOf.length);
-  for (let i = Math.max(0, from - 1500); i < from; i++) tok.encodeChatIds(messagesOf[i]!);
   const stack = run.epp.stack!;
+  // The tokenizer thread's state: the same earlier turns tokenized, and their keys remembered.
+  const prefixKeys = new PrefixKeyCache();
+  for (let i = Math.max(0, from - 1500); i < from; i++) {
+    const trace: PieceTrace = { fingerprints: [], ends: [] };
+    prefixKeys.keys(stack.hasher, MODEL, null, tok.encodeChatIds(messagesOf[i]!, undefined, trace), trace);
+  }
   const scorer = run.epp.prefixScorer!;
   const weights = tierWeights({});
   const candidates = run.epp.router.registry.candidates().map((c) => c.endpoint.id);
   const n = to - from;
   const texts: string[] = new Array(n);
   const ids: Uint32Array[] = new Array(n);
+  const traces: PieceTrace[] = Array.from({ length: n }, () => ({ fingerprints: [], ends: [] }));
   const keys: BigUint64Array[] = new Array(n);
   const lookups: Awaited<ReturnType<typeof stack.index.lookup>>[] = new Array(n);
   const out: Record<string, IsolatedStage> = {};
@@ -438,8 +444,9 @@ async function isolatedStages(tok: LocalTokenizer, run: ArmRun, messagesOf: { ro
   await stage('parse', (k) => parseOpenAiBody(PATH, bodies[from + k]!));
   await stage('copy to thread', (k) => structuredClone({ kind: 'chat', messages: messagesOf[from + k]! }));
   await stage('template', (k) => (texts[k] = tok.renderChat(messagesOf[from + k]!)));
-  await stage('encode', (k) => (ids[k] = tok.encodeIds(texts[k]!, { addSpecialTokens: false })));
-  await stage('hash', (k) => (keys[k] = stack.hasher.keys(ids[k]!, MODEL)));
+  await stage('encode', (k) => (ids[k] = tok.encodeIds(texts[k]!, { addSpecialTokens: false }, traces[k])));
+  await stage('hash, from scratch', (k) => (keys[k] = stack.hasher.keys(ids[k]!, MODEL)));
+  await stage('hash, incremental', (k) => prefixKeys.keys(stack.hasher, MODEL, null, ids[k]!, traces[k]!));
   await stage('lookup', async (k) => (lookups[k] = await stack.index.lookup(keys[k]!, { pods: candidates })));
   const held: ReturnType<typeof scoreLookup>[] = new Array(n);
   await stage('prefix score', (k) => (held[k] = scoreLookup(lookups[k]!, keys[k]!.length, weights, candidates)));

@@ -39,7 +39,7 @@ export interface ScoreTimings {
   tokenizeCallMs: number;
   templateMs: number;
   encodeMs: number;
-  /** Request keys from the token ids. */
+  /** Request keys from the token ids (on the tokenizer's thread when it computed them). */
   hashMs: number;
   lookupMs: number;
   /** Longest-prefix runs and tier weights from the lookup. */
@@ -196,6 +196,7 @@ export class PrefixScorer {
     let source: TokenizationSource;
     let cached = false;
     const timings: ScoreTimings = { tokenizeCallMs: 0, templateMs: 0, encodeMs: 0, hashMs: 0, lookupMs: 0, scoreMs: 0 };
+    let precomputed: BigUint64Array | null = null;
     if (spec.prompt.kind === 'tokens') {
       tokens = validTokenIds(spec.prompt.tokenIds, max);
       source = 'request';
@@ -203,10 +204,17 @@ export class PrefixScorer {
       const tokenizer = this.options.tokenizer;
       if (tokenizer === null) throw new ScoringError('NO_TOKENIZER', 'this service has no tokenizer configured: send token ids');
       const t0 = performance.now();
-      const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt });
+      const { hasher } = this.options;
+      // The tokenizer's thread computes the keys too, incrementally per conversation, when it can.
+      const keySpec = { blockSize: hasher.blockSize, seed: hasher.seed, algorithm: hasher.algorithm, root: spec.loraName || spec.model };
+      const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt, requestKeys: keySpec });
       timings.tokenizeCallMs = performance.now() - t0;
       timings.templateMs = result.timings?.templateMs ?? 0;
       timings.encodeMs = result.timings?.encodeMs ?? 0;
+      if (result.requestKeys && result.multimodal.length === 0 && (result.cacheSalt ?? null) === cacheSalt && result.requestKeys.length === hasher.blockCount(result.tokenIds.length)) {
+        precomputed = result.requestKeys;
+        timings.hashMs = result.timings?.hashMs ?? 0;
+      }
       if (result.tokenIds.length > max) throw new ScoringError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; the limit is ${max}`);
       tokens = result.tokenIds;
       if (result.multimodal.length > 0) multimodal = result.multimodal;
@@ -219,6 +227,7 @@ export class PrefixScorer {
     const beyond = multimodal?.find((m) => m.offset + m.length > tokens.length);
     if (beyond) throw new ScoringError('INVALID_REQUEST', `multimodal item ${JSON.stringify(beyond.identifier)} covers tokens ${beyond.offset}..${beyond.offset + beyond.length - 1}, beyond the prompt's ${tokens.length} tokens`);
     const { hasher } = this.options;
+    if (precomputed !== null && !(multimodal && multimodal.length > 0)) return { tokens, keys: precomputed, source, cached, timings };
     let extras;
     try {
       extras = requestBlockExtras({ tokenCount: tokens.length, blockSize: hasher.blockSize, multimodal, cacheSalt });

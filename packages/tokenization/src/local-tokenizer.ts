@@ -5,6 +5,7 @@ import { renderChat } from './chat.js';
 import { isPlainObject, type ChatTemplates, type JsonObject } from './config.js';
 import { buildCore, type TokenizerCore } from './core.js';
 import { TokenizationError } from './errors.js';
+import type { PieceTrace } from './prefix-keys.js';
 import type { ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions } from './types.js';
 
 function nodeErrorCode(err: unknown): string | undefined {
@@ -142,12 +143,15 @@ export class LocalTokenizer {
     return Array.from(this.encodeIds(text, options));
   }
 
-  /** `encode`, as a typed array the caller owns (what the hot paths pass on). */
-  encodeIds(text: string, options: EncodeOptions = {}): Uint32Array<ArrayBuffer> {
+  /**
+   * `encode`, as a typed array the caller owns (what the hot paths pass on). With `trace`, the
+   * pieces' boundaries are recorded in it when the segment cache encoded the text.
+   */
+  encodeIds(text: string, options: EncodeOptions = {}, trace?: PieceTrace): Uint32Array<ArrayBuffer> {
     if (typeof text !== 'string') throw new TokenizationError('INVALID_REQUEST', 'text must be a string');
     const addSpecialTokens = options.addSpecialTokens ?? true;
     const segments = this.core.segments;
-    if (segments !== null && (!addSpecialTokens || segments.specialsAddNothing)) return segments.encodeIds(text);
+    if (segments !== null && (!addSpecialTokens || segments.specialsAddNothing)) return segments.encodeIds(text, trace);
     return Uint32Array.from(this.core.hf.encode(text, { add_special_tokens: addSpecialTokens }).ids);
   }
 
@@ -177,9 +181,9 @@ export class LocalTokenizer {
   }
 
   /** `encodeChat`, as a typed array the caller owns. */
-  encodeChatIds(messages: readonly ChatMessage[], options?: ChatTemplateOptions): Uint32Array<ArrayBuffer> {
+  encodeChatIds(messages: readonly ChatMessage[], options?: ChatTemplateOptions, trace?: PieceTrace): Uint32Array<ArrayBuffer> {
     const prompt = renderChat(this.core, messages, options);
-    return this.encodeIds(prompt, { addSpecialTokens: options?.addSpecialTokens ?? false });
+    return this.encodeIds(prompt, { addSpecialTokens: options?.addSpecialTokens ?? false }, trace);
   }
 
   /** Unknown ids would decode to nothing (Rust) or crash (JS); neither is a useful answer. */

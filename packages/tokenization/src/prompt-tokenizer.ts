@@ -15,6 +15,17 @@ export interface MultimodalItem {
 
 export type TokenizerSource = 'local' | 'render';
 
+/**
+ * The request keys a caller wants computed with the ids (on the tokenizer's thread, incrementally
+ * per conversation): its hasher's settings and the chain's root (the model, or the LoRA adapter).
+ */
+export interface RequestKeySpec {
+  blockSize: number;
+  seed: string;
+  algorithm: 'cbor-fnv' | 'xxh64';
+  root: string;
+}
+
 /** Where a tokenization's time went (ms), for decision profiles and traces. */
 export interface TokenizationTimings {
   /** The whole call as its caller saw it (thread hop and queueing included). */
@@ -23,6 +34,8 @@ export interface TokenizationTimings {
   templateMs?: number;
   /** Turning the prompt text into ids (tokenized locally). */
   encodeMs?: number;
+  /** Computing the request keys asked for. */
+  hashMs?: number;
 }
 
 export interface TokenizedPrompt {
@@ -35,11 +48,18 @@ export interface TokenizedPrompt {
   /** Answered from the exact result cache rather than tokenized for this call. */
   cached: boolean;
   timings?: TokenizationTimings;
+  /**
+   * The request keys of `tokenIds`, when `requestKeys` was asked for and the tokenizer computed
+   * them (local tokenization; a render endpoint leaves them to the caller).
+   */
+  requestKeys?: BigUint64Array;
 }
 
 export interface TokenizeOptions {
   /** The request's `cache_salt`. */
   cacheSalt?: string | null;
+  /** Compute the prompt's request keys too (see TokenizedPrompt.requestKeys). */
+  requestKeys?: RequestKeySpec | null;
   signal?: AbortSignal;
 }
 

@@ -12,6 +12,7 @@
  * differently). With special tokens requested, the post-processor must add none (ByteLevel/none).
  */
 import { isPlainObject, type JsonObject } from './config.js';
+import type { PieceTrace } from './prefix-keys.js';
 
 const MIN_CACHED_LENGTH = 64;
 /**
@@ -24,6 +25,12 @@ export interface SegmentCacheStats {
   hits: number;
   misses: number;
   cachedTokens: number;
+}
+
+/** A cached piece's ids, and an identity no other piece shares while it is cached. */
+interface CachedPiece {
+  ids: Uint32Array;
+  uid: number;
 }
 
 interface TrieNode {
@@ -40,7 +47,11 @@ export class SegmentEncoder {
   /** Added tokens, longest first: at each position the first alternative that matches is the longest. */
   private readonly pattern: RegExp | null;
   private readonly trie: TrieNode | null;
-  private readonly cache = new Map<string, Uint32Array>();
+  private readonly cache = new Map<string, CachedPiece>();
+  private nextUid = 1;
+  /** Fingerprint of the pieces encoded so far by the current encodeIds call, when traced. */
+  private trace: PieceTrace | null = null;
+  private fingerprint = 0;
   private cachedTokens = 0;
   /** Output assembled here, then copied out once. */
   private scratch = new Uint32Array(16_384);
@@ -92,8 +103,13 @@ export class SegmentEncoder {
     return Array.from(this.encodeIds(text));
   }
 
-  /** The ids of `text`, as a new array the caller owns. */
-  encodeIds(text: string): Uint32Array<ArrayBuffer> {
+  /**
+   * The ids of `text`, as a new array the caller owns. With `trace`, where each piece ends and a
+   * fingerprint of the pieces up to there are appended to it (for PrefixKeyCache).
+   */
+  encodeIds(text: string, trace?: PieceTrace): Uint32Array<ArrayBuffer> {
+    this.trace = trace ?? null;
+    this.fingerprint = 0x2545f491;
     let length = 0;
     let start = 0;
     if (this.pattern !== null) {
@@ -119,7 +135,24 @@ export class SegmentEncoder {
       }
     }
     if (start < text.length) length = this.appendPiece(start === 0 ? text : text.slice(start), length);
+    this.trace = null;
     return this.scratch.slice(0, length);
+  }
+
+  /** Folds a piece's identity into the fingerprint and records the boundary after it. */
+  private traced(identity: number, length: number): void {
+    const t = this.trace!;
+    this.fingerprint = Math.imul(this.fingerprint ^ identity, 0x01000193) ^ (this.fingerprint >>> 15);
+    t.fingerprints.push(this.fingerprint >>> 0);
+    t.ends.push(length);
+  }
+
+  /** An identity for ids no cache entry stands for (short pieces): their content. */
+  private static contentIdentity(ids: ArrayLike<number>): number {
+    let h = 0x6a09e667 ^ ids.length;
+    for (let i = 0; i < ids.length; i++) h = Math.imul(h ^ ids[i]!, 0x01000193);
+    // Kept apart from cache uids (small positive integers) and added-token ids.
+    return (h | 0x4000_0000) >>> 0;
   }
 
   /** The tokenizer's own rule: the longest added token starting at `i`. */
@@ -138,11 +171,14 @@ export class SegmentEncoder {
   private append(id: number, length: number): number {
     if (length === this.scratch.length) this.grow(length + 1);
     this.scratch[length] = id;
+    // Added tokens' identities: their ids, apart from cache uids and content identities.
+    if (this.trace !== null) this.traced((id | 0x8000_0000) >>> 0, length + 1);
     return length + 1;
   }
 
   private appendPiece(piece: string, length: number): number {
     let ids: ArrayLike<number> | undefined;
+    let uid = 0;
     if (piece.length < MIN_CACHED_LENGTH) {
       ids = this.encodePiece(piece);
     } else {
@@ -152,11 +188,12 @@ export class SegmentEncoder {
         // Refresh recency: Map order is the eviction order.
         this.cache.delete(piece);
         this.cache.set(piece, hit);
-        ids = hit;
+        ids = hit.ids;
+        uid = hit.uid;
       } else {
         this.stats.misses++;
         const fresh = Uint32Array.from(this.encodePiece(piece));
-        this.remember(piece, fresh);
+        uid = this.remember(piece, fresh);
         ids = fresh;
       }
     }
@@ -164,6 +201,7 @@ export class SegmentEncoder {
     if (length + n > this.scratch.length) this.grow(length + n);
     if (ids instanceof Uint32Array) this.scratch.set(ids, length);
     else for (let i = 0; i < n; i++) this.scratch[length + i] = ids[i]!;
+    if (this.trace !== null) this.traced(uid > 0 ? uid : SegmentEncoder.contentIdentity(ids), length + n);
     return length + n;
   }
 
@@ -173,16 +211,22 @@ export class SegmentEncoder {
     this.scratch = next;
   }
 
-  private remember(text: string, ids: Uint32Array): void {
-    if (ids.length > this.maxCachedTokens / 4) return;
-    this.cache.set(text, ids);
+  /** Caches a piece's ids; returns its uid (0 when too large to cache). */
+  private remember(text: string, ids: Uint32Array): number {
+    if (ids.length > this.maxCachedTokens / 4) return 0;
+    // Uids stay below 2^30, apart from content identities and added tokens; they only need to be
+    // unique among pieces cached at the same time.
+    const uid = this.nextUid;
+    this.nextUid = this.nextUid >= 0x3fff_ffff ? 1 : this.nextUid + 1;
+    this.cache.set(text, { ids, uid });
     this.cachedTokens += ids.length;
     while (this.cachedTokens > this.maxCachedTokens) {
-      const [oldest, old] = this.cache.entries().next().value as [string, Uint32Array];
+      const [oldest, old] = this.cache.entries().next().value as [string, CachedPiece];
       this.cache.delete(oldest);
-      this.cachedTokens -= old.length;
+      this.cachedTokens -= old.ids.length;
     }
     this.stats.cachedTokens = this.cachedTokens;
+    return uid;
   }
 }
 

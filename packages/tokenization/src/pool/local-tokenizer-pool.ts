@@ -3,11 +3,11 @@ import { raceAbort, throwIfAborted } from '../abort.js';
 import { isBundledName } from '../bundled.js';
 import { TokenizationError, messageOf } from '../errors.js';
 import { checkCacheSalt, checkPromptInput } from '../prompt-input.js';
-import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
+import type { PromptInput, PromptTokenizer, RequestKeySpec, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
 import { affinityHash } from './affinity.js';
 import { TokenizerLoader } from './tokenizer-loader.js';
 import { TokenizerThread, type ThreadTokenized } from './tokenizer-thread.js';
-import { tokenizeLocally } from './tokenize-locally.js';
+import { LocalKeyer, tokenizeLocally } from './tokenize-locally.js';
 
 export interface LocalTokenizerPoolOptions {
   /** Served model name → tokenizer spec (a bundled tokenizer name or a directory; see resolveTokenizer). */
@@ -62,6 +62,8 @@ export class LocalTokenizerPool implements PromptTokenizer {
   /** Specs warmed so far, so a replacement thread is warmed too. */
   private readonly warmSpecs = new Set<string>();
   private readonly inlineLoader = new TokenizerLoader();
+  /** Request keys computed inline (workers: 0). */
+  private readonly inlineKeyer = new LocalKeyer();
   /** Rejecters of calls still running, so close() can fail them. */
   private readonly running = new Set<(err: TokenizationError) => void>();
   private started = false;
@@ -98,8 +100,17 @@ export class LocalTokenizerPool implements PromptTokenizer {
       throw new TokenizationError('OVERLOADED', `the local tokenizer pool already holds ${this.maxInFlight} requests`);
     }
     const started = performance.now();
-    const { tokenIds, templateMs, encodeMs } = await raceAbort(this.track(() => this.run(spec, model, input)), options.signal);
-    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false, timings: { totalMs: performance.now() - started, templateMs, encodeMs } };
+    const keys = options.requestKeys ? { spec: checkKeySpec(options.requestKeys), cacheSalt } : undefined;
+    const { tokenIds, requestKeys, templateMs, encodeMs, hashMs } = await raceAbort(this.track(() => this.run(spec, model, input, keys)), options.signal);
+    return {
+      tokenIds,
+      multimodal: [],
+      cacheSalt,
+      source: 'local',
+      cached: false,
+      timings: { totalMs: performance.now() - started, templateMs, encodeMs, hashMs },
+      ...(requestKeys ? { requestKeys } : {}),
+    };
   }
 
   /**
@@ -174,12 +185,13 @@ export class LocalTokenizerPool implements PromptTokenizer {
     });
   }
 
-  private async run(spec: string, model: string, input: PromptInput): Promise<ThreadTokenized> {
+  private async run(spec: string, model: string, input: PromptInput, keys?: { spec: RequestKeySpec; cacheSalt: string | null }): Promise<ThreadTokenized> {
     if (this.workerCount === 0) {
       const tokenizer = await this.inlineLoader.load(spec);
       try {
-        const timings = { templateMs: 0, encodeMs: 0 };
-        return { tokenIds: tokenizeLocally(tokenizer, input, timings), ...timings };
+        const timings = { templateMs: 0, encodeMs: 0, hashMs: 0 };
+        const { ids, requestKeys } = tokenizeLocally(tokenizer, input, timings, keys ? { ...keys, keyer: this.inlineKeyer } : undefined);
+        return { tokenIds: ids, requestKeys, ...timings };
       } catch (err) {
         // The same answer a thread would give for an error that is not the tokenizer's own.
         if (err instanceof TokenizationError) throw err;
@@ -187,7 +199,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
       }
     }
     this.start();
-    return this.pickThread(model, input).tokenize(spec, input);
+    return this.pickThread(model, input).tokenize(spec, input, keys);
   }
 
   private pickThread(model: string, input: PromptInput): TokenizerThread {
@@ -236,4 +248,17 @@ export class LocalTokenizerPool implements PromptTokenizer {
     // Failures surface on the next request for that model, with their code.
     for (const spec of this.warmSpecs) thread.load(spec).catch(() => undefined);
   }
+}
+
+function checkKeySpec(spec: RequestKeySpec): RequestKeySpec {
+  const ok =
+    typeof spec === 'object' &&
+    Number.isInteger(spec.blockSize) &&
+    spec.blockSize > 0 &&
+    typeof spec.seed === 'string' &&
+    (spec.algorithm === 'cbor-fnv' || spec.algorithm === 'xxh64') &&
+    typeof spec.root === 'string' &&
+    spec.root !== '';
+  if (!ok) throw new TokenizationError('INVALID_REQUEST', 'requestKeys needs a positive integer blockSize, a string seed, algorithm cbor-fnv or xxh64 and a non-empty root');
+  return { blockSize: spec.blockSize, seed: spec.seed, algorithm: spec.algorithm, root: spec.root };
 }

@@ -1,14 +1,15 @@
 /** Messages between the pool and its tokenizer threads (structured-cloned; ids transferred). */
 import type { TokenizationErrorCode } from '../errors.js';
-import type { PromptInput } from '../prompt-tokenizer.js';
+import type { PromptInput, RequestKeySpec } from '../prompt-tokenizer.js';
 
 export type ToWorker =
-  | { type: 'tokenize'; id: number; spec: string; input: PromptInput }
+  /** `keys`: compute the request keys too (with the request's cache salt on block 0). */
+  | { type: 'tokenize'; id: number; spec: string; input: PromptInput; keys?: { spec: RequestKeySpec; cacheSalt: string | null } }
   | { type: 'load'; id: number; spec: string }
   /** Test-only: makes the thread die from an uncaught exception, the way a real crash would. */
   | { type: 'crash' };
 
 export type FromWorker =
-  /** Timings (ms) of a tokenization: template and encode, measured on the thread. */
-  | { id: number; ok: true; tokenIds: Uint32Array | null; templateMs?: number; encodeMs?: number }
+  /** Timings (ms) of a tokenization: template, encode and hash, measured on the thread. */
+  | { id: number; ok: true; tokenIds: Uint32Array | null; requestKeys?: BigUint64Array | null; templateMs?: number; encodeMs?: number; hashMs?: number }
   | { id: number; ok: false; code: TokenizationErrorCode; message: string };

@@ -1,13 +1,15 @@
 import { Worker } from 'node:worker_threads';
 import { TokenizationError, isTokenizationErrorCode, messageOf } from '../errors.js';
-import type { PromptInput } from '../prompt-tokenizer.js';
+import type { PromptInput, RequestKeySpec } from '../prompt-tokenizer.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 /** A thread's answer to a tokenization: the ids and where its time went on the thread (ms). */
 export interface ThreadTokenized {
   tokenIds: Uint32Array;
+  requestKeys: BigUint64Array | null;
   templateMs: number;
   encodeMs: number;
+  hashMs: number;
 }
 
 interface Pending {
@@ -50,9 +52,9 @@ export class TokenizerThread {
     return this.pending.size;
   }
 
-  async tokenize(spec: string, input: PromptInput): Promise<ThreadTokenized> {
-    const answer = await this.send((id) => ({ type: 'tokenize', id, spec, input }));
-    return { tokenIds: answer.tokenIds!, templateMs: answer.templateMs ?? 0, encodeMs: answer.encodeMs ?? 0 };
+  async tokenize(spec: string, input: PromptInput, keys?: { spec: RequestKeySpec; cacheSalt: string | null }): Promise<ThreadTokenized> {
+    const answer = await this.send((id) => ({ type: 'tokenize', id, spec, input, ...(keys ? { keys } : {}) }));
+    return { tokenIds: answer.tokenIds!, requestKeys: answer.requestKeys ?? null, templateMs: answer.templateMs ?? 0, encodeMs: answer.encodeMs ?? 0, hashMs: answer.hashMs ?? 0 };
   }
 
   async load(spec: string): Promise<void> {
