@@ -3,7 +3,7 @@ import { monitorEventLoopDelay, performance as perf } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { Epp, EppConfigSchema } from '@kvix/epp';
 import { parseOpenAiBody, type DecisionTimings, type RoutedRequest } from '@kvix/scheduler';
-import { scoreLookup, tierWeights } from '@kvix/kv-index';
+import { InMemoryIndex, scoreLookup, tierWeights } from '@kvix/kv-index';
 import { freePorts } from '@kvix/test-support';
 import { LocalTokenizer, PrefixKeyCache, type PieceTrace } from '@kvix/tokenization';
 import { pino } from 'pino';
@@ -12,6 +12,7 @@ import { ARMS, type Arm } from '../routing/arms.js';
 import { Workload, type WorkloadSpec } from '../routing/workload.js';
 import { charsFor } from '../text.js';
 import type { FleetWorkerData, FromFleet, ToFleet } from './fleet-worker.js';
+import type { FromIndexThread, ToIndexThread } from './index-thread.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const PODS = 8;
@@ -25,6 +26,8 @@ export interface DecisionBenchmarkOptions {
   json?: boolean;
   /** Only the warm-up and the stage-by-stage profile (no latency phases, no throughput ladder). */
   profileOnly?: boolean;
+  /** Leave out the scaling phase (0 and 2 tokenizer threads). */
+  noScaling?: boolean;
 }
 
 /** What `kvix bench decision --json` prints. */
@@ -35,6 +38,9 @@ export interface DecisionBenchmarkSummary {
   approximateP99Ms: number;
   roundRobinP50Ms: number;
   roundRobinP99Ms: number;
+  /** The precise profile with tokenization on the event loop (tokenization.workers: 0), same run. */
+  preciseInlineP50Ms: number;
+  preciseInlineP99Ms: number;
   /** Highest open-loop rate of precise decisions whose p99 stayed ≤ 5 ms (0 if none did). */
   decisionsPerSec: number;
   /** The rate the latency figures above were taken at. */
@@ -44,6 +50,8 @@ export interface DecisionBenchmarkSummary {
   stages: StageRow[];
   isolated: Record<string, IsolatedStage>;
   throughput: { ratePerSec: number; achievedPerSec: number; p50Ms: number; p99Ms: number; pass: boolean }[];
+  /** Closed-loop saturation of the precise profile by tokenizer threads (0: all on the event loop). */
+  scaling: { variant: string; tokenizerThreads: number; decisionsPerSec: number[]; p50Ms: number; p99Ms: number; errors: number }[];
   ingest: { batchesPerSec: number; blocksStoredPerSec: number; blocksRemovedPerSec: number };
 }
 
@@ -77,9 +85,21 @@ interface StageRow {
   stages: Record<string, { meanMs: number; p99Ms: number }>;
 }
 
+interface ArmDef {
+  label: string;
+  arm: Arm;
+  /** Tokenizer threads of its EPP. */
+  workers: number;
+  /** Measured only in the scaling phase. */
+  scalingOnly?: boolean;
+}
+
 /** An arm under test: its EPP, the fleet its decisions go to, and the workload it replays. */
 interface ArmRun {
   arm: Arm;
+  label: string;
+  workers: number;
+  scalingOnly: boolean;
   fleet: number;
   epp: Epp;
   bodies: Buffer[];
@@ -158,7 +178,7 @@ function workloadSpec(charsPerToken: number): WorkloadSpec {
   };
 }
 
-async function startEpp(arm: Arm, pods: { servingPort: number; eventPort: number }[], observer: (id: string, seconds: number, timings: DecisionTimings) => void): Promise<Epp> {
+async function startEpp(arm: Arm, workers: number, pods: { servingPort: number; eventPort: number }[], observer: (id: string, seconds: number, timings: DecisionTimings) => void): Promise<Epp> {
   const config = EppConfigSchema.parse({
     logLevel: 'warn',
     gateway: { enabled: false },
@@ -166,9 +186,9 @@ async function startEpp(arm: Arm, pods: { servingPort: number; eventPort: number
     metrics: { host: '127.0.0.1', port: 0 },
     scheduler: arm.scheduler,
     ingest: { pods: pods.map((p, i) => ({ name: `pod-${i}`, address: '127.0.0.1', port: p.servingPort, eventPort: p.eventPort, replayPort: null, model: MODEL })) },
-    tokenization: { workers: 1 },
+    tokenization: { workers },
   });
-  const epp = await Epp.start(config, pino({ level: 'warn', base: { arm: arm.name } }, pino.destination(2)), { observer: { routed: (e) => observer(e.requestId, e.seconds, e.timings) } });
+  const epp = await Epp.start(config, pino({ level: 'warn', base: { arm: arm.name, workers } }, pino.destination(2)), { observer: { routed: (e) => observer(e.requestId, e.seconds, e.timings) } });
   const deadline = Date.now() + 30_000;
   while (!(epp.readiness().ready && epp.router.registry.status().filter((s) => s.metrics !== null).length === PODS)) {
     if (Date.now() > deadline) throw new Error(`the EPP for ${arm.name} was not ready within 30 s`);
@@ -212,6 +232,31 @@ async function drive(run: ArmRun, fleet: FleetClient, ratePerSec: number, second
   return late;
 }
 
+/** `concurrency` decisions in flight for `seconds` (or `maxRequests`); returns routed decisions/s. */
+async function saturate(run: ArmRun, fleet: FleetClient, concurrency: number, seconds: number, maxRequests: number): Promise<number> {
+  const director = run.epp.router.director;
+  const stop = performance.now() + seconds * 1000;
+  const last = Math.min(run.bodies.length, run.next + maxRequests);
+  let done = 0;
+  const t0 = performance.now();
+  const lane = async (): Promise<void> => {
+    while (performance.now() < stop && run.next < last) {
+      const seq = run.next++;
+      const outcome = await director.route({ requestId: `${run.fleet}:${seq}`, path: PATH, headers: { 'content-type': 'application/json' }, body: run.bodies[seq]! });
+      if (!outcome.ok) {
+        // A rejection is not a decision (and comes back at once): counted apart.
+        run.errors++;
+        continue;
+      }
+      done++;
+      run.open.set(seq, outcome.routed);
+      fleet.post({ type: 'routed', fleet: run.fleet, seq, pod: run.podOfPort.get(outcome.routed.endpoints[0]!.port)!, outputTokens: run.outputTokens[seq]! });
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  return done / ((performance.now() - t0) / 1000);
+}
+
 function stageRow(arm: string, rate: number, samples: readonly Sample[]): StageRow {
   const fields: (keyof DecisionTimings)[] = ['parse', 'tokenizerCall', 'template', 'encode', 'hash', 'lookup', 'prefixScore', 'producers', 'filters', 'scorers', 'pick', 'hooks'];
   const stages: StageRow['stages'] = {};
@@ -243,11 +288,22 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
   const ladder = options.profileOnly ? [] : quick ? [2000] : [1000, 2000, 3000];
   const ladderSeconds = quick ? 2 : 3;
   const warmup = { rate: 100, seconds: quick ? 4 : 8 };
-  const arms = (options.profileOnly ? ['precise'] : ['precise', 'approximate', 'round-robin']).map((n) => ARMS.find((a) => a.name === n)!);
+  const profile = (n: string): Arm => ARMS.find((a) => a.name === n)!;
+  // The latency arms, then the precise profile with 0 and 2 tokenizer threads for the scaling phase
+  // (0: the whole decision on the event loop — one core; the latency arm has 1).
+  const arms: ArmDef[] = options.profileOnly
+    ? [{ label: 'precise', arm: profile('precise'), workers: 1 }]
+    : [
+        { label: 'precise', arm: profile('precise'), workers: 1 },
+        { label: 'approximate', arm: profile('approximate'), workers: 1 },
+        { label: 'round-robin', arm: profile('round-robin'), workers: 1 },
+        ...(options.noScaling ? [] : [{ label: 'precise, 0 threads', arm: profile('precise'), workers: 0 }, { label: 'precise, 2 threads', arm: profile('precise'), workers: 2 }]),
+      ];
+  const scaling = { rounds: 2, seconds: quick ? 1.5 : 3, concurrency: 8, maxRequests: quick ? 3000 : 6000 };
   // Requests each arm may need (the precise arm also runs the throughput ladder), with headroom.
   const perArm = Math.ceil(1.3 * (warmup.rate * warmup.seconds + rates.reduce((a, r) => a + r * slice * rounds, 0)));
-  // The isolated stage profile takes 400 more, unseen ones.
-  const needed = perArm + Math.ceil(1.3 * ladder.reduce((a, r) => a + r * ladderSeconds, 0)) + 500;
+  // The isolated stage profile takes 400 more, unseen ones; the scaling phase maxRequests per round.
+  const needed = perArm + Math.ceil(1.3 * ladder.reduce((a, r) => a + r * ladderSeconds, 0)) + 500 + (options.profileOnly ? 0 : scaling.rounds * scaling.maxRequests);
 
   const ports = await freePorts(arms.length * PODS * 2);
   const fleetPods = arms.map((_, a) => Array.from({ length: PODS }, (_, i) => ({ servingPort: ports[(a * PODS + i) * 2]!, eventPort: ports[(a * PODS + i) * 2 + 1]! })));
@@ -296,6 +352,8 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     approximateP99Ms: Number.NaN,
     roundRobinP50Ms: Number.NaN,
     roundRobinP99Ms: Number.NaN,
+    preciseInlineP50Ms: Number.NaN,
+    preciseInlineP99Ms: Number.NaN,
     decisionsPerSec: 0,
     ratePerSec: rates[0]!,
     loadAverage: loadBefore,
@@ -303,37 +361,40 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     stages: [],
     isolated: {},
     throughput: [],
+    scaling: [],
     ingest: { batchesPerSec: 0, blocksStoredPerSec: 0, blocksRemovedPerSec: 0 },
   };
   try {
-    for (const [i, arm] of arms.entries()) {
-      const epp = await startEpp(arm, fleetPods[i]!, observer);
+    for (const [i, def] of arms.entries()) {
+      const epp = await startEpp(def.arm, def.workers, fleetPods[i]!, observer);
       const podOfPort = new Map(fleetPods[i]!.map((p, k) => [p.servingPort, k]));
-      const run: ArmRun = { arm, fleet: i, epp, bodies, outputTokens, next: 0, samples: null, errors: 0, errorCodes: new Map(), open: new Map(), podOfPort };
+      const run: ArmRun = { arm: def.arm, label: def.label, workers: def.workers, scalingOnly: def.scalingOnly === true, fleet: i, epp, bodies, outputTokens, next: 0, samples: null, errors: 0, errorCodes: new Map(), open: new Map(), podOfPort };
       runs.push(run);
       byFleet.set(i, run);
     }
     // Warm-up: caches, the JIT, the index; untimed.
     for (const run of runs) await drive(run, fleet, warmup.rate, warmup.seconds);
+    // Every arm takes its turns, the precise variants with 0 and 2 tokenizer threads too.
+    const latencyRuns = runs;
     let ingestSeconds = 0;
     const c0 = await fleet.counters();
     const t0 = performance.now();
     for (const rate of rates) {
       // Arms take turns in slices, so a change in the machine's load falls on all of them alike.
       const late = new Map<string, number>();
-      for (const run of runs) run.samples = [];
+      for (const run of latencyRuns) run.samples = [];
       const elu0 = perf.eventLoopUtilization();
       const delay = monitorEventLoopDelay({ resolution: 1 });
       delay.enable();
       for (let r = 0; r < rounds; r++) {
-        for (const run of runs) late.set(run.arm.name, Math.max(late.get(run.arm.name) ?? 0, await drive(run, fleet, rate, slice)));
+        for (const run of latencyRuns) late.set(run.label, Math.max(late.get(run.label) ?? 0, await drive(run, fleet, rate, slice)));
       }
       delay.disable();
       const elu = perf.eventLoopUtilization(elu0);
-      for (const run of runs) {
+      for (const run of latencyRuns) {
         const ms = sortedOf(run.samples!.map((s) => s.ms));
         summary.phases.push({
-          arm: run.arm.name,
+          arm: run.label,
           ratePerSec: rate,
           decisions: ms.length,
           errors: run.errors,
@@ -343,10 +404,10 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
           maxMs: ms.at(-1) ?? Number.NaN,
           eventLoopUtilization: elu.utilization,
           eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
-          lateMs: late.get(run.arm.name) ?? 0,
+          lateMs: late.get(run.label) ?? 0,
         });
-        summary.stages.push(stageRow(run.arm.name, rate, run.samples!));
-        log(`  ${run.arm.name.padEnd(12)} ${String(rate).padStart(4)}/s: p50 ${quantile(ms, 0.5).toFixed(3)} ms, p99 ${quantile(ms, 0.99).toFixed(3)} ms (${ms.length} decisions, ${run.errors} errors${run.errors > 0 ? ` ${JSON.stringify(Object.fromEntries(run.errorCodes))}` : ''})`);
+        summary.stages.push(stageRow(run.label, rate, run.samples!));
+        log(`  ${run.label.padEnd(20)} ${String(rate).padStart(4)}/s: p50 ${quantile(ms, 0.5).toFixed(3)} ms, p99 ${quantile(ms, 0.99).toFixed(3)} ms (${ms.length} decisions, ${run.errors} errors${run.errors > 0 ? ` ${JSON.stringify(Object.fromEntries(run.errorCodes))}` : ''})`);
         run.samples = null;
         run.errors = 0;
         run.errorCodes.clear();
@@ -379,6 +440,34 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
       await new Promise((r) => setTimeout(r, 1500));
     }
 
+    // Scaling: the precise profile saturated (closed loop) with 0, 1 and 2 tokenizer threads, in turns.
+    const variants = runs.filter((r) => r.label.startsWith('precise'));
+    if (variants.length > 1) {
+      await new Promise((r) => setTimeout(r, 1500));
+      const got = new Map<string, { perSec: number[]; ms: number[]; errors: number }>();
+      for (let r = 0; r < scaling.rounds; r++) {
+        for (let v = 0; v < variants.length; v++) {
+          const run = variants[(v + r) % variants.length]!;
+          run.samples = [];
+          run.errors = 0;
+          const perSec = await saturate(run, fleet, scaling.concurrency, scaling.seconds, scaling.maxRequests);
+          const entry = got.get(run.label) ?? { perSec: [], ms: [], errors: 0 };
+          entry.perSec.push(perSec);
+          entry.errors += run.errors;
+          entry.ms.push(...run.samples.map((x) => x.ms));
+          got.set(run.label, entry);
+          run.samples = null;
+          await new Promise((res) => setTimeout(res, 500));
+        }
+      }
+      for (const run of variants) {
+        const g = got.get(run.label)!;
+        const ms = sortedOf(g.ms);
+        summary.scaling.push({ variant: run.label, tokenizerThreads: run.workers, decisionsPerSec: sortedOf(g.perSec), p50Ms: quantile(ms, 0.5), p99Ms: quantile(ms, 0.99), errors: g.errors });
+        log(`  ${run.label.padEnd(20)} saturated (${scaling.concurrency} in flight): ${g.perSec.map((x) => x.toFixed(0)).join(' / ')} decisions/s, p50 ${quantile(ms, 0.5).toFixed(3)} ms, p99 ${quantile(ms, 0.99).toFixed(3)} ms`);
+      }
+    }
+
     summary.isolated = await isolatedStages(tok, precise, messagesOf, bodies);
   } finally {
     for (const run of runs) for (const routed of run.open.values()) routed.finish({ status: 200 });
@@ -386,6 +475,8 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     await fleet.stop();
   }
   const at = (arm: string): PhaseResult | undefined => summary.phases.find((p) => p.arm === arm && p.ratePerSec === rates[0]);
+  summary.preciseInlineP50Ms = at('precise, 0 threads')?.p50Ms ?? Number.NaN;
+  summary.preciseInlineP99Ms = at('precise, 0 threads')?.p99Ms ?? Number.NaN;
   summary.preciseP50Ms = at('precise')?.p50Ms ?? Number.NaN;
   summary.preciseP99Ms = at('precise')?.p99Ms ?? Number.NaN;
   summary.approximateP50Ms = at('approximate')?.p50Ms ?? Number.NaN;
@@ -448,6 +539,28 @@ async function isolatedStages(tok: LocalTokenizer, run: ArmRun, messagesOf: { ro
   await stage('hash, from scratch', (k) => (keys[k] = stack.hasher.keys(ids[k]!, MODEL)));
   await stage('hash, incremental', (k) => prefixKeys.keys(stack.hasher, MODEL, null, ids[k]!, traces[k]!));
   await stage('lookup', async (k) => (lookups[k] = await stack.index.lookup(keys[k]!, { pods: candidates })));
+  // The alternative to the index (and ingestion) on the request event loop: the index on its own
+  // thread, asked by message. Loaded with a snapshot of the EPP's index; same lookups.
+  const backend = stack.backend;
+  if (backend instanceof InMemoryIndex) {
+    const thread = new Worker(new URL('./index-thread.js', import.meta.url));
+    const replies = new Map<number, () => void>();
+    thread.on('message', (m: FromIndexThread) => {
+      if (m.type === 'lookup') replies.get(m.id)?.();
+      else replies.get(-1)?.();
+    });
+    await new Promise<void>((resolve) => {
+      replies.set(-1, resolve);
+      thread.postMessage({ type: 'load', snapshot: backend.exportSnapshot() } satisfies ToIndexThread);
+    });
+    // Its first lookups compile its code; untimed.
+    for (let k = 0; k < Math.min(50, n); k++) await new Promise<void>((resolve) => { replies.set(k, resolve); thread.postMessage({ type: 'lookup', id: k, keys: keys[k]!, pods: candidates } satisfies ToIndexThread); });
+    await stage('lookup, index thread', (k) => new Promise<void>((resolve) => {
+      replies.set(k, resolve);
+      thread.postMessage({ type: 'lookup', id: k, keys: keys[k]!, pods: candidates } satisfies ToIndexThread);
+    }));
+    await thread.terminate();
+  }
   const held: ReturnType<typeof scoreLookup>[] = new Array(n);
   await stage('prefix score', (k) => (held[k] = scoreLookup(lookups[k]!, keys[k]!.length, weights, candidates)));
   await stage('record decision', (k) => scorer.recordDecision({ model: MODEL, prompt: { kind: 'tokens', tokenIds: ids[k]! }, pod: held[k]![0]?.pod ?? candidates[0]!, requestKeys: keys[k]!, held: held[k]! }));
@@ -469,8 +582,8 @@ function report(s: DecisionBenchmarkSummary): void {
   const names = ['parse', 'tokenizerWait', 'template', 'encode', 'hash', 'lookup', 'prefixScore', 'filters', 'scorers', 'pick', 'hooks', 'unaccounted', 'total'];
   printTable(
     'precise decision by stage: mean / p99 ms (template and encode on the tokenizer thread; tokenizerWait = the call minus both)',
-    ['rate/s', ...names],
-    s.stages.filter((r) => r.arm === 'precise').map((r) => [r.ratePerSec, ...names.map((n) => `${f(r.stages[n]!.meanMs)} / ${f(r.stages[n]!.p99Ms)}`)]),
+    ['arm, rate', ...names],
+    s.stages.filter((r) => r.arm.startsWith('precise')).map((r) => [`${r.arm} ${r.ratePerSec}/s`, ...names.map((n) => `${f(r.stages[n]!.meanMs)} / ${f(r.stages[n]!.p99Ms)}`)]),
   );
   printTable(
     'the precise stages alone on one thread, stage by stage (new turns of known conversations, the live index): CPU ms per request, wall p50 / p99',
@@ -482,6 +595,13 @@ function report(s: DecisionBenchmarkSummary): void {
     ['rate/s', 'achieved/s', 'p50', 'p99', ''],
     s.throughput.map((t) => [t.ratePerSec, t.achievedPerSec.toFixed(0), f(t.p50Ms), f(t.p99Ms), t.pass ? 'ok' : 'over']),
   );
+  if (s.scaling.length > 0) {
+    printTable(
+      'precise decisions/s saturated (8 in flight, closed loop; rounds in turns), by tokenizer threads — 0 puts the whole decision on the event loop (one core)',
+      ['variant', 'threads', 'decisions/s per round', 'p50', 'p99', 'rejected'],
+      s.scaling.map((v) => [v.variant, v.tokenizerThreads, v.decisionsPerSec.map((x) => x.toFixed(0)).join(' / '), f(v.p50Ms), f(v.p99Ms), v.errors]),
+    );
+  }
   console.log(
     `ingestion while measuring: ${s.ingest.batchesPerSec.toFixed(0)} batches/s, ${s.ingest.blocksStoredPerSec.toFixed(0)} blocks stored/s, ${s.ingest.blocksRemovedPerSec.toFixed(0)} removed/s (all arms' pods)`,
   );
