@@ -198,11 +198,27 @@ async function startEpp(arm: Arm, workers: number, pods: { servingPort: number; 
 }
 
 /**
+ * Only the arm whose turn it is scrapes its pods' metrics (8 pods every 100 ms, as a deployed EPP
+ * would): five EPPs scraping at once in this one process would bill each for the others' work.
+ */
+let activeRun: ArmRun | null = null;
+async function activate(run: ArmRun): Promise<void> {
+  if (activeRun === run) return;
+  activeRun?.epp.router.registry.stop();
+  activeRun = run;
+  run.epp.router.registry.start();
+  // Fresh metrics before the first decision (they go stale after 2 s).
+  const deadline = Date.now() + 5000;
+  while (run.epp.router.registry.status().some((s) => s.metrics === null || Date.now() - s.metrics.scrapedAt > 500) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+/**
  * Sends `arm` requests at `ratePerSec` (Poisson arrivals) for `seconds`, straight into the
  * director (no transport: the decision is what is measured). Returns how late the latest arrival
  * was sent.
  */
 async function drive(run: ArmRun, fleet: FleetClient, ratePerSec: number, seconds: number): Promise<number> {
+  await activate(run);
   const director = run.epp.router.director;
   const t0 = performance.now();
   let at = 0;
@@ -234,6 +250,7 @@ async function drive(run: ArmRun, fleet: FleetClient, ratePerSec: number, second
 
 /** `concurrency` decisions in flight for `seconds` (or `maxRequests`); returns routed decisions/s. */
 async function saturate(run: ArmRun, fleet: FleetClient, concurrency: number, seconds: number, maxRequests: number): Promise<number> {
+  await activate(run);
   const director = run.epp.router.director;
   const stop = performance.now() + seconds * 1000;
   const last = Math.min(run.bodies.length, run.next + maxRequests);
@@ -371,6 +388,7 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
       const run: ArmRun = { arm: def.arm, label: def.label, workers: def.workers, scalingOnly: def.scalingOnly === true, fleet: i, epp, bodies, outputTokens, next: 0, samples: null, errors: 0, errorCodes: new Map(), open: new Map(), podOfPort };
       runs.push(run);
       byFleet.set(i, run);
+      epp.router.registry.stop();
     }
     // Warm-up: caches, the JIT, the index; untimed.
     for (const run of runs) await drive(run, fleet, warmup.rate, warmup.seconds);
