@@ -369,9 +369,17 @@ export async function runRoutingBenchmark(options: RoutingBenchmarkOptions): Pro
       `arms ${plan.arms.map((a) => a.name).join(', ')}; ${plan.repeat} repeat(s); time scale ${plan.fleet.timeScale}`,
   );
   const results: StepResult[] = [];
+  // An interrupted run (Ctrl-C, a timeout's SIGTERM) takes its simulator process with it.
+  let fleet: SimFleetProcess | null = null;
+  const interrupted = (signal: NodeJS.Signals): void => {
+    console.error(`routing: ${signal}, stopping the simulated pods`);
+    void (fleet?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   for (const w of plan.workloads) {
     for (const kvBlocks of plan.kvBlocks) {
-      const fleet = await SimFleetProcess.start({ ...plan.fleet, numGpuBlocks: kvBlocks });
+      fleet = await SimFleetProcess.start({ ...plan.fleet, numGpuBlocks: kvBlocks });
       const loadgen = new LoadgenClient({ workload: w.spec, requestTimeoutMs: 600_000 });
       try {
         for (let repeat = 0; repeat < plan.repeat; repeat++) {
@@ -383,9 +391,12 @@ export async function runRoutingBenchmark(options: RoutingBenchmarkOptions): Pro
       } finally {
         await loadgen.stop();
         await fleet.stop();
+        fleet = null;
       }
     }
   }
+  process.off('SIGINT', interrupted);
+  process.off('SIGTERM', interrupted);
   report(plan, results, (performance.now() - started) / 1000, options);
 }
 
