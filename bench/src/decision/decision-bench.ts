@@ -203,13 +203,16 @@ async function startEpp(arm: Arm, workers: number, pods: { servingPort: number; 
  */
 let activeRun: ArmRun | null = null;
 async function activate(run: ArmRun): Promise<void> {
-  if (activeRun === run) return;
-  activeRun?.epp.router.registry.stop();
-  activeRun = run;
-  run.epp.router.registry.start();
-  // Fresh metrics before the first decision (they go stale after 2 s).
-  const deadline = Date.now() + 5000;
-  while (run.epp.router.registry.status().some((s) => s.metrics === null || Date.now() - s.metrics.scrapedAt > 500) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (activeRun !== run) {
+    activeRun?.epp.router.registry.stop();
+    activeRun = run;
+    run.epp.router.registry.start();
+  }
+  // Every pod a candidate, with fresh metrics, before the first decision: a scrape that timed out
+  // while the machine was saturated takes a pod out of the candidate set until the next succeeds.
+  const registry = run.epp.router.registry;
+  const deadline = Date.now() + 10_000;
+  while ((registry.candidates().length < PODS || registry.status().some((s) => s.metrics === null || Date.now() - s.metrics.scrapedAt > 500)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
 /**
