@@ -27,7 +27,7 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   replication: () => runReplicationBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   decision: async () => {
-    await runDecisionBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick'), profileOnly: process.argv.includes('--profile') });
+    await runDecisionBenchmark({ quick: quickFlag, profileOnly: process.argv.includes('--profile'), instructionsOnly: process.argv.includes('--instructions') });
   },
   routing: () => runRoutingBenchmark({ quick: quickFlag, ...routingOptions() }),
 };
@@ -61,7 +61,7 @@ function usage(message: string): never {
 }
 
 const quickFlag = process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick');
-const FLAGS = new Set(['--quick', '--profile', '--sweep']);
+const FLAGS = new Set(['--quick', '--profile', '--instructions', '--sweep']);
 const VALUED = new Set(['--repeat', '--workload']);
 const wanted = process.argv.slice(2).filter((a, i, all) => !FLAGS.has(a) && !VALUED.has(a) && !VALUED.has(all[i - 1] ?? ''));
 const unknown = wanted.filter((n) => !(n in BENCHMARKS));

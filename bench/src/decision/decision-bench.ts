@@ -9,10 +9,12 @@ import { LocalTokenizer, PrefixKeyCache, type PieceTrace } from '@kvix/tokenizat
 import { pino } from 'pino';
 import { printTable, writeResult } from '../harness.js';
 import { ARMS, type Arm } from '../routing/arms.js';
-import { Workload, type WorkloadSpec } from '../routing/workload.js';
+import { Workload } from '../routing/workload.js';
 import { charsFor } from '../text.js';
 import type { FleetWorkerData, FromFleet, ToFleet } from './fleet-worker.js';
 import type { FromIndexThread, ToIndexThread } from './index-thread.js';
+import { countStageInstructions, type StageInstructions } from './instructions.js';
+import { decisionWorkloadSpec } from './workload-spec.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const PODS = 8;
@@ -28,6 +30,8 @@ export interface DecisionBenchmarkOptions {
   profileOnly?: boolean;
   /** Leave out the scaling phase (0 and 2 tokenizer threads). */
   noScaling?: boolean;
+  /** Only count each stage's instructions under callgrind (valgrind; several minutes). */
+  instructionsOnly?: boolean;
 }
 
 /** What `kvix bench decision --json` prints. */
@@ -162,21 +166,6 @@ class FleetClient {
   }
 }
 
-function workloadSpec(charsPerToken: number): WorkloadSpec {
-  // The routing benchmark's llm-d-shaped chat: 32 groups sharing 2–6 k-token system prompts,
-  // conversations of 3–8 turns, 100–400-token questions, 32–160-token answers.
-  return {
-    seed: 7,
-    model: MODEL,
-    groups: 32,
-    systemTokens: { min: 2000, max: 6000 },
-    conversationsPerGroup: 8,
-    turns: { min: 3, max: 8 },
-    questionTokens: { min: 100, max: 400 },
-    outputTokens: { min: 32, max: 160 },
-    charsPerToken,
-  };
-}
 
 async function startEpp(arm: Arm, workers: number, pods: { servingPort: number; eventPort: number }[], observer: (id: string, seconds: number, timings: DecisionTimings) => void): Promise<Epp> {
   const config = EppConfigSchema.parse({
@@ -296,12 +285,13 @@ function stageRow(arm: string, rate: number, samples: readonly Sample[]): StageR
   return { arm, ratePerSec: rate, stages };
 }
 
-export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {}): Promise<DecisionBenchmarkSummary> {
+export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {}): Promise<DecisionBenchmarkSummary | StageInstructions[]> {
   const quick = options.quick === true;
   const log = options.json ? (..._args: unknown[]) => undefined : (...args: unknown[]) => console.log(...args);
+  if (options.instructionsOnly) return instructionProfile(quick, options.json === true, log);
   const loadBefore = loadavg();
   const tok = await LocalTokenizer.bundled(MODEL);
-  const spec = workloadSpec(charsFor(tok, 4000) / 4000);
+  const spec = decisionWorkloadSpec(charsFor(tok, 4000) / 4000);
   const slice = quick ? 3 : 5;
   const rounds = quick ? 2 : 4;
   const rates = options.profileOnly ? [] : [40, 200];
@@ -586,6 +576,32 @@ async function isolatedStages(tok: LocalTokenizer, run: ArmRun, messagesOf: { ro
   await stage('prefix score', (k) => (held[k] = scoreLookup(lookups[k]!, keys[k]!.length, weights, candidates)));
   await stage('record decision', (k) => scorer.recordDecision({ model: MODEL, prompt: { kind: 'tokens', tokenIds: ids[k]! }, pod: held[k]![0]?.pod ?? candidates[0]!, requestKeys: keys[k]!, held: held[k]! }));
   return out;
+}
+
+async function instructionProfile(quick: boolean, json: boolean, log: (line: string) => void): Promise<StageInstructions[]> {
+  const warm = quick ? 400 : 1500;
+  const measured = quick ? 60 : 200;
+  log(`decision --instructions: the precise stages under callgrind, ${warm} earlier turns warmed, ${measured} new turns counted (after ${measured} uncounted)`);
+  const loadBefore = loadavg();
+  const counts = await countStageInstructions({ warm, measured, log });
+  const byName = new Map(counts.map((c) => [c.stage, c.perRequest]));
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ warm, measured, stages: counts })}\n`);
+    return counts;
+  }
+  const mi = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '–' : `${(v / 1e6).toFixed(3)} M`);
+  printTable(
+    'precise decision stages: instructions per request (callgrind Ir; repeatable under load), with the baseline each cut replaced',
+    ['stage', 'instructions', 'baseline', 'ratio'],
+    counts
+      .filter((c) => c.stage !== 'encode, library alone' && c.stage !== 'hash, from scratch')
+      .map((c) => {
+        const base = c.stage === 'encode' ? byName.get('encode, library alone') : c.stage === 'hash, incremental' ? byName.get('hash, from scratch') : undefined;
+        return [c.stage, mi(c.perRequest), base === undefined ? '' : `${mi(base)} (${c.stage === 'encode' ? 'the library alone' : 'from scratch'})`, base === undefined ? '' : `${(base / c.perRequest).toFixed(1)}×`];
+      }),
+  );
+  writeResult(quick ? 'decision-instructions-quick' : 'decision-instructions', { warm, measured, stages: counts, loadAverage: [...loadBefore, ...loadavg()] });
+  return counts;
 }
 
 function threadCpuMs(): number {
