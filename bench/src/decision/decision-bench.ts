@@ -55,7 +55,19 @@ export interface DecisionBenchmarkSummary {
   isolated: Record<string, IsolatedStage>;
   throughput: { ratePerSec: number; achievedPerSec: number; p50Ms: number; p99Ms: number; pass: boolean }[];
   /** Closed-loop saturation of the precise profile by tokenizer threads (0: all on the event loop). */
-  scaling: { variant: string; tokenizerThreads: number; decisionsPerSec: number[]; p50Ms: number; p99Ms: number; errors: number }[];
+  scaling: {
+    variant: string;
+    tokenizerThreads: number;
+    decisionsPerSec: number[];
+    p50Ms: number;
+    p99Ms: number;
+    errors: number;
+    /** CPU (all the EPP's threads) and event-loop CPU per decision while saturated, ms. */
+    cpuMsPerDecision: number;
+    eventLoopCpuMsPerDecision: number;
+    /** Decisions/s the measured CPU allows on idle cores: one core, and two (event loop serial). */
+    boundPerSec: { oneCore: number; twoCores: number };
+  }[];
   ingest: { batchesPerSec: number; blocksStoredPerSec: number; blocksRemovedPerSec: number };
 }
 
@@ -240,8 +252,8 @@ async function drive(run: ArmRun, fleet: FleetClient, ratePerSec: number, second
   return late;
 }
 
-/** `concurrency` decisions in flight for `seconds` (or `maxRequests`); returns routed decisions/s. */
-async function saturate(run: ArmRun, fleet: FleetClient, concurrency: number, seconds: number, maxRequests: number): Promise<number> {
+/** `concurrency` decisions in flight for `seconds` (or `maxRequests`): routed decisions/s and how many. */
+async function saturate(run: ArmRun, fleet: FleetClient, concurrency: number, seconds: number, maxRequests: number): Promise<{ perSec: number; decisions: number }> {
   await activate(run);
   const director = run.epp.router.director;
   const stop = performance.now() + seconds * 1000;
@@ -263,7 +275,7 @@ async function saturate(run: ArmRun, fleet: FleetClient, concurrency: number, se
     }
   };
   await Promise.all(Array.from({ length: concurrency }, lane));
-  return done / ((performance.now() - t0) / 1000);
+  return { perSec: done / ((performance.now() - t0) / 1000), decisions: done };
 }
 
 function stageRow(arm: string, rate: number, samples: readonly Sample[]): StageRow {
@@ -294,8 +306,10 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
   const spec = decisionWorkloadSpec(charsFor(tok, 4000) / 4000);
   const slice = quick ? 3 : 5;
   const rounds = quick ? 2 : 4;
-  const rates = options.profileOnly ? [] : [40, 200];
-  const ladder = options.profileOnly ? [] : quick ? [2000] : [1000, 2000, 3000];
+  // KVIX_DECISION_ONLY=saturation: warm-up and the scaling phase alone (for profiling the saturated path).
+  const saturationOnly = process.env['KVIX_DECISION_ONLY'] === 'saturation';
+  const rates = options.profileOnly || saturationOnly ? [] : [40, 200];
+  const ladder = options.profileOnly || saturationOnly ? [] : quick ? [2000] : [1000, 2000, 3000];
   const ladderSeconds = quick ? 2 : 3;
   const warmup = { rate: 100, seconds: quick ? 4 : 8 };
   const profile = (n: string): Arm => ARMS.find((a) => a.name === n)!;
@@ -455,16 +469,22 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     const variants = runs.filter((r) => r.label.startsWith('precise'));
     if (variants.length > 1) {
       await new Promise((r) => setTimeout(r, 1500));
-      const got = new Map<string, { perSec: number[]; ms: number[]; errors: number }>();
+      const got = new Map<string, { perSec: number[]; ms: number[]; errors: number; cpuMs: number; mainMs: number; decisions: number }>();
       for (let r = 0; r < scaling.rounds; r++) {
         for (let v = 0; v < variants.length; v++) {
           const run = variants[(v + r) % variants.length]!;
           run.samples = [];
           run.errors = 0;
-          const perSec = await saturate(run, fleet, scaling.concurrency, scaling.seconds, scaling.maxRequests);
-          const entry = got.get(run.label) ?? { perSec: [], ms: [], errors: 0 };
+          // CPU of the whole process minus the synthetic pods' thread: what the EPP spent.
+          const before = { proc: processCpuMs(), main: threadCpuMs(), fleet: (await fleet.counters()).cpuMs };
+          const { perSec, decisions } = await saturate(run, fleet, scaling.concurrency, scaling.seconds, scaling.maxRequests);
+          const after = { proc: processCpuMs(), main: threadCpuMs(), fleet: (await fleet.counters()).cpuMs };
+          const entry = got.get(run.label) ?? { perSec: [], ms: [], errors: 0, cpuMs: 0, mainMs: 0, decisions: 0 };
           entry.perSec.push(perSec);
           entry.errors += run.errors;
+          entry.cpuMs += after.proc - before.proc - (after.fleet - before.fleet);
+          entry.mainMs += after.main - before.main;
+          entry.decisions += decisions;
           entry.ms.push(...run.samples.map((x) => x.ms));
           got.set(run.label, entry);
           run.samples = null;
@@ -474,12 +494,25 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
       for (const run of variants) {
         const g = got.get(run.label)!;
         const ms = sortedOf(g.ms);
-        summary.scaling.push({ variant: run.label, tokenizerThreads: run.workers, decisionsPerSec: sortedOf(g.perSec), p50Ms: quantile(ms, 0.5), p99Ms: quantile(ms, 0.99), errors: g.errors });
+        const cpuPerDecision = g.cpuMs / Math.max(1, g.decisions);
+        const mainPerDecision = g.mainMs / Math.max(1, g.decisions);
+        summary.scaling.push({
+          variant: run.label,
+          tokenizerThreads: run.workers,
+          decisionsPerSec: sortedOf(g.perSec),
+          p50Ms: quantile(ms, 0.5),
+          p99Ms: quantile(ms, 0.99),
+          errors: g.errors,
+          cpuMsPerDecision: cpuPerDecision,
+          eventLoopCpuMsPerDecision: mainPerDecision,
+          // What the work itself allows on idle cores: the event loop's share is serial; the rest spreads over the threads.
+          boundPerSec: { oneCore: 1000 / cpuPerDecision, twoCores: Math.min(1000 / mainPerDecision, 2000 / cpuPerDecision) },
+        });
         log(`  ${run.label.padEnd(20)} saturated (${scaling.concurrency} in flight): ${g.perSec.map((x) => x.toFixed(0)).join(' / ')} decisions/s, p50 ${quantile(ms, 0.5).toFixed(3)} ms, p99 ${quantile(ms, 0.99).toFixed(3)} ms`);
       }
     }
 
-    summary.isolated = await isolatedStages(tok, precise, messagesOf, bodies);
+    if (!saturationOnly) summary.isolated = await isolatedStages(tok, precise, messagesOf, bodies);
   } finally {
     for (const run of runs) for (const routed of run.open.values()) routed.finish({ status: 200 });
     await Promise.allSettled(runs.map((r) => r.epp.stop()));
@@ -604,6 +637,11 @@ async function instructionProfile(quick: boolean, json: boolean, log: (line: str
   return counts;
 }
 
+function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 function threadCpuMs(): number {
   const u = process.threadCpuUsage();
   return (u.user + u.system) / 1000;
@@ -634,9 +672,9 @@ function report(s: DecisionBenchmarkSummary): void {
   );
   if (s.scaling.length > 0) {
     printTable(
-      'precise decisions/s saturated (8 in flight, closed loop; rounds in turns), by tokenizer threads — 0 puts the whole decision on the event loop (one core)',
-      ['variant', 'threads', 'decisions/s per round', 'p50', 'p99', 'rejected'],
-      s.scaling.map((v) => [v.variant, v.tokenizerThreads, v.decisionsPerSec.map((x) => x.toFixed(0)).join(' / '), f(v.p50Ms), f(v.p99Ms), v.errors]),
+      'precise decisions/s saturated (8 in flight, closed loop; rounds in turns), by tokenizer threads — 0 puts the whole decision on the event loop (one core); CPU per decision measured while saturated, and the decisions/s it allows on idle cores (2 cores: the event loop\'s share is serial)',
+      ['variant', 'threads', 'decisions/s per round', 'p50', 'p99', 'rejected', 'CPU/decision', 'event loop CPU/decision', 'bound: 1 core', 'bound: 2 cores'],
+      s.scaling.map((v) => [v.variant, v.tokenizerThreads, v.decisionsPerSec.map((x) => x.toFixed(0)).join(' / '), f(v.p50Ms), f(v.p99Ms), v.errors, f(v.cpuMsPerDecision), f(v.eventLoopCpuMsPerDecision), v.boundPerSec.oneCore.toFixed(0), v.boundPerSec.twoCores.toFixed(0)]),
     );
   }
   console.log(

@@ -35,7 +35,8 @@ export type ToFleet =
 export type FromFleet =
   | { type: 'ready'; meanPromptTokens: number }
   | { type: 'finished'; fleet: number; seq: number }
-  | { type: 'counters'; batches: number; blocksStored: number; blocksRemoved: number; confirmDelaysMs: number[] };
+  /** `cpuMs`: this thread's CPU time so far (the benchmark takes it out of the process's). */
+  | { type: 'counters'; batches: number; blocksStored: number; blocksRemoved: number; cpuMs: number };
 
 const data = workerData as FleetWorkerData;
 const MODEL = data.workload.model;
@@ -235,7 +236,8 @@ parentPort!.on('message', (msg: ToFleet) => {
     const { end } = pod.serve(msg.seq % promptKeys.length, msg.outputTokens, performance.now());
     running.push({ end, fleet: msg.fleet, seq: msg.seq, pod });
   } else if (msg.type === 'counters') {
-    parentPort!.postMessage({ type: 'counters', ...counters, confirmDelaysMs: [] } satisfies FromFleet);
+    const cpu = process.threadCpuUsage();
+    parentPort!.postMessage({ type: 'counters', ...counters, cpuMs: (cpu.user + cpu.system) / 1000 } satisfies FromFleet);
   } else {
     stopped = true;
     void Promise.all(fleets.flat().map((p) => p.close())).then(() => parentPort!.close());
