@@ -14,3 +14,4 @@ export {
 } from './models/tokenization-config.js';
 export { ModelTokenizers, type ModelTokenizersOptions, type TokenizationObserver } from './models/model-tokenizers.js';
 export { PrefixKeyCache, type PieceTrace } from './prefix-keys.js';
+export { chatPromptFromBody, type ChatBodyPrompt } from './chat-body.js';

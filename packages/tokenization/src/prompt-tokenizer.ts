@@ -3,7 +3,18 @@ import type { ChatMessage, ChatTemplateOptions } from './types.js';
 
 export type PromptInput =
   | { kind: 'completion'; prompt: string; addSpecialTokens?: boolean }
-  | { kind: 'chat'; messages: ChatMessage[]; options?: ChatTemplateOptions };
+  | {
+      kind: 'chat';
+      messages: ChatMessage[];
+      options?: ChatTemplateOptions;
+      /**
+       * The UTF-8 JSON request body `messages` and `options` were read from with
+       * chatPromptFromBody. A tokenizer thread is then sent these bytes and reads them itself (a
+       * copy of bytes instead of a structured clone of every message), and the result cache keys
+       * on them. Leave it out when the messages came from anywhere else.
+       */
+      body?: Uint8Array;
+    };
 
 /** A multimodal item's place in the prompt (the shape of @kvix/block-keys' MultimodalPlaceholder). */
 export interface MultimodalItem {

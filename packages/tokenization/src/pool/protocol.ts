@@ -2,9 +2,15 @@
 import type { TokenizationErrorCode } from '../errors.js';
 import type { PromptInput, RequestKeySpec } from '../prompt-tokenizer.js';
 
+/** A chat prompt sent as its request body's bytes (the thread reads messages and options from them). */
+export interface ChatBodyInput {
+  kind: 'chat-body';
+  body: Uint8Array;
+}
+
 export type ToWorker =
   /** `keys`: compute the request keys too (with the request's cache salt on block 0). */
-  | { type: 'tokenize'; id: number; spec: string; input: PromptInput; keys?: { spec: RequestKeySpec; cacheSalt: string | null } }
+  | { type: 'tokenize'; id: number; spec: string; input: PromptInput | ChatBodyInput; keys?: { spec: RequestKeySpec; cacheSalt: string | null } }
   | { type: 'load'; id: number; spec: string }
   /** Test-only: makes the thread die from an uncaught exception, the way a real crash would. */
   | { type: 'crash' };

@@ -53,7 +53,9 @@ export class TokenizerThread {
   }
 
   async tokenize(spec: string, input: PromptInput, keys?: { spec: RequestKeySpec; cacheSalt: string | null }): Promise<ThreadTokenized> {
-    const answer = await this.send((id) => ({ type: 'tokenize', id, spec, input, ...(keys ? { keys } : {}) }));
+    // A chat prompt read from a request body travels as the body's bytes, not as a clone of its messages.
+    const sent = input.kind === 'chat' && input.body !== undefined ? { kind: 'chat-body' as const, body: input.body } : input;
+    const answer = await this.send((id) => ({ type: 'tokenize', id, spec, input: sent, ...(keys ? { keys } : {}) }));
     return { tokenIds: answer.tokenIds!, requestKeys: answer.requestKeys ?? null, templateMs: answer.templateMs ?? 0, encodeMs: answer.encodeMs ?? 0, hashMs: answer.hashMs ?? 0 };
   }
 
