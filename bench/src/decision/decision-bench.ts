@@ -1,11 +1,11 @@
-import { loadavg } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance as perf } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { Epp, EppConfigSchema } from '@kvix/epp';
 import { parseOpenAiBody, type DecisionTimings, type RoutedRequest } from '@kvix/scheduler';
 import { InMemoryIndex, scoreLookup, tierWeights } from '@kvix/kv-index';
 import { freePorts } from '@kvix/test-support';
-import { LocalTokenizer, PrefixKeyCache, type PieceTrace } from '@kvix/tokenization';
+import { defaultWorkers, LocalTokenizer, PrefixKeyCache, type PieceTrace } from '@kvix/tokenization';
 import { pino } from 'pino';
 import { printTable, writeResult } from '../harness.js';
 import { ARMS, type Arm } from '../routing/arms.js';
@@ -42,9 +42,11 @@ export interface DecisionBenchmarkSummary {
   approximateP99Ms: number;
   roundRobinP50Ms: number;
   roundRobinP99Ms: number;
-  /** The precise profile with tokenization on the event loop (tokenization.workers: 0), same run. */
-  preciseInlineP50Ms: number;
-  preciseInlineP99Ms: number;
+  /** Tokenizer threads of the arms as deployed on this machine (defaultWorkers). */
+  tokenizerThreads: number;
+  /** The precise profile with one tokenizer thread, same run (when that is not the default). */
+  preciseThreadP50Ms: number;
+  preciseThreadP99Ms: number;
   /** Highest open-loop rate of precise decisions whose p99 stayed ≤ 5 ms (0 if none did). */
   decisionsPerSec: number;
   /** The rate the latency figures above were taken at. */
@@ -313,15 +315,16 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
   const ladderSeconds = quick ? 2 : 3;
   const warmup = { rate: 100, seconds: quick ? 4 : 8 };
   const profile = (n: string): Arm => ARMS.find((a) => a.name === n)!;
-  // The latency arms, then the precise profile with 0 and 2 tokenizer threads for the scaling phase
-  // (0: the whole decision on the event loop — one core; the latency arm has 1).
+  // The arms as deployed (default tokenizer threads: none on this many cores, see defaultWorkers),
+  // then the precise profile with 1 and 2 tokenizer threads, for the scaling phase and beside it.
+  const defaults = defaultWorkers(availableParallelism());
   const arms: ArmDef[] = options.profileOnly
-    ? [{ label: 'precise', arm: profile('precise'), workers: 1 }]
+    ? [{ label: 'precise', arm: profile('precise'), workers: defaults }]
     : [
-        { label: 'precise', arm: profile('precise'), workers: 1 },
-        { label: 'approximate', arm: profile('approximate'), workers: 1 },
-        { label: 'round-robin', arm: profile('round-robin'), workers: 1 },
-        ...(options.noScaling ? [] : [{ label: 'precise, 0 threads', arm: profile('precise'), workers: 0 }, { label: 'precise, 2 threads', arm: profile('precise'), workers: 2 }]),
+        { label: 'precise', arm: profile('precise'), workers: defaults },
+        { label: 'approximate', arm: profile('approximate'), workers: defaults },
+        { label: 'round-robin', arm: profile('round-robin'), workers: defaults },
+        ...(options.noScaling ? [] : [1, 2].filter((n) => n !== defaults).map((n) => ({ label: `precise, ${n} thread${n > 1 ? 's' : ''}`, arm: profile('precise'), workers: n }))),
       ];
   const scaling = { rounds: 2, seconds: quick ? 1.5 : 3, concurrency: 8, maxRequests: quick ? 3000 : 6000 };
   // Requests each arm may need (the precise arm also runs the throughput ladder), with headroom.
@@ -376,8 +379,9 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     approximateP99Ms: Number.NaN,
     roundRobinP50Ms: Number.NaN,
     roundRobinP99Ms: Number.NaN,
-    preciseInlineP50Ms: Number.NaN,
-    preciseInlineP99Ms: Number.NaN,
+    tokenizerThreads: defaults,
+    preciseThreadP50Ms: Number.NaN,
+    preciseThreadP99Ms: Number.NaN,
     decisionsPerSec: 0,
     ratePerSec: rates[0]!,
     loadAverage: loadBefore,
@@ -519,8 +523,9 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     await fleet.stop();
   }
   const at = (arm: string): PhaseResult | undefined => summary.phases.find((p) => p.arm === arm && p.ratePerSec === rates[0]);
-  summary.preciseInlineP50Ms = at('precise, 0 threads')?.p50Ms ?? Number.NaN;
-  summary.preciseInlineP99Ms = at('precise, 0 threads')?.p99Ms ?? Number.NaN;
+  summary.preciseThreadP50Ms = at('precise, 1 thread')?.p50Ms ?? Number.NaN;
+  summary.preciseThreadP99Ms = at('precise, 1 thread')?.p99Ms ?? Number.NaN;
+  summary.tokenizerThreads = defaults;
   summary.preciseP50Ms = at('precise')?.p50Ms ?? Number.NaN;
   summary.preciseP99Ms = at('precise')?.p99Ms ?? Number.NaN;
   summary.approximateP50Ms = at('approximate')?.p50Ms ?? Number.NaN;
@@ -672,7 +677,7 @@ function report(s: DecisionBenchmarkSummary): void {
   );
   if (s.scaling.length > 0) {
     printTable(
-      'precise decisions/s saturated (8 in flight, closed loop; rounds in turns), by tokenizer threads — 0 puts the whole decision on the event loop (one core); CPU per decision measured while saturated, and the decisions/s it allows on idle cores (2 cores: the event loop\'s share is serial)',
+      'precise decisions/s saturated (8 in flight, closed loop; rounds in turns), by tokenizer threads (the default arm: ' + String(s.tokenizerThreads) + '; 0 puts the whole decision on the event loop); CPU per decision measured while saturated, and the decisions/s it allows on idle cores (2 cores: the event loop\'s share is serial)',
       ['variant', 'threads', 'decisions/s per round', 'p50', 'p99', 'rejected', 'CPU/decision', 'event loop CPU/decision', 'bound: 1 core', 'bound: 2 cores'],
       s.scaling.map((v) => [v.variant, v.tokenizerThreads, v.decisionsPerSec.map((x) => x.toFixed(0)).join(' / '), f(v.p50Ms), f(v.p99Ms), v.errors, f(v.cpuMsPerDecision), f(v.eventLoopCpuMsPerDecision), v.boundPerSec.oneCore.toFixed(0), v.boundPerSec.twoCores.toFixed(0)]),
     );

@@ -4,7 +4,7 @@ export { LocalTokenizer } from './local-tokenizer.js';
 export { resolveTokenizer } from './resolve.js';
 export type { PromptInput, MultimodalItem, TokenizedPrompt, TokenizeOptions, PromptTokenizer, TokenizerSource, TokenizationTimings, RequestKeySpec } from './prompt-tokenizer.js';
 export { RenderClient, type RenderClientOptions } from './render/render-client.js';
-export { LocalTokenizerPool, type LocalTokenizerPoolOptions, type LocalTokenizerPoolStats } from './pool/local-tokenizer-pool.js';
+export { LocalTokenizerPool, defaultWorkers, type LocalTokenizerPoolOptions, type LocalTokenizerPoolStats } from './pool/local-tokenizer-pool.js';
 export { CachingTokenizer, type CachingTokenizerOptions, type ResultCacheStats } from './cache/caching-tokenizer.js';
 export {
   TokenizationConfigSchema,
