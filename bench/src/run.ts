@@ -2,6 +2,9 @@ import { runDecisionBenchmark } from './decision/decision-bench.js';
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
 import { runRedisIndexBenchmark } from './index/redis-lookup.js';
+import { runRedisMixedBenchmark } from './index/redis-mixed.js';
+import { runIndexPeersBenchmark } from './index-peers/index-peers-bench.js';
+import { runGatewayBenchmark } from './gateway/gateway-bench.js';
 import { runIngestBenchmark } from './ingest/ingest-bench.js';
 import { runLatencyBenchmark } from './latency/latency-bench.js';
 import { runScoringBenchmark } from './scoring/scoring-bench.js';
@@ -10,6 +13,7 @@ import { runReplicationBenchmark } from './replication/replication-bench.js';
 import { runRoutingBenchmark, type WorkloadName } from './routing/routing-bench.js';
 import { run as sim } from './sim.js';
 import { run as tokenize } from './tokenize-bench.js';
+import { run as tracing } from './tracing-bench.js';
 import { machine } from './harness.js';
 
 /** Every benchmark by name; `npm run bench -- <name…>` runs a subset. */
@@ -20,7 +24,9 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   index: async () => {
     await runIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' });
   },
+  'index-peers': () => runIndexPeersBenchmark(),
   'redis-index': () => runRedisIndexBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  'redis-mixed': () => runRedisMixedBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   ingest: () => runIngestBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   scoring: () => runScoringBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' }),
   tokenize,
@@ -29,7 +35,9 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   decision: async () => {
     await runDecisionBenchmark({ quick: quickFlag, profileOnly: process.argv.includes('--profile'), instructionsOnly: process.argv.includes('--instructions') });
   },
+  tracing,
   routing: () => runRoutingBenchmark({ quick: quickFlag, ...routingOptions() }),
+  gateway: () => runGatewayBenchmark({ quick: quickFlag }),
 };
 
 /** `--repeat N`, `--sweep`, `--workload chat|trace|all` (routing). */

@@ -1,12 +1,12 @@
-import { EnvoySim } from '@kvix/envoy-sim';
+import type { EnvoyProcess } from '@kvix/envoy';
 import { freePorts, nodeCli, repoRoot, startNats, startRedis, waitFor, type ManagedProcess, type PrivateServer } from '@kvix/test-support';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chat, endpointsFile, MODEL, send, startSim, type Sim } from '../support/stack.js';
+import { chat, endpointsFile, MODEL, send, startRealEnvoy, startSim, type Sim } from '../support/stack.js';
 
 // Three EPP replicas (real processes, so a kill is a real kill) follow one index stream that a
-// kv-events process publishes from the pods' KV events; envoy-sim is the one gateway in front,
-// with the replicas as its ext_proc cluster and the pool as its FailOpen destination.
+// kv-events process publishes from the pods' KV events; a real Envoy running deploy/envoy/envoy.yaml
+// is the one gateway in front, with the replicas as its ext_proc cluster and the pods as its pool.
 const eppBin = join(repoRoot(), 'services/epp/bin/kvix-epp.js');
 const kvEventsBin = join(repoRoot(), 'services/kv-events/bin/kvix-kv-events.js');
 const epps = nodeCli(eppBin);
@@ -16,6 +16,7 @@ interface Replica {
   id: string;
   proc: ManagedProcess;
   extProc: number;
+  metricsPort: number;
   metrics: string;
 }
 
@@ -30,17 +31,26 @@ const sims: Sim[] = [];
 let file: string;
 let publisher: ManagedProcess;
 let replicas: Replica[] = [];
-let envoy: EnvoySim;
+let envoy: EnvoyProcess;
 
-/** `index`: follow the publisher's stream (default), or share a Redis index another process writes. */
-async function startReplica(id: string, index: string[] = ['--replicate-index', 'follow']): Promise<Replica> {
-  const [extProc, metricsPort] = await freePorts(2);
+/**
+ * `index`: follow the publisher's stream (default), or share a Redis index another process writes.
+ * `ports`: a restarted replica comes back where it was (where Envoy's cluster expects it).
+ */
+async function startReplica(id: string, index: string[] = ['--replicate-index', 'follow'], ports?: { extProc: number; metricsPort: number }): Promise<Replica> {
+  const [extProc, metricsPort] = ports ? [ports.extProc, ports.metricsPort] : await freePorts(2);
   const proc = epps.run(
     ['--endpoints-file', file, '--nats-url', nats.url, ...index, '--replica-id', id, '--no-gateway', '--ext-proc-host', '127.0.0.1', '--ext-proc-port', String(extProc), '--metrics-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--tokenizer-workers', '1', '--log-level', 'warn'],
   );
   const metrics = `http://127.0.0.1:${metricsPort}`;
   await waitFor(async () => (await fetch(`${metrics}/readyz`)).status === 200, 30_000, `replica ${id} ready (${proc.output().slice(-500)})`);
-  return { id, proc, extProc: extProc!, metrics };
+  return { id, proc, extProc: extProc!, metricsPort: metricsPort!, metrics };
+}
+
+/** Requests this replica has routed (llm-d's request counter, all models). */
+async function routedBy(replica: Replica): Promise<number> {
+  const text = await (await fetch(`${replica.metrics}/metrics`)).text();
+  return [...text.matchAll(/^llm_d_epp_request_total\{[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
 }
 
 async function scores(replica: Replica, question: string): Promise<Score[]> {
@@ -73,16 +83,11 @@ beforeAll(async () => {
   publisher = publishers.run(['--endpoints-file', file, '--nats-url', nats.url, '--replica-id', 'ingest', '--http-host', '127.0.0.1', '--http-port', String(publisherPort), '--log-level', 'warn']);
   await waitFor(async () => (await fetch(`http://127.0.0.1:${publisherPort}/readyz`)).status === 200, 30_000, `the publisher (${publisher.output().slice(-500)})`);
   replicas = [await startReplica('r1'), await startReplica('r2'), await startReplica('r3')];
-  envoy = await EnvoySim.start({
-    extProcTargets: replicas.map((r) => `127.0.0.1:${r.extProc}`),
-    failureModeAllow: true,
-    defaultUpstream: sims.map((s) => `127.0.0.1:${s.port}`),
-    extProcEjectionMs: 2000,
-  });
+  envoy = await startRealEnvoy(replicas.map((r) => `127.0.0.1:${r.extProc}`), sims.map((s) => s.id));
 }, 120_000);
 
 afterAll(async () => {
-  await envoy?.close();
+  await envoy?.stop();
   await epps.stopAll();
   await publishers.stopAll();
   for (const s of sims) await s.pod.stop();
@@ -91,7 +96,7 @@ afterAll(async () => {
 
 describe('three active-active EPP replicas behind one gateway', () => {
   it('score every prompt identically once the index stream has been applied', async () => {
-    for (let i = 0; i < 6; i++) expect((await send(envoy.url, '/v1/chat/completions', chat(`Where is parcel ${i}?`))).status).toBe(200);
+    for (let i = 0; i < 6; i++) expect((await send(envoy.url(), '/v1/chat/completions', chat(`Where is parcel ${i}?`))).status).toBe(200);
     const agreed = await converged('Where is parcel 9?', replicas);
     expect(agreed.filter((s) => s.matchedBlocks > 0).length).toBeGreaterThan(0);
   });
@@ -107,9 +112,9 @@ describe('three active-active EPP replicas behind one gateway', () => {
     const received = async (): Promise<number> =>
       (await Promise.all(replicas.map(async (r) => Number(/^kvix_replication_speculations_received_total (\d+)/m.exec(await (await fetch(`${r.metrics}/metrics`)).text())?.[1] ?? 0)))).reduce((a, b) => a + b, 0);
     const before = await received();
-    const first = send(envoy.url, '/v1/chat/completions', body(0));
+    const first = send(envoy.url(), '/v1/chat/completions', body(0));
     await waitFor(async () => (await received()) >= before + 2, 10_000, 'the first decision shared with both peers');
-    const rest = Array.from({ length: 5 }, (_, i) => new Promise<Awaited<ReturnType<typeof send>>>((resolve, reject) => setTimeout(() => send(envoy.url, '/v1/chat/completions', body(i + 1)).then(resolve, reject), i * 20)));
+    const rest = Array.from({ length: 5 }, (_, i) => new Promise<Awaited<ReturnType<typeof send>>>((resolve, reject) => setTimeout(() => send(envoy.url(), '/v1/chat/completions', body(i + 1)).then(resolve, reject), i * 20)));
     const answers = [await first, ...(await Promise.all(rest))];
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect(new Set(answers.map((a) => a.endpoint)).size).toBe(1);
@@ -123,37 +128,50 @@ describe('three active-active EPP replicas behind one gateway', () => {
     }, 10_000, 'speculations confirmed by the pod\'s events on every replica');
   });
 
-  it('lose a replica mid-traffic without failing a request, and a fresh replica converges', async () => {
+  it('lose a replica mid-traffic without failing a request; restarted, it converges and routes again at once', async () => {
     const statuses: number[] = [];
     let sent = 0;
     const worker = async (): Promise<void> => {
       while (sent < 60) {
         const n = sent++;
-        statuses.push((await send(envoy.url, '/v1/chat/completions', chat(`Route ${n % 7} please`))).status);
+        // Half of them streamed: a replica that dies mid-response must not cut the stream either.
+        const answer = await send(envoy.url(), '/v1/chat/completions', chat(`Route ${n % 7} please`, { stream: n % 2 === 0 }));
+        statuses.push(answer.status === 200 && (n % 2 === 1 || answer.text.trimEnd().endsWith('data: [DONE]')) ? 200 : answer.status || -1);
       }
     };
     const traffic = Promise.all([worker(), worker(), worker(), worker()]);
     await waitFor(() => sent >= 15, 30_000, 'traffic under way');
-    await replicas[1]!.proc.stop('SIGKILL');
+    const killed = replicas[1]!;
+    await killed.proc.stop('SIGKILL');
     await traffic;
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     expect(statuses.length).toBe(60);
 
-    const fresh = await startReplica('r4');
-    replicas = [replicas[0]!, replicas[2]!, fresh];
+    // Back where it was: Envoy's health check finds it and its ejection ends with it.
+    const restarted = await startReplica('r2', undefined, { extProc: killed.extProc, metricsPort: killed.metricsPort });
+    replicas = [replicas[0]!, restarted, replicas[2]!];
     await converged('Route 3 please', replicas);
+    await waitFor(async () => (await envoy.hosts('epp')).every((h) => h.healthy), 30_000, 'Envoy to find every replica healthy');
+    // Once Envoy's health check has passed (its worker threads learn it a moment later), round
+    // robin sends it streams again: no ejection keeps it out.
+    const afterRestart: number[] = [];
+    await waitFor(async () => {
+      afterRestart.push((await send(envoy.url(), '/v1/chat/completions', chat(`After the restart ${afterRestart.length}`))).status);
+      return (await routedBy(restarted)) > 0;
+    }, 30_000, 'the restarted replica to route a request');
+    expect(afterRestart.filter((s) => s !== 200)).toEqual([]);
   });
 
   it('ride out a NATS restart: traffic keeps flowing and replicas catch up afterwards', async () => {
     const statuses: number[] = [];
     const during = (async () => {
-      for (let i = 0; i < 20; i++) statuses.push((await send(envoy.url, '/v1/chat/completions', chat(`Customs form ${i}?`))).status);
+      for (let i = 0; i < 20; i++) statuses.push((await send(envoy.url(), '/v1/chat/completions', chat(`Customs form ${i}?`))).status);
     })();
     await nats.restart();
     await during;
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     // Events the publisher applied while NATS was away reach every replica once it is back.
-    for (let i = 0; i < 3; i++) expect((await send(envoy.url, '/v1/chat/completions', chat(`Carrier ${i} after the restart?`))).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await send(envoy.url(), '/v1/chat/completions', chat(`Carrier ${i} after the restart?`))).status).toBe(200);
     await converged('Carrier 7 after the restart?', replicas);
   });
 });
@@ -161,12 +179,12 @@ describe('three active-active EPP replicas behind one gateway', () => {
 describe('three replicas sharing one Redis index', () => {
   let redis: PrivateServer;
   let shared: Replica[] = [];
-  let front: EnvoySim;
+  let front: EnvoyProcess;
   let redisPublisher: ManagedProcess;
 
   beforeAll(async () => {
     // The first suite's replicas and publisher step aside; the pods and NATS stay.
-    await envoy.close();
+    await envoy.stop();
     await epps.stopAll();
     await publishers.stopAll();
     redis = await startRedis();
@@ -175,27 +193,27 @@ describe('three replicas sharing one Redis index', () => {
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 30_000, `the Redis publisher (${redisPublisher.output().slice(-500)})`);
     const onRedis = ['--redis-url', redis.url, '--no-kv-events'];
     shared = [await startReplica('s1', onRedis), await startReplica('s2', onRedis), await startReplica('s3', onRedis)];
-    front = await EnvoySim.start({ extProcTargets: shared.map((r) => `127.0.0.1:${r.extProc}`), failureModeAllow: true, defaultUpstream: sims.map((s) => `127.0.0.1:${s.port}`), extProcEjectionMs: 2000 });
+    front = await startRealEnvoy(shared.map((r) => `127.0.0.1:${r.extProc}`), sims.map((s) => s.id));
   }, 120_000);
 
   afterAll(async () => {
-    await front?.close();
+    await front?.stop();
     await redis?.dispose();
   }, 60_000);
 
   it('score alike, and ride out a Redis restart on load-only routing until the index is rebuilt', async () => {
-    for (let i = 0; i < 4; i++) expect((await send(front.url, '/v1/chat/completions', chat(`Invoice ${i}?`))).status).toBe(200);
+    for (let i = 0; i < 4; i++) expect((await send(front.url(), '/v1/chat/completions', chat(`Invoice ${i}?`))).status).toBe(200);
     await converged('Invoice 9?', shared);
 
     const statuses: number[] = [];
     const during = (async () => {
-      for (let i = 0; i < 20; i++) statuses.push((await send(front.url, '/v1/chat/completions', chat(`Refund ${i}?`))).status);
+      for (let i = 0; i < 20; i++) statuses.push((await send(front.url(), '/v1/chat/completions', chat(`Refund ${i}?`))).status);
     })();
     await redis.restart(); // no persistence: it comes back empty
     await during;
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     // The publisher notices the empty Redis and rebuilds every pod from its replay buffer.
-    for (let i = 0; i < 3; i++) expect((await send(front.url, '/v1/chat/completions', chat(`Refund ${i} after the restart?`))).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await send(front.url(), '/v1/chat/completions', chat(`Refund ${i} after the restart?`))).status).toBe(200);
     await converged('Refund 7 after the restart?', shared);
   });
 });

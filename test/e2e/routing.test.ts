@@ -1,6 +1,6 @@
 import { waitFor } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
-import { chat, FRONTS, MODEL, send, startSim, startStack, type Front, type Sim, type Stack } from '../support/stack.js';
+import { chat, FRONTS, MODEL, send, startSim, startStack, type EnvoyOptions, type Front, type Sim, type Stack } from '../support/stack.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -17,8 +17,8 @@ async function fleet(n: number, overrides = {}): Promise<Sim[]> {
   return sims;
 }
 
-async function stack(front: Front, sims: Sim[], extra: Record<string, unknown> = {}, metadataContext?: Record<string, Record<string, string[]>>): Promise<Stack> {
-  const s = await startStack(front, sims, extra, metadataContext ? { metadataContext } : {});
+async function stack(front: Front, sims: Sim[], extra: Record<string, unknown> = {}, envoy: EnvoyOptions = {}): Promise<Stack> {
+  const s = await startStack(front, sims, extra, envoy);
   cleanups.push(() => s.stop());
   return s;
 }
@@ -142,7 +142,7 @@ describe('Envoy specifics', () => {
   it('picks only within the subset the proxy allows', async () => {
     const sims = await fleet(3);
     const allowed = sims[2]!.id;
-    const { base } = await stack('envoy', sims, loadOnly(), { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': [allowed] } });
+    const { base } = await stack('envoy', sims, loadOnly(), { subsetHint: [allowed] });
     for (let i = 0; i < 4; i++) expect((await send(base, '/v1/chat/completions', chat(`q${i}`))).endpoint).toBe(allowed);
   });
 });

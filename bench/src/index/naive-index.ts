@@ -1,6 +1,7 @@
 import {
   FLAG_HAS_GROUP,
   FLAG_SPECULATIVE,
+  matchPrefixByLookup,
   type IndexStats,
   type KeyKind,
   type KvBlockIndex,
@@ -8,6 +9,8 @@ import {
   type LookupResult,
   type PodCounts,
   type PodEntry,
+  type PrefixMatch,
+  type PrefixMatchOptions,
 } from '@kvix/kv-index';
 
 const entryId = (e: PodEntry): string => `${e.tier}|${e.speculative ? 1 : 0}|${e.group ?? ''}`;
@@ -118,6 +121,11 @@ export class NaiveIndex implements KvBlockIndex {
       pods: [...podIds.keys()],
       tiers: [...tierIds.keys()],
     };
+  }
+
+  /** The obvious way: the lookup, then scoring its entries. */
+  matchPrefix(requestKeys: BigUint64Array, options?: PrefixMatchOptions): Promise<PrefixMatch> {
+    return matchPrefixByLookup(this, requestKeys, options);
   }
 
   async clear(pod: string): Promise<number> {

@@ -23,10 +23,12 @@ export {
   EngineHasher,
   ENGINE_HASH_ALGORITHMS,
   VLLM_DEFAULT_NONE_HASH_SEED,
+  ENGINE_HASH_FORMATS,
   isEngineHashAlgorithm,
   wireHashOf,
   type EngineHashAlgorithm,
   type EngineHashConfig,
+  type EngineHashFormat,
   type EngineRequestExtras,
   type EngineBlockHashes,
 } from './engine/engine-hasher.js';

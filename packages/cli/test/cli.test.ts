@@ -41,6 +41,22 @@ const requestKeys = readVectorJson('request-keys.json') as {
 const engineCases = (readVectorJson('vllm-engine-hashes.json') as {
   cases: { algo: string; seed: string; block_size: number; token_ids: number[]; lora_name?: string; lora_int_id?: number; cache_salt?: string; mm?: unknown; blocks: { digest_hex: string; wire_int_hex: string }[] }[];
 }).cases;
+const vllm034Hashes = (readVectorJson('vllm-0.34-engine-hashes.json') as {
+  cases: {
+    name: string;
+    algorithm: string;
+    pythonhashseed: string | null;
+    reproducible: boolean;
+    block_size: number;
+    tokens: number[];
+    lora: { name: string; path: string } | null;
+    cache_salt: string | null;
+    mm: unknown;
+    num_hash_lookahead_tokens: number;
+    prompt_embeds_rows_hex: string[] | null;
+    expected: { digests: string[]; block_hashes: string[] };
+  }[];
+}).cases;
 const frames = (readVectorJson('vllm-event-frames.json') as { frames: { payload_hex: string; decoded_generic_msgpack: unknown[] }[] }).frames;
 
 describe('kvix keys (JSON contract)', () => {
@@ -90,7 +106,7 @@ describe('kvix keys (JSON contract)', () => {
 
 describe('kvix engine-hash (JSON contract)', () => {
   it('reproduces every shared vLLM engine-hash vector, and one with a LoRA adapter through the binary', () => {
-    const inputOf = (c: (typeof engineCases)[number]) => ({ algorithm: c.algo, seed: c.seed, blockSize: c.block_size, tokens: c.token_ids, loraName: c.lora_name ?? null, loraIntId: c.lora_int_id ?? null, cacheSalt: c.cache_salt ?? null, mm: c.mm ?? null });
+    const inputOf = (c: (typeof engineCases)[number]) => ({ algorithm: c.algo, hashFormat: 'untagged', seed: c.seed, blockSize: c.block_size, tokens: c.token_ids, loraName: c.lora_name ?? null, loraIntId: c.lora_int_id ?? null, cacheSalt: c.cache_salt ?? null, mm: c.mm ?? null });
     for (const c of engineCases) {
       const out = computeEngineHashes(inputOf(c) as never);
       expect(out.digests).toEqual(c.blocks.map((b) => b.digest_hex));
@@ -101,10 +117,43 @@ describe('kvix engine-hash (JSON contract)', () => {
     expect(out.digests).toEqual(c.blocks.map((b) => b.digest_hex));
   });
 
+  it('reproduces every reproducible vLLM 0.34 vector (tagged extras, LoRA path, lookahead, prompt embeds, unset seed)', () => {
+    const cases = vllm034Hashes.filter((c) => c.reproducible);
+    expect(cases.length).toBeGreaterThan(0);
+    for (const c of cases) {
+      const input = {
+        algorithm: c.algorithm,
+        seed: c.pythonhashseed,
+        blockSize: c.block_size,
+        tokens: c.tokens,
+        loraName: c.lora?.name ?? null,
+        loraPath: c.lora?.path ?? null,
+        cacheSalt: c.cache_salt,
+        mm: c.mm,
+        numHashLookaheadTokens: c.num_hash_lookahead_tokens,
+        promptEmbedsRowsHex: c.prompt_embeds_rows_hex,
+      };
+      const out = json(kvix(['engine-hash'], JSON.stringify(input))) as { digests: string[]; blockHashes: string[] };
+      expect(out, c.name).toEqual({ digests: c.expected.digests, blockHashes: c.expected.block_hashes });
+    }
+  });
+
+  it('takes --hash-format, --lora-path and --lookahead on the command line', () => {
+    const c = vllm034Hashes.find((v) => v.name === 'sha256-seed0-lora')!;
+    const tokens = c.tokens.join(',');
+    const tagged = json(kvix(['engine-hash', '--tokens', tokens, '--seed', '0', '--lora-name', c.lora!.name, '--lora-path', c.lora!.path, '--json'])) as { blockHashes: string[] };
+    expect(tagged.blockHashes).toEqual(c.expected.block_hashes);
+    const untagged = json(kvix(['engine-hash', '--tokens', tokens, '--seed', '0', '--lora-name', c.lora!.name, '--hash-format', 'untagged', '--json'])) as { blockHashes: string[] };
+    expect(untagged.blockHashes).not.toEqual(c.expected.block_hashes);
+    const look = vllm034Hashes.find((v) => v.name === 'sha256-seed0-lookahead1')!;
+    expect((json(kvix(['engine-hash', '--tokens', look.tokens.join(','), '--seed', '0', '--lookahead', '1', '--json'])) as { blockHashes: string[] }).blockHashes).toEqual(look.expected.block_hashes);
+    badInput(kvix(['engine-hash', '--tokens', tokens, '--seed', '0', '--lora-name', 'x']), /loraPath/);
+  });
+
   it('hashes an engine block whose pickle spans several frames like CPython', () => {
     // sha256(pickle.dumps((NONE_HASH, tuple(tokens), None), protocol=5)) under CPython 3.11, PYTHONHASHSEED=0
     const tokens = Array.from({ length: 9359 }, (_, i) => 2 ** 31 + i);
-    const out = json(kvix(['engine-hash'], JSON.stringify({ algorithm: 'sha256', seed: '0', blockSize: tokens.length, tokens }))) as { digests: string[] };
+    const out = json(kvix(['engine-hash'], JSON.stringify({ algorithm: 'sha256', hashFormat: 'untagged', seed: '0', blockSize: tokens.length, tokens }))) as { digests: string[] };
     expect(out.digests).toEqual(['cff7e03507bd259b1e7e59afc26bd68e2e13c34fcb9d7e6c13451b90ecda3f94']);
   });
 
@@ -115,6 +164,23 @@ describe('kvix engine-hash (JSON contract)', () => {
 });
 
 describe('kvix decode (JSON contract)', () => {
+  it("shows vLLM 0.34's and SGLang's new fields, the raw medium and its tier", () => {
+    const v034 = (readVectorJson('vllm-0.34-event-frames.json') as { frames: { name: string; payload_hex: string }[] }).frames;
+    const hexOf = (name: string): string => v034.find((f) => f.name === name)!.payload_hex;
+    const look = json(kvix(['decode'], hexOf('gpu-store-lookahead-session'))) as { events: Record<string, unknown>[] };
+    expect(look.events[0]).toMatchObject({ sessionId: 'sess-1', lookaheadTokenIds: [[46200], [134942], [3546]], locality: null, ownership: null, medium: 'GPU', tier: 'gpu' });
+    const offload = json(kvix(['decode'], hexOf('offload-cpu-self-describing'))) as { events: Record<string, unknown>[] };
+    expect(offload.events[0]).toMatchObject({ medium: 'CPU', locality: 'LOCAL', tier: 'cpu', groupIdx: 0 });
+    const sgl = (readVectorJson('sglang-0.5-event-frames.json') as { frames: { name: string; payload_hex: string }[] }).frames;
+    const media = json(kvix(['decode'], sgl.find((f) => f.name === 'sgl-host-disk-external')!.payload_hex)) as { events: Record<string, unknown>[] };
+    expect(media.events.map((e) => [e['medium'], e['tier']])).toEqual([
+      ['CPU_PINNED', 'cpu'],
+      ['DISK', 'disk'],
+      ['EXTERNAL', 'storage'],
+    ]);
+    expect(media.events[0]).toMatchObject({ cacheSalt: null, sessionId: null, dialect: 'sglang', signedHashes: true, blockHashes: ['12109861645476063305'] });
+  });
+
   it('decodes every shared frame, hashes as decimal strings and medium as sent', () => {
     for (const f of frames) {
       const out = decodeToJson(payloadFromText(f.payload_hex)) as { ts: number; events: { type: string; medium?: string; blockHashes?: string[] }[]; skipped: unknown[] };

@@ -25,8 +25,8 @@ describe('kvix sim', () => {
         }
       }, 20_000, 'the endpoints file');
       expect(doc.endpoints).toEqual([
-        { name: 'sim-0', address: '127.0.0.1', port: http, eventPort: events, replayPort: events + 50, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1 },
-        { name: 'sim-1', address: '127.0.0.1', port: http + 1, eventPort: events + 1, replayPort: events + 51, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1 },
+        { name: 'sim-0', address: '127.0.0.1', port: http, eventPort: events, replayPort: events + 50, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1, engine: 'vllm' },
+        { name: 'sim-1', address: '127.0.0.1', port: http + 1, eventPort: events + 1, replayPort: events + 51, model: 'Qwen/Qwen3-0.6B', dataParallelSize: 1, engine: 'vllm' },
       ]);
       for (const port of [http!, http + 1]) expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
     } finally {

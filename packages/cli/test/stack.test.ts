@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePortRange, freePorts, listeningSockets, processTree, spawnProcess, waitFor } from '@kvix/test-support';
+import { findEnvoy } from '@kvix/envoy';
 import { describe, expect, it } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
@@ -13,7 +14,7 @@ const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 const READY_CEILING_MS = 240_000;
 
 describe('kvix stack (npm start)', () => {
-  it('runs pods, the endpoint picker and the Envoy stand-in on loopback only, routes through both fronts, restarts a killed pod, and stops cleanly on Ctrl-C', async () => {
+  it('runs pods, the endpoint picker and Envoy (a real one when installed, saying so) on loopback only, routes through both fronts, restarts a killed pod, and stops cleanly on Ctrl-C', async () => {
     const [gateway, metrics, extProc, envoy] = await freePorts(4);
     // Pods on base + i, their events on events + i and replay on events + 100 + i.
     const base = await freePortRange(2);
@@ -23,6 +24,8 @@ describe('kvix stack (npm start)', () => {
     try {
       await waitFor(() => proc.output().includes('kvix is running.') || proc.child.exitCode !== null, READY_CEILING_MS, 'the stack banner');
       expect(proc.output()).toContain(`http://localhost:${gateway}`);
+      // The banner says which Envoy runs: the real one CI installs (KVIX_ENVOY_BIN, .venv-envoy), else envoy-sim.
+      expect(proc.output()).toContain(findEnvoy() ? 'a real Envoy 1.40.0 running deploy/envoy/envoy.yaml' : 'envoy-sim, an Envoy stand-in (no Envoy installed: npm run envoy:install');
 
       // Secure by default: every socket the stack and its pods listen on is bound to 127.0.0.1.
       const sockets = listeningSockets(processTree(proc.child.pid!));
@@ -35,6 +38,7 @@ describe('kvix stack (npm start)', () => {
         const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
         expect(res.status).toBe(200);
         expect(((await res.json()) as { model: string }).model).toBe('support');
+        expect(res.headers.get('x-kvix-endpoint')).toMatch(/^127\.0\.0\.1:\d+$/);
       }
       const pid = Number(/pod-1 :\d+ \(pid (\d+)\)/.exec(proc.output())?.[1]);
       process.kill(pid, 'SIGTERM');

@@ -3,8 +3,6 @@ import type { JsonObject, JsonValue } from './json-struct.js';
 
 /** The header (and `envoy.lb` metadata key) the GIE protocol uses for the picked endpoint(s). */
 export const DESTINATION_HEADER = 'x-gateway-destination-endpoint';
-/** Extra endpoints an EPP may add, tried after the primary list. */
-export const FALLBACK_KEY = 'x-gateway-destination-endpoint-fallback';
 /** Where the proxy tells the EPP which endpoint actually served (response path). */
 export const SERVED_KEY = 'x-gateway-destination-endpoint-served';
 export const LB_NAMESPACE = 'envoy.lb';
@@ -39,18 +37,33 @@ export interface Destinations {
   endpoints: Endpoint[];
   /** Entries that were not `host:port` and were skipped. */
   invalid: string[];
+  /** Where they came from: the envoy.lb metadata list (override_host), the header (ORIGINAL_DST), or neither. */
+  source: 'metadata' | 'header' | 'none';
 }
 
 /**
- * The ordered endpoints to try: the destination header (first occurrence, as ORIGINAL_DST reads
- * it; a comma-separated list is tried in order), else the same key in the processor's
- * `envoy.lb` dynamic metadata, then the optional fallback key of that namespace.
+ * What an ORIGINAL_DST cluster with `use_http_header` reads: the header's first occurrence as one
+ * `ip:port`. Anything else (a list, a name) is no host at all.
+ */
+export function originalDestinationOf(headers: HeaderList): Destinations {
+  const header = headers.get(DESTINATION_HEADER);
+  if (header === undefined) return { endpoints: [], invalid: [], source: 'none' };
+  const endpoint = parseEndpoint(header);
+  return endpoint ? { endpoints: [endpoint], invalid: [], source: 'header' } : { endpoints: [], invalid: [header.trim()], source: 'header' };
+}
+
+/**
+ * The ordered endpoints to try, as deploy/envoy/envoy.yaml has Envoy choose them: the
+ * processor's `envoy.lb` dynamic metadata `x-gateway-destination-endpoint`, a comma-separated
+ * list walked in order (the override_host policy); without it, the header's first occurrence as
+ * one `ip:port` (an ORIGINAL_DST cluster), where a list is not an address at all (Envoy counts
+ * `original_dst_host_invalid` and answers 503).
  */
 export function destinationsOf(headers: HeaderList, dynamicMetadata: Readonly<Record<string, JsonObject>>): Destinations {
-  const lb = dynamicMetadata[LB_NAMESPACE] ?? {};
+  const fromMetadata = listOf(dynamicMetadata[LB_NAMESPACE]?.[DESTINATION_HEADER]).map((s) => s.trim()).filter((s) => s !== '');
   const header = headers.get(DESTINATION_HEADER);
-  const primary = header !== undefined ? listOf(header) : listOf(lb[DESTINATION_HEADER]);
-  const candidates = [...primary, ...listOf(lb[FALLBACK_KEY])].map((s) => s.trim()).filter((s) => s !== '');
+  const source = fromMetadata.length > 0 ? 'metadata' : header !== undefined ? 'header' : 'none';
+  const candidates = source === 'metadata' ? fromMetadata : header !== undefined ? [header.trim()] : [];
   const endpoints: Endpoint[] = [];
   const invalid: string[] = [];
   for (const candidate of candidates) {
@@ -58,5 +71,5 @@ export function destinationsOf(headers: HeaderList, dynamicMetadata: Readonly<Re
     if (!endpoint) invalid.push(candidate);
     else if (!endpoints.some((e) => e.address === endpoint.address)) endpoints.push(endpoint);
   }
-  return { endpoints, invalid };
+  return { endpoints, invalid, source };
 }

@@ -8,7 +8,7 @@ import {
   type ProcessingResponse__Output,
 } from '@kvix/proto';
 import { BodyBuffer } from './body-buffer.js';
-import { destinationsOf, LB_NAMESPACE, SERVED_KEY, type Endpoint } from './destination.js';
+import { destinationsOf, LB_NAMESPACE, originalDestinationOf, SERVED_KEY, type Endpoint } from './destination.js';
 import { EnvoySimError } from './errors.js';
 import type { ExchangeOutcome, ExchangeReport, ProcessorRole, UpstreamAttempt } from './exchange-report.js';
 import { HeaderList, HOP_BY_HOP } from './header-list.js';
@@ -52,7 +52,8 @@ function declaredLength(value: string | undefined): number | undefined {
 /**
  * One HTTP request through the simulated Envoy: the ext_proc filter in FULL_DUPLEX_STREAMED mode
  * (headers, body chunks and trailers to the processor as they arrive, its answers applied as they
- * come back) in front of an ORIGINAL_DST cluster routed by `x-gateway-destination-endpoint`.
+ * come back) in front of the pool cluster of deploy/envoy/envoy.yaml (override_host on the
+ * processor's envoy.lb list), or of an ORIGINAL_DST cluster routed by the header when there is no pool.
  *
  * Everything is event-driven: client data, processor answers and upstream data each move the
  * exchange on; `done` guards against anything arriving after the client has its answer.
@@ -198,9 +199,30 @@ export class Exchange {
     if (common?.clearRouteCache) this.routeCacheCleared = true;
     if (common?.bodyMutation) this.notes.push('request_headers answer: body_mutation ignored in FULL_DUPLEX_STREAMED');
     if (!this.hasRequestBody) this.requestBodyAnswered = true;
-    const { endpoints, invalid } = destinationsOf(this.requestHeaders, this.dynamicMetadata);
+    this.startUpstream(this.chooseEndpoints(), this.hasRequestBody ? this.processedBody : null);
+  }
+
+  /**
+   * With a pool (`defaultUpstream`), the cluster of deploy/envoy/envoy.yaml: its override_host
+   * policy takes the processor's envoy.lb list in order, skipping addresses that are not pool
+   * hosts, then round robin over the pool for any retry left (the header is not read). Without a
+   * pool, an ORIGINAL_DST cluster: the header's one address.
+   */
+  private chooseEndpoints(): Endpoint[] {
+    const pool = this.options.defaultUpstreams;
+    if (pool.length === 0) {
+      const { endpoints, invalid } = originalDestinationOf(this.requestHeaders);
+      for (const entry of invalid) this.notes.push(`x-gateway-destination-endpoint ${JSON.stringify(entry)} is not one host:port: no host (ORIGINAL_DST reads one address)`);
+      return endpoints;
+    }
+    const { endpoints, invalid, source } = destinationsOf(this.requestHeaders, this.dynamicMetadata);
     for (const entry of invalid) this.notes.push(`destination ${JSON.stringify(entry)} is not host:port: skipped`);
-    this.startUpstream(endpoints, this.hasRequestBody ? this.processedBody : null);
+    if (source === 'header') this.notes.push('x-gateway-destination-endpoint header ignored: override_host reads the envoy.lb metadata list');
+    const listed = source === 'metadata' ? endpoints : [];
+    const inPool = listed.filter((e) => pool.some((p) => p.address === e.address));
+    for (const e of listed) if (!inPool.includes(e)) this.notes.push(`destination ${e.address} is not a host of the pool: skipped`);
+    const rest = pool.filter((p) => !inPool.some((e) => e.address === p.address));
+    return [...inPool, ...rest];
   }
 
   private onRequestBodyAnswer(message: ProcessingResponse__Output): void {
@@ -241,15 +263,16 @@ export class Exchange {
         endpoints,
         agent: this.deps.agent,
         connectTimeoutMs: this.options.connectTimeoutMs,
+        retries: this.options.upstreamRetries,
       },
       {
         onResponse: (response, endpoint) => this.onUpstreamResponse(response, endpoint),
-        onConnectFailure: (endpoint, reason) => this.attempts.push({ endpoint: endpoint.address, error: reason }),
+        onRetriableFailure: (endpoint, reason) => this.attempts.push({ endpoint: endpoint.address, error: reason }),
         onExhausted: () =>
           this.fail(
             503,
             'upstream-unavailable',
-            `upstream connect error or disconnect/reset before headers. reset reason: connection failure (tried ${endpoints.map((e) => e.address).join(', ')})`,
+            `upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure (tried ${this.attempts.map((a) => a.endpoint).join(', ')})`,
           ),
         onReset: (endpoint, reason) => {
           this.notes.push(`upstream ${endpoint.address}: ${reason}`);
@@ -517,7 +540,8 @@ export class Exchange {
     this.outcome ??= 'proxied';
     if (trailers && trailers.entries().length > 0) this.res.addTrailers(trailers.toOutgoing());
     this.res.end();
-    this.stream.halfClose();
+    // As Envoy by default: its filter is done, so it half-closes the stream and resets it at once.
+    this.stream.closeAndReset();
   }
 
   private localReply(status: number, headers: HeaderList, body: Buffer): void {

@@ -5,5 +5,5 @@ export type { ProcessorAttempt } from './processor-stream.js';
 export type { ProcessorFailure, ExtProcRetryOn } from './processor-failure.js';
 export type { ProcessorHostStats } from './processor-pool.js';
 export { EnvoySimError, type EnvoySimErrorCode } from './errors.js';
-export { DESTINATION_HEADER, FALLBACK_KEY, SERVED_KEY, LB_NAMESPACE } from './destination.js';
+export { DESTINATION_HEADER, SERVED_KEY, LB_NAMESPACE } from './destination.js';
 export type { JsonObject, JsonValue } from './json-struct.js';

@@ -5,7 +5,8 @@ import { EnvoySimError } from './errors.js';
 import type { EnvoySimOptions } from './options.js';
 import type { ExtProcRetryOn } from './processor-failure.js';
 
-const USAGE = `kvix-envoy-sim: an HTTP front that behaves like Envoy with ext_proc (FULL_DUPLEX_STREAMED) + ORIGINAL_DST
+const USAGE = `kvix-envoy-sim: an HTTP front that behaves like Envoy running deploy/envoy/envoy.yaml (ext_proc + the pool's
+override_host policy; ORIGINAL_DST without a pool), for where no Envoy can run
 
   --ext-proc <host:port,...>      ext_proc servers (kvix's EPP: port 9002), round robin  [required]
   --http-host <addr>              listen address                                        [127.0.0.1]
@@ -13,7 +14,9 @@ const USAGE = `kvix-envoy-sim: an HTTP front that behaves like Envoy with ext_pr
   --message-timeout-ms <n>        processor silence before 504                          [10000]
   --chunk-size <bytes>            body chunk size sent to the processor                 [16384]
   --subset <ip:port,...>          send this subset hint (envoy.lb.subset_hint) with every request
-  --default-upstream <host:port,...>  where to go when the processor is out of the picture (round robin)
+  --default-upstream <host:port,...>  the pool: the processor's envoy.lb list is walked over it, and requests
+                                  it did not route go to it round robin (without it: ORIGINAL_DST)
+  --upstream-retries <n>          endpoints tried after one refuses or resets before answering  [2]
   --failure-mode-allow            skip a failing processor instead of answering 500/504 (FailOpen)
   --ext-proc-retry-on <list>      retry a stream on another host after: connect-failure, reset,
                                   unavailable ('' for none)                             [connect-failure,unavailable]
@@ -43,6 +46,7 @@ async function main(): Promise<void> {
       'chunk-size': { type: 'string' },
       subset: { type: 'string' },
       'default-upstream': { type: 'string' },
+      'upstream-retries': { type: 'string' },
       'failure-mode-allow': { type: 'boolean' },
       'ext-proc-retry-on': { type: 'string' },
       'ext-proc-num-retries': { type: 'string' },
@@ -64,6 +68,7 @@ async function main(): Promise<void> {
     messageTimeoutMs: number(values['message-timeout-ms']),
     chunkSize: number(values['chunk-size']),
     defaultUpstream: list(values['default-upstream']),
+    upstreamRetries: number(values['upstream-retries']),
     failureModeAllow: values['failure-mode-allow'] ?? false,
     extProcRetryOn: list(values['ext-proc-retry-on']) as ExtProcRetryOn[] | undefined,
     extProcNumRetries: number(values['ext-proc-num-retries']),

@@ -52,14 +52,20 @@ export interface EnvoySimOptions {
   /** Envoy's `failure_mode_allow`: a processor that fails or times out is skipped instead of answered 500/504. */
   failureModeAllow?: boolean;
   /**
-   * Where a request goes when the processor is out of the picture before it chose a destination
-   * (it closed the stream before answering, or failed under `failureModeAllow`: the GIE's
-   * FailOpen): `host:port`, or a list of them (any pod of the pool), taken round robin with the
-   * others as connect-failure fallbacks. Without it there is no route: 503.
+   * The pool of model servers (`host:port` each), the `vllm_pool` cluster of deploy/envoy/envoy.yaml:
+   * the processor's envoy.lb list is walked in order over its hosts (override_host), and a request
+   * the processor did not route (it closed the stream before answering, or failed under
+   * `failureModeAllow`: FailOpen) goes to them round robin. Without it the cluster is ORIGINAL_DST:
+   * the header's one address, and no route at all without it (503).
    */
   defaultUpstream?: string | readonly string[];
   /** Upstream connect timeout; default 5 s (Envoy's cluster `connect_timeout` default). */
   connectTimeoutMs?: number;
+  /**
+   * The route's `num_retries`: endpoints tried after the first when a connection fails or is reset
+   * before the response headers; default 2, as deploy/envoy/envoy.yaml.
+   */
+  upstreamRetries?: number;
   /** Add `x-envoy-sim-upstream: <endpoint that served>` to responses; default true. */
   upstreamHeader?: boolean;
 }
@@ -77,6 +83,7 @@ export interface ResolvedOptions {
   failureModeAllow: boolean;
   defaultUpstreams: Endpoint[];
   connectTimeoutMs: number;
+  upstreamRetries: number;
   upstreamHeader: boolean;
 }
 
@@ -145,6 +152,7 @@ export function resolveOptions(options: EnvoySimOptions): ResolvedOptions {
     failureModeAllow: options.failureModeAllow ?? false,
     defaultUpstreams: defaultUpstreams(options.defaultUpstream),
     connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, 5_000),
+    upstreamRetries: count('upstreamRetries', options.upstreamRetries, 2),
     upstreamHeader: options.upstreamHeader ?? true,
   };
 }

@@ -11,16 +11,18 @@ export interface UpstreamRequest {
   endpoints: readonly Endpoint[];
   agent: Agent;
   connectTimeoutMs: number;
+  /** The route's `num_retries`: further endpoints tried after the first fails (default: the rest of the list). */
+  retries?: number;
 }
 
 export interface UpstreamHandlers {
   /** Response headers from `endpoint`; the body streams from `response`. */
   onResponse(response: IncomingMessage, endpoint: Endpoint): void;
-  /** A connection to `endpoint` could not be made; the next one is tried. */
-  onConnectFailure(endpoint: Endpoint, reason: string): void;
-  /** Every endpoint failed to connect. */
+  /** `endpoint` refused or failed the connection, or reset it before answering; the next one is tried. */
+  onRetriableFailure(endpoint: Endpoint, reason: string): void;
+  /** Every attempt failed before an answer. */
   onExhausted(): void;
-  /** A connected upstream reset or broke the exchange (before or after its headers). */
+  /** A connected upstream broke the exchange after its response headers (too late to retry). */
   onReset(endpoint: Endpoint, reason: string): void;
 }
 
@@ -34,18 +36,20 @@ function describe(err: unknown): string {
 }
 
 /**
- * Sends the request to each endpoint in turn until one accepts the connection, the retry a GIE
- * proxy owes an ordered destination list. Only connection failures move on: once connected, a
- * failure is the exchange's (Envoy would need a retry policy to go further). The body is replayed
- * from its start on every attempt.
+ * Sends the request to each endpoint in turn until one answers, as the route's retry policy in
+ * deploy/envoy/envoy.yaml has Envoy do (`connect-failure,refused-stream,reset`, `num_retries`):
+ * a connection that fails, or is reset before the response headers, moves on to the next
+ * endpoint; once the headers are in, a failure is the exchange's. The body is replayed from its
+ * start on every attempt.
  */
 export function forwardUpstream(req: UpstreamRequest, handlers: UpstreamHandlers): UpstreamCall {
   let aborted = false;
   let current: ClientRequest | undefined;
   let stopBody: () => void = () => {};
 
+  const lastIndex = Math.min(req.endpoints.length - 1, req.retries ?? req.endpoints.length - 1);
   const attempt = (index: number, staleRetry: boolean): void => {
-    const endpoint = req.endpoints[index];
+    const endpoint = index <= lastIndex ? req.endpoints[index] : undefined;
     if (endpoint === undefined) {
       handlers.onExhausted();
       return;
@@ -86,11 +90,9 @@ export function forwardUpstream(req: UpstreamRequest, handlers: UpstreamHandlers
       // failure: try it again once on a fresh connection.
       if (connected && cr.reusedSocket && !staleRetry && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
         attempt(index, true);
-      } else if (!connected) {
-        handlers.onConnectFailure(endpoint, describe(err));
-        attempt(index + 1, false);
       } else {
-        handlers.onReset(endpoint, describe(err));
+        handlers.onRetriableFailure(endpoint, connected ? `reset before the response: ${describe(err)}` : describe(err));
+        attempt(index + 1, false);
       }
     });
 

@@ -105,24 +105,39 @@ describe('request path', () => {
     expect(hint?.fields['x-gateway-destination-endpoint-subset']?.listValue?.values.map((v) => v.stringValue)).toEqual([vllm.address, '10.0.0.9:8000']);
   });
 
-  it('routes on dynamic_metadata["envoy.lb"] when the processor sets no header', async () => {
+  it('with a pool, routes on the envoy.lb metadata list (override_host); without one, on the header alone (ORIGINAL_DST)', async () => {
     const vllm = await upstream(echoUpstream());
     const epp = await processor({ endpoints: [vllm.address], endpointsInMetadataOnly: true });
-    const sim = await simFor(epp.target);
-
-    const res = await send(sim, 'POST', '/v1/completions', COMPLETION);
-
+    const pooled = await simFor(epp.target, { defaultUpstream: [vllm.address] });
+    const res = await send(pooled, 'POST', '/v1/completions', COMPLETION);
     expect(res.status).toBe(200);
     expect(res.headers['x-envoy-sim-upstream']).toBe(vllm.address);
+
+    const originalDst = await simFor(epp.target);
+    const report = nextReport(originalDst);
+    expect((await send(originalDst, 'POST', '/v1/completions', COMPLETION)).status).toBe(503);
+    expect((await report).outcome).toBe('no-route');
+  });
+
+  it('without a pool, finds no host in a comma-separated header list: 503, as Envoy\'s ORIGINAL_DST', async () => {
+    const vllm = await upstream(echoUpstream());
+    const epp = await processor({ endpoints: [vllm.address, vllm.address] });
+    const sim = await simFor(epp.target);
+    const report = nextReport(sim);
+    expect((await send(sim, 'POST', '/v1/completions', COMPLETION)).status).toBe(503);
+    const r = await report;
+    expect(r.outcome).toBe('no-route');
+    expect(r.notes.join('\n')).toContain('ORIGINAL_DST reads one address');
+    expect(vllm.requests).toHaveLength(0);
   });
 });
 
-describe('fallback over the destination list', () => {
+describe('fallback over the destination list (the pool cluster\'s override_host policy and the route\'s retries)', () => {
   it('tries the next endpoint when the first refuses the connection', async () => {
     const vllm = await upstream(echoUpstream());
     const dead = await deadEndpoint();
     const epp = await processor({ endpoints: [dead, vllm.address] });
-    const sim = await simFor(epp.target);
+    const sim = await simFor(epp.target, { defaultUpstream: [dead, vllm.address] });
     const report = nextReport(sim);
 
     const res = await send(sim, 'POST', '/v1/completions', COMPLETION);
@@ -143,7 +158,7 @@ describe('fallback over the destination list', () => {
   it('answers 503 with the endpoints it tried when none accepts a connection', async () => {
     const dead = [await deadEndpoint(), await deadEndpoint()];
     const epp = await processor({ endpoints: dead });
-    const sim = await simFor(epp.target);
+    const sim = await simFor(epp.target, { defaultUpstream: dead });
     const report = nextReport(sim);
 
     const res = await send(sim, 'POST', '/v1/completions', COMPLETION);
@@ -152,6 +167,19 @@ describe('fallback over the destination list', () => {
     expect(res.body).toContain('upstream connect error');
     for (const endpoint of dead) expect(res.body).toContain(endpoint);
     expect((await report).outcome).toBe('upstream-unavailable');
+  });
+
+  it('retries a pod that resets the connection before answering on the next endpoint, up to num_retries', async () => {
+    const vllm = await upstream(echoUpstream());
+    const resetting = await upstream(startUpstream((_req, res) => res.socket?.destroy()));
+    const epp = await processor({ endpoints: [resetting.address, vllm.address] });
+    const sim = await simFor(epp.target, { defaultUpstream: [resetting.address, vllm.address] });
+    const report = nextReport(sim);
+    const res = await send(sim, 'POST', '/v1/completions', COMPLETION);
+    expect(res.status).toBe(200);
+    const r = await report;
+    expect(r.served).toBe(vllm.address);
+    expect(r.attempts[0]).toMatchObject({ endpoint: resetting.address, error: expect.stringMatching(/reset before the response/) });
   });
 
   it('answers 503 "no healthy upstream" when the processor names no usable endpoint', async () => {

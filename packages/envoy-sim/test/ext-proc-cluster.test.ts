@@ -171,8 +171,9 @@ describe('an ext_proc host killed while its streams are open', () => {
    * Three held processors, six concurrent requests (two streams on each host), then the second
    * host is killed before it answers and the other two are let go.
    */
-  async function killMidTraffic(options: Partial<EnvoySimOptions>) {
+  async function killMidTraffic(optionsFor: Partial<EnvoySimOptions> | ((picked: string) => Partial<EnvoySimOptions>)) {
     const vllm = await upstream(echoUpstream());
+    const options = typeof optionsFor === 'function' ? optionsFor(vllm.address) : optionsFor;
     const release = gate();
     const epps = [
       await processor({ endpoints: [vllm.address], hold: release.opened }),
@@ -195,7 +196,8 @@ describe('an ext_proc host killed while its streams are open', () => {
 
   it('with failureModeAllow, its requests go to the default upstreams and every client gets a 200', async () => {
     const pool = [await upstream(echoUpstream()), await upstream(echoUpstream())];
-    const { vllm, killed, responses, sim, onKilled, others } = await killMidTraffic({ failureModeAllow: true, defaultUpstream: pool.map((p) => p.address) });
+    // The processors' pick is a pod of the pool too (override_host routes only to pool hosts), last in turn.
+    const { vllm, killed, responses, sim, onKilled, others } = await killMidTraffic((picked) => ({ failureModeAllow: true, defaultUpstream: [...pool.map((p) => p.address), picked] }));
 
     expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect(responses.every((r) => JSON.parse(r.body).got === COMPLETION)).toBe(true);

@@ -1,3 +1,4 @@
+import { tierOfEvent } from './tier.js';
 import type { DecodedBatch, KvEvent, MsgpackValue } from './types.js';
 
 /** JSON-safe rendering of a msgpack value: bigints as decimal strings, bytes as {"bytes_hex": …}. */
@@ -15,7 +16,11 @@ export function msgpackToJson(v: MsgpackValue): JsonValue {
 
 const decimal = (hashes: BigUint64Array): string[] => Array.from(hashes, (h) => h.toString());
 
-/** One event in the `kvix decode` debug view: every field present, 64-bit values as decimal strings. */
+/**
+ * One event in the `kvix decode` debug view: every field present (those an engine version does not
+ * send as null), 64-bit values as decimal strings, the medium as sent and the index tier it
+ * normalises to (with locality), and `dialect` "sglang" for SGLang's map layout.
+ */
 export function eventToDebugJson(ev: KvEvent): { [key: string]: JsonValue } {
   switch (ev.type) {
     case 'BlockStored':
@@ -32,12 +37,34 @@ export function eventToDebugJson(ev: KvEvent): { [key: string]: JsonValue } {
         groupIdx: ev.groupIdx,
         kvCacheSpecKind: ev.kvCacheSpecKind,
         kvCacheSpecSlidingWindow: ev.kvCacheSpecSlidingWindow,
+        locality: ev.locality ?? null,
+        ownership: ev.ownership ?? null,
+        sessionId: ev.sessionId ?? null,
+        lookaheadTokenIds: ev.lookaheadTokenIds ?? null,
+        cacheSalt: ev.cacheSalt ?? null,
+        tier: tierOfEvent(ev),
+        ...dialectOf(ev),
       };
     case 'BlockRemoved':
-      return { type: ev.type, blockHashes: decimal(ev.blockHashes), medium: ev.medium, groupIdx: ev.groupIdx };
+      return {
+        type: ev.type,
+        blockHashes: decimal(ev.blockHashes),
+        medium: ev.medium,
+        groupIdx: ev.groupIdx,
+        locality: ev.locality ?? null,
+        ownership: ev.ownership ?? null,
+        tier: tierOfEvent(ev),
+      };
     case 'AllBlocksCleared':
       return { type: ev.type };
   }
+}
+
+function dialectOf(ev: KvEvent): { dialect?: string; signedHashes?: boolean } {
+  const out: { dialect?: string; signedHashes?: boolean } = {};
+  if (ev.encoding?.layout === 'map' && ev.encoding.dialect !== undefined) out.dialect = ev.encoding.dialect;
+  if (ev.type !== 'AllBlocksCleared' && ev.signedHashes === true) out.signedHashes = true;
+  return out;
 }
 
 /** The `kvix decode` JSON document for a decoded batch (medium as sent, not lower-cased). */

@@ -17,14 +17,22 @@ const STORED_FIELDS = [
   'group_idx',
   'kv_cache_spec_kind',
   'kv_cache_spec_sliding_window',
+  // vLLM ≥ 0.34
+  'locality',
+  'ownership',
+  'session_id',
+  'lookahead_token_ids',
 ] as const;
+/** SGLang's field, a map key only (its positional layout is not vLLM's). */
+const CACHE_SALT_ID = STORED_FIELDS.length;
+const LORA_NAME_ID = 7;
 /** Map keys to field ids; "type" is 0 in every table. */
-const STORED_KEYS = new FieldTable(['type', ...STORED_FIELDS.slice(1)]);
+const STORED_KEYS = new FieldTable(['type', ...STORED_FIELDS.slice(1), 'cache_salt']);
 /** Positions 1–4 (hashes, parent, tokens, block size) are present in every vLLM version. */
 const STORED_MIN_ARRAY_LENGTH = 5;
 
-const REMOVED_FIELD_COUNT = 4;
-const REMOVED_KEYS = new FieldTable(['type', 'block_hashes', 'medium', 'group_idx']);
+const REMOVED_FIELD_COUNT = 6;
+const REMOVED_KEYS = new FieldTable(['type', 'block_hashes', 'medium', 'group_idx', 'locality', 'ownership']);
 
 class SkipEvent extends WrongType {
   constructor(
@@ -111,6 +119,13 @@ function readStoredField(r: MsgpackReader, ev: BlockStored, id: number): void {
     }
     case 3: {
       const n = r.arrayHead('token_ids');
+      if (n > 0 && r.peekByte() >= 0x90 && r.peekByte() <= 0x9f) {
+        // SGLang's EAGLE bigram keys: [a, b] pairs. Kept out of tokenIds (they are not a prompt's tokens).
+        for (let i = 0; i < n; i++) r.skip();
+        ev.tokenIds = NO_TOKENS;
+        ev.bigramTokens = true;
+        return;
+      }
       const tokens = allocTokens(n);
       r.tokensInto(tokens, n, 'token_ids');
       ev.tokenIds = tokens;
@@ -144,9 +159,42 @@ function readStoredField(r: MsgpackReader, ev: BlockStored, id: number): void {
     case 11:
       ev.kvCacheSpecSlidingWindow = r.intOrNil('kv_cache_spec_sliding_window');
       return;
+    case 12:
+      ev.locality = r.stringOrNil('locality');
+      return;
+    case 13:
+      ev.ownership = r.stringOrNil('ownership');
+      return;
+    case 14:
+      ev.sessionId = r.stringOrNil('session_id');
+      return;
+    case 15:
+      ev.lookaheadTokenIds = readLookahead(r);
+      return;
+    case CACHE_SALT_ID:
+      ev.cacheSalt = r.stringOrNil('cache_salt');
+      return;
     default:
       r.skip();
   }
+}
+
+/** Per block, the lookahead tokens its hash covers (or nil). */
+function readLookahead(r: MsgpackReader): (number[] | null)[] | null {
+  if (r.tryNil()) return null;
+  const n = r.arrayHead('lookahead_token_ids');
+  const out: (number[] | null)[] = new Array<number[] | null>(n);
+  for (let i = 0; i < n; i++) {
+    if (r.tryNil()) {
+      out[i] = null;
+      continue;
+    }
+    const m = r.arrayHead(`lookahead_token_ids[${i}]`);
+    const tokens = new Uint32Array(m);
+    r.tokensInto(tokens, m, `lookahead_token_ids[${i}]`);
+    out[i] = Array.from(tokens);
+  }
+  return out;
 }
 
 function lenientInt(r: MsgpackReader): number | null {
@@ -185,6 +233,12 @@ function readRemovedField(r: MsgpackReader, ev: BlockRemoved, id: number): void 
     case 3:
       ev.groupIdx = r.intOrNil('group_idx');
       return;
+    case 4:
+      ev.locality = r.stringOrNil('locality');
+      return;
+    case 5:
+      ev.ownership = r.stringOrNil('ownership');
+      return;
     default:
       r.skip();
   }
@@ -204,7 +258,7 @@ function decodeArrayEvent(r: MsgpackReader, length: number): KvEvent {
         throw new SkipEvent(`BlockStored array has ${length} elements; at least ${STORED_MIN_ARRAY_LENGTH} expected`, tag);
       }
       const ev = newStored();
-      for (let p = 1; p < length; p++) readStoredField(r, ev, p);
+      for (let p = 1; p < length; p++) readStoredField(r, ev, p < CACHE_SALT_ID ? p : -1);
       ev.encoding = { layout: 'array', length };
       return ev;
     }
@@ -235,7 +289,13 @@ function notATag(): never {
 /** The tag of the event being decoded, so a field error can say which kind of event it spoiled. */
 let currentTag: string | undefined;
 
-function decodeMapEvent(r: MsgpackReader, entries: number): KvEvent {
+function decodeMapEvent(r: MsgpackReader, entries: number, wide: boolean): KvEvent {
+  const ev = decodeMapEventFields(r, entries);
+  if (wide && ev.encoding?.layout === 'map' && entries <= 15) ev.encoding.wide = true;
+  return ev;
+}
+
+function decodeMapEventFields(r: MsgpackReader, entries: number): KvEvent {
   // msgspec writes the "type" tag first; when it is, fields are decoded in one pass.
   const first = r.pos;
   let tag: string | undefined;
@@ -274,6 +334,8 @@ function readMapFields<E extends BlockStored | BlockRemoved>(
   readField: (r: MsgpackReader, ev: E, id: number) => void,
 ): E {
   let sawHashes = false;
+  let sawLoraName = false;
+  let sawCacheSalt = false;
   for (let i = 0; i < entries; i++) {
     const id = r.fieldId(table);
     if (id === 0) {
@@ -281,10 +343,13 @@ function readMapFields<E extends BlockStored | BlockRemoved>(
       continue;
     }
     if (id === 1) sawHashes = true;
+    else if (id === LORA_NAME_ID) sawLoraName = true;
+    else if (id === CACHE_SALT_ID) sawCacheSalt = true;
     readField(r, ev, id);
   }
   if (!sawHashes) throw new SkipEvent(`${tag} has no block_hashes`, tag);
-  ev.encoding = { layout: 'map' };
+  // vLLM always writes lora_name and has no cache_salt: without the one or with the other, SGLang wrote it.
+  ev.encoding = ev.type === 'BlockStored' && (!sawLoraName || sawCacheSalt) ? { layout: 'map', dialect: 'sglang' } : { layout: 'map' };
   return ev;
 }
 
@@ -308,8 +373,9 @@ function decodeMapFields(r: MsgpackReader, entries: number, tag: string): KvEven
 function decodeEvent(r: MsgpackReader): KvEvent {
   const arrayLength = r.tryArrayHead();
   if (arrayLength >= 0) return decodeArrayEvent(r, arrayLength);
+  const wide = r.peekByte() === 0xde;
   const mapEntries = r.tryMapHead();
-  if (mapEntries >= 0) return decodeMapEvent(r, mapEntries);
+  if (mapEntries >= 0) return decodeMapEvent(r, mapEntries, wide);
   throw new SkipEvent('event is neither an array nor a map');
 }
 

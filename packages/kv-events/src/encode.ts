@@ -11,6 +11,8 @@ export interface EncodeOptions {
    * the latest struct size), or 'map' (vLLM ≥ 0.26). Events without an encoding default to array.
    */
   layout?: 'array' | 'map';
+  /** With layout 'map': whose struct (vLLM's or SGLang's) and msgspec's head width (vLLM 0.34: wide). */
+  map?: { dialect?: 'vllm' | 'sglang'; wide?: boolean };
   /** Reuse this writer (its buffer is reset); the result is then a view valid until its next use. */
   writer?: MsgpackWriter;
 }
@@ -75,8 +77,35 @@ function writeStoredField(w: MsgpackWriter, ev: BlockStored, position: number): 
     case 11:
       nullableInt(w, ev.kvCacheSpecSlidingWindow);
       return;
+    case 12:
+      nullableStr(w, ev.locality ?? null);
+      return;
+    case 13:
+      nullableStr(w, ev.ownership ?? null);
+      return;
+    case 14:
+      nullableStr(w, ev.sessionId ?? null);
+      return;
+    case 15:
+      writeLookahead(w, ev.lookaheadTokenIds ?? null);
+      return;
+    case SGLANG_CACHE_SALT:
+      nullableStr(w, ev.cacheSalt ?? null);
+      return;
     default:
       w.nil();
+  }
+}
+
+function writeLookahead(w: MsgpackWriter, lookahead: readonly (readonly number[] | null)[] | null): void {
+  if (lookahead === null) {
+    w.nil();
+    return;
+  }
+  w.arrayHead(lookahead.length);
+  for (const tokens of lookahead) {
+    if (tokens === null) w.nil();
+    else w.uint32Array(Uint32Array.from(tokens));
   }
 }
 
@@ -90,20 +119,55 @@ function nullableStr(w: MsgpackWriter, v: string | null): void {
   else w.str(v);
 }
 
-const STORED_KEYS = ['', 'block_hashes', 'parent_block_hash', 'token_ids', 'block_size', 'lora_id', 'medium', 'lora_name', 'extra_keys', 'group_idx', 'kv_cache_spec_kind', 'kv_cache_spec_sliding_window'];
-/** Struct fields with a default: msgspec omits them from maps when they hold it (None). */
+const STORED_KEYS = [
+  '',
+  'block_hashes',
+  'parent_block_hash',
+  'token_ids',
+  'block_size',
+  'lora_id',
+  'medium',
+  'lora_name',
+  'extra_keys',
+  'group_idx',
+  'kv_cache_spec_kind',
+  'kv_cache_spec_sliding_window',
+  'locality',
+  'ownership',
+  'session_id',
+  'lookahead_token_ids',
+  'cache_salt',
+];
+const SGLANG_CACHE_SALT = 16;
+/** vLLM's struct fields with a default: msgspec omits them from maps when they hold it (None). */
 const STORED_FIRST_DEFAULTED = 8;
+const VLLM_MAP_FIELDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+/** SGLang's BlockStored, in its field order: medium has no default, cache_salt, session_id and lora_name do. */
+const SGLANG_MAP_FIELDS = [1, 2, 3, 4, 5, 6, SGLANG_CACHE_SALT, 14, 7];
+const SGLANG_FIRST_DEFAULTED = 6;
 
 function storedDefaultedValue(ev: BlockStored, position: number): unknown {
   switch (position) {
+    case 7:
+      return ev.loraName;
     case 8:
       return ev.extraKeys;
     case 9:
       return ev.groupIdx;
     case 10:
       return ev.kvCacheSpecKind;
-    default:
+    case 11:
       return ev.kvCacheSpecSlidingWindow;
+    case 12:
+      return ev.locality ?? null;
+    case 13:
+      return ev.ownership ?? null;
+    case 14:
+      return ev.sessionId ?? null;
+    case 15:
+      return ev.lookaheadTokenIds ?? null;
+    default:
+      return ev.cacheSalt ?? null;
   }
 }
 
@@ -112,16 +176,17 @@ function writeStored(w: MsgpackWriter, ev: BlockStored, encoding: EventEncoding)
     const length = Math.max(5, encoding.length);
     w.arrayHead(length);
     w.str('BlockStored');
-    for (let p = 1; p < length; p++) writeStoredField(w, ev, p);
+    for (let p = 1; p < length; p++) writeStoredField(w, ev, p < SGLANG_CACHE_SALT ? p : -1);
     return;
   }
-  let entries = STORED_FIRST_DEFAULTED;
-  for (let p = STORED_FIRST_DEFAULTED; p < STORED_KEYS.length; p++) if (storedDefaultedValue(ev, p) !== null) entries++;
-  w.mapHead(entries);
+  const sglang = encoding.dialect === 'sglang';
+  const fields = sglang ? SGLANG_MAP_FIELDS : VLLM_MAP_FIELDS;
+  const firstDefaulted = sglang ? SGLANG_FIRST_DEFAULTED : STORED_FIRST_DEFAULTED - 1;
+  const written = fields.filter((p, i) => i < firstDefaulted || storedDefaultedValue(ev, p) !== null);
+  w.mapHead(written.length + 1, encoding.wide === true);
   w.str('type');
   w.str('BlockStored');
-  for (let p = 1; p < STORED_KEYS.length; p++) {
-    if (p >= STORED_FIRST_DEFAULTED && storedDefaultedValue(ev, p) === null) continue;
+  for (const p of written) {
     w.str(STORED_KEYS[p]!);
     writeStoredField(w, ev, p);
   }
@@ -135,10 +200,14 @@ function writeRemoved(w: MsgpackWriter, ev: BlockRemoved, encoding: EventEncodin
     writeHashes(w, ev.blockHashes, ev.blockHashDigests, ev.signedHashes);
     if (length > 2) nullableStr(w, ev.medium);
     if (length > 3) nullableInt(w, ev.groupIdx);
-    for (let p = 4; p < length; p++) w.nil();
+    if (length > 4) nullableStr(w, ev.locality ?? null);
+    if (length > 5) nullableStr(w, ev.ownership ?? null);
+    for (let p = 6; p < length; p++) w.nil();
     return;
   }
-  w.mapHead(ev.groupIdx === null ? 3 : 4);
+  const locality = ev.locality ?? null;
+  const ownership = ev.ownership ?? null;
+  w.mapHead(3 + (ev.groupIdx === null ? 0 : 1) + (locality === null ? 0 : 1) + (ownership === null ? 0 : 1));
   w.str('type');
   w.str('BlockRemoved');
   w.str('block_hashes');
@@ -149,16 +218,24 @@ function writeRemoved(w: MsgpackWriter, ev: BlockRemoved, encoding: EventEncodin
     w.str('group_idx');
     w.int(ev.groupIdx);
   }
+  if (locality !== null) {
+    w.str('locality');
+    w.str(locality);
+  }
+  if (ownership !== null) {
+    w.str('ownership');
+    w.str(ownership);
+  }
 }
 
-function encodingFor(ev: KvEvent, layout: 'array' | 'map' | undefined): EventEncoding {
-  if (layout === 'map') return { layout: 'map' };
+function encodingFor(ev: KvEvent, layout: 'array' | 'map' | undefined, map?: EncodeOptions['map']): EventEncoding {
+  if (layout === 'map') return { layout: 'map', ...(map?.dialect === 'sglang' ? { dialect: 'sglang' as const } : {}), ...(map?.wide === true ? { wide: true } : {}) };
   if (layout === 'array') return { layout: 'array', length: LATEST_ARRAY_LENGTH[ev.type] };
   return ev.encoding ?? { layout: 'array', length: LATEST_ARRAY_LENGTH[ev.type] };
 }
 
-export function writeEvent(w: MsgpackWriter, ev: KvEvent, layout?: 'array' | 'map'): void {
-  const encoding = encodingFor(ev, layout);
+export function writeEvent(w: MsgpackWriter, ev: KvEvent, layout?: 'array' | 'map', map?: EncodeOptions['map']): void {
+  const encoding = encodingFor(ev, layout, map);
   switch (ev.type) {
     case 'BlockStored':
       writeStored(w, ev, encoding);
@@ -198,19 +275,19 @@ export function encodeEventBatch(batch: EventBatch, options: EncodeOptions = {})
     w.str('ts');
     w.float64(batch.ts);
     w.str('events');
-    writeEvents(w, batch.events, options.layout);
+    writeEvents(w, batch.events, options);
     w.str('data_parallel_rank');
     nullableInt(w, batch.dataParallelRank);
   } else {
     w.arrayHead(enc.length);
     w.float64(batch.ts);
-    writeEvents(w, batch.events, options.layout);
+    writeEvents(w, batch.events, options);
     if (enc.length === 3) nullableInt(w, batch.dataParallelRank);
   }
   return options.writer ? w.buf.subarray(0, w.pos) : w.toBytes();
 }
 
-function writeEvents(w: MsgpackWriter, events: readonly KvEvent[], layout: 'array' | 'map' | undefined): void {
+function writeEvents(w: MsgpackWriter, events: readonly KvEvent[], options: EncodeOptions): void {
   w.arrayHead(events.length);
-  for (const ev of events) writeEvent(w, ev, layout);
+  for (const ev of events) writeEvent(w, ev, options.layout, options.map);
 }

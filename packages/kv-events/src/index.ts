@@ -7,6 +7,7 @@ export type {
   EventEncoding,
   KvEvent,
   KvEventType,
+  MapDialect,
   MsgpackValue,
   SkippedEvent,
 } from './types.js';
@@ -26,5 +27,5 @@ export {
   type EventMessage,
   type ReplayReply,
 } from './frames.js';
-export { tierOfMedium } from './tier.js';
+export { tierOfMedium, tierOfEvent, REMOTE_TIER } from './tier.js';
 export { batchToDebugJson, eventToDebugJson, msgpackToJson, type JsonValue } from './debug-json.js';

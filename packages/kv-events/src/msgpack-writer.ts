@@ -186,9 +186,13 @@ export class MsgpackWriter {
     }
   }
 
-  mapHead(n: number): void {
+  /**
+   * `wide`: a map16 head even below 16 entries, as msgspec sizes a struct's head by the struct's
+   * field count rather than by the fields it writes.
+   */
+  mapHead(n: number, wide = false): void {
     this.reserve(5);
-    if (n <= 15) this.u8(0x80 | n);
+    if (n <= 15 && !wide) this.u8(0x80 | n);
     else if (n <= 0xffff) {
       this.u8(0xde);
       this.u16(n);

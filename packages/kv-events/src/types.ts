@@ -13,7 +13,25 @@ export type MsgpackValue =
  * How an event was (or should be) laid out on the wire. vLLM ≤ 0.23 sends positional arrays whose
  * length reveals the engine version; later versions send maps tagged by "type".
  */
-export type EventEncoding = { layout: 'array'; length: number } | { layout: 'map' };
+export type EventEncoding =
+  | { layout: 'array'; length: number }
+  | {
+      layout: 'map';
+      dialect?: MapDialect;
+      /**
+       * A map16 head however few fields are written: msgspec sizes a struct's head by its field
+       * count, and vLLM 0.34's BlockStored has 16 with the tag.
+       */
+      wide?: boolean;
+    };
+
+/**
+ * Whose struct a map event follows: vLLM's (lora_name always written, then extra_keys … omitted
+ * when nil) or SGLang's (medium then cache_salt, session_id, lora_name, the last three omitted when
+ * nil; no extra_keys or groups). A map BlockStored without a lora_name key, or with a cache_salt
+ * key, is SGLang's: vLLM always writes lora_name and has no cache_salt field.
+ */
+export type MapDialect = 'vllm' | 'sglang';
 
 export interface BlockStored {
   type: 'BlockStored';
@@ -40,6 +58,24 @@ export interface BlockStored {
   groupIdx: number | null;
   kvCacheSpecKind: string | null;
   kvCacheSpecSlidingWindow: number | null;
+  /** vLLM ≥ 0.34: "LOCAL" or "REMOTE" (a copy the pod does not hold itself). Absent = not sent. */
+  locality?: string | null;
+  /** vLLM ≥ 0.34: id of a secondary tier's owner. */
+  ownership?: string | null;
+  /** vLLM ≥ 0.34 and SGLang: the request's session. */
+  sessionId?: string | null;
+  /**
+   * vLLM ≥ 0.34 with EAGLE hash lookahead: per block, the tokens after it that its hash also
+   * covers (not part of the block: request keys ignore them).
+   */
+  lookaheadTokenIds?: (number[] | null)[] | null;
+  /** SGLang: the request's cache salt, on every event of a salted chain (vLLM puts it in extra_keys). */
+  cacheSalt?: string | null;
+  /**
+   * SGLang's EAGLE bigram radix keys: token_ids came as [a, b] pairs (tokenIds is then empty; they
+   * are not a prompt's tokens).
+   */
+  bigramTokens?: boolean;
   encoding?: EventEncoding;
   /** Set when the engine sent hashes as negative (signed int64) integers. */
   signedHashes?: boolean;
@@ -51,6 +87,8 @@ export interface BlockRemoved {
   blockHashDigests?: readonly Uint8Array[];
   medium: string | null;
   groupIdx: number | null;
+  locality?: string | null;
+  ownership?: string | null;
   encoding?: EventEncoding;
   signedHashes?: boolean;
 }

@@ -30,7 +30,8 @@ describe('BlockStored array layouts across vLLM versions', () => {
   });
 
   it('ignores positions past the ones it knows (a newer engine)', () => {
-    const batch = decodeEventBatch(pack([1, [[...storedArray(12), 'future', { x: 1 }]], null]));
+    // Positions 12–15 are vLLM 0.34's (locality, ownership, session_id, lookahead_token_ids).
+    const batch = decodeEventBatch(pack([1, [[...storedArray(12), null, null, null, null, 'future', { x: 1 }]], null]));
     expect(batch.skipped).toEqual([]);
     expect((batch.events[0] as BlockStored).kvCacheSpecKind).toBe('full_attention');
   });

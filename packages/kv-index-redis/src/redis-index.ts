@@ -5,6 +5,7 @@ import {
   FLAG_HAS_GROUP,
   FLAG_SPECULATIVE,
   IndexError,
+  matchPrefixByLookup,
   type AddOptions,
   type IndexObserver,
   type IndexStats,
@@ -14,14 +15,16 @@ import {
   type LookupResult,
   type PodCounts,
   type PodEntry,
+  type PrefixMatch,
+  type PrefixMatchOptions,
 } from '@kvix/kv-index';
 import { Redis, type RedisOptions } from 'ioredis';
-import { decodeField, engineKeyName, fieldOf, ownerSuffix, requestKeyName, tierMarker, type DecodedField } from './llmd-schema.js';
+import { decodeField, engineKeyName, fieldOf, goJsonString, ownerSuffix, requestKeyName, tierMarker, type DecodedField } from './llmd-schema.js';
 import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 import { SCRIPTS, type ScriptName } from './scripts.js';
 
 /** Index operations, as the `operation` label of the backend error counter. */
-export type BackendOperation = 'add' | 'evict' | 'lookup' | 'resolve' | 'clear' | 'stats' | 'pod_counts' | 'dump_pod' | 'sweep';
+export type BackendOperation = 'add' | 'evict' | 'lookup' | 'resolve' | 'clear' | 'stats' | 'pod_counts' | 'dump_pod' | 'sweep' | 'reconcile';
 
 /** Backend health for metrics: `kvix_index_backend_up` and `kvix_index_backend_errors_total`. */
 export interface BackendHealthObserver {
@@ -52,6 +55,19 @@ export interface RedisIndexConfig {
   maxReconnectDelayMs?: number;
   /** Keys of a pod cleared per server call (bounds how long one call holds the server). Default 512. */
   clearBatch?: number;
+  /**
+   * Other writers share the database (a Go llm-d EPP): clear(pod) also removes their entries of
+   * the pod, by a bounded SCAN of the keyspace (O(keyspace), like llm-d's own Clear), and the
+   * per-pod counters are reconciled in the background with what their Evict and Clear deleted.
+   * Default true; false keeps clear proportional to the pod's own entries.
+   */
+  sharedWithForeignWriters?: boolean;
+  /** Keys SCANned per server call when clearing foreign entries. Default 1000. */
+  foreignClearBatch?: number;
+  /** Background reconciliation: a bounded step every this many ms (0: only on demand). Default 5000. */
+  reconcileIntervalMs?: number;
+  /** Keys of a pod's index checked per reconciliation step. Default 1000. */
+  reconcileBatch?: number;
   /** Extra TLS options for `rediss://` (CA, client certificate). */
   tls?: ConnectionOptions;
   observer?: IndexObserver;
@@ -94,6 +110,13 @@ export class RedisIndex implements KvBlockIndex {
   private readonly health: BackendHealthObserver | undefined;
   private readonly logger: RedisIndexLogger | undefined;
   private readonly sweepTimer: NodeJS.Timeout | undefined;
+  private readonly reconcileTimer: NodeJS.Timeout | undefined;
+  private readonly shared: boolean;
+  private readonly foreignClearBatch: number;
+  private readonly reconcileBatch: number;
+  /** Background reconciliation: the pod being walked and where its HSCAN stands. */
+  private reconcilePos: { pods: string[]; at: number; cursor: string } = { pods: [], at: 0, cursor: '0' };
+  private reconciling = false;
   private state: State = 'connecting';
   private everUp = false;
   private downSince = 0;
@@ -147,6 +170,14 @@ export class RedisIndex implements KvBlockIndex {
     if (sweepMs > 0) {
       this.sweepTimer = setInterval(() => void this.sweepNow().catch(() => undefined), sweepMs);
       this.sweepTimer.unref();
+    }
+    this.shared = config.sharedWithForeignWriters ?? true;
+    this.foreignClearBatch = positive(config.foreignClearBatch ?? 1000, 'foreignClearBatch');
+    this.reconcileBatch = positive(config.reconcileBatch ?? 1000, 'reconcileBatch');
+    const reconcileMs = config.reconcileIntervalMs ?? 5000;
+    if (this.shared && reconcileMs > 0) {
+      this.reconcileTimer = setInterval(() => void this.reconcileStep().catch(() => undefined), reconcileMs);
+      this.reconcileTimer.unref();
     }
   }
 
@@ -356,19 +387,85 @@ export class RedisIndex implements KvBlockIndex {
     return this.decodeLookup(Number(reply[1]), reply[2]!, reply.slice(3));
   }
 
+  /**
+   * The lookup's one round trip (the script already stops where no candidate goes on), scored in
+   * this process: walking runs would save nothing next to the network hop.
+   */
+  matchPrefix(requestKeys: BigUint64Array, options: PrefixMatchOptions = {}): Promise<PrefixMatch> {
+    return matchPrefixByLookup(this, requestKeys, options);
+  }
+
   async clear(pod: string): Promise<number> {
     this.checkOpen();
     let cursor = '0';
     let removed = 0;
-    // Bounded steps through the pod's own index: never the whole keyspace, never one long call.
+    // Bounded steps through the pod's own index: never one long call.
     do {
       const [expired, next, n] = (await this.script('clear', 'clear', [], [pod, cursor, String(this.clearBatch)])) as [string, string, number];
       this.reportExpired(expired);
       removed += n;
       cursor = next;
     } while (cursor !== '0');
+    if (this.shared) removed += await this.clearForeign(pod);
     if (removed > 0) this.observer?.evicted?.(removed, 'clear');
     return removed;
+  }
+
+  /** What other writers (a Go llm-d EPP) hold under the pod, removed by a bounded walk of the keyspace. */
+  private async clearForeign(pod: string): Promise<number> {
+    const fieldPrefix = `{"PodIdentifier":${goJsonString(pod)},`;
+    let cursor = '0';
+    let removed = 0;
+    do {
+      const [expired, next, n] = (await this.script('clear', 'clear_foreign', [], [pod, cursor, String(this.foreignClearBatch), fieldPrefix])) as [string, string, number];
+      this.reportExpired(expired);
+      removed += n;
+      cursor = next;
+    } while (cursor !== '0');
+    return removed;
+  }
+
+  /**
+   * Brings a pod's counters (or every pod's) in line with what the database holds, after another
+   * writer deleted entries kvix counted (llm-d's Evict, Clear). Proportional to the pods' entries.
+   * Returns the entries that were gone.
+   */
+  async reconcile(pod?: string): Promise<number> {
+    this.checkOpen();
+    const pods = pod !== undefined ? [pod] : (await this.podCounts()).map((c) => c.pod);
+    let dropped = 0;
+    for (const p of pods) {
+      let cursor = '0';
+      do {
+        const [expired, next, n] = (await this.script('reconcile', 'reconcile', [], [p, cursor, String(this.reconcileBatch)])) as [string, string, number, number];
+        this.reportExpired(expired);
+        dropped += n;
+        cursor = next;
+      } while (cursor !== '0');
+    }
+    return dropped;
+  }
+
+  /** One bounded background step: the next batch of keys of the next pod. */
+  private async reconcileStep(): Promise<void> {
+    if (this.state !== 'up' || this.reconciling) return;
+    this.reconciling = true;
+    try {
+      const pos = this.reconcilePos;
+      if (pos.at >= pos.pods.length) {
+        this.reconcilePos = { pods: (await this.podCounts()).map((c) => c.pod), at: 0, cursor: '0' };
+        if (this.reconcilePos.pods.length === 0) return;
+      }
+      const p = this.reconcilePos;
+      const [expired, next] = (await this.script('reconcile', 'reconcile', [], [p.pods[p.at]!, p.cursor, String(this.reconcileBatch)])) as [string, string, number, number];
+      this.reportExpired(expired);
+      if (next === '0') {
+        p.at++;
+        p.cursor = '0';
+      } else p.cursor = next;
+    } finally {
+      this.reconciling = false;
+    }
   }
 
   async stats(): Promise<IndexStats> {
@@ -391,7 +488,8 @@ export class RedisIndex implements KvBlockIndex {
     return {
       backend: this.backend,
       entries: c.get('entries') ?? 0,
-      keys: c.get('keys') ?? 0,
+      // A key holds at least one entry: clamped, since another writer emptying keys kvix created is not seen per key.
+      keys: Math.min(c.get('keys') ?? 0, c.get('entries') ?? 0),
       pods: [...c.keys()].filter((k) => k.startsWith('e:')).length,
       engineMappings: c.get('mappings') ?? 0,
       // The server's, shared with whatever else it holds.
@@ -422,6 +520,8 @@ export class RedisIndex implements KvBlockIndex {
   /** Pages in request-key order (a hash has no insertion order); reads the pod's whole index per call. */
   async dumpPod(pod: string, offset: number, limit: number): Promise<{ total: number; items: { key: bigint; entry: PodEntry }[] }> {
     this.checkOpen();
+    // What another writer deleted is not dumped (nor counted any more).
+    if (this.shared) await this.reconcile(pod);
     // Expired speculation goes first, as for every other call (the pages below are plain reads).
     const [expired] = (await this.script('dump_pod', 'sweep', [], [randomUUID()])) as [string, string];
     this.reportExpired(expired);
@@ -450,6 +550,7 @@ export class RedisIndex implements KvBlockIndex {
   async close(): Promise<void> {
     if (this.state === 'closed') return;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     const wasUp = this.state === 'up';
     this.state = 'closed';
     for (const w of this.waiters.splice(0)) w.reject(new IndexError('CLOSED', 'index is closed'));

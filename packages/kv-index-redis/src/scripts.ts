@@ -389,6 +389,77 @@ bump('speculative', -spec_removed); bump('s:' .. pod, -spec_removed)
 return { flush(), res[1], removed }
 `;
 
+/**
+ * One bounded step of clearing what another writer (a Go llm-d EPP sharing the database) put under
+ * a pod: SCAN of the keyspace from cursor ARGV[3], COUNT ARGV[4], HASH keys only, skipping
+ * engine: and kvix: keys; per key, the fields of the pod (matched by their JSON prefix, which Go's
+ * encoding and kvix's share byte for byte) that kvix's own index of the pod does not list (those
+ * are kvix's: its own clear removed them, or they were written after it) are deleted, as llm-d's
+ * Clear does. O(keyspace): the price of clearing entries kvix never tracked.
+ * ARGV: prefix, pod, cursor, count, field prefix. Returns {expired, next cursor, removed}.
+ */
+export const CLEAR_FOREIGN_SCRIPT = `${PRELUDE}
+sweep()
+local pod, fp = ARGV[2], ARGV[5]
+local ph = pod_hash(pod)
+local res = redis.call('SCAN', ARGV[3], 'MATCH', P .. '*', 'COUNT', tonumber(ARGV[4]), 'TYPE', 'hash')
+local removed = 0
+local plen = #P
+for _, hk in ipairs(res[2]) do
+  local k = string.sub(hk, plen + 1)
+  if string.sub(k, 1, 7) ~= 'engine:' and string.sub(k, 1, 5) ~= 'kvix:' then
+    local mine = nil
+    for _, f in ipairs(redis.call('HKEYS', hk)) do
+      if string.sub(f, 1, #fp) == fp then
+        if mine == nil then
+          mine = {}
+          for _, line in ipairs(lines_of(redis.call('HGET', ph, k))) do mine[(parse_line(line))] = true end
+        end
+        if not mine[f] then
+          redis.call('HDEL', hk, f)
+          removed = removed + 1
+        end
+      end
+    end
+  end
+end
+return { flush(), res[1], removed }
+`;
+
+/**
+ * One bounded step of reconciling a pod's counters with what the shared database really holds:
+ * another writer (llm-d's Evict and Clear) may have deleted fields kvix's index of the pod still
+ * lists. Up to ARGV[4] of the pod's keys from HSCAN cursor ARGV[3]: each line whose field is gone
+ * from its request key is dropped, with the counters it was counted in.
+ * ARGV: prefix, pod, cursor, count. Returns {expired, next cursor, lines dropped, lines checked}.
+ */
+export const RECONCILE_SCRIPT = `${PRELUDE}
+sweep()
+local pod = ARGV[2]
+local ph = pod_hash(pod)
+local res = redis.call('HSCAN', ph, ARGV[3], 'COUNT', tonumber(ARGV[4]))
+local kv = res[2]
+local dropped, checked = 0, 0
+for i = 1, #kv, 2 do
+  local k = kv[i]
+  local keep = {}
+  local lines = lines_of(kv[i + 1])
+  for _, line in ipairs(lines) do
+    checked = checked + 1
+    local f, ins = parse_line(line)
+    if redis.call('HEXISTS', P .. k, f) == 1 then
+      keep[#keep + 1] = line
+    else
+      dropped = dropped + 1
+      bump('entries', -1); bump('e:' .. pod, -1)
+      if ins ~= nil then bump('speculative', -1); bump('s:' .. pod, -1) end
+    end
+  end
+  if #keep ~= #lines then store_lines(ph, k, keep) end
+end
+return { flush(), res[1], dropped, checked }
+`;
+
 /** ARGV: prefix. Returns {expired, counters as a flat field/value list}. */
 export const STATS_SCRIPT = `${PRELUDE}
 sweep()
@@ -410,6 +481,8 @@ export const SCRIPTS = {
   clear: CLEAR_SCRIPT,
   stats: STATS_SCRIPT,
   sweep: SWEEP_SCRIPT,
+  clear_foreign: CLEAR_FOREIGN_SCRIPT,
+  reconcile: RECONCILE_SCRIPT,
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;

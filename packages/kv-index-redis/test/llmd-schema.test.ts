@@ -1,5 +1,5 @@
 import { entriesAt, scoreLookup, type PodEntry } from '@kvix/kv-index';
-import { startRedis, type PrivateServer } from '@kvix/test-support';
+import { startRedis, waitFor, type PrivateServer } from '@kvix/test-support';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decodeField, fieldOf, goJsonString, RedisIndex } from '../src/index.js';
@@ -133,6 +133,80 @@ describe('llm-d key schema', () => {
     expect(keys.filter((k) => !k.startsWith('kvix:'))).toEqual(['50', '51', 'engine:5']);
     for (const k of keys.filter((k) => k.startsWith('kvix:'))) expect(await raw.type(k)).toBe('hash');
     expect(keys).toEqual(expect.arrayContaining(['kvix:pod:a:1', 'kvix:pod:b:1', 'kvix:stats']));
+  });
+});
+
+/** What llm-d-router's RedisIndex does, command for command (pkg/kvcache/kvblock/redis.go). */
+const llmd = {
+  async add(engineKeys: bigint[], requestKeys: bigint[], entries: { pod: string; tier: string; speculative: boolean }[]): Promise<void> {
+    engineKeys.forEach((ek, i) => void raw.zadd(`engine:${ek}`, 0, String(requestKeys[i])));
+    for (const rk of requestKeys) for (const e of entries) await raw.hset(String(rk), goField(e.pod, e.tier, e.speculative), '');
+  },
+  async evictEngine(engineKey: bigint, entries: { pod: string; tier: string; speculative: boolean }[]): Promise<void> {
+    const rks = await raw.zrange(`engine:${engineKey}`, 0, -1);
+    for (const rk of rks) {
+      await raw.hdel(rk, ...entries.map((e) => goField(e.pod, e.tier, e.speculative)));
+    }
+    if ((await Promise.all(rks.map((rk) => raw.hlen(rk)))).every((n) => n === 0)) await raw.del(`engine:${engineKey}`);
+  },
+  async clear(pod: string): Promise<void> {
+    let cursor = '0';
+    do {
+      const [next, keys] = await raw.scan(cursor, 'COUNT', 1024);
+      for (const key of keys) {
+        if (key.startsWith('engine:')) continue;
+        const stale = (await raw.hkeys(key)).filter((f) => decodeGoPodEntry(f)?.PodIdentifier === pod);
+        if (stale.length > 0) await raw.hdel(key, ...stale);
+      }
+      cursor = next;
+    } while (cursor !== '0');
+  },
+};
+
+describe('a mixed fleet: kvix and a Go llm-d EPP on one Redis', () => {
+  it("clears what the llm-d EPP wrote for a pod when kvix handles the pod's reset, and nothing of other pods", async () => {
+    const idx = await index();
+    await idx.add(R(1n, 2n), R(11n, 12n), [gpu('a:1')]);
+    await llmd.add([3n, 4n], [13n, 14n], [{ pod: 'a:1', tier: 'gpu', speculative: false }, { pod: 'b:1', tier: 'gpu', speculative: false }]);
+    await llmd.add([5n], [11n], [{ pod: 'a:1', tier: 'cpu', speculative: false }]);
+    expect(await idx.clear('a:1')).toBe(5);
+    const res = await idx.lookup(R(11n, 12n, 13n, 14n), { earlyStop: false });
+    expect([0, 1, 2, 3].map((i) => entriesAt(res, i).map((e) => e.pod))).toEqual([[], [], ['b:1'], ['b:1']]);
+  });
+
+  it("brings stats, podCounts and dumpPod back in line after llm-d's Evict and Clear", async () => {
+    const idx = await index();
+    await idx.add(R(1n, 2n, 3n), R(21n, 22n, 23n), [gpu('a:1')]);
+    await idx.add(R(4n), R(24n), [gpu('b:1')]);
+    // The Go EPP ingests the same pods: its Evict removes kvix's field (the same bytes), its Clear all of b:1.
+    await llmd.evictEngine(3n, [{ pod: 'a:1', tier: 'gpu', speculative: false }]);
+    await llmd.clear('b:1');
+    expect(await idx.reconcile()).toBe(2);
+    expect(await idx.podCounts()).toEqual([{ pod: 'a:1', entries: 2, speculative: 0 }]);
+    expect((await idx.stats()).entries).toBe(2);
+    await llmd.evictEngine(2n, [{ pod: 'a:1', tier: 'gpu', speculative: false }]);
+    // dumpPod reconciles the pod it dumps.
+    expect((await idx.dumpPod('a:1', 0, 10)).items.map((i) => i.key)).toEqual([21n]);
+    expect(await idx.podCounts()).toEqual([{ pod: 'a:1', entries: 1, speculative: 0 }]);
+  });
+
+  it('reconciles in the background, a bounded step at a time', async () => {
+    const idx = new RedisIndex({ url: `${redis.url}/${DB}`, sweepIntervalMs: 0, reconcileIntervalMs: 20, reconcileBatch: 2 });
+    open.push(idx);
+    await idx.ready();
+    await idx.add(R(1n, 2n, 3n, 4n), R(31n, 32n, 33n, 34n), [gpu('a:1')]);
+    await llmd.clear('a:1');
+    await waitFor(async () => (await idx.podCounts()).length === 0, 5000, 'the background reconciliation');
+    expect((await idx.stats()).entries).toBe(0);
+  });
+
+  it('keeps clear proportional to the pod when configured without foreign writers', async () => {
+    const idx = new RedisIndex({ url: `${redis.url}/${DB}`, sweepIntervalMs: 0, sharedWithForeignWriters: false });
+    open.push(idx);
+    await idx.ready();
+    await llmd.add([3n], [13n], [{ pod: 'a:1', tier: 'gpu', speculative: false }]);
+    expect(await idx.clear('a:1')).toBe(0);
+    expect(await raw.hlen('13')).toBe(1);
   });
 });
 

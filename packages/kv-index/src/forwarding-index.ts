@@ -1,4 +1,4 @@
-import type { AddOptions, IndexStats, KeyKind, KvBlockIndex, LookupOptions, LookupResult, PodCounts, PodEntry } from './types.js';
+import type { AddOptions, IndexStats, KeyKind, KvBlockIndex, LookupOptions, LookupResult, PodCounts, PodEntry, PrefixMatch, PrefixMatchOptions } from './types.js';
 
 /**
  * The base of index decorators (metrics, replication, …): every call goes to `inner`, so a
@@ -29,6 +29,10 @@ export class ForwardingIndex implements KvBlockIndex {
 
   lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult> {
     return this.inner.lookup(requestKeys, options);
+  }
+
+  matchPrefix(requestKeys: BigUint64Array, options?: PrefixMatchOptions): Promise<PrefixMatch> {
+    return this.inner.matchPrefix(requestKeys, options);
   }
 
   clear(pod: string): Promise<number> {

@@ -51,6 +51,48 @@ export interface LookupResult {
   readonly tiers: readonly string[];
 }
 
+/** Weight of a block by the tier a pod holds it in (configurable; defaults from the spec). */
+export interface TierWeights {
+  /** Per tier name (lower-case): gpu, cpu, disk, storage, … */
+  tiers: Readonly<Record<string, number>>;
+  /** A speculative entry (a routing decision not yet confirmed by events). */
+  speculative: number;
+  /** A tier not listed above. */
+  unknown: number;
+}
+
+export interface PrefixMatchOptions {
+  /** Only these pods (the router's candidates). */
+  pods?: Iterable<string>;
+  /** Weights of the score (default: the spec's, DEFAULT_TIER_WEIGHTS). */
+  weights?: TierWeights;
+}
+
+/**
+ * Each pod's longest run of the prompt's keys from key 0, weighted by tier, from one walk over the
+ * keys — what `scoreLookup(lookup(keys, {pods}), …)` computes, without listing every entry of every
+ * key. Pod k of the result (k < podCount) is `pods[podIndex[k]]`; only pods holding key 0 (among the
+ * candidates) have a run and are listed, in no particular order. `prefixScores` turns it into
+ * sorted PodScore objects.
+ */
+export interface PrefixMatch {
+  /** Keys examined from key 0, as `lookup` with early stop reports them: every run ends within them. */
+  readonly keyCount: number;
+  readonly podCount: number;
+  readonly podIndex: Uint32Array;
+  /** Length of each pod's consecutive run from key 0. */
+  readonly matchedBlocks: Uint32Array;
+  /** Sum over the run of the best tier weight the pod holds each block in. */
+  readonly score: Float64Array;
+  /**
+   * Per pod, `tiers.length + 1` counts: blocks of its run held in tier t (a block held in several
+   * groups of a tier counts once); the last slot counts speculative blocks.
+   */
+  readonly tierBlocks: Uint32Array;
+  readonly pods: readonly string[];
+  readonly tiers: readonly string[];
+}
+
 export const FLAG_SPECULATIVE = 1;
 export const FLAG_HAS_GROUP = 2;
 
@@ -108,6 +150,12 @@ export interface KvBlockIndex {
   /** Every request key an engine key maps to, in order (empty if unknown). */
   requestKeysFor(engineKey: bigint): Promise<bigint[]>;
   lookup(requestKeys: BigUint64Array, options?: LookupOptions): Promise<LookupResult>;
+  /**
+   * Each pod's tier-weighted longest prefix of `requestKeys`, with the side effects of
+   * `lookup(requestKeys, {pods})` (the keys examined count as used). The scorer's path: a backend
+   * without a faster way answers with `matchPrefixByLookup`.
+   */
+  matchPrefix(requestKeys: BigUint64Array, options?: PrefixMatchOptions): Promise<PrefixMatch>;
   /** Drop every entry of a pod, in every tier; returns how many entries went. */
   clear(pod: string): Promise<number>;
   stats(): Promise<IndexStats>;

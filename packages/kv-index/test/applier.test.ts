@@ -14,7 +14,7 @@ function tokens(n: number, seed = 1): number[] {
 class FakeEngine {
   readonly hasher: EngineHasher;
   constructor(readonly engineBlock = 16) {
-    this.hasher = new EngineHasher({ algorithm: 'sha256', pythonHashSeed: '0', blockSize: engineBlock });
+    this.hasher = new EngineHasher({ algorithm: 'sha256', pythonHashSeed: '0', blockSize: engineBlock, hashFormat: 'untagged' });
   }
 
   hashes(prompt: number[], extras: { loraName?: string; cacheSalt?: string } = {}): BigUint64Array {

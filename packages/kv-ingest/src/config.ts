@@ -34,6 +34,8 @@ export const IngestConfigSchema = z
     /** While the pod stays quiet, the tail check repeats at doubling intervals up to this (at most tailCheckMs: once). */
     tailCheckMaxMs: z.number().int().min(0).default(30_000),
     receiveHighWaterMark: z.number().int().min(0).default(100_000),
+    /** A seq more than this past the last one is another sequence (handled as a restart), never that many lost batches. */
+    maxSeqJump: z.number().int().min(1).default(1_000_000),
     reconnectIntervalMs: z.number().int().min(10).default(100),
     reconnectMaxIntervalMs: z.number().int().min(10).default(5000),
     /** Readiness waits for discovery and the pods' startup replays, at most this long. */

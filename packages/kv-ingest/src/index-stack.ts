@@ -1,9 +1,10 @@
 import { DEFAULT_BLOCK_SIZE, REQUEST_KEY_ALGORITHMS, RequestKeyHasher, type RequestKeyAlgorithm } from '@kvix/block-keys';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, EventApplier, InMemoryIndex, tierWeights, type IndexObserver, type KvBlockIndex, type TierWeights } from '@kvix/kv-index';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, InMemoryIndex, tierWeights, type EventApplier, type IndexObserver, type KvBlockIndex, type TierWeights } from '@kvix/kv-index';
 import { parseRedisUrl, RedisIndex, type RedisIndexLogger } from '@kvix/kv-index-redis';
 import { z } from 'zod';
 import type { IngestMetrics } from './metrics.js';
 import { InstrumentedIndex } from './instrumented-index.js';
+import { TracedEventApplier, TracedIndex } from './traced-index.js';
 
 /** Where a Redis-backed index lives (llm-d's key schema, so a Go llm-d EPP can share it). */
 const RedisSettingsSchema = z
@@ -17,6 +18,14 @@ const RedisSettingsSchema = z
     commandTimeoutMs: z.number().int().min(1).default(1000),
     /** How often expired speculative entries are swept when idle (every operation also sweeps); 0 = only on use. */
     sweepIntervalMs: z.number().int().min(0).default(250),
+    /**
+     * Another writer (a Go llm-d EPP) shares the database: clear(pod) also removes its entries of the
+     * pod (a bounded walk of the keyspace) and counters are reconciled with what it deletes. false: clear
+     * stays proportional to the pod's own entries.
+     */
+    sharedWithForeignWriters: z.boolean().default(true),
+    /** Background reconciliation step interval (0: off). */
+    reconcileIntervalMs: z.number().int().min(0).default(5000),
   })
   .strict();
 
@@ -51,8 +60,15 @@ export const IndexSettingsSchema = z
       })
       .strict()
       .prefault({}),
+    /** Share of KV-event batches traced (a span each, with its index operations) when OpenTelemetry tracing is on. */
+    traceBatchRatio: z.number().min(0).max(1).default(0.01),
     /** KV-cache kinds of hybrid models whose groups are indexed. */
     indexedKinds: z.array(z.string().min(1)).min(1).optional(),
+    /** Sanity limits: a batch with an event of more engine blocks, or an engine block of more tokens, is refused whole (and counted). */
+    maxBlocksPerEvent: z.number().int().min(1).default(65_536),
+    maxTokensPerBlock: z.number().int().min(1).default(65_536),
+    /** LMCache in-process sends no removals: its entries expire this long after their last announcement (0: never). */
+    lmcacheTtlMs: z.number().int().min(0).default(3_600_000),
     /** Weight of a block by tier when scoring (gpu 1.0, cpu 0.8, disk/storage 0.5 unless set). */
     tierWeights: z
       .object({ tiers: z.record(z.string(), z.number().min(0)).optional(), speculative: z.number().min(0).optional(), unknown: z.number().min(0).optional() })
@@ -129,6 +145,8 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
           keyPrefix: settings.redis.keyPrefix,
           speculativeTtlMs: settings.speculativeTtlMs,
           sweepIntervalMs: settings.redis.sweepIntervalMs,
+          sharedWithForeignWriters: settings.redis.sharedWithForeignWriters,
+          reconcileIntervalMs: settings.redis.reconcileIntervalMs,
           connectTimeoutMs: settings.redis.connectTimeoutMs,
           commandTimeoutMs: settings.redis.commandTimeoutMs,
           observer,
@@ -137,7 +155,15 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
         })
       : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer });
   metrics.watchIndexSize(backend);
-  const applier = new EventApplier(options.applierIndex ? options.applierIndex(backend) : backend, { hasher, observer: metrics.applierObserver(), ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}) });
+  const applier = new TracedEventApplier(new TracedIndex(options.applierIndex ? options.applierIndex(backend) : backend), {
+    hasher,
+    observer: metrics.applierObserver(),
+    maxBlocksPerEvent: settings.maxBlocksPerEvent,
+    maxTokensPerBlock: settings.maxTokensPerBlock,
+    lmcacheTtlMs: settings.lmcacheTtlMs,
+    ...(settings.indexedKinds ? { indexedKinds: settings.indexedKinds } : {}),
+  });
+  applier.traceBatches(settings.traceBatchRatio);
   const weights = tierWeights(settings.tierWeights);
   const status: BackendStatus =
     backend instanceof RedisIndex
@@ -148,7 +174,7 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
           onReset: (listener) => backend.onDataLoss(listener),
         }
       : { isUp: true, onReset: () => undefined };
-  return { index: new InstrumentedIndex(backend, metrics), backend, hasher, applier, weights, status };
+  return { index: new InstrumentedIndex(new TracedIndex(backend), metrics), backend, hasher, applier, weights, status };
 }
 
 function bothObservers(a: IndexObserver, b: IndexObserver): IndexObserver {

@@ -2,6 +2,7 @@ export { Ingestor, createDiscoverySources, type IngestorOptions, type PodDebugSt
 export { IngestConfigSchema, parseIngestConfig, type IngestConfig, type IngestConfigInput } from './config.js';
 export { IngestMetrics } from './metrics.js';
 export { InstrumentedIndex } from './instrumented-index.js';
+export { TracedIndex, TracedEventApplier } from './traced-index.js';
 export { PodStream, ReplayUnavailableError, type IncomingBatch, type ReplayClient, type StreamSink, type StreamObserver, type StreamOptions, type StreamState, type ReplayReason, type ReplayOutcome, REPLAY_REASONS, REPLAY_OUTCOMES } from './stream/pod-stream.js';
 export { EventSubscriber, ZmqReplayClient } from './transport/zmq.js';
 export { FileDiscovery } from './discovery/file.js';

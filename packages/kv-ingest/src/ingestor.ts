@@ -1,5 +1,5 @@
 import { parseTopic, type DecodedBatch, type EventDecodeError } from '@kvix/kv-events';
-import type { EventApplier } from '@kvix/kv-index';
+import type { EngineProfile, EventApplier, EventRules } from '@kvix/kv-index';
 import type { Logger } from 'pino';
 import type { IngestConfig } from './config.js';
 import type { BackendStatus } from './index-stack.js';
@@ -36,6 +36,10 @@ export interface PodDebugState {
   reconnections: number;
   topicMismatches: number;
   malformedMessages: number;
+  /** How the pod's events are read: from configuration, or the rules its events made kvix infer. */
+  engine: { configured: EngineProfile | null; inferredRules: EventRules[] };
+  /** Batches refused whole by a sanity limit. */
+  rejectedBatches: number;
   stream: StreamState;
 }
 
@@ -56,7 +60,12 @@ interface PodRuntime {
   /** Fires once the pod has been quiet for quietDelayMs (see armTailCheck). */
   quietTimer: NodeJS.Timeout | null;
   quietDelayMs: number;
+  inferredRules: EventRules[];
+  rejectedBatches: number;
 }
+
+/** How often idle pods' LMCache in-process entries are checked for expiry (busy pods check at every batch). */
+const LMCACHE_EXPIRY_INTERVAL_MS = 10_000;
 
 /** After a sink failure (an index backend down), a pod waits this long before retrying. */
 const FAILURE_BACKOFF_MS = 1000;
@@ -141,6 +150,7 @@ export class Ingestor {
   private central: EventSubscriber | null = null;
   private unknownTopicLogged = false;
   private depthTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
   private started = false;
   private isReady = false;
   private readyWaiters: (() => void)[] = [];
@@ -192,6 +202,9 @@ export class Ingestor {
     await this.reconciling;
     this.depthTimer = setInterval(() => this.refreshDepth(), 1000);
     this.depthTimer.unref();
+    // LMCache in-process never announces removals: its entries expire, idle pods included (in each pod's lane).
+    this.expiryTimer = setInterval(() => this.expireLmcache(), LMCACHE_EXPIRY_INTERVAL_MS);
+    this.expiryTimer.unref();
     void this.settleReadiness();
   }
 
@@ -217,6 +230,7 @@ export class Ingestor {
 
   async stop(): Promise<void> {
     if (this.depthTimer) clearInterval(this.depthTimer);
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
     await Promise.allSettled(this.sources.map((s) => s.stop()));
     await this.reconciling;
     this.central?.close();
@@ -248,6 +262,8 @@ export class Ingestor {
       reconnections: p.reconnections,
       topicMismatches: p.topicMismatches,
       malformedMessages: p.malformed,
+      engine: { configured: p.target.engine ?? null, inferredRules: [...p.inferredRules] },
+      rejectedBatches: p.rejectedBatches,
       stream: p.stream.state(),
     }));
   }
@@ -288,12 +304,13 @@ export class Ingestor {
         replayBackoffMs: c.replayBackoffMs,
         replayCooldownMs: c.replayCooldownMs,
         unknownParentCooldownMs: c.unknownParentCooldownMs,
+        maxSeqJump: c.maxSeqJump,
       },
-      this.sinkFor(target),
+      this.sinkFor(target, () => runtime),
       this.streamObserver(),
       this.logger.child({ pod: target.id }),
     );
-    const runtime: PodRuntime = { target, stream, subscriber: null, lane, connected: false, reconnections: 0, topicMismatches: 0, malformed: 0, mismatchLogged: false, disconnectedSince: false, fromTopic, quietTimer: null, quietDelayMs: 0 };
+    const runtime: PodRuntime = { target, stream, subscriber: null, lane, connected: false, reconnections: 0, topicMismatches: 0, malformed: 0, mismatchLogged: false, disconnectedSince: false, fromTopic, quietTimer: null, quietDelayMs: 0, inferredRules: [], rejectedBatches: 0 };
     this.pods.set(target.id, runtime);
     if (target.eventEndpoint !== null && c.mode === 'per-pod') {
       runtime.subscriber = new EventSubscriber(target.eventEndpoint, 'connect', this.subscriberOptions(), {
@@ -436,12 +453,23 @@ export class Ingestor {
     this.logger.warn({ pod, code: err.code, err: err.message }, msg);
   }
 
-  private sinkFor(target: PodTarget): StreamSink {
+  private sinkFor(target: PodTarget, runtimeOf: () => PodRuntime): StreamSink {
     const { applier, metrics } = this.options;
     return {
       apply: async (batch: DecodedBatch, message: IncomingBatch) => {
         const model = parseTopic(message.topic).model ?? target.model;
-        const result = await applier.apply(batch, { pod: target.id, model });
+        const result = await applier.apply(batch, target.engine === undefined ? { pod: target.id, model } : { pod: target.id, model, engine: target.engine });
+        const runtime = runtimeOf();
+        if (result.rejected !== undefined) {
+          metrics.batchesRejected.inc({ pod: target.id, reason: result.rejected });
+          if (runtime.rejectedBatches++ === 0) this.logger.warn({ pod: target.id, seq: message.seq.toString(), reason: result.rejected }, 'event batch refused by a sanity limit and skipped; later ones are only counted');
+        }
+        for (const rules of result.inferredRules ?? []) {
+          runtime.inferredRules.push(rules);
+          metrics.rulesInferred.inc({ pod: target.id, rules });
+          // Never guessed silently: configure `engine`/`lmcache` in the endpoints file to decide it.
+          this.logger.warn({ pod: target.id, rules }, 'pod has no configured engine: its events are read by rules inferred from the wire');
+        }
         metrics.batchesApplied.inc({ pod: target.id });
         metrics.lastSeq.set({ pod: target.id }, Number(message.seq));
         const lag = Date.now() / 1000 - batch.ts;
@@ -501,6 +529,15 @@ export class Ingestor {
     return { topicPrefix: c.topicPrefix, receiveHighWaterMark: c.receiveHighWaterMark, reconnectIntervalMs: c.reconnectIntervalMs, reconnectMaxIntervalMs: c.reconnectMaxIntervalMs };
   }
 
+  private expireLmcache(): void {
+    const { applier } = this.options;
+    for (const runtime of this.pods.values()) {
+      if (!applier.holdsLmcache(runtime.target.id) || runtime.stream.hasWork) continue;
+      runtime.stream.requestChore(() => applier.expireLmcache(runtime.target.id));
+      runtime.lane.schedule(runtime.stream);
+    }
+  }
+
   private refreshDepth(): void {
     let total = 0;
     for (const p of this.pods.values()) {
@@ -526,7 +563,7 @@ export function createDiscoverySources(c: IngestConfig, logger: Logger): Discove
 
 /** Label changes (a pod starting to drain) do not make a target another subscription. */
 function sameTarget(a: PodTarget, b: PodTarget): boolean {
-  return a.eventEndpoint === b.eventEndpoint && a.replayEndpoint === b.replayEndpoint && a.model === b.model && a.name === b.name;
+  return a.eventEndpoint === b.eventEndpoint && a.replayEndpoint === b.replayEndpoint && a.model === b.model && a.name === b.name && JSON.stringify(a.engine ?? null) === JSON.stringify(b.engine ?? null);
 }
 
 function laneOf(id: string, lanes: number): number {

@@ -1,9 +1,9 @@
-import { ForwardingIndex, type KvBlockIndex, type LookupOptions, type LookupResult } from '@kvix/kv-index';
+import { ForwardingIndex, type KvBlockIndex, type LookupOptions, type LookupResult, type PrefixMatch, type PrefixMatchOptions } from '@kvix/kv-index';
 import type { IngestMetrics } from './metrics.js';
 
 /**
  * Lookup metrics around any index backend (a decorator, so backends stay free of metrics code):
- * requests, keys found, the longest run any pod holds, and latency.
+ * requests, the longest run any pod holds from the first key, and latency.
  */
 export class InstrumentedIndex extends ForwardingIndex {
   constructor(
@@ -19,12 +19,26 @@ export class InstrumentedIndex extends ForwardingIndex {
     this.metrics.lookupLatency.observe(Number(process.hrtime.bigint() - start) / 1e9);
     this.metrics.lookupRequests.inc();
     if (result.keyCount > 0) {
-      let found = 0;
-      for (let i = 0; i < result.keyCount; i++) if (result.offsets[i + 1]! > result.offsets[i]!) found++;
-      this.metrics.lookupHits.inc(found);
-      this.metrics.maxPodHitCount.inc(longestRun(result));
+      // Both llm-d counters mean the longest chain from key 0 one pod holds (llm-d-router #2400).
+      const run = longestRun(result);
+      this.metrics.lookupHits.inc(run);
+      this.metrics.maxPodHitCount.inc(run);
     }
     return result;
+  }
+
+  override async matchPrefix(requestKeys: BigUint64Array, options?: PrefixMatchOptions): Promise<PrefixMatch> {
+    const start = process.hrtime.bigint();
+    const match = await this.inner.matchPrefix(requestKeys, options);
+    this.metrics.lookupLatency.observe(Number(process.hrtime.bigint() - start) / 1e9);
+    this.metrics.lookupRequests.inc();
+    // A prefix match stops at the first key no pod's run from key 0 reaches: the longest run is
+    // exactly that long (both llm-d counters mean it, as for lookup above).
+    if (match.keyCount > 0) {
+      this.metrics.lookupHits.inc(match.keyCount);
+      this.metrics.maxPodHitCount.inc(match.keyCount);
+    }
+    return match;
   }
 }
 

@@ -5,6 +5,47 @@ import { REPLAY_OUTCOMES, REPLAY_REASONS, type ReplayOutcome, type ReplayReason 
 
 const P = 'llm_d_epp_kv_cache_';
 
+function renamed<L extends string>(labels: { pod: string } & Partial<Record<L, string>>): Partial<Record<'pod_identifier' | L, string>> {
+  // pod_identifier first, where `pod` stood: label order in the exposition follows insertion.
+  const out: Record<string, string | undefined> = { pod_identifier: labels.pod, ...labels };
+  delete out['pod'];
+  return out as Partial<Record<'pod_identifier' | L, string>>;
+}
+
+/** A counter whose `pod` label is written as llm-d's `pod_identifier` (callers keep kvix's name). */
+class PodIdentifierCounter<L extends string> {
+  constructor(private readonly counter: Counter<'pod_identifier' | L>) {}
+  inc(labels: { pod: string } & Partial<Record<L, string>>, n = 1): void {
+    this.counter.inc(renamed(labels), n);
+  }
+  remove(labels: { pod: string } & Partial<Record<L, string>>): void {
+    this.counter.remove(renamed(labels));
+  }
+}
+
+/** llm-d dual-emits its six index series and two dedup counters under their old `kvcache_*` names too. */
+class TwinCounter {
+  constructor(
+    private readonly current: Counter,
+    private readonly legacy: Counter,
+  ) {}
+  inc(n = 1): void {
+    this.current.inc(n);
+    this.legacy.inc(n);
+  }
+}
+
+class TwinHistogram {
+  constructor(
+    private readonly current: Histogram,
+    private readonly legacy: Histogram,
+  ) {}
+  observe(seconds: number): void {
+    this.current.observe(seconds);
+    this.legacy.observe(seconds);
+  }
+}
+
 /** Values of the `operation` label of the error counter. */
 export const ZMQ_ERROR_OPERATIONS = ['frames', 'decode', 'event', 'apply', 'topic'] as const;
 
@@ -17,22 +58,25 @@ const LOOKUP_BUCKETS = [0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0
  * (`llm_d_epp_kv_cache_*`), plus kvix's per-pod series (`kvix_ingest_*`).
  */
 export class IngestMetrics {
-  readonly messagesReceived: Counter<'pod'>;
+  readonly messagesReceived: PodIdentifierCounter<never>;
   readonly activeSubscribers: Gauge;
-  readonly reconnections: Counter<'pod'>;
-  readonly zmqErrors: Counter<'pod' | 'operation'>; // operation: one of ZMQ_ERROR_OPERATIONS
-  readonly storesSkipped: Counter<'reason'>;
-  readonly removalsSkipped: Counter<'reason'>;
-  readonly dedupSuppressed: Counter;
-  readonly dedupForwarded: Counter;
+  readonly reconnections: PodIdentifierCounter<never>;
+  readonly zmqErrors: PodIdentifierCounter<'operation'>; // operation: one of ZMQ_ERROR_OPERATIONS
+  /** llm-d's labels are `cache_kind` (when known) and `reason`. */
+  readonly storesSkipped: Counter<'cache_kind' | 'reason'>;
+  readonly removalsSkipped: Counter<'cache_kind' | 'reason'>;
+  readonly dedupSuppressed: TwinCounter;
+  readonly dedupForwarded: TwinCounter;
   readonly queueDepth: Gauge;
   readonly queueCapacity: Gauge;
-  readonly indexAdmissions: Counter;
-  readonly indexEvictions: Counter<'cause'>;
-  readonly lookupRequests: Counter;
-  readonly lookupHits: Counter;
-  readonly maxPodHitCount: Counter;
-  readonly lookupLatency: Histogram;
+  readonly indexAdmissions: TwinCounter;
+  /** llm-d's eviction counter is unlabelled; kvix's `kvix_index_evictions_total{cause}` says why. */
+  readonly indexEvictions: { inc(labels: { cause: string }, n: number): void };
+  readonly lookupRequests: TwinCounter;
+  /** Per lookup, the longest contiguous prefix chain the best pod holds (llm-d's meaning since #2400). */
+  readonly lookupHits: TwinCounter;
+  readonly maxPodHitCount: TwinCounter;
+  readonly lookupLatency: TwinHistogram;
   readonly speculationConfirmed: Counter;
   readonly speculationExpired: Counter;
   readonly speculationLatency: Histogram;
@@ -49,30 +93,45 @@ export class IngestMetrics {
   readonly podQueueDepth: Gauge<'pod'>;
   readonly topicMismatches: Counter<'pod'>;
   readonly batchesApplied: Counter<'pod'>;
+  readonly batchesRejected: Counter<'pod' | 'reason'>;
+  readonly rulesInferred: Counter<'pod' | 'rules'>;
+  readonly lmcacheExpired: Counter<'pod'>;
   // Index size, read from the index when scraped (not tracked per operation on the hot path).
-  readonly indexSize: Gauge;
+  readonly indexSize: Gauge<'plugin_name' | 'plugin_type'>;
   readonly indexBytes: Gauge;
   readonly podEntries: Gauge<'pod' | 'kind'>;
   private sizeSource: KvBlockIndex | null = null;
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.messagesReceived = new Counter({ name: `${P}events_messages_received_total`, help: 'KV-event messages received, per pod.', labelNames: ['pod'], registers });
+    const twin = (current: string, legacy: string, help: string): TwinCounter =>
+      new TwinCounter(new Counter({ name: current, help, registers }), new Counter({ name: legacy, help: `[Deprecated: use ${current}] ${help}`, registers }));
+    this.messagesReceived = new PodIdentifierCounter(new Counter({ name: `${P}events_messages_received_total`, help: 'KV-event messages received, per pod.', labelNames: ['pod_identifier'], registers }));
     this.activeSubscribers = new Gauge({ name: `${P}events_active_subscribers`, help: 'Pods with an active KV-event subscription.', registers });
-    this.reconnections = new Counter({ name: `${P}events_subscriber_reconnections_total`, help: 'Reconnection attempts to a pod\'s event endpoint.', labelNames: ['pod'], registers });
-    this.zmqErrors = new Counter({ name: `${P}events_zmq_errors_total`, help: 'Malformed messages and transport errors, by operation.', labelNames: ['pod', 'operation'], registers });
-    this.storesSkipped = new Counter({ name: `${P}events_stores_skipped_total`, help: 'BlockStored events not (fully) indexed, by reason.', labelNames: ['reason'], registers });
-    this.removalsSkipped = new Counter({ name: `${P}events_removals_skipped_total`, help: 'BlockRemoved events not applied, by reason.', labelNames: ['reason'], registers });
-    this.dedupSuppressed = new Counter({ name: `${P}events_dedup_removed_hashes_suppressed_total`, help: 'Removed hashes suppressed because another announcement still holds them.', registers });
-    this.dedupForwarded = new Counter({ name: `${P}events_dedup_removed_hashes_forwarded_total`, help: 'Removed hashes forwarded to the index.', registers });
+    this.reconnections = new PodIdentifierCounter(new Counter({ name: `${P}events_subscriber_reconnections_total`, help: 'Reconnection attempts to a pod\'s event endpoint.', labelNames: ['pod_identifier'], registers }));
+    this.zmqErrors = new PodIdentifierCounter(new Counter({ name: `${P}events_zmq_errors_total`, help: 'Malformed messages and transport errors, by operation.', labelNames: ['pod_identifier', 'operation'], registers }));
+    this.storesSkipped = new Counter({ name: `${P}events_stores_skipped_total`, help: 'BlockStored events not (fully) indexed, by reason.', labelNames: ['cache_kind', 'reason'], registers });
+    this.removalsSkipped = new Counter({ name: `${P}events_removals_skipped_total`, help: 'BlockRemoved events not applied, by reason.', labelNames: ['cache_kind', 'reason'], registers });
+    this.dedupSuppressed = twin(`${P}events_dedup_removed_hashes_suppressed_total`, 'kvcache_kvevents_dedup_removed_hashes_suppressed_total', 'Removed hashes suppressed because another announcement still holds them.');
+    this.dedupForwarded = twin(`${P}events_dedup_removed_hashes_forwarded_total`, 'kvcache_kvevents_dedup_removed_hashes_forwarded_total', 'Removed hashes forwarded to the index.');
     this.queueDepth = new Gauge({ name: `${P}events_pool_queue_depth`, help: 'Event batches waiting to be applied, all pods.', registers });
     this.queueCapacity = new Gauge({ name: `${P}events_pool_capacity`, help: 'Event batches that may wait per pod before its backlog is dropped.', registers });
-    this.indexAdmissions = new Counter({ name: `${P}index_admissions_total`, help: 'Entries admitted to the index.', registers });
-    this.indexEvictions = new Counter({ name: `${P}index_evictions_total`, help: 'Entries removed from the index, by cause.', labelNames: ['cause'], registers });
-    this.lookupRequests = new Counter({ name: `${P}index_lookup_requests_total`, help: 'Index lookups.', registers });
-    this.lookupHits = new Counter({ name: `${P}index_lookup_hits_total`, help: 'Keys found by index lookups.', registers });
-    this.maxPodHitCount = new Counter({ name: `${P}index_max_pod_hit_count_total`, help: 'Sum over lookups of the longest run of consecutive keys any pod holds.', registers });
-    this.lookupLatency = new Histogram({ name: `${P}index_lookup_latency_seconds`, help: 'Index lookup latency.', buckets: LOOKUP_BUCKETS, registers });
+    this.indexAdmissions = twin(`${P}index_admissions_total`, 'kvcache_index_admissions_total', 'Entries admitted to the index.');
+    const evictions = twin(`${P}index_evictions_total`, 'kvcache_index_evictions_total', 'Entries removed from the index.');
+    const evictionCauses = new Counter({ name: 'kvix_index_evictions_total', help: 'Entries removed from the index, by cause (event, clear, capacity, expiry).', labelNames: ['cause'], registers });
+    this.indexEvictions = {
+      inc: (labels, n) => {
+        evictions.inc(n);
+        evictionCauses.inc(labels, n);
+      },
+    };
+    this.lookupRequests = twin(`${P}index_lookup_requests_total`, 'kvcache_index_lookup_requests_total', 'Index lookups.');
+    this.lookupHits = twin(`${P}index_lookup_hits_total`, 'kvcache_index_lookup_hits_total', 'Per lookup, the longest contiguous prefix chain (from the first key) the best pod holds, summed.');
+    this.maxPodHitCount = twin(`${P}index_max_pod_hit_count_total`, 'kvcache_index_max_pod_hit_count_total', 'Per lookup, the longest contiguous prefix chain any one pod holds, summed.');
+    this.lookupLatency = new TwinHistogram(
+      new Histogram({ name: `${P}index_lookup_latency_seconds`, help: 'Index lookup latency.', buckets: LOOKUP_BUCKETS, registers }),
+      new Histogram({ name: 'kvcache_index_lookup_latency_seconds', help: '[Deprecated: use llm_d_epp_kv_cache_index_lookup_latency_seconds] Index lookup latency.', buckets: LOOKUP_BUCKETS, registers }),
+    );
     this.speculationConfirmed = new Counter({ name: 'kvix_index_speculative_confirmed_total', help: 'Speculative entries replaced by the real entry.', registers });
     this.speculationExpired = new Counter({ name: 'kvix_index_speculative_expired_total', help: 'Speculative entries that expired unconfirmed.', registers });
     this.speculationLatency = new Histogram({ name: 'kvix_index_speculation_confirmation_seconds', help: 'From a routing decision to the engine event confirming it.', buckets: LAG_BUCKETS, registers });
@@ -82,6 +141,9 @@ export class IngestMetrics {
     this.gaps = new Counter({ name: 'kvix_ingest_gaps_total', help: 'Sequence gaps seen, per pod.', labelNames: ['pod'], registers });
     this.lost = new Counter({ name: 'kvix_ingest_lost_batches_total', help: 'Batches neither received nor recovered by replay, per pod.', labelNames: ['pod'], registers });
     this.replays = new Counter({ name: 'kvix_ingest_replays_total', help: 'Replays, per pod, reason and outcome.', labelNames: ['pod', 'reason', 'outcome'], registers });
+    this.batchesRejected = new Counter({ name: 'kvix_ingest_batches_rejected_total', help: 'Batches refused whole by a sanity limit (too many hashes in an event, too many tokens per hash), per pod and reason.', labelNames: ['pod', 'reason'], registers });
+    this.rulesInferred = new Counter({ name: 'kvix_ingest_engine_rules_inferred_total', help: 'Engine rules (vllm, sglang, lmcache-inproc, lmcache-mp) a pod without configured engine had inferred from its events.', labelNames: ['pod', 'rules'], registers });
+    this.lmcacheExpired = new Counter({ name: 'kvix_ingest_lmcache_expired_chunks_total', help: 'LMCache in-process chunks dropped by TTL or capacity (LMCache announces no removals), per pod.', labelNames: ['pod'], registers });
     this.resets = new Counter({ name: 'kvix_ingest_sequence_resets_total', help: 'Engine restarts seen as a sequence going back, per pod.', labelNames: ['pod'], registers });
     this.overflows = new Counter({ name: 'kvix_ingest_queue_overflows_total', help: 'Backlogs dropped because a pod\'s queue was full.', labelNames: ['pod'], registers });
     this.lag = new Histogram({ name: 'kvix_ingest_event_lag_seconds', help: 'From a batch\'s engine timestamp to applied, per pod.', labelNames: ['pod'], buckets: LAG_BUCKETS, registers });
@@ -89,15 +151,23 @@ export class IngestMetrics {
     this.topicMismatches = new Counter({ name: 'kvix_ingest_topic_mismatches_total', help: 'Messages whose topic names another pod than the endpoint they came from.', labelNames: ['pod'], registers });
     this.batchesApplied = new Counter({ name: 'kvix_ingest_batches_applied_total', help: 'Event batches applied, per pod.', labelNames: ['pod'], registers });
     // prom-client awaits an async collect() on scrape; an unreachable backend leaves the last values.
-    this.indexSize = new Gauge({
-      name: 'llm_d_epp_prefix_indexer_size',
-      help: '(block, pod) entries in the prefix index.',
-      registers,
-      collect: async () => {
-        const stats = await this.readSize((index) => index.stats());
-        if (stats) this.indexSize.set(stats.entries);
-      },
-    });
+    // llm-d's labels name the plugin owning the index: kvix's precise prefix scorer's (as the hit ratio's).
+    const plugin = { plugin_name: 'precise-prefix-cache-scorer', plugin_type: 'precise-prefix-cache-scorer' };
+    const sizeGauge = (name: string, help: string): Gauge<'plugin_name' | 'plugin_type'> => {
+      const g: Gauge<'plugin_name' | 'plugin_type'> = new Gauge({
+        name,
+        help,
+        labelNames: ['plugin_name', 'plugin_type'] as const,
+        registers,
+        collect: async () => {
+          const stats = await this.readSize((index) => index.stats());
+          if (stats) g.set(plugin, stats.entries);
+        },
+      });
+      return g;
+    };
+    this.indexSize = sizeGauge('llm_d_epp_prefix_indexer_size', '(block, pod) entries in the prefix index.');
+    sizeGauge('inference_extension_prefix_indexer_size', '[Deprecated: use llm_d_epp_prefix_indexer_size] (block, pod) entries in the prefix index.');
     this.indexBytes = new Gauge({
       name: 'kvix_index_bytes_in_use',
       help: 'Bytes of index structures in use, what the byte capacity is measured against (0 for Redis: see its INFO memory).',
@@ -145,6 +215,7 @@ export class IngestMetrics {
     return {
       storeSkipped: (reason: StoreSkipReason) => this.storesSkipped.inc({ reason }),
       removalSkipped: (reason: RemoveSkipReason) => this.removalsSkipped.inc({ reason }),
+      lmcacheExpired: (pod: string, chunks: number) => this.lmcacheExpired.inc({ pod }, chunks),
       removalsDeduplicated: (forwarded, suppressed) => {
         if (forwarded > 0) this.dedupForwarded.inc(forwarded);
         if (suppressed > 0) this.dedupSuppressed.inc(suppressed);
@@ -179,9 +250,13 @@ export class IngestMetrics {
 
   /** Drops a pod's series once it is gone, so removed pods do not linger on dashboards. */
   forgetPod(pod: string): void {
-    for (const m of [this.messagesReceived, this.reconnections, this.gaps, this.lost, this.resets, this.overflows, this.topicMismatches, this.batchesApplied, this.lastSeq, this.podQueueDepth, this.lag]) {
+    this.messagesReceived.remove({ pod });
+    this.reconnections.remove({ pod });
+    for (const m of [this.gaps, this.lost, this.resets, this.overflows, this.topicMismatches, this.batchesApplied, this.lmcacheExpired, this.lastSeq, this.podQueueDepth, this.lag]) {
       m.remove({ pod });
     }
+    for (const reason of ['too_many_hashes', 'block_too_long']) this.batchesRejected.remove({ pod, reason });
+    for (const rules of ['vllm', 'sglang', 'lmcache-inproc', 'lmcache-mp']) this.rulesInferred.remove({ pod, rules });
     for (const operation of ZMQ_ERROR_OPERATIONS) this.zmqErrors.remove({ pod, operation });
     for (const reason of REPLAY_REASONS) for (const outcome of REPLAY_OUTCOMES) this.replays.remove({ pod, reason, outcome });
   }

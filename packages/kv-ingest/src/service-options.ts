@@ -41,6 +41,10 @@ export const INGESTION_FLAG_BINDINGS: Readonly<Record<string, string>> = {
   model: 'ingest.defaultModel',
   workers: 'ingest.workers',
   maxQueuePerPod: 'ingest.maxQueuePerPod',
+  maxSeqJump: 'ingest.maxSeqJump',
+  maxBlocksPerEvent: 'index.maxBlocksPerEvent',
+  maxTokensPerBlock: 'index.maxTokensPerBlock',
+  lmcacheTtlMs: 'index.lmcacheTtlMs',
 };
 
 export function addIngestionOptions(cmd: Command): Command {
@@ -55,6 +59,10 @@ export function addIngestionOptions(cmd: Command): Command {
     .option('--topic-prefix <prefix>', 'topic prefix subscribed to ("" for every topic)', 'kv@')
     .option('--workers <n>', 'lanes pods are spread over', integerArg, 4)
     .option('--max-queue-per-pod <n>', 'batches queued per pod before its backlog is dropped and replayed', integerArg, 10_000)
+    .option('--max-seq-jump <n>', 'a larger jump of a pod\'s sequence is a restart, not lost batches (default 1000000)', integerArg)
+    .option('--max-blocks-per-event <n>', 'a batch with an event of more hashes is refused whole and counted (default 65536)', integerArg)
+    .option('--max-tokens-per-block <n>', 'a batch with an engine block of more tokens is refused whole and counted (default 65536)', integerArg)
+    .option('--lmcache-ttl-ms <ms>', 'LMCache in-process entries (never removed by events) expire this long after their last announcement; 0: never (default 3600000)', integerArg)
     .option('--block-size <n>', 'tokens per request key (the routers\' block size, not the engines\')', integerArg, 16)
     .option('--hash-seed <seed>', 'request-key seed (llm-d\'s hashSeed)', '')
     .addOption(new Option('--hash-algorithm <algo>', 'request-key algorithm').choices(['cbor-fnv', 'xxh64']).default('cbor-fnv'))

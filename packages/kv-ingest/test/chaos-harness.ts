@@ -63,6 +63,8 @@ export interface PodSpec {
   lora?: string;
   /** Views compared with the pod's own (default all three): a tier the index cannot know exactly is left out. */
   checked?: readonly (keyof PrefixView)[];
+  /** What the endpoints file says the pod runs (engine, lmcache): the rules its events are read by. */
+  endpoint?: { engine?: 'vllm' | 'sglang'; lmcache?: 'none' | 'inproc' | 'mp' };
 }
 
 /** One routing endpoint: a data-parallel rank of a pod. */
@@ -140,7 +142,7 @@ export class Fleet {
   writeEndpoints(): void {
     const entries = this.pods
       .filter((p) => p.listed)
-      .map((p) => ({ name: p.spec.name, address: '127.0.0.1', port: p.httpPort, eventPort: p.eventPort, replayPort: p.replayPort, model: MODEL, dataParallelSize: p.ranks.length }));
+      .map((p) => ({ name: p.spec.name, address: '127.0.0.1', port: p.httpPort, eventPort: p.eventPort, replayPort: p.replayPort, model: MODEL, dataParallelSize: p.ranks.length, ...(p.spec.endpoint ?? {}) }));
     writeFileSync(`${this.endpointsFile}.tmp`, stringify({ endpoints: entries }));
     renameSync(`${this.endpointsFile}.tmp`, this.endpointsFile);
   }

@@ -23,8 +23,9 @@ import {
 
 /**
  * A randomized, seeded chaos test of KV-event ingestion: simulated vLLM pods (small GPU pools so
- * blocks are evicted all the time; CPU offload in both styles; engine blocks of 32 and 24 tokens;
- * data parallelism; a LoRA adapter; both event layouts and both hash encodings) serve bursts of
+ * blocks are evicted all the time; CPU offload by vLLM's connector and by LMCache in-process and
+ * multiprocess; an SGLang pod; engine blocks of 32 and 24 tokens; data parallelism; a LoRA adapter;
+ * both event layouts and both hash encodings) serve bursts of
  * prompts sharing prefixes, while a seeded schedule drops event batches, slows engines down,
  * refuses requests, restarts engines and publishers, kills pods and starts them again on the same
  * ports, and takes pods out of the endpoints file and puts them back; the ingestor's queues and
@@ -64,7 +65,15 @@ const SPECS: PodSpec[] = [
   // LMCache serves a chunk only when it holds every chunk before it (its lookup starts at token 0),
   // so a chunk it keeps after evicting an earlier one that the GPU still holds is useless to the
   // pod, while the index's any-tier run, block by block, counts it.
-  { name: 'lmcache', sim: { numGpuBlocksOverride: 32, kvOffload: 'lmcache', numCpuBlocks: 40, lmcacheChunkSize: 16 }, checked: ['gpu', 'cpu'] },
+  // In-process LMCache (through vLLM's connector): a chunk stored past chunks LMCache already holds
+  // comes with parent 0, resolved through the pod's own GPU events; LMCache announces no removals,
+  // so its CPU pool is big enough never to evict here (the index would keep what it evicts until
+  // the TTL: an accepted staleness, not something a comparison can check).
+  { name: 'lmcache', sim: { numGpuBlocksOverride: 32, kvOffload: 'lmcache', lmcacheMode: 'inproc', numCpuBlocks: 4000, lmcacheChunkSize: 16 }, checked: ['gpu', 'cpu'], endpoint: { lmcache: 'inproc' } },
+  // The LMCache multiprocess server: real parents, "CPU" removals of what it evicts.
+  { name: 'lmcache-mp', sim: { numGpuBlocksOverride: 32, kvOffload: 'lmcache', lmcacheMode: 'mp', numCpuBlocks: 40, lmcacheChunkSize: 16 }, checked: ['gpu', 'cpu'], endpoint: { lmcache: 'mp' } },
+  // SGLang: its map layout, signed hashes, no KV-cache groups, sglang:* metrics.
+  { name: 'sglang', sim: { numGpuBlocksOverride: 40, engine: 'sglang' }, endpoint: { engine: 'sglang' } },
   { name: 'dp2', sim: { numGpuBlocksOverride: 40, dataParallelSize: 2 } },
   { name: 'lora', sim: { numGpuBlocksOverride: 48, loraModules: [`${LORA}=/adapters/${LORA}`], kvEventsIntHashes: false }, lora: LORA },
 ];
@@ -364,6 +373,7 @@ class ChaosRun {
     await sum('kvix_ingest_sequence_resets_total', () => 'resets');
     await sum('kvix_ingest_queue_overflows_total', () => 'overflows');
     await sum('kvix_ingest_lost_batches_total', () => 'lost');
+    await sum('llm_d_epp_kv_cache_events_stores_skipped_total', (l) => `skipped_${l['reason']}`);
     return out;
   }
 

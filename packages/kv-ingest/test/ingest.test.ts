@@ -274,7 +274,7 @@ describe('KV-event ingestion from simulated vLLM pods', () => {
       await rogue.send(valid(2n));
       return (await index.podCounts()).some((c) => c.pod === '127.0.0.1:9' && c.entries === 1);
     }, 10_000, 'the valid batch after the garbage');
-    const errors = (await registry.getSingleMetric('llm_d_epp_kv_cache_events_zmq_errors_total')!.get()).values.filter((v) => v.labels['pod'] === '127.0.0.1:9');
+    const errors = (await registry.getSingleMetric('llm_d_epp_kv_cache_events_zmq_errors_total')!.get()).values.filter((v) => v.labels['pod_identifier'] === '127.0.0.1:9');
     const byOperation = Object.fromEntries(errors.map((v) => [v.labels['operation'], v.value]));
     expect(byOperation['frames']).toBeGreaterThan(0);
     expect(byOperation['decode']).toBeGreaterThan(0);

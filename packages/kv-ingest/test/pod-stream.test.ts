@@ -452,4 +452,82 @@ describe('a pod\'s event stream', () => {
     await draining;
     expect(applied).toEqual([0]);
   });
+
+  it('runs a chore between batches, in the pod\'s own order', async () => {
+    const t = setup({ replay: null });
+    const order: string[] = [];
+    await t.feed(0);
+    t.stream.requestChore(async () => void order.push(`chore after ${t.applied.join(',')}`));
+    expect(t.stream.hasWork).toBe(true);
+    await t.feed(1);
+    expect(order).toEqual(['chore after 0']);
+    expect(t.applied).toEqual([0, 1]);
+  });
+
+  describe('sanity of sequence numbers (issue 16 item 3)', () => {
+    function at(seq: bigint): IncomingBatch {
+      return { ...message(7), seq };
+    }
+
+    it('counts nothing lost when the first batch it sees has seq 2^63 (no replay)', async () => {
+      const t = setup({ replay: null });
+      t.stream.push(at(1n << 63n));
+      await t.stream.drain();
+      expect(t.counts.lost).toBe(0n);
+      expect(t.stream.state().lastSeq).toBe((1n << 63n).toString());
+    });
+
+    it('treats a jump beyond the window as a restart, not 2^63 lost batches', async () => {
+      const t = setup({ replay: null });
+      await t.feed(0, 1, 2);
+      t.stream.push(at((1n << 64n) - 2n));
+      await t.stream.drain();
+      expect(t.counts.lost).toBe(0n);
+      expect(t.counts.resets).toBe(1);
+      expect(t.clears).toEqual(['reset']);
+      // It goes on from the new sequence.
+      t.stream.push(at((1n << 64n) - 1n));
+      await t.stream.drain();
+      expect(t.counts.lost).toBe(0n);
+      expect(t.counts.gaps).toBe(0);
+    });
+
+    it('replays a restart after a jump beyond the window and counts nothing lost', async () => {
+      const buffer = new Buffer();
+      const t = setup({ replay: buffer, maxSeqJump: 100 });
+      buffer.publish(0, 1, 2);
+      await t.feed(0, 1, 2);
+      buffer.published = [5000, 5001];
+      await t.feed(5001);
+      expect(t.counts.resets).toBe(1);
+      expect(t.counts.lost).toBe(0n);
+      expect(t.applied).toEqual([5000, 5001]);
+    });
+
+    it("takes a publisher numbering from 1 (llm-d's simulator) without a phantom lost batch", async () => {
+      const plain = setup({ replay: null });
+      await plain.feed(1, 2, 3);
+      expect(plain.counts.lost).toBe(0n);
+      const buffer = new Buffer();
+      buffer.publish(1, 2, 3);
+      const replayed = setup({ replay: buffer });
+      replayed.stream.requestBootstrap();
+      await replayed.stream.drain();
+      await replayed.feed(4);
+      expect(replayed.applied).toEqual([1, 2, 3, 4]);
+      expect(replayed.counts.lost).toBe(0n);
+      // Its restart starts at 1 again.
+      buffer.published = [1];
+      await replayed.feed(1);
+      expect(replayed.counts.resets).toBe(1);
+      expect(replayed.counts.lost).toBe(0n);
+    });
+
+    it('does not count a first seq above 0 as lost when it joins a publisher late', async () => {
+      const t = setup({ replay: null });
+      await t.feed(40, 41);
+      expect(t.counts.lost).toBe(0n);
+      expect(t.applied).toEqual([40, 41]);
+    });
+  });
 });

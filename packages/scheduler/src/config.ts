@@ -15,6 +15,8 @@ const ProfileSchema = z.object({ name: z.string().min(1), plugins: z.array(Profi
 
 const ModelRewriteSchema = z
   .object({
+    /** The rule's name (llm-d's InferenceModelRewrite name) in metrics; defaults to `model`. */
+    name: z.string().min(1).optional(),
     /** The model name clients send. */
     model: z.string().min(1),
     /** The models it is served by, chosen by weight per request. */

@@ -11,7 +11,7 @@ export { EndpointRegistry, type RegistryOptions, type EndpointStatus } from './d
 export { parseEndpointMetrics } from './datalayer/parse-metrics.js';
 export { RouterMetrics } from './metrics.js';
 export { parseOpenAiBody, endpointKind, RequestError, type ParsedRequestBody } from './request/openai-body.js';
-export { ModelRewriter } from './request/model-rewrite.js';
+export { ModelRewriter, type PoolRewriteRule } from './request/model-rewrite.js';
 export { ResponseStream, type Usage, type ResponseStreamOptions } from './request/response-stream.js';
 export { PrecisePrefixCacheScorer, EmbeddedPrefixBackend, type PrefixBackend, type PrefixScoresResult } from './plugins/precise-prefix.js';
 export { RemotePrefixBackend } from './plugins/remote-prefix.js';

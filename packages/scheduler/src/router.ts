@@ -53,7 +53,14 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
     latency: options.latency ?? null,
   });
   if (pipeline.ignored.length > 0) logger.info({ plugins: pipeline.ignored }, 'llm-d plugins with nothing to do in kvix were accepted and ignored');
-  const registry = new EndpointRegistry({ ...pipeline.dataSource, drainingLabel: options.drainingLabel, logger: logger.child({ component: 'endpoints' }) });
+  const m = options.metrics;
+  const onScrapeError = m
+    ? (kind: 'poll' | 'extract'): void => {
+        if (kind === 'poll') m.pollErrors.inc({ source_type: 'metrics-data-source' });
+        else m.extractErrors.inc({ source_type: 'metrics-data-source', extractor_type: 'core-metrics-extractor' });
+      }
+    : undefined;
+  const registry = new EndpointRegistry({ ...pipeline.dataSource, drainingLabel: options.drainingLabel, logger: logger.child({ component: 'endpoints' }), ...(onScrapeError ? { onScrapeError } : {}) });
   const scheduler = new Scheduler(pipeline, config.fallbacks, options.metrics);
   const director = new RequestDirector({ registry, scheduler, config, metrics: options.metrics, poolName: options.poolName, logger, ...(options.random ? { random: options.random } : {}), ...(options.observer ? { observer: options.observer } : {}) });
   const unsubscribe = options.discovery.subscribe((targets) => registry.setTargets(targets));

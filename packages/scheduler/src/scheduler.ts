@@ -1,3 +1,4 @@
+import { withSpan, withSpanSync } from '@kvix/telemetry';
 import type { Pipeline, Profile } from './plugin-registry.js';
 import type { RouterMetrics } from './metrics.js';
 import { isPreRequestHook, isProducer, isResponseHeadersHook, type AdmissionDenial, type Candidate, type CompletedResponse, type Endpoint, type Plugin, type Producer, type ScoredCandidate, type SchedulingRequest, type SchedulingResult, type Scores } from './types.js';
@@ -68,7 +69,7 @@ export class Scheduler {
     for (const producer of this.producers) {
       const t0 = process.hrtime.bigint();
       try {
-        await producer.produce(request, candidates);
+        await withSpan('kvix.plugin', pluginAttributes('Producer', producer.type, producer.name), () => producer.produce(request, candidates));
       } catch {
         // A producer's data is an input to routing, never a reason to fail it.
       }
@@ -90,7 +91,7 @@ export class Scheduler {
     const perScorer: Scores[] = [];
     for (const { scorer } of this.profile.scorers) {
       const t0 = process.hrtime.bigint();
-      perScorer.push(await scorer.score(request, remaining));
+      perScorer.push(await withSpan('kvix.plugin', pluginAttributes('Scorer', scorer.type, scorer.name), () => scorer.score(request, remaining)));
       this.metrics?.pluginDuration.observe({ extension_point: 'Scorer', plugin_type: scorer.type, plugin_name: scorer.name }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
     const scores: Record<string, Record<string, number>> = {};
@@ -110,9 +111,16 @@ export class Scheduler {
       return { candidate, score: sum };
     });
     lap('scorers');
-    const picked = this.timed('Picker', this.profile.picker.type, this.profile.picker.name, () => this.profile.picker.pick(request, scored, this.fallbacks));
+    const picker = this.profile.picker;
+    const picked = this.timed('Picker', picker.type, picker.name, () =>
+      withSpanSync('kvix.pick', pluginAttributes('Picker', picker.type, picker.name), (span) => {
+        const endpoints = picker.pick(request, scored, this.fallbacks);
+        span.setAttribute('kvix.endpoints', endpoints.map((c) => c.endpoint.id));
+        return endpoints;
+      }),
+    );
     lap('pick');
-    this.metrics?.schedulerE2e.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    this.metrics?.schedulerE2e.observe({}, Number(process.hrtime.bigint() - started) / 1e9);
     return { endpoints: picked.map((c) => c.endpoint), scores, total };
   }
 
@@ -122,7 +130,7 @@ export class Scheduler {
       this.plugins.filter(isPreRequestHook).map(async (p) => {
         const t0 = process.hrtime.bigint();
         try {
-          await p.preRequest(request, result);
+          await withSpan('kvix.plugin', pluginAttributes('PreRequest', p.type, p.name), () => p.preRequest(request, result));
         } finally {
           this.metrics?.pluginDuration.observe({ extension_point: 'PreRequest', plugin_type: p.type, plugin_name: p.name }, Number(process.hrtime.bigint() - t0) / 1e9);
         }
@@ -165,9 +173,15 @@ export class Scheduler {
   private timed<T>(point: string, type: string, name: string, work: () => T): T {
     const t0 = process.hrtime.bigint();
     try {
-      return work();
+      // The picker has its own span (kvix.pick); admitters and filters get the plugins' one.
+      return point === 'Picker' ? work() : withSpanSync('kvix.plugin', pluginAttributes(point, type, name), work);
     } finally {
       this.metrics?.pluginDuration.observe({ extension_point: point, plugin_type: type, plugin_name: name }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
   }
+}
+
+/** A plugin span's attributes: llm-d's metric labels, so traces and metrics name plugins alike. */
+function pluginAttributes(extensionPoint: string, type: string, name: string): Record<string, string> {
+  return { 'kvix.plugin.extension_point': extensionPoint, 'kvix.plugin.type': type, 'kvix.plugin.name': name };
 }

@@ -10,6 +10,8 @@ export interface Endpoint {
   /** The model it serves (from discovery), if known. */
   readonly model: string | null;
   readonly labels: Readonly<Record<string, string>>;
+  /** LoRA adapters discovery says it loads (its metrics may add others). */
+  readonly adapters?: readonly string[];
 }
 
 /** What the data layer last learned from an endpoint's /metrics. */

@@ -4,10 +4,17 @@ import type { AdaptiveSpeculativeTtl } from './speculation/adaptive-ttl.js';
 const RATIO_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1];
 const TOKENIZE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
+/** The `{plugin_name, plugin_type}` llm-d's prefix-indexer series carry; kvix's precise scorer by default. */
+export const PREFIX_INDEXER_PLUGIN = { plugin_name: 'precise-prefix-cache-scorer', plugin_type: 'precise-prefix-cache-scorer' } as const;
+
 /** Scoring, routing and tokenization metrics: llm-d's hit-ratio name plus kvix's own series. */
 export class ScoringMetrics {
-  /** llm-d's primary health signal: per scored request, the best pod's matched fraction. */
-  readonly hitRatio: Histogram;
+  /**
+   * llm-d's primary health signal: per scored request, the best pod's matched fraction, as
+   * `llm_d_epp_prefix_indexer_hit_ratio{plugin_name,plugin_type}` and its deprecated twin
+   * `inference_extension_prefix_indexer_hit_ratio` (which older dashboards query).
+   */
+  readonly hitRatio: { observe(ratio: number): void };
   readonly hitRatioByModel: Histogram<'model'>;
   readonly scoredBlocks: Counter<'model'>;
   readonly matchedBlocks: Counter<'model' | 'tier'>;
@@ -22,7 +29,15 @@ export class ScoringMetrics {
   constructor(registry: Registry) {
     const registers = [registry];
     this.registers = registers;
-    this.hitRatio = new Histogram({ name: 'llm_d_epp_prefix_indexer_hit_ratio', help: 'Per scored request: blocks of the prompt held by the best pod / blocks of the prompt.', buckets: RATIO_BUCKETS, registers });
+    const help = 'Per scored request: blocks of the prompt held by the best pod / blocks of the prompt.';
+    const current = new Histogram({ name: 'llm_d_epp_prefix_indexer_hit_ratio', help, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
+    const legacy = new Histogram({ name: 'inference_extension_prefix_indexer_hit_ratio', help: `[Deprecated: use llm_d_epp_prefix_indexer_hit_ratio] ${help}`, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
+    this.hitRatio = {
+      observe: (ratio) => {
+        current.observe(PREFIX_INDEXER_PLUGIN, ratio);
+        legacy.observe(PREFIX_INDEXER_PLUGIN, ratio);
+      },
+    };
     this.hitRatioByModel = new Histogram({ name: 'kvix_scoring_hit_ratio', help: 'Per scored request and model: the best pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
     this.scoredBlocks = new Counter({ name: 'kvix_scoring_blocks_total', help: 'Prompt blocks scored.', labelNames: ['model'], registers });
     this.matchedBlocks = new Counter({ name: 'kvix_scoring_matched_blocks_total', help: 'Prompt blocks the best pod held, by tier (a block held in two tiers counts in both).', labelNames: ['model', 'tier'], registers });

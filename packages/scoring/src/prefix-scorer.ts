@@ -1,6 +1,8 @@
+import { startSpan, withSpan, withSpanSync } from '@kvix/telemetry';
+import { SpanKind } from '@opentelemetry/api';
 import { BlockKeysError, requestBlockExtras, type RequestKeyHasher } from '@kvix/block-keys';
-import { scoreLookup, type KvBlockIndex, type PodEntry, type PodScore, type TierWeights } from '@kvix/kv-index';
-import type { MultimodalItem, PromptInput, PromptTokenizer } from '@kvix/tokenization';
+import { prefixScores, type KvBlockIndex, type PodEntry, type PodScore, type TierWeights } from '@kvix/kv-index';
+import type { MultimodalItem, PromptInput, PromptTokenizer, TokenizationTimings } from '@kvix/tokenization';
 import type { Logger } from 'pino';
 import type { ReuseAnalytics } from './analytics/reuse-analytics.js';
 import { ScoringError } from './errors.js';
@@ -128,16 +130,25 @@ export class PrefixScorer {
     return this.options.hasher.blockSize;
   }
 
-  async score(input: ScoreInput): Promise<ScoreOutcome> {
+  score(input: ScoreInput): Promise<ScoreOutcome> {
+    return withSpan('kvix.prefix.score', { 'kvix.model': input.model, 'kvix.prompt.kind': input.prompt.kind }, async (span) => {
+      const outcome = await this.scoreUntraced(input);
+      span.setAttributes({ 'kvix.blocks': outcome.totalBlocks, 'kvix.prompt.tokens': outcome.promptTokens, 'kvix.best.matched_blocks': outcome.scores[0]?.matchedBlocks ?? 0 });
+      return outcome;
+    });
+  }
+
+  private async scoreUntraced(input: ScoreInput): Promise<ScoreOutcome> {
     const candidates = this.candidatesOf(input.candidates);
     const prepared = await this.prepare(input);
     const { index, weights } = this.options;
     const keys = prepared.keys;
     const timings = prepared.timings;
     const t0 = performance.now();
-    const lookup = await index.lookup(keys, candidates ? { pods: candidates } : {});
+    // One walk over the keys gives every pod's run, tiers and score (no per-key entry lists).
+    const match = await index.matchPrefix(keys, candidates ? { pods: candidates, weights } : { weights });
     const t1 = performance.now();
-    const raw = scoreLookup(lookup, keys.length, weights, candidates ?? undefined);
+    const raw = prefixScores(match, keys.length, candidates ?? undefined);
     const scores: PodScoreResult[] = raw.map((s) => ({ ...s, known: s.matchedBlocks > 0 || this.known(s.pod) }));
     for (const s of scores) if (!s.known) this.unknownPod(s.pod, 'candidate');
     this.options.analytics?.observeScore(input.model, keys, scores[0] && scores[0].matchedBlocks > 0 ? scores[0] : undefined, () => previewOf(input.prompt, this.options.previewChars ?? 0));
@@ -167,7 +178,7 @@ export class PrefixScorer {
     // What the chosen pods held before this decision: the routing's realised reuse.
     const held = decision.held ?? null;
     const known = held !== null && decision.requestKeys ? pods.map((pod) => held.find((s) => s.pod === pod)) : [];
-    const before = known.length === pods.length && known.every((s) => s !== undefined) ? (known as PodScore[]) : scoreLookup(await index.lookup(keys, { pods, earlyStop: false }), keys.length, weights, pods);
+    const before = known.length === pods.length && known.every((s) => s !== undefined) ? (known as PodScore[]) : prefixScores(await index.matchPrefix(keys, { pods, weights }), keys.length, pods);
     if (keys.length > 0) for (const pod of pods) this.options.speculativeTtl?.decided(pod, keys[keys.length - 1]!);
     const adaptive = ttl === null ? (this.options.speculativeTtl ?? null) : null;
     const ttls = pods.map((pod) => (adaptive !== null ? adaptive.ttlFor(pod) : ttl));
@@ -207,13 +218,21 @@ export class PrefixScorer {
       const { hasher } = this.options;
       // The tokenizer's thread computes the keys too, incrementally per conversation, when it can.
       const keySpec = { blockSize: hasher.blockSize, seed: hasher.seed, algorithm: hasher.algorithm, root: spec.loraName || spec.model };
-      const result = await tokenizer.tokenize(spec.model, spec.prompt, { cacheSalt, requestKeys: keySpec });
+      const prompt = spec.prompt;
+      const startedAt = Date.now();
+      const result = await withSpan('kvix.tokenization', { 'kvix.model': spec.model, 'kvix.prompt.kind': prompt.kind }, async (span) => {
+        const r = await tokenizer.tokenize(spec.model, prompt, { cacheSalt, requestKeys: keySpec });
+        span.setAttributes({ 'kvix.tokenization.source': r.source, 'kvix.tokenization.cached': r.cached, 'kvix.prompt.tokens': r.tokenIds.length });
+        traceTokenizerSteps(startedAt, r.timings);
+        return r;
+      });
       timings.tokenizeCallMs = performance.now() - t0;
       timings.templateMs = result.timings?.templateMs ?? 0;
       timings.encodeMs = result.timings?.encodeMs ?? 0;
       if (result.requestKeys && result.multimodal.length === 0 && (result.cacheSalt ?? null) === cacheSalt && result.requestKeys.length === hasher.blockCount(result.tokenIds.length)) {
         precomputed = result.requestKeys;
         timings.hashMs = result.timings?.hashMs ?? 0;
+        traceThreadHash(startedAt, result.timings, precomputed.length, result.tokenIds.length, hasher.blockSize);
       }
       if (result.tokenIds.length > max) throw new ScoringError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; the limit is ${max}`);
       tokens = result.tokenIds;
@@ -236,7 +255,11 @@ export class PrefixScorer {
       throw err;
     }
     const t0 = performance.now();
-    const keys = hasher.keys(tokens, spec.loraName || spec.model, { extras });
+    const keys = withSpanSync('kvix.hash', { 'kvix.tokens': tokens.length, 'kvix.block_size': hasher.blockSize }, (span) => {
+      const k = hasher.keys(tokens, spec.loraName || spec.model, { extras });
+      span.setAttribute('kvix.blocks', k.length);
+      return k;
+    });
     timings.hashMs = performance.now() - t0;
     return { tokens, keys, source, cached, timings };
   }
@@ -283,4 +306,25 @@ function previewOf(prompt: ScorePrompt, chars: number): string | null {
     return clip(`${first.role}: ${content}`);
   }
   return null;
+}
+
+/**
+ * The template and tokenize steps of a local tokenization as child spans. They ran on a tokenizer
+ * thread (or inline), which reports how long each took; the spans are placed at the end of the
+ * call (queueing for a thread came first), with their measured lengths, and the keys the thread
+ * hashed after encoding are left out of the tokenize span (traceThreadHash shows them).
+ */
+function traceTokenizerSteps(startedMs: number, t: TokenizationTimings | undefined): void {
+  if (!t) return;
+  const end = startedMs + t.totalMs - (t.hashMs ?? 0);
+  const tokenizeStart = t.encodeMs !== undefined ? end - t.encodeMs : startedMs + (t.templateMs ?? 0);
+  if (t.templateMs !== undefined) startSpan('kvix.template', {}, SpanKind.INTERNAL, undefined, tokenizeStart - t.templateMs).end(tokenizeStart);
+  startSpan('kvix.tokenize', {}, SpanKind.INTERNAL, undefined, tokenizeStart).end(end);
+}
+
+/** Request keys the tokenizer's thread computed: a kvix.hash span under the score, as when hashed here. */
+function traceThreadHash(startedMs: number, t: TokenizationTimings | undefined, blocks: number, tokens: number, blockSize: number): void {
+  if (!t) return;
+  const end = startedMs + t.totalMs;
+  startSpan('kvix.hash', { 'kvix.tokens': tokens, 'kvix.block_size': blockSize, 'kvix.blocks': blocks, 'kvix.hash.on_tokenizer_thread': true }, SpanKind.INTERNAL, undefined, end - (t.hashMs ?? 0)).end(end);
 }

@@ -111,7 +111,8 @@ describe('cache-reuse analytics', () => {
     expect(snap.routing.byPod['a:1']).toMatchObject({ requests: 1, blocks: 8, hitBlocks: 4, tiers: { gpu: 4 } });
     const routed = (await registry.getSingleMetric('kvix_scoring_routed_blocks_total')!.get()).values;
     expect(Object.fromEntries(routed.map((v) => [v.labels['tier'], v.value]))).toEqual({ gpu: 4, miss: 4 });
-    expect(await registry.metrics()).toMatch(/^llm_d_epp_prefix_indexer_hit_ratio_sum 0\.5$/m);
+    expect(await registry.metrics()).toMatch(/^llm_d_epp_prefix_indexer_hit_ratio_sum\{plugin_name="precise-prefix-cache-scorer",plugin_type="precise-prefix-cache-scorer"\} 0\.5$/m);
+    expect(await registry.metrics()).toMatch(/^inference_extension_prefix_indexer_hit_ratio_sum\{[^}]*\} 0\.5$/m);
   });
 
   it('lists the deepest prefix many requests share, not its shallower checkpoints or one-off prompts', async () => {

@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,7 @@ export interface PrivateServer {
 
 class MissingServerError extends Error {
   constructor(binary: string) {
-    super(`${binary} is not installed; .ci/run installs it (apt-get install -y redis-server nats-server)`);
+    super(`${binary} is not installed; .ci/run installs it (apt-get install -y redis-server nats-server prometheus chromium)`);
   }
 }
 
@@ -112,6 +112,25 @@ export async function startNats(options: { port?: number; jetstream?: boolean } 
     'nats-server',
     'nats',
     (p, dir) => ['-a', '127.0.0.1', '-p', String(p), ...(options.jetstream === false ? [] : ['-js', '-sd', dir])],
+    port,
+  );
+  await server.start();
+  return server;
+}
+
+/**
+ * A private Prometheus (the Debian `prometheus` package's binary) on a free loopback port, started
+ * with `config` (prometheus.yml text; rule file paths in it are absolute) and a throw-away TSDB.
+ */
+export async function startPrometheus(config: string, options: { port?: number } = {}): Promise<PrivateServer> {
+  const port = options.port ?? (await freePort());
+  const server = privateServer(
+    'prometheus',
+    'http',
+    (p, dir) => {
+      writeFileSync(join(dir, 'prometheus.yml'), config);
+      return ['--config.file', join(dir, 'prometheus.yml'), '--storage.tsdb.path', join(dir, 'data'), '--web.listen-address', `127.0.0.1:${p}`, '--log.level', 'warn'];
+    },
     port,
   );
   await server.start();

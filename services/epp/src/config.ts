@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, parsePoolRef, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
@@ -24,8 +25,8 @@ const listener = (port: number) =>
 export const EppConfigSchema = z
   .object({
     logLevel: z.enum(LOG_LEVELS).default('info'),
-    /** InferencePool name in pool metrics. */
-    poolName: z.string().min(1).default('kvix'),
+    /** InferencePool name in pool metrics (default: the name of kubernetes.inferencePool, else kvix). */
+    poolName: z.string().min(1).optional(),
     /** The OpenAI-compatible HTTP gateway (for setups without Envoy). */
     gateway: z
       .object({
@@ -57,11 +58,25 @@ export const EppConfigSchema = z
     kvEvents: z.boolean().default(true),
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
+    /** Pods (and the pool's InferenceModelRewrite/InferenceObjective resources) from the Kubernetes API. */
+    kubernetes: KubernetesSettingsSchema.prefault({}),
     tokenization: TokenizationConfigSchema.prefault({}),
     /** Active-active replicas: the index stream, shared speculation and in-flight load over NATS. */
     replication: ReplicationSettingsSchema.prefault({}),
     /** Predicted-latency routing for requests with SLO headers: the built-in model, or llm-d's predictor servers. */
     latencyPredictor: EppLatencyPredictorSchema.prefault({}),
+    /** Cache-reuse analytics on the metrics port (/v1/analytics, and the /ui page charting them), with the embedded index. */
+    analytics: z
+      .object({
+        /** Shared prefixes listed by /v1/analytics. */
+        topPrefixes: z.number().int().min(1).max(1000).default(20),
+        /** How often /ui's history samples the analytics (ms). */
+        historyIntervalMs: z.number().int().min(100).default(5000),
+        /** Samples kept (720 at 5 s: the last hour). */
+        historyPoints: z.number().int().min(2).max(100_000).default(720),
+      })
+      .strict()
+      .prefault({}),
     /** Discovery label that marks an endpoint draining (no new requests). */
     drainingLabel: z.string().min(1).default('kvix.io/draining'),
     shutdownTimeoutMs: z.number().int().min(100).default(10_000),
@@ -88,6 +103,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   PREDICTION_SERVER_URL: { path: 'latencyPredictor.predictionUrls', as: 'list' },
   TRAINING_SERVER_URL: { path: 'latencyPredictor.trainingUrl' },
   ...INGESTION_ENV_BINDINGS,
+  ...KUBERNETES_ENV_BINDINGS,
   ...REPLICATION_ENV_BINDINGS,
 };
 
@@ -105,12 +121,13 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   latencyTimeoutMs: 'latencyPredictor.timeoutMs',
   latencyCoalesceWindowMs: 'latencyPredictor.coalesceWindowMs',
   ...INGESTION_FLAG_BINDINGS,
+  ...KUBERNETES_FLAG_BINDINGS,
   ...REPLICATION_FLAG_BINDINGS,
 };
 
 export function addEppOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
-  return addReplicationOptions(addIngestionOptions(cmd))
+  return addReplicationOptions(addKubernetesOptions(addIngestionOptions(cmd)))
     .option('--scheduler-config <file>', 'an EndpointPickerConfig YAML (llm-d shape) replacing the default profile (KVIX_SCHEDULER_CONFIG)')
     .option('--indexer <host:port>', 'score prefixes with a remote kvix indexer instead of an embedded index')
     .option('--gateway-host <host>', 'gateway listen address (0.0.0.0: every interface)', DEFAULT_HOST)
@@ -122,7 +139,7 @@ export function addEppOptions(cmd: Command): Command {
     .option('--no-kv-events', 'do not dial the pods\' KV events: another process writes the shared (Redis) index')
     .option('--metrics-host <host>', 'metrics and debug listen address (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--metrics-port <port>', 'metrics, probes and debug API port (0: any free port)', integerArg, DEFAULT_METRICS_PORT)
-    .option('--pool-name <name>', 'InferencePool name in metrics', 'kvix')
+    .option('--pool-name <name>', 'InferencePool name in metrics (default: the --inference-pool name, else kvix)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
     .option('--latency-predictor <builtin|off|urls>', 'route requests with SLO headers on predicted latency: builtin (model in this process) or prediction server URLs, comma-separated (KVIX_LATENCY_PREDICTOR; llm-d: PREDICTION_SERVER_URL)')
     .option('--latency-training-url <url>', 'training server of the latency predictor (default: the first prediction URL; llm-d: TRAINING_SERVER_URL)')
@@ -140,6 +157,8 @@ export function resolveEppConfig(cmd: Command, env: NodeJS.ProcessEnv = process.
   const flags = flagLayer(cmd, FLAG_BINDINGS);
   podsFromAddresses(envValues);
   podsFromAddresses(flags);
+  targetPortsFromStrings(envValues);
+  targetPortsFromStrings(flags);
   const schedulerFile = opts.schedulerConfig ?? env['KVIX_SCHEDULER_CONFIG'];
   if (schedulerFile !== undefined) setPath(flags, 'scheduler', readSchedulerFile(schedulerFile));
   if (opts.gateway === false) setPath(flags, 'gateway.enabled', false);
@@ -148,6 +167,8 @@ export function resolveEppConfig(cmd: Command, env: NodeJS.ProcessEnv = process.
   if (opts.extProc === false) setPath(flags, 'extProc.enabled', false);
   if (opts.kvEvents === false) setPath(flags, 'kvEvents', false);
   const config = resolveConfig('epp', EppConfigSchema, { file, env: envValues, flags });
+  // Pool metrics carry the InferencePool's name, as GAIE's EPP reports them, unless told otherwise.
+  config.poolName ??= config.kubernetes.inferencePool !== undefined ? parsePoolRef(config.kubernetes.inferencePool).name : 'kvix';
   if (opts.indexer !== undefined) {
     config.scheduler = withRemoteIndexer(config.scheduler, opts.indexer);
     config.embeddedIndex = false;

@@ -1,7 +1,9 @@
+import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from '@kvix/kubernetes';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
+import { ReuseHistory } from '@kvix/reuse-page';
 import { AdaptiveSpeculativeTtl, PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { LatencyPredictor } from '@kvix/latency-predictor';
@@ -12,7 +14,8 @@ import type { EppConfig } from './config.js';
 import { startExtProcServer, type RunningExtProc } from './extproc/server.js';
 import { Gateway } from './gateway/gateway.js';
 import { registerLatencyDebug, wireLatency } from './latency.js';
-import { buildOpsServer } from './ops.js';
+import { buildOpsServer, type OpsContext } from './ops.js';
+import { BUILD } from './build-info.js';
 
 /**
  * The endpoint picker: discovery, (by default) an embedded block index fed by every pod's KV
@@ -26,10 +29,15 @@ export class Epp {
   gateway: Gateway | null = null;
   extProc: RunningExtProc | null = null;
   private ops: FastifyInstance | null = null;
+  /** Samples the reuse analytics for /ui (embedded index only). */
+  private history: ReuseHistory | null = null;
   /** Predicts TTFT/TPOT for SLO requests; null when no predicted-latency routing is configured. */
   latencyPredictor: LatencyPredictor | null = null;
   /** The embedded index's scorer; null with a remote indexer. */
   prefixScorer: PrefixScorer | null = null;
+  /** The pool's InferenceModelRewrite/InferenceObjective resources and status, when discovery follows an InferencePool. */
+  private poolFollow: { stop(): Promise<void> } | null = null;
+  kubernetes: KubernetesRuntime | null = null;
 
   private constructor(
     readonly config: EppConfig,
@@ -47,17 +55,27 @@ export class Epp {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const routerMetrics = new RouterMetrics(registry);
+    routerMetrics.setInfo(BUILD.commit, BUILD.ref);
     const { mode: replicationMode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
     if (replicationMode !== 'off' && !config.embeddedIndex) {
       throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
     }
     // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
-    const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
+    let kube: KubernetesRuntime | null;
+    try {
+      kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+    } catch (err) {
+      await replication?.close();
+      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
+      throw err;
+    }
+    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
     let ingestor: Ingestor | null = null;
     let stack: IndexStack | null = null;
     let tokenizers: ModelTokenizers | null = null;
     let prefixScorer: PrefixScorer | null = null;
+    let reuse: OpsContext['reuse'] = null;
     if (config.embeddedIndex) {
       const ingestMetrics = new IngestMetrics(registry);
       const scoringMetrics = new ScoringMetrics(registry);
@@ -79,6 +97,7 @@ export class Epp {
       if (ingests) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
       const scorerIndex = replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
+      const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics);
       prefixScorer = new PrefixScorer({
         index: scorerIndex,
         hasher: stack.hasher,
@@ -87,15 +106,20 @@ export class Epp {
         maxPromptTokens: config.tokenization.maxPromptTokens,
         isKnownPod: (pod) => (ingestor ? ingestor.hasPod(pod) : hub.targets.some((t) => t.id === pod)),
         metrics: scoringMetrics,
-        analytics: new ReuseAnalytics(config.index.blockSize, scoringMetrics),
+        analytics,
         logger: logger.child({ component: 'scoring' }),
         speculativeTtl,
       });
+      // A follower has no ingestor: discovery names the pods, the publisher reads their events.
+      const ing = ingestor;
+      const pods = { pods: () => (ing ? ing.podStates() : hub.targets.map((t) => ({ id: t.id, stream: null }))) };
+      const sources = { analytics, stack, pods, ingestMetrics };
+      reuse = { sources, history: new ReuseHistory(sources, { intervalMs: config.analytics.historyIntervalMs, capacity: config.analytics.historyPoints }), topPrefixes: config.analytics.topPrefixes };
     }
     const latency = await wireLatency(config, registry, logger);
     let router: Router;
     try {
-      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName, drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
+      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName ?? 'kvix', drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
     } catch (err) {
       await Promise.allSettled([hub.stop(), tokenizers?.close(), stack?.index.close(), replication?.close(), latency.predictor?.close()]);
       // A scheduler configuration mistake is a configuration error like any other (exit 2, one line).
@@ -106,8 +130,11 @@ export class Epp {
     const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
     epp.latencyPredictor = latency.predictor;
     epp.prefixScorer = prefixScorer;
+    epp.kubernetes = kube;
     try {
-      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), logger });
+      if (kube?.pool) await epp.followPool(kube);
+      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), reuse, logger });
+      epp.history = reuse?.history ?? null;
       registerLatencyDebug(epp.ops, latency.predictor);
       await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
         throw new Error(`cannot listen for metrics on ${config.metrics.host}:${config.metrics.port}: ${err.message}`, { cause: err });
@@ -116,9 +143,21 @@ export class Epp {
       if (replication && replicationMode === 'publish') await replication.startPublishing();
       if (ingestor) await ingestor.start();
       if (tokenizers) await tokenizers.warmUpServed(hub.targets.map((t) => t.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are routed on load only'));
-      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }) }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
+      const streams = {
+        opened: (): ((code: string) => void) => {
+          const started = performance.now();
+          routerMetrics.extProcStreamsInflight.inc();
+          return (code) => {
+            routerMetrics.extProcStreamsInflight.dec();
+            routerMetrics.extProcStreamDuration.observe((performance.now() - started) / 1000);
+            routerMetrics.extProcStreams.inc({ code });
+          };
+        },
+      };
+      if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), registry, streams }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
       if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }) });
       epp.frontsListening = true;
+      epp.history?.start();
     } catch (err) {
       await epp.stop();
       throw err;
@@ -139,6 +178,20 @@ export class Epp {
     return epp;
   }
 
+  /** The pool's rewrite and objective resources into the router, and the EPP's status onto the pool. */
+  private async followPool(kube: KubernetesRuntime): Promise<void> {
+    const logger = this.logger.child({ component: 'kubernetes' });
+    this.poolFollow = await kube.followPool({
+      replicaId: this.config.replication.replicaId,
+      logger,
+      onResources: (resources) => {
+        this.router.director.setPoolResources(resources);
+        logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
+      },
+      subscribeTargets: (listener) => this.hub.subscribe(listener),
+    });
+  }
+
   get metricsPort(): number {
     const addr = this.ops?.server.address();
     return typeof addr === 'object' && addr !== null ? addr.port : this.config.metrics.port;
@@ -155,11 +208,13 @@ export class Epp {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const grace = Math.max(100, this.config.shutdownTimeoutMs / 2);
+      this.history?.stop();
       this.extProc?.setServing(false);
       await Promise.allSettled([this.gateway?.close(grace), this.extProc?.stop(grace)]);
       await this.ops?.close();
       await this.router.close();
       await this.latencyPredictor?.close();
+      await this.poolFollow?.stop();
       await this.ingestor?.stop();
       await this.replication?.close();
       await this.hub.stop();

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ingestionListener } from '@kvix/kv-ingest';
-import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
 import { addEppOptions, eppListeners, resolveEppConfig } from './config.js';
 import { Epp } from './epp.js';
@@ -25,5 +26,19 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
 const central = config.embeddedIndex && config.kvEvents && config.replication.index !== 'follow' ? ingestionListener(config.ingest) : null;
 await checkPortsFree([...eppListeners(config), ...(central ? [central] : [])]).catch((err: unknown) => exitOnStartupError('kvix-epp', err));
 const logger = createLogger('epp', config.logLevel);
+// OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
+let tracing: Tracing | null = null;
+try {
+  tracing = startTracing('kvix-epp', logger);
+} catch (err) {
+  exitOnStartupError('kvix-epp', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
+}
 const epp = await Epp.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-epp', err, logger));
-stopOnSignals({ logger, stop: () => epp.stop(), timeoutMs: config.shutdownTimeoutMs });
+stopOnSignals({
+  logger,
+  stop: async () => {
+    await epp.stop();
+    await tracing?.shutdown();
+  },
+  timeoutMs: config.shutdownTimeoutMs,
+});

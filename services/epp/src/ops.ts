@@ -1,4 +1,5 @@
 import type { Ingestor, IndexStack } from '@kvix/kv-ingest';
+import { registerReuseRoutes, type ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
 import type { Replication } from '@kvix/replication';
 import type { Router } from '@kvix/scheduler';
 import { registerErrorHandlers, registerOpsRoutes, sendError, type Readiness } from '@kvix/service-kit';
@@ -29,6 +30,8 @@ export interface OpsContext {
   /** Pods discovery knows (a follower has no ingestor to ask). */
   discoveredPods: () => string[];
   readiness: () => Readiness;
+  /** With the embedded index: the cache-reuse analytics (/v1/analytics) and the /ui page charting their history. */
+  reuse: { sources: ReuseSources; history: ReuseHistory; topPrefixes: number } | null;
   /** Where a server fault of the debug API is logged. */
   logger?: Logger;
 }
@@ -41,7 +44,7 @@ export function buildOpsServer(ctx: OpsContext): FastifyInstance {
   registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness });
   app.get('/debug/endpoints', async () => ({ endpoints: ctx.router.registry.status() }));
   app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : sendError(reply, 404, 'NO_REPLICATION', 'this EPP runs alone (no --nats-url)')));
-  app.get('/debug/scheduler', async () => ({ ...ctx.router.scheduler.describe(), fallbacks: ctx.router.config.fallbacks, modelRewrites: ctx.router.config.modelRewrites, objectives: ctx.router.config.objectives, saturation: ctx.router.config.saturation }));
+  app.get('/debug/scheduler', async () => ({ ...ctx.router.scheduler.describe(), fallbacks: ctx.router.config.fallbacks, ...ctx.router.director.describePolicies(), saturation: ctx.router.config.saturation }));
   // What this replica's index says of a prompt, pod by pod: active-active replicas must agree.
   app.post('/debug/score', async (req, reply) => {
     if (!ctx.scorer) return sendError(reply, 404, 'NO_EMBEDDED_INDEX', 'this EPP scores with a remote indexer; ask it');
@@ -61,5 +64,6 @@ export function buildOpsServer(ctx: OpsContext): FastifyInstance {
     const counts = new Map((await ctx.stack.index.podCounts()).map((c) => [c.pod, c]));
     return { pods: ctx.ingestor.podStates().map((p) => ({ ...p, entries: counts.get(p.id)?.entries ?? 0, speculative: counts.get(p.id)?.speculative ?? 0 })) };
   });
+  if (ctx.reuse) registerReuseRoutes(app, { ...ctx.reuse, analyticsRoute: true });
   return app;
 }

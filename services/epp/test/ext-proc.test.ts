@@ -81,7 +81,7 @@ async function exchange(messages: ProcessingRequest[], until: (answers: Processi
 const hasBodyEnd = (kind: 'requestBody' | 'responseBody') => (answers: ProcessingResponse__Output[]) => answers.some((a) => a[kind]?.response?.bodyMutation?.streamedResponse?.endOfStream);
 
 describe('the ext_proc server (FULL_DUPLEX_STREAMED)', () => {
-  it('defers the header answer until the body is whole, then names the endpoint and its fallback, and echoes the body in chunks of at most 62,000 bytes', async () => {
+  it('defers the header answer until the body is whole, then names one endpoint in the header and it plus its fallback in envoy.lb metadata, and echoes the body in chunks of at most 62,000 bytes', async () => {
     const big = JSON.stringify({ model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: 'x'.repeat(150_000) }] });
     const body = Buffer.from(big);
     const chunks: ProcessingRequest[] = [];
@@ -91,8 +91,12 @@ describe('the ext_proc server (FULL_DUPLEX_STREAMED)', () => {
     const common = answers[0]!.requestHeaders!.response!;
     expect(common.clearRouteCache).toBe(true);
     const destination = common.headerMutation!.setHeaders.find((h) => h.header?.key === 'x-gateway-destination-endpoint')!.header!.rawValue.toString();
-    expect(destination.split(',').sort()).toEqual(pods.map((p) => p.id).sort());
-    expect(answers[0]!.dynamicMetadata?.fields['envoy.lb']?.structValue?.fields['x-gateway-destination-endpoint']?.stringValue).toBe(destination);
+    // One ip:port: Envoy's ORIGINAL_DST reads the header as one address and answers 503 to a list.
+    expect(pods.map((p) => p.id)).toContain(destination);
+    // The ordered list, the pick first, is what Envoy's override_host policy walks on retries.
+    const list = answers[0]!.dynamicMetadata?.fields['envoy.lb']?.structValue?.fields['x-gateway-destination-endpoint']?.stringValue ?? '';
+    expect(list.split(',')[0]).toBe(destination);
+    expect(list.split(',').sort()).toEqual(pods.map((p) => p.id).sort());
     const echoed = answers.slice(1).map((a) => a.requestBody!.response!.bodyMutation!.streamedResponse!);
     expect(echoed.every((c) => c.body.length <= 62_000)).toBe(true);
     expect(echoed.filter((c) => c.endOfStream)).toHaveLength(1);
@@ -126,6 +130,53 @@ describe('the ext_proc server (FULL_DUPLEX_STREAMED)', () => {
     expect(out).toContain('"model":"alias"');
     expect(out).not.toContain(MODEL);
     expect(out.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  });
+
+  it('answers each response chunk in turn when the proxy sends response bodies STREAMED, so it keeps the chunk and can carry on without us', async () => {
+    const body = Buffer.from(JSON.stringify({ model: 'alias', messages: [{ role: 'user', content: 'hi' }] }));
+    const protocolConfig = { requestBodyMode: 'FULL_DUPLEX_STREAMED' as const, responseBodyMode: 'STREAMED' as const };
+    const first = await exchange([{ ...requestHeaders('/v1/chat/completions', false), protocolConfig }, { requestBody: { body, endOfStream: true } }], hasBodyEnd('requestBody'));
+    const served = destinationOf(first);
+    const doc = JSON.stringify({ id: 'c', model: MODEL, choices: [{ message: { content: 'hey' } }], usage: { prompt_tokens: 3, completion_tokens: 1 } });
+    const replies = await exchange(
+      [
+        { ...requestHeaders('/v1/chat/completions', false), protocolConfig },
+        { requestBody: { body, endOfStream: true } },
+        { responseHeaders: { headers: { headers: [header(':status', '200'), header('content-type', 'application/json')] } }, metadataContext: { filterMetadata: { 'envoy.lb': { fields: { 'x-gateway-destination-endpoint-served': { stringValue: served } } } } } },
+        { responseBody: { body: Buffer.from(doc.slice(0, 10)) } },
+        { responseBody: { body: Buffer.from(doc.slice(10)), endOfStream: true } },
+      ],
+      (a) => a.filter((x) => x.response === 'responseBody').length >= 2,
+    );
+    const headerAnswer = replies.find((a) => a.response === 'responseHeaders')!;
+    expect(headerAnswer.responseHeaders!.response!.headerMutation!.setHeaders.find((h) => h.header?.key === 'x-kvix-endpoint')?.header?.rawValue.toString()).toBe(served);
+    const bodies = replies.filter((a) => a.response === 'responseBody').map((a) => a.responseBody!.response!.bodyMutation!);
+    // A JSON answer is rewritten whole: the first chunk is held back (cleared), the last carries it all.
+    expect(bodies.map((b) => b.mutation)).toEqual(['clearBody', 'body']);
+    expect(bodies.some((b) => b.streamedResponse)).toBe(false);
+    expect(JSON.parse(bodies[1]!.body!.toString())).toMatchObject({ model: 'alias' });
+  });
+
+  it('counts Envoy\'s reset at the end of a complete exchange as a normal end, not as an error', async () => {
+    const metrics = async () => await (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
+    const count = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+    const before = await metrics();
+    const body = Buffer.from(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] }));
+    const Client = loadExtProc().envoy.service.ext_proc.v3.ExternalProcessor;
+    const client = new Client(target, credentials.createInsecure());
+    const call = client.Process() as ClientDuplexStream<ProcessingRequest, ProcessingResponse__Output>;
+    call.on('error', () => undefined);
+    const answered = new Promise<void>((resolve) => call.on('data', (a: ProcessingResponse__Output) => a.response === 'responseBody' && resolve()));
+    for (const m of [requestHeaders('/v1/chat/completions', false), { requestBody: { body, endOfStream: true } }, { responseHeaders: { headers: { headers: [header(':status', '200')] } } }, { responseBody: { body: Buffer.from('{}'), endOfStream: true } }] as ProcessingRequest[]) call.write(m);
+    await answered;
+    call.cancel(); // what Envoy does once the exchange is over
+    client.close();
+    const after = await waitFor(async () => {
+      const text = await metrics();
+      return count(text, /^kvix_epp_ext_proc_streams_total\{outcome="complete"\} (\d+)/m) > count(before, /^kvix_epp_ext_proc_streams_total\{outcome="complete"\} (\d+)/m) ? text : undefined;
+    }, 5000, 'the stream counted');
+    expect(count(after, /^kvix_epp_ext_proc_streams_total\{outcome="incomplete"\} (\d+)/m)).toBe(count(before, /^kvix_epp_ext_proc_streams_total\{outcome="incomplete"\} (\d+)/m));
+    expect(after).not.toMatch(/^llm_d_epp_request_error_total\{[^}]*error_code="CANCELLED"/m);
   });
 
   it('answers a malformed body with an immediate 400 and routes a request without a body on load alone', async () => {

@@ -1,4 +1,5 @@
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
+import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, setPath, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { TokenizationConfigSchema } from '@kvix/tokenization';
@@ -32,6 +33,8 @@ export const IndexerConfigSchema = z
       .prefault({}),
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
+    /** Pods from the Kubernetes API (an InferencePool, or a label selector). */
+    kubernetes: KubernetesSettingsSchema.prefault({}),
     tokenization: TokenizationConfigSchema.prefault({}),
     /**
      * Dial the pods' KV events into the index. False when another process writes a shared (Redis)
@@ -48,6 +51,10 @@ export const IndexerConfigSchema = z
         sketchCapacity: z.number().int().min(16).max(1_000_000).default(4096),
         /** Characters of prompt text shown next to shared prefixes; 0 shows none (prompts may be sensitive). */
         prefixPreviewChars: z.number().int().min(0).max(10_000).default(0),
+        /** How often /ui's history samples the analytics (ms). */
+        historyIntervalMs: z.number().int().min(100).default(5000),
+        /** Samples kept (720 at 5 s: the last hour). */
+        historyPoints: z.number().int().min(2).max(100_000).default(720),
       })
       .strict()
       .prefault({}),
@@ -67,6 +74,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
   KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
   ...INGESTION_ENV_BINDINGS,
+  ...KUBERNETES_ENV_BINDINGS,
   ...REPLICATION_ENV_BINDINGS,
 };
 
@@ -79,12 +87,13 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   tokenizerWorkers: 'tokenization.workers',
   maxPromptTokens: 'tokenization.maxPromptTokens',
   ...INGESTION_FLAG_BINDINGS,
+  ...KUBERNETES_FLAG_BINDINGS,
   ...REPLICATION_FLAG_BINDINGS,
 };
 
 export function addIndexerOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
-  return addReplicationOptions(addIngestionOptions(cmd))
+  return addReplicationOptions(addKubernetesOptions(addIngestionOptions(cmd)))
     .option('--no-kv-events', 'do not dial the pods\' KV events: another process writes the shared (Redis) index')
     .option('--render-url <url>', 'tokenize models the config does not list with this vLLM server\'s render endpoints (KVIX_RENDER_URL)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
@@ -109,6 +118,8 @@ export function resolveIndexerConfig(cmd: Command, env: NodeJS.ProcessEnv = proc
   if (opts.kvEvents === false) setPath(flags, 'kvEvents', false);
   podsFromAddresses(envValues);
   podsFromAddresses(flags);
+  targetPortsFromStrings(envValues);
+  targetPortsFromStrings(flags);
   return resolveConfig('indexer', IndexerConfigSchema, { file, env: envValues, flags });
 }
 

@@ -1,6 +1,9 @@
 import { InMemoryIndex } from '@kvix/kv-index';
+import { createKubernetesRuntime, KubernetesError } from '@kvix/kubernetes';
+import { ConfigError } from '@kvix/service-kit';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
+import { ReuseHistory } from '@kvix/reuse-page';
 import { AdaptiveSpeculativeTtl, PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { FastifyInstance } from 'fastify';
@@ -34,6 +37,7 @@ export class Indexer {
     private readonly tokenizers: ModelTokenizers,
     private readonly logger: Logger,
     readonly replication: Replication | null,
+    private readonly history: ReuseHistory,
     private http: FastifyInstance | null = null,
     private grpc: RunningGrpc | null = null,
   ) {}
@@ -45,6 +49,7 @@ export class Indexer {
     const scoringMetrics = new ScoringMetrics(registry);
     const apiMetrics = new ApiMetrics(registry);
     const { mode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
+    const kube = await kubernetesRuntime(config, registry, logger);
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     // Decisions' speculative entries live as long as this pod's events take to confirm them.
     const speculativeTtl = AdaptiveSpeculativeTtl.fromSettings(config.index);
@@ -60,7 +65,7 @@ export class Indexer {
         return speculativeTtl && ingests ? speculativeTtl.watchStores(applied) : applied;
       },
     });
-    const hub = new DiscoveryHub(createDiscoverySources(config.ingest, logger));
+    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
     // A follower (or a replica of a shared Redis index) dials no pod: another process ingests.
     const ingestor = ingests ? new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status }) : null;
     const pods = ingestor ? ingestorDirectory(ingestor) : discoveryDirectory(hub);
@@ -81,7 +86,8 @@ export class Indexer {
       logger: logger.child({ component: 'scoring' }),
       speculativeTtl,
     });
-    const indexer = new Indexer(config, stack, ingestor, hub, pods, scorer, analytics, tokenizers, logger, replication);
+    const history = new ReuseHistory({ analytics, stack, pods, ingestMetrics }, { intervalMs: config.analytics.historyIntervalMs, capacity: config.analytics.historyPoints });
+    const indexer = new Indexer(config, stack, ingestor, hub, pods, scorer, analytics, tokenizers, logger, replication, history);
     try {
       indexer.http = buildHttpServer({
         scorer,
@@ -93,6 +99,7 @@ export class Indexer {
         registry,
         readiness: () => indexer.readiness(),
         topPrefixes: config.analytics.topPrefixes,
+        history,
         logger: logger.child({ component: 'http' }),
       });
       // Probes answer while ingestion catches up (readyz says 503 until then).
@@ -106,6 +113,7 @@ export class Indexer {
       else await hub.start();
       await tokenizers.warmUpServed(pods.pods().map((p) => p.model), (model, err) => logger.warn({ model, err: err.message }, 'no tokenizer for a model the pods serve: its prompts are scored only when sent as token ids'));
       indexer.tokenizersReady = true;
+      history.start();
     } catch (err) {
       await indexer.stop();
       throw err;
@@ -141,6 +149,7 @@ export class Indexer {
   /** Stops taking requests (gRPC drains within the shutdown budget), then ingestion, tokenizers, index. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.history.stop();
       await Promise.allSettled([this.http?.close(), this.grpc?.stop(Math.max(100, this.config.shutdownTimeoutMs / 2))]);
       await this.ingestor?.stop();
       await this.replication?.close();
@@ -150,5 +159,15 @@ export class Indexer {
       this.logger.info('indexer stopped');
     })();
     return this.stopping;
+  }
+}
+
+/** Kubernetes discovery when configured; a kubeconfig problem is a configuration error (exit 2). */
+async function kubernetesRuntime(config: IndexerConfig, registry: Registry, logger: Logger): ReturnType<typeof createKubernetesRuntime> {
+  try {
+    return await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+  } catch (err) {
+    if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
+    throw err;
   }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ingestionListener } from '@kvix/kv-ingest';
-import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
 import { addIndexerOptions, indexerListeners, resolveIndexerConfig } from './config.js';
 import { Indexer } from './indexer.js';
@@ -25,5 +26,19 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
 const central = config.kvEvents && config.replication.index !== 'follow' ? ingestionListener(config.ingest) : null;
 await checkPortsFree([...indexerListeners(config), ...(central ? [central] : [])]).catch((err: unknown) => exitOnStartupError('kvix-indexer', err));
 const logger = createLogger('indexer', config.logLevel);
+// OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
+let tracing: Tracing | null = null;
+try {
+  tracing = startTracing('kvix-indexer', logger);
+} catch (err) {
+  exitOnStartupError('kvix-indexer', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
+}
 const indexer = await Indexer.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-indexer', err, logger));
-stopOnSignals({ logger, stop: () => indexer.stop(), timeoutMs: config.shutdownTimeoutMs });
+stopOnSignals({
+  logger,
+  stop: async () => {
+    await indexer.stop();
+    await tracing?.shutdown();
+  },
+  timeoutMs: config.shutdownTimeoutMs,
+});

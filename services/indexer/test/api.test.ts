@@ -172,10 +172,10 @@ describe('the consultant API fed by simulated vLLM pods', () => {
     expect(Object.keys(analytics.events).sort()).toEqual(sims.map((s) => s.id).sort());
     expect(analytics.top_prefixes.length).toBeGreaterThan(0);
     const metrics = await (await fetch(`${api}/metrics`)).text();
-    expect(metrics).toMatch(/^llm_d_epp_prefix_indexer_hit_ratio_count [1-9]/m);
+    expect(metrics).toMatch(/^llm_d_epp_prefix_indexer_hit_ratio_count\{[^}]*\} [1-9]/m);
     expect(metrics).toMatch(/^kvix_indexer_requests_total\{api="grpc",method="GetPodScores",code="OK"\} [1-9]/m);
     // The index's size, whole and per pod, as dashboards read it.
-    const size = Number(/^llm_d_epp_prefix_indexer_size (\d+)$/m.exec(metrics)?.[1]);
+    const size = Number(/^llm_d_epp_prefix_indexer_size\{[^}]*\} (\d+)$/m.exec(metrics)?.[1]);
     const perPod = [...metrics.matchAll(/^kvix_index_pod_entries\{pod="([^"]+)",kind="(confirmed|speculative)"\} (\d+)$/gm)];
     expect(size).toBeGreaterThan(0);
     expect(perPod.reduce((sum, m) => sum + Number(m[3]), 0)).toBe(size);

@@ -1,4 +1,5 @@
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
+import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, ingestionListener, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { Option, type Command } from 'commander';
@@ -18,6 +19,8 @@ export const KvEventsServiceConfigSchema = z
       .prefault({}),
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
+    /** Pods from the Kubernetes API (an InferencePool, or a label selector). */
+    kubernetes: KubernetesSettingsSchema.prefault({}),
     /** With a NATS URL, every index operation applied here is published for router replicas to follow. */
     replication: ReplicationSettingsSchema.prefault({}),
     /** How long SIGTERM may take before the process exits anyway. */
@@ -34,6 +37,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_HTTP_HOST: { path: 'http.host' },
   KVIX_HTTP_PORT: { path: 'http.port', as: 'number' },
   ...INGESTION_ENV_BINDINGS,
+  ...KUBERNETES_ENV_BINDINGS,
   ...REPLICATION_ENV_BINDINGS,
 };
 
@@ -42,12 +46,13 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   httpHost: 'http.host',
   httpPort: 'http.port',
   ...INGESTION_FLAG_BINDINGS,
+  ...KUBERNETES_FLAG_BINDINGS,
   ...REPLICATION_FLAG_BINDINGS,
 };
 
 export function addServiceOptions(cmd: Command): Command {
   cmd.option('--config <file>', 'YAML file with any of the settings (see README); the environment and flags override it');
-  return addReplicationOptions(addIngestionOptions(cmd))
+  return addReplicationOptions(addKubernetesOptions(addIngestionOptions(cmd)))
     .option('--http-host <host>', 'listen address of metrics, probes and debug API (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--http-port <port>', 'port of metrics, probes and debug API (0: any free port)', integerArg, DEFAULT_HTTP_PORT)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
@@ -61,6 +66,8 @@ export function resolveServiceConfig(cmd: Command, env: NodeJS.ProcessEnv = proc
   const flags = flagLayer(cmd, FLAG_BINDINGS);
   podsFromAddresses(envValues);
   podsFromAddresses(flags);
+  targetPortsFromStrings(envValues);
+  targetPortsFromStrings(flags);
   const config = resolveConfig('kv-events', KvEventsServiceConfigSchema, { file, env: envValues, flags });
   // This service is the ingestion side of a replicated deployment: with NATS it publishes.
   // (Not on Redis: there the index itself is what every replica shares.)

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
 import { addServiceOptions, resolveServiceConfig, serviceListeners } from './config.js';
 import { KvEventsService } from './service.js';
@@ -23,5 +24,19 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
 }
 await checkPortsFree(serviceListeners(config)).catch((err: unknown) => exitOnStartupError('kvix-kv-events', err));
 const logger = createLogger('kv-events', config.logLevel);
+// OpenTelemetry tracing when the standard OTEL_* variables ask for it (off otherwise).
+let tracing: Tracing | null = null;
+try {
+  tracing = startTracing('kvix-kv-events', logger);
+} catch (err) {
+  exitOnStartupError('kvix-kv-events', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
+}
 const service = await KvEventsService.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-kv-events', err, logger));
-stopOnSignals({ logger, stop: () => service.stop(), timeoutMs: config.shutdownTimeoutMs });
+stopOnSignals({
+  logger,
+  stop: async () => {
+    await service.stop();
+    await tracing?.shutdown();
+  },
+  timeoutMs: config.shutdownTimeoutMs,
+});

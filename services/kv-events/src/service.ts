@@ -1,5 +1,7 @@
 import { Replication } from '@kvix/replication';
-import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { createKubernetesRuntime, KubernetesError } from '@kvix/kubernetes';
+import { createDiscoverySources, createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { ConfigError } from '@kvix/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -26,9 +28,16 @@ export class KvEventsService {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const metrics = new IngestMetrics(registry);
+    let kube: Awaited<ReturnType<typeof createKubernetesRuntime>>;
+    try {
+      kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+    } catch (err) {
+      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
+      throw err;
+    }
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     const stack = createIndexStack(config.index, metrics, { logger: logger.child({ component: 'index' }), ...(replication ? { applierIndex: (backend) => replication.publishTo(backend) } : {}) });
-    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: logger.child({ component: 'ingest' }), backend: stack.status });
+    const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: logger.child({ component: 'ingest' }), backend: stack.status, ...(kube ? { discovery: [...createDiscoverySources(config.ingest, logger), kube.discovery] } : {}) });
     const http = buildHttpServer({ stack, ingestor, registry, replication });
     // Probes answer while discovery and the startup replays run (readyz says 503 until then).
     try {
@@ -52,6 +61,7 @@ export class KvEventsService {
         http: service.url,
         mode: config.ingest.mode,
         endpointsFile: config.ingest.endpointsFile ?? null,
+        kubernetes: config.kubernetes.inferencePool ?? config.kubernetes.podSelector ?? null,
         staticPods: config.ingest.pods.length,
         blockSize: config.index.blockSize,
         algorithm: config.index.algorithm,

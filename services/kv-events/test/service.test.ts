@@ -139,7 +139,7 @@ describe('kvix-kv-events against simulated vLLM pods', () => {
     cleanups.push(() => publisher.close());
     const metricsText = async (): Promise<string> => (await fetch(`${api}/metrics`)).text();
     const sample = (text: string, name: string, labels: string): number => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-    const errorsOf = (text: string, operation: string): number => sample(text, 'llm_d_epp_kv_cache_events_zmq_errors_total', `pod="127.0.0.1:9",operation="${operation}"`);
+    const errorsOf = (text: string, operation: string): number => sample(text, 'llm_d_epp_kv_cache_events_zmq_errors_total', `pod_identifier="127.0.0.1:9",operation="${operation}"`);
     // The service dials the rogue endpoint on its reconnect schedule: keep sending until it listens.
     let seq = 0n;
     await waitFor(async () => {

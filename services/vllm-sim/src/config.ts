@@ -66,17 +66,31 @@ export const SimConfigSchema = z
     prefixCachingHashAlgo: z.enum(ENGINE_HASH_ALGORITHMS as [EngineHashAlgorithm, ...EngineHashAlgorithm[]]).default('sha256'),
     pythonHashSeed: z.string().nullable().default(null),
     kvEventsConfig: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
-    kvEventsLayout: z.enum(['array', 'map']).default('map'),
+    /** The vLLM release whose wire formats and hashing are reproduced: 0.34 (default) down to 0.9. */
+    vllmVersion: z
+      .string()
+      .regex(/^0\.\d+(\.\d+)?$/, 'expected a vLLM version such as 0.34, 0.32 or 0.23')
+      .default('0.34'),
+    /** Which engine the pod is: vllm, or sglang (its events, hashing namespace and metric names). */
+    engine: z.enum(['vllm', 'sglang']).default('vllm'),
+    /** Overrides the version's event layout (map from vLLM 0.26, array before). */
+    kvEventsLayout: z.enum(['array', 'map']).optional(),
+    /** vLLM's kv_cache_report_mode: full re-announces prefix-cache hits as BlockStored. */
+    kvCacheReportMode: z.enum(['default', 'full']).default('default'),
     kvEventsIntHashes: z.coerce.boolean().default(true),
     kvOffload: z.enum(['none', 'offloading-connector', 'lmcache']).default('none'),
     numCpuBlocks: z.coerce.number().int().min(0).default(0),
     lmcacheChunkSize: positiveInt.default(256),
+    /** LMCache in-process engine (through vLLM's connector: no removals, parent 0) or multiprocess server (real parents, removals). */
+    lmcacheMode: z.enum(['inproc', 'mp']).default('inproc'),
     loraModules: z.array(loraModule).default([]),
     maxLoras: positiveInt.default(4),
     timeScale: z.coerce.number().positive().max(10_000).default(1),
     defaultMaxTokens: positiveInt.default(64),
     // vLLM's default is off; on here because kvix's benchmarks read cached_tokens (see README).
     enablePromptTokensDetails: z.boolean().default(true),
+    /** vLLM's --otlp-traces-endpoint: export a span per generation request (OTLP over HTTP/protobuf). */
+    otlpTracesEndpoint: z.string().url().optional(),
     stepOverheadMs: z.coerce.number().min(0).default(DEFAULT_LATENCY.stepOverheadMs),
     prefillTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.prefillTokensPerSec),
     cpuLoadTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.cpuLoadTokensPerSec),
@@ -91,12 +105,28 @@ export const SimConfigSchema = z
 
 export type SimConfigInput = z.input<typeof SimConfigSchema>;
 
-export interface SimConfig extends Omit<z.output<typeof SimConfigSchema>, 'kvEventsConfig' | 'servedModelName' | 'tokenizer'> {
+export interface SimConfig extends Omit<z.output<typeof SimConfigSchema>, 'kvEventsConfig' | 'servedModelName' | 'tokenizer' | 'kvEventsLayout'> {
+  kvEventsLayout: 'array' | 'map';
+  /** What the version (and engine) put on the wire and hash. */
+  wire: WireProfile;
   servedModelName: string[];
   tokenizer: string;
   kvEvents: KvEventsConfig;
   /** Whether --kv-events-config set a topic (otherwise the llm-d convention kv@host:port@model is used). */
   topicGiven: boolean;
+}
+
+/** What a vLLM version (or SGLang) publishes and how it hashes, as the simulator reproduces it. */
+export interface WireProfile {
+  engine: 'vllm' | 'sglang';
+  /** vLLM >= 0.33: tagged extra keys, unset PYTHONHASHSEED seeded "vllm-none-hash" for sha256*. */
+  taggedHashes: boolean;
+  /** vLLM >= 0.34: 16-field BlockStored (map16 head), locality/session fields, self-describing offload events. */
+  v034: boolean;
+}
+
+function versionAtLeast(version: string, minor: number): boolean {
+  return Number(version.split('.')[1]) >= minor;
 }
 
 /** Events on by default (the simulator exists to feed kvix), replay on the next port. */
@@ -150,9 +180,21 @@ export function resolveSimConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     throw new SimConfigError((err as Error).message);
   }
   if (c.kvOffload !== 'none' && c.numCpuBlocks === 0) c.numCpuBlocks = 2 * c.numGpuBlocksOverride;
-  const { kvEventsConfig: _raw, ...rest } = c;
+  if (c.engine === 'sglang') {
+    if (c.kvOffload !== 'none') throw new SimConfigError('invalid simulator configuration: --engine sglang simulates no CPU tier (use --kv-offload none)');
+    if (c.prefixCachingHashAlgo === 'sha256_cbor_64bit') throw new SimConfigError('invalid simulator configuration: sha256_cbor_64bit is a vLLM 0.10 algorithm');
+  }
+  const tagged = c.engine === 'sglang' || versionAtLeast(c.vllmVersion, 33);
+  if (tagged && c.prefixCachingHashAlgo === 'sha256_cbor_64bit') {
+    throw new SimConfigError(`invalid simulator configuration: sha256_cbor_64bit existed only in vLLM 0.10.0-0.10.1 (give --vllm-version 0.10)`);
+  }
+  const wire: WireProfile = { engine: c.engine, taggedHashes: tagged, v034: c.engine === 'vllm' && versionAtLeast(c.vllmVersion, 34) };
+  const kvEventsLayout = c.kvEventsLayout ?? (c.engine === 'sglang' || versionAtLeast(c.vllmVersion, 26) ? 'map' : 'array');
+  const { kvEventsConfig: _raw, kvEventsLayout: _layout, ...rest } = c;
   return {
     ...rest,
+    kvEventsLayout,
+    wire,
     servedModelName: c.servedModelName ?? [c.model],
     tokenizer: c.tokenizer ?? c.model,
     kvEvents,
@@ -181,16 +223,21 @@ export function addSimOptions(cmd: Command): Command {
     .option('--prefix-caching-hash-algo <algo>', `${ENGINE_HASH_ALGORITHMS.join(' | ')}`, 'sha256')
     .option('--python-hash-seed <seed>', 'PYTHONHASHSEED (also read from the environment); unset: vLLM 0.33 rules')
     .option('--kv-events-config <json>', 'vLLM\'s KV events config (default: enabled, tcp://*:5557, replay tcp://*:5558; * binds the --host interface)')
-    .addOption(new Option('--kv-events-layout <layout>', 'event layout: map (vLLM >= 0.26) or array (<= 0.23)').choices(['map', 'array']).default('map'))
+    .option('--vllm-version <x.y>', 'vLLM release whose events and hashes are reproduced (0.34: tagged hashes, 16-field events, self-describing offload; 0.33: tagged; <= 0.32 untagged; < 0.26 array events)', '0.34')
+    .addOption(new Option('--engine <engine>', 'vllm, or sglang (SGLang events, signed hashes, cache_salt on the wire, sglang:* metrics)').choices(['vllm', 'sglang']).default('vllm'))
+    .addOption(new Option('--kv-events-layout <layout>', 'event layout (default: the version\'s): map (vLLM >= 0.26) or array (<= 0.23)').choices(['map', 'array']))
+    .addOption(new Option('--kv-cache-report-mode <mode>', 'full: prefix-cache hits are re-announced as BlockStored (vLLM >= 0.34)').choices(['default', 'full']).default('default'))
     .option('--no-kv-events-int-hashes', 'send raw digests instead of 64-bit ints (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0)')
-    .addOption(new Option('--kv-offload <mode>', 'CPU tier: none, offloading-connector ("CPU", no tokens) or lmcache ("cpu" chunks)').choices(['none', 'offloading-connector', 'lmcache']).default('none'))
+    .addOption(new Option('--kv-offload <mode>', 'CPU tier: none, offloading-connector ("CPU"; vLLM 0.34 self-describing chunks with tokens, older placeholders without) or lmcache (see --lmcache-mode)').choices(['none', 'offloading-connector', 'lmcache']).default('none'))
     .option('--num-cpu-blocks <n>', 'CPU tier size in blocks (default: 2 x GPU blocks when offloading)')
     .option('--lmcache-chunk-size <tokens>', 'LMCache chunk size', '256')
+    .addOption(new Option('--lmcache-mode <mode>', 'LMCache in-process engine (inproc: one event per chunk with the next chunk\'s token, parent 0 past skipped chunks, no removals) or multiprocess server (mp: real parents, "CPU" removals, resync)').choices(['inproc', 'mp']).default('inproc'))
     .option('--lora-modules <modules...>', 'LoRA adapters as name=path or JSON {"name","path","base_model_name"}')
     .option('--max-loras <n>', 'LoRA adapters active at once (reported in vllm:lora_requests_info)', '4')
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--default-max-tokens <n>', 'completion length of chat requests without max_tokens', '64')
     .option('--enable-prompt-tokens-details', 'usage carries prompt_tokens_details.cached_tokens (the default here; vLLM\'s flag)')
+    .option('--otlp-traces-endpoint <url>', 'export a span (llm_request) per generation request, child of its traceparent, to this OTLP/HTTP collector (vLLM\'s flag)')
     .option('--no-enable-prompt-tokens-details', 'usage.prompt_tokens_details is null, as vLLM answers without the flag')
     .option('--step-overhead-ms <ms>', 'latency model: fixed cost per engine step', String(DEFAULT_LATENCY.stepOverheadMs))
     .option('--prefill-tokens-per-sec <n>', 'latency model: prefill throughput for uncached tokens', String(DEFAULT_LATENCY.prefillTokensPerSec))

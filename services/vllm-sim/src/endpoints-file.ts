@@ -10,6 +10,10 @@ export interface EndpointsFileEntry {
   replayPort: number | null;
   model: string;
   dataParallelSize?: number;
+  /** What the pod runs, so ingestion reads its events by the right rules (kvix's endpoints-file keys). */
+  engine?: 'vllm' | 'sglang';
+  lmcache?: 'inproc' | 'mp';
+  kvCacheReportMode?: 'full';
 }
 
 /** Written to a temporary file and renamed, so a watcher never reads half a file. */

@@ -78,6 +78,9 @@ export class SimFleet {
         replayPort: portOf(rank0.replayEndpoint),
         model: rank0.model,
         dataParallelSize: pod.config.dataParallelSize,
+        engine: pod.config.engine,
+        ...(pod.config.kvOffload === 'lmcache' ? { lmcache: pod.config.lmcacheMode } : {}),
+        ...(pod.config.kvCacheReportMode === 'full' ? { kvCacheReportMode: 'full' as const } : {}),
       };
     });
   }

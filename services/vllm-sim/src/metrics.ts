@@ -18,6 +18,8 @@ export interface MetricsInfo {
   maxLoras: number;
   /** LoRA serving is on (vLLM only registers vllm:lora_requests_info then). */
   lora: boolean;
+  /** sglang: SGLang's metric names (sglang:num_queue_reqs, …) instead of vLLM's. */
+  engine?: 'vllm' | 'sglang';
 }
 
 /**
@@ -29,7 +31,7 @@ export class SimMetrics {
   private readonly ttft: Histogram;
   private readonly e2e: Histogram;
   private readonly success: Counter;
-  private readonly labels: { model_name: string; engine: string };
+  private labels: { model_name: string; engine: string };
 
   constructor(
     private readonly engine: () => Engine,
@@ -50,6 +52,20 @@ export class SimMetrics {
         },
       });
     };
+    this.labels = labels;
+    if (info.engine === 'sglang') {
+      // SGLang's scheduler metrics, under its names (what a router scraping SGLang reads).
+      gauge('sglang:num_running_reqs', 'The number of running requests.', (e) => e.stats.running);
+      gauge('sglang:num_queue_reqs', 'The number of requests in the waiting queue.', (e) => e.stats.waiting);
+      gauge('sglang:token_usage', 'The token usage.', (e) => e.stats.kvUsage);
+      gauge('sglang:cache_hit_rate', 'The prefix cache hit rate.', (e) => (e.stats.prefixQueries === 0 ? 0 : e.stats.prefixHits / e.stats.prefixQueries));
+      this.success = new Counter({ name: 'sglang:num_requests_total', help: 'Number of requests processed.', labelNames: [...labelNames, 'finished_reason'], registers: [r] });
+      this.ttft = new Histogram({ name: 'sglang:time_to_first_token_seconds', help: 'Histogram of time to first token in seconds.', labelNames, buckets: TTFT_BUCKETS, registers: [r] });
+      this.e2e = new Histogram({ name: 'sglang:e2e_request_latency_seconds', help: 'Histogram of End-to-end request latency in seconds', labelNames, buckets: REQUEST_LATENCY_BUCKETS, registers: [r] });
+      this.ttft.zero(labels);
+      this.e2e.zero(labels);
+      return;
+    }
     gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', (e) => e.stats.running);
     gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', (e) => e.stats.waiting);
     gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', (e) => e.stats.kvUsage);

@@ -8,6 +8,7 @@ import { Engine } from './engine/engine.js';
 import { EventPublisher } from './events/publisher.js';
 import { buildServer, type Faults, type LoraModule } from './http/server.js';
 import { SimMetrics } from './metrics.js';
+import { SimTracer } from './tracing.js';
 
 /** Where one rank of a pod can be reached (what an endpoints file lists). */
 export interface RankEndpoint {
@@ -29,9 +30,10 @@ function tokenizerFor(spec: string): Promise<LocalTokenizer> {
   return t;
 }
 
-/** vLLM 0.33: PYTHONHASHSEED wins; unset, sha256* use a fixed seed and xxhash* a random one. */
-export function effectiveHashSeed(config: Pick<SimConfig, 'pythonHashSeed' | 'prefixCachingHashAlgo'>): string | null {
+/** PYTHONHASHSEED wins; unset, vLLM >= 0.33 seeds sha256* with a fixed string and xxhash* randomly, older vLLM everything randomly. */
+export function effectiveHashSeed(config: Pick<SimConfig, 'pythonHashSeed' | 'prefixCachingHashAlgo'> & { wire?: SimConfig['wire'] }): string | null {
   if (config.pythonHashSeed !== null) return config.pythonHashSeed;
+  if (config.wire !== undefined && !config.wire.taggedHashes) return null;
   return config.prefixCachingHashAlgo.startsWith('sha256') ? VLLM_DEFAULT_NONE_HASH_SEED : null;
 }
 
@@ -41,6 +43,7 @@ class SimRank {
   metrics!: SimMetrics;
   app!: FastifyInstance;
   readonly faults: Faults;
+  private tracer: SimTracer | null = null;
 
   constructor(
     readonly rank: number,
@@ -65,8 +68,8 @@ class SimRank {
 
   private newEngine(): Engine {
     const c = this.config;
-    const hasher = new EngineHasher({ algorithm: c.prefixCachingHashAlgo, pythonHashSeed: effectiveHashSeed(c), blockSize: c.blockSize });
-    const cpu = new CpuTier(c.kvOffload, c.numCpuBlocks, c.blockSize, c.lmcacheChunkSize);
+    const hasher = new EngineHasher({ algorithm: c.prefixCachingHashAlgo, pythonHashSeed: effectiveHashSeed(c), blockSize: c.blockSize, hashFormat: c.wire.taggedHashes ? 'tagged' : 'untagged' });
+    const cpu = new CpuTier(c.kvOffload, c.numCpuBlocks, c.blockSize, c.lmcacheChunkSize, c.lmcacheMode, c.wire.v034);
     const engine = new Engine(
       {
         blockSize: c.blockSize,
@@ -78,6 +81,8 @@ class SimRank {
         latency: { stepOverheadMs: c.stepOverheadMs, prefillTokensPerSec: c.prefillTokensPerSec, cpuLoadTokensPerSec: c.cpuLoadTokensPerSec, decodeBaseMs: c.decodeBaseMs, decodePerSeqMs: c.decodePerSeqMs },
         timeScale: c.timeScale,
         outputVocab: { from: 1000, to: Math.min(60_000, Math.max(1001, this.tokenizer.vocabSize)) },
+        loraPaths: new Map(c.loraModules.map((l) => [l.name, l.path])),
+        reportMode: c.kvCacheReportMode,
       },
       (events) => this.publisher.publish(events),
       (seconds) => this.metrics.observeTtft(seconds),
@@ -103,8 +108,11 @@ class SimRank {
       hashAlgo: c.prefixCachingHashAlgo,
       maxLoras: c.maxLoras,
       lora: loras.length > 0,
+      engine: c.engine,
     });
+    if (c.otlpTracesEndpoint !== undefined) this.tracer = new SimTracer(c.otlpTracesEndpoint, c.servedModelName[0]!);
     this.app = buildServer({
+      tracer: this.tracer,
       rank: this.rank,
       servedModelNames: c.servedModelName,
       modelRoot: c.model,
@@ -130,6 +138,7 @@ class SimRank {
       topic: this.topic(port),
       layout: c.kvEventsLayout,
       intHashes: c.kvEventsIntHashes,
+      wire: c.wire,
       logger: this.logger,
       bindHost: c.host,
     });
@@ -164,6 +173,7 @@ class SimRank {
       await closing;
     }
     await this.publisher?.close();
+    await this.tracer?.shutdown().catch(() => undefined);
   }
 }
 

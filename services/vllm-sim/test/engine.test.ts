@@ -5,7 +5,7 @@ import { CpuTier, DEFAULT_LATENCY, Engine, type GenerationResult, type OffloadMo
 
 const B = 16;
 
-function setup(options: { gpuBlocks?: number; offload?: OffloadMode; cpuBlocks?: number; maxNumSeqs?: number; chunk?: number } = {}) {
+function setup(options: { gpuBlocks?: number; offload?: OffloadMode; cpuBlocks?: number; maxNumSeqs?: number; chunk?: number; lmcacheMode?: 'inproc' | 'mp'; selfDescribing?: boolean; reportMode?: 'default' | 'full' } = {}) {
   const hasher = new EngineHasher({ algorithm: 'sha256', pythonHashSeed: '0', blockSize: B });
   const batches: KvEvent[][] = [];
   const ttfts: number[] = [];
@@ -16,7 +16,9 @@ function setup(options: { gpuBlocks?: number; offload?: OffloadMode; cpuBlocks?:
       maxNumSeqs: options.maxNumSeqs ?? 16,
       maxNumBatchedTokens: 8192,
       hasher,
-      cpu: new CpuTier(options.offload ?? 'none', options.cpuBlocks ?? 0, B, options.chunk ?? 64),
+      cpu: new CpuTier(options.offload ?? 'none', options.cpuBlocks ?? 0, B, options.chunk ?? 64, options.lmcacheMode ?? 'inproc', options.selfDescribing ?? true),
+      loraPaths: new Map([['sql-lora', '/adapters/sql-lora']]),
+      reportMode: options.reportMode ?? 'default',
       latency: DEFAULT_LATENCY,
       timeScale: 1000,
       outputVocab: { from: 1000, to: 2000 },
@@ -100,8 +102,8 @@ describe('simulated engine', () => {
     expect(gone).not.toContain(aHashes[0]);
   });
 
-  it('moves evicted blocks to the CPU tier the offloading-connector way before dropping the GPU copy', async () => {
-    const { run, batches } = setup({ gpuBlocks: 8, offload: 'offloading-connector', cpuBlocks: 64 });
+  it('moves evicted blocks to the CPU tier the offloading-connector way before dropping the GPU copy (placeholders before vLLM 0.34)', async () => {
+    const { run, batches } = setup({ gpuBlocks: 8, offload: 'offloading-connector', cpuBlocks: 64, selfDescribing: false });
     await run(prompt(64, 1), 1);
     await run(prompt(64, 2), 1);
     const withEviction = batches.find((b) => b.some((e) => e.type === 'BlockRemoved'))!;
@@ -113,6 +115,18 @@ describe('simulated engine', () => {
     expect(ev.tokenIds).toHaveLength(0);
     expect(ev.blockSize).toBe(0);
     expect(ev.parentBlockHash).toBeNull();
+  });
+
+  it("describes offloaded blocks as vLLM 0.34 does: tokens, parent, locality LOCAL", async () => {
+    const { run, batches } = setup({ gpuBlocks: 8, offload: 'offloading-connector', cpuBlocks: 64 });
+    const first = prompt(64, 1);
+    await run(first, 1);
+    await run(prompt(64, 2), 1);
+    const cpu = batches.flat().filter((e): e is BlockStored => e.type === 'BlockStored' && e.medium === 'CPU');
+    expect(cpu.length).toBeGreaterThan(0);
+    const ev = cpu[0]!;
+    expect(ev).toMatchObject({ blockSize: B, locality: 'LOCAL', groupIdx: 0, kvCacheSpecKind: 'full_attention' });
+    expect(ev.tokenIds).toHaveLength(B);
   });
 
   it('serves a prompt evicted to CPU faster than recomputing it, and slower than a GPU hit', async () => {
@@ -130,15 +144,50 @@ describe('simulated engine', () => {
     expect(fromCpu).toBeGreaterThan(gpuHit);
   });
 
-  it('writes prompts through to LMCache chunks with tokens, in its own hash space', async () => {
+  it('writes full chunks through to LMCache in-process as its connector announces them (next chunk\'s token, parent 0 past saved chunks)', async () => {
     const { run, stored } = setup({ offload: 'lmcache', cpuBlocks: 64, chunk: 64 });
     const p = prompt(150);
     await run(p, 1);
     const chunks = stored().filter((e) => e.medium === 'cpu');
-    expect(chunks.map((c) => c.tokenIds.length)).toEqual([64, 64, 22]);
+    // Full chunks only; every chunk but the prompt's last carries one token of the next.
+    expect(chunks.map((c) => [c.blockSize, c.tokenIds.length])).toEqual([
+      [64, 65],
+      [64, 65],
+    ]);
+    expect(chunks[0]!.parentBlockHash).toBeNull();
     expect(chunks[1]!.parentBlockHash).toBe(chunks[0]!.blockHashes[0]);
+    expect(chunks.every((c) => c.groupIdx === null && c.extraKeys === null)).toBe(true);
     const gpu = stored().find((e) => e.medium === 'GPU')!;
     expect(Array.from(gpu.blockHashes)).not.toContain(chunks[0]!.blockHashes[0]);
+    // A longer prompt sharing the first two chunks: its store skips them, and its first new chunk's parent is 0.
+    await run([...p.slice(0, 128), ...prompt(100, 9)], 1);
+    const next = stored().filter((e) => e.medium === 'cpu').slice(2);
+    expect(next.map((c) => c.parentBlockHash)).toEqual([0n]);
+  });
+
+  it('announces LMCache MP chunks with real parents, "CPU" removals and a resync removal of every chunk', async () => {
+    const { run, stored, events, engine } = setup({ offload: 'lmcache', cpuBlocks: 8, chunk: 64, lmcacheMode: 'mp' });
+    await run(prompt(128, 1), 1);
+    const first = stored().filter((e) => e.medium === 'CPU');
+    expect(first.map((c) => c.tokenIds.length)).toEqual([64, 64]);
+    await run(prompt(128, 2), 1);
+    const removals = events().filter((e): e is BlockRemoved => e.type === 'BlockRemoved' && e.medium === 'CPU');
+    expect(removals.map((r) => r.blockHashes[0])).toEqual([first[0]!.blockHashes[0], first[1]!.blockHashes[0]]);
+    const held = stored().filter((e) => e.medium === 'CPU').slice(2);
+    expect(held[1]!.parentBlockHash).toBe(held[0]!.blockHashes[0]);
+    await engine.restartLmcacheServer();
+    const resync = events().at(-1) as BlockRemoved;
+    expect(Array.from(resync.blockHashes)).toEqual(held.map((c) => c.blockHashes[0]));
+  });
+
+  it('re-announces prefix-cache hits from block 0 in report mode "full"', async () => {
+    const { run, stored } = setup({ reportMode: 'full' });
+    const p = prompt(64, 3);
+    await run(p, 1);
+    await run(p, 1);
+    const again = stored().filter((e) => e.parentBlockHash === null);
+    expect(again).toHaveLength(2);
+    expect(Array.from(again[1]!.blockHashes)).toEqual(Array.from(again[0]!.blockHashes).slice(0, 3));
   });
 
   it('clears the prefix cache on reset and says so with AllBlocksCleared', async () => {
@@ -195,7 +244,7 @@ describe('simulated engine', () => {
     const ev = stored()[0]!;
     expect(ev.loraName).toBe('sql-lora');
     expect(ev.extraKeys).toEqual([['sql-lora', 'tenant-a'], ['sql-lora']]);
-    expect(Array.from(ev.blockHashes)).toEqual(Array.from(hasher.hashBlocks(p, { loraName: 'sql-lora', cacheSalt: 'tenant-a' }).blockHashes));
+    expect(Array.from(ev.blockHashes)).toEqual(Array.from(hasher.hashBlocks(p, { loraName: 'sql-lora', loraPath: '/adapters/sql-lora', cacheSalt: 'tenant-a' }).blockHashes));
   });
 
   it('reports exactly what it holds, per tier, for a prompt', async () => {

@@ -348,6 +348,39 @@ describe('vllm-sim over real sockets', () => {
     expect(r.messages.every((m) => m.batch.dataParallelRank === 1)).toBe(true);
   });
 
+  it('publishes as vLLM 0.34 by default (tagged hashes: the 0.34 LoRA vector; 16-field struct head) and as 0.32 on request', async () => {
+    const cases = (readVectorJson('vllm-0.34-engine-hashes.json') as { cases: { name: string; tokens: number[]; lora: { name: string; path: string } | null; expected: { block_hashes: string[] } }[] }).cases;
+    const c = cases.find((x) => x.name === 'sha256-seed0-lora')!;
+    const lora = `${c.lora!.name}=${c.lora!.path}`;
+    const r = await startPod({ pythonHashSeed: '0', loraModules: [lora] });
+    await post(r.http[0]!, '/v1/completions', { model: c.lora!.name, prompt: c.tokens, max_tokens: 1 });
+    const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored');
+    expect(Array.from(ev.blockHashes, String)).toEqual(c.expected.block_hashes);
+    expect(ev.encoding).toEqual({ layout: 'map', wide: true });
+    const old = await startPod({ pythonHashSeed: '0', loraModules: [lora], vllmVersion: '0.32' });
+    await post(old.http[0]!, '/v1/completions', { model: c.lora!.name, prompt: c.tokens, max_tokens: 1 });
+    const oldEv = await waitFor(() => storedEvents(old)[0], 5000, 'a BlockStored');
+    expect(Array.from(oldEv.blockHashes, String)).not.toEqual(c.expected.block_hashes);
+    expect(oldEv.encoding).toEqual({ layout: 'map' });
+    const older = await startPod({ vllmVersion: '0.23' });
+    await post(older.http[0]!, '/v1/completions', { prompt, max_tokens: 1 });
+    expect((await waitFor(() => storedEvents(older)[0], 5000, 'a BlockStored')).encoding).toEqual({ layout: 'array', length: 12 });
+  });
+
+  it("speaks SGLang with --engine sglang: its map layout, signed hashes, cache_salt on the wire, sglang:* metrics", async () => {
+    const r = await startPod({ engine: 'sglang' });
+    await post(r.http[0]!, '/v1/completions', { prompt, max_tokens: 1, cache_salt: 'tenant-a' });
+    const ev = await waitFor(() => storedEvents(r)[0], 5000, 'a BlockStored');
+    expect(ev.encoding).toEqual({ layout: 'map', dialect: 'sglang' });
+    expect(ev).toMatchObject({ cacheSalt: 'tenant-a', extraKeys: null, groupIdx: null, medium: 'GPU' });
+    const metrics = await (await fetch(`${r.http[0]!}/metrics`)).text();
+    expect(metrics).toMatch(/^sglang:num_queue_reqs\{/m);
+    expect(metrics).toMatch(/^sglang:num_running_reqs\{/m);
+    expect(metrics).toMatch(/^sglang:token_usage\{/m);
+    expect(metrics).toMatch(/^sglang:cache_hit_rate\{/m);
+    expect(metrics).not.toMatch(/^vllm:/m);
+  });
+
   it('speaks the older array layout with raw digests when configured so', async () => {
     const r = await startPod({ kvEventsLayout: 'array', kvEventsIntHashes: false });
     await post(r.http[0]!, '/v1/completions', { prompt, max_tokens: 1 });

@@ -45,6 +45,26 @@ type DebugEvent = Record<string, unknown>;
 
 const list = (v: unknown): string => (Array.isArray(v) ? v.join(' ') : '');
 
+/** The medium as sent and, when it differs, the tier it counts as. */
+function mediumOf(e: DebugEvent): string {
+  const medium = String(e['medium'] ?? '-');
+  const tier = typeof e['tier'] === 'string' ? e['tier'] : null;
+  return (tier !== null && tier !== medium.toLowerCase() ? `${medium}→${tier}` : medium).padEnd(5);
+}
+
+/** vLLM 0.34's and SGLang's fields, when sent. */
+function newerFields(e: DebugEvent): (string | null)[] {
+  const present = (k: string): boolean => e[k] !== null && e[k] !== undefined;
+  return [
+    present('locality') ? `locality ${String(e['locality'])}` : null,
+    present('ownership') ? `owner ${String(e['ownership'])}` : null,
+    present('sessionId') ? `session ${String(e['sessionId'])}` : null,
+    present('cacheSalt') ? `cache salt ${String(e['cacheSalt'])}` : null,
+    present('lookaheadTokenIds') ? `lookahead ${JSON.stringify(e['lookaheadTokenIds'])}` : null,
+    e['dialect'] === 'sglang' ? 'SGLang' : null,
+  ];
+}
+
 /** The decoded batch for people: one line per event (JSON, with --json or stdin input, is for scripts). */
 export function decodeToTable(doc: unknown): string {
   const d = doc as { ts: number; dataParallelRank: number | null; events: DebugEvent[]; skipped: { index: number; reason: string }[] };
@@ -60,11 +80,12 @@ export function decodeToTable(doc: unknown): string {
         e['loraName'] !== null ? `LoRA ${String(e['loraName'])}` : null,
         e['groupIdx'] !== null && e['groupIdx'] !== undefined ? `group ${String(e['groupIdx'])}` : null,
         Array.isArray(e['extraKeys']) && (e['extraKeys'] as unknown[]).some((k) => k !== null) ? `extra keys ${JSON.stringify(e['extraKeys'])}` : null,
+        ...newerFields(e),
       ].filter((x) => x !== null);
-      lines.push(`${head}${String(e['medium'] ?? '-').padEnd(5)} ${hashes.length} block(s) of ${String(e['blockSize'])}, ${tokens} token(s), ${extras.join(', ')}`);
+      lines.push(`${head}${mediumOf(e)} ${hashes.length} block(s) of ${String(e['blockSize'])}, ${tokens} token(s), ${extras.join(', ')}`);
       lines.push(`${' '.repeat(7)}hashes ${list(hashes)}`);
     } else if (e['type'] === 'BlockRemoved') {
-      lines.push(`${head}${String(e['medium'] ?? '-').padEnd(5)} ${hashes.length} block(s)${e['groupIdx'] !== null && e['groupIdx'] !== undefined ? `, group ${String(e['groupIdx'])}` : ''}`);
+      lines.push(`${head}${mediumOf(e)} ${hashes.length} block(s)${e['groupIdx'] !== null && e['groupIdx'] !== undefined ? `, group ${String(e['groupIdx'])}` : ''}${[...newerFields(e)].filter((x) => x !== null).map((x) => `, ${x}`).join('')}`);
       lines.push(`${' '.repeat(7)}hashes ${list(hashes)}`);
     } else lines.push(head.trimEnd());
   });
@@ -81,7 +102,9 @@ export function registerDecode(program: Command): void {
         'Decodes a KV-event payload exactly as kvix ingests it. Input: the payload as hex on stdin (raw,',
         'as a JSON string, or {"payload":"<hex>"}), --hex, or raw bytes with --file.',
         'Prints {"ts":…,"dataParallelRank":n|null,"events":[…],"skipped":[{"index":i,"reason":"…"}]};',
-        '64-bit hashes as decimal strings, medium as sent. A payload that is not a batch exits 2.',
+        '64-bit hashes as decimal strings, medium as sent with the tier it maps to, and every field of',
+        'vLLM 0.34 (locality, ownership, sessionId, lookaheadTokenIds) and SGLang (cacheSalt, sessionId;',
+        '"dialect":"sglang", "signedHashes":true). A payload that is not a batch exits 2.',
         'Flags (--hex, --file) print one line per event unless --json; input on stdin prints JSON.',
       ].join('\n'),
     )

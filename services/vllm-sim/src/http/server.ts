@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Engine, FinishReason, GenerationResult } from '../engine/engine.js';
 import type { EventPublisher } from '../events/publisher.js';
 import type { SimMetrics } from '../metrics.js';
+import type { SimTracer } from '../tracing.js';
 import {
   ChatRequest,
   CompletionRequest,
@@ -56,6 +57,8 @@ export interface RankContext {
   restartPublisher(): Promise<void>;
   restartEngine(): Promise<void>;
   logger: Logger;
+  /** Set with --otlp-traces-endpoint: a span per generation request. */
+  tracer?: SimTracer | null;
 }
 
 interface Resolved {
@@ -138,6 +141,21 @@ export function buildServer(ctx: RankContext): FastifyInstance {
       throw new HttpError(503, 'The simulator is refusing requests (fault injection)');
     }
   };
+
+  // vLLM traces generation requests only, each span ending when its response does (streams too).
+  const tracer = ctx.tracer;
+  if (tracer) {
+    app.addHook('preHandler', async (req, reply) => {
+      const route = req.routeOptions.url;
+      if (req.method !== 'POST' || (route !== '/v1/completions' && route !== '/v1/chat/completions')) return;
+      const body = req.body as { model?: unknown; stream?: unknown } | null;
+      const span = tracer.start(req.headers, { 'gen_ai.request.model': typeof body?.model === 'string' ? body.model : '', 'url.path': route, 'gen_ai.request.stream': body?.stream === true });
+      reply.raw.once('close', () => {
+        span.setAttribute('http.response.status_code', reply.raw.statusCode);
+        span.end();
+      });
+    });
+  }
 
   app.get('/health', async (_req, reply) => reply.code(200).send());
 
@@ -310,6 +328,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     ctx.engine().slowdown = ctx.faults.slowdown;
     if (body['restartEngine'] === true) await ctx.restartEngine();
     else if (body['restartPublisher'] === true) await ctx.restartPublisher();
+    if (body['restartLmcacheServer'] === true) await ctx.engine().restartLmcacheServer();
     ctx.logger.info({ faults: ctx.faults, restartEngine: body['restartEngine'] === true, restartPublisher: body['restartPublisher'] === true }, 'faults changed');
     return ctx.faults;
   });

@@ -143,6 +143,7 @@ export class PredictedLatencyProducer implements ProducerPlugin, PreRequestHook,
     if (tokens < 2) return;
     const tpot = (now - ctx.firstTokenAt) / (tokens - 1);
     this.train({ ...ctx.row, num_tokens_generated: 0, actual_ttft_ms: 0, actual_tpot_ms: tpot, timestamp: new Date().toISOString() }, 'tpot');
+    this.deps.metrics?.observed.set({ ...this.labels(ctx.model), type: 'tpot' }, tpot / 1000);
     if (ctx.tpotSloMs > 0 && tpot > ctx.tpotSloMs) this.deps.metrics?.sloViolations.inc({ ...this.labels(ctx.model), type: 'tpot' });
   }
 
@@ -158,6 +159,7 @@ export class PredictedLatencyProducer implements ProducerPlugin, PreRequestHook,
 
   private learnTtft(ctx: RequestContext, ttftMs: number): void {
     this.train({ ...ctx.row, num_tokens_generated: 0, actual_ttft_ms: ttftMs, actual_tpot_ms: 0, timestamp: new Date().toISOString() }, 'ttft');
+    this.deps.metrics?.observed.set({ ...this.labels(ctx.model), type: 'ttft' }, ttftMs / 1000);
     if (ctx.predicted && ttftMs > 0) this.deps.metrics?.ttftErrorRatio.observe(Math.abs(ctx.predicted.ttftMs - ttftMs) / ttftMs);
     if (ctx.ttftSloMs > 0 && ttftMs > ctx.ttftSloMs) this.deps.metrics?.sloViolations.inc({ ...this.labels(ctx.model), type: 'ttft' });
   }

@@ -1,7 +1,19 @@
-import type { IndexStack, IngestMetrics } from '@kvix/kv-ingest';
+import type { IndexStack, IngestMetrics, PodDebugState } from '@kvix/kv-ingest';
 import type { ReuseAnalytics, ReuseSnapshot, SharedPrefix } from '@kvix/scoring';
 import type { Histogram } from 'prom-client';
-import type { PodDirectory } from './pod-directory.js';
+
+/** The pods a service knows; `stream` only where the service reads the pod's KV events itself. */
+export interface ReusePods {
+  pods(): { id: string; stream: PodDebugState['stream'] | null }[];
+}
+
+/** What the analytics are computed from: one service's index, its reuse tallies, pods and ingestion metrics. */
+export interface ReuseSources {
+  analytics: ReuseAnalytics;
+  stack: IndexStack;
+  pods: ReusePods;
+  ingestMetrics: IngestMetrics;
+}
 
 export interface Quantiles {
   count: number;
@@ -22,7 +34,8 @@ export interface AnalyticsView extends Omit<ReuseSnapshot, 'topPrefixes'> {
  * Everything users ask about cache reuse in one document: hit ratios (scoring and routing), the
  * most shared prefixes and who holds them, speculation accuracy, event lag per pod, index size.
  */
-export async function analyticsView(reuse: ReuseAnalytics, stack: IndexStack, directory: PodDirectory, metrics: IngestMetrics, topLimit: number): Promise<AnalyticsView> {
+export async function analyticsView(sources: ReuseSources, topLimit: number): Promise<AnalyticsView> {
+  const { analytics: reuse, stack, pods: directory, ingestMetrics: metrics } = sources;
   const snapshot = reuse.snapshot(topLimit);
   const topPrefixes = await Promise.all(
     snapshot.topPrefixes.map(async (p) => {

@@ -1,5 +1,5 @@
 /**
- * Lookup result columns carved from shared slabs: a typed array with its own buffer costs
+ * Result columns (lookups, prefix matches) carved from shared slabs: a typed array with its own buffer costs
  * ~300–550 ns to create, a view on a slab ~20–35 ns, and a lookup returns five of them. The
  * columns of one result never overlap another's; a slab is freed once no result views it.
  */
@@ -46,4 +46,42 @@ export function allocColumns(keyCount: number, entries: number): Columns {
   at += byteBytes;
   const flags = new Uint8Array(buffer, at, entries);
   return { offsets, podIndex, tierIndex, flags, group };
+}
+
+export interface PrefixColumns {
+  podIndex: Uint32Array;
+  matchedBlocks: Uint32Array;
+  score: Float64Array;
+  tierBlocks: Uint32Array;
+}
+
+/** Columns of a prefix match for `pods` pods and `tierSlots` counts per pod, from the same slabs. */
+export function allocPrefixColumns(pods: number, tierSlots: number): PrefixColumns {
+  const align = (n: number): number => (n + 7) & ~7;
+  const scoreBytes = 8 * pods;
+  const podBytes = align(4 * pods);
+  const tierBytes = align(4 * pods * tierSlots);
+  const total = scoreBytes + 2 * podBytes + tierBytes;
+  let buffer: ArrayBuffer;
+  let at: number;
+  if (total > SLAB_BYTES / 4) {
+    buffer = new ArrayBuffer(total);
+    at = 0;
+  } else {
+    if (offset + total > SLAB_BYTES) {
+      slab = new ArrayBuffer(SLAB_BYTES);
+      offset = 0;
+    }
+    buffer = slab;
+    at = offset;
+    offset += total;
+  }
+  const score = new Float64Array(buffer, at, pods);
+  at += scoreBytes;
+  const podIndex = new Uint32Array(buffer, at, pods);
+  at += podBytes;
+  const matchedBlocks = new Uint32Array(buffer, at, pods);
+  at += podBytes;
+  const tierBlocks = new Uint32Array(buffer, at, pods * tierSlots);
+  return { podIndex, matchedBlocks, score, tierBlocks };
 }

@@ -1,0 +1,5 @@
+import { kubeBinDir } from '@kvix/test-support';
+
+export default function setup(): void {
+  kubeBinDir();
+}

@@ -1,0 +1,1 @@
+export { startTracing, tracingSettingsFromEnv, TracingConfigError, type Tracing, type TracingSettings, type TracingLogger } from './start-tracing.js';
