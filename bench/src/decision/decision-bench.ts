@@ -28,7 +28,7 @@ export interface DecisionBenchmarkOptions {
   json?: boolean;
   /** Only the warm-up and the stage-by-stage profile (no latency phases, no throughput ladder). */
   profileOnly?: boolean;
-  /** Leave out the scaling phase (0 and 2 tokenizer threads). */
+  /** Leave out the arms with other tokenizer threads than the default (1 and 2) and the scaling phase. */
   noScaling?: boolean;
   /** Only count each stage's instructions under callgrind (valgrind; several minutes). */
   instructionsOnly?: boolean;
