@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { testCeilings } from '../../vitest.shared.js';
 
 // The client suites run real HTTP servers; on a loaded 2-core machine a case can take seconds.
-export default defineConfig({ test: { testTimeout: 30_000, hookTimeout: 30_000 } });
+export default defineConfig({ test: { ...testCeilings() } });

@@ -1,7 +1,7 @@
 import type { EnvoyProcess } from '@kvix/envoy';
 import { EnvoySim } from '@kvix/envoy-sim';
 import { Epp, EppConfigSchema } from '@kvix/epp';
-import { waitFor } from '@kvix/test-support';
+import { ceiling, waitFor } from '@kvix/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chat, endpointsFile, MODEL, silent, startRealEnvoy, startSim, type Sim } from '../support/stack.js';
 
@@ -101,14 +101,14 @@ beforeAll(async () => {
   const extProc = `127.0.0.1:${epp.extProc!.port}`;
   envoy = await startRealEnvoy([extProc], sims.map((s) => s.id));
   sim = await EnvoySim.start({ extProcTarget: extProc, failureModeAllow: true, defaultUpstream: sims.map((s) => s.id) });
-}, 120_000);
+}, ceiling(120_000));
 
 afterAll(async () => {
   await sim?.close();
   await envoy?.stop();
   await epp?.stop();
   for (const s of sims) await s.pod.stop();
-}, 60_000);
+}, ceiling(60_000));
 
 describe('envoy-sim and a real Envoy running deploy/envoy/envoy.yaml, in front of one endpoint picker', () => {
   it.each(exchanges)('answer $name alike', async (x) => {

@@ -1,5 +1,5 @@
 import type { EnvoyProcess } from '@kvix/envoy';
-import { freePorts, nodeCli, repoRoot, startNats, startRedis, waitFor, type ManagedProcess, type PrivateServer } from '@kvix/test-support';
+import { ceiling, freePorts, nodeCli, repoRoot, startNats, startRedis, waitFor, type ManagedProcess, type PrivateServer } from '@kvix/test-support';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chat, endpointsFile, MODEL, send, startRealEnvoy, startSim, type Sim } from '../support/stack.js';
@@ -84,7 +84,7 @@ beforeAll(async () => {
   await waitFor(async () => (await fetch(`http://127.0.0.1:${publisherPort}/readyz`)).status === 200, 30_000, `the publisher (${publisher.output().slice(-500)})`);
   replicas = [await startReplica('r1'), await startReplica('r2'), await startReplica('r3')];
   envoy = await startRealEnvoy(replicas.map((r) => `127.0.0.1:${r.extProc}`), sims.map((s) => s.id));
-}, 120_000);
+}, ceiling(120_000));
 
 afterAll(async () => {
   await envoy?.stop();
@@ -92,7 +92,7 @@ afterAll(async () => {
   await publishers.stopAll();
   for (const s of sims) await s.pod.stop();
   await nats?.dispose();
-}, 60_000);
+}, ceiling(60_000));
 
 describe('three active-active EPP replicas behind one gateway', () => {
   it('score every prompt identically once the index stream has been applied', async () => {
@@ -194,12 +194,12 @@ describe('three replicas sharing one Redis index', () => {
     const onRedis = ['--redis-url', redis.url, '--no-kv-events'];
     shared = [await startReplica('s1', onRedis), await startReplica('s2', onRedis), await startReplica('s3', onRedis)];
     front = await startRealEnvoy(shared.map((r) => `127.0.0.1:${r.extProc}`), sims.map((s) => s.id));
-  }, 120_000);
+  }, ceiling(120_000));
 
   afterAll(async () => {
     await front?.stop();
     await redis?.dispose();
-  }, 60_000);
+  }, ceiling(60_000));
 
   it('score alike, and ride out a Redis restart on load-only routing until the index is rebuilt', async () => {
     for (let i = 0; i < 4; i++) expect((await send(front.url(), '/v1/chat/completions', chat(`Invoice ${i}?`))).status).toBe(200);

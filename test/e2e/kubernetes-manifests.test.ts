@@ -1,4 +1,4 @@
-import { gaieCrdsDir, gatewayApiCrdsDir, nodeCli, prometheusOperatorCrdsDir, repoRoot, startKubeApiServer, waitFor, type KubeApiServer } from '@kvix/test-support';
+import { ceiling, gaieCrdsDir, gatewayApiCrdsDir, nodeCli, prometheusOperatorCrdsDir, repoRoot, startKubeApiServer, waitFor, type KubeApiServer } from '@kvix/test-support';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,7 +45,7 @@ describe.skipIf(crds.dir === null)('deploy/ against a real API server', () => {
     await server.applyCrds(crds.dir!);
     await server.applyCrds(gatewayApiCrdsDir(server.binDir));
     await server.applyCrds(prometheusOperatorCrdsDir(server.binDir));
-  }, 300_000);
+  }, ceiling(300_000));
 
   afterAll(async () => {
     await server?.stop();
@@ -151,7 +151,7 @@ describe.skipIf(crds.dir === null)('deploy/ against a real API server', () => {
       await cli.stopAll();
     }
     // Starting the EPP (it loads the Kubernetes client) takes most of this on a loaded machine.
-  }, 180_000);
+  }, ceiling(180_000));
 
   it('the Envoy data plane of the chart and of Kustomize is deploy/envoy/envoy.yaml, pointed at the EPP Service', async () => {
     const reference = normalise(parseYaml(readFileSync(join(repoRoot(), 'deploy/envoy/envoy.yaml'), 'utf8')));

@@ -1,5 +1,5 @@
 import type { EnvoyProcess } from '@kvix/envoy';
-import { freePort, freePortRange, gaieCrdsDir, nodeCli, repoRoot, startKubeApiServer, waitFor, type KubeApiServer, type ManagedProcess } from '@kvix/test-support';
+import { ceiling, freePort, freePortRange, gaieCrdsDir, nodeCli, repoRoot, startKubeApiServer, waitFor, type KubeApiServer, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -142,7 +142,7 @@ spec:
       { name: 'gateway', base: gateway },
       { name: 'envoy', base: envoy.url() },
     ];
-  }, 300_000);
+  }, ceiling(300_000));
 
   afterAll(async () => {
     await envoy?.stop();

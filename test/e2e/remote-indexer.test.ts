@@ -1,6 +1,6 @@
 import { Indexer, IndexerConfigSchema } from '@kvix/indexer';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
-import { waitFor } from '@kvix/test-support';
+import { ceiling, waitFor } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chat, endpointsFile, send, silent, startSim, startStack, type Sim } from '../support/stack.js';
 
@@ -25,7 +25,9 @@ describe('an endpoint picker scoring with a remote indexer', () => {
     await waitFor(async () => (await fetch(`${indexer.httpUrl}/readyz`)).status === 200, 15_000, 'the indexer');
     const scheduler = {
       ...DEFAULT_PICKER_CONFIG,
-      plugins: DEFAULT_PICKER_CONFIG.plugins.map((p) => (p.type === 'precise-prefix-cache-scorer' ? { ...p, parameters: { indexer: `127.0.0.1:${indexer.grpcPort}` } } : p)),
+      // The scorer's 250 ms call budget is a router's; the indexer's first answers (a tokenizer thread
+      // starting) take seconds on a loaded machine, and a missed budget would route on load alone.
+      plugins: DEFAULT_PICKER_CONFIG.plugins.map((p) => (p.type === 'precise-prefix-cache-scorer' ? { ...p, parameters: { indexer: `127.0.0.1:${indexer.grpcPort}`, timeoutMs: ceiling(5_000) } } : p)),
     };
     const stack = await startStack('gateway', sims, { embeddedIndex: false, scheduler });
     cleanups.push(() => stack.stop());

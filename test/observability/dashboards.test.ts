@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { repoRoot, startPrometheus, waitFor, type PrivateServer } from '@kvix/test-support';
+import { ceiling, repoRoot, startPrometheus, waitFor, type PrivateServer } from '@kvix/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driveTraffic, startObservedStack, type ObservedStack } from '../support/observed-stack.js';
 
@@ -55,7 +55,7 @@ scrape_configs:
       await new Promise((r) => setTimeout(r, 250));
     }
   })();
-}, 120_000);
+}, ceiling(120_000));
 
 afterAll(async () => {
   stopTraffic = true;
@@ -80,7 +80,7 @@ describe('dashboards and alerts on a real Prometheus', () => {
       if (!ok) empty.push(`${t.panel}: ${t.expr}`);
     }
     expect(empty).toEqual([]);
-  }, 600_000);
+  }, ceiling(600_000));
 
   it('loads the alert rules, which promtool checks and whose unit tests pass', async () => {
     const check = await run('promtool', ['check', 'rules', join(rulesDir, 'kvix-alerts.yaml')]);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ceiling } from '@kvix/test-support';
 import { parse as parseYaml } from 'yaml';
 import { driveTraffic, startObservedStack, type ObservedStack } from '../support/observed-stack.js';
 import { parseExposition, type Family } from './exposition.js';
@@ -24,7 +25,7 @@ beforeAll(async () => {
   for (let round = 0; round < 2; round++) await driveTraffic(stack, round);
   const targets = { epp: stack.eppOps, indexer: stack.indexer.httpUrl, 'kv-events': stack.kvEvents.url };
   for (const [service, base] of Object.entries(targets)) scraped.set(service, parseExposition(await (await fetch(`${base}/metrics`)).text()));
-}, 120_000);
+}, ceiling(120_000));
 
 afterAll(async () => {
   await stack?.stop();

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Indexer, IndexerConfigSchema } from '@kvix/indexer';
-import { freePort, freePortRange, nodeCli, repoRoot, waitFor, type ManagedProcess } from '@kvix/test-support';
+import { ceiling, freePort, freePortRange, nodeCli, repoRoot, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chat, endpointsFile, MODEL, send, silent, startSim, type Sim } from '../support/stack.js';
@@ -50,7 +50,7 @@ async function openPage(url: string): Promise<{ page: Page; errors: string[] }> 
 }
 
 async function chartsFilled(page: Page, ids: string[]): Promise<void> {
-  await page.waitForFunction((list) => list.every((id) => Number(document.getElementById(id)?.dataset['points'] ?? 0) > 0), ids, { timeout: 120_000, polling: 250 });
+  await page.waitForFunction((list) => list.every((id) => Number(document.getElementById(id)?.dataset['points'] ?? 0) > 0), ids, { timeout: ceiling(120_000), polling: 250 });
   for (const id of ids) expect(await paintedPixels(page, id), `${id} painted`).toBeGreaterThan(500);
 }
 
@@ -85,13 +85,13 @@ describe('the cache-reuse page (/ui) in headless Chromium', () => {
       traffic = keepSending(`http://127.0.0.1:${gateway}`, () => stop);
       const { page, errors } = await openPage(banner[1]!.replace('localhost', '127.0.0.1'));
       await chartsFilled(page, ['chart-model', 'chart-pod', 'chart-tier', 'chart-spec', 'chart-entries', 'chart-lag']);
-      await page.waitForFunction(() => document.querySelectorAll('#prefixes .chip').length > 0, undefined, { timeout: 30_000 });
+      await page.waitForFunction(() => document.querySelectorAll('#prefixes .chip').length > 0, undefined, { timeout: ceiling(30_000) });
       expect(await page.locator('#ingestion tbody tr').count()).toBe(3);
       expect(await page.locator('#kpi-hit').textContent()).toMatch(/%$/);
       expect(await page.locator('#status').getAttribute('class')).not.toBe('error');
       if (SCREENSHOT) {
         // A fuller picture for the docs: a minute of history.
-        await page.waitForFunction(() => ((window as unknown as { kvixReusePage?: { points: number } }).kvixReusePage?.points ?? 0) >= 12, undefined, { timeout: 120_000 });
+        await page.waitForFunction(() => ((window as unknown as { kvixReusePage?: { points: number } }).kvixReusePage?.points ?? 0) >= 12, undefined, { timeout: ceiling(120_000) });
         mkdirSync(dirname(SCREENSHOT), { recursive: true });
         await page.screenshot({ path: SCREENSHOT, fullPage: true });
       }
@@ -103,7 +103,7 @@ describe('the cache-reuse page (/ui) in headless Chromium', () => {
       await stack.stop('SIGINT', 15_000);
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 300_000);
+  }, ceiling(300_000));
 
   it("on the indexer's HTTP port, beside /v1/analytics", async () => {
     const sims: Sim[] = [];
@@ -129,7 +129,7 @@ describe('the cache-reuse page (/ui) in headless Chromium', () => {
       })();
       try {
         await chartsFilled(page, ['chart-model', 'chart-entries', 'chart-lag']);
-        await page.waitForFunction(() => document.querySelectorAll('#ingestion tbody tr').length === 3, undefined, { timeout: 30_000 });
+        await page.waitForFunction(() => document.querySelectorAll('#ingestion tbody tr').length === 3, undefined, { timeout: ceiling(30_000) });
       } finally {
         stop = true;
         await traffic;
@@ -140,5 +140,5 @@ describe('the cache-reuse page (/ui) in headless Chromium', () => {
       await indexer?.stop();
       for (const s of sims) await s.pod.stop();
     }
-  }, 300_000);
+  }, ceiling(300_000));
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { EnvoyProcess } from '@kvix/envoy';
-import { freePorts, nodeCli, repoRoot, waitFor, type ManagedProcess } from '@kvix/test-support';
+import { ceiling, freePorts, nodeCli, repoRoot, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chat, endpointsFile, send, startRealEnvoy, startSim, startStack, type Sim } from '../support/stack.js';
 import { OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
@@ -64,7 +64,7 @@ beforeAll(async () => {
   gateway = `http://127.0.0.1:${gatewayPort}`;
   // A real Envoy running deploy/envoy/envoy.yaml: the traceparent must survive Envoy itself.
   envoy = await startRealEnvoy([`127.0.0.1:${extProcPort}`], sims.map((s) => s.id));
-}, 120_000);
+}, ceiling(120_000));
 
 afterAll(async () => {
   await envoy?.stop();

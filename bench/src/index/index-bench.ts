@@ -10,6 +10,8 @@ export interface IndexBenchmarkOptions {
   json?: boolean;
   /** Skip the naive baseline (its 10 M-entry build takes a few GiB and a minute). */
   skipBaseline?: boolean;
+  /** Index size, overriding quick's 1 M / the default 10 M (small runs check the harness, not the figures). */
+  entries?: number;
 }
 
 export interface IndexBenchmarkSummary {
@@ -46,8 +48,10 @@ function runSide(options: IndexSideOptions): Promise<IndexSideResult> {
 
 /** The index benchmark: ingest, lookup+score latency and memory, kvix against the naive baseline. */
 export async function runIndexBenchmark(options: IndexBenchmarkOptions = {}): Promise<IndexBenchmarkSummary> {
-  const entries = options.quick ? 1_000_000 : 10_000_000;
-  const common = { entries, pods: 32, queries: 20_000, ingestFamilies: options.quick ? 150 : 600 };
+  const entries = options.entries ?? (options.quick ? 1_000_000 : 10_000_000);
+  // 150 prompt families per million entries for the ingest figure (600 at most).
+  const ingestFamilies = options.entries === undefined ? (options.quick ? 150 : 600) : Math.min(600, Math.max(10, Math.round((entries / 1_000_000) * 150)));
+  const common = { entries, pods: 32, queries: 20_000, ingestFamilies };
   const log = (line: string): void => {
     if (!options.json) console.log(line);
   };

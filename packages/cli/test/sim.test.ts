@@ -3,18 +3,19 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePortRange, waitFor } from '@kvix/test-support';
+import { ceiling, freePortRange, waitFor } from '@kvix/test-support';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
 
 describe('kvix sim', () => {
-  it('starts several pods, lists them in an endpoints file, and stops cleanly on SIGTERM', async () => {
+  it('starts several pods, lists them in an endpoints file (creating its directory), and stops cleanly on SIGTERM', async () => {
     // Two pods on consecutive ports from each base; replay ports 50 above the event ports.
     const http = await freePortRange(2);
     const events = await freePortRange(52);
-    const file = join(mkdtempSync(join(tmpdir(), 'kvix-sim-')), 'endpoints.yaml');
+    // In a directory that does not exist yet, as /tmp/kvix/ on a fresh machine (the README's path).
+    const file = join(mkdtempSync(join(tmpdir(), 'kvix-sim-')), 'kvix', 'endpoints.yaml');
     const child = spawn(process.execPath, [BIN, 'sim', '--pods', '2', '--base-port', String(http), '--base-event-port', String(events), '--base-replay-port', String(events + 50), '--write-endpoints', file, '--log-level', 'warn'], { stdio: 'ignore' });
     try {
       const doc = await waitFor(() => {
@@ -34,7 +35,7 @@ describe('kvix sim', () => {
     }
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code).toBe(0);
-  }, 30_000);
+  }, ceiling(30_000));
 
   it('rejects a bad flag value as bad input', async () => {
     const child = spawn(process.execPath, [BIN, 'sim', '--pods', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePortRange, spawnProcess, startNats, waitFor } from '@kvix/test-support';
+import { ceiling, freePortRange, spawnProcess, startNats, waitFor } from '@kvix/test-support';
 import { describe, expect, it, onTestFinished } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/kvix.js', import.meta.url));
@@ -24,7 +24,7 @@ describe('kvix stack --replicas (the local active-active setup)', () => {
       '--base-port', String(base), '--base-event-port', String(events), '--gateway-port', String(gateway), '--metrics-port', String(metrics), '--ext-proc-port', String(extProc), '--dir', dir,
     ]);
     try {
-      await waitFor(() => proc.output().includes('kvix is running with 2 active-active'), 90_000, `the stack banner; output so far:\n${proc.output()}`);
+      await waitFor(() => proc.output().includes('kvix is running with 2 active-active'), 90_000, () => `the stack banner; output so far:\n${proc.output()}`);
       const ask = async (i: number): Promise<number> => {
         const res = await fetch(`http://127.0.0.1:${gateway}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'support', max_tokens: 4, messages: [{ role: 'user', content: `Replica check ${i}` }] }) });
         // A 404 here means the request reached a pod unrouted (FailOpen: no replica answered).
@@ -49,5 +49,5 @@ describe('kvix stack --replicas (the local active-active setup)', () => {
     }
     expect(await proc.exited).toBe(0);
     await expect(fetch(`http://127.0.0.1:${base}/health`)).rejects.toThrow();
-  }, 180_000);
+  }, ceiling(180_000));
 });

@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { freePort } from '@kvix/test-support';
+import { ceiling, freePort } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EnvoySim, EnvoySimError, type EnvoySimOptions } from '../src/index.js';
 import { echoUpstream, headersOf, nextReport, send, startProcessor, startUpstream, type ProcessorScript, type TestProcessor, type TestUpstream } from './harness.js';
@@ -198,7 +198,7 @@ describe('fallback over the destination list (the pool cluster\'s override_host 
 });
 
 describe('response path', () => {
-  it('streams SSE chunks to the client as the upstream sends them, through the processor', { timeout: 15_000 }, async () => {
+  it('streams SSE chunks to the client as the upstream sends them, through the processor', { timeout: ceiling(15_000) }, async () => {
     const events: string[] = [];
     let releaseLast: () => void = () => {};
     const lastMayGo = new Promise<void>((resolve) => (releaseLast = resolve));

@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { freePort } from '@kvix/test-support';
+import { ceiling, freePort } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EnvoySim, EnvoySimError, type EnvoySimOptions, type ExchangeReport } from '../src/index.js';
 import { echoUpstream, send, startProcessor, startUpstream, type ClientResponse, type ProcessorScript, type TestProcessor, type TestUpstream } from './harness.js';
@@ -160,7 +160,7 @@ describe('an ext_proc cluster of several hosts', () => {
     const back = await processor({ endpoints: [vllm.address] }, port);
 
     await expect
-      .poll(async () => (await exchange(sim)).report.processorHost, { timeout: 20_000, interval: 20 })
+      .poll(async () => (await exchange(sim)).report.processorHost, { timeout: ceiling(20_000), interval: 20 })
       .toBe(revived);
     expect(back.streams.length).toBeGreaterThan(0);
   });

@@ -1,5 +1,5 @@
 import type { PodTarget } from '@kvix/kv-ingest';
-import { gaieCrdsDir, startKubeApiServer, startTcpProxy, waitFor, type KubeApiServer, type TcpProxy } from '@kvix/test-support';
+import { ceiling, gaieCrdsDir, startKubeApiServer, startTcpProxy, waitFor, type KubeApiServer, type TcpProxy } from '@kvix/test-support';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -29,7 +29,7 @@ describe.skipIf(crds.dir === null)('Kubernetes discovery against a real API serv
     server = await startKubeApiServer({ extraArgs: ['--watch-cache-sizes=pods#0'] });
     await server.applyCrds(crds.dir!);
     cluster = new TestCluster(server.kubeconfig);
-  }, 180_000);
+  }, ceiling(180_000));
 
   afterAll(async () => {
     await proxy?.close();

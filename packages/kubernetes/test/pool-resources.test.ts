@@ -1,4 +1,4 @@
-import { gaieCrdsDir, startKubeApiServer, waitFor, type KubeApiServer } from '@kvix/test-support';
+import { ceiling, gaieCrdsDir, startKubeApiServer, waitFor, type KubeApiServer } from '@kvix/test-support';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +32,7 @@ describe.skipIf(crds.dir === null)('the pool\'s InferenceModelRewrite and Infere
   beforeAll(async () => {
     server = await startKubeApiServer();
     cluster = new TestCluster(server.kubeconfig);
-  }, 180_000);
+  }, ceiling(180_000));
 
   afterAll(async () => {
     await server?.stop();

@@ -1,33 +1,14 @@
 import { EventDecodeError } from './errors.js';
+import { CACHE_SALT_FIELD, STORED_FIELDS } from './fields.js';
 import { FieldTable, MsgpackReader, WrongType, type HashForm } from './msgpack-reader.js';
 import { allocHashes, allocTokens } from './slab.js';
 import type { BlockRemoved, BlockStored, DecodedBatch, EventBatch, KvEvent, MsgpackValue, SkippedEvent } from './types.js';
 
-/** BlockStored fields by array position (position 0 is the tag). */
-const STORED_FIELDS = [
-  '',
-  'block_hashes',
-  'parent_block_hash',
-  'token_ids',
-  'block_size',
-  'lora_id',
-  'medium',
-  'lora_name',
-  'extra_keys',
-  'group_idx',
-  'kv_cache_spec_kind',
-  'kv_cache_spec_sliding_window',
-  // vLLM ≥ 0.34
-  'locality',
-  'ownership',
-  'session_id',
-  'lookahead_token_ids',
-] as const;
 /** SGLang's field, a map key only (its positional layout is not vLLM's). */
 const CACHE_SALT_ID = STORED_FIELDS.length;
 const LORA_NAME_ID = 7;
 /** Map keys to field ids; "type" is 0 in every table. */
-const STORED_KEYS = new FieldTable(['type', ...STORED_FIELDS.slice(1), 'cache_salt']);
+const STORED_KEYS = new FieldTable(['type', ...STORED_FIELDS.slice(1), CACHE_SALT_FIELD]);
 /** Positions 1–4 (hashes, parent, tokens, block size) are present in every vLLM version. */
 const STORED_MIN_ARRAY_LENGTH = 5;
 

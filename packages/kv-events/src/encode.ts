@@ -1,4 +1,5 @@
 import { EventEncodeError } from './errors.js';
+import { CACHE_SALT_FIELD, STORED_FIELDS } from './fields.js';
 import { MsgpackWriter } from './msgpack-writer.js';
 import type { BlockRemoved, BlockStored, EventBatch, EventEncoding, KvEvent } from './types.js';
 
@@ -119,26 +120,8 @@ function nullableStr(w: MsgpackWriter, v: string | null): void {
   else w.str(v);
 }
 
-const STORED_KEYS = [
-  '',
-  'block_hashes',
-  'parent_block_hash',
-  'token_ids',
-  'block_size',
-  'lora_id',
-  'medium',
-  'lora_name',
-  'extra_keys',
-  'group_idx',
-  'kv_cache_spec_kind',
-  'kv_cache_spec_sliding_window',
-  'locality',
-  'ownership',
-  'session_id',
-  'lookahead_token_ids',
-  'cache_salt',
-];
-const SGLANG_CACHE_SALT = 16;
+const STORED_KEYS: readonly string[] = [...STORED_FIELDS, CACHE_SALT_FIELD];
+const SGLANG_CACHE_SALT = STORED_FIELDS.length;
 /** vLLM's struct fields with a default: msgspec omits them from maps when they hold it (None). */
 const STORED_FIRST_DEFAULTED = 8;
 const VLLM_MAP_FIELDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

@@ -1,5 +1,5 @@
 import { runIndexConformance } from '@kvix/kv-index/conformance';
-import { startRedis, type PrivateServer } from '@kvix/test-support';
+import { ceiling, startRedis, type PrivateServer } from '@kvix/test-support';
 import { afterAll, beforeAll } from 'vitest';
 import { RedisIndex } from '../src/index.js';
 
@@ -25,7 +25,7 @@ runIndexConformance('redis', {
   // The server's maxmemory policy bounds a shared Redis, not the index (see the README).
   enforcesCapacity: false,
   async create({ speculativeTtlMs }) {
-    const index = new RedisIndex({ url: redis.url, keyPrefix: `conformance${++n}:`, speculativeTtlMs: speculativeTtlMs * STRETCH, sweepIntervalMs: 50 });
+    const index = new RedisIndex({ url: redis.url, keyPrefix: `conformance${++n}:`, speculativeTtlMs: speculativeTtlMs * STRETCH, sweepIntervalMs: 50, commandTimeoutMs: ceiling(5_000) });
     await index.ready();
     return {
       index,

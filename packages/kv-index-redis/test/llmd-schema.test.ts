@@ -1,5 +1,5 @@
 import { entriesAt, scoreLookup, type PodEntry } from '@kvix/kv-index';
-import { startRedis, waitFor, type PrivateServer } from '@kvix/test-support';
+import { ceiling, startRedis, waitFor, type PrivateServer } from '@kvix/test-support';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decodeField, fieldOf, goJsonString, RedisIndex } from '../src/index.js';
@@ -26,7 +26,7 @@ afterEach(async () => {
 
 /** An index with llm-d's schema: no key prefix. */
 async function index(options: { speculativeTtlMs?: number } = {}): Promise<RedisIndex> {
-  const i = new RedisIndex({ url: `${redis.url}/${DB}`, sweepIntervalMs: 0, ...options });
+  const i = new RedisIndex({ url: `${redis.url}/${DB}`, sweepIntervalMs: 0, commandTimeoutMs: ceiling(5_000), ...options });
   open.push(i);
   await i.ready();
   return i;

@@ -1,5 +1,5 @@
 import { entriesAt, type IndexObserver, type PodEntry } from '@kvix/kv-index';
-import { startRedis, waitFor, type PrivateServer } from '@kvix/test-support';
+import { ceiling, startRedis, waitFor, type PrivateServer } from '@kvix/test-support';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisIndex, type RedisIndexConfig } from '../src/index.js';
@@ -22,7 +22,8 @@ afterEach(async () => {
 });
 
 async function index(config: Partial<RedisIndexConfig> = {}): Promise<RedisIndex> {
-  const i = new RedisIndex({ url: redis.url, keyPrefix: `b${++n}:`, sweepIntervalMs: 0, ...config });
+  // A command budget a loaded machine meets (the default, 1 s, is a router's); timeouts are tested in connection.test.ts.
+  const i = new RedisIndex({ url: redis.url, keyPrefix: `b${++n}:`, sweepIntervalMs: 0, commandTimeoutMs: ceiling(5_000), ...config });
   open.push(i);
   await i.ready();
   return i;
@@ -71,7 +72,8 @@ describe('round trips', () => {
 
 describe('clear(pod)', () => {
   it('touches only that pod\'s keys and never scans the keyspace when no other writer shares the database', async () => {
-    const idx = await index({ clearBatch: 100, sharedWithForeignWriters: false });
+    // Speculation that outlives the test however slow the machine: this is about clear, not expiry.
+    const idx = await index({ clearBatch: 100, sharedWithForeignWriters: false, speculativeTtlMs: 600_000 });
     const shared = range(1000, 300);
     await idx.add(range(5000, 300), shared, [gpu('a:1'), gpu('b:1')]);
     await idx.add(null, shared.subarray(0, 50), [{ pod: 'a:1', tier: 'cpu', speculative: false }, spec('c:1')]);
@@ -103,12 +105,15 @@ describe('shared state between replicas', () => {
     const prefix = `shared${++n}:`;
     const expiredSeen: string[] = [];
     const observer: IndexObserver = { speculationExpired: (pod, count) => expiredSeen.push(`${pod}:${count}`) };
-    const a = await index({ keyPrefix: prefix, speculativeTtlMs: 500 });
-    const b = await index({ keyPrefix: prefix, speculativeTtlMs: 500, observer, sweepIntervalMs: 50 });
+    // Long enough to be seen before it expires on a loaded machine; the expiry is then awaited.
+    const ttl = ceiling(1_000);
+    const a = await index({ keyPrefix: prefix, speculativeTtlMs: ttl });
+    const b = await index({ keyPrefix: prefix, speculativeTtlMs: ttl, observer, sweepIntervalMs: 50 });
     const r = range(1, 4);
     await a.add(null, r, [spec('10.0.0.1:8000')]);
     expect(entriesAt(await b.lookup(r), 3)).toEqual([spec('10.0.0.1:8000')]);
-    await sleep(800);
+    await sleep(ttl);
+    await waitFor(async () => expiredSeen.length > 0, 5000, "B's sweep of the expired speculation");
     expect((await b.lookup(r)).keyCount).toBe(0);
     expect((await a.lookup(r)).keyCount).toBe(0);
     expect((await a.stats()).speculative).toMatchObject({ active: 0, expired: 4 });
@@ -119,8 +124,8 @@ describe('shared state between replicas', () => {
   it('a real entry one replica adds confirms the speculation another made, with its latency', async () => {
     const prefix = `shared${++n}:`;
     const confirmed: [string, number][] = [];
-    const a = await index({ keyPrefix: prefix });
-    const b = await index({ keyPrefix: prefix, observer: { speculationConfirmed: (pod, ms) => confirmed.push([pod, ms]) } });
+    const a = await index({ keyPrefix: prefix, speculativeTtlMs: 600_000 });
+    const b = await index({ keyPrefix: prefix, speculativeTtlMs: 600_000, observer: { speculationConfirmed: (pod, ms) => confirmed.push([pod, ms]) } });
     const r = range(10, 2);
     await a.add(null, r, [spec('p:1')]);
     await sleep(30);
@@ -133,7 +138,8 @@ describe('shared state between replicas', () => {
   });
 
   it('a repeated routing decision extends the speculation', async () => {
-    const idx = await index({ speculativeTtlMs: 300 });
+    // Long enough that the second decision lands well before the first expires on a loaded machine.
+    const idx = await index({ speculativeTtlMs: ceiling(1_000) });
     const r = range(20, 1);
     const expiresAt = async (): Promise<number> => {
       const line = (await raw.hget(`b${n}:kvix:pod:p:1`, r[0]!.toString())) ?? '';

@@ -7,6 +7,18 @@ const SLAB_BYTES = 1 << 20;
 let slab = new ArrayBuffer(SLAB_BYTES);
 let offset = 0;
 
+/** `total` bytes (a multiple of 8) from the current slab, or a buffer of their own when large. */
+function carve(total: number): { buffer: ArrayBuffer; at: number } {
+  if (total > SLAB_BYTES / 4) return { buffer: new ArrayBuffer(total), at: 0 };
+  if (offset + total > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    offset = 0;
+  }
+  const at = offset;
+  offset += total;
+  return { buffer: slab, at };
+}
+
 export interface Columns {
   offsets: Uint32Array;
   podIndex: Uint32Array;
@@ -22,20 +34,8 @@ export function allocColumns(keyCount: number, entries: number): Columns {
   const groupBytes = align(2 * entries);
   const byteBytes = align(entries);
   const total = offsetsBytes + podBytes + groupBytes + 2 * byteBytes;
-  let buffer: ArrayBuffer;
-  let at: number;
-  if (total > SLAB_BYTES / 4) {
-    buffer = new ArrayBuffer(total);
-    at = 0;
-  } else {
-    if (offset + total > SLAB_BYTES) {
-      slab = new ArrayBuffer(SLAB_BYTES);
-      offset = 0;
-    }
-    buffer = slab;
-    at = offset;
-    offset += total;
-  }
+  const { buffer, at: start } = carve(total);
+  let at = start;
   const offsets = new Uint32Array(buffer, at, keyCount + 1);
   at += offsetsBytes;
   const podIndex = new Uint32Array(buffer, at, entries);
@@ -62,20 +62,8 @@ export function allocPrefixColumns(pods: number, tierSlots: number): PrefixColum
   const podBytes = align(4 * pods);
   const tierBytes = align(4 * pods * tierSlots);
   const total = scoreBytes + 2 * podBytes + tierBytes;
-  let buffer: ArrayBuffer;
-  let at: number;
-  if (total > SLAB_BYTES / 4) {
-    buffer = new ArrayBuffer(total);
-    at = 0;
-  } else {
-    if (offset + total > SLAB_BYTES) {
-      slab = new ArrayBuffer(SLAB_BYTES);
-      offset = 0;
-    }
-    buffer = slab;
-    at = offset;
-    offset += total;
-  }
+  const { buffer, at: start } = carve(total);
+  let at = start;
   const score = new Float64Array(buffer, at, pods);
   at += scoreBytes;
   const podIndex = new Uint32Array(buffer, at, pods);

@@ -1,3 +1,4 @@
+import { ceiling } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   agrees,
@@ -462,7 +463,7 @@ describe('KV-event ingestion under randomized faults', () => {
   });
 
   for (const seed of SEEDS) {
-    it(`keeps the index equal to what every pod holds, phase after phase (seed ${seed})`, { timeout: 60_000 + PHASES * 20_000 }, async () => {
+    it(`keeps the index equal to what every pod holds, phase after phase (seed ${seed})`, { timeout: ceiling(60_000 + PHASES * 20_000) }, async () => {
       const run = (current = new ChaosRun(seed));
       await run.start();
       for (let phase = 1; phase <= PHASES; phase++) await run.phase(phase);

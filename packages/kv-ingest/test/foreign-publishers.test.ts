@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { RequestKeyHasher, requestBlockExtras } from '@kvix/block-keys';
 import { EventApplier, InMemoryIndex, entriesAt } from '@kvix/kv-index';
@@ -14,11 +15,12 @@ import { IngestMetrics, Ingestor, parseIngestConfig, type EndpointEntry } from '
  * msgspec and publishes over real ZeroMQ; the ingestor subscribes as it would to the engines, and
  * the index must hold exactly the request keys of what was published.
  *
- * Needs Python with msgspec and pyzmq: `.ci/run` installs them into a cached venv and sets
- * KVIX_PYTHON (locally: python3 -m venv v && v/bin/pip install -r tools/foreign-publishers/requirements.txt).
+ * Needs Python with msgspec and pyzmq: scripts/install-prerequisites.sh (which `.ci/run` runs) puts
+ * them in the checkout's .venv-tools; KVIX_PYTHON names another interpreter.
  */
 
-const PYTHON = process.env['KVIX_PYTHON'] ?? 'python3';
+const TOOLS_PYTHON = join(repoRoot(), '.venv-tools', 'bin', 'python');
+const PYTHON = process.env['KVIX_PYTHON'] ?? (existsSync(TOOLS_PYTHON) ? TOOLS_PYTHON : 'python3');
 const SCRIPT = join(repoRoot(), 'tools', 'foreign-publishers', 'publish.py');
 const MODEL = 'Qwen/Qwen3-0.6B';
 const B = 16;
@@ -61,7 +63,7 @@ afterEach(async () => {
 beforeAll(() => {
   const probe = spawnSync(PYTHON, ['-c', 'import msgspec, zmq'], { encoding: 'utf8' });
   if (probe.status !== 0) {
-    throw new Error(`${PYTHON} cannot import msgspec and zmq (a real part this test needs; .ci/run installs them and sets KVIX_PYTHON): ${probe.stderr || probe.error?.message}`);
+    throw new Error(`${PYTHON} cannot import msgspec and zmq (a real part this test needs: run scripts/install-prerequisites.sh, or set KVIX_PYTHON): ${probe.stderr || probe.error?.message}`);
   }
 });
 

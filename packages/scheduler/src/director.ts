@@ -62,7 +62,6 @@ export class RequestDirector {
   private readonly configPriorities: Map<string, number>;
   private priorities: Map<string, number>;
   private poolObjectives: readonly { name: string; priority: number }[] = [];
-  private poolTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: DirectorOptions) {
     this.rewriter = new ModelRewriter(options.config.modelRewrites, options.random);
@@ -102,16 +101,13 @@ export class RequestDirector {
     return this.rewriter.aliases;
   }
 
-  /** Keeps the pool gauges current (ready pods, mean KV usage and queue). */
-  startPoolMetrics(intervalMs = 1000): void {
-    if (this.poolTimer || !this.options.metrics) return;
-    this.poolTimer = setInterval(() => this.refreshPoolMetrics(), intervalMs);
-    this.poolTimer.unref();
+  /** Keeps the pool gauges current (ready pods, mean KV usage and queue): computed when scraped. */
+  startPoolMetrics(): void {
+    this.options.metrics?.setPoolCollector(() => this.refreshPoolMetrics());
   }
 
   stop(): void {
-    if (this.poolTimer) clearInterval(this.poolTimer);
-    this.poolTimer = null;
+    this.options.metrics?.setPoolCollector(null);
   }
 
   async route(input: RouteInput): Promise<RouteOutcome> {

@@ -131,6 +131,7 @@ export class RouterMetrics {
   readonly streamingTpot: DualHistogram<Req, LegacyReq>;
   readonly streamingItl: Histogram<Req>;
   // Pool.
+  private poolCollector: (() => void) | null = null;
   readonly poolReadyPods: DualGauge<'name', 'name'>;
   readonly poolKvUtilization: DualGauge<'name', 'name'>;
   readonly poolQueue: DualGauge<'name', 'name'>;
@@ -163,12 +164,24 @@ export class RouterMetrics {
   private readonly models = new BoundedLabel(MODEL_LABEL_LIMIT);
   private readonly fairness = new BoundedLabel(FAIRNESS_LABEL_LIMIT);
 
+  /**
+   * What computes the pool gauges when they are scraped (the router's endpoints); null clears it.
+   * One router per RouterMetrics: a second setter replaces the first.
+   */
+  setPoolCollector(collect: (() => void) | null): void {
+    this.poolCollector = collect;
+  }
+
   constructor(registry: Registry) {
     const registers = [registry];
     const legacyModel = pick(['model_name', 'target_model_name'] as const);
     const same = <K extends string>(l: Partial<Record<K, string>>): Partial<Record<K, string>> => l;
     const counter = <K extends string>(name: string, help: string, labelNames: readonly K[]): Counter<K> => new Counter({ name, help, labelNames, registers });
     const gauge = <K extends string>(name: string, help: string, labelNames: readonly K[]): Gauge<K> => new Gauge({ name, help, labelNames, registers });
+    // Pool gauges are computed when scraped, from the endpoints as they are then (a timer left them
+    // without samples until its first tick, and a scrape could read values up to a tick old).
+    const poolGauge = <K extends string>(name: string, help: string, labelNames: readonly K[]): Gauge<K> =>
+      new Gauge({ name, help, labelNames, registers, collect: () => this.poolCollector?.() });
     const histogram = <K extends string>(name: string, help: string, labelNames: readonly K[], buckets: number[]): Histogram<K> => new Histogram({ name, help, labelNames, buckets, registers });
     const deprecated = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
     const reqHistogram = (current: string, legacy: string, help: string, buckets: number[]): DualHistogram<Req, LegacyReq> =>
@@ -204,17 +217,17 @@ export class RouterMetrics {
     this.streamingTpot = reqHistogram('llm_d_epp_request_streaming_tpot_seconds', 'inference_objective_request_tpot_seconds', 'Streamed responses: from the first to the last token chunk, per token after the first.', PER_TOKEN);
     this.streamingItl = histogram('llm_d_epp_request_streaming_itl_seconds', 'Streamed responses: time between consecutive token chunks.', REQUEST_LABELS, PER_TOKEN);
 
-    const pool = (current: string, legacy: string, help: string): DualGauge<'name', 'name'> => new DualGauge(gauge(current, help, ['name'] as const), gauge(legacy, deprecated(current, help), ['name'] as const), same);
+    const pool = (current: string, legacy: string, help: string): DualGauge<'name', 'name'> => new DualGauge(poolGauge(current, help, ['name'] as const), poolGauge(legacy, deprecated(current, help), ['name'] as const), same);
     this.poolReadyPods = pool('llm_d_epp_ready_endpoints', 'inference_pool_ready_pods', 'Endpoints in the candidate set (healthy, not draining).');
     this.poolKvUtilization = pool('llm_d_epp_average_kv_cache_utilization', 'inference_pool_average_kv_cache_utilization', 'Mean KV-cache utilisation of the ready endpoints.');
     this.poolQueue = pool('llm_d_epp_average_queue_size', 'inference_pool_average_queue_size', 'Mean waiting requests of the ready endpoints.');
     this.poolRunning = pool('llm_d_epp_average_running_requests', 'inference_pool_average_running_requests', 'Mean running requests of the ready endpoints.');
-    this.poolKvUtilizationStdDev = gauge('llm_d_epp_std_dev_kv_cache_utilization', 'Standard deviation of KV-cache utilisation over the ready endpoints.', ['name'] as const);
-    this.poolQueueStdDev = gauge('llm_d_epp_std_dev_queue_size', 'Standard deviation of waiting requests over the ready endpoints.', ['name'] as const);
-    this.poolRunningStdDev = gauge('llm_d_epp_std_dev_running_requests', 'Standard deviation of running requests over the ready endpoints.', ['name'] as const);
+    this.poolKvUtilizationStdDev = poolGauge('llm_d_epp_std_dev_kv_cache_utilization', 'Standard deviation of KV-cache utilisation over the ready endpoints.', ['name'] as const);
+    this.poolQueueStdDev = poolGauge('llm_d_epp_std_dev_queue_size', 'Standard deviation of waiting requests over the ready endpoints.', ['name'] as const);
+    this.poolRunningStdDev = poolGauge('llm_d_epp_std_dev_running_requests', 'Standard deviation of running requests over the ready endpoints.', ['name'] as const);
     this.perPodQueue = new DualGauge(
-      gauge('llm_d_epp_per_endpoint_queue_size', 'Waiting requests per endpoint.', ['name', 'model_server_endpoint'] as const),
-      gauge('inference_pool_per_pod_queue_size', deprecated('llm_d_epp_per_endpoint_queue_size', 'Waiting requests per pod.'), ['name', 'model_server_pod'] as const),
+      poolGauge('llm_d_epp_per_endpoint_queue_size', 'Waiting requests per endpoint.', ['name', 'model_server_endpoint'] as const),
+      poolGauge('inference_pool_per_pod_queue_size', deprecated('llm_d_epp_per_endpoint_queue_size', 'Waiting requests per pod.'), ['name', 'model_server_pod'] as const),
       (l) => ({ ...(l.name !== undefined ? { name: l.name } : {}), ...(l.model_server_endpoint !== undefined ? { model_server_pod: l.model_server_endpoint } : {}) }),
     );
 

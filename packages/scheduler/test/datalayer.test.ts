@@ -53,6 +53,35 @@ describe('the data layer', () => {
     expect(registry.status()[0]).toMatchObject({ draining: true });
   });
 
+  it('keeps a pod whose metrics answer slowly while its last metrics are fresh, and takes it out once they are stale', async () => {
+    // A metrics endpoint that answers at first, then stops answering (a busy or hung pod): the
+    // connection is accepted, the answer never comes, so every later scrape times out.
+    const { createServer } = await import('node:http');
+    let hang = false;
+    const server = createServer((_req, res) => {
+      if (!hang) res.end('vllm:num_requests_waiting{model_name="m"} 0\nvllm:num_requests_running{model_name="m"} 0\nvllm:kv_cache_usage_perc{model_name="m"} 0\n');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+    const port = (server.address() as { port: number }).port;
+    let clock = 1_000_000;
+    const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 20, scrapeTimeoutMs: 50, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent, now: () => clock });
+    cleanups.push(() => registry.stop());
+    registry.setTargets([{ id: `127.0.0.1:${port}`, name: 'slow', address: '127.0.0.1', port, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'm' }]);
+    registry.start();
+    await waitFor(() => registry.candidates().some((c) => c.metrics !== null), 5000, 'a first scrape');
+    hang = true;
+    // Every scrape times out from now on; the injected clock stands still, so the last metrics stay
+    // fresh and the pod stays a candidate (the old rule took it out on the first timeout).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(registry.candidates()).toHaveLength(1);
+    expect(registry.status()[0]).toMatchObject({ healthy: true });
+    // Once they are stale, the next timeout takes it out, with the reason.
+    clock += 2001;
+    await waitFor(() => registry.candidates().length === 0, 5000, 'the hung pod to leave');
+    expect(registry.status()[0]).toMatchObject({ healthy: false, reason: 'metrics scrape failed: timeout' });
+  });
+
   it('counts what other router replicas have in flight to an endpoint, and tells them about its own', () => {
     const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 60_000, scrapeTimeoutMs: 500, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent });
     const target = { id: '127.0.0.1:1', name: 'a', address: '127.0.0.1', port: 1, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'm' };

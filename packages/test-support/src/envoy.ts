@@ -1,7 +1,7 @@
 import { ENVOY_INSTALL_HINT, EnvoyError, EnvoyProcess, findEnvoy, localEnvoyConfig, readEnvoyConfig, type EnvoyConfig, type LocalEnvoyOptions, type StartEnvoyOptions } from '@kvix/envoy';
 
 /**
- * The Envoy binary tests run: `KVIX_ENVOY_BIN` (what `.ci/run` exports), else the repo's
+ * The Envoy binary tests run: `KVIX_ENVOY_BIN`, else the repo's
  * `.venv-envoy`, else `envoy` on PATH. A missing Envoy fails the test with one line saying how to
  * install it (in CI and out of it): a test that needs the real part never skips.
  * @throws EnvoyError ENVOY_NOT_FOUND

@@ -1,5 +1,5 @@
 export { vectorsDir, readVector, readVectorJson, parseJsonExact, repoRoot } from './vectors.js';
-export { freePort, freePorts, freePortRange, waitFor } from './ports.js';
+export { freePort, freePorts, freePortRange, waitFor, ceiling, CEILING_SCALE } from './ports.js';
 export { nodeCli, spawnProcess, type ManagedProcess, type NodeCli } from './processes.js';
 export { startRedis, startNats, startPrometheus, type PrivateServer } from './servers.js';
 export { envoyBinary, shippedEnvoyConfig, startEnvoy, startShippedEnvoy } from './envoy.js';

@@ -46,7 +46,7 @@ class MissingKubePartError extends Error {}
 
 /**
  * The directory of etcd, kube-apiserver, kubectl and helm, building them first when the cache does
- * not have them (a no-op in a second: .ci/run builds them before the tests). A missing Go toolchain
+ * not have them (a no-op in a second: scripts/install-prerequisites.sh builds them before the tests). A missing Go toolchain
  * or a failed build is an error, never a skipped test.
  */
 export function kubeBinDir(): string {

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:net';
+import { availableParallelism, loadavg } from 'node:os';
 
 /**
  * A TCP port free on 127.0.0.1 right now, below the ephemeral range (tests bind it soon after). Not
@@ -50,9 +51,31 @@ export async function freePorts(n: number): Promise<number[]> {
   return [...ports];
 }
 
-/** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<Exclude<T, false | undefined>> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * How much longer than on an idle machine a test may wait before calling something hung: waits are
+ * ceilings, never budgets (a loaded 2-core machine or a CPU hog beside the suite slows everything).
+ * KVIX_TEST_CEILING_SCALE sets it (default 4), raised to the machine's load per core when that is
+ * higher, read when the ceiling is taken (vitest.shared.ts applies the same rule to vitest's timeouts).
+ */
+export const CEILING_SCALE = Number(process.env['KVIX_TEST_CEILING_SCALE'] ?? '') || 4;
+
+function scaleNow(): number {
+  return Math.min(30, Math.max(CEILING_SCALE, Math.ceil(loadavg()[0]! / availableParallelism())));
+}
+
+/** A ceiling of `ms` on an idle machine, scaled for this one now (for per-test timeouts and deadlines). */
+export function ceiling(ms: number): number {
+  return ms * scaleNow();
+}
+
+/**
+ * Polls until `check` returns a value other than undefined/false. `timeoutMs` is what it would take
+ * at most on an idle machine: the wait gives up only after that, scaled (see ceiling). `what` may be
+ * a function, read when the wait gives up (a process's output so far, say).
+ */
+export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what: string | (() => string) = 'condition'): Promise<Exclude<T, false | undefined>> {
+  const limit = ceiling(timeoutMs);
+  const deadline = Date.now() + limit;
   let last: unknown;
   for (;;) {
     try {
@@ -61,7 +84,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`gave up after ${limit} ms (${timeoutMs} ms on an idle machine, scaled for its load) waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

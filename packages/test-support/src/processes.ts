@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { ceiling } from './ports.js';
 
 export interface ManagedProcess {
   readonly child: ChildProcess;
@@ -6,7 +7,7 @@ export interface ManagedProcess {
   output(): string;
   /** Resolves with the exit code (or the signal name) once the process ends. */
   readonly exited: Promise<number | string>;
-  /** Sends a signal and waits for the exit; SIGKILL after `graceMs`. */
+  /** Sends a signal and waits for the exit; SIGKILL after `graceMs` (an idle machine's figure, scaled like every ceiling). */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | string>;
 }
 
@@ -39,7 +40,7 @@ export function spawnProcess(command: string, args: readonly string[], options: 
     async stop(signal = 'SIGTERM', graceMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return exited;
       child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const timer = setTimeout(() => child.kill('SIGKILL'), ceiling(graceMs));
       const result = await exited;
       clearTimeout(timer);
       return result;

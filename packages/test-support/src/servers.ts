@@ -26,7 +26,7 @@ export interface PrivateServer {
 
 class MissingServerError extends Error {
   constructor(binary: string) {
-    super(`${binary} is not installed; .ci/run installs it (apt-get install -y redis-server nats-server prometheus chromium)`);
+    super(`${binary} is not installed: scripts/install-prerequisites.sh installs it (with the other real parts the tests run)`);
   }
 }
 

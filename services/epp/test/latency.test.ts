@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { BuiltinModelConfigSchema, BuiltinPredictor, startPredictorServer, type RunningPredictorServer, type TrainingEntry } from '@kvix/latency-predictor';
 import { PREDICTED_LATENCY_PICKER_CONFIG } from '@kvix/scheduler';
-import { waitFor } from '@kvix/test-support';
+import { ceiling, waitFor } from '@kvix/test-support';
 import { startLocalPod, writeLocalEndpointsFile, type LocalPod } from '@kvix/vllm-sim/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,7 +76,7 @@ beforeAll(async () => {
     ingest: { endpointsFile: writeLocalEndpointsFile(pods, MODEL), readinessTimeoutMs: 5000 },
     tokenization: { workers: 0 },
     scheduler: { ...PREDICTED_LATENCY_PICKER_CONFIG, objectives: [{ name: 'batch', priority: -1 }] },
-    latencyPredictor: { predictionUrls: [predictorServer.predictionUrl], trainingUrl: rec.url, flushIntervalMs: 100, timeoutMs: 500, circuitBreaker: { failureThreshold: 2, cooldownMs: 60_000 }, builtin: { minSamples: 3 } },
+    latencyPredictor: { predictionUrls: [predictorServer.predictionUrl], trainingUrl: rec.url, flushIntervalMs: 100, timeoutMs: ceiling(1_000), circuitBreaker: { failureThreshold: 2, cooldownMs: 60_000 }, builtin: { minSamples: 3 } },
   });
   epp = await Epp.start(config, silent);
   gateway = `http://127.0.0.1:${epp.gateway!.port}`;

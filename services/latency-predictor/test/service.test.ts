@@ -1,4 +1,5 @@
 import { LatencyPredictorConfigSchema, RemotePredictor, type PredictionRow, type TrainingEntry } from '@kvix/latency-predictor';
+import { ceiling } from '@kvix/test-support';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PredictorService, PredictorServiceConfigSchema, type PredictorServiceConfigInput } from '../src/index.js';
@@ -15,8 +16,10 @@ async function service(over: PredictorServiceConfigInput = {}): Promise<Predicto
   return s;
 }
 
+// The client's own 250 ms call budget is for a router in production; what these tests check is the
+// API, and a cold server on a loaded machine can take seconds to answer its first call.
 function client(predictionUrl: string, trainingUrl?: string): RemotePredictor {
-  const c = new RemotePredictor(LatencyPredictorConfigSchema.parse({ predictionUrls: [predictionUrl], ...(trainingUrl ? { trainingUrl } : {}), flushIntervalMs: 60_000, refreshIntervalMs: 60_000 }), { logger: silent });
+  const c = new RemotePredictor(LatencyPredictorConfigSchema.parse({ predictionUrls: [predictionUrl], ...(trainingUrl ? { trainingUrl } : {}), flushIntervalMs: 60_000, refreshIntervalMs: 60_000, timeoutMs: ceiling(15_000) }), { logger: silent });
   cleanups.push(() => c.close());
   return c;
 }

@@ -1,4 +1,5 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { stringify } from 'yaml';
 
 /** One pod as kvix's endpoints-file discovery reads it. */
@@ -16,8 +17,12 @@ export interface EndpointsFileEntry {
   kvCacheReportMode?: 'full';
 }
 
-/** Written to a temporary file and renamed, so a watcher never reads half a file. */
+/**
+ * Written to a temporary file and renamed, so a watcher never reads half a file. The directory is
+ * created if missing (the README's /tmp/kvix/endpoints.yaml on a fresh machine).
+ */
 export function writeEndpointsFile(path: string, endpoints: readonly EndpointsFileEntry[]): void {
+  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, stringify({ endpoints }));
   renameSync(tmp, path);

@@ -59,7 +59,15 @@ export class SimFleet {
       throw err;
     }
     const fleet = new SimFleet(pods, logger);
-    if (options.writeEndpoints) await fleet.writeEndpointsFile(options.writeEndpoints);
+    if (options.writeEndpoints) {
+      try {
+        await fleet.writeEndpointsFile(options.writeEndpoints);
+      } catch (err) {
+        // Pods left running would keep the process (and its ports) alive after the error.
+        await Promise.allSettled(pods.map((p) => p.stop()));
+        throw err;
+      }
+    }
     return fleet;
   }
 

@@ -33,11 +33,14 @@ export function registerBench(program: Command): void {
       ].join('\n'),
     )
     .option('--quick', 'scale the index down to 1 M entries')
+    .option('--entries <n>', 'index size instead (a small one checks the harness, not the figures)')
     .option('--json', 'print one JSON document instead of a table')
     .option('--no-baseline', 'skip the naive baseline')
-    .action(async (flags: { quick?: boolean; json?: boolean; baseline: boolean }) => {
+    .action(async (flags: { quick?: boolean; json?: boolean; baseline: boolean; entries?: string }) => {
+      const entries = flags.entries === undefined ? undefined : Number(flags.entries);
+      if (entries !== undefined && (!Number.isInteger(entries) || entries < 10_000 || entries > 100_000_000)) throw new UsageError(`bench: --entries must be an integer in [10000, 100000000], got ${flags.entries}`);
       const { runIndexBenchmark } = await loadBench();
-      await runIndexBenchmark({ quick: flags.quick === true, json: flags.json === true, skipBaseline: !flags.baseline });
+      await runIndexBenchmark({ quick: flags.quick === true, json: flags.json === true, skipBaseline: !flags.baseline, ...(entries !== undefined ? { entries } : {}) });
     });
   bench
     .command('decision')

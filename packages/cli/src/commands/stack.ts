@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -99,7 +99,7 @@ async function startEnvoyFront(options: { explicitBin: string | undefined; extPr
  * Ctrl-C reaches the pods too (one terminal, one process group): the supervisor is told at once, so
  * their exits are part of the stop, not crashes to restart.
  */
-function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, stop: () => Promise<StopResult[]>): Promise<void> {
+function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, stop: () => Promise<StopResult[]>, inProcess: string): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: string): void => {
@@ -109,7 +109,7 @@ function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, st
       say(`\n[stack] ${signal}: stopping…`);
       void stop().then(
         (results) => {
-          say(stopReport(results));
+          say(stopReport(results, inProcess));
           resolve();
         },
         (err: unknown) => {
@@ -125,13 +125,48 @@ function untilStopped(say: (line: string) => void, supervisor: PodSupervisor, st
 }
 
 /** One line: everything stopped cleanly, or which process did not. */
-function stopReport(results: StopResult[]): string {
+function stopReport(results: StopResult[], inProcess: string): string {
   // A process stopped by our SIGTERM, or by the terminal's SIGINT, exits 0 (or by that signal).
   const clean = (r: StopResult): boolean => !r.killed && (r.exit === null || r.exit === 0 || r.exit === 'SIGTERM' || r.exit === 'SIGINT' || r.exit === 130);
   const bad = results.filter((r) => !clean(r));
-  if (bad.length === 0) return `[stack] stopped cleanly (${results.length} process${results.length === 1 ? '' : 'es'} and the endpoint picker).`;
+  if (bad.length === 0) return `[stack] stopped cleanly (${results.length} process${results.length === 1 ? '' : 'es'} and ${inProcess}).`;
   process.exitCode = 1;
   return `[stack] stopped; not cleanly: ${bad.map((r) => `${r.name} ${r.killed ? 'killed after 5 s' : `exited ${typeof r.exit === 'number' ? `with code ${r.exit}` : `by ${r.exit}`}`}`).join(', ')} (see its log)`;
+}
+
+/**
+ * One stack per directory: a second one (on other ports) would overwrite the first's endpoints
+ * file, which the first's endpoint picker follows, and mix their logs.
+ */
+function claimDirectory(dir: string): void {
+  const file = join(dir, 'stack.pid');
+  let other = 0;
+  try {
+    other = Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    // no stack here
+  }
+  if (Number.isInteger(other) && other > 0 && other !== process.pid && isAlive(other)) {
+    throw new UsageError(`stack: another kvix stack (pid ${other}) uses ${dir} for its endpoints file and logs; stop it or pass --dir <another directory>`);
+  }
+  writeFileSync(file, `${process.pid}\n`);
+  process.once('exit', () => {
+    try {
+      if (readFileSync(file, 'utf8').trim() === String(process.pid)) rmSync(file);
+    } catch {
+      // already gone
+    }
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, another user's.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Every port the stack will listen on, checked before anything starts. */
@@ -174,17 +209,9 @@ export function registerStack(program: Command): void {
     const baseEventPort = int('base-event-port', f.baseEventPort, 1, 65435 - pods);
     mkdirSync(f.dir, { recursive: true });
     const say = (line: string): void => void process.stdout.write(`${line}\n`);
-    const { Epp, EppConfigSchema } = await import('@kvix/epp');
-    const { DEFAULT_PICKER_CONFIG, PREDICTED_LATENCY_PICKER_CONFIG } = await import('@kvix/scheduler');
     const predictor = f.latencyPredictor.trim();
     if (predictor !== 'builtin' && predictor !== 'off' && !predictor.split(',').every((u) => /^https?:\/\//.test(u.trim()))) throw new UsageError(`stack: --latency-predictor must be builtin, off or prediction server URLs, got ${predictor}`);
     const latencyRouting = predictor !== 'off';
-    const { pino } = await import('pino');
-    const { writeEndpointsFile } = await import('@kvix/vllm-sim/endpoints-file');
-    const require = createRequire(import.meta.url);
-    const simBin = join(dirname(dirname(require.resolve('@kvix/vllm-sim'))), 'bin', 'vllm-sim.js');
-
-    const supervisor = new PodSupervisor(simBin, 3000, (m) => say(`[stack] ${m}`));
     const gatewayPort = int('gateway-port', f.gatewayPort, 1, 65535);
     const metricsPort = int('metrics-port', f.metricsPort, 1, replicas > 1 ? 65533 - replicas : 65535);
     const extProcPort = int('ext-proc-port', f.extProcPort, 1, 65535 - (replicas - 1));
@@ -209,11 +236,21 @@ export function registerStack(program: Command): void {
     } else {
       listeners.push({ name: 'ext_proc', flag: '--ext-proc-port', host: loopback, port: extProcPort }, { name: 'metrics', flag: '--metrics-port', host: loopback, port: metricsPort }, { name: 'Envoy', flag: '--envoy-port', host: loopback, port: envoyPort });
     }
+    // Before loading anything heavy: a taken port or directory is told at once.
     await checkStackPorts(listeners);
+    claimDirectory(f.dir);
     if (f.envoyBin !== undefined) {
       const { findEnvoy } = await import('@kvix/envoy');
       if (!findEnvoy({ explicit: f.envoyBin })) throw new UsageError(`stack: --envoy-bin ${f.envoyBin} is not an executable`);
     }
+
+    const { Epp, EppConfigSchema } = await import('@kvix/epp');
+    const { DEFAULT_PICKER_CONFIG, PREDICTED_LATENCY_PICKER_CONFIG } = await import('@kvix/scheduler');
+    const { pino } = await import('pino');
+    const { writeEndpointsFile } = await import('@kvix/vllm-sim/endpoints-file');
+    const require = createRequire(import.meta.url);
+    const simBin = join(dirname(dirname(require.resolve('@kvix/vllm-sim'))), 'bin', 'vllm-sim.js');
+    const supervisor = new PodSupervisor(simBin, 3000, (m) => say(`[stack] ${m}`));
 
     const specs: PodSpec[] = Array.from({ length: pods }, (_, i) => {
       const port = basePort + i;
@@ -236,7 +273,8 @@ export function registerStack(program: Command): void {
       process.exit(code);
     };
     try {
-      await Promise.all(specs.map((s) => waitHealthy(`http://127.0.0.1:${s.port}/health`, 60_000)));
+      // Generous: on a busy machine a pod can take minutes to start; slow is not broken.
+      await Promise.all(specs.map((s) => waitHealthy(`http://127.0.0.1:${s.port}/health`, 300_000)));
     } catch (err) {
       say(`[stack] ${(err as Error).message}; see ${f.dir}/pod-*.log`);
       return shutdown(1);
@@ -296,10 +334,15 @@ Try:
   kill ${victim.pid}     # kill ${victim.spec.name}: no request fails, it comes back in 3 s from the snapshot
 
 Ctrl-C stops everything.`);
-      return untilStopped(say, supervisor, async () => {
-        await front.close();
-        return supervisor.stop();
-      });
+      return untilStopped(
+        say,
+        supervisor,
+        async () => {
+          await front.close();
+          return supervisor.stop();
+        },
+        'the gateway',
+      );
     }
 
     const logger = pino({ level: f.logLevel, base: { service: 'epp' } }, pino.destination({ dest: join(f.dir, 'epp.log'), sync: false, mkdir: true }));
@@ -358,12 +401,17 @@ Try (docs/tour.md walks through more):
   kill ${supervisor.pods()[Math.min(1, pods - 1)]!.pid}     # kill ${supervisor.pods()[Math.min(1, pods - 1)]!.spec.name}: traffic keeps flowing, the pod comes back in 3 s
 
 Ctrl-C stops everything.`);
-    await untilStopped(say, supervisor, async () => {
-      await envoy.close();
-      await epp.stop();
-      await tracing?.shutdown();
-      return supervisor.stop();
-    });
+    await untilStopped(
+      say,
+      supervisor,
+      async () => {
+        await envoy.close();
+        await epp.stop();
+        await tracing?.shutdown();
+        return supervisor.stop();
+      },
+      'the endpoint picker',
+    );
   });
   program.addCommand(cmd);
 }

@@ -50,6 +50,10 @@ function onPath(binary: string): boolean {
   });
 }
 
+/**
+ * Waits for a process the stack started to answer its probe. The limits are generous: on a busy
+ * machine a Node service can take minutes to start, and that is slow, not broken.
+ */
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check().catch(() => false))) {
@@ -77,7 +81,7 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
   if (natsUrl === null) {
     if (!onPath('nats-server')) throw new UsageError('stack: --replicas needs NATS with JetStream: install nats-server (apt-get install nats-server, or brew install nats-server) or pass --nats-url');
     o.supervisor.start({ name: 'nats', port: o.natsPort, eventPort: 0, replayPort: 0, exec: 'nats-server', args: ['-js', '-a', '127.0.0.1', '-p', String(o.natsPort), '-sd', join(o.dir, 'nats')], logFile: join(o.dir, 'nats.log') });
-    await waitFor(`nats-server on :${o.natsPort}`, () => tcpOpen(o.natsPort), 15_000);
+    await waitFor(`nats-server on :${o.natsPort}`, () => tcpOpen(o.natsPort), 120_000);
     natsUrl = `nats://127.0.0.1:${o.natsPort}`;
   }
   let predictorUrl: string | null = null;
@@ -93,7 +97,7 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
       logFile: join(o.dir, 'latency-predictor.log'),
     });
     predictorUrl = `http://127.0.0.1:${o.predictorPort}`;
-    await waitFor('the latency predictor', () => ready(`${predictorUrl}/healthz`), 30_000);
+    await waitFor('the latency predictor', () => ready(`${predictorUrl}/healthz`), 300_000);
     eppConfig = { ...eppConfig, latencyPredictor: { enabled: true, predictionUrls: [predictorUrl], trainingUrl: predictorUrl } };
   }
   const configFile = join(o.dir, 'epp-replica.yaml');
@@ -109,7 +113,7 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
     logFile: join(o.dir, 'kv-events.log'),
   });
   const publisherUrl = `http://127.0.0.1:${o.publisherPort}`;
-  await waitFor('the kv-events publisher', () => ready(`${publisherUrl}/readyz`), 60_000);
+  await waitFor('the kv-events publisher', () => ready(`${publisherUrl}/readyz`), 300_000);
   const replicas: ReplicatedRouters['replicas'] = [];
   const eppBin = binOf('@kvix/epp', 'kvix-epp.js');
   for (let i = 0; i < o.replicas; i++) {
@@ -127,6 +131,6 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
     });
     replicas.push({ name, extProcPort, metricsPort });
   }
-  for (const r of replicas) await waitFor(`${r.name}`, () => ready(`http://127.0.0.1:${r.metricsPort}/readyz`), 60_000);
+  for (const r of replicas) await waitFor(`${r.name}`, () => ready(`http://127.0.0.1:${r.metricsPort}/readyz`), 300_000);
   return { natsUrl, publisherUrl, predictorUrl, replicas };
 }

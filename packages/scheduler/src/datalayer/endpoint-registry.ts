@@ -213,7 +213,12 @@ export class EndpointRegistry {
       }
     } catch (err) {
       // A scrape the registry dropped meanwhile (endpoint removed) needs no bookkeeping.
-      if (this.states.get(s.endpoint.id) === s) this.markDown(s.endpoint.id, `metrics scrape failed: ${describe(err)}`);
+      if (this.states.get(s.endpoint.id) !== s) return;
+      // A slow answer is a busy pod (or a busy router on a loaded node), not a dead one: a timeout
+      // takes it out only once its last good metrics are stale. Refused or reset: out at once.
+      const recent = s.metrics !== null && s.metrics.scrapedAt >= this.now() - this.options.staleAfterMs;
+      if ((err as Error).name === 'TimeoutError' && recent) return;
+      this.markDown(s.endpoint.id, `metrics scrape failed: ${describe(err)}`);
     } finally {
       s.scraping = false;
     }
