@@ -3,11 +3,11 @@ import { raceAbort, throwIfAborted } from '../abort.js';
 import { isBundledName } from '../bundled.js';
 import { TokenizationError, messageOf } from '../errors.js';
 import { checkCacheSalt, checkPromptInput } from '../prompt-input.js';
-import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
+import type { PromptInput, PromptTokenizer, RequestKeySpec, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
 import { affinityHash } from './affinity.js';
 import { TokenizerLoader } from './tokenizer-loader.js';
-import { TEMPLATE_MS, TokenizerThread } from './tokenizer-thread.js';
-import { tokenizeLocally } from './tokenize-locally.js';
+import { TokenizerThread, type ThreadTokenized } from './tokenizer-thread.js';
+import { LocalKeyer, tokenizeLocally } from './tokenize-locally.js';
 
 export interface LocalTokenizerPoolOptions {
   /** Served model name → tokenizer spec (a bundled tokenizer name or a directory; see resolveTokenizer). */
@@ -17,7 +17,10 @@ export interface LocalTokenizerPoolOptions {
    * name is a bundled tokenizer), or one spec that serves them all.
    */
   unlisted?: 'reject' | 'bundled' | { spec: string };
-  /** Tokenizer threads; 0 tokenizes on the calling thread. Default: one per core but one. */
+  /**
+   * Tokenizer threads; 0 tokenizes on the calling thread. Default: one per core but one, and none
+   * on two cores or fewer (see DEFAULT_WORKERS).
+   */
   workers?: number;
   /** Requests accepted and not yet answered, beyond which calls fail with OVERLOADED. Default 1024. */
   maxInFlight?: number;
@@ -41,6 +44,18 @@ const WORKER_SCRIPT = new URL('../../dist/pool/tokenize-worker.js', import.meta.
 /** Test-only hook: kills a thread from inside, the way an uncaught exception would. Not exported by the package. */
 export const CRASH_WORKER_FOR_TESTS = Symbol('crashWorkerForTests');
 
+/**
+ * Threads when none are configured: one per core but one — and none on two cores or fewer, where
+ * handing a prompt to a thread and its answer back costs more than the work it moves once the
+ * caches make a new turn of a conversation ~0.3 ms (measured by `npm run bench -- decision` on a
+ * 2-core machine: 1.07 ms of CPU per decision inline against 1.49 ms with one thread, p50 1.19
+ * against 1.79 ms at 40 req/s). Prompts of mostly new text (long documents) are the case for a
+ * thread even there: their encode would otherwise hold up the event loop.
+ */
+export function defaultWorkers(cores: number): number {
+  return cores <= 2 ? 0 : cores - 1;
+}
+
 function configError(message: string): TokenizationError {
   return new TokenizationError('INVALID_CONFIG', message);
 }
@@ -62,6 +77,8 @@ export class LocalTokenizerPool implements PromptTokenizer {
   /** Specs warmed so far, so a replacement thread is warmed too. */
   private readonly warmSpecs = new Set<string>();
   private readonly inlineLoader = new TokenizerLoader();
+  /** Request keys computed inline (workers: 0). */
+  private readonly inlineKeyer = new LocalKeyer();
   /** Rejecters of calls still running, so close() can fail them. */
   private readonly running = new Set<(err: TokenizationError) => void>();
   private started = false;
@@ -69,7 +86,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
   private inFlightCount = 0;
 
   constructor(options: LocalTokenizerPoolOptions = {}) {
-    const workers = options.workers ?? Math.max(1, availableParallelism() - 1);
+    const workers = options.workers ?? defaultWorkers(availableParallelism());
     if (!Number.isSafeInteger(workers) || workers < 0) throw configError(`workers must be an integer ≥ 0, not ${String(workers)}`);
     const maxInFlight = options.maxInFlight ?? 1024;
     if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) throw configError(`maxInFlight must be an integer ≥ 1, not ${String(maxInFlight)}`);
@@ -98,9 +115,17 @@ export class LocalTokenizerPool implements PromptTokenizer {
       throw new TokenizationError('OVERLOADED', `the local tokenizer pool already holds ${this.maxInFlight} requests`);
     }
     const started = performance.now();
-    const tokenIds = await raceAbort(this.track(() => this.run(spec, model, input)), options.signal);
-    const templateMs = TEMPLATE_MS.get(tokenIds);
-    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false, timings: { totalMs: performance.now() - started, ...(templateMs !== undefined ? { templateMs } : {}) } };
+    const keys = options.requestKeys ? { spec: checkKeySpec(options.requestKeys), cacheSalt } : undefined;
+    const { tokenIds, requestKeys, templateMs, encodeMs, hashMs } = await raceAbort(this.track(() => this.run(spec, model, input, keys)), options.signal);
+    return {
+      tokenIds,
+      multimodal: [],
+      cacheSalt,
+      source: 'local',
+      cached: false,
+      timings: { totalMs: performance.now() - started, templateMs, encodeMs, hashMs },
+      ...(requestKeys ? { requestKeys } : {}),
+    };
   }
 
   /**
@@ -162,9 +187,9 @@ export class LocalTokenizerPool implements PromptTokenizer {
   }
 
   /** Counts the call in flight until it settles, and lets close() reject it. */
-  private track(work: () => Promise<Uint32Array>): Promise<Uint32Array> {
+  private track(work: () => Promise<ThreadTokenized>): Promise<ThreadTokenized> {
     this.inFlightCount++;
-    return new Promise<Uint32Array>((resolve, reject) => {
+    return new Promise<ThreadTokenized>((resolve, reject) => {
       this.running.add(reject);
       work()
         .then(resolve, reject)
@@ -175,14 +200,13 @@ export class LocalTokenizerPool implements PromptTokenizer {
     });
   }
 
-  private async run(spec: string, model: string, input: PromptInput): Promise<Uint32Array> {
+  private async run(spec: string, model: string, input: PromptInput, keys?: { spec: RequestKeySpec; cacheSalt: string | null }): Promise<ThreadTokenized> {
     if (this.workerCount === 0) {
       const tokenizer = await this.inlineLoader.load(spec);
       try {
-        const timing = { templateMs: -1 };
-        const ids = tokenizeLocally(tokenizer, input, timing);
-        if (timing.templateMs >= 0) TEMPLATE_MS.set(ids, timing.templateMs);
-        return ids;
+        const timings = { templateMs: 0, encodeMs: 0, hashMs: 0 };
+        const { ids, requestKeys } = tokenizeLocally(tokenizer, input, timings, keys ? { ...keys, keyer: this.inlineKeyer } : undefined);
+        return { tokenIds: ids, requestKeys, ...timings };
       } catch (err) {
         // The same answer a thread would give for an error that is not the tokenizer's own.
         if (err instanceof TokenizationError) throw err;
@@ -190,7 +214,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
       }
     }
     this.start();
-    return this.pickThread(model, input).tokenize(spec, input);
+    return this.pickThread(model, input).tokenize(spec, input, keys);
   }
 
   private pickThread(model: string, input: PromptInput): TokenizerThread {
@@ -239,4 +263,17 @@ export class LocalTokenizerPool implements PromptTokenizer {
     // Failures surface on the next request for that model, with their code.
     for (const spec of this.warmSpecs) thread.load(spec).catch(() => undefined);
   }
+}
+
+function checkKeySpec(spec: RequestKeySpec): RequestKeySpec {
+  const ok =
+    typeof spec === 'object' &&
+    Number.isInteger(spec.blockSize) &&
+    spec.blockSize > 0 &&
+    typeof spec.seed === 'string' &&
+    (spec.algorithm === 'cbor-fnv' || spec.algorithm === 'xxh64') &&
+    typeof spec.root === 'string' &&
+    spec.root !== '';
+  if (!ok) throw new TokenizationError('INVALID_REQUEST', 'requestKeys needs a positive integer blockSize, a string seed, algorithm cbor-fnv or xxh64 and a non-empty root');
+  return { blockSize: spec.blockSize, seed: spec.seed, algorithm: spec.algorithm, root: spec.root };
 }

@@ -1,13 +1,19 @@
 import { Worker } from 'node:worker_threads';
 import { TokenizationError, isTokenizationErrorCode, messageOf } from '../errors.js';
-import type { PromptInput } from '../prompt-tokenizer.js';
+import type { PromptInput, RequestKeySpec } from '../prompt-tokenizer.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
-/** Chat-template time a thread reported for the ids it answered (read once by the pool, for traces). */
-export const TEMPLATE_MS = new WeakMap<Uint32Array, number>();
+/** A thread's answer to a tokenization: the ids and where its time went on the thread (ms). */
+export interface ThreadTokenized {
+  tokenIds: Uint32Array;
+  requestKeys: BigUint64Array | null;
+  templateMs: number;
+  encodeMs: number;
+  hashMs: number;
+}
 
 interface Pending {
-  resolve(tokenIds: Uint32Array | null): void;
+  resolve(answer: Extract<FromWorker, { ok: true }>): void;
   reject(err: TokenizationError): void;
 }
 
@@ -46,8 +52,11 @@ export class TokenizerThread {
     return this.pending.size;
   }
 
-  tokenize(spec: string, input: PromptInput): Promise<Uint32Array> {
-    return this.send((id) => ({ type: 'tokenize', id, spec, input })) as Promise<Uint32Array>;
+  async tokenize(spec: string, input: PromptInput, keys?: { spec: RequestKeySpec; cacheSalt: string | null }): Promise<ThreadTokenized> {
+    // A chat prompt read from a request body travels as the body's bytes, not as a clone of its messages.
+    const sent = input.kind === 'chat' && input.body !== undefined ? { kind: 'chat-body' as const, body: input.body } : input;
+    const answer = await this.send((id) => ({ type: 'tokenize', id, spec, input: sent, ...(keys ? { keys } : {}) }));
+    return { tokenIds: answer.tokenIds!, requestKeys: answer.requestKeys ?? null, templateMs: answer.templateMs ?? 0, encodeMs: answer.encodeMs ?? 0, hashMs: answer.hashMs ?? 0 };
   }
 
   async load(spec: string): Promise<void> {
@@ -65,9 +74,9 @@ export class TokenizerThread {
     await this.worker.terminate();
   }
 
-  private send(build: (id: number) => ToWorker): Promise<Uint32Array | null> {
+  private send(build: (id: number) => ToWorker): Promise<Extract<FromWorker, { ok: true }>> {
     const id = this.nextId++;
-    return new Promise<Uint32Array | null>((resolve, reject) => {
+    return new Promise<Extract<FromWorker, { ok: true }>>((resolve, reject) => {
       try {
         this.worker.postMessage(build(id));
       } catch (err) {
@@ -86,10 +95,7 @@ export class TokenizerThread {
     this.pending.delete(message.id);
     if (this.pending.size === 0) this.worker.unref();
     this.answered++;
-    if (message.ok) {
-      if (message.tokenIds && message.templateMs !== undefined) TEMPLATE_MS.set(message.tokenIds, message.templateMs);
-      pending.resolve(message.tokenIds);
-    }
+    if (message.ok) pending.resolve(message);
     else pending.reject(new TokenizationError(isTokenizationErrorCode(message.code) ? message.code : 'INTERNAL', message.message));
   }
 
