@@ -1,3 +1,4 @@
+import { runDecisionBenchmark } from './decision/decision-bench.js';
 import { run as eventDecode } from './event-decode.js';
 import { runIndexBenchmark } from './index/index-bench.js';
 import { runRedisIndexBenchmark } from './index/redis-lookup.js';
@@ -9,7 +10,7 @@ import { runLatencyBenchmark } from './latency/latency-bench.js';
 import { runScoringBenchmark } from './scoring/scoring-bench.js';
 import { run as requestKeys } from './request-keys.js';
 import { runReplicationBenchmark } from './replication/replication-bench.js';
-import { runRoutingBenchmark } from './routing/routing-bench.js';
+import { runRoutingBenchmark, type WorkloadName } from './routing/routing-bench.js';
 import { run as sim } from './sim.js';
 import { run as tokenize } from './tokenize-bench.js';
 import { run as tracing } from './tracing-bench.js';
@@ -31,12 +32,46 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   tokenize,
   replication: () => runReplicationBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
   'latency-predictor': () => runLatencyBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  decision: async () => {
+    await runDecisionBenchmark({ quick: quickFlag, profileOnly: process.argv.includes('--profile'), instructionsOnly: process.argv.includes('--instructions') });
+  },
   tracing,
-  routing: () => runRoutingBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
-  gateway: () => runGatewayBenchmark({ quick: process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick') }),
+  routing: () => runRoutingBenchmark({ quick: quickFlag, ...routingOptions() }),
+  gateway: () => runGatewayBenchmark({ quick: quickFlag }),
 };
 
-const wanted = process.argv.slice(2).filter((a) => a !== '--quick');
+/** `--repeat N`, `--sweep`, `--workload chat|trace|all` (routing). */
+function routingOptions(): { repeat?: number; sweep?: boolean; workloads?: WorkloadName[] } {
+  const out: { repeat?: number; sweep?: boolean; workloads?: WorkloadName[] } = {};
+  const repeat = valueOf('--repeat');
+  if (repeat !== undefined) {
+    const n = Number(repeat);
+    if (!Number.isInteger(n) || n < 1) usage(`--repeat takes a whole number ≥ 1, not ${repeat}`);
+    out.repeat = n;
+  }
+  if (process.argv.includes('--sweep')) out.sweep = true;
+  const workload = valueOf('--workload');
+  if (workload !== undefined) {
+    if (!['chat', 'trace', 'all'].includes(workload)) usage(`--workload takes chat, trace or all, not ${workload}`);
+    out.workloads = workload === 'all' ? ['chat', 'trace'] : [workload as WorkloadName];
+  }
+  return out;
+}
+
+function valueOf(flag: string): string | undefined {
+  const at = process.argv.indexOf(flag);
+  return at >= 0 ? process.argv[at + 1] : undefined;
+}
+
+function usage(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+const quickFlag = process.env['KVIX_BENCH_QUICK'] === '1' || process.argv.includes('--quick');
+const FLAGS = new Set(['--quick', '--profile', '--instructions', '--sweep']);
+const VALUED = new Set(['--repeat', '--workload']);
+const wanted = process.argv.slice(2).filter((a, i, all) => !FLAGS.has(a) && !VALUED.has(a) && !VALUED.has(all[i - 1] ?? ''));
 const unknown = wanted.filter((n) => !(n in BENCHMARKS));
 if (unknown.length > 0) {
   console.error(`unknown benchmark(s): ${unknown.join(', ')}; available: ${Object.keys(BENCHMARKS).join(', ')}`);

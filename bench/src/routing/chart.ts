@@ -1,6 +1,7 @@
 export interface Series {
   name: string;
-  points: { x: number; y: number }[];
+  /** `lo`/`hi`: the range over repeated runs, drawn as a bar through the point. */
+  points: { x: number; y: number; lo?: number; hi?: number }[];
 }
 
 export interface ChartSpec {
@@ -45,7 +46,9 @@ export function ttftChart(spec: ChartSpec): string {
   const m = { left: 78, right: 190, top: 48, bottom: 58 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
-  const all = spec.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.y) && p.y > 0);
+  const all = spec.series
+    .flatMap((s) => s.points.flatMap((p) => [{ x: p.x, y: p.y }, ...(p.lo !== undefined ? [{ x: p.x, y: p.lo }] : []), ...(p.hi !== undefined ? [{ x: p.x, y: p.hi }] : [])]))
+    .filter((p) => Number.isFinite(p.y) && p.y > 0);
   const xs = all.map((p) => p.x);
   const xMin = Math.min(0, ...xs);
   const xMax = Math.max(1, ...xs);
@@ -83,6 +86,12 @@ export function ttftChart(spec: ChartSpec): string {
     const pts = s.points.filter((p) => Number.isFinite(p.y) && p.y > 0).sort((a, b) => a.x - b.x);
     if (pts.length > 1) {
       out.push(`<polyline fill="none" stroke="${style.color}" stroke-width="2.2" ${style.dash ? `stroke-dasharray="${style.dash}"` : ''} points="${pts.map((p) => `${num(x(p.x))},${num(y(p.y))}`).join(' ')}"/>`);
+    }
+    for (const p of pts) {
+      if (p.lo === undefined || p.hi === undefined || !(p.lo > 0) || !(p.hi > 0)) continue;
+      // Offset per series so bars at the same rate stay apart.
+      const xx = num(x(p.x) + (i - (spec.series.length - 1) / 2) * 3);
+      out.push(`<line x1="${xx}" y1="${num(y(p.lo))}" x2="${xx}" y2="${num(y(p.hi))}" stroke="${style.color}" stroke-width="1.2" opacity="0.7"/>`);
     }
     for (const p of pts) out.push(`<circle cx="${num(x(p.x))}" cy="${num(y(p.y))}" r="3.5" fill="${style.color}"><title>${esc(`${s.name}: ${p.x} req/s → ${secondsLabel(p.y)}`)}</title></circle>`);
     const ly = m.top + 12 + i * 22;

@@ -1,19 +1,27 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Workload, type WorkloadSpec } from './workload.js';
+import { TraceWorkload, type TraceWorkloadSpec } from './trace-workload.js';
+import { Workload, type RequestSource, type WorkloadSpec } from './workload.js';
 
 /**
  * The load generator of the routing benchmark, on its own thread: arrival times and first-token
  * timestamps are taken on an event loop the router (main thread) does not share.
  */
+export type AnyWorkloadSpec = WorkloadSpec | TraceWorkloadSpec;
+
+export function requestSource(spec: AnyWorkloadSpec): RequestSource {
+  return spec.kind === 'trace' ? new TraceWorkload(spec) : new Workload(spec);
+}
+
 export interface LoadgenData {
-  workload: WorkloadSpec;
+  workload: AnyWorkloadSpec;
   /** Give up on a request after this long (counted as an error). */
   requestTimeoutMs: number;
 }
 
 export type ToLoadgen =
-  | { type: 'reset' }
+  /** Start the sequence again, from `seed` when given (a repeat of the benchmark), else the spec's. */
+  | { type: 'reset'; seed?: number }
   /** `target`: a base URL, or several comma-separated (requests go round robin, like a Service over router replicas). */
   | { type: 'step'; target: string; ratePerSec: number; seconds: number; idPrefix: string; headers?: Record<string, string> }
   | { type: 'stop' };
@@ -44,7 +52,7 @@ export type FromLoadgen =
 
 const data = workerData as LoadgenData;
 const agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
-let workload = new Workload(data.workload);
+let workload = requestSource(data.workload);
 
 interface Planned {
   atMs: number;
@@ -56,15 +64,14 @@ interface Planned {
 }
 
 function plan(ratePerSec: number, seconds: number, idPrefix: string): Planned[] {
-  const out: Planned[] = [];
-  let at = workload.gapMs(ratePerSec);
-  while (at < seconds * 1000) {
-    const r = workload.next();
-    const body = JSON.stringify({ model: data.workload.model, messages: r.messages, max_tokens: r.maxTokens, stream: true, stream_options: { include_usage: true } });
-    out.push({ atMs: at, id: `${idPrefix}-${out.length}`, body, group: r.group, conversation: r.conversation, turn: r.turn });
-    at += workload.gapMs(ratePerSec);
-  }
-  return out;
+  return workload.arrivals(ratePerSec, seconds).map(({ atMs, request: r }, i) => ({
+    atMs,
+    id: `${idPrefix}-${i}`,
+    body: JSON.stringify({ model: data.workload.model, messages: r.messages, max_tokens: r.maxTokens, stream: true, stream_options: { include_usage: true } }),
+    group: r.group,
+    conversation: r.conversation,
+    turn: r.turn,
+  }));
 }
 
 function send(target: URL, p: Planned, stepStart: number, extraHeaders: Record<string, string> = {}): Promise<RequestRecord> {
@@ -170,7 +177,7 @@ parentPort!.on('message', (msg: ToLoadgen) => {
     return;
   }
   if (msg.type === 'reset') {
-    workload = new Workload(data.workload);
+    workload = requestSource(msg.seed === undefined ? data.workload : { ...data.workload, seed: msg.seed });
     parentPort!.postMessage({ type: 'ready' } satisfies FromLoadgen);
     return;
   }

@@ -46,3 +46,18 @@ export function histogramSum(histograms: readonly ReadonlyMap<number, number>[])
   for (const h of histograms) for (const [b, c] of h) out.set(b, (out.get(b) ?? 0) + c);
   return out;
 }
+
+/** Median and range of a figure over repeated runs. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  count: number;
+  values: number[];
+}
+
+export function spreadOf(values: readonly number[]): Spread {
+  const finite = values.filter((v) => Number.isFinite(v));
+  if (finite.length === 0) return { median: Number.NaN, min: Number.NaN, max: Number.NaN, count: 0, values: [...values] };
+  return { median: quantile(finite, 0.5), min: Math.min(...finite), max: Math.max(...finite), count: finite.length, values: [...values] };
+}

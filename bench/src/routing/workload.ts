@@ -12,6 +12,7 @@ export interface Range {
  * finished conversation is replaced by a fresh one in the same group.
  */
 export interface WorkloadSpec {
+  kind?: 'chat';
   seed: number;
   model: string;
   groups: number;
@@ -31,6 +32,18 @@ export interface WorkloadSpec {
 export interface ChatTurn {
   role: 'system' | 'user' | 'assistant';
   content: string;
+}
+
+/** A request and when it arrives, ms after its step started. */
+export interface Arrival {
+  atMs: number;
+  request: WorkloadRequest;
+}
+
+/** What the load generator replays: a seeded sequence of requests and their arrival times. */
+export interface RequestSource {
+  /** Every arrival of a step of `seconds` at a mean of `ratePerSec`, in time order. */
+  arrivals(ratePerSec: number, seconds: number): Arrival[];
 }
 
 export interface WorkloadRequest {
@@ -57,7 +70,7 @@ interface Conversation {
  * a re-tokenized reply need not match the generated token ids, so the history's answer blocks are
  * recomputed either way).
  */
-export class Workload {
+export class Workload implements RequestSource {
   private readonly random: () => number;
   private readonly systems: string[];
   private readonly open: Conversation[] = [];
@@ -95,6 +108,13 @@ export class Workload {
     conv.turn++;
     if (conv.turn >= conv.turns) this.open[slot] = this.startConversation(conv.group);
     return request;
+  }
+
+  /** Poisson arrivals, each the next request of the sequence. */
+  arrivals(ratePerSec: number, seconds: number): Arrival[] {
+    const out: Arrival[] = [];
+    for (let at = this.gapMs(ratePerSec); at < seconds * 1000; at += this.gapMs(ratePerSec)) out.push({ atMs: at, request: this.next() });
+    return out;
   }
 
   /** Exponential inter-arrival gap (a Poisson process at `ratePerSec`), in ms. */

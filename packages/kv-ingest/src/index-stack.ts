@@ -1,5 +1,5 @@
 import { DEFAULT_BLOCK_SIZE, REQUEST_KEY_ALGORITHMS, RequestKeyHasher, type RequestKeyAlgorithm } from '@kvix/block-keys';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, InMemoryIndex, tierWeights, type EventApplier, type KvBlockIndex, type TierWeights } from '@kvix/kv-index';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_SPECULATIVE_TTL_MS, InMemoryIndex, tierWeights, type EventApplier, type IndexObserver, type KvBlockIndex, type TierWeights } from '@kvix/kv-index';
 import { parseRedisUrl, RedisIndex, type RedisIndexLogger } from '@kvix/kv-index-redis';
 import { z } from 'zod';
 import type { IngestMetrics } from './metrics.js';
@@ -42,7 +42,24 @@ export const IndexSettingsSchema = z
     algorithm: z.enum(REQUEST_KEY_ALGORITHMS as [RequestKeyAlgorithm, ...RequestKeyAlgorithm[]]).default('cbor-fnv'),
     maxEntries: z.number().int().min(1024).default(DEFAULT_MAX_ENTRIES),
     maxBytes: z.number().int().min(1 << 20).default(DEFAULT_MAX_BYTES),
+    /** Lifetime of speculative entries (routing decisions) the index gives them by default; the adaptive TTL starts here. */
     speculativeTtlMs: z.number().int().min(1).default(DEFAULT_SPECULATIVE_TTL_MS),
+    /**
+     * Decisions' TTL learned per pod: headroom × the percentile of its recent decision→confirmation
+     * latencies, within [minMs, maxMs] (a fixed TTL expires while pods queue). Off: speculativeTtlMs.
+     */
+    adaptiveSpeculativeTtl: z
+      .object({
+        enabled: z.boolean().default(true),
+        minMs: z.number().int().min(1).default(500),
+        maxMs: z.number().int().min(1).default(30_000),
+        percentile: z.number().gt(0).max(1).default(0.99),
+        headroom: z.number().min(1).default(1.5),
+        windowMs: z.number().int().min(1).default(60_000),
+        minSamples: z.number().int().min(1).default(16),
+      })
+      .strict()
+      .prefault({}),
     /** Share of KV-event batches traced (a span each, with its index operations) when OpenTelemetry tracing is on. */
     traceBatchRatio: z.number().min(0).max(1).default(0.01),
     /** KV-cache kinds of hybrid models whose groups are indexed. */
@@ -60,6 +77,10 @@ export const IndexSettingsSchema = z
   })
   .strict()
   .transform((s, ctx) => {
+    if (s.adaptiveSpeculativeTtl.minMs > s.adaptiveSpeculativeTtl.maxMs) {
+      ctx.addIssue({ code: 'custom', path: ['adaptiveSpeculativeTtl', 'minMs'], message: `minMs (${s.adaptiveSpeculativeTtl.minMs}) is above maxMs (${s.adaptiveSpeculativeTtl.maxMs})` });
+      return z.NEVER;
+    }
     const backend = s.backend ?? (s.redis.url !== undefined ? 'redis' : 'memory');
     if (backend === 'redis' && s.redis.url === undefined) {
       ctx.addIssue({ code: 'custom', path: ['redis', 'url'], message: 'the redis backend needs a URL (index.redis.url, KVIX_REDIS_URL or --redis-url)' });
@@ -105,6 +126,8 @@ export interface IndexStackOptions {
   applierIndex?: (backend: InMemoryIndex | RedisIndex) => KvBlockIndex;
   /** Where a networked backend logs going down and coming back (a pino logger fits). */
   logger?: RedisIndexLogger;
+  /** Told what the index observes, beside the metrics (the adaptive speculative TTL learns from confirmations). */
+  observer?: IndexObserver;
 }
 
 /**
@@ -113,6 +136,7 @@ export interface IndexStackOptions {
  * BACKEND_UNAVAILABLE, which callers already degrade on.
  */
 export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics, options: IndexStackOptions = {}): IndexStack {
+  const observer = options.observer ? bothObservers(metrics.indexObserver(), options.observer) : metrics.indexObserver();
   const hasher = new RequestKeyHasher({ blockSize: settings.blockSize, seed: settings.hashSeed, algorithm: settings.algorithm });
   const backend =
     settings.backend === 'redis'
@@ -125,11 +149,11 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
           reconcileIntervalMs: settings.redis.reconcileIntervalMs,
           connectTimeoutMs: settings.redis.connectTimeoutMs,
           commandTimeoutMs: settings.redis.commandTimeoutMs,
-          observer: metrics.indexObserver(),
+          observer,
           health: metrics.backendHealth('redis'),
           ...(options.logger ? { logger: options.logger } : {}),
         })
-      : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer: metrics.indexObserver() });
+      : new InMemoryIndex({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes, speculativeTtlMs: settings.speculativeTtlMs, observer });
   metrics.watchIndexSize(backend);
   const applier = new TracedEventApplier(new TracedIndex(options.applierIndex ? options.applierIndex(backend) : backend), {
     hasher,
@@ -151,4 +175,25 @@ export function createIndexStack(settings: IndexSettings, metrics: IngestMetrics
         }
       : { isUp: true, onReset: () => undefined };
   return { index: new InstrumentedIndex(new TracedIndex(backend), metrics), backend, hasher, applier, weights, status };
+}
+
+function bothObservers(a: IndexObserver, b: IndexObserver): IndexObserver {
+  return {
+    admitted: (n) => {
+      a.admitted?.(n);
+      b.admitted?.(n);
+    },
+    evicted: (n, cause) => {
+      a.evicted?.(n, cause);
+      b.evicted?.(n, cause);
+    },
+    speculationConfirmed: (pod, ms) => {
+      a.speculationConfirmed?.(pod, ms);
+      b.speculationConfirmed?.(pod, ms);
+    },
+    speculationExpired: (pod, n) => {
+      a.speculationExpired?.(pod, n);
+      b.speculationExpired?.(pod, n);
+    },
+  };
 }

@@ -10,7 +10,7 @@ import { parseOpenAiBody, RequestError, type ParsedRequestBody } from './request
 import { PREFIX_MATCH, type PrefixMatch } from './plugins/prefix-match.js';
 import { ResponseStream } from './request/response-stream.js';
 import { AdmissionDeniedError, NoCandidatesError, type Scheduler } from './scheduler.js';
-import type { Candidate, Endpoint, SchedulingRequest, SchedulingResult } from './types.js';
+import { newDecisionTimings, type Candidate, type DecisionTimings, type Endpoint, type SchedulingRequest, type SchedulingResult } from './types.js';
 
 export interface RouteInput {
   /** x-request-id when the proxy has one; generated otherwise. */
@@ -49,7 +49,7 @@ export interface DirectorOptions {
 /** Hooks for whoever embeds the router (benchmarks, decision logs). */
 export interface DirectorObserver {
   /** A request was scheduled: how long the decision took (parsing, tokenizing, scoring, picking, hooks). */
-  routed?(event: { requestId: string; seconds: number; endpoints: readonly string[]; scores: Readonly<Record<string, number>> }): void;
+  routed?(event: { requestId: string; seconds: number; endpoints: readonly string[]; scores: Readonly<Record<string, number>>; timings: Readonly<DecisionTimings> }): void;
 }
 
 export const DROPPED_REASON_HEADER = 'x-llm-d-request-dropped-reason';
@@ -116,9 +116,11 @@ export class RequestDirector {
   async route(input: RouteInput): Promise<RouteOutcome> {
     const id = input.requestId || randomUUID();
     const received = performance.now();
+    const timings = newDecisionTimings();
     let parsed: ParsedRequestBody | null;
     try {
       parsed = withSpanSync('kvix.parse', { 'url.path': input.path, 'kvix.body_bytes': input.body?.length ?? 0 }, () => parseOpenAiBody(input.path, input.body));
+      timings.parse = performance.now() - received;
     } catch (err) {
       if (err instanceof RequestError) return this.reject(this.options.metrics?.requestLabels('', '', undefined, 0) ?? null, err.status, err.code, err.message);
       throw err;
@@ -149,6 +151,7 @@ export class RequestDirector {
       headers: input.headers,
       cycle: new Map(),
       priority,
+      timings,
     };
     const candidates = this.candidatesFor(targetModel, input.subset ?? null);
     if (candidates.length === 0) return this.reject(labels, 503, 'NO_ENDPOINTS', input.subset ? 'no ready endpoint in the subset the proxy allowed' : 'no ready endpoint to send the request to');
@@ -167,8 +170,11 @@ export class RequestDirector {
     const chosen = result.endpoints[0];
     if (!chosen) return this.reject(labels, 503, 'NO_ENDPOINTS', 'the picker chose no endpoint');
     if (this.options.logger.isLevelEnabled('debug')) this.options.logger.debug({ request: id, model: targetModel, chosen: result.endpoints.map((e) => e.id), total: result.total, scores: result.scores }, 'request scheduled');
+    const hooksStarted = performance.now();
     await withSpan('kvix.pre_request', {}, () => this.options.scheduler.preRequest(request, result)).catch((err: unknown) => this.options.logger.warn({ request: id, err: (err as Error).message }, 'a pre-request hook failed'));
-    this.options.observer?.routed?.({ requestId: id, seconds: (performance.now() - received) / 1000, endpoints: result.endpoints.map((e) => e.id), scores: result.total });
+    const decided = performance.now();
+    timings.hooks = decided - hooksStarted;
+    this.options.observer?.routed?.({ requestId: id, seconds: (decided - received) / 1000, endpoints: result.endpoints.map((e) => e.id), scores: result.total, timings });
     const m = this.options.metrics;
     if (m && labels) {
       m.requests.inc(labels);

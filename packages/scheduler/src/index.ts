@@ -1,4 +1,5 @@
-export type { Endpoint, EndpointMetrics, Candidate, SchedulingRequest, Scores, Scorer, Filter, Picker, ScoredCandidate, SchedulingResult, PreRequestHook, ResponseHeadersHook, Plugin, Producer, ProducerPlugin, Admitter, AdmissionDenial, CompletedResponse, ResponseHooks } from './types.js';
+export type { Endpoint, EndpointMetrics, Candidate, SchedulingRequest, DecisionTimings, Scores, Scorer, Filter, Picker, ScoredCandidate, SchedulingResult, PreRequestHook, ResponseHeadersHook, Plugin, Producer, ProducerPlugin, Admitter, AdmissionDenial, CompletedResponse, ResponseHooks } from './types.js';
+export { newDecisionTimings } from './types.js';
 export { EndpointPickerConfigSchema, type EndpointPickerConfig, type EndpointPickerConfigInput, type ModelRewrite, type PluginSpec } from './config.js';
 export { DEFAULT_PICKER_CONFIG } from './default-config.js';
 export { SchedulerError, type SchedulerErrorCode } from './errors.js';

@@ -58,6 +58,14 @@ export class Scheduler {
 
   async schedule(request: SchedulingRequest, candidates: readonly Candidate[]): Promise<SchedulingResult> {
     const started = process.hrtime.bigint();
+    const timings = request.timings;
+    let mark = performance.now();
+    /** Adds the time since the last mark to a stage, and moves the mark. */
+    const lap = (stage: 'producers' | 'filters' | 'scorers' | 'pick'): void => {
+      const now = performance.now();
+      if (timings) timings[stage] += now - mark;
+      mark = now;
+    };
     for (const producer of this.producers) {
       const t0 = process.hrtime.bigint();
       try {
@@ -67,6 +75,7 @@ export class Scheduler {
       }
       this.metrics?.pluginDuration.observe({ extension_point: 'Producer', plugin_type: producer.type, plugin_name: producer.name }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
+    lap('producers');
     for (const admitter of this.profile.admitters) {
       const denial = this.timed('Admission', admitter.type, admitter.name, () => admitter.admit(request, candidates));
       if (denial !== null) throw new AdmissionDeniedError(admitter.name, denial);
@@ -75,6 +84,7 @@ export class Scheduler {
     for (const filter of this.profile.filters) {
       remaining = this.timed('Filter', filter.type, filter.name, () => filter.filter(request, remaining));
     }
+    lap('filters');
     if (remaining.length === 0) throw new NoCandidatesError(candidates.length === 0 ? 'no endpoint is ready' : 'every endpoint was filtered out');
     // In profile order: a scorer may read what an earlier one left in the cycle (no-hit LRU reads
     // the prefix match), so they do not run concurrently.
@@ -100,6 +110,7 @@ export class Scheduler {
       total[id] = sum;
       return { candidate, score: sum };
     });
+    lap('scorers');
     const picker = this.profile.picker;
     const picked = this.timed('Picker', picker.type, picker.name, () =>
       withSpanSync('kvix.pick', pluginAttributes('Picker', picker.type, picker.name), (span) => {
@@ -108,6 +119,7 @@ export class Scheduler {
         return endpoints;
       }),
     );
+    lap('pick');
     this.metrics?.schedulerE2e.observe({}, Number(process.hrtime.bigint() - started) / 1e9);
     return { endpoints: picked.map((c) => c.endpoint), scores, total };
   }

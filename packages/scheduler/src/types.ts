@@ -36,6 +36,34 @@ export interface Candidate {
   inFlight: number;
 }
 
+/**
+ * Milliseconds one routing decision spent per stage, for decision profiles, benchmarks and traces;
+ * a stage the request skipped stays 0. `tokenizerCall` through `prefixScore` come from the precise
+ * prefix scorer (the tokenizer call includes its template and encode, measured where they ran);
+ * `producers`, `filters`, `scorers` and `pick` are the scheduler's plugin stages (the precise
+ * scorer's lookup runs as a producer, so it is inside `producers`).
+ */
+export interface DecisionTimings {
+  parse: number;
+  tokenizerCall: number;
+  template: number;
+  encode: number;
+  hash: number;
+  lookup: number;
+  prefixScore: number;
+  producers: number;
+  /** Admitters and filters. */
+  filters: number;
+  scorers: number;
+  pick: number;
+  /** Pre-request hooks (speculative entries, LRU updates). */
+  hooks: number;
+}
+
+export function newDecisionTimings(): DecisionTimings {
+  return { parse: 0, tokenizerCall: 0, template: 0, encode: 0, hash: 0, lookup: 0, prefixScore: 0, producers: 0, filters: 0, scorers: 0, pick: 0, hooks: 0 };
+}
+
 /** What the router knows of a request when it schedules it. */
 export interface SchedulingRequest {
   id: string;
@@ -49,6 +77,8 @@ export interface SchedulingRequest {
   readonly cycle: Map<string, unknown>;
   /** The objective's priority (x-llm-d-inference-objective); below 0 the request may be shed. Default 0. */
   priority?: number;
+  /** Filled in as the decision runs, when the caller wants them (the director always does). */
+  timings?: DecisionTimings;
 }
 
 /** A scorer's opinion of each candidate, in [0, 1] (missing candidates score 0). */

@@ -9,7 +9,9 @@ export type ScoringErrorCode =
   /** Text given but no tokenizer is configured. */
   | 'NO_TOKENIZER'
   /** The pod of a routing decision is not a valid pod identity. */
-  | 'INVALID_POD';
+  | 'INVALID_POD'
+  /** A setting is out of range. */
+  | 'INVALID_CONFIG';
 
 export class ScoringError extends Error {
   override readonly name = 'ScoringError';

@@ -1,4 +1,5 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { AdaptiveSpeculativeTtl } from './speculation/adaptive-ttl.js';
 
 const RATIO_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1];
 const TOKENIZE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -23,9 +24,11 @@ export class ScoringMetrics {
   readonly routedHitRatio: Histogram<'model'>;
   readonly tokenizeSeconds: Histogram<'source' | 'cached'>;
   readonly tokenizeErrors: Counter<'source' | 'code'>;
+  private readonly registers: Registry[];
 
   constructor(registry: Registry) {
     const registers = [registry];
+    this.registers = registers;
     const help = 'Per scored request: blocks of the prompt held by the best pod / blocks of the prompt.';
     const current = new Histogram({ name: 'llm_d_epp_prefix_indexer_hit_ratio', help, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
     const legacy = new Histogram({ name: 'inference_extension_prefix_indexer_hit_ratio', help: `[Deprecated: use llm_d_epp_prefix_indexer_hit_ratio] ${help}`, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
@@ -44,6 +47,22 @@ export class ScoringMetrics {
     this.routedHitRatio = new Histogram({ name: 'kvix_scoring_routed_hit_ratio', help: 'Per routed request: the chosen pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
     this.tokenizeSeconds = new Histogram({ name: 'kvix_tokenization_duration_seconds', help: 'Tokenization for scoring, by source (local, render) and whether the result cache answered.', labelNames: ['source', 'cached'], buckets: TOKENIZE_BUCKETS, registers });
     this.tokenizeErrors = new Counter({ name: 'kvix_tokenization_errors_total', help: 'Tokenization failures, by source and error code.', labelNames: ['source', 'code'], registers });
+  }
+
+  /** Reports the adaptive speculative TTL per pod (and for the fleet, pod="") on every scrape. */
+  watchSpeculativeTtl(ttl: AdaptiveSpeculativeTtl): void {
+    new Gauge({
+      name: 'kvix_speculative_ttl_seconds',
+      help: 'The TTL a routing decision to this pod gives its speculative entries now: headroom × the percentile of recent decision→confirmation latencies, bounded (pod="" for the fleet-wide value pods without enough samples use).',
+      labelNames: ['pod'],
+      registers: this.registers,
+      collect() {
+        const snap = ttl.snapshot();
+        this.reset();
+        this.set({ pod: '' }, snap.fleet.ttlMs / 1000);
+        for (const p of snap.pods) this.set({ pod: p.pod }, p.ttlMs / 1000);
+      },
+    });
   }
 
   /** The tokenization observer hook, feeding the metrics above. */

@@ -126,3 +126,31 @@ describe('cache-reuse analytics', () => {
     expect(top.some((p) => p.requests < 2)).toBe(false);
   });
 });
+
+describe('prompts tokenized by the service', () => {
+  it('use the request keys the tokenizer computed with the ids (salted, LoRA-rooted) and say where the time went', async () => {
+    const { LocalTokenizerPool } = await import('@kvix/tokenization');
+    const pool = new LocalTokenizerPool({ unlisted: 'bundled', workers: 0 });
+    try {
+      const index = new InMemoryIndex({ sweepIntervalMs: 0 });
+      const hasher16 = new RequestKeyHasher({ blockSize: 16 });
+      const scorer = new PrefixScorer({ index, hasher: hasher16, weights: DEFAULT_TIER_WEIGHTS, tokenizer: pool, maxPromptTokens: 10_000, logger: pino({ level: 'silent' }) });
+      const messages = [
+        { role: 'system', content: 'You route parcels. '.repeat(40) },
+        { role: 'user', content: 'Where is parcel 12345? It was due yesterday.' },
+      ];
+      const model = 'Qwen/Qwen3-0.6B';
+      for (const extra of [{}, { cacheSalt: 'tenant-a' }, { loraName: 'my-adapter' }]) {
+        const out = await scorer.score({ model, prompt: { kind: 'chat', messages }, ...extra });
+        const ids = (await pool.tokenize(model, { kind: 'chat', messages })).tokenIds;
+        const salt = (extra as { cacheSalt?: string }).cacheSalt;
+        const root = (extra as { loraName?: string }).loraName ?? model;
+        expect(Array.from(out.requestKeys)).toEqual(Array.from(hasher16.keys(ids, root, salt ? { extras: [[salt]] } : {})));
+        expect(out.timings.tokenizeCallMs).toBeGreaterThan(0);
+        expect(out.timings.templateMs + out.timings.encodeMs).toBeGreaterThan(0);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -4,6 +4,7 @@ import type { ChatTemplateSource } from './chat.js';
 import { chatTemplatesOf, isPlainObject, modelMaxLength, specialTokensMap, type ChatTemplates, type JsonObject } from './config.js';
 import { TokenizationError } from './errors.js';
 import { SegmentEncoder } from './segment-cache.js';
+import { WordEncoder, type HfInternals } from './word-encoder.js';
 
 /** The slice of @huggingface/tokenizers this package relies on, typed here rather than trusted. */
 interface HfTokenizer {
@@ -22,6 +23,8 @@ export interface TokenizerCore extends ChatTemplateSource {
   readonly cleanUpTokenizationSpaces: boolean;
   /** The exact per-segment cache, when this tokenizer's rules allow one (see segment-cache.ts). */
   readonly segments: SegmentEncoder | null;
+  /** The exact per-word cache pieces go through, when the pipeline allows one (see word-encoder.ts). */
+  readonly words: WordEncoder | null;
 }
 
 /**
@@ -48,6 +51,8 @@ export function buildCore(tokenizerJson: object, tokenizerConfig: object, templa
   }
   const specialTokens = specialTokensMap(tokenizerConfig);
   const eos = specialTokens['eos_token'];
+  const whole = (text: string): number[] => hf.encode(text, { add_special_tokens: false }).ids;
+  const words = WordEncoder.forTokenizer(hf as unknown as HfInternals, tokenizerJson, whole);
   return {
     hf,
     templates: templates === undefined ? chatTemplatesOf(tokenizerConfig) : templates,
@@ -56,7 +61,8 @@ export function buildCore(tokenizerJson: object, tokenizerConfig: object, templa
     eosTokenId: eos === undefined ? null : (hf.token_to_id(eos) ?? null),
     vocabSize: new Set(hf.get_vocab(true).values()).size,
     cleanUpTokenizationSpaces: cleansUpSpaces(tokenizerJson, tokenizerConfig),
-    segments: SegmentEncoder.forTokenizer(tokenizerJson, (text) => hf.encode(text, { add_special_tokens: false }).ids),
+    segments: SegmentEncoder.forTokenizer(tokenizerJson, words === null ? whole : (text) => words.encode(text)),
+    words,
   };
 }
 

@@ -6,6 +6,7 @@ import { UNLIMITED_RENDER, type RenderBudget } from './jinja.js';
 import { isPlainObject, type ChatTemplates, type JsonObject } from './config.js';
 import { buildCore, type TokenizerCore } from './core.js';
 import { TokenizationError } from './errors.js';
+import type { PieceTrace } from './prefix-keys.js';
 import type { ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions, RenderLimits } from './types.js';
 
 function nodeErrorCode(err: unknown): string | undefined {
@@ -128,6 +129,11 @@ export class LocalTokenizer {
     return this.core.segments === null ? null : { ...this.core.segments.stats };
   }
 
+  /** Hits and misses of the exact per-word cache (null when this tokenizer cannot use one). */
+  wordCacheStats(): { hits: number; misses: number } | null {
+    return this.core.words === null ? null : { hits: this.core.words.hits, misses: this.core.words.misses };
+  }
+
   /** The library's own encoding, bypassing the segment cache (for checking it). */
   encodeUncached(text: string, options: EncodeOptions = {}): number[] {
     return this.core.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
@@ -135,11 +141,19 @@ export class LocalTokenizer {
 
   /** Token ids for a completion prompt; special tokens (BOS, ...) are added unless told otherwise. */
   encode(text: string, options: EncodeOptions = {}): number[] {
+    return Array.from(this.encodeIds(text, options));
+  }
+
+  /**
+   * `encode`, as a typed array the caller owns (what the hot paths pass on). With `trace`, the
+   * pieces' boundaries are recorded in it when the segment cache encoded the text.
+   */
+  encodeIds(text: string, options: EncodeOptions = {}, trace?: PieceTrace): Uint32Array<ArrayBuffer> {
     if (typeof text !== 'string') throw new TokenizationError('INVALID_REQUEST', 'text must be a string');
     const addSpecialTokens = options.addSpecialTokens ?? true;
     const segments = this.core.segments;
-    if (segments !== null && (!addSpecialTokens || segments.specialsAddNothing)) return segments.encode(text);
-    return this.core.hf.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    if (segments !== null && (!addSpecialTokens || segments.specialsAddNothing)) return segments.encodeIds(text, trace);
+    return Uint32Array.from(this.core.hf.encode(text, { add_special_tokens: addSpecialTokens }).ids);
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
@@ -167,8 +181,13 @@ export class LocalTokenizer {
 
   /** The prompt token ids vLLM sends to the engine for a chat request (`limits` as for renderChat). */
   encodeChat(messages: readonly ChatMessage[], options?: ChatTemplateOptions, limits?: RenderLimits): number[] {
+    return Array.from(this.encodeChatIds(messages, options, undefined, limits));
+  }
+
+  /** `encodeChat`, as a typed array the caller owns. */
+  encodeChatIds(messages: readonly ChatMessage[], options?: ChatTemplateOptions, trace?: PieceTrace, limits?: RenderLimits): Uint32Array<ArrayBuffer> {
     const prompt = renderChat(this.core, messages, options, budgetOf(limits));
-    return this.encode(prompt, { addSpecialTokens: options?.addSpecialTokens ?? false });
+    return this.encodeIds(prompt, { addSpecialTokens: options?.addSpecialTokens ?? false }, trace);
   }
 
   /** Unknown ids would decode to nothing (Rust) or crash (JS); neither is a useful answer. */

@@ -2,8 +2,9 @@
  * An exact cache for tokenization. A tokenizer first splits text on its added tokens (special
  * tokens such as <|im_start|>); each piece between them is normalized, pre-tokenized and merged on
  * its own, so a piece's ids do not depend on the rest of the text. Caching per piece therefore
- * returns exactly what a fresh tokenization would — and a chat prompt's system message, the same
- * across thousands of requests, is tokenized once. (Measured: the JS BPE encodes ~0.5 M tokens/s.)
+ * returns exactly what a fresh tokenization would — and a chat prompt's system message and its
+ * earlier turns, the same across a conversation's requests, are tokenized once. (Measured: the JS
+ * BPE encodes ~0.5 M tokens/s.)
  *
  * The argument only holds for some tokenizers, so it is enabled only when: every added token is
  * matched on raw text without stripping neighbours (normalized, lstrip, rstrip all false), and the
@@ -11,19 +12,14 @@
  * differently). With special tokens requested, the post-processor must add none (ByteLevel/none).
  */
 import { isPlainObject, type JsonObject } from './config.js';
+import type { PieceTrace } from './prefix-keys.js';
 
-interface Piece {
-  text: string;
-  /** The added token's id when the piece is one. */
-  id: number | undefined;
-}
-
-interface TrieNode {
-  [ch: string]: TrieNode | string | undefined;
-}
-
-const END = '\u0000end';
 const MIN_CACHED_LENGTH = 64;
+/**
+ * Above this many added tokens the splitting pattern is not built as one regular expression
+ * (tokenizers with thousands of reserved tokens); a trie walk is used instead.
+ */
+const MAX_PATTERN_TOKENS = 4096;
 
 export interface SegmentCacheStats {
   hits: number;
@@ -31,28 +27,65 @@ export interface SegmentCacheStats {
   cachedTokens: number;
 }
 
+/** A cached piece's ids, and an identity no other piece shares while it is cached. */
+interface CachedPiece {
+  ids: Uint32Array;
+  uid: number;
+}
+
+interface TrieNode {
+  [ch: string]: TrieNode | string | undefined;
+}
+
+const END = '\u0000end';
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
 export class SegmentEncoder {
-  private readonly trie: TrieNode = Object.create(null) as TrieNode;
-  private readonly cache = new Map<string, readonly number[]>();
+  /** Added tokens, longest first: at each position the first alternative that matches is the longest. */
+  private readonly pattern: RegExp | null;
+  private readonly trie: TrieNode | null;
+  private readonly cache = new Map<string, CachedPiece>();
+  private nextUid = 1;
+  /** Fingerprint of the pieces encoded so far by the current encodeIds call, when traced. */
+  private trace: PieceTrace | null = null;
+  private fingerprint = 0;
   private cachedTokens = 0;
+  /** Output assembled here, then copied out once. */
+  private scratch = new Uint32Array(16_384);
   readonly stats: SegmentCacheStats = { hits: 0, misses: 0, cachedTokens: 0 };
 
   private constructor(
     private readonly addedIds: ReadonlyMap<string, number>,
-    private readonly encodePiece: (text: string) => number[],
+    private readonly encodePiece: (text: string) => ArrayLike<number>,
     /** Whether encoding with special tokens adds none (so that path may use the cache too). */
     readonly specialsAddNothing: boolean,
     private readonly maxCachedTokens: number,
   ) {
-    for (const word of addedIds.keys()) {
-      let node = this.trie;
-      for (const ch of word) node = (node[ch] ??= Object.create(null) as TrieNode) as TrieNode;
-      node[END] = word;
+    const words = [...addedIds.keys()].filter((w) => w.length > 0);
+    if (words.length === 0) {
+      this.pattern = null;
+      this.trie = null;
+    } else if (words.length <= MAX_PATTERN_TOKENS) {
+      words.sort((a, b) => b.length - a.length);
+      this.pattern = new RegExp(words.map(escapeRegExp).join('|'), 'g');
+      this.trie = null;
+    } else {
+      this.pattern = null;
+      const trie = Object.create(null) as TrieNode;
+      for (const word of words) {
+        let node = trie;
+        for (const ch of word) node = (node[ch] ??= Object.create(null) as TrieNode) as TrieNode;
+        node[END] = word;
+      }
+      this.trie = trie;
     }
   }
 
   /** A segment encoder when the tokenizer's rules make per-piece caching exact, else null. */
-  static forTokenizer(tokenizerJson: JsonObject, encodePiece: (text: string) => number[], maxCachedTokens = 2_000_000): SegmentEncoder | null {
+  static forTokenizer(tokenizerJson: JsonObject, encodePiece: (text: string) => ArrayLike<number>, maxCachedTokens = 2_000_000): SegmentEncoder | null {
     const added = Array.isArray(tokenizerJson['added_tokens']) ? tokenizerJson['added_tokens'] : [];
     const ids = new Map<string, number>();
     for (const t of added) {
@@ -67,69 +100,133 @@ export class SegmentEncoder {
   }
 
   encode(text: string): number[] {
-    const out: number[] = [];
-    for (const piece of this.split(text)) {
-      if (piece.id !== undefined) {
-        out.push(piece.id);
-        continue;
-      }
-      if (piece.text.length < MIN_CACHED_LENGTH) {
-        for (const id of this.encodePiece(piece.text)) out.push(id);
-        continue;
-      }
-      let ids = this.cache.get(piece.text);
-      if (ids !== undefined) {
-        this.stats.hits++;
-        // Refresh recency: Map order is the eviction order.
-        this.cache.delete(piece.text);
-        this.cache.set(piece.text, ids);
-      } else {
-        this.stats.misses++;
-        ids = this.encodePiece(piece.text);
-        this.remember(piece.text, ids);
-      }
-      for (const id of ids) out.push(id);
-    }
-    return out;
+    return Array.from(this.encodeIds(text));
   }
 
-  /** Longest match of added tokens, scanning left to right (the tokenizer's own splitting rule). */
-  private split(text: string): Piece[] {
-    const pieces: Piece[] = [];
+  /**
+   * The ids of `text`, as a new array the caller owns. With `trace`, where each piece ends and a
+   * fingerprint of the pieces up to there are appended to it (for PrefixKeyCache).
+   */
+  encodeIds(text: string, trace?: PieceTrace): Uint32Array<ArrayBuffer> {
+    this.trace = trace ?? null;
+    this.fingerprint = 0x2545f491;
+    let length = 0;
     let start = 0;
-    let i = 0;
-    while (i < text.length) {
-      let node: TrieNode | undefined = this.trie;
-      let match: string | undefined;
-      for (let j = i; j < text.length; j++) {
-        node = node[text[j]!] as TrieNode | undefined;
-        if (node === undefined) break;
-        const end = node[END];
-        if (typeof end === 'string') match = end;
+    if (this.pattern !== null) {
+      const re = this.pattern;
+      re.lastIndex = 0;
+      for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+        if (m.index > start) length = this.appendPiece(text.slice(start, m.index), length);
+        length = this.append(this.addedIds.get(m[0])!, length);
+        start = re.lastIndex;
       }
-      if (match !== undefined) {
-        if (i > start) pieces.push({ text: text.slice(start, i), id: undefined });
-        pieces.push({ text: match, id: this.addedIds.get(match) });
+    } else if (this.trie !== null) {
+      let i = 0;
+      while (i < text.length) {
+        const match = this.longestAt(text, i);
+        if (match === undefined) {
+          i++;
+          continue;
+        }
+        if (i > start) length = this.appendPiece(text.slice(start, i), length);
+        length = this.append(this.addedIds.get(match)!, length);
         i += match.length;
         start = i;
-      } else {
-        i++;
       }
     }
-    if (start < text.length) pieces.push({ text: text.slice(start), id: undefined });
-    return pieces;
+    if (start < text.length) length = this.appendPiece(start === 0 ? text : text.slice(start), length);
+    this.trace = null;
+    return this.scratch.slice(0, length);
   }
 
-  private remember(text: string, ids: readonly number[]): void {
-    if (ids.length > this.maxCachedTokens / 4) return;
-    this.cache.set(text, ids);
+  /** Folds a piece's identity into the fingerprint and records the boundary after it. */
+  private traced(identity: number, length: number): void {
+    const t = this.trace!;
+    this.fingerprint = Math.imul(this.fingerprint ^ identity, 0x01000193) ^ (this.fingerprint >>> 15);
+    t.fingerprints.push(this.fingerprint >>> 0);
+    t.ends.push(length);
+  }
+
+  /** An identity for ids no cache entry stands for (short pieces): their content. */
+  private static contentIdentity(ids: ArrayLike<number>): number {
+    let h = 0x6a09e667 ^ ids.length;
+    for (let i = 0; i < ids.length; i++) h = Math.imul(h ^ ids[i]!, 0x01000193);
+    // Kept apart from cache uids (small positive integers) and added-token ids.
+    return (h | 0x4000_0000) >>> 0;
+  }
+
+  /** The tokenizer's own rule: the longest added token starting at `i`. */
+  private longestAt(text: string, i: number): string | undefined {
+    let node: TrieNode | undefined = this.trie!;
+    let match: string | undefined;
+    for (let j = i; j < text.length; j++) {
+      node = node[text[j]!] as TrieNode | undefined;
+      if (node === undefined) break;
+      const end = node[END];
+      if (typeof end === 'string') match = end;
+    }
+    return match;
+  }
+
+  private append(id: number, length: number): number {
+    if (length === this.scratch.length) this.grow(length + 1);
+    this.scratch[length] = id;
+    // Added tokens' identities: their ids, apart from cache uids and content identities.
+    if (this.trace !== null) this.traced((id | 0x8000_0000) >>> 0, length + 1);
+    return length + 1;
+  }
+
+  private appendPiece(piece: string, length: number): number {
+    let ids: ArrayLike<number> | undefined;
+    let uid = 0;
+    if (piece.length < MIN_CACHED_LENGTH) {
+      ids = this.encodePiece(piece);
+    } else {
+      const hit = this.cache.get(piece);
+      if (hit !== undefined) {
+        this.stats.hits++;
+        // Refresh recency: Map order is the eviction order.
+        this.cache.delete(piece);
+        this.cache.set(piece, hit);
+        ids = hit.ids;
+        uid = hit.uid;
+      } else {
+        this.stats.misses++;
+        const fresh = Uint32Array.from(this.encodePiece(piece));
+        uid = this.remember(piece, fresh);
+        ids = fresh;
+      }
+    }
+    const n = ids.length;
+    if (length + n > this.scratch.length) this.grow(length + n);
+    if (ids instanceof Uint32Array) this.scratch.set(ids, length);
+    else for (let i = 0; i < n; i++) this.scratch[length + i] = ids[i]!;
+    if (this.trace !== null) this.traced(uid > 0 ? uid : SegmentEncoder.contentIdentity(ids), length + n);
+    return length + n;
+  }
+
+  private grow(needed: number): void {
+    const next = new Uint32Array(Math.max(needed, this.scratch.length * 2));
+    next.set(this.scratch);
+    this.scratch = next;
+  }
+
+  /** Caches a piece's ids; returns its uid (0 when too large to cache). */
+  private remember(text: string, ids: Uint32Array): number {
+    if (ids.length > this.maxCachedTokens / 4) return 0;
+    // Uids stay below 2^30, apart from content identities and added tokens; they only need to be
+    // unique among pieces cached at the same time.
+    const uid = this.nextUid;
+    this.nextUid = this.nextUid >= 0x3fff_ffff ? 1 : this.nextUid + 1;
+    this.cache.set(text, { ids, uid });
     this.cachedTokens += ids.length;
     while (this.cachedTokens > this.maxCachedTokens) {
-      const [oldest, old] = this.cache.entries().next().value as [string, readonly number[]];
+      const [oldest, old] = this.cache.entries().next().value as [string, CachedPiece];
       this.cache.delete(oldest);
-      this.cachedTokens -= old.length;
+      this.cachedTokens -= old.ids.length;
     }
     this.stats.cachedTokens = this.cachedTokens;
+    return uid;
   }
 }
 

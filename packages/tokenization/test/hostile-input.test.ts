@@ -99,6 +99,18 @@ describe('the tokenizer pool under hostile requests', () => {
     expect((outcome as PromiseRejectedResult).reason).toMatchObject({ code: 'DEADLINE_EXCEEDED' });
   });
 
+  it("with no threads configured (the default on two cores), still runs a long prompt and a request's own template on a thread", async () => {
+    const p = pool({ workers: 0 });
+    await p.warmUp();
+    const long = track(p.tokenize(MODEL, { kind: 'completion', prompt: hostileWord(900_000) }, { deadline: Date.now() + ceiling(1000) }));
+    const looping = track(p.tokenize(MODEL, withTemplate(NESTED_LOOP_TEMPLATE), { deadline: Date.now() + ceiling(1000) }));
+    // On the event loop, either would have run to its end before this one was even looked at.
+    expect(Array.from((await p.tokenize(MODEL, user('question'))).tokenIds)).toEqual(qwen3.encodeChat([{ role: 'user', content: 'question' }]));
+    expect([long.settled, looping.settled]).toEqual([false, false]);
+    for (const call of [long, looping]) expect(((await call.result) as PromiseRejectedResult).reason).toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    expect(p.stats()).toMatchObject({ workers: 0, stopped: 1 });
+  });
+
   it('replaces a thread still busy past a deadline; the requests queued behind it are answered', async () => {
     const p = pool({ workers: 1 });
     await p.warmUp();

@@ -2,7 +2,7 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalTokenizerPool, TokenizationError, type ChatMessage, type PromptInput } from '../src/index.js';
+import { defaultWorkers, LocalTokenizerPool, TokenizationError, type ChatMessage, type PromptInput } from '../src/index.js';
 import { CRASH_WORKER_FOR_TESTS } from '../src/pool/local-tokenizer-pool.js';
 import { fixture, qwen3, qwen3ConfigPath, qwen3Files } from './fixtures.js';
 import { failure } from './failure.js';
@@ -255,5 +255,9 @@ describe('options', () => {
     expect(() => new LocalTokenizerPool({ workers: -1 })).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
     expect(() => new LocalTokenizerPool({ maxInFlight: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
     expect(() => new LocalTokenizerPool({ models: { m: '' } })).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('models["m"]') }));
+  });
+
+  it('tokenizes on the event loop by default on two cores or fewer and keeps one core for it above', () => {
+    expect([1, 2, 3, 4, 16].map(defaultWorkers)).toEqual([0, 0, 2, 3, 15]);
   });
 });

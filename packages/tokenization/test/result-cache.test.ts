@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CachingTokenizer,
+  chatPromptFromBody,
   LocalTokenizerPool,
   TokenizationError,
   type PromptInput,
@@ -75,9 +76,10 @@ describe('an exact result cache', () => {
     expect(first.cached).toBe(false);
     expect(second.cached).toBe(true);
     expect(Array.from(second.tokenIds)).toEqual(Array.from(fresh.tokenIds));
-    // Timings describe one call's work (for traces), not its result: a cache hit did none.
-    expect(second.timings).toBeUndefined();
     expect({ ...second, tokenIds: null, cached: null }).toEqual({ ...fresh, tokenIds: null, cached: null, timings: undefined });
+    // Only the call that tokenized says where its time went.
+    expect(second.timings).toBeUndefined();
+    expect(fresh.timings?.totalMs).toBeGreaterThanOrEqual(0);
     expect(cache.stats()).toMatchObject({ hits: 1, misses: 1, entries: 1 });
   });
 
@@ -228,5 +230,34 @@ describe('an exact result cache', () => {
     await cache.close();
     await expect(cache.tokenize(MODEL, chat)).rejects.toMatchObject({ code: 'CLOSED' });
     await expect(inner.tokenize(MODEL, chat)).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+});
+
+describe('chat prompts read from a request body', () => {
+  const threads = new LocalTokenizerPool({ unlisted: 'bundled', workers: 1 });
+  afterAll(() => threads.close());
+  const body = (extra: Record<string, unknown> = {}) =>
+    Buffer.from(JSON.stringify({ model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Where is parcel 7?' }], chat_template_kwargs: { enable_thinking: false }, ...extra }));
+  const input = (bytes: Buffer): PromptInput => {
+    const prompt = chatPromptFromBody(JSON.parse(bytes.toString('utf8')) as Record<string, unknown>)!;
+    return { kind: 'chat', ...prompt, body: bytes };
+  };
+
+  it("are tokenized from the body's bytes on a thread exactly as from the messages", async () => {
+    const withBody = await threads.tokenize('Qwen/Qwen3-0.6B', input(body()));
+    const { body: _bytes, ...plain } = input(body()) as Extract<PromptInput, { kind: 'chat' }>;
+    const fromMessages = await threads.tokenize('Qwen/Qwen3-0.6B', plain);
+    expect(Array.from(withBody.tokenIds)).toEqual(Array.from(fromMessages.tokenIds));
+  });
+
+  it('are keyed by the body in the result cache: the same body hits, any other misses', async () => {
+    const counter = new CountingTokenizer(threads);
+    const cache = new CachingTokenizer(counter);
+    await cache.tokenize('Qwen/Qwen3-0.6B', input(body()));
+    expect((await cache.tokenize('Qwen/Qwen3-0.6B', input(body()))).cached).toBe(true);
+    // Same messages, another max_tokens: another body, so no hit (exact, if conservative).
+    expect((await cache.tokenize('Qwen/Qwen3-0.6B', input(body({ max_tokens: 5 })))).cached).toBe(false);
+    expect((await cache.tokenize('Qwen/Qwen3-0.6B', input(body()), { cacheSalt: 's' })).cached).toBe(false);
+    expect(counter.calls).toHaveLength(3);
   });
 });

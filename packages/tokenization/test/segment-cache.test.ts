@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LocalTokenizer } from '../src/index.js';
+import { SegmentEncoder } from '../src/segment-cache.js';
 
 const qwen = await LocalTokenizer.bundled('Qwen/Qwen3-0.6B');
 
@@ -58,5 +59,73 @@ describe('exact segment cache', () => {
     }
     const after = qwen.segmentCacheStats()!;
     expect(after.hits - before.hits).toBeGreaterThanOrEqual(19);
+  });
+});
+
+describe('exact per-word cache', () => {
+  it('is enabled for the bundled Qwen3 tokenizer and reproduces the library on new prose, code and unicode', () => {
+    const words = 'the of and shipment parcel naïve café 東京 🙂 12345 3.14 def return x**2 it\'s I\'M'.split(' ');
+    let seed = 11;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const seps = [' ', '  ', '\n', '\n\n', '\t', ', ', '. ', '?\n', '\u00a0', ''];
+    const before = qwen.wordCacheStats()!;
+    expect(before).not.toBeNull();
+    for (let i = 0; i < 1500; i++) {
+      let text = '';
+      for (let w = 1 + rand(40); w > 0; w--) text += words[rand(words.length)]! + seps[rand(seps.length)]!;
+      expect(qwen.encode(text, { addSpecialTokens: false })).toEqual(qwen.encodeUncached(text, { addSpecialTokens: false }));
+    }
+    const after = qwen.wordCacheStats()!;
+    expect(after.hits - before.hits).toBeGreaterThan(after.misses - before.misses);
+  });
+});
+
+describe('added-token splitting', () => {
+  // A stand-in piece encoder that shows where the pieces were cut: each piece becomes its char codes plus a 0 marker.
+  const marked = (text: string): number[] => [...Array.from(text, (c) => c.charCodeAt(0)), 0];
+  const added = ['<a>', '<a>b', '<ab>', 'xy', 'x'];
+  const json = (extra: number) => ({
+    added_tokens: [...added, ...Array.from({ length: extra }, (_, i) => `<reserved_${i}>`)].map((content, id) => ({ id: 1_000_000 + id, content, normalized: false, lstrip: false, rstrip: false })),
+    pre_tokenizer: { type: 'ByteLevel' },
+    post_processor: null,
+  });
+  /** The tokenizer's own rule, written out: at each position the longest added token, else move on. */
+  const reference = (text: string): number[] => {
+    const out: number[] = [];
+    let start = 0;
+    let i = 0;
+    while (i < text.length) {
+      const match = added.filter((w) => text.startsWith(w, i)).sort((a, b) => b.length - a.length)[0];
+      if (match === undefined) {
+        i++;
+        continue;
+      }
+      if (i > start) out.push(...marked(text.slice(start, i)));
+      out.push(1_000_000 + added.indexOf(match));
+      i += match.length;
+      start = i;
+    }
+    if (start < text.length) out.push(...marked(text.slice(start)));
+    return out;
+  };
+
+  it('takes the longest added token at each position, with one pattern or (for thousands of tokens) a trie', () => {
+    const alphabet = ['<', 'a', '>', 'b', 'x', 'y', ' ', 'z'];
+    let seed = 3;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (const extra of [0, 5000]) {
+      const encoder = SegmentEncoder.forTokenizer(json(extra), marked)!;
+      for (let i = 0; i < 3000; i++) {
+        let text = '';
+        for (let n = rand(30); n > 0; n--) text += alphabet[rand(alphabet.length)]!;
+        expect(encoder.encode(text)).toEqual(reference(text));
+      }
+    }
   });
 });

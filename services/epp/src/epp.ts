@@ -4,7 +4,7 @@ import { indexRole, Replication } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
 import { ReuseHistory } from '@kvix/reuse-page';
-import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
+import { AdaptiveSpeculativeTtl, PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { LatencyPredictor } from '@kvix/latency-predictor';
 import type { FastifyInstance } from 'fastify';
@@ -33,6 +33,8 @@ export class Epp {
   private history: ReuseHistory | null = null;
   /** Predicts TTFT/TPOT for SLO requests; null when no predicted-latency routing is configured. */
   latencyPredictor: LatencyPredictor | null = null;
+  /** The embedded index's scorer; null with a remote indexer. */
+  prefixScorer: PrefixScorer | null = null;
   /** The pool's InferenceModelRewrite/InferenceObjective resources and status, when discovery follows an InferencePool. */
   private poolFollow: { stop(): Promise<void> } | null = null;
   kubernetes: KubernetesRuntime | null = null;
@@ -77,7 +79,20 @@ export class Epp {
     if (config.embeddedIndex) {
       const ingestMetrics = new IngestMetrics(registry);
       const scoringMetrics = new ScoringMetrics(registry);
-      stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(replicationMode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
+      // Decisions' speculative entries live as long as this pod's events take to confirm them.
+      const speculativeTtl = AdaptiveSpeculativeTtl.fromSettings(config.index);
+      if (speculativeTtl) scoringMetrics.watchSpeculativeTtl(speculativeTtl);
+      // Learned from each decision's last block being stored where this process applies the pods' events;
+      // a replica following the index stream learns from the index's confirmations of live speculations.
+      const confirmations = speculativeTtl && !ingests ? { speculationConfirmed: (pod: string, ms: number) => speculativeTtl.observeConfirmation(pod, ms) } : null;
+      stack = createIndexStack(config.index, ingestMetrics, {
+        logger: logger.child({ component: 'index' }),
+        ...(confirmations ? { observer: confirmations } : {}),
+        applierIndex: (backend) => {
+          const applied = replicationMode === 'publish' ? replication!.publishTo(backend) : backend;
+          return speculativeTtl && ingests ? speculativeTtl.watchStores(applied) : applied;
+        },
+      });
       // A follower dials no pod: the index stream carries what the publisher's ingestion applied.
       if (ingests) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
@@ -93,6 +108,7 @@ export class Epp {
         metrics: scoringMetrics,
         analytics,
         logger: logger.child({ component: 'scoring' }),
+        speculativeTtl,
       });
       // A follower has no ingestor: discovery names the pods, the publisher reads their events.
       const ing = ingestor;
@@ -113,6 +129,7 @@ export class Epp {
     if (replication && config.replication.shareLoad) replication.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
     const epp = new Epp(config, router, hub, ingestor, stack, tokenizers, logger, replication);
     epp.latencyPredictor = latency.predictor;
+    epp.prefixScorer = prefixScorer;
     epp.kubernetes = kube;
     try {
       if (kube?.pool) await epp.followPool(kube);

@@ -4,7 +4,7 @@ import { ConfigError } from '@kvix/service-kit';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, Replication } from '@kvix/replication';
 import { ReuseHistory } from '@kvix/reuse-page';
-import { PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
+import { AdaptiveSpeculativeTtl, PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -51,7 +51,20 @@ export class Indexer {
     const { mode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
     const kube = await kubernetesRuntime(config, registry, logger);
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
-    const stack = createIndexStack(config.index, ingestMetrics, { logger: logger.child({ component: 'index' }), ...(mode === 'publish' ? { applierIndex: (backend) => replication!.publishTo(backend) } : {}) });
+    // Decisions' speculative entries live as long as this pod's events take to confirm them.
+    const speculativeTtl = AdaptiveSpeculativeTtl.fromSettings(config.index);
+    if (speculativeTtl) scoringMetrics.watchSpeculativeTtl(speculativeTtl);
+    // Learned from each decision's last block being stored where this process applies the pods' events;
+    // a replica following the index stream learns from the index's confirmations of live speculations.
+    const confirmations = speculativeTtl && !ingests ? { speculationConfirmed: (pod: string, ms: number) => speculativeTtl.observeConfirmation(pod, ms) } : null;
+    const stack = createIndexStack(config.index, ingestMetrics, {
+      logger: logger.child({ component: 'index' }),
+      ...(confirmations ? { observer: confirmations } : {}),
+      applierIndex: (backend) => {
+        const applied = mode === 'publish' ? replication!.publishTo(backend) : backend;
+        return speculativeTtl && ingests ? speculativeTtl.watchStores(applied) : applied;
+      },
+    });
     const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
     // A follower (or a replica of a shared Redis index) dials no pod: another process ingests.
     const ingestor = ingests ? new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status }) : null;
@@ -71,6 +84,7 @@ export class Indexer {
       analytics,
       previewChars: config.analytics.prefixPreviewChars,
       logger: logger.child({ component: 'scoring' }),
+      speculativeTtl,
     });
     const history = new ReuseHistory({ analytics, stack, pods, ingestMetrics }, { intervalMs: config.analytics.historyIntervalMs, capacity: config.analytics.historyPoints });
     const indexer = new Indexer(config, stack, ingestor, hub, pods, scorer, analytics, tokenizers, logger, replication, history);

@@ -42,4 +42,25 @@ export function registerBench(program: Command): void {
       const { runIndexBenchmark } = await loadBench();
       await runIndexBenchmark({ quick: flags.quick === true, json: flags.json === true, skipBaseline: !flags.baseline, ...(entries !== undefined ? { entries } : {}) });
     });
+  bench
+    .command('decision')
+    .summary('routing decision latency, precise beside approximate and round-robin, and precise decisions/s')
+    .description(
+      [
+        'Runs EPPs in this process against 8 synthetic pods per arm whose KV events follow the decisions',
+        '(llm-d-shaped multi-turn chat, 2-6 k-token system prompts): decision latency (parse → pick →',
+        'hooks) at 40 and 200 req/s with the arms taking turns, each precise stage timed, the stages alone',
+        'on one thread (CPU per request), and precise decisions/s at rising rates while p99 <= 5 ms.',
+        'With --json, prints one JSON object: preciseP50Ms, preciseP99Ms, approximateP50Ms,',
+        'approximateP99Ms, decisionsPerSec (at 40 req/s unless said otherwise), plus phases, stages,',
+        'isolated, throughput, ingest and the load average.',
+      ].join('\n'),
+    )
+    .option('--quick', 'shorter phases (about 6 minutes)')
+    .option('--json', 'print one JSON document instead of tables')
+    .option('--instructions', "only count each stage's instructions under callgrind (needs valgrind; several minutes)")
+    .action(async (flags: { quick?: boolean; json?: boolean; instructions?: boolean }) => {
+      const { runDecisionBenchmark } = await loadBench();
+      await runDecisionBenchmark({ quick: flags.quick === true, json: flags.json === true, instructionsOnly: flags.instructions === true });
+    });
 }

@@ -1,5 +1,5 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import type { PrefixScorer, ScoreInput } from '@kvix/scoring';
+import type { PrefixScorer, ScoreInput, ScoreOutcome, ScoreTimings } from '@kvix/scoring';
 import type { Logger } from 'pino';
 import type { Candidate, PreRequestHook, Producer, SchedulingRequest, SchedulingResult, Scorer, Scores } from '../types.js';
 import { PREFIX_MATCH, type PrefixMatch } from './prefix-match.js';
@@ -12,13 +12,18 @@ export interface PrefixScoresResult {
   requestKeys: BigUint64Array | null;
   /** The prompt's length in tokens, when the backend reports it. */
   promptTokens?: number | null;
+  /** Where the backend's time went, when it ran in this process. */
+  timings?: ScoreTimings;
+  /** Every scored pod's full score, when the backend ran in this process (a decision reuses it). */
+  held?: ScoreOutcome['scores'];
 }
 
 /** Where precise prefix scores come from: the embedded index, or a remote kvix indexer. */
 export interface PrefixBackend {
   readonly kind: 'embedded' | 'remote';
   score(input: ScoreInput): Promise<PrefixScoresResult>;
-  recordDecision(input: ScoreInput, pod: string, requestKeys: BigUint64Array | null, ttlMs: number | null): Promise<void>;
+  /** `held`: the `held` of the score that produced `requestKeys`, when there was one. */
+  recordDecision(input: ScoreInput, pod: string, requestKeys: BigUint64Array | null, ttlMs: number | null, held?: ScoreOutcome['scores'] | null): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,11 +33,11 @@ export class EmbeddedPrefixBackend implements PrefixBackend {
 
   async score(input: ScoreInput): Promise<PrefixScoresResult> {
     const out = await this.scorer.score(input);
-    return { scores: out.scores, totalBlocks: out.totalBlocks, requestKeys: out.requestKeys, promptTokens: out.promptTokens };
+    return { scores: out.scores, totalBlocks: out.totalBlocks, requestKeys: out.requestKeys, promptTokens: out.promptTokens, timings: out.timings, held: out.scores };
   }
 
-  async recordDecision(input: ScoreInput, pod: string, requestKeys: BigUint64Array | null, ttlMs: number | null): Promise<void> {
-    await this.scorer.recordDecision({ ...input, pod, requestKeys, ttlMs });
+  async recordDecision(input: ScoreInput, pod: string, requestKeys: BigUint64Array | null, ttlMs: number | null, held?: ScoreOutcome['scores'] | null): Promise<void> {
+    await this.scorer.recordDecision({ ...input, pod, requestKeys, ttlMs, held: held ?? null });
   }
 
   async close(): Promise<void> {}
@@ -40,6 +45,7 @@ export class EmbeddedPrefixBackend implements PrefixBackend {
 
 const KEYS = 'precise-prefix-keys';
 const FAILED = 'precise-prefix-failed';
+const HELD = 'precise-prefix-held';
 const MAX_LOGGED = 100;
 
 /**
@@ -85,6 +91,16 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
     if (request.prompt === null || candidates.length === 0) return out;
     try {
       const result = await this.backend.score({ ...request.prompt, candidates: candidates.map((c) => c.endpoint.id) });
+      const t = result.timings;
+      if (t && request.timings) {
+        const d = request.timings;
+        d.tokenizerCall += t.tokenizeCallMs;
+        d.template += t.templateMs;
+        d.encode += t.encodeMs;
+        d.hash += t.hashMs;
+        d.lookup += t.lookupMs;
+        d.prefixScore += t.scoreMs;
+      }
       match.totalBlocks = result.totalBlocks;
       match.promptTokens = result.promptTokens ?? null;
       for (const s of result.scores) {
@@ -95,6 +111,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
       }
       match.cold = match.bestMatchedBlocks === 0;
       request.cycle.set(KEYS, result.requestKeys);
+      if (result.held) request.cycle.set(HELD, result.held);
     } catch (err) {
       request.cycle.set(FAILED, true);
       this.failed(err, request.model);
@@ -110,8 +127,9 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
     // indexer's failure may be the call, not the prompt: its decision is still sent.)
     if (request.cycle.get(FAILED) === true && this.backend.kind === 'embedded') return;
     const keys = (request.cycle.get(KEYS) as BigUint64Array | null | undefined) ?? null;
+    const held = (request.cycle.get(HELD) as ScoreOutcome['scores'] | undefined) ?? null;
     try {
-      await this.backend.recordDecision(request.prompt, chosen.id, keys, this.options.speculativeTtlMs);
+      await this.backend.recordDecision(request.prompt, chosen.id, keys, this.options.speculativeTtlMs, held);
     } catch (err) {
       this.failed(err, request.model);
     }

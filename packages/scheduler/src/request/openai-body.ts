@@ -1,5 +1,5 @@
 import type { ScorePrompt } from '@kvix/scoring';
-import type { ChatMessage, ChatTemplateOptions } from '@kvix/tokenization';
+import { chatPromptFromBody } from '@kvix/tokenization';
 
 /** A request the router refuses before scheduling; `status` is what the client gets. */
 export class RequestError extends Error {
@@ -62,18 +62,10 @@ export function parseOpenAiBody(path: string, body: Buffer | null): ParsedReques
     else if (isTokenList(first)) prompt = { kind: 'tokens', tokenIds: first };
     else throw new RequestError(400, 'INVALID_REQUEST', 'prompt must be a string, a list of token ids, or a list of those');
   } else if (kind === 'chat') {
-    const messages = obj['messages'];
-    if (!Array.isArray(messages) || messages.length === 0 || !messages.every((m) => typeof m === 'object' && m !== null && typeof (m as { role?: unknown }).role === 'string')) {
-      throw new RequestError(400, 'INVALID_REQUEST', 'messages must be a non-empty list of objects with a role');
-    }
-    const options: ChatTemplateOptions = {};
-    if (Array.isArray(obj['tools'])) options.tools = obj['tools'];
-    if (typeof obj['add_generation_prompt'] === 'boolean') options.addGenerationPrompt = obj['add_generation_prompt'];
-    if (typeof obj['continue_final_message'] === 'boolean') options.continueFinalMessage = obj['continue_final_message'];
-    if (typeof obj['chat_template'] === 'string') options.chatTemplate = obj['chat_template'];
-    const kwargs = obj['chat_template_kwargs'];
-    if (typeof kwargs === 'object' && kwargs !== null && !Array.isArray(kwargs)) options.chatTemplateKwargs = kwargs as Record<string, unknown>;
-    prompt = { kind: 'chat', messages: messages as ChatMessage[], options };
+    const chat = chatPromptFromBody(obj);
+    if (chat === null) throw new RequestError(400, 'INVALID_REQUEST', 'messages must be a non-empty list of objects with a role');
+    // The body goes along: a tokenizer thread reads the prompt from its bytes (cheaper than a clone of the messages).
+    prompt = { kind: 'chat', messages: chat.messages, options: chat.options, body };
   }
   return { json: obj, model, kind, prompt, stream, cacheSalt };
 }

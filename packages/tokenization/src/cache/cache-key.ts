@@ -70,5 +70,8 @@ function today(): string {
 export function cacheKey(model: string, input: PromptInput, cacheSalt: string | null): string | null {
   if (typeof model !== 'string' || (cacheSalt !== null && typeof cacheSalt !== 'string')) return null;
   const out: string[] = [JSON.stringify(model), cacheSalt === null ? 'N' : JSON.stringify(cacheSalt), today()];
+  // A chat prompt read from a request body is what the body says: its bytes are the key (exact —
+  // two bodies differing anywhere only miss each other), far cheaper than serialising every message.
+  if (input.kind === 'chat' && input.body instanceof Uint8Array) return `${out.join('|')}|B${Buffer.from(input.body.buffer, input.body.byteOffset, input.body.byteLength).toString('latin1')}`;
   return serialise(input, out, 0) ? out.join('|') : null;
 }

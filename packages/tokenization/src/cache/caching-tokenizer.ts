@@ -1,6 +1,6 @@
 import { raceAbort, throwIfAborted } from '../abort.js';
 import { TokenizationError } from '../errors.js';
-import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
+import type { PromptInput, PromptTokenizer, RequestKeySpec, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
 import { ByteBudgetLru } from './byte-budget-lru.js';
 import { cacheKey } from './cache-key.js';
 
@@ -26,7 +26,7 @@ interface SharedCall {
 }
 
 function sizeOf(key: string, result: TokenizedPrompt): number {
-  let bytes = key.length + 4 * result.tokenIds.length;
+  let bytes = key.length + 4 * result.tokenIds.length + 8 * (result.requestKeys?.length ?? 0);
   for (const item of result.multimodal) bytes += item.identifier.length + 8;
   return bytes;
 }
@@ -39,7 +39,9 @@ function copyOf(result: TokenizedPrompt, cached: boolean): TokenizedPrompt {
     cacheSalt: result.cacheSalt,
     source: result.source,
     cached,
+    // Only the call that tokenized reports where its time went.
     ...(result.timings && !cached ? { timings: result.timings } : {}),
+    ...(result.requestKeys ? { requestKeys: result.requestKeys.slice() } : {}),
   };
 }
 
@@ -70,7 +72,10 @@ export class CachingTokenizer implements PromptTokenizer {
     if (this.closed) throw new TokenizationError('CLOSED', 'the caching tokenizer is closed');
     throwIfAborted(options.signal);
     const salt = options.cacheSalt ?? null;
-    const key = cacheKey(model, input, salt);
+    const keySpec = options.requestKeys ?? null;
+    const base = cacheKey(model, input, salt);
+    // Answers with request keys are kept apart from answers without, and by the keys' settings.
+    const key = base === null || keySpec === null ? base : `${base}|K${keySpec.algorithm}|${keySpec.blockSize}|${JSON.stringify(keySpec.seed)}|${JSON.stringify(keySpec.root)}`;
     if (key === null) {
       this.misses++;
       return this.inner.tokenize(model, input, options);
@@ -83,7 +88,7 @@ export class CachingTokenizer implements PromptTokenizer {
     let shared = this.inFlight.get(key);
     const joined = shared !== undefined;
     if (shared === undefined) {
-      shared = this.startCall(key, model, input, salt, options.deadline);
+      shared = this.startCall(key, model, input, salt, keySpec, options.deadline);
       this.misses++;
     } else {
       this.hits++;
@@ -113,12 +118,12 @@ export class CachingTokenizer implements PromptTokenizer {
     await this.inner.close();
   }
 
-  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null, deadline: number | undefined): SharedCall {
+  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null, requestKeys: RequestKeySpec | null, deadline: number | undefined): SharedCall {
     const controller = new AbortController();
     let result: Promise<TokenizedPrompt>;
     try {
       // The first caller's deadline bounds the shared work; later waiters may see it end sooner.
-      result = this.inner.tokenize(model, input, { cacheSalt, signal: controller.signal, ...(deadline !== undefined ? { deadline } : {}) });
+      result = this.inner.tokenize(model, input, { cacheSalt, signal: controller.signal, ...(requestKeys ? { requestKeys } : {}), ...(deadline !== undefined ? { deadline } : {}) });
     } catch (err) {
       result = Promise.reject(err);
     }

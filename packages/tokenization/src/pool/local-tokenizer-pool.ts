@@ -2,13 +2,13 @@ import { availableParallelism } from 'node:os';
 import { raceAbort, throwIfAborted } from '../abort.js';
 import { isBundledName } from '../bundled.js';
 import { TokenizationError, messageOf } from '../errors.js';
-import { checkCacheSalt, checkPromptInput } from '../prompt-input.js';
-import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
+import { checkCacheSalt, checkPromptInput, promptTextLength } from '../prompt-input.js';
+import type { PromptInput, PromptTokenizer, RequestKeySpec, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
 import { hasRequestChatTemplate } from '../chat.js';
 import { affinityHash } from './affinity.js';
 import { TokenizerLoader } from './tokenizer-loader.js';
-import { TEMPLATE_MS, TokenizerThread, type ThreadDeath, type ThreadOptions, type ThreadTask } from './tokenizer-thread.js';
-import { tokenizeLocally, type PromptLimits } from './tokenize-locally.js';
+import { TokenizerThread, type ThreadDeath, type ThreadOptions, type ThreadTask, type ThreadTokenized } from './tokenizer-thread.js';
+import { LocalKeyer, tokenizeLocally, type PromptLimits } from './tokenize-locally.js';
 
 export interface LocalTokenizerPoolOptions {
   /** Served model name → tokenizer spec (a bundled tokenizer name or a directory; see resolveTokenizer). */
@@ -18,7 +18,11 @@ export interface LocalTokenizerPoolOptions {
    * name is a bundled tokenizer), or one spec that serves them all.
    */
   unlisted?: 'reject' | 'bundled' | { spec: string };
-  /** Tokenizer threads; 0 tokenizes on the calling thread. Default: one per core but one. */
+  /**
+   * Tokenizer threads; 0 tokenizes on the calling thread (but for requests that bring their own chat
+   * template or a long prompt: see INLINE_MAX_CHARS). Default: one per core but one, and none on two
+   * cores or fewer (see defaultWorkers).
+   */
   workers?: number;
   /** Requests accepted and not yet answered, beyond which calls fail with OVERLOADED. Default 1024. */
   maxInFlight?: number;
@@ -70,6 +74,27 @@ const MAX_HANDOFFS = 2;
 const OVERRUN_GRACE_MS = 200;
 
 /** Resolved from the package root, so it is found from dist and from the TypeScript sources alike. */
+/**
+ * Threads when none are configured: one per core but one — and none on two cores or fewer, where
+ * handing a prompt to a thread and its answer back costs more than the work it moves once the
+ * caches make a new turn of a conversation ~0.3 ms (measured by `npm run bench -- decision` on a
+ * 2-core machine: 1.07 ms of CPU per decision inline against 1.49 ms with one thread, p50 1.19
+ * against 1.79 ms at 40 req/s). Prompts of mostly new text (long documents) are the case for a
+ * thread even there: their encode would otherwise hold up the event loop.
+ */
+export function defaultWorkers(cores: number): number {
+  return cores <= 2 ? 0 : cores - 1;
+}
+
+/**
+ * With no tokenizer threads (workers: 0), prompts longer than this many characters, and requests
+ * that bring their own chat template, still go to a thread (the lane, started on first use): on
+ * the calling thread nothing can stop an encode midway, and one 900 k-character pseudo-random
+ * "word" takes ~5.5 s of BPE on an idle 2-core machine — that long, nothing else would be routed.
+ * At this length the worst such input costs ~0.2 s inline, ordinary text a few ms.
+ */
+const INLINE_MAX_CHARS = 64 * 1024;
+
 const WORKER_SCRIPT = new URL('../../dist/pool/tokenize-worker.js', import.meta.url);
 
 /** Test-only hook: kills a thread from inside, the way an uncaught exception would. Not exported by the package. */
@@ -105,6 +130,8 @@ export class LocalTokenizerPool implements PromptTokenizer {
   /** Specs warmed so far, so a replacement thread is warmed too. */
   private readonly warmSpecs = new Set<string>();
   private readonly inlineLoader = new TokenizerLoader();
+  /** Request keys computed inline (workers: 0). */
+  private readonly inlineKeyer = new LocalKeyer();
   /** Rejecters of calls still running, so close() can fail them. */
   private readonly running = new Set<(err: TokenizationError) => void>();
   private started = false;
@@ -113,7 +140,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
   private inFlightCount = 0;
 
   constructor(options: LocalTokenizerPoolOptions = {}) {
-    const workers = options.workers ?? Math.max(1, availableParallelism() - 1);
+    const workers = options.workers ?? defaultWorkers(availableParallelism());
     if (!Number.isSafeInteger(workers) || workers < 0) throw configError(`workers must be an integer ≥ 0, not ${String(workers)}`);
     const maxInFlight = options.maxInFlight ?? 1024;
     if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) throw configError(`maxInFlight must be an integer ≥ 1, not ${String(maxInFlight)}`);
@@ -156,9 +183,17 @@ export class LocalTokenizerPool implements PromptTokenizer {
     }
     const limits: PromptLimits = { deadline, maxPromptTokens: this.maxPromptTokens, maxCharsPerToken: this.maxCharsPerToken };
     const started = performance.now();
-    const tokenIds = await raceAbort(this.track(() => this.run(spec, model, input, limits)), options.signal);
-    const templateMs = TEMPLATE_MS.get(tokenIds);
-    return { tokenIds, multimodal: [], cacheSalt, source: 'local', cached: false, timings: { totalMs: performance.now() - started, ...(templateMs !== undefined ? { templateMs } : {}) } };
+    const keys = options.requestKeys ? { spec: checkKeySpec(options.requestKeys), cacheSalt } : undefined;
+    const { tokenIds, requestKeys, templateMs, encodeMs, hashMs } = await raceAbort(this.track(() => this.run(spec, model, input, limits, keys)), options.signal);
+    return {
+      tokenIds,
+      multimodal: [],
+      cacheSalt,
+      source: 'local',
+      cached: false,
+      timings: { totalMs: performance.now() - started, templateMs, encodeMs, hashMs },
+      ...(requestKeys ? { requestKeys } : {}),
+    };
   }
 
   /**
@@ -169,7 +204,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
   async warmUp(models?: readonly string[], options: { requestTemplates?: boolean } = {}): Promise<void> {
     if (this.closed) throw new TokenizationError('CLOSED', 'the tokenizer pool is closed');
     // The thread for requests with their own template otherwise starts (and loads) on first use.
-    if (options.requestTemplates === true && this.workerCount > 0) {
+    if (options.requestTemplates === true) {
       this.start();
       this.lane();
     }
@@ -245,9 +280,9 @@ export class LocalTokenizerPool implements PromptTokenizer {
   }
 
   /** Counts the call in flight until it settles, and lets close() reject it. */
-  private track(work: () => Promise<Uint32Array>): Promise<Uint32Array> {
+  private track(work: () => Promise<ThreadTokenized>): Promise<ThreadTokenized> {
     this.inFlightCount++;
-    return new Promise<Uint32Array>((resolve, reject) => {
+    return new Promise<ThreadTokenized>((resolve, reject) => {
       this.running.add(reject);
       work()
         .then(resolve, reject)
@@ -258,15 +293,14 @@ export class LocalTokenizerPool implements PromptTokenizer {
     });
   }
 
-  private async run(spec: string, model: string, input: PromptInput, limits: PromptLimits): Promise<Uint32Array> {
-    if (this.workerCount === 0) {
+  private async run(spec: string, model: string, input: PromptInput, limits: PromptLimits, keys?: { spec: RequestKeySpec; cacheSalt: string | null }): Promise<ThreadTokenized> {
+    if (this.workerCount === 0 && !needsThread(input)) {
       const tokenizer = await this.inlineLoader.load(spec);
       try {
-        // On the calling thread nothing can stop encoding midway; templates still stop at the deadline.
-        const timing = { templateMs: -1 };
-        const ids = tokenizeLocally(tokenizer, input, limits, timing);
-        if (timing.templateMs >= 0) TEMPLATE_MS.set(ids, timing.templateMs);
-        return ids;
+        // On the calling thread nothing can stop encoding midway (hence INLINE_MAX_CHARS).
+        const timings = { templateMs: 0, encodeMs: 0, hashMs: 0 };
+        const { ids, requestKeys } = tokenizeLocally(tokenizer, input, timings, keys ? { ...keys, keyer: this.inlineKeyer } : undefined, limits);
+        return { tokenIds: ids, requestKeys, ...timings };
       } catch (err) {
         // The same answer a thread would give for an error that is not the tokenizer's own.
         if (err instanceof TokenizationError) throw err;
@@ -274,8 +308,8 @@ export class LocalTokenizerPool implements PromptTokenizer {
       }
     }
     this.start();
-    return new Promise<Uint32Array>((resolve, reject) => {
-      const task: ThreadTask = { spec, input, limits, resolve, reject, handoffs: 0 };
+    return new Promise<ThreadTokenized>((resolve, reject) => {
+      const task: ThreadTask = { spec, input, limits, ...(keys ? { keys } : {}), resolve, reject, handoffs: 0 };
       this.dispatch(task, this.pickThread(model, input));
     });
   }
@@ -285,7 +319,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
   }
 
   private pickThread(model: string, input: PromptInput): TokenizerThread {
-    if (input.kind === 'chat' && hasRequestChatTemplate(input.options)) return this.lane();
+    if (this.workerCount === 0 || (input.kind === 'chat' && hasRequestChatTemplate(input.options))) return this.lane();
     let least: TokenizerThread | null = null;
     for (const t of this.threads.slice(0, this.workerCount)) if (t !== null && !t.stopping && (least === null || t.inFlight < least.inFlight)) least = t;
     if (least === null) throw new TokenizationError('INTERNAL', 'no tokenizer thread is running (they keep crashing); retry later');
@@ -352,7 +386,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
       }
       this.counters.handedOff++;
       try {
-        this.dispatch(task, task.input.kind === 'chat' && hasRequestChatTemplate(task.input.options) ? this.lane() : this.pickThreadForHandoff());
+        this.dispatch(task, this.workerCount === 0 || (task.input.kind === 'chat' && hasRequestChatTemplate(task.input.options)) ? this.lane() : this.pickThreadForHandoff());
       } catch (err) {
         task.reject(err instanceof TokenizationError ? err : new TokenizationError('INTERNAL', messageOf(err)));
       }
@@ -386,4 +420,22 @@ export class LocalTokenizerPool implements PromptTokenizer {
     // Failures surface on the next request for that model, with their code.
     for (const spec of this.warmSpecs) thread.load(spec).catch(() => undefined);
   }
+}
+
+/** Whether a request goes to a thread even with none configured (see INLINE_MAX_CHARS). */
+function needsThread(input: PromptInput): boolean {
+  return (input.kind === 'chat' && hasRequestChatTemplate(input.options)) || promptTextLength(input) > INLINE_MAX_CHARS;
+}
+
+function checkKeySpec(spec: RequestKeySpec): RequestKeySpec {
+  const ok =
+    typeof spec === 'object' &&
+    Number.isInteger(spec.blockSize) &&
+    spec.blockSize > 0 &&
+    typeof spec.seed === 'string' &&
+    (spec.algorithm === 'cbor-fnv' || spec.algorithm === 'xxh64') &&
+    typeof spec.root === 'string' &&
+    spec.root !== '';
+  if (!ok) throw new TokenizationError('INVALID_REQUEST', 'requestKeys needs a positive integer blockSize, a string seed, algorithm cbor-fnv or xxh64 and a non-empty root');
+  return { blockSize: spec.blockSize, seed: spec.seed, algorithm: spec.algorithm, root: spec.root };
 }

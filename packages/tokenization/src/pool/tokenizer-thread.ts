@@ -1,18 +1,26 @@
 import { Worker } from 'node:worker_threads';
 import { TokenizationError, isTokenizationErrorCode, messageOf } from '../errors.js';
-import type { PromptInput } from '../prompt-tokenizer.js';
+import type { PromptInput, RequestKeySpec } from '../prompt-tokenizer.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import type { PromptLimits } from './tokenize-locally.js';
 
-/** Chat-template time a thread reported for the ids it answered (read once by the pool, for traces). */
-export const TEMPLATE_MS = new WeakMap<Uint32Array, number>();
+/** A thread's answer to a tokenization: the ids and where its time went on the thread (ms). */
+export interface ThreadTokenized {
+  tokenIds: Uint32Array;
+  requestKeys: BigUint64Array | null;
+  templateMs: number;
+  encodeMs: number;
+  hashMs: number;
+}
 
 /** A request for a tokenizer thread, kept by the pool so that another thread can take it over. */
 export interface ThreadTask {
   readonly spec: string;
   readonly input: PromptInput;
   readonly limits: PromptLimits;
-  resolve(tokenIds: Uint32Array): void;
+  /** Compute the request keys too (with the request's cache salt on block 0). */
+  readonly keys?: { spec: RequestKeySpec; cacheSalt: string | null };
+  resolve(answer: ThreadTokenized): void;
   reject(err: TokenizationError): void;
   /** Threads that died with this task queued (not started); bounded so a task cannot bounce forever. */
   handoffs: number;
@@ -91,7 +99,10 @@ export class TokenizerThread {
   }
 
   run(task: ThreadTask): void {
-    this.send({ kind: 'task', task }, (id) => ({ type: 'tokenize', id, spec: task.spec, input: task.input, limits: task.limits }));
+    // A chat prompt read from a request body travels as the body's bytes, not as a clone of its messages.
+    const input = task.input;
+    const sent = input.kind === 'chat' && input.body !== undefined ? { kind: 'chat-body' as const, body: input.body } : input;
+    this.send({ kind: 'task', task }, (id) => ({ type: 'tokenize', id, spec: task.spec, input: sent, limits: task.limits, ...(task.keys ? { keys: task.keys } : {}) }));
   }
 
   load(spec: string): Promise<void> {
@@ -148,10 +159,8 @@ export class TokenizerThread {
       return;
     }
     if (message.ok) {
-      if (message.templateMs !== undefined) TEMPLATE_MS.set(message.tokenIds!, message.templateMs);
-      entry.task.resolve(message.tokenIds!);
-    }
-    else entry.task.reject(errorOf(message));
+      entry.task.resolve({ tokenIds: message.tokenIds!, requestKeys: message.requestKeys ?? null, templateMs: message.templateMs ?? 0, encodeMs: message.encodeMs ?? 0, hashMs: message.hashMs ?? 0 });
+    } else entry.task.reject(errorOf(message));
   }
 
   /** Arms the watchdog for the request the thread has just started. */
