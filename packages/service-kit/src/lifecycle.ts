@@ -42,6 +42,29 @@ export function stopOnSignals(options: ShutdownOptions): void {
 }
 
 /**
+ * Starts a service with its signals handled from before the start: the HTTP probes can answer while
+ * a service still starts (tokenizer warm-up, ingestion catching up), and a SIGTERM then must wait for
+ * the start and stop cleanly, not kill the process mid-start. A failed start exits as
+ * exitOnStartupError does. `afterStop` runs once the service has stopped (flushing traces, say).
+ */
+export async function runUntilSignalled<T extends { stop(): Promise<void> }>(
+  service: string,
+  logger: Logger,
+  starting: Promise<T>,
+  options: { timeoutMs: number; afterStop?: () => Promise<void> },
+): Promise<T> {
+  stopOnSignals({
+    logger,
+    stop: async () => {
+      await (await starting.catch(() => null))?.stop();
+      await options.afterStop?.();
+    },
+    timeoutMs: options.timeoutMs,
+  });
+  return starting.catch((err: unknown) => exitOnStartupError(service, err, logger));
+}
+
+/**
  * Ends a process that could not start: a configuration mistake or a taken port is one line on
  * stderr and exit code 2 (like a bad flag); anything else is logged and exits 1.
  */

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ingestionListener } from '@kvix/kv-ingest';
-import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, runUntilSignalled } from '@kvix/service-kit';
 import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
 import { addEppOptions, eppListeners, resolveEppConfig } from './config.js';
@@ -33,15 +33,4 @@ try {
 } catch (err) {
   exitOnStartupError('kvix-epp', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
 }
-// Signals are handled from before the start: a SIGTERM while starting (a probe can already answer)
-// waits for the start to finish, then stops cleanly, instead of killing the process mid-start.
-const starting = Epp.start(config, logger);
-stopOnSignals({
-  logger,
-  stop: async () => {
-    await (await starting.catch(() => null))?.stop();
-    await tracing?.shutdown();
-  },
-  timeoutMs: config.shutdownTimeoutMs,
-});
-await starting.catch((err: unknown) => exitOnStartupError('kvix-epp', err, logger));
+await runUntilSignalled('kvix-epp', logger, Epp.start(config, logger), { timeoutMs: config.shutdownTimeoutMs, afterStop: async () => tracing?.shutdown() });

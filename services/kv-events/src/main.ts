@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, ConfigError, createLogger, exitOnStartupError, parseCommandLine, runUntilSignalled } from '@kvix/service-kit';
 import { startTracing, TracingConfigError, type Tracing } from '@kvix/telemetry-node';
 import { Command } from 'commander';
 import { addServiceOptions, resolveServiceConfig, serviceListeners } from './config.js';
@@ -31,15 +31,4 @@ try {
 } catch (err) {
   exitOnStartupError('kvix-kv-events', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
 }
-// Signals are handled from before the start: a SIGTERM while starting waits for the start to
-// finish, then stops cleanly, instead of killing the process mid-start.
-const starting = KvEventsService.start(config, logger);
-stopOnSignals({
-  logger,
-  stop: async () => {
-    await (await starting.catch(() => null))?.stop();
-    await tracing?.shutdown();
-  },
-  timeoutMs: config.shutdownTimeoutMs,
-});
-await starting.catch((err: unknown) => exitOnStartupError('kvix-kv-events', err, logger));
+await runUntilSignalled('kvix-kv-events', logger, KvEventsService.start(config, logger), { timeoutMs: config.shutdownTimeoutMs, afterStop: async () => tracing?.shutdown() });

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, createLogger, exitOnStartupError, parseCommandLine, runUntilSignalled } from '@kvix/service-kit';
 import { Command } from 'commander';
 import { addServiceOptions, resolveServiceConfig, serviceListeners } from './config.js';
 import { PredictorService } from './service.js';
@@ -23,7 +23,4 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
 }
 await checkPortsFree(serviceListeners(config)).catch((err: unknown) => exitOnStartupError('kvix-latency-predictor', err));
 const logger = createLogger('latency-predictor', config.logLevel);
-// Signals are handled from before the start: a SIGTERM while starting waits for it, then stops cleanly.
-const starting = PredictorService.start(config, logger);
-stopOnSignals({ logger, stop: async () => (await starting.catch(() => null))?.stop(), timeoutMs: config.shutdownTimeoutMs });
-await starting.catch((err: unknown) => exitOnStartupError('kvix-latency-predictor', err, logger));
+await runUntilSignalled('kvix-latency-predictor', logger, PredictorService.start(config, logger), { timeoutMs: config.shutdownTimeoutMs });

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { checkPortsFree, exitOnStartupError, parseCommandLine, stopOnSignals } from '@kvix/service-kit';
+import { checkPortsFree, exitOnStartupError, parseCommandLine, runUntilSignalled } from '@kvix/service-kit';
 import { Command } from 'commander';
 import { pino } from 'pino';
 import { addSimOptions, explicitFlags, resolveSimConfig, SimConfigError } from './config.js';
@@ -22,7 +22,4 @@ try {
 }
 await checkPortsFree(podListeners(config)).catch((err: unknown) => exitOnStartupError('vllm-sim', err));
 const logger = pino({ level: config.logLevel, base: { service: 'vllm-sim' } });
-// Signals are handled from before the start: a SIGTERM while starting waits for it, then stops cleanly.
-const starting = SimPod.start(config, logger);
-stopOnSignals({ logger, stop: async () => (await starting.catch(() => null))?.stop(), timeoutMs: 10_000 });
-await starting.catch((err: unknown) => exitOnStartupError('vllm-sim', err, logger));
+await runUntilSignalled('vllm-sim', logger, SimPod.start(config, logger), { timeoutMs: 10_000 });
