@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, parsePoolRef, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
@@ -80,6 +81,15 @@ export const EppConfigSchema = z
     /** Discovery label that marks an endpoint draining (no new requests). */
     drainingLabel: z.string().min(1).default('kvix.io/draining'),
     shutdownTimeoutMs: z.number().int().min(100).default(10_000),
+    /**
+     * Processes routing requests on this machine: 1 is one process doing everything; above 1, a
+     * primary ingests KV events into the one index and N workers (sharing the listening ports)
+     * follow it and route. `auto`: one per core beside the primary's (cores - 1, at least 1).
+     */
+    routingWorkers: z.preprocess(
+      (v) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
+      z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'must be a whole number from 1 to 256, or auto' }),
+    ).default(1),
   })
   .strict();
 
@@ -96,6 +106,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_METRICS_HOST: { path: 'metrics.host' },
   KVIX_METRICS_PORT: { path: 'metrics.port', as: 'number' },
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
+  KVIX_ROUTING_WORKERS: { path: 'routingWorkers' },
   KVIX_LATENCY_TRAINING_URL: { path: 'latencyPredictor.trainingUrl' },
   KVIX_LATENCY_TIMEOUT_MS: { path: 'latencyPredictor.timeoutMs', as: 'number' },
   KVIX_LATENCY_COALESCE_WINDOW_MS: { path: 'latencyPredictor.coalesceWindowMs', as: 'number' },
@@ -117,6 +128,7 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   metricsHost: 'metrics.host',
   metricsPort: 'metrics.port',
   tokenizerWorkers: 'tokenization.workers',
+  routingWorkers: 'routingWorkers',
   latencyTrainingUrl: 'latencyPredictor.trainingUrl',
   latencyTimeoutMs: 'latencyPredictor.timeoutMs',
   latencyCoalesceWindowMs: 'latencyPredictor.coalesceWindowMs',
@@ -141,6 +153,7 @@ export function addEppOptions(cmd: Command): Command {
     .option('--metrics-port <port>', 'metrics, probes and debug API port (0: any free port)', integerArg, DEFAULT_METRICS_PORT)
     .option('--pool-name <name>', 'InferencePool name in metrics (default: the --inference-pool name, else kvix)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
+    .option('--routing-workers <n|auto>', 'routing processes sharing the ports, fed by one primary process that ingests the KV events (1: one process does everything; auto: cores - 1) (KVIX_ROUTING_WORKERS)')
     .option('--latency-predictor <builtin|off|urls>', 'route requests with SLO headers on predicted latency: builtin (model in this process) or prediction server URLs, comma-separated (KVIX_LATENCY_PREDICTOR; llm-d: PREDICTION_SERVER_URL)')
     .option('--latency-training-url <url>', 'training server of the latency predictor (default: the first prediction URL; llm-d: TRAINING_SERVER_URL)')
     .option('--latency-timeout-ms <ms>', 'budget of one prediction HTTP call before retrying or falling back to the built-in model', integerArg, 250)
@@ -217,4 +230,17 @@ export function eppListeners(config: EppConfig): ListenerSpec[] {
   if (config.extProc.enabled) out.push({ name: 'ext_proc', flag: '--ext-proc-port', host: config.extProc.host, port: config.extProc.port });
   out.push({ name: 'metrics', flag: '--metrics-port', host: config.metrics.host, port: config.metrics.port });
   return out;
+}
+
+/**
+ * How many worker processes `routingWorkers` asks for, checked against the rest of the configuration:
+ * workers follow the primary's in-memory index, which replication and Redis would replace.
+ */
+export function workerCount(config: EppConfig, cores: number = availableParallelism()): number {
+  const n = config.routingWorkers === 'auto' ? Math.max(1, cores - 1) : config.routingWorkers;
+  if (n > 1) {
+    if (config.embeddedIndex && config.index.backend !== 'memory') throw new ConfigError(`routingWorkers ${n}: the workers follow the primary's in-memory index; with index.backend ${config.index.backend} run one process per pod/replica instead`);
+    if (config.replication.natsUrl !== undefined) throw new ConfigError(`routingWorkers ${n} with replication (--nats-url) is not supported: run one process per replica`);
+  }
+  return n;
 }
