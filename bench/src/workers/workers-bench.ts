@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { loadExtProc, type ProcessingRequest, type ProcessingResponse__Output } from '@kvix/proto';
 import { freePorts, repoRoot, spawnProcess, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { printTable, rng, writeResult } from '../harness.js';
@@ -35,6 +35,8 @@ interface ArmResult {
   eppCpuMsPerDecision: number;
   /** The primary's part of it (ingestion, relaying speculation, metrics); the whole process with 1. */
   primaryCpuMsPerDecision: number;
+  /** Each worker's share of the workers' CPU (%): how evenly the connections were spread. */
+  workerCpuShares: number[];
   load1: number;
 }
 
@@ -63,12 +65,15 @@ async function fakePods(): Promise<{ servers: Server[]; ports: number[] }> {
   return { servers, ports };
 }
 
-function chatBodies(count: number): Buffer[] {
+/**
+ * Request bodies, each one new (a numbered question): a body seen before would be answered from
+ * the tokenizer's result cache, which one process warms N times faster than N workers do.
+ */
+function chatBodies(): (n: number) => Buffer {
   const next = rng(11);
   const systems = Array.from({ length: 32 }, (_, i) => prose(100 + i, 8000 + Math.floor(next() * 12_000)));
-  return Array.from({ length: count }, (_, i) =>
-    Buffer.from(JSON.stringify({ model: MODEL, max_tokens: 16, messages: [{ role: 'system', content: systems[i % systems.length]! }, { role: 'user', content: prose(10_000 + i, 400 + Math.floor(next() * 1200)) }] })),
-  );
+  const questions = Array.from({ length: 256 }, (_, i) => prose(10_000 + i, 400 + Math.floor(next() * 1200)));
+  return (n) => Buffer.from(JSON.stringify({ model: MODEL, max_tokens: 16, messages: [{ role: 'system', content: systems[n % systems.length]! }, { role: 'user', content: `Question ${n}: ${questions[n % questions.length]!}` }] }));
 }
 
 const header = (key: string, value: string): { key: string; rawValue: Buffer } => ({ key, rawValue: Buffer.from(value) });
@@ -106,26 +111,42 @@ async function probeDecision(port: number): Promise<boolean> {
   }
 }
 
-type ExtProcClient = { Process(): ClientDuplexStream<ProcessingRequest, ProcessingResponse__Output>; close(): void };
+type ExtProcClient = { Process(options?: { deadline: number }): ClientDuplexStream<ProcessingRequest, ProcessingResponse__Output>; close(): void };
 
-/** One ext_proc stream: headers and body, resolved at the header answer (the decision). */
-function decide(client: ExtProcClient, body: Buffer): Promise<void> {
-  const call = client.Process();
-  return new Promise<void>((resolve, reject) => {
-    let done = false;
+/** A stream that has not answered in this long (an idle machine's figure) counts as an error. */
+const DECISION_DEADLINE_MS = 30_000;
+
+/**
+ * One ext_proc stream as Envoy runs it up to the upstream: headers and body sent, the header answer
+ * naming the endpoint (the decision, whose latency is returned), the body echoed, then the stream
+ * closed cleanly. Streams are not reset after the decision: Node's HTTP/2 server closes a
+ * connection that resets streams at that rate, and the reconnections would land anywhere.
+ */
+function decide(client: ExtProcClient, body: Buffer): Promise<number> {
+  const t0 = performance.now();
+  const call = client.Process({ deadline: Date.now() + DECISION_DEADLINE_MS });
+  return new Promise<number>((resolve, reject) => {
+    let decidedMs: number | null = null;
+    let settled = false;
+    const finish = (err: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      if (err) {
+        call.cancel();
+        reject(err);
+      } else resolve(decidedMs!);
+    };
     call.on('data', (a: ProcessingResponse__Output) => {
-      if (done || a.response !== 'requestHeaders') return;
-      done = true;
-      const routed = a.requestHeaders?.response?.headerMutation?.setHeaders.some((h) => h.header?.key === 'x-gateway-destination-endpoint');
-      call.cancel();
-      if (routed) resolve();
-      else reject(new Error('no endpoint in the header answer'));
+      if (decidedMs === null) {
+        // Anything else first (an immediate response: no endpoints, shed) is not a decision.
+        const routed = a.response === 'requestHeaders' && a.requestHeaders?.response?.headerMutation?.setHeaders.some((h) => h.header?.key === 'x-gateway-destination-endpoint');
+        if (!routed) return finish(new Error(`answered ${a.response ?? 'nothing'} without an endpoint`));
+        decidedMs = performance.now() - t0;
+      }
+      if (a.requestBody?.response?.bodyMutation?.streamedResponse?.endOfStream) call.end();
     });
-    call.on('error', (err: ServiceError) => {
-      if (done && err.code === status.CANCELLED) return;
-      done = true;
-      reject(err);
-    });
+    call.on('error', (err: ServiceError) => finish(err));
+    call.on('end', () => finish(decidedMs === null ? new Error('stream ended without a decision') : null));
     call.write({ requestHeaders: { headers: { headers: [header(':method', 'POST'), header(':path', '/v1/chat/completions'), header(':authority', 'gw'), header('content-type', 'application/json')] }, endOfStream: false } });
     call.write({ requestBody: { body, endOfStream: true } });
   });
@@ -137,12 +158,20 @@ async function workerPids(metricsPort: number): Promise<number[]> {
   return ((await r.json()) as { workers: { pid: number }[] }).workers.map((w) => w.pid);
 }
 
-async function runArm(workers: number, podPorts: number[], bodies: Buffer[], warmupMs: number, measureMs: number): Promise<ArmResult> {
+async function runArm(workers: number, podPorts: number[], bodies: (n: number) => Buffer, warmupMs: number, measureMs: number): Promise<ArmResult> {
   const epp = await startEpp(workers, podPorts);
   const pids = [epp.proc.child.pid!, ...(workers > 1 ? await workerPids(epp.metricsPort) : [])];
   const Client = loadExtProc().envoy.service.ext_proc.v3.ExternalProcessor;
   // One HTTP/2 connection per client (a local subchannel pool each): node:cluster balances connections.
-  const clients = Array.from({ length: CONNECTIONS }, () => new Client(`127.0.0.1:${epp.extProcPort}`, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as ExtProcClient);
+  // Opened one after another, each with a first decision, as a proxy's connections come up: node:cluster
+  // hands a connection to a worker that is free to take it, and a burst of simultaneous connects can
+  // all land on the worker that answered first (HTTP/2 connections then stay where they landed).
+  const clients: ExtProcClient[] = [];
+  for (let i = 0; i < CONNECTIONS; i++) {
+    const client = new Client(`127.0.0.1:${epp.extProcPort}`, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as ExtProcClient;
+    await decide(client, bodies(i));
+    clients.push(client);
+  }
   let measuring = false;
   let stop = false;
   let decisions = 0;
@@ -151,13 +180,12 @@ async function runArm(workers: number, podPorts: number[], bodies: Buffer[], war
   const latencies: number[] = [];
   const loop = async (client: ExtProcClient): Promise<void> => {
     while (!stop) {
-      const body = bodies[cursor++ % bodies.length]!;
-      const t0 = performance.now();
+      const body = bodies(cursor++);
       try {
-        await decide(client, body);
+        const ms = await decide(client, body);
         if (measuring) {
           decisions++;
-          latencies.push(performance.now() - t0);
+          latencies.push(ms);
         }
       } catch {
         if (measuring) errors++;
@@ -168,6 +196,7 @@ async function runArm(workers: number, podPorts: number[], bodies: Buffer[], war
   await new Promise((r) => setTimeout(r, warmupMs));
   const cpu0 = pids.reduce((s, p) => s + cpuMs(p), 0);
   const primary0 = cpuMs(pids[0]!);
+  const workers0 = pids.slice(1).map(cpuMs);
   const t0 = performance.now();
   measuring = true;
   await new Promise((r) => setTimeout(r, measureMs));
@@ -175,18 +204,20 @@ async function runArm(workers: number, podPorts: number[], bodies: Buffer[], war
   const seconds = (performance.now() - t0) / 1000;
   const cpu = pids.reduce((s, p) => s + cpuMs(p), 0) - cpu0;
   const primaryCpu = cpuMs(pids[0]!) - primary0;
+  const workerCpu = pids.slice(1).map((p, i) => cpuMs(p) - workers0[i]!);
+  const workerTotal = workerCpu.reduce((a, b) => a + b, 0);
   stop = true;
   await Promise.all(loops);
   for (const c of clients) c.close();
   await epp.proc.stop('SIGTERM');
   latencies.sort((a, b) => a - b);
   const at = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
-  return { workers, decisions, errors, seconds, decisionsPerSec: decisions / seconds, p50Ms: at(0.5), p99Ms: at(0.99), eppCpuMsPerDecision: decisions > 0 ? cpu / decisions : NaN, primaryCpuMsPerDecision: decisions > 0 ? primaryCpu / decisions : NaN, load1: loadavg()[0]! };
+  return { workers, decisions, errors, seconds, decisionsPerSec: decisions / seconds, p50Ms: at(0.5), p99Ms: at(0.99), eppCpuMsPerDecision: decisions > 0 ? cpu / decisions : NaN, primaryCpuMsPerDecision: decisions > 0 ? primaryCpu / decisions : NaN, workerCpuShares: workerCpu.map((c) => Math.round((100 * c) / Math.max(1, workerTotal))), load1: loadavg()[0]! };
 }
 
 export async function runWorkersBenchmark(options: { quick: boolean }): Promise<void> {
   const { servers, ports } = await fakePods();
-  const bodies = chatBodies(2048);
+  const bodies = chatBodies();
   const warmupMs = options.quick ? 4000 : 8000;
   const measureMs = options.quick ? 8000 : 20_000;
   // Alternated so a change in the machine's load during the run shows as spread, not as a ratio.
@@ -204,8 +235,8 @@ export async function runWorkersBenchmark(options: { quick: boolean }): Promise<
   };
   printTable(
     `EPP decisions/s, --routing-workers 1 vs 2 (closed loop, ${CONNECTIONS} connections × ${STREAMS_PER_CONNECTION} streams, precise profile; load ${loadBefore.toFixed(1)} → ${loadavg()[0]!.toFixed(1)})`,
-    ['workers', 'decisions/s', 'p50 ms', 'p99 ms', 'EPP CPU ms/decision', 'primary CPU ms/decision', 'errors', 'load1'],
-    arms.map((a) => [a.workers, a.decisionsPerSec.toFixed(0), a.p50Ms.toFixed(2), a.p99Ms.toFixed(2), a.eppCpuMsPerDecision.toFixed(2), a.primaryCpuMsPerDecision.toFixed(2), a.errors, a.load1.toFixed(1)]),
+    ['workers', 'decisions/s', 'p50 ms', 'p99 ms', 'EPP CPU ms/decision', 'primary CPU ms/decision', 'worker CPU split %', 'errors', 'load1'],
+    arms.map((a) => [a.workers, a.decisionsPerSec.toFixed(0), a.p50Ms.toFixed(2), a.p99Ms.toFixed(2), a.eppCpuMsPerDecision.toFixed(2), a.primaryCpuMsPerDecision.toFixed(2), a.workerCpuShares.join('/') || '-', a.errors, a.load1.toFixed(1)]),
   );
   const ratio = mean(2, (a) => a.decisionsPerSec) / mean(1, (a) => a.decisionsPerSec);
   console.log(`2 workers / 1 process: ${ratio.toFixed(2)}× decisions/s`);
