@@ -161,3 +161,44 @@ describe('kvix-epp --routing-workers validation', () => {
     expect(redis.output()).toContain('in-memory index');
   });
 });
+
+describe('kvix-epp --routing-workers 2, speculative entries', () => {
+  it('shares a decision between workers: a same-prefix burst spread over both lands on the first decision\'s pod before any KV event', async () => {
+    // The EPP hears no KV events here (the event ports lead nowhere): only the decisions' speculative
+    // entries, kept long enough not to expire during the test, can steer the requests.
+    const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-spec-'));
+    const nowhere = await freePorts(pods.length);
+    writeFileSync(join(dir, 'endpoints.yaml'), stringify({ endpoints: pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: nowhere[i], model: MODEL })) }));
+    writeFileSync(join(dir, 'config.yaml'), stringify({ index: { speculativeTtlMs: 600_000, adaptiveSpeculativeTtl: { enabled: false } }, ingest: { readinessTimeoutMs: 1000 } }));
+    const [gw, xp, mp] = (await freePorts(3)) as [number, number, number];
+    const other = cli.run(['--routing-workers', '2', '--config', join(dir, 'config.yaml'), '--endpoints-file', join(dir, 'endpoints.yaml'), '--gateway-port', String(gw), '--ext-proc-port', String(xp), '--metrics-port', String(mp), '--tokenizer-workers', '0']);
+    await waitFor(() => other.output().includes('"epp started"') || other.child.exitCode !== null, 60_000, 'the second EPP to start');
+    expect(other.child.exitCode, other.output()).toBeNull();
+    const prompt = `Shared instructions for every agent. ${'Answer in one short sentence and cite the page. '.repeat(60)}`;
+    const first = await complete(gw, `${prompt} first`);
+    expect(first.status).toBe(200);
+    // The one decision so far is held, as speculative entries, by the worker that made it and the other.
+    let view: unknown = null;
+    await waitFor(
+      async () => {
+        const w = (await (await fetch(`http://127.0.0.1:${mp}/debug/workers`)).json()) as { workers: WorkerView[] };
+        view = w;
+        return w.workers.length === 2 && w.workers.every((x) => (x.pods.find((p) => p.pod === first.endpoint)?.speculative ?? 0) > 0);
+      },
+      20_000,
+      () => `both workers to hold the first decision: ${JSON.stringify(view)}`,
+    );
+    const seen: { worker: string | undefined; endpoint: string | undefined }[] = [first];
+    await waitFor(
+      async () => {
+        const r = await complete(gw, `${prompt} ${seen.length}`);
+        seen.push(r);
+        return new Set(seen.map((s) => s.worker)).size === 2;
+      },
+      20_000,
+      () => `requests answered by both workers: ${JSON.stringify(seen)}`,
+    );
+    expect(seen.map((s) => s.endpoint)).toEqual(seen.map(() => first.endpoint));
+    expect(await other.stop('SIGTERM')).toBe(0);
+  });
+});
