@@ -12,6 +12,8 @@ import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type Worke
 
 /** A worker the primary asked a question that it did not answer within this long counts as not ready. */
 const ASK_TIMEOUT_MS = 2000;
+/** Index metric families measured where lookups and speculation happen: in the workers. */
+const WORKER_SIDE = /lookup|speculati/;
 /** A worker dying again this soon after its start waits before the next one (doubling, up to 5 s). */
 const QUICK_DEATH_MS = 5000;
 
@@ -288,10 +290,11 @@ export class EppPrimary implements OpSink {
 
   /** Every worker's metrics summed (prom-client's cluster aggregation), beside the primary's own. */
   private async metrics(): Promise<Registry> {
-    const own = await this.registry.getMetricsAsJSON();
+    // Ingestion and the index's contents are the primary's work (the workers' copies would count it N
+    // more times); lookups and speculation happen in the workers (the primary's series stay at zero).
+    const own = (await this.registry.getMetricsAsJSON()).filter((f) => !WORKER_SIDE.test(f.name));
     const mine = new Set(own.map((f) => f.name));
     const answers = await Promise.all(this.slots.map((s) => this.ask(s, 'metrics?')));
-    // The index and ingestion metrics are the primary's: the workers' copies would count its work N more times.
     const theirs = answers.map((a) => (a?.kvix === 'metrics' ? a.metrics.filter((f: MetricFamilyJson) => !mine.has(f.name)) : []));
     return AggregatorRegistry.aggregate([own, ...theirs]);
   }
