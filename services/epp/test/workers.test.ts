@@ -117,6 +117,9 @@ describe('kvix-epp --routing-workers 2', () => {
     );
     const seen = await routedByBoth(() => prompt);
     expect(seen.map((s) => s.endpoint)).toEqual(seen.map(() => holder.id));
+    // Those lookups happened in the workers: the metrics port shows theirs, not the primary's idle copy.
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(Number(/^kvcache_index_lookup_requests_total (\d+)/m.exec(text)?.[1] ?? 0)).toBeGreaterThanOrEqual(seen.length);
   });
 
   it('replaces a killed worker, logs its death once, and keeps routing with both workers', async () => {
