@@ -98,3 +98,4 @@ export type { Value, Value__Output } from './generated/google/protobuf/Value.js'
 export type { ListValue, ListValue__Output } from './generated/google/protobuf/ListValue.js';
 export type { Duration, Duration__Output } from './generated/google/protobuf/Duration.js';
 export { MalformedRequest, withMalformedRequests } from './malformed.js';
+export { grpcServerCredentials, grpcChannelCredentials, grpcChannelOptions, TlsFileError, type GrpcServerTls, type GrpcClientTls } from './tls.js';

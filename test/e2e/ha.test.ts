@@ -40,7 +40,7 @@ let envoy: EnvoyProcess;
 async function startReplica(id: string, index: string[] = ['--replicate-index', 'follow'], ports?: { extProc: number; metricsPort: number }): Promise<Replica> {
   const [extProc, metricsPort] = ports ? [ports.extProc, ports.metricsPort] : await freePorts(2);
   const proc = epps.run(
-    ['--endpoints-file', file, '--nats-url', nats.url, ...index, '--replica-id', id, '--no-gateway', '--ext-proc-host', '127.0.0.1', '--ext-proc-port', String(extProc), '--metrics-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--tokenizer-workers', '1', '--log-level', 'warn'],
+    ['--endpoints-file', file, '--nats-url', nats.url, ...index, '--replica-id', id, '--no-gateway', '--ext-proc-host', '127.0.0.1', '--ext-proc-port', String(extProc), '--metrics-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--tokenizer-workers', '1', '--debug-routes', '--log-level', 'warn'],
   );
   const metrics = `http://127.0.0.1:${metricsPort}`;
   await waitFor(async () => (await fetch(`${metrics}/readyz`)).status === 200, 30_000, `replica ${id} ready (${proc.output().slice(-500)})`);

@@ -46,7 +46,7 @@ export class EnvoySim extends EventEmitter<EnvoySimEvents> {
   constructor(options: EnvoySimOptions) {
     super();
     this.options = resolveOptions(options);
-    this.pool = new ProcessorPool(this.options.extProcTargets, this.options.extProcEjectionMs);
+    this.pool = new ProcessorPool(this.options.extProcTargets, this.options.extProcEjectionMs, this.options.extProcTls);
     this.server = createServer((req, res) => {
       const exchange: Exchange = new Exchange(req, res, {
         id: this.nextId++,

@@ -22,6 +22,10 @@ override_host policy; ORIGINAL_DST without a pool), for where no Envoy can run
                                   unavailable ('' for none)                             [connect-failure,unavailable]
   --ext-proc-num-retries <n>      retries per stream                                    [one per other host]
   --ext-proc-ejection-ms <n>      how long a host is skipped after a failed connect or reset  [5000]
+  --ext-proc-tls-ca <file>        speak TLS to the ext_proc servers, verifying them against this CA (PEM)
+  --ext-proc-tls-cert <file>      client certificate for ext_proc servers that require mutual TLS
+  --ext-proc-tls-key <file>       key of --ext-proc-tls-cert
+  --ext-proc-tls-server-name <n>  the name the servers' certificate carries (default: the host dialled)
   --log                           one JSON line per request on stdout
 `;
 
@@ -51,6 +55,10 @@ async function main(): Promise<void> {
       'ext-proc-retry-on': { type: 'string' },
       'ext-proc-num-retries': { type: 'string' },
       'ext-proc-ejection-ms': { type: 'string' },
+      'ext-proc-tls-ca': { type: 'string' },
+      'ext-proc-tls-cert': { type: 'string' },
+      'ext-proc-tls-key': { type: 'string' },
+      'ext-proc-tls-server-name': { type: 'string' },
       log: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -73,6 +81,7 @@ async function main(): Promise<void> {
     extProcRetryOn: list(values['ext-proc-retry-on']) as ExtProcRetryOn[] | undefined,
     extProcNumRetries: number(values['ext-proc-num-retries']),
     extProcEjectionMs: number(values['ext-proc-ejection-ms']),
+    ...extProcTlsOf(values),
     ...(values.subset ? { metadataContext: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': values.subset.split(',') } } } : {}),
   };
   await checkPortsFree([{ name: 'listener', flag: '--http-port', host: options.host ?? '127.0.0.1', port: options.port ?? 0 }]);
@@ -92,3 +101,11 @@ main().catch((err: unknown) => {
   process.stderr.write(`kvix-envoy-sim: ${message.replace(/\s*\n\s*/g, ' ')}${usage ? ' (see --help)' : ''}\n`);
   process.exit(usage || inUse ? 2 : 1);
 });
+
+/** --ext-proc-tls-* into the TLS setting (none of them: plaintext). */
+function extProcTlsOf(values: { 'ext-proc-tls-ca'?: string | undefined; 'ext-proc-tls-cert'?: string | undefined; 'ext-proc-tls-key'?: string | undefined; 'ext-proc-tls-server-name'?: string | undefined }): Pick<EnvoySimOptions, 'extProcTls'> {
+  const tls = { caFile: values['ext-proc-tls-ca'], certFile: values['ext-proc-tls-cert'], keyFile: values['ext-proc-tls-key'], serverName: values['ext-proc-tls-server-name'] };
+  if (Object.values(tls).every((v) => v === undefined)) return {};
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) throw new EnvoySimError('INVALID_OPTIONS', '--ext-proc-tls-cert and --ext-proc-tls-key go together');
+  return { extProcTls: tls };
+}

@@ -1,3 +1,4 @@
+import type { GrpcClientTls } from '@kvix/proto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { parseEndpoint, type Endpoint } from './destination.js';
 import { EnvoySimError } from './errors.js';
@@ -61,6 +62,8 @@ export interface EnvoySimOptions {
   defaultUpstream?: string | readonly string[];
   /** Upstream connect timeout; default 5 s (Envoy's cluster `connect_timeout` default). */
   connectTimeoutMs?: number;
+  /** TLS to the ext_proc servers (the CA, and a client certificate for mutual TLS); plaintext without. */
+  extProcTls?: GrpcClientTls;
   /**
    * The route's `num_retries`: endpoints tried after the first when a connection fails or is reset
    * before the response headers; default 2, as deploy/envoy/envoy.yaml.
@@ -75,6 +78,7 @@ export interface ResolvedOptions {
   extProcRetryOn: ReadonlySet<ExtProcRetryOn>;
   extProcNumRetries: number;
   extProcEjectionMs: number;
+  extProcTls: GrpcClientTls | undefined;
   host: string;
   port: number;
   messageTimeoutMs: number;
@@ -144,6 +148,7 @@ export function resolveOptions(options: EnvoySimOptions): ResolvedOptions {
     // A retry never goes back to a host already tried (the previous_hosts predicate).
     extProcNumRetries: Math.min(count('extProcNumRetries', options.extProcNumRetries, targets.length - 1), targets.length - 1),
     extProcEjectionMs: count('extProcEjectionMs', options.extProcEjectionMs, 5_000),
+    extProcTls: options.extProcTls,
     host: options.host ?? '127.0.0.1',
     port,
     messageTimeoutMs: positive('messageTimeoutMs', options.messageTimeoutMs, 10_000),

@@ -1,5 +1,5 @@
-import { connectivityState, credentials, type ChannelOptions } from '@grpc/grpc-js';
-import { loadExtProc, type ExternalProcessorClient } from '@kvix/proto';
+import { connectivityState, type ChannelOptions } from '@grpc/grpc-js';
+import { grpcChannelCredentials, grpcChannelOptions, loadExtProc, type ExternalProcessorClient, type GrpcClientTls } from '@kvix/proto';
 import type { ProcessorFailure } from './processor-failure.js';
 
 /** Envoy's default `healthy_panic_threshold`: below this share of usable hosts, every host is used. */
@@ -22,9 +22,12 @@ export class ProcessorHost {
   failures = 0;
   ejections = 0;
 
-  constructor(readonly target: string) {
+  constructor(
+    readonly target: string,
+    tls?: GrpcClientTls,
+  ) {
     const { ExternalProcessor } = loadExtProc().envoy.service.ext_proc.v3;
-    this.client = new ExternalProcessor(target, credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.client = new ExternalProcessor(target, grpcChannelCredentials(tls), { ...CHANNEL_OPTIONS, ...grpcChannelOptions(tls) });
   }
 
   /** What grpc-js reports as the peer of a call that never got a connection. */
@@ -62,8 +65,10 @@ export class ProcessorPool {
   constructor(
     targets: readonly string[],
     private readonly ejectionMs: number,
+    /** TLS to the ext_proc hosts (mutual with a client certificate); plaintext without. */
+    tls?: GrpcClientTls,
   ) {
-    this.hosts = targets.map((target) => new ProcessorHost(target));
+    this.hosts = targets.map((target) => new ProcessorHost(target, tls));
   }
 
   /**

@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { ceiling, freePort } from '@kvix/test-support';
+import { ceiling, freePort, waitFor } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EnvoySim, EnvoySimError, type EnvoySimOptions } from '../src/index.js';
 import { echoUpstream, headersOf, nextReport, send, startProcessor, startUpstream, type ProcessorScript, type TestProcessor, type TestUpstream } from './harness.js';
@@ -362,7 +362,10 @@ describe('the message timeout', () => {
   it('does not run while the processor is still waiting for the body', async () => {
     const vllm = await upstream(echoUpstream());
     const epp = await processor({ endpoints: [vllm.address] });
-    const sim = await simFor(epp.target, { messageTimeoutMs: 100 });
+    // Long enough (scaled for the machine's load) for the processor to answer once it has the whole
+    // body: that answer is not what this test is about.
+    const timeoutMs = ceiling(250);
+    const sim = await simFor(epp.target, { messageTimeoutMs: timeoutMs });
     const half = Math.floor(COMPLETION.length / 2);
 
     const status = await new Promise<number>((resolve, reject) => {
@@ -372,9 +375,13 @@ describe('the message timeout', () => {
       });
       req.on('error', reject);
       req.write(COMPLETION.slice(0, half));
-      // A pause several timeouts long, with the processor holding only part of the body: a
-      // watchdog started at the request headers would answer 504.
-      setTimeout(() => req.end(COMPLETION.slice(half)), 500);
+      // Once the processor holds part of the body, a pause longer than the timeout. The simulator runs
+      // in this process and Node fires timers in the order they expire, so a watchdog started at the
+      // request headers (earlier) would fire, and answer 504, before this one ends the pause.
+      waitFor(() => epp.streams[0]?.messages.some((m) => m.request === 'requestBody'), 10_000, 'the first body chunk at the processor').then(
+        () => setTimeout(() => req.end(COMPLETION.slice(half)), timeoutMs * 1.5),
+        reject,
+      );
     });
 
     expect(status).toBe(200);

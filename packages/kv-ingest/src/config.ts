@@ -8,6 +8,12 @@ export const IngestConfigSchema = z
     mode: z.enum(['per-pod', 'centralized']).default('per-pod'),
     /** Bound address in centralized mode (loopback by default: pods on other hosts need tcp://*:5557 or an interface address). */
     centralizedEndpoint: z.string().min(1).default('tcp://127.0.0.1:5557'),
+    /**
+     * CURVE on the centralized endpoint: its secret key, and the publishers' public keys admitted
+     * (anyone else's handshake is refused). vLLM's own publisher has no CURVE settings: use it with
+     * publishers that do (the simulator's --kv-events-curve-*), or a network policy instead.
+     */
+    curve: z.object({ secretKeyFile: z.string().min(1), allowedKeysFile: z.string().min(1) }).strict().optional(),
     /** Topic prefix subscribed to; "" receives vLLM's default empty topic too. */
     topicPrefix: z.string().default('kv@'),
     /** Static pods (endpoints-file entries). */
@@ -41,7 +47,8 @@ export const IngestConfigSchema = z
     /** Readiness waits for discovery and the pods' startup replays, at most this long. */
     readinessTimeoutMs: z.number().int().min(0).default(15_000),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.curve === undefined || c.mode === 'centralized', { message: 'curve secures the centralized endpoint: set mode to centralized', path: ['curve'] });
 
 export type IngestConfig = z.output<typeof IngestConfigSchema>;
 export type IngestConfigInput = z.input<typeof IngestConfigSchema>;

@@ -5,6 +5,7 @@ export { InstrumentedIndex } from './instrumented-index.js';
 export { TracedIndex, TracedEventApplier } from './traced-index.js';
 export { PodStream, ReplayUnavailableError, type IncomingBatch, type ReplayClient, type StreamSink, type StreamObserver, type StreamOptions, type StreamState, type ReplayReason, type ReplayOutcome, REPLAY_REASONS, REPLAY_OUTCOMES } from './stream/pod-stream.js';
 export { EventSubscriber, ZmqReplayClient } from './transport/zmq.js';
+export { readCurveAllowList, readCurveSecretKey, z85Encode, CurveConfigError } from './transport/curve.js';
 export { FileDiscovery } from './discovery/file.js';
 export { StaticDiscovery } from './discovery/static.js';
 export { parseEndpointsDocument, targetsOf, EndpointEntrySchema, type EndpointEntry, type EntryDefaults } from './discovery/endpoints-file.js';

@@ -1,5 +1,6 @@
 import { parseTopic, type DecodedBatch, type EventDecodeError } from '@kvix/kv-events';
 import type { EngineProfile, EventApplier, EventRules } from '@kvix/kv-index';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { IngestConfig } from './config.js';
 import type { BackendStatus } from './index-stack.js';
@@ -9,6 +10,7 @@ import { StaticDiscovery } from './discovery/static.js';
 import type { DiscoverySource, PodTarget } from './discovery/types.js';
 import type { IngestMetrics } from './metrics.js';
 import { PodStream, type IncomingBatch, type StreamState, type StreamSink } from './stream/pod-stream.js';
+import { authorizeCurveDomain, forgetCurveDomain, readCurveAllowList, readCurveSecretKey } from './transport/curve.js';
 import { EventSubscriber, ZmqReplayClient } from './transport/zmq.js';
 
 export interface IngestorOptions {
@@ -148,6 +150,8 @@ export class Ingestor {
   private readonly lanes: Lane[];
   private readonly sources: DiscoverySource[];
   private central: EventSubscriber | null = null;
+  /** The ZAP domain of the centralized socket's CURVE allow-list, while registered. */
+  private curveDomain: string | null = null;
   private unknownTopicLogged = false;
   private depthTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
@@ -183,7 +187,8 @@ export class Ingestor {
     this.started = true;
     const c = this.options.config;
     if (c.mode === 'centralized') {
-      this.central = new EventSubscriber(c.centralizedEndpoint, 'bind', this.subscriberOptions(), {
+      const curve = await this.curveFor(c);
+      this.central = new EventSubscriber(c.centralizedEndpoint, 'bind', { ...this.subscriberOptions(), ...(curve ? { curve } : {}) }, {
         message: (m) => this.onCentralMessage(m),
         malformed: (err) => this.onMalformed(null, err),
         connected: () => undefined,
@@ -191,7 +196,7 @@ export class Ingestor {
         reconnecting: () => undefined,
       });
       await this.central.start();
-      this.logger.info({ endpoint: c.centralizedEndpoint }, 'listening for KV events (centralized mode)');
+      this.logger.info({ endpoint: c.centralizedEndpoint, curve: curve !== null }, 'listening for KV events (centralized mode)');
     }
     if (this.sources.length === 0 && c.mode === 'per-pod') {
       this.logger.warn('no pods configured: set pods or endpointsFile');
@@ -234,6 +239,7 @@ export class Ingestor {
     await Promise.allSettled(this.sources.map((s) => s.stop()));
     await this.reconciling;
     this.central?.close();
+    if (this.curveDomain !== null) forgetCurveDomain(this.curveDomain);
     for (const pod of this.pods.values()) {
       if (pod.quietTimer) clearTimeout(pod.quietTimer);
       pod.subscriber?.close();
@@ -522,6 +528,27 @@ export class Ingestor {
       runtime.stream.requestRebuild();
       runtime.lane.schedule(runtime.stream);
     }
+  }
+
+  /** The centralized socket's CURVE settings, with its allow-list registered with the ZAP handler. */
+  private async curveFor(c: IngestConfig): Promise<{ secretKey: string; zapDomain: string } | null> {
+    if (c.curve === undefined) return null;
+    const secretKey = readCurveSecretKey(c.curve.secretKeyFile);
+    const allowed = readCurveAllowList(c.curve.allowedKeysFile);
+    const zapDomain = `kvix-ingest-${randomUUID()}`;
+    const warned = new Set<string>();
+    await authorizeCurveDomain(zapDomain, {
+      allowed,
+      refused: (publicKey, address) => {
+        this.options.metrics.publishersRefused.inc();
+        if (warned.has(publicKey) || warned.size >= 1000) return;
+        warned.add(publicKey);
+        this.logger.warn({ publicKey, address }, 'a publisher not on the CURVE allow-list tried to connect; refused');
+      },
+    });
+    this.curveDomain = zapDomain;
+    this.logger.info({ allowedPublishers: allowed.size }, 'centralized endpoint requires CURVE from allow-listed publishers');
+    return { secretKey, zapDomain };
   }
 
   private subscriberOptions() {

@@ -62,6 +62,7 @@ export class IngestMetrics {
   readonly activeSubscribers: Gauge;
   readonly reconnections: PodIdentifierCounter<never>;
   readonly zmqErrors: PodIdentifierCounter<'operation'>; // operation: one of ZMQ_ERROR_OPERATIONS
+  readonly publishersRefused: Counter;
   /** llm-d's labels are `cache_kind` (when known) and `reason`. */
   readonly storesSkipped: Counter<'cache_kind' | 'reason'>;
   readonly removalsSkipped: Counter<'cache_kind' | 'reason'>;
@@ -109,6 +110,7 @@ export class IngestMetrics {
     this.messagesReceived = new PodIdentifierCounter(new Counter({ name: `${P}events_messages_received_total`, help: 'KV-event messages received, per pod.', labelNames: ['pod_identifier'], registers }));
     this.activeSubscribers = new Gauge({ name: `${P}events_active_subscribers`, help: 'Pods with an active KV-event subscription.', registers });
     this.reconnections = new PodIdentifierCounter(new Counter({ name: `${P}events_subscriber_reconnections_total`, help: 'Reconnection attempts to a pod\'s event endpoint.', labelNames: ['pod_identifier'], registers }));
+    this.publishersRefused = new Counter({ name: `${P}events_publishers_refused_total`, help: 'Publishers refused by the centralized collector\'s CURVE allow-list (handshakes denied).', registers });
     this.zmqErrors = new PodIdentifierCounter(new Counter({ name: `${P}events_zmq_errors_total`, help: 'Malformed messages and transport errors, by operation.', labelNames: ['pod_identifier', 'operation'], registers }));
     this.storesSkipped = new Counter({ name: `${P}events_stores_skipped_total`, help: 'BlockStored events not (fully) indexed, by reason.', labelNames: ['cache_kind', 'reason'], registers });
     this.removalsSkipped = new Counter({ name: `${P}events_removals_skipped_total`, help: 'BlockRemoved events not applied, by reason.', labelNames: ['cache_kind', 'reason'], registers });

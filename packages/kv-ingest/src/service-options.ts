@@ -14,6 +14,8 @@ export const INGESTION_ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_REDIS_KEY_PREFIX: { path: 'index.redis.keyPrefix' },
   KVIX_KV_EVENTS_MODE: { path: 'ingest.mode' },
   KVIX_CENTRALIZED_ENDPOINT: { path: 'ingest.centralizedEndpoint' },
+  KVIX_CURVE_SECRET_KEY_FILE: { path: 'ingest.curve.secretKeyFile' },
+  KVIX_CURVE_ALLOWED_KEYS_FILE: { path: 'ingest.curve.allowedKeysFile' },
   KVIX_TOPIC_PREFIX: { path: 'ingest.topicPrefix' },
   KVIX_ENDPOINTS_FILE: { path: 'ingest.endpointsFile' },
   KVIX_PODS: { path: 'ingest.pods', as: 'list' },
@@ -33,6 +35,8 @@ export const INGESTION_FLAG_BINDINGS: Readonly<Record<string, string>> = {
   redisKeyPrefix: 'index.redis.keyPrefix',
   mode: 'ingest.mode',
   centralizedEndpoint: 'ingest.centralizedEndpoint',
+  curveSecretKeyFile: 'ingest.curve.secretKeyFile',
+  curveAllowedKeysFile: 'ingest.curve.allowedKeysFile',
   topicPrefix: 'ingest.topicPrefix',
   endpointsFile: 'ingest.endpointsFile',
   pod: 'ingest.pods',
@@ -56,6 +60,8 @@ export function addIngestionOptions(cmd: Command): Command {
     .option('--model <name>', 'model of pods whose entry and topic do not name one', 'Qwen/Qwen3-0.6B')
     .addOption(new Option('--mode <mode>', 'per-pod: dial every pod; centralized: bind one socket pods connect to').choices(['per-pod', 'centralized']).default('per-pod'))
     .option('--centralized-endpoint <endpoint>', 'address bound in centralized mode (tcp://*:5557: every interface)', 'tcp://127.0.0.1:5557')
+    .option('--curve-secret-key-file <file>', 'centralized mode: require CURVE, with this server secret key (Z85, or a zcert secret file)')
+    .option('--curve-allowed-keys-file <file>', 'centralized mode: the publishers\' CURVE public keys admitted, one per line (others are refused)')
     .option('--topic-prefix <prefix>', 'topic prefix subscribed to ("" for every topic)', 'kv@')
     .option('--workers <n>', 'lanes pods are spread over', integerArg, 4)
     .option('--max-queue-per-pod <n>', 'batches queued per pod before its backlog is dropped and replayed', integerArg, 10_000)

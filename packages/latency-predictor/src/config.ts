@@ -14,6 +14,8 @@ export const LatencyPredictorConfigSchema = z
     predictionUrls: z.array(httpUrl).default([]),
     /** Training server (llm-d: TRAINING_SERVER_URL); defaults to the first prediction URL (kvix-latency-predictor serves both). */
     trainingUrl: httpUrl.optional(),
+    /** A file holding the bearer token the servers require (kvix-latency-predictor --http-auth-token-file). */
+    authTokenFile: z.string().min(1).optional(),
     /** One HTTP attempt's budget. */
     timeoutMs: z.number().int().min(1).default(250),
     /** Further attempts after a failed one (on another prediction server when there is one). */

@@ -45,6 +45,29 @@ export interface ValidationIssue {
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; issues: ValidationIssue[] };
 
+/**
+ * Plausible ceilings, beyond which a value is refused (422) rather than learnt: llm-d's servers
+ * accept any finite number ≥ 0, and 50 training rows with a TTFT of 1e300 ms moved a predicted
+ * p90 from 78 to 622 ms. A prompt or in-flight sum of a billion tokens, or a first token after
+ * an hour, is a broken or hostile client, not a fleet.
+ */
+export const PLAUSIBLE_MAX: Readonly<Record<string, number>> = {
+  input_token_length: 10_000_000,
+  num_tokens_generated: 10_000_000,
+  num_request_waiting: 1_000_000,
+  num_request_running: 1_000_000,
+  prefill_tokens_in_flight: 1_000_000_000,
+  decode_tokens_in_flight: 1_000_000_000,
+  encoder_input_size: 1_000_000_000,
+  encoder_matched_size: 1_000_000_000,
+  actual_ttft_ms: 3_600_000,
+  actual_tpot_ms: 60_000,
+};
+
+function tooLarge(loc: (string | number)[], key: string): ValidationIssue {
+  return { loc: [...loc, key], msg: `Input should be less than or equal to ${PLAUSIBLE_MAX[key]}`, type: 'less_than_equal' };
+}
+
 const REQUIRED_ROW = ['kv_cache_percentage', 'input_token_length', 'num_request_waiting', 'num_request_running', 'num_tokens_generated', 'prefix_cache_score'] as const;
 const COUNTS = ['input_token_length', 'num_request_waiting', 'num_request_running', 'num_tokens_generated', 'prefill_tokens_in_flight', 'decode_tokens_in_flight', 'encoder_input_size', 'encoder_matched_size'] as const;
 const FRACTIONS = ['kv_cache_percentage', 'prefix_cache_score'] as const;
@@ -64,6 +87,7 @@ export function parsePredictionRow(raw: unknown, loc: (string | number)[] = ['bo
     if (v === undefined) continue;
     if (typeof v !== 'number' || !Number.isInteger(v)) issues.push({ loc: [...loc, k], msg: 'Input should be a valid integer', type: 'int_type' });
     else if (v < 0) issues.push({ loc: [...loc, k], msg: 'Input should be greater than or equal to 0', type: 'greater_than_equal' });
+    else if (v > PLAUSIBLE_MAX[k]!) issues.push(tooLarge(loc, k));
   }
   for (const k of FRACTIONS) {
     const v = o[k];
@@ -102,6 +126,7 @@ export function parseTrainingEntry(raw: unknown, loc: (string | number)[] = ['bo
     if (v === undefined) issues.push({ loc: [...loc, k], msg: 'Field required', type: 'missing' });
     else if (typeof v !== 'number' || !Number.isFinite(v)) issues.push({ loc: [...loc, k], msg: 'Input should be a valid number', type: 'float_type' });
     else if (v < 0) issues.push({ loc: [...loc, k], msg: 'Input should be greater than or equal to 0', type: 'greater_than_equal' });
+    else if (v > PLAUSIBLE_MAX[k]!) issues.push(tooLarge(loc, k));
   }
   const ts = o['timestamp'];
   if (ts !== undefined && (typeof ts !== 'string' || Number.isNaN(Date.parse(ts)))) issues.push({ loc: [...loc, 'timestamp'], msg: 'Input should be a valid datetime', type: 'datetime_type' });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { KvBlockIndex, SnapshotCapable } from '@kvix/kv-index';
-import { connect, DiscardPolicy, nanos, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
+import { connect, credsAuthenticator, DiscardPolicy, nanos, nkeyAuthenticator, RetentionPolicy, StorageType, type ConnectionOptions, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ReplicationError } from './errors.js';
@@ -26,13 +27,42 @@ export interface ReplicationStatus {
   peers: number;
 }
 
+function readSecret(path: string, what: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (err) {
+    throw new ReplicationError('INVALID_CONFIG', `cannot read the NATS ${what} ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The connect options for NATS TLS and credentials (none: plaintext, anonymous). */
+export function natsSecurity(settings: Pick<ReplicationSettings, 'natsTls' | 'natsAuth'>): Partial<ConnectionOptions> {
+  const out: Partial<ConnectionOptions> = {};
+  const tls = settings.natsTls;
+  // A missing file must fail here, by name, not inside the client's connect loop.
+  if (tls !== undefined) {
+    for (const [what, file] of [['CA', tls.caFile], ['client certificate', tls.certFile], ['client key', tls.keyFile]] as const) if (file !== undefined) readSecret(file, what);
+    out.tls = { ...(tls.caFile ? { caFile: tls.caFile } : {}), ...(tls.certFile ? { certFile: tls.certFile } : {}), ...(tls.keyFile ? { keyFile: tls.keyFile } : {}) };
+  }
+  const auth = settings.natsAuth;
+  if (auth?.credsFile !== undefined) out.authenticator = credsAuthenticator(readSecret(auth.credsFile, 'credentials file'));
+  else if (auth?.nkeySeedFile !== undefined) out.authenticator = nkeyAuthenticator(new TextEncoder().encode(new TextDecoder().decode(readSecret(auth.nkeySeedFile, 'nkey seed file')).trim()));
+  else if (auth?.tokenFile !== undefined) {
+    const token = new TextDecoder().decode(readSecret(auth.tokenFile, 'token file')).trim();
+    if (token === '') throw new ReplicationError('INVALID_CONFIG', `the NATS token file ${auth.tokenFile} is empty`);
+    out.token = token;
+  }
+  return out;
+}
+
 /** Retries the first connection until `connectTimeoutMs` (NATS may start after kvix in a fresh deployment). */
 async function connectWithin(url: string, settings: ReplicationSettings, logger: Logger): Promise<NatsConnection> {
   const deadline = Date.now() + settings.connectTimeoutMs;
+  const security = natsSecurity(settings);
   let warned = false;
   for (;;) {
     try {
-      return await connect({ servers: url.split(',').map((s) => s.trim()), name: `kvix ${settings.replicaId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: Math.min(5000, settings.connectTimeoutMs) });
+      return await connect({ servers: url.split(',').map((s) => s.trim()), name: `kvix ${settings.replicaId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: Math.min(5000, settings.connectTimeoutMs), ...security });
     } catch (err) {
       if (Date.now() >= deadline) throw new ReplicationError('UNREACHABLE', `cannot reach NATS at ${url} within ${settings.connectTimeoutMs} ms: ${(err as Error).message}`, { cause: err });
       if (!warned) logger.warn({ nats: url, err: (err as Error).message }, 'NATS not reachable yet; retrying');

@@ -15,8 +15,23 @@ export type IndexReplicationMode = (typeof INDEX_REPLICATION_MODES)[number];
 
 export const ReplicationSettingsSchema = z
   .object({
-    /** NATS server URL(s), comma-separated; replication is off without one. */
+    /** NATS server URL(s), comma-separated; replication is off without one. `tls://` asks for TLS. */
     natsUrl: z.string().min(1).optional(),
+    /**
+     * TLS to NATS (implied by a `tls://` URL; required when the server demands it): the CA the
+     * server's certificate must chain to, and a client certificate for servers that verify clients.
+     */
+    natsTls: z
+      .object({ caFile: z.string().min(1).optional(), certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional() })
+      .strict()
+      .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'certFile and keyFile go together' })
+      .optional(),
+    /** How this process proves who it is to NATS: a .creds file (JWT + nkey seed), an nkey seed file, or a token file. */
+    natsAuth: z
+      .object({ credsFile: z.string().min(1).optional(), nkeySeedFile: z.string().min(1).optional(), tokenFile: z.string().min(1).optional() })
+      .strict()
+      .refine((a) => [a.credsFile, a.nkeySeedFile, a.tokenFile].filter((x) => x !== undefined).length <= 1, { message: 'give one of credsFile, nkeySeedFile, tokenFile' })
+      .optional(),
     /** This replica's name among its peers (default: hostname and pid). */
     replicaId: z.string().min(1).default(`${hostname()}-${process.pid}`),
     index: z.enum(INDEX_REPLICATION_MODES).default('off'),

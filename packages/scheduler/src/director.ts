@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { UNTRUSTED_TEMPLATE_MESSAGE } from '@kvix/tokenization';
 import { withSpan, withSpanSync } from '@kvix/telemetry';
 import type { Logger } from 'pino';
 import type { EndpointPickerConfig } from './config.js';
@@ -41,6 +42,8 @@ export interface DirectorOptions {
   logger: Logger;
   random?: () => number;
   observer?: DirectorObserver;
+  /** Route chat requests carrying their own chat template; refused with 400 otherwise (vLLM's rule). */
+  trustRequestChatTemplate?: boolean;
 }
 
 /** Hooks for whoever embeds the router (benchmarks, decision logs). */
@@ -121,6 +124,10 @@ export class RequestDirector {
     } catch (err) {
       if (err instanceof RequestError) return this.reject(this.options.metrics?.requestLabels('', '', undefined, 0) ?? null, err.status, err.code, err.message);
       throw err;
+    }
+    // Refused before anything renders it: a template is a program, and the pods refuse it too.
+    if (parsed?.kind === 'chat' && !this.options.trustRequestChatTemplate && carriesChatTemplate(parsed.json)) {
+      return this.reject(this.options.metrics?.requestLabels(parsed.model, parsed.model, undefined, 0) ?? null, 400, 'INVALID_REQUEST', UNTRUSTED_TEMPLATE_MESSAGE);
     }
     const clientModel = parsed?.model ?? '';
     const rewrite = this.rewriter.resolve(clientModel, input.headers['x-llm-d-model-name-rewrite']);
@@ -399,4 +406,11 @@ export class RoutedRequest {
       metrics.errors.inc({ ...labels, error_code: outcome.error ?? `HTTP_${outcome.status}` });
     }
   }
+}
+
+/** vLLM's test: a non-null `chat_template`, or one inside `chat_template_kwargs`, whatever its type. */
+function carriesChatTemplate(body: Record<string, unknown>): boolean {
+  const kwargs = body['chat_template_kwargs'];
+  const inKwargs = typeof kwargs === 'object' && kwargs !== null ? (kwargs as Record<string, unknown>)['chat_template'] : undefined;
+  return (body['chat_template'] !== undefined && body['chat_template'] !== null) || (inKwargs !== undefined && inKwargs !== null);
 }

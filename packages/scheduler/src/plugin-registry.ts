@@ -50,6 +50,12 @@ const PreciseParams = z
   .object({
     /** host:port of a kvix indexer (kvix.indexer.v1); unset = the embedded index. */
     indexer: z.string().min(1).optional(),
+    /** TLS to the indexer (mutual with certFile/keyFile); plaintext without. */
+    tls: z
+      .object({ caFile: z.string().min(1).optional(), certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional(), serverName: z.string().min(1).optional() })
+      .strict()
+      .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'certFile and keyFile go together' })
+      .optional(),
     timeoutMs: z.number().int().positive().default(250),
     /** Record speculative entries for every decision (llm-d: speculativeIndexing). */
     speculative: z.boolean().default(true),
@@ -61,7 +67,7 @@ const FACTORIES: Record<string, Factory> = {
   'precise-prefix-cache-scorer': (name, raw, deps) => {
     const p = parse(name, PreciseParams, raw);
     let backend: PrefixBackend;
-    if (p.indexer !== undefined) backend = new RemotePrefixBackend(p.indexer, p.timeoutMs);
+    if (p.indexer !== undefined) backend = new RemotePrefixBackend(p.indexer, p.timeoutMs, p.tls);
     else if (deps.prefixScorer !== null) backend = new EmbeddedPrefixBackend(deps.prefixScorer);
     else throw new SchedulerError('NO_PREFIX_BACKEND', `plugin ${name}: no embedded index here; set parameters.indexer to a kvix indexer (host:port)`);
     return new PrecisePrefixCacheScorer(name, backend, { speculative: p.speculative, speculativeTtlMs: p.speculativeTtlMs ?? null, logger: deps.logger.child({ plugin: name }), ...(deps.onPrefixError ? { onError: deps.onPrefixError } : {}) });

@@ -25,6 +25,11 @@ export interface RouterOptions {
   observer?: DirectorObserver;
   /** The latency predictor for predicted-latency plugins (configurations using them fail to build without it). */
   latency?: LatencyPluginDeps | null;
+  /**
+   * Route chat requests that bring their own chat template (vLLM's --trust-request-chat-template);
+   * by default they are refused with 400 before anything renders them.
+   */
+  trustRequestChatTemplate?: boolean;
 }
 
 export interface Router {
@@ -62,7 +67,7 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
     : undefined;
   const registry = new EndpointRegistry({ ...pipeline.dataSource, drainingLabel: options.drainingLabel, logger: logger.child({ component: 'endpoints' }), ...(onScrapeError ? { onScrapeError } : {}) });
   const scheduler = new Scheduler(pipeline, config.fallbacks, options.metrics);
-  const director = new RequestDirector({ registry, scheduler, config, metrics: options.metrics, poolName: options.poolName, logger, ...(options.random ? { random: options.random } : {}), ...(options.observer ? { observer: options.observer } : {}) });
+  const director = new RequestDirector({ registry, scheduler, config, metrics: options.metrics, poolName: options.poolName, logger, trustRequestChatTemplate: options.trustRequestChatTemplate ?? false, ...(options.random ? { random: options.random } : {}), ...(options.observer ? { observer: options.observer } : {}) });
   const unsubscribe = options.discovery.subscribe((targets) => registry.setTargets(targets));
   await options.discovery.start();
   registry.start();

@@ -1,4 +1,4 @@
-export { PrefixScorer, MAX_SPECULATIVE_TTL_MS, type PrefixScorerOptions, type ScoreInput, type ScoreOutcome, type ScorePrompt, type PromptSpec, type PodScoreResult, type RoutingDecision, type DecisionOutcome, type TokenizationSource, type ScoreTimings } from './prefix-scorer.js';
+export { PrefixScorer, MAX_SPECULATIVE_TTL_MS, type PrefixScorerOptions, type ScoreInput, type ScoreOutcome, type ScorePrompt, type PromptSpec, type PodScoreResult, type RoutingDecision, type DecisionOutcome, type TokenizationSource, type ScoreCallOptions, type ScoreTimings } from './prefix-scorer.js';
 export { ScoringError, type ScoringErrorCode } from './errors.js';
 export { ScoringMetrics, PREFIX_INDEXER_PLUGIN } from './metrics.js';
 export { ReuseAnalytics, type ReuseSnapshot, type TallyView } from './analytics/reuse-analytics.js';

@@ -104,6 +104,14 @@ export interface PrefixScorerOptions {
   logger: Logger;
 }
 
+export interface ScoreCallOptions {
+  /**
+   * Ends tokenization early (ABORTED): the client went away, or its own deadline passed. The
+   * tokenizer's own deadline (DEADLINE_EXCEEDED) applies either way.
+   */
+  signal?: AbortSignal;
+}
+
 /** The longest speculative TTL a caller may ask for: longer would outlive any plausible event delay. */
 export const MAX_SPECULATIVE_TTL_MS = 10 * 60_000;
 const MAX_LOGGED_UNKNOWN_PODS = 1000;
@@ -130,17 +138,17 @@ export class PrefixScorer {
     return this.options.hasher.blockSize;
   }
 
-  score(input: ScoreInput): Promise<ScoreOutcome> {
+  score(input: ScoreInput, options: ScoreCallOptions = {}): Promise<ScoreOutcome> {
     return withSpan('kvix.prefix.score', { 'kvix.model': input.model, 'kvix.prompt.kind': input.prompt.kind }, async (span) => {
-      const outcome = await this.scoreUntraced(input);
+      const outcome = await this.scoreUntraced(input, options);
       span.setAttributes({ 'kvix.blocks': outcome.totalBlocks, 'kvix.prompt.tokens': outcome.promptTokens, 'kvix.best.matched_blocks': outcome.scores[0]?.matchedBlocks ?? 0 });
       return outcome;
     });
   }
 
-  private async scoreUntraced(input: ScoreInput): Promise<ScoreOutcome> {
+  private async scoreUntraced(input: ScoreInput, options: ScoreCallOptions): Promise<ScoreOutcome> {
     const candidates = this.candidatesOf(input.candidates);
-    const prepared = await this.prepare(input);
+    const prepared = await this.prepare(input, options.signal);
     const { index, weights } = this.options;
     const keys = prepared.keys;
     const timings = prepared.timings;
@@ -166,14 +174,14 @@ export class PrefixScorer {
     };
   }
 
-  async recordDecision(decision: RoutingDecision): Promise<DecisionOutcome> {
+  async recordDecision(decision: RoutingDecision, options: ScoreCallOptions = {}): Promise<DecisionOutcome> {
     const pods = [decision.pod, ...(decision.prefillPod ? [decision.prefillPod] : [])];
     for (const pod of pods) if (typeof pod !== 'string' || pod.trim() === '' || /\s/.test(pod)) throw new ScoringError('INVALID_POD', `pod ${JSON.stringify(pod)} is not a pod identity (address:port)`);
     const ttl = decision.ttlMs ?? null;
     if (ttl !== null && !(Number.isInteger(ttl) && ttl > 0 && ttl <= MAX_SPECULATIVE_TTL_MS)) {
       throw new ScoringError('INVALID_REQUEST', `ttlMs must be an integer in 1..${MAX_SPECULATIVE_TTL_MS} (or unset for the index default), got ${String(ttl)}`);
     }
-    const keys = decision.requestKeys ?? (await this.prepare(decision)).keys;
+    const keys = decision.requestKeys ?? (await this.prepare(decision, options.signal)).keys;
     const { index, weights } = this.options;
     // What the chosen pods held before this decision: the routing's realised reuse.
     const held = decision.held ?? null;
@@ -198,7 +206,7 @@ export class PrefixScorer {
   }
 
   /** Token ids and request keys of a prompt. */
-  private async prepare(spec: PromptSpec): Promise<PreparedPrompt> {
+  private async prepare(spec: PromptSpec, signal: AbortSignal | undefined): Promise<PreparedPrompt> {
     if (typeof spec.model !== 'string' || spec.model === '') throw new ScoringError('INVALID_REQUEST', 'model is required');
     const max = this.options.maxPromptTokens;
     let tokens: ArrayLike<number>;
@@ -221,7 +229,7 @@ export class PrefixScorer {
       const prompt = spec.prompt;
       const startedAt = Date.now();
       const result = await withSpan('kvix.tokenization', { 'kvix.model': spec.model, 'kvix.prompt.kind': prompt.kind }, async (span) => {
-        const r = await tokenizer.tokenize(spec.model, prompt, { cacheSalt, requestKeys: keySpec });
+        const r = await tokenizer.tokenize(spec.model, prompt, { cacheSalt, requestKeys: keySpec, ...(signal ? { signal } : {}) });
         span.setAttributes({ 'kvix.tokenization.source': r.source, 'kvix.tokenization.cached': r.cached, 'kvix.prompt.tokens': r.tokenIds.length });
         traceTokenizerSteps(startedAt, r.timings);
         return r;

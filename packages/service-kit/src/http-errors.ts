@@ -26,6 +26,7 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = {
   TEMPLATE_ERROR: 400,
   NO_TOKENIZER: 400,
   NO_CHAT_TEMPLATE: 400,
+  UNAUTHENTICATED: 401,
   UNKNOWN_MODEL: 404,
   UNKNOWN_POD: 404,
   NOT_FOUND: 404,
@@ -38,7 +39,12 @@ export const HTTP_STATUS_OF_CODE: Readonly<Record<string, number>> = {
   OVERLOADED: 503,
   BACKEND_UNAVAILABLE: 503,
   CLOSED: 503,
+  // Tokenization outlived its deadline (a hostile template, a prompt too slow to encode, overload).
+  DEADLINE_EXCEEDED: 504,
 };
+
+/** 5xx codes that are conditions, not kvix faults: answered and counted, not logged per request. */
+const EXPECTED_SERVER_CODES: ReadonlySet<string> = new Set(['CLOSED', 'DEADLINE_EXCEEDED']);
 
 /** Fastify's own rejections under stable codes (its FST_* codes are not an API). */
 const FRAMEWORK_CODES: Readonly<Record<string, string>> = {
@@ -70,7 +76,7 @@ export function classifyHttpError(err: unknown): HttpErrorClass {
   }
   if (code !== undefined && HTTP_STATUS_OF_CODE[code] !== undefined) {
     const status = HTTP_STATUS_OF_CODE[code]!;
-    return { status, code, message, clientError: status < 500 || code === 'CLOSED' };
+    return { status, code, message, clientError: status < 500 || EXPECTED_SERVER_CODES.has(code) };
   }
   const statusCode = typeof e.statusCode === 'number' ? e.statusCode : undefined;
   if (statusCode !== undefined && statusCode >= 400 && statusCode < 500) {

@@ -5,3 +5,21 @@ export { checkPortsFree, describePortHolder, PortInUseError, PortConflictError, 
 export { applyCommandLineConvention, parseCommandLine, addDeprecatedAlias, commanderExitCode, EXIT_USAGE } from './command-line.js';
 export { registerErrorHandlers, classifyHttpError, sendError, errorBody, HTTP_STATUS_OF_CODE, type ApiErrorBody, type HttpErrorClass, type ErrorHandlerOptions } from './http-errors.js';
 export { createLogger, LOG_LEVELS, type LogLevel } from './logger.js';
+export {
+  httpListenerFields,
+  TlsServerSchema,
+  TlsClientSchema,
+  tlsServerOptions,
+  tlsClientOptions,
+  readTokenFile,
+  fastifyListenerOptions,
+  nodeServerOptions,
+  limitConnections,
+  requireBearerToken,
+  secureFastifyListener,
+  UNAUTHENTICATED_ROUTES,
+  type HttpLimits,
+  type HttpListenerSettings,
+  type TlsServerSettings,
+  type TlsClientSettings,
+} from './http-listener.js';

@@ -60,6 +60,8 @@ export function exitOnStartupError(service: string, err: unknown, logger?: Logge
 /** The one line for a start-up failure the user fixes by changing the command line, else null. */
 export function usageMessage(err: unknown): string | null {
   if (err instanceof ConfigError || err instanceof PortInUseError || err instanceof PortConflictError) return err.message.replace(/\s*\n\s*/g, ' ');
+  // Any library's configuration error (an unreadable TLS file, a bad tokenizer setting) is one too.
+  if (err instanceof Error && (err as { code?: unknown }).code === 'INVALID_CONFIG') return err.message.replace(/\s*\n\s*/g, ' ');
   // A port taken between the check and the bind (or bound by a library that checks nothing),
   // possibly wrapped by the code that tried to listen.
   for (let e = err as (NodeJS.ErrnoException & { address?: string; port?: number }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {

@@ -10,14 +10,22 @@ export interface Readiness {
 export interface OpsRoutesOptions {
   registry: Registry;
   readiness: () => Readiness;
+  /**
+   * What the process needs to be worth keeping alive (a tokenization path whose threads keep
+   * dying is not): /healthz answers 503 with the detail when not ready, so Kubernetes restarts it.
+   */
+  liveness?: () => Readiness;
 }
 
 /**
- * The routes Kubernetes probes and Prometheus scrape: /healthz (the process serves),
- * /readyz (503 until the service can answer correctly), /metrics.
+ * The routes Kubernetes probes and Prometheus scrape: /healthz (the process serves, and what it
+ * needs still works), /readyz (503 until the service can answer correctly), /metrics.
  */
 export function registerOpsRoutes(app: FastifyInstance, options: OpsRoutesOptions): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', async (_req, reply) => {
+    const live = options.liveness?.() ?? { ready: true };
+    return reply.code(live.ready ? 200 : 503).send({ status: live.ready ? 'ok' : 'failing', ...(live.detail ?? {}) });
+  });
   app.get('/readyz', async (_req, reply) => {
     const r = options.readiness();
     return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...(r.detail ?? {}) });

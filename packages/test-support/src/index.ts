@@ -6,3 +6,4 @@ export { envoyBinary, shippedEnvoyConfig, startEnvoy, startShippedEnvoy } from '
 export { startKubeApiServer, kubeBinDir, gaieCrdsDir, gatewayApiCrdsDir, prometheusOperatorCrdsDir, type KubeApiServer, type KubeApiServerOptions } from './kube.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 export { listeningSockets, processTree, type ListeningSocket } from './sockets.js';
+export { makeTestPki, type TestPki } from './pki.js';

@@ -106,12 +106,12 @@ export async function startRedis(options: { port?: number; extraArgs?: string[] 
 }
 
 /** A private nats-server with JetStream (file store in a private directory kept across restarts) on a free port, started. */
-export async function startNats(options: { port?: number; jetstream?: boolean } = {}): Promise<PrivateServer> {
+export async function startNats(options: { port?: number; jetstream?: boolean; extraArgs?: string[] } = {}): Promise<PrivateServer> {
   const port = options.port ?? (await freePort());
   const server = privateServer(
     'nats-server',
     'nats',
-    (p, dir) => ['-a', '127.0.0.1', '-p', String(p), ...(options.jetstream === false ? [] : ['-js', '-sd', dir])],
+    (p, dir) => ['-a', '127.0.0.1', '-p', String(p), ...(options.jetstream === false ? [] : ['-js', '-sd', dir]), ...(options.extraArgs ?? [])],
     port,
   );
   await server.start();

@@ -7,7 +7,7 @@ import type { Template } from '@huggingface/jinja';
 import { isPlainObject, selectChatTemplate, type ChatTemplates, type JsonObject } from './config.js';
 import { normaliseTools, toConversation, type ConversationMessage } from './conversation.js';
 import { TokenizationError } from './errors.js';
-import { compileTemplate, renderTemplate } from './jinja.js';
+import { compileTemplate, RenderBudgetExceeded, renderTemplate, UNLIMITED_RENDER, type RenderBudget } from './jinja.js';
 import type { ChatMessage, ChatTemplateOptions } from './types.js';
 
 export interface ChatTemplateSource {
@@ -88,11 +88,16 @@ function raiseException(message: unknown): never {
 
 const TEMPLATE_GLOBALS = { raise_exception: raiseException };
 
-function render(template: Template, variables: JsonObject): string {
+function render(template: Template, variables: JsonObject, budget: RenderBudget): string {
   try {
-    return renderTemplate(template, TEMPLATE_GLOBALS, variables);
+    return renderTemplate(template, TEMPLATE_GLOBALS, variables, budget);
   } catch (err) {
     if (err instanceof TemplateRaised) throw new TokenizationError('TEMPLATE_ERROR', err.message);
+    if (err instanceof RenderBudgetExceeded) {
+      throw err.limit === 'time'
+        ? new TokenizationError('DEADLINE_EXCEEDED', `${err.message}: rendering stopped at the request's deadline`)
+        : new TokenizationError('PROMPT_TOO_LONG', `${err.message}, more than the prompt length limit allows`);
+    }
     throw new TokenizationError('TEMPLATE_ERROR', `the chat template failed: ${messageOf(err)}`, { cause: err });
   }
 }
@@ -113,7 +118,14 @@ function toolsOf(kwargTools: unknown, optionTools: unknown): unknown[] | null {
   return normaliseTools(optionTools as unknown[]);
 }
 
-export function renderChat(source: ChatTemplateSource, messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+/** True when the request brings its own template (vLLM refuses these unless --trust-request-chat-template). */
+export function hasRequestChatTemplate(options: ChatTemplateOptions | undefined): boolean {
+  if (!isPlainObject(options)) return false;
+  const kwargs = options.chatTemplateKwargs;
+  return (options.chatTemplate !== undefined && options.chatTemplate !== null) || (isPlainObject(kwargs) && kwargs['chat_template'] !== undefined && kwargs['chat_template'] !== null);
+}
+
+export function renderChat(source: ChatTemplateSource, messages: readonly ChatMessage[], options: ChatTemplateOptions = {}, budget: RenderBudget = UNLIMITED_RENDER): string {
   if (!isPlainObject(options)) throw invalid('options must be an object');
   const kwargs = options.chatTemplateKwargs ?? {};
   if (!isPlainObject(kwargs)) throw invalid('chatTemplateKwargs must be an object');
@@ -151,8 +163,8 @@ export function renderChat(source: ChatTemplateSource, messages: readonly ChatMe
     add_generation_prompt: addGenerationPrompt,
   });
 
-  if (!continueFinalMessage) return render(template, variables(conversation));
-  return renderContinuingFinalMessage(template, templateSource, conversation, variables);
+  if (!continueFinalMessage) return render(template, variables(conversation), budget);
+  return renderContinuingFinalMessage(template, templateSource, conversation, variables, budget);
 }
 
 /**
@@ -164,6 +176,7 @@ function renderContinuingFinalMessage(
   templateSource: string,
   conversation: ConversationMessage[],
   variables: (messages: ConversationMessage[]) => JsonObject,
+  budget: RenderBudget,
 ): string {
   if (!templateSource.includes('content')) {
     throw new TokenizationError('TEMPLATE_ERROR', 'continueFinalMessage is set but the chat template never reads message content');
@@ -171,7 +184,7 @@ function renderContinuingFinalMessage(
   const last = conversation[conversation.length - 1]!;
   const finalContent = last.content;
   const tagged = [...conversation.slice(0, -1), { ...last, content: finalContent + CONTINUE_TAG }];
-  const rendered = render(template, variables(tagged));
+  const rendered = render(template, variables(tagged), budget);
   const tag = CONTINUE_TAG.trim();
   if (!rendered.includes(finalContent.replace(PY_STRIP, '')) || !rendered.includes(tag)) {
     throw new TokenizationError(

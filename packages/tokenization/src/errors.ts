@@ -16,6 +16,11 @@ export type TokenizationErrorCode =
   | 'PROMPT_TOO_LONG'
   /** A tokenizer thread failed; the request may be retried. */
   | 'INTERNAL'
+  /**
+   * The request's tokenization deadline passed (waiting included), or rendering its chat template
+   * ran past it; a thread still busy with it is replaced.
+   */
+  | 'DEADLINE_EXCEEDED'
   /** The caller's AbortSignal fired first. */
   | 'ABORTED'
   /** The tokenizer was closed before or while the request ran. */
@@ -50,6 +55,7 @@ const CODES: ReadonlySet<string> = new Set<TokenizationErrorCode>([
   'OVERLOADED',
   'PROMPT_TOO_LONG',
   'INTERNAL',
+  'DEADLINE_EXCEEDED',
   'ABORTED',
   'CLOSED',
   'INVALID_CONFIG',

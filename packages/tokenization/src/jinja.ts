@@ -42,9 +42,17 @@ export function strftime(date: Date, format: string): string {
   });
 }
 
+/**
+ * transformers renders in Jinja2's sandbox, whose `range` refuses more than 100,000 items
+ * (MAX_RANGE); the same limit here keeps one `range(30000000)` from allocating gigabytes.
+ */
+export const MAX_RANGE = 100_000;
+
 function range(start: number, stop?: number, step = 1): number[] {
   if (stop === undefined) [start, stop] = [0, start];
   if (step === 0) throw new Error('range() arg 3 must not be zero');
+  const length = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(length <= MAX_RANGE)) throw new Error(`Range too big. The sandbox blocks ranges larger than MAX_RANGE (${MAX_RANGE}).`);
   const out: number[] = [];
   for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
   return out;
@@ -65,13 +73,48 @@ export function compileTemplate(source: string): Template {
   return new Template(source);
 }
 
+/**
+ * How long one render may run and how much text it may produce. A template is a program (a
+ * request's own template, when the operator trusts them, or the model's over a huge conversation),
+ * so the interpreter checks both between statements and stops with RenderBudgetExceeded.
+ */
+export interface RenderBudget {
+  /** Epoch milliseconds; the render stops at the first statement that starts after it. */
+  deadline: number;
+  /** Characters of output; text accumulated across nested blocks counts toward it too. */
+  maxChars: number;
+}
+
+export const UNLIMITED_RENDER: RenderBudget = { deadline: Infinity, maxChars: Infinity };
+
+/**
+ * Nested blocks count their text once per level (a loop's body, then the loop, then the
+ * template), so the running total may reach a few times the output before it means runaway.
+ */
+const NESTED_OUTPUT_FACTOR = 4;
+
+export class RenderBudgetExceeded extends Error {
+  override readonly name = 'RenderBudgetExceeded';
+  constructor(
+    readonly limit: 'time' | 'size',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Renders with `globals` visible but shadowable by `variables`, as Jinja2's globals are. */
-export function renderTemplate(template: Template, globals: Readonly<Record<string, unknown>>, variables: Readonly<Record<string, unknown>>): string {
+export function renderTemplate(
+  template: Template,
+  globals: Readonly<Record<string, unknown>>,
+  variables: Readonly<Record<string, unknown>>,
+  budget: RenderBudget = UNLIMITED_RENDER,
+): string {
   const globalScope = new Environment();
   for (const [name, value] of Object.entries({ ...BASE_GLOBALS, ...globals })) globalScope.set(name, value);
   const scope = new Environment(globalScope);
   for (const [name, value] of Object.entries(variables)) scope.set(name, value);
-  const result = pythonicInterpreter(scope).run(template.parsed).value;
+  const result = pythonicInterpreter(scope, budget).run(template.parsed).value;
   if (typeof result !== 'string') throw new Error('the template did not render to a string');
   return result;
 }
@@ -174,16 +217,35 @@ export function pyStr(v: Value): string {
   }
 }
 
-function pythonicInterpreter(scope: Environment): Interpreter {
+function pythonicInterpreter(scope: Environment, budget: RenderBudget): Interpreter {
   const interpreter = new Interpreter(scope);
   const internals = interpreter as unknown as InterpreterInternals;
   const binary = internals.evaluateBinaryExpression.bind(interpreter);
   const filter = internals.applyFilter.bind(interpreter);
+  const checked = budget.deadline !== Infinity || budget.maxChars !== Infinity;
+  const maxProduced = budget.maxChars * NESTED_OUTPUT_FACTOR;
+  let produced = 0;
+  let steps = 0;
+  // Every loop iteration, branch and macro call runs a block, so checking here bounds any
+  // template: the only work between two checks is one statement's expressions. The clock is read
+  // every 64th check (reading it each time cost a 40-message render ~38%; bench tokenize (e)).
+  const check = (out: string): void => {
+    if ((++steps & 63) === 0 && Date.now() > budget.deadline) throw new RenderBudgetExceeded('time', 'the chat template ran out of time');
+    if (out.length > budget.maxChars || produced > maxProduced) {
+      throw new RenderBudgetExceeded('size', `the chat template produced more than ${budget.maxChars} characters`);
+    }
+  };
   internals.evaluateBlock = (statements, blockScope) => {
     let out = '';
+    if (checked) check(out);
     for (const statement of statements) {
       const value = internals.evaluate(statement, blockScope);
-      if (!SILENT_NODES.has(statement.type)) out += pyStr(value);
+      if (!SILENT_NODES.has(statement.type)) {
+        const text = pyStr(value);
+        out += text;
+        produced += text.length;
+      }
+      if (checked) check(out);
     }
     return new StringValue(out);
   };

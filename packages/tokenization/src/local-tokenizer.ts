@@ -2,11 +2,12 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bundledNames, loadBundled } from './bundled.js';
 import { renderChat } from './chat.js';
+import { UNLIMITED_RENDER, type RenderBudget } from './jinja.js';
 import { isPlainObject, type ChatTemplates, type JsonObject } from './config.js';
 import { buildCore, type TokenizerCore } from './core.js';
 import { TokenizationError } from './errors.js';
 import type { PieceTrace } from './prefix-keys.js';
-import type { ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions } from './types.js';
+import type { ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions, RenderLimits } from './types.js';
 
 function nodeErrorCode(err: unknown): string | undefined {
   return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
@@ -170,19 +171,22 @@ export class LocalTokenizer {
     return ids.map((id) => this.core.hf.id_to_token(id)!);
   }
 
-  /** The prompt text vLLM renders for a chat request. */
-  renderChat(messages: readonly ChatMessage[], options?: ChatTemplateOptions): string {
-    return renderChat(this.core, messages, options);
+  /**
+   * The prompt text vLLM renders for a chat request. `limits` stops a template that runs past a
+   * deadline (DEADLINE_EXCEEDED) or renders more text than allowed (PROMPT_TOO_LONG).
+   */
+  renderChat(messages: readonly ChatMessage[], options?: ChatTemplateOptions, limits?: RenderLimits): string {
+    return renderChat(this.core, messages, options, budgetOf(limits));
   }
 
-  /** The prompt token ids vLLM sends to the engine for a chat request. */
-  encodeChat(messages: readonly ChatMessage[], options?: ChatTemplateOptions): number[] {
-    return Array.from(this.encodeChatIds(messages, options));
+  /** The prompt token ids vLLM sends to the engine for a chat request (`limits` as for renderChat). */
+  encodeChat(messages: readonly ChatMessage[], options?: ChatTemplateOptions, limits?: RenderLimits): number[] {
+    return Array.from(this.encodeChatIds(messages, options, undefined, limits));
   }
 
   /** `encodeChat`, as a typed array the caller owns. */
-  encodeChatIds(messages: readonly ChatMessage[], options?: ChatTemplateOptions, trace?: PieceTrace): Uint32Array<ArrayBuffer> {
-    const prompt = renderChat(this.core, messages, options);
+  encodeChatIds(messages: readonly ChatMessage[], options?: ChatTemplateOptions, trace?: PieceTrace, limits?: RenderLimits): Uint32Array<ArrayBuffer> {
+    const prompt = renderChat(this.core, messages, options, budgetOf(limits));
     return this.encodeIds(prompt, { addSpecialTokens: options?.addSpecialTokens ?? false }, trace);
   }
 
@@ -195,4 +199,9 @@ export class LocalTokenizer {
       }
     }
   }
+}
+
+function budgetOf(limits: RenderLimits | undefined): RenderBudget {
+  if (limits === undefined) return UNLIMITED_RENDER;
+  return { deadline: limits.deadline ?? Infinity, maxChars: limits.maxChars ?? Infinity };
 }

@@ -72,6 +72,12 @@ export interface TokenizeOptions {
   /** Compute the prompt's request keys too (see TokenizedPrompt.requestKeys). */
   requestKeys?: RequestKeySpec | null;
   signal?: AbortSignal;
+  /**
+   * Epoch milliseconds after which the answer is of no use: a chat template stops rendering there,
+   * and a tokenizer thread still busy with the request past it is replaced. The caller's own wait
+   * is bounded by `signal` (ModelTokenizers sets both from its timeoutMs).
+   */
+  deadline?: number;
 }
 
 export interface PromptTokenizer {

@@ -32,3 +32,11 @@ export interface DecodeOptions {
   /** Default true, as vLLM when it detokenizes generated text. */
   skipSpecialTokens?: boolean;
 }
+
+/** Bounds on rendering a chat template (a template is a program; a request may bring its own). */
+export interface RenderLimits {
+  /** Epoch milliseconds after which rendering stops with DEADLINE_EXCEEDED. */
+  deadline?: number;
+  /** Longest rendered prompt, in characters; more is PROMPT_TOO_LONG. */
+  maxChars?: number;
+}

@@ -4,7 +4,7 @@ import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
-import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, setPath, type Binding, type ListenerSpec } from '@kvix/service-kit';
+import { ConfigError, envLayer, flagLayer, httpListenerFields, integerArg, LOG_LEVELS, numberArg, resolveConfig, setPath, TlsServerSchema, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -17,11 +17,10 @@ export const DEFAULT_METRICS_PORT = 9090;
 /** Loopback unless a deployment says otherwise (deploy manifests pass --<listener>-host 0.0.0.0). */
 export const DEFAULT_HOST = '127.0.0.1';
 
-const listener = (port: number) =>
-  z
-    .object({ enabled: z.boolean().default(true), host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(port) })
-    .strict()
-    .prefault({});
+function omitAuth<T extends { authTokenFile: unknown }>(fields: T): Omit<T, 'authTokenFile'> {
+  const { authTokenFile: _token, ...rest } = fields;
+  return rest;
+}
 
 export const EppConfigSchema = z
   .object({
@@ -34,20 +33,42 @@ export const EppConfigSchema = z
         enabled: z.boolean().default(true),
         host: z.string().min(1).default(DEFAULT_HOST),
         port: z.number().int().min(0).max(65535).default(DEFAULT_GATEWAY_PORT),
-        /** Largest request body accepted. */
-        maxBodyBytes: z.number().int().min(1024).default(32 * 1024 * 1024),
         /** Time to connect to an endpoint before trying the next one. */
         connectTimeoutMs: z.number().int().min(10).default(2000),
+        // Limits and TLS (no token: the gateway forwards clients' own Authorization to vLLM).
+        ...omitAuth(httpListenerFields({ maxBodyBytes: 4 * 1024 * 1024, maxConnections: 4096 })),
+        /** Request body bytes held at once across all requests; new requests get 503 beyond it. */
+        maxBufferedBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
       })
       .strict()
       .prefault({}),
     /** The Envoy External Processor (gRPC). */
-    extProc: listener(DEFAULT_EXT_PROC_PORT),
-    /** /metrics, /healthz, /readyz and the debug API. */
-    metrics: z
-      .object({ host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(DEFAULT_METRICS_PORT) })
+    extProc: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().min(1).default(DEFAULT_HOST),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_EXT_PROC_PORT),
+        /** Server certificate and key; with clientCaFile, Envoy must present a certificate that CA signed. */
+        tls: TlsServerSchema.optional(),
+        /** Streams (requests) one connection may have open at once. */
+        maxConcurrentStreams: z.number().int().min(1).default(1024),
+      })
       .strict()
       .prefault({}),
+    /** /metrics, /healthz, /readyz and the debug API. */
+    metrics: z
+      .object({
+        host: z.string().min(1).default(DEFAULT_HOST),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_METRICS_PORT),
+        ...httpListenerFields({ maxBodyBytes: 1024 * 1024, maxConnections: 256 }),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Serve the debug routes that reveal what the index holds for any text (POST /debug/score
+     * confirms guesses about other users' prompts): off unless enabled. See SECURITY.md.
+     */
+    debugRoutes: z.boolean().default(false),
     /** An EndpointPickerConfig (llm-d's shape); the reference precise-prefix profile by default. */
     scheduler: z.record(z.string(), z.unknown()).default(DEFAULT_PICKER_CONFIG as Record<string, unknown>),
     /** Keep the block index in this process (ingest every pod's events); false when a remote indexer scores. */
@@ -107,8 +128,21 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_METRICS_PORT: { path: 'metrics.port', as: 'number' },
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
   KVIX_ROUTING_WORKERS: { path: 'routingWorkers' },
+  KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
+  KVIX_TOKENIZE_TIMEOUT_MS: { path: 'tokenization.timeoutMs', as: 'number' },
+  KVIX_TRUST_REQUEST_CHAT_TEMPLATE: { path: 'tokenization.trustRequestChatTemplate', as: 'boolean' },
+  KVIX_GATEWAY_MAX_BODY_BYTES: { path: 'gateway.maxBodyBytes', as: 'number' },
+  KVIX_EXT_PROC_TLS_CERT: { path: 'extProc.tls.certFile' },
+  KVIX_EXT_PROC_TLS_KEY: { path: 'extProc.tls.keyFile' },
+  KVIX_EXT_PROC_TLS_CLIENT_CA: { path: 'extProc.tls.clientCaFile' },
+  KVIX_METRICS_TLS_CERT: { path: 'metrics.tls.certFile' },
+  KVIX_METRICS_TLS_KEY: { path: 'metrics.tls.keyFile' },
+  KVIX_METRICS_TLS_CLIENT_CA: { path: 'metrics.tls.clientCaFile' },
+  KVIX_METRICS_AUTH_TOKEN_FILE: { path: 'metrics.authTokenFile' },
+  KVIX_DEBUG_ROUTES: { path: 'debugRoutes', as: 'boolean' },
   KVIX_LATENCY_TRAINING_URL: { path: 'latencyPredictor.trainingUrl' },
   KVIX_LATENCY_TIMEOUT_MS: { path: 'latencyPredictor.timeoutMs', as: 'number' },
+  KVIX_LATENCY_AUTH_TOKEN_FILE: { path: 'latencyPredictor.authTokenFile' },
   KVIX_LATENCY_COALESCE_WINDOW_MS: { path: 'latencyPredictor.coalesceWindowMs', as: 'number' },
   // llm-d's names, so an EPP deployment's predictor settings carry over.
   PREDICTION_SERVER_URL: { path: 'latencyPredictor.predictionUrls', as: 'list' },
@@ -129,8 +163,21 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   metricsPort: 'metrics.port',
   tokenizerWorkers: 'tokenization.workers',
   routingWorkers: 'routingWorkers',
+  maxPromptTokens: 'tokenization.maxPromptTokens',
+  tokenizeTimeoutMs: 'tokenization.timeoutMs',
+  trustRequestChatTemplate: 'tokenization.trustRequestChatTemplate',
+  gatewayMaxBodyBytes: 'gateway.maxBodyBytes',
+  extProcTlsCert: 'extProc.tls.certFile',
+  extProcTlsKey: 'extProc.tls.keyFile',
+  extProcTlsClientCa: 'extProc.tls.clientCaFile',
+  metricsTlsCert: 'metrics.tls.certFile',
+  metricsTlsKey: 'metrics.tls.keyFile',
+  metricsTlsClientCa: 'metrics.tls.clientCaFile',
+  metricsAuthTokenFile: 'metrics.authTokenFile',
+  debugRoutes: 'debugRoutes',
   latencyTrainingUrl: 'latencyPredictor.trainingUrl',
   latencyTimeoutMs: 'latencyPredictor.timeoutMs',
+  latencyAuthTokenFile: 'latencyPredictor.authTokenFile',
   latencyCoalesceWindowMs: 'latencyPredictor.coalesceWindowMs',
   ...INGESTION_FLAG_BINDINGS,
   ...KUBERNETES_FLAG_BINDINGS,
@@ -154,9 +201,26 @@ export function addEppOptions(cmd: Command): Command {
     .option('--pool-name <name>', 'InferencePool name in metrics (default: the --inference-pool name, else kvix)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
     .option('--routing-workers <n|auto>', 'routing processes sharing the ports, fed by one primary process that ingests the KV events (1: one process does everything; auto: cores - 1) (KVIX_ROUTING_WORKERS)')
+    .option('--max-prompt-tokens <n>', 'longest prompt tokenized for scoring, in tokens (longer: routed without prefix scores)', integerArg)
+    .option('--tokenize-timeout-ms <ms>', 'deadline of one tokenization; past it the request is routed on the other scorers (default 1000)', integerArg)
+    .option('--trust-request-chat-template', 'route requests carrying their own chat_template (refused with 400 otherwise, as vLLM does); they render on a thread of their own, under the deadline')
+    .option('--gateway-max-body-bytes <n>', 'largest request body the gateway accepts (default 4 MiB; more limits in the config file)', integerArg)
+    .option('--ext-proc-tls-cert <file>', 'ext_proc server certificate (PEM); with --ext-proc-tls-key, ext_proc speaks TLS')
+    .option('--ext-proc-tls-key <file>', 'ext_proc server key (PEM)')
+    .option('--ext-proc-tls-client-ca <file>', 'require client certificates signed by this CA on ext_proc (mutual TLS)')
+    .option('--metrics-tls-cert <file>', 'serve the metrics/debug port over HTTPS with this certificate (PEM)')
+    .option('--metrics-tls-key <file>', 'key of --metrics-tls-cert (PEM)')
+    .option('--metrics-tls-client-ca <file>', 'require client certificates signed by this CA on the metrics port')
+    .option('--metrics-auth-token-file <file>', 'require Authorization: Bearer <token from file> on the metrics port (probes excepted)')
+    .option('--debug-routes', 'serve POST /debug/score, which reveals what the index holds for any text (see SECURITY.md)')
+    .option('--indexer-tls-ca <file>', 'verify the remote indexer (--indexer) over TLS against this CA (PEM)')
+    .option('--indexer-tls-cert <file>', 'client certificate for the remote indexer (mutual TLS)')
+    .option('--indexer-tls-key <file>', 'key of --indexer-tls-cert')
+    .option('--indexer-tls-server-name <name>', 'the name the indexer\'s certificate carries, when it differs from --indexer\'s host')
     .option('--latency-predictor <builtin|off|urls>', 'route requests with SLO headers on predicted latency: builtin (model in this process) or prediction server URLs, comma-separated (KVIX_LATENCY_PREDICTOR; llm-d: PREDICTION_SERVER_URL)')
     .option('--latency-training-url <url>', 'training server of the latency predictor (default: the first prediction URL; llm-d: TRAINING_SERVER_URL)')
     .option('--latency-timeout-ms <ms>', 'budget of one prediction HTTP call before retrying or falling back to the built-in model', integerArg, 250)
+    .option('--latency-auth-token-file <file>', 'bearer token the predictor servers require (kvix-latency-predictor --http-auth-token-file)')
     .option('--latency-coalesce-window-ms <ms>', 'concurrent routing decisions within this window share one bulk prediction call (0: none)', numberArg, 1)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .option('--print-config', 'print the resolved configuration as JSON and exit');
@@ -164,7 +228,7 @@ export function addEppOptions(cmd: Command): Command {
 
 /** Defaults < config file < environment < flags; a scheduler config file replaces `scheduler`. */
 export function resolveEppConfig(cmd: Command, env: NodeJS.ProcessEnv = process.env): EppConfig {
-  const opts = cmd.opts() as { config?: string; schedulerConfig?: string; indexer?: string; gateway?: boolean; extProc?: boolean; latencyPredictor?: string; kvEvents?: boolean };
+  const opts = cmd.opts() as { config?: string; schedulerConfig?: string; indexer?: string; gateway?: boolean; extProc?: boolean; latencyPredictor?: string; kvEvents?: boolean; indexerTlsCa?: string; indexerTlsCert?: string; indexerTlsKey?: string; indexerTlsServerName?: string };
   const file = opts.config ?? env['KVIX_CONFIG'];
   const envValues = envLayer(env, ENV_BINDINGS);
   const flags = flagLayer(cmd, FLAG_BINDINGS);
@@ -182,8 +246,12 @@ export function resolveEppConfig(cmd: Command, env: NodeJS.ProcessEnv = process.
   const config = resolveConfig('epp', EppConfigSchema, { file, env: envValues, flags });
   // Pool metrics carry the InferencePool's name, as GAIE's EPP reports them, unless told otherwise.
   config.poolName ??= config.kubernetes.inferencePool !== undefined ? parsePoolRef(config.kubernetes.inferencePool).name : 'kvix';
+  const tls = { caFile: opts.indexerTlsCa, certFile: opts.indexerTlsCert, keyFile: opts.indexerTlsKey, serverName: opts.indexerTlsServerName };
+  const withTls = Object.values(tls).some((v) => v !== undefined);
+  if (withTls && opts.indexer === undefined) throw new ConfigError('--indexer-tls-* set without --indexer: they configure the connection to a remote indexer');
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) throw new ConfigError('--indexer-tls-cert and --indexer-tls-key go together');
   if (opts.indexer !== undefined) {
-    config.scheduler = withRemoteIndexer(config.scheduler, opts.indexer);
+    config.scheduler = withRemoteIndexer(config.scheduler, opts.indexer, withTls ? Object.fromEntries(Object.entries(tls).filter((e): e is [string, string] => e[1] !== undefined)) : undefined);
     config.embeddedIndex = false;
   }
   return config;
@@ -215,11 +283,11 @@ function readSchedulerFile(path: string): Record<string, unknown> {
 }
 
 /** Points every precise prefix scorer of a scheduler config at a remote indexer. */
-function withRemoteIndexer(scheduler: Record<string, unknown>, indexer: string): Record<string, unknown> {
+function withRemoteIndexer(scheduler: Record<string, unknown>, indexer: string, tls: Record<string, string> | undefined): Record<string, unknown> {
   const plugins = Array.isArray(scheduler['plugins']) ? (scheduler['plugins'] as Record<string, unknown>[]) : [];
   return {
     ...scheduler,
-    plugins: plugins.map((p) => (p['type'] === 'precise-prefix-cache-scorer' ? { ...p, parameters: { ...((p['parameters'] as Record<string, unknown> | undefined) ?? {}), indexer } } : p)),
+    plugins: plugins.map((p) => (p['type'] === 'precise-prefix-cache-scorer' ? { ...p, parameters: { ...((p['parameters'] as Record<string, unknown> | undefined) ?? {}), indexer, ...(tls ? { tls } : {}) } } : p)),
   };
 }
 

@@ -129,7 +129,7 @@ export class Epp {
     const latency = await wireLatency(config, registry, logger);
     let router: Router;
     try {
-      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName ?? 'kvix', drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), ...(options.observer ? { observer: options.observer } : {}) });
+      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName ?? 'kvix', drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), trustRequestChatTemplate: config.tokenization.trustRequestChatTemplate, ...(options.observer ? { observer: options.observer } : {}) });
     } catch (err) {
       await Promise.allSettled([hub.stop(), tokenizers?.close(), stack?.index.close(), replication?.close(), latency.predictor?.close()]);
       // A scheduler configuration mistake is a configuration error like any other (exit 2, one line).
@@ -149,7 +149,7 @@ export class Epp {
         worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []) });
         if (stack && stack.backend.backend === 'memory') await worker.follow(stack.backend);
       } else {
-        epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), reuse, logger });
+        epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), liveness: () => epp.liveness(), reuse, logger, listener: config.metrics, debugRoutes: config.debugRoutes });
         epp.history = reuse?.history ?? null;
         registerLatencyDebug(epp.ops, latency.predictor);
         await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
@@ -220,7 +220,18 @@ export class Epp {
     const candidates = this.router.registry.candidates().length;
     const ingestion = this.ingestor ? this.ingestor.ready : true;
     const replication = this.replication ? this.replication.ready() : true;
-    return { ready: this.stopping === null && this.frontsListening && ingestion && replication && candidates > 0, detail: { listening: this.frontsListening, ingestion, replication, endpoints: this.router.registry.size, candidates } };
+    // Threads that keep dying leave routing without prefix scores: other replicas should take the traffic.
+    const tokenization = this.tokenizers?.health() ?? null;
+    return {
+      ready: this.stopping === null && this.frontsListening && ingestion && replication && (tokenization?.ok ?? true) && candidates > 0,
+      detail: { listening: this.frontsListening, ingestion, replication, tokenization, endpoints: this.router.registry.size, candidates },
+    };
+  }
+
+  /** Worth keeping alive: not once local tokenization is dead (its threads keep dying); a restart may cure it. */
+  liveness(): { ready: boolean; detail: Record<string, unknown> } {
+    const tokenization = this.tokenizers?.health() ?? null;
+    return { ready: this.stopping !== null || (tokenization?.ok ?? true), detail: { tokenization } };
   }
 
   /** Health turns NOT_SERVING, the fronts drain (half the shutdown budget), then everything stops. */

@@ -49,15 +49,18 @@ async function runSingle(): Promise<void> {
   await checkPortsFree([...eppListeners(config), ...(central ? [central] : [])]).catch((err: unknown) => exitOnStartupError('kvix-epp', err));
   const logger = createLogger('epp', config.logLevel);
   const tracing = tracingFor(logger);
-  const epp = await Epp.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-epp', err, logger));
+  // Signals are handled from before the start: a SIGTERM while starting (a probe can already answer)
+  // waits for the start to finish, then stops cleanly, instead of killing the process mid-start.
+  const starting = Epp.start(config, logger);
   stopOnSignals({
     logger,
     stop: async () => {
-      await epp.stop();
+      await (await starting.catch(() => null))?.stop();
       await tracing?.shutdown();
     },
     timeoutMs: config.shutdownTimeoutMs,
   });
+  await starting.catch((err: unknown) => exitOnStartupError('kvix-epp', err, logger));
 }
 
 /** `--routing-workers N`: ingestion and the index here, routing in N forked workers sharing the ports. */

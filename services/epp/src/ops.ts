@@ -2,7 +2,7 @@ import type { Ingestor, IndexStack } from '@kvix/kv-ingest';
 import { registerReuseRoutes, type ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
 import type { Replication } from '@kvix/replication';
 import type { Router } from '@kvix/scheduler';
-import { registerErrorHandlers, registerOpsRoutes, sendError, type Readiness } from '@kvix/service-kit';
+import { fastifyListenerOptions, registerErrorHandlers, registerOpsRoutes, secureFastifyListener, sendError, type HttpListenerSettings, type Readiness } from '@kvix/service-kit';
 import type { PrefixScorer } from '@kvix/scoring';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -30,23 +30,30 @@ export interface OpsContext {
   /** Pods discovery knows (a follower has no ingestor to ask). */
   discoveredPods: () => string[];
   readiness: () => Readiness;
+  liveness?: () => Readiness;
   /** With the embedded index: the cache-reuse analytics (/v1/analytics) and the /ui page charting their history. */
   reuse: { sources: ReuseSources; history: ReuseHistory; topPrefixes: number } | null;
   /** Where a server fault of the debug API is logged. */
   logger?: Logger;
+  /** Limits, TLS and bearer token of the listener. */
+  listener: HttpListenerSettings;
+  /** Serve POST /debug/score (it tells anyone who can reach it how much of any text each pod holds). */
+  debugRoutes: boolean;
 }
 
 /** Metrics, probes and a debug API: which endpoints are candidates, and how the scheduler is set up. */
 export function buildOpsServer(ctx: OpsContext): FastifyInstance {
-  const app = Fastify({ logger: false });
+  const app = Fastify({ logger: false, ...fastifyListenerOptions(ctx.listener) });
+  secureFastifyListener(app, ctx.listener);
   // Unknown model, prompt too long, bad JSON: 4xx with the common body, never a 500.
   registerErrorHandlers(app, { onServerError: (req, c) => ctx.logger?.error({ route: req.routeOptions.url, err: c.message }, 'debug API request failed') });
-  registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness });
+  registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness, ...(ctx.liveness ? { liveness: ctx.liveness } : {}) });
   app.get('/debug/endpoints', async () => ({ endpoints: ctx.router.registry.status() }));
   app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : sendError(reply, 404, 'NO_REPLICATION', 'this EPP runs alone (no --nats-url)')));
   app.get('/debug/scheduler', async () => ({ ...ctx.router.scheduler.describe(), fallbacks: ctx.router.config.fallbacks, ...ctx.router.director.describePolicies(), saturation: ctx.router.config.saturation }));
   // What this replica's index says of a prompt, pod by pod: active-active replicas must agree.
   app.post('/debug/score', async (req, reply) => {
+    if (!ctx.debugRoutes) return sendError(reply, 404, 'DEBUG_ROUTES_OFF', 'POST /debug/score is off: it reveals what the index holds for any text; start with --debug-routes to serve it (see SECURITY.md)');
     if (!ctx.scorer) return sendError(reply, 404, 'NO_EMBEDDED_INDEX', 'this EPP scores with a remote indexer; ask it');
     const parsed = ScoreBody.safeParse(req.body);
     if (!parsed.success) return sendError(reply, 400, 'INVALID_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));

@@ -16,6 +16,7 @@ beforeAll(async () => {
       ingest: { pods: [] },
       tokenization: { workers: 0, maxPromptTokens: 8 },
       latencyPredictor: { enabled: false },
+      debugRoutes: true,
     }),
     silent,
   );

@@ -1,7 +1,7 @@
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
 import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
-import { envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, setPath, type Binding, type ListenerSpec } from '@kvix/service-kit';
+import { envLayer, flagLayer, httpListenerFields, integerArg, LOG_LEVELS, resolveConfig, setPath, TlsServerSchema, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
@@ -11,26 +11,38 @@ export const DEFAULT_GRPC_PORT = 50051;
 /** Loopback unless a deployment says otherwise (--http-host / --grpc-host 0.0.0.0). */
 export const DEFAULT_HOST = '127.0.0.1';
 
-const listen = (port: number) =>
-  z
-    .object({ host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(port) })
-    .strict()
-    .prefault({});
 
 export const IndexerConfigSchema = z
   .object({
     logLevel: z.enum(LOG_LEVELS).default('info'),
-    /** HTTP/JSON API, metrics and probes. */
-    http: listen(DEFAULT_HTTP_PORT),
+    /** HTTP/JSON API, metrics and probes: limits, TLS, bearer token. */
+    http: z
+      .object({
+        host: z.string().min(1).default(DEFAULT_HOST),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_HTTP_PORT),
+        ...httpListenerFields({ maxBodyBytes: 4 * 1024 * 1024 }),
+      })
+      .strict()
+      .prefault({}),
     /** gRPC: llm-d's indexer.v1, kvix.indexer.v1 and grpc.health.v1. */
     grpc: z
       .object({
         host: z.string().min(1).default(DEFAULT_HOST),
         port: z.number().int().min(0).max(65535).default(DEFAULT_GRPC_PORT),
         maxMessageBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+        /** Calls one connection may have open at once. */
+        maxConcurrentStreams: z.number().int().min(1).default(1024),
+        /** Server certificate and key; with clientCaFile, clients (EPPs) must present a certificate that CA signed. */
+        tls: TlsServerSchema.optional(),
       })
       .strict()
       .prefault({}),
+    /**
+     * Serve the routes that change the index or dump it: HTTP POST /v1/routing-decisions, GET
+     * /v1/pods/:pod/entries and gRPC DumpPod (the EPP's RecordRoutingDecision is served regardless).
+     * Off unless enabled; see SECURITY.md.
+     */
+    debugRoutes: z.boolean().default(false),
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
     /** Pods from the Kubernetes API (an InferencePool, or a label selector). */
@@ -73,6 +85,17 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_GRPC_PORT: { path: 'grpc.port', as: 'number' },
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
   KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
+  KVIX_TOKENIZE_TIMEOUT_MS: { path: 'tokenization.timeoutMs', as: 'number' },
+  KVIX_TRUST_REQUEST_CHAT_TEMPLATE: { path: 'tokenization.trustRequestChatTemplate', as: 'boolean' },
+  KVIX_HTTP_MAX_BODY_BYTES: { path: 'http.maxBodyBytes', as: 'number' },
+  KVIX_HTTP_TLS_CERT: { path: 'http.tls.certFile' },
+  KVIX_HTTP_TLS_KEY: { path: 'http.tls.keyFile' },
+  KVIX_HTTP_TLS_CLIENT_CA: { path: 'http.tls.clientCaFile' },
+  KVIX_HTTP_AUTH_TOKEN_FILE: { path: 'http.authTokenFile' },
+  KVIX_GRPC_TLS_CERT: { path: 'grpc.tls.certFile' },
+  KVIX_GRPC_TLS_KEY: { path: 'grpc.tls.keyFile' },
+  KVIX_GRPC_TLS_CLIENT_CA: { path: 'grpc.tls.clientCaFile' },
+  KVIX_DEBUG_ROUTES: { path: 'debugRoutes', as: 'boolean' },
   ...INGESTION_ENV_BINDINGS,
   ...KUBERNETES_ENV_BINDINGS,
   ...REPLICATION_ENV_BINDINGS,
@@ -86,6 +109,17 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   grpcPort: 'grpc.port',
   tokenizerWorkers: 'tokenization.workers',
   maxPromptTokens: 'tokenization.maxPromptTokens',
+  tokenizeTimeoutMs: 'tokenization.timeoutMs',
+  trustRequestChatTemplate: 'tokenization.trustRequestChatTemplate',
+  httpMaxBodyBytes: 'http.maxBodyBytes',
+  httpTlsCert: 'http.tls.certFile',
+  httpTlsKey: 'http.tls.keyFile',
+  httpTlsClientCa: 'http.tls.clientCaFile',
+  httpAuthTokenFile: 'http.authTokenFile',
+  grpcTlsCert: 'grpc.tls.certFile',
+  grpcTlsKey: 'grpc.tls.keyFile',
+  grpcTlsClientCa: 'grpc.tls.clientCaFile',
+  debugRoutes: 'debugRoutes',
   ...INGESTION_FLAG_BINDINGS,
   ...KUBERNETES_FLAG_BINDINGS,
   ...REPLICATION_FLAG_BINDINGS,
@@ -98,6 +132,17 @@ export function addIndexerOptions(cmd: Command): Command {
     .option('--render-url <url>', 'tokenize models the config does not list with this vLLM server\'s render endpoints (KVIX_RENDER_URL)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
     .option('--max-prompt-tokens <n>', 'longest prompt accepted, in tokens', integerArg)
+    .option('--tokenize-timeout-ms <ms>', 'deadline of one tokenization (default 1000); past it the call fails with DEADLINE_EXCEEDED (504)', integerArg)
+    .option('--trust-request-chat-template', 'accept prompts carrying their own chat_template (refused with 400 otherwise, as vLLM does)')
+    .option('--http-max-body-bytes <n>', 'largest HTTP request body (default 4 MiB; more limits in the config file)', integerArg)
+    .option('--http-tls-cert <file>', 'serve HTTP over TLS with this certificate (PEM)')
+    .option('--http-tls-key <file>', 'key of --http-tls-cert (PEM)')
+    .option('--http-tls-client-ca <file>', 'require HTTP client certificates signed by this CA')
+    .option('--http-auth-token-file <file>', 'require Authorization: Bearer <token from file> on HTTP (probes excepted)')
+    .option('--grpc-tls-cert <file>', 'serve gRPC over TLS with this certificate (PEM)')
+    .option('--grpc-tls-key <file>', 'key of --grpc-tls-cert (PEM)')
+    .option('--grpc-tls-client-ca <file>', 'require gRPC client certificates signed by this CA (mutual TLS)')
+    .option('--debug-routes', 'serve HTTP POST /v1/routing-decisions, GET /v1/pods/:pod/entries and gRPC DumpPod (see SECURITY.md)')
     .option('--grpc-host <host>', 'gRPC listen address (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--grpc-port <port>', 'gRPC port (0: any free port)', integerArg, DEFAULT_GRPC_PORT)
     .option('--http-host <host>', 'HTTP listen address (API, metrics, probes; 0.0.0.0: every interface)', DEFAULT_HOST)

@@ -14,6 +14,15 @@ export class ApiError extends Error {
   }
 }
 
+/** A route that changes or dumps the index, asked for while --debug-routes is off. */
+export class DebugRoutesOff extends Error {
+  override readonly name = 'DebugRoutesOff';
+  readonly code = 'DEBUG_ROUTES_OFF';
+  constructor(route: string) {
+    super(`${route} is off: it dumps the index; start the indexer with --debug-routes to serve it (see SECURITY.md)`);
+  }
+}
+
 export interface ClassifiedError {
   /** Stable code for clients (the library's own code, or INTERNAL). */
   code: string;
@@ -38,16 +47,22 @@ const TABLE: Readonly<Record<string, [number, GrpcStatus]>> = {
   RENDER_UNAVAILABLE: [502, GrpcStatus.UNAVAILABLE],
   BACKEND_UNAVAILABLE: [503, GrpcStatus.UNAVAILABLE],
   UNKNOWN_POD: [404, GrpcStatus.NOT_FOUND],
+  DEBUG_ROUTES_OFF: [404, GrpcStatus.PERMISSION_DENIED],
   // The client went away, or the service is shutting down.
   ABORTED: [499, GrpcStatus.CANCELLED],
   CLOSED: [503, GrpcStatus.UNAVAILABLE],
+  // Tokenization outlived its deadline: the caller routes without these scores.
+  DEADLINE_EXCEEDED: [504, GrpcStatus.DEADLINE_EXCEEDED],
 };
 
+/** 5xx answers that are conditions, not faults: counted by the API metrics, not logged per request. */
+const EXPECTED = new Set(['CLOSED', 'DEADLINE_EXCEEDED']);
+
 export function classify(err: unknown): ClassifiedError {
-  const known = err instanceof ScoringError || err instanceof TokenizationError || err instanceof IndexError || err instanceof ApiError ? err : null;
+  const known = err instanceof ScoringError || err instanceof TokenizationError || err instanceof IndexError || err instanceof ApiError || err instanceof DebugRoutesOff ? err : null;
   if (known !== null) {
     const row = TABLE[known.code];
-    if (row !== undefined) return { code: known.code, http: row[0], grpc: row[1], message: known.message, clientError: row[0] < 500 || known.code === 'CLOSED' };
+    if (row !== undefined) return { code: known.code, http: row[0], grpc: row[1], message: known.message, clientError: row[0] < 500 || EXPECTED.has(known.code) };
   }
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'INTERNAL', http: 500, grpc: GrpcStatus.INTERNAL, message, clientError: false };

@@ -98,7 +98,10 @@ export class Indexer {
         apiMetrics,
         registry,
         readiness: () => indexer.readiness(),
+        liveness: () => indexer.liveness(),
         topPrefixes: config.analytics.topPrefixes,
+        listener: config.http,
+        debugRoutes: config.debugRoutes,
         history,
         logger: logger.child({ component: 'http' }),
       });
@@ -106,7 +109,7 @@ export class Indexer {
       await indexer.http.listen({ host: config.http.host, port: config.http.port }).catch((err: Error) => {
         throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${err.message}`, { cause: err });
       });
-      indexer.grpc = await startGrpcServer({ scorer, stack, pods, metrics: apiMetrics, logger: logger.child({ component: 'grpc' }) }, config.grpc);
+      indexer.grpc = await startGrpcServer({ scorer, stack, pods, metrics: apiMetrics, logger: logger.child({ component: 'grpc' }), debugRoutes: config.debugRoutes }, config.grpc);
       if (replication && mode === 'publish') await replication.startPublishing();
       if (replication && mode === 'follow' && stack.backend instanceof InMemoryIndex) await replication.follow(stack.backend);
       if (ingestor) await ingestor.start();
@@ -131,8 +134,15 @@ export class Indexer {
     const pods = this.pods.pods();
     const ingestion = this.ingestor ? this.ingestor.ready : true;
     const replication = this.replication ? this.replication.ready() : true;
-    const ready = ingestion && this.tokenizersReady && replication && this.stopping === null;
-    return { ready, detail: { ingestion: this.ingestor ? ingestion : 'another process ingests', tokenizers: this.tokenizersReady, replication, pods: pods.length, connected: pods.filter((p) => p.connected).length } };
+    const tokenization = this.tokenizers.health();
+    const ready = ingestion && this.tokenizersReady && (tokenization?.ok ?? true) && replication && this.stopping === null;
+    return { ready, detail: { ingestion: this.ingestor ? ingestion : 'another process ingests', tokenizers: this.tokenizersReady, tokenization, replication, pods: pods.length, connected: pods.filter((p) => p.connected).length } };
+  }
+
+  /** Worth keeping alive: not when local tokenization is dead (its threads keep dying), which a restart may cure. */
+  liveness(): { ready: boolean; detail: Record<string, unknown> } {
+    const tokenization = this.tokenizers.health();
+    return { ready: this.stopping !== null || (tokenization?.ok ?? true), detail: { tokenization } };
   }
 
   get httpUrl(): string {

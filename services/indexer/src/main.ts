@@ -33,12 +33,15 @@ try {
 } catch (err) {
   exitOnStartupError('kvix-indexer', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
 }
-const indexer = await Indexer.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-indexer', err, logger));
+// Signals are handled from before the start: a SIGTERM while starting (a probe can already answer)
+// waits for the start to finish, then stops cleanly, instead of killing the process mid-start.
+const starting = Indexer.start(config, logger);
 stopOnSignals({
   logger,
   stop: async () => {
-    await indexer.stop();
+    await (await starting.catch(() => null))?.stop();
     await tracing?.shutdown();
   },
   timeoutMs: config.shutdownTimeoutMs,
 });
+await starting.catch((err: unknown) => exitOnStartupError('kvix-indexer', err, logger));

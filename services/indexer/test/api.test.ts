@@ -25,7 +25,7 @@ let api: string;
 beforeAll(async () => {
   // Pod 1 offloads to CPU and has a small GPU cache, so its copy of prompt A can end up CPU-only.
   sims = [await startSim(), await startSim({ kvOffload: 'offloading-connector', numGpuBlocksOverride: 40, numCpuBlocks: 400 }), await startSim()];
-  indexer = await startIndexer({ ingest: { endpointsFile: writeEndpointsFile(sims) } });
+  indexer = await startIndexer({ ingest: { endpointsFile: writeEndpointsFile(sims) }, debugRoutes: true });
   grpcTarget = `127.0.0.1:${indexer.grpcPort}`;
   api = indexer.httpUrl;
   await waitFor(async () => (await fetch(`${api}/readyz`)).status === 200, 15_000, 'readiness');
@@ -139,7 +139,8 @@ describe('the consultant API fed by simulated vLLM pods', () => {
       ['/v1/score', { model: MODEL, token_ids: [1], colour: 'red' }, 400, 'INVALID_REQUEST'],
       ['/v1/score/completions', { model: 'no-such-model', prompt: 'hello' }, 404, 'UNKNOWN_MODEL'],
       ['/v1/score/chat', { model: MODEL, messages: [] }, 400, 'INVALID_REQUEST'],
-      ['/v1/score/completions', { model: MODEL, prompt: 'x'.repeat(5_000_000) }, 400, 'PROMPT_TOO_LONG'],
+      // 2 MB: refused on its length, before any of it is tokenized (a 4 MiB body is the limit).
+      ['/v1/score/completions', { model: MODEL, prompt: 'x'.repeat(2_000_000) }, 400, 'PROMPT_TOO_LONG'],
       ['/v1/routing-decisions', { model: MODEL, token_ids: [1, 2, 3], pod: 'a b' }, 400, 'INVALID_POD'],
     ];
     for (const [path, body, statusCode, code] of cases) {

@@ -1,7 +1,7 @@
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
 import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, ingestionListener, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
-import { ConfigError, envLayer, flagLayer, integerArg, LOG_LEVELS, resolveConfig, type Binding, type ListenerSpec } from '@kvix/service-kit';
+import { ConfigError, envLayer, flagLayer, httpListenerFields, integerArg, LOG_LEVELS, resolveConfig, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 
@@ -14,9 +14,15 @@ export const KvEventsServiceConfigSchema = z
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** Metrics, probes and the debug API. */
     http: z
-      .object({ host: z.string().min(1).default(DEFAULT_HOST), port: z.number().int().min(0).max(65535).default(DEFAULT_HTTP_PORT) })
+      .object({
+        host: z.string().min(1).default(DEFAULT_HOST),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_HTTP_PORT),
+        ...httpListenerFields({ maxBodyBytes: 1024 * 1024, maxConnections: 256 }),
+      })
       .strict()
       .prefault({}),
+    /** Serve POST /debug/lookup and GET /debug/pods/:pod/entries, which reveal what the index holds (see SECURITY.md). */
+    debugRoutes: z.boolean().default(false),
     index: IndexSettingsSchema.prefault({}),
     ingest: IngestConfigSchema.prefault({}),
     /** Pods from the Kubernetes API (an InferencePool, or a label selector). */
@@ -36,6 +42,11 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_LOG_LEVEL: { path: 'logLevel' },
   KVIX_HTTP_HOST: { path: 'http.host' },
   KVIX_HTTP_PORT: { path: 'http.port', as: 'number' },
+  KVIX_HTTP_TLS_CERT: { path: 'http.tls.certFile' },
+  KVIX_HTTP_TLS_KEY: { path: 'http.tls.keyFile' },
+  KVIX_HTTP_TLS_CLIENT_CA: { path: 'http.tls.clientCaFile' },
+  KVIX_HTTP_AUTH_TOKEN_FILE: { path: 'http.authTokenFile' },
+  KVIX_DEBUG_ROUTES: { path: 'debugRoutes', as: 'boolean' },
   ...INGESTION_ENV_BINDINGS,
   ...KUBERNETES_ENV_BINDINGS,
   ...REPLICATION_ENV_BINDINGS,
@@ -45,6 +56,11 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   logLevel: 'logLevel',
   httpHost: 'http.host',
   httpPort: 'http.port',
+  httpTlsCert: 'http.tls.certFile',
+  httpTlsKey: 'http.tls.keyFile',
+  httpTlsClientCa: 'http.tls.clientCaFile',
+  httpAuthTokenFile: 'http.authTokenFile',
+  debugRoutes: 'debugRoutes',
   ...INGESTION_FLAG_BINDINGS,
   ...KUBERNETES_FLAG_BINDINGS,
   ...REPLICATION_FLAG_BINDINGS,
@@ -55,6 +71,11 @@ export function addServiceOptions(cmd: Command): Command {
   return addReplicationOptions(addKubernetesOptions(addIngestionOptions(cmd)))
     .option('--http-host <host>', 'listen address of metrics, probes and debug API (0.0.0.0: every interface)', DEFAULT_HOST)
     .option('--http-port <port>', 'port of metrics, probes and debug API (0: any free port)', integerArg, DEFAULT_HTTP_PORT)
+    .option('--http-tls-cert <file>', 'serve HTTP over TLS with this certificate (PEM)')
+    .option('--http-tls-key <file>', 'key of --http-tls-cert (PEM)')
+    .option('--http-tls-client-ca <file>', 'require HTTP client certificates signed by this CA')
+    .option('--http-auth-token-file <file>', 'require Authorization: Bearer <token from file> on HTTP (probes excepted)')
+    .option('--debug-routes', 'serve POST /debug/lookup and GET /debug/pods/:pod/entries (see SECURITY.md)')
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .option('--print-config', 'print the resolved configuration as JSON and exit');
 }

@@ -2,8 +2,8 @@ import { requestBlockExtras } from '@kvix/block-keys';
 import { scoreLookup } from '@kvix/kv-index';
 import type { IndexStack, Ingestor } from '@kvix/kv-ingest';
 import type { Replication } from '@kvix/replication';
-import { registerErrorHandlers, registerOpsRoutes, sendError } from '@kvix/service-kit';
-import Fastify, { type FastifyInstance } from 'fastify';
+import { fastifyListenerOptions, registerErrorHandlers, registerOpsRoutes, secureFastifyListener, sendError, type HttpListenerSettings } from '@kvix/service-kit';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 
@@ -26,7 +26,13 @@ export interface HttpContext {
   ingestor: Ingestor;
   registry: Registry;
   replication?: Replication | null;
+  /** Limits, TLS and bearer token of the listener (defaults: 1 MiB bodies, no TLS, no token). */
+  listener?: HttpListenerSettings;
+  /** Serve the routes that reveal what the index holds for given tokens, and dump a pod's entries. */
+  debugRoutes?: boolean;
 }
+
+const DEFAULT_LISTENER: HttpListenerSettings = { maxBodyBytes: 1024 * 1024, maxConnections: 256, headersTimeoutMs: 10_000, bodyTimeoutMs: 30_000 };
 
 /** Invalid query or body: 400 INVALID_REQUEST. */
 class BadRequest extends Error {
@@ -35,8 +41,12 @@ class BadRequest extends Error {
 
 /** Probes, metrics and a debug API to see what the index holds and how far each pod's stream got. */
 export function buildHttpServer(ctx: HttpContext): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+  const listener = ctx.listener ?? DEFAULT_LISTENER;
+  const app = Fastify({ logger: false, ...fastifyListenerOptions(listener) });
+  secureFastifyListener(app, listener);
   registerErrorHandlers(app);
+  const debugOff = (reply: FastifyReply, route: string): FastifyReply =>
+    sendError(reply, 404, 'DEBUG_ROUTES_OFF', `${route} is off: it reveals what the index holds; start with --debug-routes to serve it (see SECURITY.md)`);
 
   registerOpsRoutes(app, {
     registry: ctx.registry,
@@ -59,6 +69,7 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   app.get('/debug/replication', async (_req, reply) => (ctx.replication ? ctx.replication.status() : sendError(reply, 404, 'NO_REPLICATION', 'not replicating (no --nats-url)')));
 
   app.get<{ Params: { pod: string } }>('/debug/pods/:pod/entries', async (req, reply) => {
+    if (ctx.debugRoutes !== true) return debugOff(reply, 'GET /debug/pods/:pod/entries');
     const query = parse(DumpQuery, req.query);
     const known = ctx.ingestor.podStates().some((p) => p.id === req.params.pod);
     const page = await ctx.stack.index.dumpPod(req.params.pod, query.offset, query.limit);
@@ -71,7 +82,8 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
     };
   });
 
-  app.post('/debug/lookup', async (req) => {
+  app.post('/debug/lookup', async (req, reply) => {
+    if (ctx.debugRoutes !== true) return debugOff(reply, 'POST /debug/lookup');
     const body = parse(LookupBody, req.body);
     const { hasher } = ctx.stack;
     const extras = body.cacheSalt ? requestBlockExtras({ tokenCount: body.tokens.length, blockSize: hasher.blockSize, cacheSalt: body.cacheSalt }) : null;

@@ -31,12 +31,15 @@ try {
 } catch (err) {
   exitOnStartupError('kvix-kv-events', err instanceof TracingConfigError ? new ConfigError(err.message) : err, logger);
 }
-const service = await KvEventsService.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-kv-events', err, logger));
+// Signals are handled from before the start: a SIGTERM while starting waits for the start to
+// finish, then stops cleanly, instead of killing the process mid-start.
+const starting = KvEventsService.start(config, logger);
 stopOnSignals({
   logger,
   stop: async () => {
-    await service.stop();
+    await (await starting.catch(() => null))?.stop();
     await tracing?.shutdown();
   },
   timeoutMs: config.shutdownTimeoutMs,
 });
+await starting.catch((err: unknown) => exitOnStartupError('kvix-kv-events', err, logger));

@@ -38,7 +38,7 @@ export class KvEventsService {
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     const stack = createIndexStack(config.index, metrics, { logger: logger.child({ component: 'index' }), ...(replication ? { applierIndex: (backend) => replication.publishTo(backend) } : {}) });
     const ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: logger.child({ component: 'ingest' }), backend: stack.status, ...(kube ? { discovery: [...createDiscoverySources(config.ingest, logger), kube.discovery] } : {}) });
-    const http = buildHttpServer({ stack, ingestor, registry, replication });
+    const http = buildHttpServer({ stack, ingestor, registry, replication, listener: config.http, debugRoutes: config.debugRoutes });
     // Probes answer while discovery and the startup replays run (readyz says 503 until then).
     try {
       await http.listen({ host: config.http.host, port: config.http.port });

@@ -101,7 +101,7 @@ describe('kvix-kv-events against simulated vLLM pods', () => {
     const before = prompts(12, 1);
     await traffic(before);
 
-    const service = run(['--endpoints-file', endpointsFile, '--http-port', String(httpPort), '--topic-prefix', '', '--log-level', 'info']);
+    const service = run(['--endpoints-file', endpointsFile, '--http-port', String(httpPort), '--topic-prefix', '', '--debug-routes', '--log-level', 'info']);
     const api = `http://127.0.0.1:${httpPort}`;
     const failure = (): string => `service output:\n${service.output()}`;
     await waitFor(async () => (await fetch(`${api}/readyz`).catch(() => null))?.status === 200, 15_000, 'readiness');

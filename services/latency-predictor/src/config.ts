@@ -1,5 +1,5 @@
 import { BuiltinModelConfigSchema } from '@kvix/latency-predictor';
-import { addDeprecatedAlias, envLayer, flagLayer, integerArg, LOG_LEVELS, numberArg, resolveConfig, type Binding, type ListenerSpec } from '@kvix/service-kit';
+import { addDeprecatedAlias, envLayer, flagLayer, httpListenerFields, integerArg, LOG_LEVELS, numberArg, resolveConfig, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 
@@ -17,7 +17,15 @@ export const PredictorServiceConfigSchema = z
   .object({
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** The training API, and the prediction API as well unless predictionPort is set. */
-    http: z.object({ host: z.string().min(1).default(DEFAULT_HOST), port: port.default(DEFAULT_PORT) }).strict().prefault({}),
+    http: z
+      .object({
+        host: z.string().min(1).default(DEFAULT_HOST),
+        port: port.default(DEFAULT_PORT),
+        // 10,000 rows of ~350 bytes: bulk bodies can be a few MB. TLS and the token cover both listeners.
+        ...httpListenerFields({ maxBodyBytes: 16 * 1024 * 1024 }),
+      })
+      .strict()
+      .prefault({}),
     /** Serve the prediction API on its own port (llm-d's sidecar layout); null: one port for both. */
     predictionPort: port.nullable().default(null),
     model: BuiltinModelConfigSchema.prefault({}),
@@ -34,6 +42,10 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_HTTP_HOST: { path: 'http.host' },
   KVIX_HTTP_PORT: { path: 'http.port', as: 'number' },
   KVIX_PREDICTION_PORT: { path: 'predictionPort', as: 'number' },
+  KVIX_HTTP_TLS_CERT: { path: 'http.tls.certFile' },
+  KVIX_HTTP_TLS_KEY: { path: 'http.tls.keyFile' },
+  KVIX_HTTP_TLS_CLIENT_CA: { path: 'http.tls.clientCaFile' },
+  KVIX_HTTP_AUTH_TOKEN_FILE: { path: 'http.authTokenFile' },
   KVIX_MODEL_MIN_SAMPLES: { path: 'model.minSamples', as: 'number' },
   // llm-d's training-server names for the objective, so a ConfigMap carries over.
   LATENCY_OBJECTIVE_TYPE: { path: 'model.objective' },
@@ -48,6 +60,10 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   host: 'http.host',
   port: 'http.port',
   predictionPort: 'predictionPort',
+  httpTlsCert: 'http.tls.certFile',
+  httpTlsKey: 'http.tls.keyFile',
+  httpTlsClientCa: 'http.tls.clientCaFile',
+  httpAuthTokenFile: 'http.authTokenFile',
   objective: 'model.objective',
   quantile: 'model.quantile',
   minSamples: 'model.minSamples',
@@ -63,6 +79,10 @@ export function addServiceOptions(cmd: Command): Command {
   addDeprecatedAlias(cmd, '--port <port>', '--http-port', integerArg);
   return cmd
     .option('--prediction-port <port>', 'serve the prediction API on its own port, like llm-d\'s sidecars (KVIX_PREDICTION_PORT)', integerArg)
+    .option('--http-tls-cert <file>', 'serve over TLS with this certificate (PEM)')
+    .option('--http-tls-key <file>', 'key of --http-tls-cert (PEM)')
+    .option('--http-tls-client-ca <file>', 'require client certificates signed by this CA')
+    .option('--http-auth-token-file <file>', 'require Authorization: Bearer <token from file> (probes excepted); EPPs send it with --latency-auth-token-file')
     .addOption(new Option('--objective <objective>', 'predict a quantile of the latency or its mean (LATENCY_OBJECTIVE_TYPE)').choices(['quantile', 'mean']).default('quantile'))
     .option('--quantile <q>', 'the quantile predicted, 0..1 exclusive (LATENCY_QUANTILE_ALPHA)', numberArg, 0.9)
     .option('--min-samples <n>', 'observations before the model answers (503 until then)', integerArg, 20)

@@ -23,5 +23,7 @@ if ((program.opts() as { printConfig?: boolean }).printConfig) {
 }
 await checkPortsFree(serviceListeners(config)).catch((err: unknown) => exitOnStartupError('kvix-latency-predictor', err));
 const logger = createLogger('latency-predictor', config.logLevel);
-const service = await PredictorService.start(config, logger).catch((err: unknown) => exitOnStartupError('kvix-latency-predictor', err, logger));
-stopOnSignals({ logger, stop: () => service.stop(), timeoutMs: config.shutdownTimeoutMs });
+// Signals are handled from before the start: a SIGTERM while starting waits for it, then stops cleanly.
+const starting = PredictorService.start(config, logger);
+stopOnSignals({ logger, stop: async () => (await starting.catch(() => null))?.stop(), timeoutMs: config.shutdownTimeoutMs });
+await starting.catch((err: unknown) => exitOnStartupError('kvix-latency-predictor', err, logger));

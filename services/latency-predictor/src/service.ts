@@ -30,7 +30,7 @@ export class PredictorService {
 
   static async start(config: PredictorServiceConfig, logger: Logger): Promise<PredictorService> {
     const model = new BuiltinPredictor(config.model);
-    const server = await startPredictorServer({ model, host: config.http.host, port: config.http.port, predictionPort: config.predictionPort });
+    const server = await startPredictorServer({ model, host: config.http.host, port: config.http.port, predictionPort: config.predictionPort, listener: config.http });
     const service = new PredictorService(config, model, server, logger);
     logger.info({ trainingUrl: server.trainingUrl, predictionUrl: server.predictionUrl, objective: config.model.objective, quantile: config.model.quantile, minSamples: config.model.minSamples }, 'latency predictor started');
     return service;

@@ -91,6 +91,11 @@ export const SimConfigSchema = z
     enablePromptTokensDetails: z.boolean().default(true),
     /** vLLM's --otlp-traces-endpoint: export a span per generation request (OTLP over HTTP/protobuf). */
     otlpTracesEndpoint: z.string().url().optional(),
+    // vLLM refuses a request's own chat template unless started with this.
+    trustRequestChatTemplate: z.boolean().default(false),
+    // Not vLLM's (its publisher has no CURVE settings): publish to a CURVE collector (kvix centralized mode with --curve-*).
+    kvEventsCurveServerKey: z.string().regex(/^.{40}$/, 'a Z85 CURVE public key (40 characters)').optional(),
+    kvEventsCurveKeyFile: z.string().min(1).optional(),
     stepOverheadMs: z.coerce.number().min(0).default(DEFAULT_LATENCY.stepOverheadMs),
     prefillTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.prefillTokensPerSec),
     cpuLoadTokensPerSec: z.coerce.number().positive().default(DEFAULT_LATENCY.cpuLoadTokensPerSec),
@@ -239,6 +244,9 @@ export function addSimOptions(cmd: Command): Command {
     .option('--enable-prompt-tokens-details', 'usage carries prompt_tokens_details.cached_tokens (the default here; vLLM\'s flag)')
     .option('--otlp-traces-endpoint <url>', 'export a span (llm_request) per generation request, child of its traceparent, to this OTLP/HTTP collector (vLLM\'s flag)')
     .option('--no-enable-prompt-tokens-details', 'usage.prompt_tokens_details is null, as vLLM answers without the flag')
+    .option('--kv-events-curve-server-key <z85>', 'publish with CURVE to a collector with this public key (not a vLLM flag: kvix centralized mode with --curve-*)')
+    .option('--kv-events-curve-key-file <file>', 'this publisher\'s CURVE keypair (a zcert file: public-key = "…", secret-key = "…")')
+    .option('--trust-request-chat-template', 'render a request\'s own chat_template (refused with 400 otherwise, as vLLM does)')
     .option('--step-overhead-ms <ms>', 'latency model: fixed cost per engine step', String(DEFAULT_LATENCY.stepOverheadMs))
     .option('--prefill-tokens-per-sec <n>', 'latency model: prefill throughput for uncached tokens', String(DEFAULT_LATENCY.prefillTokensPerSec))
     .option('--cpu-load-tokens-per-sec <n>', 'latency model: loading offloaded blocks back', String(DEFAULT_LATENCY.cpuLoadTokensPerSec))

@@ -22,5 +22,7 @@ try {
 }
 await checkPortsFree(podListeners(config)).catch((err: unknown) => exitOnStartupError('vllm-sim', err));
 const logger = pino({ level: config.logLevel, base: { service: 'vllm-sim' } });
-const pod = await SimPod.start(config, logger).catch((err: unknown) => exitOnStartupError('vllm-sim', err, logger));
-stopOnSignals({ logger, stop: () => pod.stop(), timeoutMs: 10_000 });
+// Signals are handled from before the start: a SIGTERM while starting waits for it, then stops cleanly.
+const starting = SimPod.start(config, logger);
+stopOnSignals({ logger, stop: async () => (await starting.catch(() => null))?.stop(), timeoutMs: 10_000 });
+await starting.catch((err: unknown) => exitOnStartupError('vllm-sim', err, logger));

@@ -2,7 +2,8 @@ import { EngineHasher, VLLM_DEFAULT_NONE_HASH_SEED } from '@kvix/block-keys';
 import { resolveTokenizer, type LocalTokenizer } from '@kvix/tokenization';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { SimConfig } from './config.js';
+import { readFileSync } from 'node:fs';
+import { SimConfigError, type SimConfig } from './config.js';
 import { CpuTier } from './engine/cpu-tier.js';
 import { Engine } from './engine/engine.js';
 import { EventPublisher } from './events/publisher.js';
@@ -119,6 +120,7 @@ class SimRank {
       maxModelLen,
       defaultMaxTokens: c.defaultMaxTokens,
       promptTokensDetails: c.enablePromptTokensDetails,
+      trustRequestChatTemplate: c.trustRequestChatTemplate,
       tokenizer: this.tokenizer,
       loras,
       engine: () => this.engine,
@@ -141,6 +143,7 @@ class SimRank {
       wire: c.wire,
       logger: this.logger,
       bindHost: c.host,
+      curve: curveClientOf(c),
     });
     this.publisher.dropFraction = this.faults.dropEventsFraction;
     this.engine = this.newEngine();
@@ -210,4 +213,20 @@ export class SimPod {
     await Promise.allSettled(this.ranks.map((r) => r.stop()));
     this.logger.info({ ports: this.ranks.map((r) => r.boundPort) }, 'simulated vLLM pod stopped');
   }
+}
+
+/** The publisher's CURVE client settings, when both the collector's key and this pod's keypair are given. */
+function curveClientOf(c: SimConfig): { publicKey: string; secretKey: string; serverKey: string } | undefined {
+  if (c.kvEventsCurveServerKey === undefined && c.kvEventsCurveKeyFile === undefined) return undefined;
+  if (c.kvEventsCurveServerKey === undefined || c.kvEventsCurveKeyFile === undefined) throw new SimConfigError('--kv-events-curve-server-key and --kv-events-curve-key-file go together');
+  let text: string;
+  try {
+    text = readFileSync(c.kvEventsCurveKeyFile, 'utf8');
+  } catch (err) {
+    throw new SimConfigError(`cannot read ${c.kvEventsCurveKeyFile}: ${(err as Error).message}`);
+  }
+  const publicKey = /public-key\s*=\s*"?([^"\s]{40})"?/.exec(text)?.[1];
+  const secretKey = /secret-key\s*=\s*"?([^"\s]{40})"?/.exec(text)?.[1];
+  if (publicKey === undefined || secretKey === undefined) throw new SimConfigError(`${c.kvEventsCurveKeyFile} must hold public-key = "…" and secret-key = "…" (Z85)`);
+  return { publicKey, secretKey, serverKey: c.kvEventsCurveServerKey };
 }

@@ -421,6 +421,22 @@ describe('vllm-sim over real sockets', () => {
     expect((await post(r.http[0]!, '/v1/completions', { prompt: 'x', max_tokens: 1 })).status).toBe(503);
   });
 
+  it("refuses a request's own chat template with 400 unless run with --trust-request-chat-template, as vLLM does", async () => {
+    const hostile = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1, chat_template: '{% for i in range(30000000) %}{% endfor %}hello' };
+    const r = await startPod();
+    for (const path of ['/v1/chat/completions', '/v1/chat/completions/render', '/tokenize']) {
+      const refused = await post(r.http[0]!, path, hostile);
+      expect(refused.status).toBe(400);
+      expect((refused.json['error'] as { message: string }).message).toContain('--trust-request-chat-template');
+    }
+    const viaKwargs = await post(r.http[0]!, '/v1/chat/completions', { ...hostile, chat_template: undefined, chat_template_kwargs: { chat_template: '{{ 1 }}' } });
+    expect(viaKwargs.status).toBe(400);
+    const trusting = await startPod({ trustRequestChatTemplate: true });
+    // Trusted, the same template still fails fast: Jinja2's sandbox caps range() at 100,000 items.
+    expect((await post(trusting.http[0]!, '/v1/chat/completions', hostile)).status).toBe(400);
+    expect((await post(trusting.http[0]!, '/v1/chat/completions', { ...hostile, chat_template: '{{ messages[0].content }}' })).status).toBe(200);
+  });
+
   it('answers routes, methods, media types and empty prompts with vLLM\'s error bodies', async () => {
     const r = await startPod();
     const base = r.http[0]!;

@@ -351,6 +351,8 @@ Ctrl-C stops everything.`);
       extProc: { host: loopback, port: extProcPort },
       metrics: { host: loopback, port: metricsPort },
       ingest: { endpointsFile },
+      // A local development stack on loopback: the debug routes the tour uses are served (see SECURITY.md).
+      debugRoutes: true,
       ...eppSettings,
     });
     // OpenTelemetry when the standard OTEL_* variables ask for it, as kvix-epp does.

@@ -126,7 +126,7 @@ export async function startReplicatedRouters(o: ReplicatedRoutersOptions): Promi
       eventPort: 0,
       replayPort: 0,
       script: eppBin,
-      args: ['--config', configFile, '--endpoints-file', o.endpointsFile, '--nats-url', natsUrl, '--replicate-index', 'follow', '--replica-id', `r${i + 1}`, '--no-gateway', '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--log-level', o.logLevel],
+      args: ['--config', configFile, '--endpoints-file', o.endpointsFile, '--nats-url', natsUrl, '--replicate-index', 'follow', '--replica-id', `r${i + 1}`, '--no-gateway', '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--debug-routes', '--log-level', o.logLevel],
       logFile: join(o.dir, `${name}.log`),
     });
     replicas.push({ name, extProcPort, metricsPort });

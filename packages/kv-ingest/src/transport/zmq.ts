@@ -17,6 +17,8 @@ export interface SubscriberOptions {
   receiveHighWaterMark: number;
   reconnectIntervalMs: number;
   reconnectMaxIntervalMs: number;
+  /** Be a CURVE server (bind mode): this secret key, publishers admitted by the ZAP handler of `zapDomain`. */
+  curve?: { secretKey: string; zapDomain: string };
 }
 
 /**
@@ -39,6 +41,7 @@ export class EventSubscriber {
       reconnectInterval: options.reconnectIntervalMs,
       reconnectMaxInterval: options.reconnectMaxIntervalMs,
       linger: 0,
+      ...(options.curve ? { curveServer: true, curveSecretKey: options.curve.secretKey, zapDomain: options.curve.zapDomain } : {}),
     });
     this.socket.subscribe(options.topicPrefix);
   }
@@ -106,7 +109,9 @@ export class ZmqReplayClient implements ReplayClient {
   ) {}
 
   async fetch(from: bigint): Promise<IncomingBatch[]> {
-    const dealer = new Dealer({ linger: 0, receiveTimeout: this.options.idleTimeoutMs, sendTimeout: this.options.idleTimeoutMs });
+    // A short linger, not 0: a 2-frame request cut mid-message by close, with the connection then
+    // dropping, makes libzmq 4.3.5 abort (session_base.cpp:233; see vllm-sim's publisher).
+    const dealer = new Dealer({ linger: 100, receiveTimeout: this.options.idleTimeoutMs, sendTimeout: this.options.idleTimeoutMs });
     dealer.connect(this.endpoint);
     const deadline = Date.now() + this.options.totalTimeoutMs;
     const out: IncomingBatch[] = [];

@@ -1,3 +1,4 @@
+import { readTokenFile } from '@kvix/service-kit';
 import type { Logger } from 'pino';
 import type { LatencyPredictorConfig } from '../config.js';
 import { PredictorError, type PredictorErrorCode } from '../errors.js';
@@ -47,10 +48,14 @@ export class RemotePredictor implements LatencyPredictor {
   private closed = false;
   private readonly logged = new Set<string>();
 
+  /** Sent with every call: the servers' bearer token, when configured. */
+  private readonly auth: Record<string, string>;
+
   constructor(
     private readonly config: LatencyPredictorConfig,
     private readonly deps: RemotePredictorDeps,
   ) {
+    this.auth = config.authTokenFile === undefined ? {} : { authorization: `Bearer ${readTokenFile(config.authTokenFile)}` };
     const urls = config.predictionUrls.length > 0 ? config.predictionUrls : config.trainingUrl ? [config.trainingUrl] : [];
     if (urls.length === 0) throw new PredictorError('UNREACHABLE', 'a remote latency predictor needs at least one prediction or training URL');
     this.targets = urls.map((url) => ({
@@ -213,7 +218,7 @@ export class RemotePredictor implements LatencyPredictor {
   }
 
   private http(url: string, init: { method: string; body?: string }): Promise<Response> {
-    return fetch(url, { ...init, headers: init.body !== undefined ? { 'content-type': 'application/json' } : {}, signal: AbortSignal.timeout(this.config.timeoutMs) });
+    return fetch(url, { ...init, headers: { ...this.auth, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) }, signal: AbortSignal.timeout(this.config.timeoutMs) });
   }
 
   private async flushOnce(): Promise<void> {
@@ -226,7 +231,7 @@ export class RemotePredictor implements LatencyPredictor {
       // Training is not on any request's path: it gets a more generous budget than predictions.
       const res = await fetch(`${this.trainingUrl}/add_training_data_bulk`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { ...this.auth, 'content-type': 'application/json' },
         body: JSON.stringify({ entries: batch }),
         signal: AbortSignal.timeout(Math.max(1000, this.config.timeoutMs * 4)),
       });
@@ -259,7 +264,7 @@ export class RemotePredictor implements LatencyPredictor {
     const target = this.targets[Math.floor(this.random() * this.targets.length)]!;
     const get = async <T>(url: string, as: 'json' | 'text'): Promise<T | null> => {
       try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1000, this.config.timeoutMs * 4)) });
+        const res = await fetch(url, { headers: this.auth, signal: AbortSignal.timeout(Math.max(1000, this.config.timeoutMs * 4)) });
         if (res.status !== 200) {
           await res.arrayBuffer().catch(() => undefined);
           return null;

@@ -1,3 +1,4 @@
+import { fastifyListenerOptions, secureFastifyListener, type HttpListenerSettings } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { BuiltinPredictor } from '../model/builtin-predictor.js';
@@ -12,7 +13,14 @@ export interface PredictorServerOptions {
   predictionPort?: number | null;
   /** Default: a fresh registry with the process metrics. */
   registry?: Registry;
+  /**
+   * Limits, TLS and bearer token of both listeners (training changes every router's predictions:
+   * see SECURITY.md). Default: 16 MiB bodies (10,000 rows of ~350 bytes), no TLS, no token.
+   */
+  listener?: HttpListenerSettings;
 }
+
+const DEFAULT_LISTENER: HttpListenerSettings = { maxBodyBytes: 16 * 1024 * 1024, maxConnections: 1024, headersTimeoutMs: 10_000, bodyTimeoutMs: 30_000 };
 
 export interface RunningPredictorServer {
   /** Where the training API answers. */
@@ -36,8 +44,9 @@ export async function startPredictorServer(options: PredictorServerOptions): Pro
   const split = options.predictionPort !== undefined && options.predictionPort !== null;
   const apps: FastifyInstance[] = [];
   const make = (serve: { prediction: boolean; training: boolean }, trainingServerUrl: () => string): FastifyInstance => {
-    // 10,000 rows of ~350 bytes: bulk bodies can be a few MB.
-    const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+    const listener = options.listener ?? DEFAULT_LISTENER;
+    const app = Fastify({ logger: false, ...fastifyListenerOptions(listener) });
+    secureFastifyListener(app, listener);
     registerPredictorApi(app, { model: options.model, serve, trainingServerUrl: trainingServerUrl(), registry, metrics, serving: () => serving });
     apps.push(app);
     return app;
@@ -52,7 +61,7 @@ export async function startPredictorServer(options: PredictorServerOptions): Pro
     const addr = app.server.address();
     const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
     const host = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    return `${options.listener?.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${bound}`;
   };
   let trainingUrl = '';
   const training = make({ prediction: !split, training: true }, () => trainingUrl);

@@ -44,6 +44,7 @@ export class EmbeddedPrefixBackend implements PrefixBackend {
 }
 
 const KEYS = 'precise-prefix-keys';
+const FAILED = 'precise-prefix-failed';
 const HELD = 'precise-prefix-held';
 const MAX_LOGGED = 100;
 
@@ -112,6 +113,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
       request.cycle.set(KEYS, result.requestKeys);
       if (result.held) request.cycle.set(HELD, result.held);
     } catch (err) {
+      request.cycle.set(FAILED, true);
       this.failed(err, request.model);
     }
     return out;
@@ -120,6 +122,10 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequestHook, Produce
   async preRequest(request: SchedulingRequest, result: SchedulingResult): Promise<void> {
     const chosen = result.endpoints[0];
     if (!this.options.speculative || request.prompt === null || chosen === undefined) return;
+    // The embedded index could not score the prompt (its tokenization failed or ran out of time):
+    // recording the decision would tokenize it all over again, on the request's path. (A remote
+    // indexer's failure may be the call, not the prompt: its decision is still sent.)
+    if (request.cycle.get(FAILED) === true && this.backend.kind === 'embedded') return;
     const keys = (request.cycle.get(KEYS) as BigUint64Array | null | undefined) ?? null;
     const held = (request.cycle.get(HELD) as ScoreOutcome['scores'] | undefined) ?? null;
     try {

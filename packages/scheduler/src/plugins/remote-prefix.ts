@@ -1,5 +1,5 @@
-import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { loadKvixIndexer, type KvixIndexerClient, type Prompt, type ScoreResponse__Output } from '@kvix/proto';
+import type { ServiceError } from '@grpc/grpc-js';
+import { grpcChannelCredentials, grpcChannelOptions, loadKvixIndexer, type GrpcClientTls, type KvixIndexerClient, type Prompt, type ScoreResponse__Output } from '@kvix/proto';
 import type { PromptSpec, ScoreInput } from '@kvix/scoring';
 import type { PrefixBackend, PrefixScoresResult } from './precise-prefix.js';
 
@@ -11,9 +11,10 @@ export class RemotePrefixBackend implements PrefixBackend {
   constructor(
     readonly target: string,
     private readonly timeoutMs: number,
+    tls?: GrpcClientTls,
   ) {
     const Client = loadKvixIndexer().kvix.indexer.v1.KvixIndexer;
-    this.client = new Client(target, credentials.createInsecure());
+    this.client = new Client(target, grpcChannelCredentials(tls), grpcChannelOptions(tls));
   }
 
   score(input: ScoreInput): Promise<PrefixScoresResult> {

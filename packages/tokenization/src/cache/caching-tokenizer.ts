@@ -88,7 +88,7 @@ export class CachingTokenizer implements PromptTokenizer {
     let shared = this.inFlight.get(key);
     const joined = shared !== undefined;
     if (shared === undefined) {
-      shared = this.startCall(key, model, input, salt, keySpec);
+      shared = this.startCall(key, model, input, salt, keySpec, options.deadline);
       this.misses++;
     } else {
       this.hits++;
@@ -118,11 +118,12 @@ export class CachingTokenizer implements PromptTokenizer {
     await this.inner.close();
   }
 
-  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null, requestKeys: RequestKeySpec | null): SharedCall {
+  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null, requestKeys: RequestKeySpec | null, deadline: number | undefined): SharedCall {
     const controller = new AbortController();
     let result: Promise<TokenizedPrompt>;
     try {
-      result = this.inner.tokenize(model, input, { cacheSalt, signal: controller.signal, ...(requestKeys ? { requestKeys } : {}) });
+      // The first caller's deadline bounds the shared work; later waiters may see it end sooner.
+      result = this.inner.tokenize(model, input, { cacheSalt, signal: controller.signal, ...(requestKeys ? { requestKeys } : {}), ...(deadline !== undefined ? { deadline } : {}) });
     } catch (err) {
       result = Promise.reject(err);
     }

@@ -29,6 +29,9 @@ export class ModelRouter implements PromptTokenizer {
           unlisted: fallback === 'bundled' ? 'bundled' : typeof fallback === 'object' && fallback.local !== undefined ? { spec: fallback.local } : 'reject',
           workers: config.workers,
           maxInFlight: config.maxInFlight,
+          maxPromptTokens: config.maxPromptTokens,
+          maxCharsPerToken: config.maxCharsPerToken,
+          maxThreadHeapMb: config.threadHeapMb,
         })
       : null;
 

@@ -1,5 +1,7 @@
 import { CachingTokenizer, type ResultCacheStats } from '../cache/caching-tokenizer.js';
+import { hasRequestChatTemplate } from '../chat.js';
 import { TokenizationError, type TokenizationErrorCode } from '../errors.js';
+import type { LocalTokenizerPoolHealth } from '../pool/local-tokenizer-pool.js';
 import { checkPromptInput, promptTextLength } from '../prompt-input.js';
 import type { PromptInput, PromptTokenizer, TokenizedPrompt, TokenizeOptions, TokenizerSource } from '../prompt-tokenizer.js';
 import { ModelRouter } from './model-router.js';
@@ -16,11 +18,9 @@ export interface ModelTokenizersOptions {
   observer?: TokenizationObserver;
 }
 
-/**
- * No tokenizer packs more than this many characters into a token on real text, so a longer input
- * is refused before it costs anything to tokenize.
- */
-const MAX_CHARS_PER_TOKEN = 16;
+/** vLLM's words when a request brings a chat template and the server does not trust them. */
+export const UNTRUSTED_TEMPLATE_MESSAGE =
+  'Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with untrusted chat template.';
 
 /**
  * The tokenizer a service uses: one per model (the local pool or a vLLM server's render
@@ -49,13 +49,16 @@ export class ModelTokenizers implements PromptTokenizer {
     try {
       if (typeof model !== 'string' || model === '') throw new TokenizationError('INVALID_REQUEST', 'the model name must be a non-empty string');
       checkPromptInput(input);
+      if (!this.config.trustRequestChatTemplate && input.kind === 'chat' && hasRequestChatTemplate(input.options)) {
+        throw new TokenizationError('INVALID_REQUEST', UNTRUSTED_TEMPLATE_MESSAGE);
+      }
       source = this.router.routeFor(model)?.source ?? 'none';
       const limit = this.config.maxPromptTokens;
       const chars = promptTextLength(input);
-      if (chars > MAX_CHARS_PER_TOKEN * limit) {
+      if (chars > this.config.maxCharsPerToken * limit) {
         throw new TokenizationError('PROMPT_TOO_LONG', `the prompt has ${chars} characters, more than ${limit} tokens can hold; at most ${limit} tokens are allowed`);
       }
-      const result = await this.front.tokenize(model, input, options);
+      const result = await this.withDeadline(options, (bounded) => this.front.tokenize(model, input, bounded));
       if (result.tokenIds.length > limit) {
         throw new TokenizationError('PROMPT_TOO_LONG', `the prompt has ${result.tokenIds.length} tokens; at most ${limit} are allowed`);
       }
@@ -89,12 +92,21 @@ export class ModelTokenizers implements PromptTokenizer {
 
   async warmUp(models?: readonly string[]): Promise<void> {
     const pool = this.router.pool;
+    const lanes = { requestTemplates: this.config.trustRequestChatTemplate };
     if (models === undefined) {
-      await pool?.warmUp();
+      await pool?.warmUp(undefined, lanes);
       return;
     }
     const local = models.filter((m) => this.router.route(m).source === 'local');
-    if (local.length > 0) await pool!.warmUp(local);
+    if (local.length > 0) await pool!.warmUp(local, lanes);
+  }
+
+  /**
+   * Whether local tokenization can answer (null: this service tokenizes nothing locally). A pool
+   * whose threads keep dying is not, and the service's probes say so.
+   */
+  health(): LocalTokenizerPoolHealth | null {
+    return this.router.pool?.health() ?? null;
   }
 
   /** The result cache's counters, or null when it is disabled (`cacheBytes: 0`). */
@@ -104,6 +116,28 @@ export class ModelTokenizers implements PromptTokenizer {
 
   async close(): Promise<void> {
     await this.front.close();
+  }
+
+  /**
+   * Runs `work` under timeoutMs: its signal fires at the deadline and the deadline travels with it
+   * (so a thread stops the work too); the caller's own signal still ends it sooner (ABORTED).
+   */
+  private async withDeadline<T>(options: TokenizeOptions | undefined, work: (options: TokenizeOptions) => Promise<T>): Promise<T> {
+    const timeoutMs = this.config.timeoutMs;
+    const deadline = Math.min(Date.now() + timeoutMs, options?.deadline ?? Infinity);
+    const expiry = new AbortController();
+    const timer = setTimeout(() => expiry.abort(), Math.max(0, deadline - Date.now()));
+    const signal = options?.signal === undefined ? expiry.signal : AbortSignal.any([options.signal, expiry.signal]);
+    try {
+      return await work({ ...options, signal, deadline });
+    } catch (err) {
+      if (expiry.signal.aborted && !(options?.signal?.aborted ?? false) && err instanceof TokenizationError && err.code === 'ABORTED') {
+        throw new TokenizationError('DEADLINE_EXCEEDED', `tokenization did not finish within ${timeoutMs} ms`);
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private notify(call: () => void): void {

@@ -33,6 +33,26 @@ export const TokenizationConfigSchema = z
     cacheBytes: z.number().int().min(0).default(64 * 2 ** 20),
     /** Longer prompts fail with PROMPT_TOO_LONG. */
     maxPromptTokens: z.number().int().min(1).default(131_072),
+    /**
+     * Characters per allowed token (of maxPromptTokens, or the model's context when smaller) a
+     * prompt may have before it is tokenized, and a chat template may render: longer text is
+     * PROMPT_TOO_LONG at once. Real text averages 3-5; raise it for highly repetitive prompts.
+     */
+    maxCharsPerToken: z.number().min(1).max(1024).default(8),
+    /**
+     * One tokenization's deadline, waiting included. Past it the caller gets DEADLINE_EXCEEDED (a
+     * router then decides on its other scorers), a chat template stops rendering, and a thread
+     * still busy with the request is replaced; the requests queued behind it run on.
+     */
+    timeoutMs: z.number().int().min(1).max(600_000).default(1000),
+    /**
+     * Accept a request's own chat template (`chat_template`, or `chat_template` in
+     * `chat_template_kwargs`), as vLLM's --trust-request-chat-template does; refused (400) by
+     * default. Trusted templates render on a thread of their own, under timeoutMs.
+     */
+    trustRequestChatTemplate: z.boolean().default(false),
+    /** Heap of each tokenizer thread (MiB): a request that exhausts it ends that thread, not the process. */
+    threadHeapMb: z.number().int().min(64).max(65_536).default(1024),
     /** Models not listed: served by a bundled tokenizer of the same name, rejected, rendered or tokenized by one spec. */
     default: z
       .union([z.enum(['bundled', 'reject']), ModelRouteSchema], { error: (issue) => (issue.code === 'invalid_union' ? `expected 'bundled', 'reject', ${ROUTE_SHAPE}` : undefined) })

@@ -1,6 +1,7 @@
 import { RequestKeyHasher } from '@kvix/block-keys';
 import { TokenizationError } from '../errors.js';
 import type { LocalTokenizer } from '../local-tokenizer.js';
+import { promptTextLength } from '../prompt-input.js';
 import { PrefixKeyCache, type PieceTrace } from '../prefix-keys.js';
 import type { PromptInput, RequestKeySpec } from '../prompt-tokenizer.js';
 
@@ -33,6 +34,18 @@ export class LocalKeyer {
   }
 }
 
+/** What bounds one local tokenization (sent to a tokenizer thread with each request). */
+export interface PromptLimits {
+  /** Epoch milliseconds after which the answer is of no use: rendering stops there. */
+  deadline: number | null;
+  /** Tokens a prompt may have; with the model's own context length it bounds the text before any work. */
+  maxPromptTokens: number | null;
+  /** Characters per allowed token accepted before tokenizing (and rendered by a chat template). */
+  maxCharsPerToken: number;
+}
+
+export const NO_LIMITS: PromptLimits = { deadline: null, maxPromptTokens: null, maxCharsPerToken: Infinity };
+
 export interface LocalResult {
   ids: Uint32Array<ArrayBuffer>;
   /** When asked for (`keys`). */
@@ -41,14 +54,24 @@ export interface LocalResult {
 
 /**
  * The ids vLLM computes for the input, with the two checks vLLM's completions path makes that
- * LocalTokenizer itself does not (it is also used for plain text, where both are fine).
+ * LocalTokenizer itself does not (it is also used for plain text, where both are fine), and the
+ * bounds that keep one request from holding a thread: text longer than the allowed tokens can
+ * hold is refused before it is encoded, and a chat template stops at the deadline or once it has
+ * rendered that much text.
  */
 export function tokenizeLocally(
   tokenizer: LocalTokenizer,
   input: PromptInput,
   timings?: LocalTimings,
   keys?: { spec: RequestKeySpec; cacheSalt: string | null; keyer: LocalKeyer },
+  limits: PromptLimits = NO_LIMITS,
 ): LocalResult {
+  const tokens = Math.min(limits.maxPromptTokens ?? Infinity, tokenizer.maxModelLen);
+  const maxChars = tokens * limits.maxCharsPerToken;
+  const chars = promptTextLength(input);
+  if (chars > maxChars) {
+    throw new TokenizationError('PROMPT_TOO_LONG', `the prompt has ${chars} characters, more than ${tokens} tokens can hold (${limits.maxCharsPerToken} characters per token are allowed)`);
+  }
   let ids: Uint32Array<ArrayBuffer>;
   const trace: PieceTrace | undefined = keys ? { fingerprints: [], ends: [] } : undefined;
   const t0 = performance.now();
@@ -58,7 +81,7 @@ export function tokenizeLocally(
     ids = tokenizer.encodeIds(input.prompt, { addSpecialTokens: input.addSpecialTokens ?? true }, trace);
   } else {
     // encodeChat in two steps (the same calls), so a profile can tell templating from tokenizing.
-    const prompt = tokenizer.renderChat(input.messages, input.options);
+    const prompt = tokenizer.renderChat(input.messages, input.options, { ...(limits.deadline !== null ? { deadline: limits.deadline } : {}), maxChars });
     rendered = performance.now();
     ids = tokenizer.encodeIds(prompt, { addSpecialTokens: input.options?.addSpecialTokens ?? false }, trace);
   }

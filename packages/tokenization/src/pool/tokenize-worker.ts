@@ -1,4 +1,8 @@
-/** A tokenizer thread: loads tokenizers on first use and answers the pool's requests in order. */
+/**
+ * A tokenizer thread: loads tokenizers on first use and answers the pool's requests strictly in
+ * the order they arrive, one at a time, saying when it starts each one — so the pool knows which
+ * request a thread is busy with, and that every later one has not begun.
+ */
 import { parentPort } from 'node:worker_threads';
 import { TokenizationError, messageOf } from '../errors.js';
 import { chatPromptFromBody } from '../chat-body.js';
@@ -24,6 +28,8 @@ const keyer = new LocalKeyer();
 
 function failure(id: number, err: unknown): FromWorker {
   if (err instanceof TokenizationError) return { id, ok: false, code: err.code, message: err.message };
+  // V8 gives up on a string or array it cannot grow, rather than on the heap, well before the limit.
+  if (err instanceof RangeError) return { id, ok: false, code: 'PROMPT_TOO_LONG', message: `the prompt grew too large to tokenize: ${err.message}` };
   return { id, ok: false, code: 'INTERNAL', message: `tokenizer thread failed: ${messageOf(err)}` };
 }
 
@@ -34,9 +40,15 @@ async function handle(message: Extract<ToWorker, { type: 'tokenize' | 'load' }>)
       port!.postMessage({ id: message.id, ok: true, tokenIds: null } satisfies FromWorker);
       return;
     }
+    // Queued past its deadline (behind a slow request, or a tokenizer loading): nobody waits for it.
+    if (message.limits.deadline !== null && Date.now() >= message.limits.deadline) {
+      port!.postMessage({ id: message.id, ok: false, code: 'DEADLINE_EXCEEDED', message: 'the tokenization deadline passed before a thread could start it' } satisfies FromWorker);
+      return;
+    }
+    port!.postMessage({ id: message.id, started: true } satisfies FromWorker);
     const timings = { templateMs: 0, encodeMs: 0, hashMs: 0 };
     const input = message.input.kind === 'chat-body' ? inputFromBody(message.input.body) : message.input;
-    const { ids, requestKeys } = tokenizeLocally(tokenizer, input, timings, message.keys ? { ...message.keys, keyer } : undefined);
+    const { ids, requestKeys } = tokenizeLocally(tokenizer, input, timings, message.keys ? { ...message.keys, keyer } : undefined, message.limits);
     const transfer: ArrayBuffer[] = requestKeys ? [ids.buffer, requestKeys.buffer] : [ids.buffer];
     port!.postMessage({ id: message.id, ok: true, tokenIds: ids, requestKeys, ...timings } satisfies FromWorker, transfer);
   } catch (err) {
@@ -44,7 +56,8 @@ async function handle(message: Extract<ToWorker, { type: 'tokenize' | 'load' }>)
   }
 }
 
+let queue: Promise<void> = Promise.resolve();
 port.on('message', (message: ToWorker) => {
   if (message.type === 'crash') throw new Error('tokenizer thread crash requested by a test');
-  void handle(message);
+  queue = queue.then(() => handle(message));
 });

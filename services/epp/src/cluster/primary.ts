@@ -3,7 +3,7 @@ import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from
 import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { PublishingIndex, type IndexOp, type OpSink } from '@kvix/replication';
-import { ConfigError, registerErrorHandlers } from '@kvix/service-kit';
+import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
@@ -125,7 +125,9 @@ export class EppPrimary implements OpSink {
   }
 
   private async startOps(): Promise<void> {
-    const app = Fastify({ logger: false });
+    // The same limits, TLS and bearer token as a single EPP's metrics port.
+    const app = Fastify({ logger: false, ...fastifyListenerOptions(this.config.metrics) });
+    secureFastifyListener(app, this.config.metrics);
     registerErrorHandlers(app, { onServerError: (req, c) => this.logger.error({ route: req.routeOptions.url, err: c.message }, 'metrics port request failed') });
     app.get('/healthz', async () => ({ status: 'ok' }));
     app.get('/readyz', async (_req, reply) => {

@@ -1,5 +1,5 @@
-import { Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js';
-import { loadExtProc, MalformedRequest, withMalformedRequests, type ProcessingRequest__Output, type ProcessingResponse } from '@kvix/proto';
+import { Server, status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { grpcServerCredentials, loadExtProc, MalformedRequest, withMalformedRequests, type GrpcServerTls, type ProcessingRequest__Output, type ProcessingResponse } from '@kvix/proto';
 import type { RequestDirector } from '@kvix/scheduler';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
@@ -20,6 +20,10 @@ export interface ExtProcOptions {
   host: string;
   port: number;
   maxBodyBytes?: number;
+  /** TLS (mutual with a client CA); plaintext without. */
+  tls?: GrpcServerTls | undefined;
+  /** Streams one connection may have open at once. */
+  maxConcurrentStreams?: number;
 }
 
 export interface RunningExtProc {
@@ -40,7 +44,7 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
   const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
   // A proxy sending bodies per message (STREAMED) may pass on what it buffered as one message: up
   // to the body limit, plus room for headers and framing (grpc-js refuses more than 4 MiB by default).
-  const server = new Server({ 'grpc.max_receive_message_length': maxBodyBytes + 1024 * 1024 });
+  const server = new Server({ 'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? 1024, 'grpc.max_receive_message_length': maxBodyBytes + 1024 * 1024 });
   const definition = loadExtProc().envoy.service.ext_proc.v3.ExternalProcessor.service;
   const metrics = ctx.registry ? new ExtProcMetrics(ctx.registry) : null;
   server.addService(withMalformedRequests(definition), {
@@ -112,7 +116,7 @@ export async function startExtProcServer(ctx: ExtProcContext, options: ExtProcOp
   health.addToServer(server);
   const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(new Error(`cannot listen for ext_proc on ${address}: ${err.message}`)) : resolve(bound))),
+    server.bindAsync(address, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(new Error(`cannot listen for ext_proc on ${address}: ${err.message}`)) : resolve(bound))),
   );
   ctx.logger.info({ port }, 'ext_proc server listening');
   return {

@@ -1,13 +1,21 @@
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { RequestDirector, RoutedRequest } from '@kvix/scheduler';
+import { limitConnections, nodeServerOptions, type HttpLimits, type TlsServerSettings } from '@kvix/service-kit';
 import { RequestTrace } from '@kvix/telemetry';
 import type { Logger } from 'pino';
 
-export interface GatewayOptions {
+export interface GatewayOptions extends HttpLimits {
   host: string;
   port: number;
-  maxBodyBytes: number;
   connectTimeoutMs: number;
+  /**
+   * Bytes of request bodies held at once, across all requests (being read, or kept for a retry
+   * until their answer ends): beyond it new requests get 503, so no number of clients sending
+   * large bodies can exhaust memory.
+   */
+  maxBufferedBytes: number;
+  tls?: TlsServerSettings | undefined;
   director: RequestDirector;
   logger: Logger;
   /** With `--routing-workers`: this worker's id, named in `x-kvix-worker` on every routed response. */
@@ -42,6 +50,8 @@ export const WORKER_HEADER = 'x-kvix-worker';
 export class Gateway {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly active = new Set<ServerResponse>();
+  /** Bytes of request bodies held now (see maxBufferedBytes). */
+  private buffered = 0;
 
   private constructor(
     private readonly server: Server,
@@ -49,7 +59,11 @@ export class Gateway {
   ) {}
 
   static async start(options: GatewayOptions): Promise<Gateway> {
-    const server = createServer({ keepAliveTimeout: CLIENT_KEEP_ALIVE_MS });
+    // Headers and bodies must arrive within their timeouts (a slow client would otherwise hold its
+    // buffer for Node's default 300 s), and connections are capped.
+    const serverOptions = { keepAliveTimeout: CLIENT_KEEP_ALIVE_MS, ...nodeServerOptions(options) };
+    const server = options.tls ? createTlsServer(serverOptions) : createServer(serverOptions);
+    limitConnections(server, options);
     const gateway = new Gateway(server, options);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => gateway.handle(req, res));
     await new Promise<void>((resolve, reject) => {
@@ -103,10 +117,25 @@ export class Gateway {
   }
 
   private async proxy(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    const body = await readBody(req, this.options.maxBodyBytes);
-    if (body === null) {
-      req.resume();
-      return sendError(res, 413, 'BODY_TOO_LARGE', `request bodies are limited to ${this.options.maxBodyBytes} bytes`);
+    let held = 0;
+    const release = (): void => {
+      this.buffered -= held;
+      held = 0;
+    };
+    res.once('close', release);
+    const body = await readBody(req, this.options.maxBodyBytes, (bytes) => {
+      if (this.buffered + bytes > this.options.maxBufferedBytes) return false;
+      this.buffered += bytes;
+      held += bytes;
+      return true;
+    });
+    if (body === 'too-large' || body === 'over-budget') {
+      release();
+      // The rest of the body is not read: the connection closes once the answer is sent.
+      res.once('finish', () => req.destroy());
+      if (body === 'too-large') return sendError(res, 413, 'BODY_TOO_LARGE', `request bodies are limited to ${this.options.maxBodyBytes} bytes`, { connection: 'close' });
+      this.options.logger.warn({ bufferedBytes: this.buffered, limit: this.options.maxBufferedBytes }, 'request refused: the gateway holds its limit of request bodies');
+      return sendError(res, 503, 'OVERLOADED', 'the gateway holds as many request bodies as it may; retry shortly', { connection: 'close', 'retry-after': '1' });
     }
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -205,18 +234,25 @@ export class Gateway {
   }
 }
 
-/** The whole body, or null when it exceeds `limit`. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+/**
+ * The whole body; 'too-large' when it exceeds `limit` (a declared content-length says so before
+ * anything is read), 'over-budget' when `reserve` refuses the bytes (the gateway's total).
+ */
+function readBody(req: IncomingMessage, limit: number, reserve: (bytes: number) => boolean): Promise<Buffer | 'too-large' | 'over-budget'> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) return resolve('too-large');
     const chunks: Buffer[] = [];
     let size = 0;
+    const stop = (outcome: 'too-large' | 'over-budget'): void => {
+      req.removeAllListeners('data');
+      req.pause();
+      resolve(outcome);
+    };
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        resolve(null);
-        req.removeAllListeners('data');
-        return;
-      }
+      if (size > limit) return stop('too-large');
+      if (!reserve(c.length)) return stop('over-budget');
       chunks.push(c);
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));

@@ -1,12 +1,12 @@
-import { Server, ServerCredentials, status, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, status, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { IndexStack } from '@kvix/kv-ingest';
 import type { PodDirectory } from '../pod-directory.js';
-import { loadKvixIndexer, loadLlmdIndexer, type DumpPodRequest__Output, type DumpPodResponse, type GetPodScoresRequest__Output, type GetPodScoresResponse, type GetStatsResponse, type KvixPodScore, type Prompt__Output, type RoutingDecisionRequest__Output, type RoutingDecisionResponse, type ScoreRequest__Output, type ScoreResponse } from '@kvix/proto';
+import { grpcServerCredentials, loadKvixIndexer, loadLlmdIndexer, type GrpcServerTls, type DumpPodRequest__Output, type DumpPodResponse, type GetPodScoresRequest__Output, type GetPodScoresResponse, type GetStatsResponse, type KvixPodScore, type Prompt__Output, type RoutingDecisionRequest__Output, type RoutingDecisionResponse, type ScoreRequest__Output, type ScoreResponse } from '@kvix/proto';
 import { ScoringError, type PrefixScorer, type PromptSpec, type ScorePrompt } from '@kvix/scoring';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { ApiMetrics } from '../api-metrics.js';
-import { classify } from '../errors.js';
+import { classify, DebugRoutesOff } from '../errors.js';
 import { ChatFields, chatPrompt, jsonField, MultimodalItemSchema, validated } from '../prompt-input.js';
 import { statsView, dumpView } from '../views.js';
 import { MalformedRequest, unary, withMalformedRequests } from './malformed.js';
@@ -17,12 +17,17 @@ export interface GrpcContext {
   pods: PodDirectory;
   metrics: ApiMetrics;
   logger: Logger;
+  /** Serve DumpPod (it lists a pod's index entries). */
+  debugRoutes: boolean;
 }
 
 export interface GrpcOptions {
   host: string;
   port: number;
   maxMessageBytes: number;
+  maxConcurrentStreams?: number;
+  /** TLS (mutual with a client CA); plaintext without. */
+  tls?: GrpcServerTls | undefined;
 }
 
 export const HEALTH_SERVICES = ['', 'indexer.v1.IndexerService', 'kvix.indexer.v1.KvixIndexer'] as const;
@@ -35,7 +40,7 @@ export interface RunningGrpc {
 
 /** Both indexer APIs and gRPC health on one server. Health says NOT_SERVING until the indexer is ready. */
 export async function startGrpcServer(ctx: GrpcContext, options: GrpcOptions): Promise<RunningGrpc> {
-  const server = new Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': options.maxMessageBytes });
+  const server = new Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': options.maxMessageBytes, 'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? 1024 });
   const fail = (method: string) => (err: unknown, call: ServerUnaryCall<unknown, unknown>) => {
     const c = classify(err);
     if (!c.clientError) ctx.logger.error({ method, err: c.message, peer: call.getPeer() }, 'gRPC request failed');
@@ -49,22 +54,22 @@ export async function startGrpcServer(ctx: GrpcContext, options: GrpcOptions): P
 
   const llmd = loadLlmdIndexer().indexer.v1.IndexerService.service;
   server.addService(withMalformedRequests(llmd), {
-    GetPodScores: malformedCounted('GetPodScores', unary<GetPodScoresRequest__Output, GetPodScoresResponse>((req) => timed('GetPodScores', () => getPodScores(ctx, req)), fail('GetPodScores'))),
+    GetPodScores: malformedCounted('GetPodScores', unary<GetPodScoresRequest__Output, GetPodScoresResponse>((req, call) => timed('GetPodScores', () => getPodScores(ctx, req, signalOf(call))), fail('GetPodScores'))),
   });
 
   const kvix = loadKvixIndexer().kvix.indexer.v1.KvixIndexer.service;
   server.addService(withMalformedRequests(kvix), {
-    Score: malformedCounted('Score', unary<ScoreRequest__Output, ScoreResponse>((req) => timed('Score', () => score(ctx, req)), fail('Score'))),
-    RecordRoutingDecision: malformedCounted('RecordRoutingDecision', unary<RoutingDecisionRequest__Output, RoutingDecisionResponse>((req) => timed('RecordRoutingDecision', () => recordDecision(ctx, req)), fail('RecordRoutingDecision'))),
+    Score: malformedCounted('Score', unary<ScoreRequest__Output, ScoreResponse>((req, call) => timed('Score', () => score(ctx, req, signalOf(call))), fail('Score'))),
+    RecordRoutingDecision: malformedCounted('RecordRoutingDecision', unary<RoutingDecisionRequest__Output, RoutingDecisionResponse>((req, call) => timed('RecordRoutingDecision', () => recordDecision(ctx, req, signalOf(call))), fail('RecordRoutingDecision'))),
     GetStats: malformedCounted('GetStats', unary<unknown, GetStatsResponse>(() => timed('GetStats', () => getStats(ctx)), fail('GetStats'))),
-    DumpPod: malformedCounted('DumpPod', unary<DumpPodRequest__Output, DumpPodResponse>((req) => timed('DumpPod', () => dumpPod(ctx, req)), fail('DumpPod'))),
+    DumpPod: malformedCounted('DumpPod', unary<DumpPodRequest__Output, DumpPodResponse>((req) => timed('DumpPod', () => (ctx.debugRoutes ? dumpPod(ctx, req) : Promise.reject(new DebugRoutesOff('DumpPod')))), fail('DumpPod'))),
   });
 
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])));
   health.addToServer(server);
 
   const address = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`)) : resolve(bound))));
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, grpcServerCredentials(options.tls), (err, bound) => (err ? reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`)) : resolve(bound))));
   return {
     port,
     health,
@@ -80,7 +85,18 @@ export async function startGrpcServer(ctx: GrpcContext, options: GrpcOptions): P
   };
 }
 
-async function getPodScores(ctx: GrpcContext, req: GetPodScoresRequest__Output): Promise<GetPodScoresResponse> {
+/**
+ * Fires when the caller cancels or its deadline passes (grpc-js cancels the call then), so the
+ * tokenization it waits for stops being awaited; the tokenizer's own deadline applies either way.
+ */
+function signalOf(call: ServerUnaryCall<unknown, unknown>): AbortSignal {
+  const controller = new AbortController();
+  if (call.cancelled) controller.abort();
+  else call.once('cancelled', () => controller.abort());
+  return controller.signal;
+}
+
+async function getPodScores(ctx: GrpcContext, req: GetPodScoresRequest__Output, signal: AbortSignal): Promise<GetPodScoresResponse> {
   if (req.modelName === '') throw new ScoringError('INVALID_REQUEST', 'model_name is required');
   // llm-d answers an empty prompt with no scores (it makes no block), and its clients expect that.
   if (req.prompt === '') return { scores: [] };
@@ -89,14 +105,14 @@ async function getPodScores(ctx: GrpcContext, req: GetPodScoresRequest__Output):
     prompt: { kind: 'completion', prompt: req.prompt },
     // proto3 cannot tell an empty list from none: llm-d reads empty as "every pod".
     candidates: req.podIdentifiers.length > 0 ? req.podIdentifiers : null,
-  });
+  }, { signal });
   // llm-d returns the pods that hold something, with the tier-weighted block count.
   return { scores: outcome.scores.filter((s) => s.score > 0).map((s) => ({ pod: s.pod, score: s.score })) };
 }
 
-async function score(ctx: GrpcContext, req: ScoreRequest__Output): Promise<ScoreResponse> {
+async function score(ctx: GrpcContext, req: ScoreRequest__Output, signal: AbortSignal): Promise<ScoreResponse> {
   if (req.prompt === null || req.prompt === undefined) throw new ScoringError('INVALID_REQUEST', 'prompt is required');
-  const outcome = await ctx.scorer.score({ ...promptSpec(req.prompt), candidates: req.candidates ? req.candidates.pods : null });
+  const outcome = await ctx.scorer.score({ ...promptSpec(req.prompt), candidates: req.candidates ? req.candidates.pods : null }, { signal });
   const scores: KvixPodScore[] = outcome.scores.map((s) => ({ pod: s.pod, score: s.score, normalized: s.normalized, matchedBlocks: s.matchedBlocks, tiers: s.tiers, known: s.known }));
   return {
     scores,
@@ -108,9 +124,9 @@ async function score(ctx: GrpcContext, req: ScoreRequest__Output): Promise<Score
   };
 }
 
-async function recordDecision(ctx: GrpcContext, req: RoutingDecisionRequest__Output): Promise<RoutingDecisionResponse> {
+async function recordDecision(ctx: GrpcContext, req: RoutingDecisionRequest__Output, signal: AbortSignal): Promise<RoutingDecisionResponse> {
   if (req.prompt === null || req.prompt === undefined) throw new ScoringError('INVALID_REQUEST', 'prompt is required');
-  const outcome = await ctx.scorer.recordDecision({ ...promptSpec(req.prompt), pod: req.pod, prefillPod: req.prefillPod || null, ttlMs: req.ttlMs || null });
+  const outcome = await ctx.scorer.recordDecision({ ...promptSpec(req.prompt), pod: req.pod, prefillPod: req.prefillPod || null, ttlMs: req.ttlMs || null }, { signal });
   return { inserted: outcome.inserted, blocks: outcome.blocks, ttlMs: outcome.ttlMs ?? 0 };
 }
 

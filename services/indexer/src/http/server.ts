@@ -1,7 +1,7 @@
 import type { IndexStack, IngestMetrics } from '@kvix/kv-ingest';
 import type { PodDirectory } from '../pod-directory.js';
 import type { PrefixScorer, ReuseAnalytics, ScoreInput, ScoreOutcome } from '@kvix/scoring';
-import { registerErrorHandlers, registerOpsRoutes, type Readiness } from '@kvix/service-kit';
+import { fastifyListenerOptions, registerErrorHandlers, registerOpsRoutes, secureFastifyListener, sendError, type HttpListenerSettings, type Readiness } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -22,6 +22,11 @@ export interface HttpContext {
   apiMetrics: ApiMetrics;
   registry: Registry;
   readiness: () => Readiness;
+  liveness?: () => Readiness;
+  /** Limits, TLS and bearer token of the listener. */
+  listener: HttpListenerSettings;
+  /** Serve the routes that change or dump the index (routing decisions, pod entries). */
+  debugRoutes: boolean;
   topPrefixes: number;
   /** Samples of the analytics the /ui page charts. */
   history: ReuseHistory;
@@ -33,7 +38,8 @@ const AnalyticsQuery = z.object({ top: z.coerce.number().int().min(1).max(1000).
 
 /** The JSON API (snake_case, like the OpenAI and vLLM APIs it sits beside), metrics and probes. */
 export function buildHttpServer(ctx: HttpContext): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 32 * 1024 * 1024 });
+  const app = Fastify({ logger: false, ...fastifyListenerOptions(ctx.listener) });
+  secureFastifyListener(app, ctx.listener);
 
   registerErrorHandlers(app, {
     // The service's own codes (scoring, tokenization, index) first; Fastify's rejections and the rest by the common table.
@@ -49,27 +55,29 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
     onServerError: (req, c) => ctx.logger.error({ route: req.routeOptions.url, err: c.message }, 'HTTP request failed'),
   });
 
-  registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness });
+  registerOpsRoutes(app, { registry: ctx.registry, readiness: ctx.readiness, ...(ctx.liveness ? { liveness: ctx.liveness } : {}) });
 
   const timed = <T>(method: string, work: () => Promise<T>): Promise<T> => ctx.apiMetrics.time('http', method, work, (err) => classify(err).code);
   const scoreRoute = (path: string, parse: (body: unknown) => ScoreInput): void => {
-    app.post(path, async (req) => timed(path, async () => scoreView(await ctx.scorer.score(parse(req.body)))));
+    app.post(path, async (req, reply) => timed(path, async () => scoreView(await ctx.scorer.score(parse(req.body), { signal: clientGone(reply) }))));
   };
   scoreRoute('/v1/score', scoreInputOf);
   scoreRoute('/v1/score/completions', completionsInputOf);
   scoreRoute('/v1/score/chat', chatInputOf);
 
+  const debugOff = (reply: FastifyReply, route: string): FastifyReply =>
+    sendError(reply, 404, 'DEBUG_ROUTES_OFF', `${route} is off: it changes or dumps the index; start with --debug-routes to serve it (see SECURITY.md)`);
   app.post('/v1/routing-decisions', async (req, reply: FastifyReply) =>
-    timed('/v1/routing-decisions', async () => {
-      const outcome = await ctx.scorer.recordDecision(decisionOf(req.body));
+    !ctx.debugRoutes ? debugOff(reply, 'POST /v1/routing-decisions') : timed('/v1/routing-decisions', async () => {
+      const outcome = await ctx.scorer.recordDecision(decisionOf(req.body), { signal: clientGone(reply) });
       return reply.code(201).send({ inserted: outcome.inserted, blocks: outcome.blocks, ttl_ms: outcome.ttlMs });
     }),
   );
 
   app.get('/v1/stats', async () => timed('/v1/stats', async () => snake(await statsView(ctx.stack, ctx.pods))));
   app.get('/v1/pods', async () => timed('/v1/pods', async () => ({ pods: snake((await statsView(ctx.stack, ctx.pods)).pods) })));
-  app.get<{ Params: { pod: string } }>('/v1/pods/:pod/entries', async (req) =>
-    timed('/v1/pods/:pod/entries', async () => {
+  app.get<{ Params: { pod: string } }>('/v1/pods/:pod/entries', async (req, reply) =>
+    !ctx.debugRoutes ? debugOff(reply, 'GET /v1/pods/:pod/entries') : timed('/v1/pods/:pod/entries', async () => {
       const q = validated(DumpQuery, req.query, 'query');
       return snake(await dumpView(ctx.stack, ctx.pods, req.params.pod, q.offset, q.limit));
     }),
@@ -83,6 +91,15 @@ export function buildHttpServer(ctx: HttpContext): FastifyInstance {
   // The cache-reuse page and the history it charts, beside the analytics they come from.
   registerReuseRoutes(app, { sources: { analytics: ctx.analytics, stack: ctx.stack, pods: ctx.pods, ingestMetrics: ctx.ingestMetrics }, history: ctx.history, topPrefixes: ctx.topPrefixes, analyticsRoute: false });
   return app;
+}
+
+/** Fires when the client hangs up before its answer is written: nobody waits for the tokenization any more. */
+function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableEnded) controller.abort();
+  });
+  return controller.signal;
 }
 
 function scoreView(o: ScoreOutcome): Record<string, unknown> {

@@ -22,6 +22,8 @@ export interface PublisherOptions {
    * loopback publishes on loopback only (vLLM binds every interface; a deployment passes --host 0.0.0.0).
    */
   bindHost?: string;
+  /** Be a CURVE client of the collector it connects to (centralized mode): this keypair, that server key. */
+  curve?: { publicKey: string; secretKey: string; serverKey: string } | undefined;
 }
 
 /** `tcp://*:port` on a specific interface; other endpoints (and wildcard hosts) as given. */
@@ -44,6 +46,17 @@ export interface PublisherStats {
 }
 
 const utf8 = new TextEncoder();
+
+/**
+ * How long a closed socket may go on sending what it had begun. Not 0: a socket closed with
+ * linger 0 stops its pipes mid-message, and when a peer then drops the connection while libzmq's
+ * I/O thread holds the first frames of a multi-frame message (a 5-frame replay reply, a 3-frame
+ * batch), libzmq 4.3.5 aborts the process ("Resource temporarily unavailable",
+ * session_base.cpp:233, from clean_pipes). The churn soak in test/hostile reproduced it within
+ * seconds with the replay socket at 0 and never with 100 ms. A restart rebinds after it
+ * (bindWithRetry waits for the port).
+ */
+const CLOSE_LINGER_MS = 100;
 const DEFAULT_WIRE: WireProfile = { engine: 'vllm', taggedHashes: true, v034: true };
 
 /**
@@ -90,13 +103,14 @@ export class EventPublisher {
 
   async start(): Promise<void> {
     if (!this.enabled) return;
-    const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: 0 });
+    const curve = this.options.curve;
+    const pub = new Publisher({ sendHighWaterMark: this.options.config.hwm, linger: CLOSE_LINGER_MS, ...(curve ? { curvePublicKey: curve.publicKey, curveSecretKey: curve.secretKey, curveServerKey: curve.serverKey } : {}) });
     if (isBindEndpoint(this.endpoint)) await bindWithRetry(pub, this.bindEndpoint);
     else pub.connect(this.endpoint);
     this.pub = pub;
     if (this.replayEndpoint !== null) {
       // A full replay plus its end marker must fit, as in vLLM.
-      const router = new Router({ sendHighWaterMark: 2 * (this.options.config.buffer_steps + 1), linger: 0 });
+      const router = new Router({ sendHighWaterMark: 2 * (this.options.config.buffer_steps + 1), linger: CLOSE_LINGER_MS });
       await bindWithRetry(router, this.replayBindEndpoint!);
       this.router = router;
       void this.serveReplays(router);
@@ -187,14 +201,14 @@ export class EventPublisher {
     this.router = null;
     // Let an in-flight send finish before the socket goes away.
     while (this.sending) await new Promise((r) => setTimeout(r, 1));
-    if (pub) {
-      if (isBindEndpoint(this.endpoint)) await pub.unbind(this.bindEndpoint).catch(() => undefined);
-      pub.close();
-    }
-    if (router) {
-      await router.unbind(this.replayBindEndpoint!).catch(() => undefined);
-      router.close();
-    }
+    // Closed, never unbound first: zeromq.js runs unbind() on a libuv worker thread while this
+    // thread keeps polling the socket (the replay loop's pending receive), and libzmq sockets are
+    // not thread-safe — under replay traffic that aborted the process within seconds
+    // ("Assertion failed: _state == term_ack_sent || _state == term_req_sent2", pipe.cpp:355; the
+    // churn soak in test/hostile reproduces it). close() runs on this thread and releases the
+    // ports shortly after; bindWithRetry covers the gap.
+    pub?.close();
+    router?.close();
   }
 
   private async drain(): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { TokenizationError, type ChatMessage, type LocalTokenizer } from '@kvix/tokenization';
+import { TokenizationError, type ChatMessage, type ChatTemplateOptions, type LocalTokenizer } from '@kvix/tokenization';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Engine, FinishReason, GenerationResult } from '../engine/engine.js';
@@ -48,6 +48,8 @@ export interface RankContext {
   defaultMaxTokens: number;
   /** vLLM's --enable-prompt-tokens-details: usage carries prompt_tokens_details.cached_tokens. */
   promptTokensDetails: boolean;
+  /** vLLM's --trust-request-chat-template: a request's own chat template is rendered, not refused. */
+  trustRequestChatTemplate: boolean;
   tokenizer: LocalTokenizer;
   loras: readonly LoraModule[];
   engine: () => Engine;
@@ -177,7 +179,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     if (isChat) {
       const body = parseBody(TokenizeChatRequest, req.body);
       resolveModel(body.model);
-      tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], { ...chatOptions(body), addSpecialTokens: body.add_special_tokens ?? false });
+      tokens = encodeChat(ctx, body, { ...chatOptions(body), addSpecialTokens: body.add_special_tokens ?? false });
       returnStrings = body.return_token_strs === true;
     } else {
       const body = parseBody(TokenizeCompletionRequest, req.body);
@@ -215,7 +217,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     const body = parseBody(ChatRequest, req.body);
     checkGenerationRequest(body);
     const model = resolveModel(body.model);
-    const tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], chatOptions(body));
+    const tokens = encodeChat(ctx, body, chatOptions(body));
     // Render generates nothing, so vLLM's own default applies: whatever the context has left.
     return renderResult('chatcmpl', tokens, model.model, body, body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - tokens.length));
   });
@@ -255,7 +257,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     const body = parseBody(ChatRequest, req.body);
     checkGenerationRequest(body);
     const model = resolveModel(body.model);
-    const tokens = ctx.tokenizer.encodeChat(body.messages as ChatMessage[], chatOptions(body));
+    const tokens = encodeChat(ctx, body, chatOptions(body));
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxModelLen - tokens.length));
     checkLength(tokens.length, maxTokens);
     const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
@@ -488,6 +490,20 @@ function queryBool(query: Record<string, unknown>, name: string): boolean {
   if (['true', '1', 'yes', 'on', 't', 'y'].includes(value)) return true;
   if (['false', '0', 'no', 'off', 'f', 'n'].includes(value)) return false;
   throw validationError(`query.${name}: Input should be a valid boolean, unable to interpret input`, `query.${name}`);
+}
+
+/** vLLM's refusal of a request's own chat template without --trust-request-chat-template. */
+const UNTRUSTED_TEMPLATE = 'Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with untrusted chat template.';
+/** A trusted template still renders under a budget: it runs on the event loop every request shares. */
+const RENDER_BUDGET_MS = 5000;
+const RENDERED_CHARS_PER_TOKEN = 16;
+
+function encodeChat(ctx: RankContext, body: { messages: unknown[]; chat_template?: string | null; chat_template_kwargs?: Record<string, unknown> | null }, options: ChatTemplateOptions): number[] {
+  const kwargTemplate = body.chat_template_kwargs?.['chat_template'];
+  if (!ctx.trustRequestChatTemplate && ((body.chat_template ?? null) !== null || (kwargTemplate !== undefined && kwargTemplate !== null))) {
+    throw new HttpError(400, UNTRUSTED_TEMPLATE);
+  }
+  return ctx.tokenizer.encodeChat(body.messages as ChatMessage[], options, { deadline: Date.now() + RENDER_BUDGET_MS, maxChars: ctx.maxModelLen * RENDERED_CHARS_PER_TOKEN });
 }
 
 function chatOptions(body: { add_generation_prompt?: boolean | null; continue_final_message?: boolean | null; tools?: unknown[] | null; chat_template?: string | null; chat_template_kwargs?: Record<string, unknown> | null }): {
