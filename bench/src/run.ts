@@ -14,6 +14,7 @@ import { runRoutingBenchmark, type WorkloadName } from './routing/routing-bench.
 import { run as sim } from './sim.js';
 import { run as tokenize } from './tokenize-bench.js';
 import { run as tracing } from './tracing-bench.js';
+import { runWorkersBenchmark } from './workers/workers-bench.js';
 import { machine } from './harness.js';
 
 /** Every benchmark by name; `npm run bench -- <name…>` runs a subset. */
@@ -38,6 +39,7 @@ const BENCHMARKS: Record<string, () => void | Promise<void>> = {
   tracing,
   routing: () => runRoutingBenchmark({ quick: quickFlag, ...routingOptions() }),
   gateway: () => runGatewayBenchmark({ quick: quickFlag }),
+  workers: () => runWorkersBenchmark({ quick: quickFlag }),
 };
 
 /** `--repeat N`, `--sweep`, `--workload chat|trace|all` (routing). */

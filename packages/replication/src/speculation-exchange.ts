@@ -11,7 +11,7 @@ import type { Subjects } from './subjects.js';
  * only sees its own decisions until the engine's events arrive. Core NATS (not the stream): the
  * entries live seconds, so only speed matters, and a replica that starts later needs none of them.
  */
-export class SpeculationExchange {
+export class SpeculationExchange implements SpeculationSink {
   private sub: Subscription | null = null;
   private malformed = 0;
 
@@ -76,6 +76,11 @@ export class SpeculationExchange {
   }
 }
 
+/** Where a router's speculative entries go to reach its peers (NATS between replicas, IPC between workers). */
+export interface SpeculationSink {
+  publish(requestKeys: BigUint64Array, entries: readonly PodEntry[], ttlMs: number | undefined): void;
+}
+
 /**
  * The index a router's scorer uses in an active-active deployment: speculative adds (routing
  * decisions) are applied locally and shared with the peers; everything else passes through.
@@ -83,7 +88,7 @@ export class SpeculationExchange {
 export class SpeculationSharingIndex extends ForwardingIndex {
   constructor(
     inner: KvBlockIndex,
-    private readonly exchange: SpeculationExchange,
+    private readonly exchange: SpeculationSink,
   ) {
     super(inner);
   }

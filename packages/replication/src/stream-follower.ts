@@ -116,20 +116,7 @@ export class StreamFollower {
       this.appliedSeq = m.seq;
       return;
     }
-    const index = this.o.index;
-    for (const op of ops) {
-      switch (op.kind) {
-        case 'add':
-          await index.add(op.engineKeys, op.requestKeys, op.entries);
-          break;
-        case 'evict':
-          for (const key of op.keys) await index.evict(key, op.keyKind, op.entries);
-          break;
-        case 'clear':
-          await index.clear(op.pod);
-          break;
-      }
-    }
+    await applyIndexOps(this.o.index, ops);
     this.appliedSeq = m.seq;
     this.o.metrics.appliedOps.inc(ops.length);
     this.o.metrics.appliedSeq.set(m.seq);
@@ -152,5 +139,22 @@ export class StreamFollower {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.messages?.close();
+  }
+}
+
+/** Performs index operations, in order, as the process that published them did (any follower's path). */
+export async function applyIndexOps(index: KvBlockIndex, ops: readonly IndexOp[]): Promise<void> {
+  for (const op of ops) {
+    switch (op.kind) {
+      case 'add':
+        await index.add(op.engineKeys, op.requestKeys, op.entries);
+        break;
+      case 'evict':
+        for (const key of op.keys) await index.evict(key, op.keyKind, op.entries);
+        break;
+      case 'clear':
+        await index.clear(op.pod);
+        break;
+    }
   }
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, parsePoolRef, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
@@ -101,6 +102,15 @@ export const EppConfigSchema = z
     /** Discovery label that marks an endpoint draining (no new requests). */
     drainingLabel: z.string().min(1).default('kvix.io/draining'),
     shutdownTimeoutMs: z.number().int().min(100).default(10_000),
+    /**
+     * Processes routing requests on this machine: 1 is one process doing everything; above 1, a
+     * primary ingests KV events into the one index and N workers (sharing the listening ports)
+     * follow it and route. `auto`: one per core beside the primary's (cores - 1, at least 1).
+     */
+    routingWorkers: z.preprocess(
+      (v) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
+      z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'must be a whole number from 1 to 256, or auto' }),
+    ).default(1),
   })
   .strict();
 
@@ -117,6 +127,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_METRICS_HOST: { path: 'metrics.host' },
   KVIX_METRICS_PORT: { path: 'metrics.port', as: 'number' },
   KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
+  KVIX_ROUTING_WORKERS: { path: 'routingWorkers' },
   KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
   KVIX_TOKENIZE_TIMEOUT_MS: { path: 'tokenization.timeoutMs', as: 'number' },
   KVIX_TRUST_REQUEST_CHAT_TEMPLATE: { path: 'tokenization.trustRequestChatTemplate', as: 'boolean' },
@@ -151,6 +162,7 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   metricsHost: 'metrics.host',
   metricsPort: 'metrics.port',
   tokenizerWorkers: 'tokenization.workers',
+  routingWorkers: 'routingWorkers',
   maxPromptTokens: 'tokenization.maxPromptTokens',
   tokenizeTimeoutMs: 'tokenization.timeoutMs',
   trustRequestChatTemplate: 'tokenization.trustRequestChatTemplate',
@@ -188,6 +200,7 @@ export function addEppOptions(cmd: Command): Command {
     .option('--metrics-port <port>', 'metrics, probes and debug API port (0: any free port)', integerArg, DEFAULT_METRICS_PORT)
     .option('--pool-name <name>', 'InferencePool name in metrics (default: the --inference-pool name, else kvix)')
     .option('--tokenizer-workers <n>', 'tokenization threads (0: on the event loop)', integerArg)
+    .option('--routing-workers <n|auto>', 'routing processes sharing the ports, fed by one primary process that ingests the KV events (1: one process does everything; auto: cores - 1) (KVIX_ROUTING_WORKERS)')
     .option('--max-prompt-tokens <n>', 'longest prompt tokenized for scoring, in tokens (longer: routed without prefix scores)', integerArg)
     .option('--tokenize-timeout-ms <ms>', 'deadline of one tokenization; past it the request is routed on the other scorers (default 1000)', integerArg)
     .option('--trust-request-chat-template', 'route requests carrying their own chat_template (refused with 400 otherwise, as vLLM does); they render on a thread of their own, under the deadline')
@@ -285,4 +298,17 @@ export function eppListeners(config: EppConfig): ListenerSpec[] {
   if (config.extProc.enabled) out.push({ name: 'ext_proc', flag: '--ext-proc-port', host: config.extProc.host, port: config.extProc.port });
   out.push({ name: 'metrics', flag: '--metrics-port', host: config.metrics.host, port: config.metrics.port });
   return out;
+}
+
+/**
+ * How many worker processes `routingWorkers` asks for, checked against the rest of the configuration:
+ * workers follow the primary's in-memory index, which replication and Redis would replace.
+ */
+export function workerCount(config: EppConfig, cores: number = availableParallelism()): number {
+  const n = config.routingWorkers === 'auto' ? Math.max(1, cores - 1) : config.routingWorkers;
+  if (n > 1) {
+    if (config.embeddedIndex && config.index.backend !== 'memory') throw new ConfigError(`routingWorkers ${n}: the workers follow the primary's in-memory index; with index.backend ${config.index.backend} run one process per pod/replica instead`);
+    if (config.replication.natsUrl !== undefined) throw new ConfigError(`routingWorkers ${n} with replication (--nats-url) is not supported: run one process per replica`);
+  }
+  return n;
 }

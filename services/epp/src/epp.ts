@@ -1,6 +1,6 @@
 import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from '@kvix/kubernetes';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
-import { indexRole, Replication } from '@kvix/replication';
+import { indexRole, Replication, SpeculationSharingIndex } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
 import { ReuseHistory } from '@kvix/reuse-page';
@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { EppConfig } from './config.js';
+import type { PrimaryLink } from './cluster/worker-link.js';
 import { startExtProcServer, type RunningExtProc } from './extproc/server.js';
 import { Gateway } from './gateway/gateway.js';
 import { registerLatencyDebug, wireLatency } from './latency.js';
@@ -50,13 +51,22 @@ export class Epp {
     readonly replication: Replication | null,
   ) {}
 
-  /** `observer` sees every routing decision (benchmarks measure decision latency with it). */
-  static async start(config: EppConfig, logger: Logger, options: { observer?: DirectorObserver } = {}): Promise<Epp> {
+  /**
+   * `observer` sees every routing decision (benchmarks measure decision latency with it). `worker`:
+   * this process is one of `--routing-workers`; the primary ingests and serves the metrics port, this one
+   * follows its index over the link and routes.
+   */
+  static async start(config: EppConfig, logger: Logger, options: { observer?: DirectorObserver; worker?: PrimaryLink } = {}): Promise<Epp> {
+    const worker = options.worker ?? null;
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const routerMetrics = new RouterMetrics(registry);
     routerMetrics.setInfo(BUILD.commit, BUILD.ref);
-    const { mode: replicationMode, ingests } = indexRole(config.replication, config.index.backend, config.kvEvents);
+    const role = indexRole(config.replication, config.index.backend, config.kvEvents);
+    const replicationMode = role.mode;
+    // A worker's index is the primary's, followed over the cluster channel.
+    const ingests = role.ingests && !worker;
+    if (worker && config.embeddedIndex && config.index.backend !== 'memory') throw new ConfigError('--routing-workers above 1 needs the memory index backend');
     if (replicationMode !== 'off' && !config.embeddedIndex) {
       throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
     }
@@ -96,7 +106,7 @@ export class Epp {
       // A follower dials no pod: the index stream carries what the publisher's ingestion applied.
       if (ingests) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
-      const scorerIndex = replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
+      const scorerIndex = worker ? new SpeculationSharingIndex(stack.index, worker) : replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
       const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics);
       prefixScorer = new PrefixScorer({
         index: scorerIndex,
@@ -133,12 +143,19 @@ export class Epp {
     epp.kubernetes = kube;
     try {
       if (kube?.pool) await epp.followPool(kube);
-      epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), liveness: () => epp.liveness(), reuse, logger, listener: config.metrics, debugRoutes: config.debugRoutes });
-      epp.history = reuse?.history ?? null;
-      registerLatencyDebug(epp.ops, latency.predictor);
-      await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
-        throw new Error(`cannot listen for metrics on ${config.metrics.host}:${config.metrics.port}: ${err.message}`, { cause: err });
-      });
+      if (worker) {
+        // The primary serves the metrics port: it asks this worker for its metrics and readiness.
+        const index = stack?.index ?? null;
+        worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []) });
+        if (stack && stack.backend.backend === 'memory') await worker.follow(stack.backend);
+      } else {
+        epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), liveness: () => epp.liveness(), reuse, logger, listener: config.metrics, debugRoutes: config.debugRoutes });
+        epp.history = reuse?.history ?? null;
+        registerLatencyDebug(epp.ops, latency.predictor);
+        await epp.ops.listen({ host: config.metrics.host, port: config.metrics.port }).catch((err: Error) => {
+          throw new Error(`cannot listen for metrics on ${config.metrics.host}:${config.metrics.port}: ${err.message}`, { cause: err });
+        });
+      }
       if (replication && stack && replicationMode === 'follow' && stack.backend.backend === 'memory') await replication.follow(stack.backend);
       if (replication && replicationMode === 'publish') await replication.startPublishing();
       if (ingestor) await ingestor.start();
@@ -155,7 +172,7 @@ export class Epp {
         },
       };
       if (config.extProc.enabled) epp.extProc = await startExtProcServer({ director: router.director, logger: logger.child({ component: 'ext-proc' }), registry, streams }, { ...config.extProc, maxBodyBytes: config.gateway.maxBodyBytes });
-      if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }) });
+      if (config.gateway.enabled) epp.gateway = await Gateway.start({ ...config.gateway, director: router.director, logger: logger.child({ component: 'gateway' }), ...(worker ? { workerId: worker.workerId } : {}) });
       epp.frontsListening = true;
       epp.history?.start();
     } catch (err) {
@@ -172,9 +189,11 @@ export class Epp {
         replication: replication ? { index: replicationMode, replicaId: config.replication.replicaId } : 'off',
         endpoints: router.registry.size,
         latencyPredictor: latency.predictor?.describe().kind ?? 'off',
+        ...(worker ? { worker: worker.workerId } : {}),
       },
-      'epp started',
+      worker ? 'epp worker started' : 'epp started',
     );
+    worker?.started({ gatewayPort: epp.gateway?.port ?? null, extProcPort: epp.extProc?.port ?? null });
     return epp;
   }
 

@@ -15,7 +15,7 @@ describe('kvix-epp command line', () => {
   it('documents its flags and switches to a remote indexer with --indexer', async () => {
     const help = run(['--help']);
     expect(await help.exited).toBe(0);
-    for (const flag of ['--scheduler-config', '--indexer', '--gateway-port', '--ext-proc-port', '--metrics-port', '--no-gateway', '--endpoints-file']) expect(help.output()).toContain(flag);
+    for (const flag of ['--scheduler-config', '--indexer', '--gateway-port', '--ext-proc-port', '--metrics-port', '--no-gateway', '--endpoints-file', '--routing-workers']) expect(help.output()).toContain(flag);
     const printed = run(['--indexer', 'indexer:50051', '--no-ext-proc', '--print-config'], { KVIX_GATEWAY_PORT: '8088' });
     expect(await printed.exited).toBe(0);
     const config = JSON.parse(printed.output()) as { embeddedIndex: boolean; gateway: { port: number }; extProc: { enabled: boolean }; scheduler: { plugins: { type: string; parameters?: { indexer?: string } }[] } };

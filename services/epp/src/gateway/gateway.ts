@@ -18,6 +18,8 @@ export interface GatewayOptions extends HttpLimits {
   tls?: TlsServerSettings | undefined;
   director: RequestDirector;
   logger: Logger;
+  /** With `--routing-workers`: this worker's id, named in `x-kvix-worker` on every routed response. */
+  workerId?: string;
 }
 
 /** Headers that describe one hop and are not forwarded. */
@@ -37,6 +39,7 @@ const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 const CLIENT_KEEP_ALIVE_MS = 65_000;
 
 export const ENDPOINT_HEADER = 'x-kvix-endpoint';
+export const WORKER_HEADER = 'x-kvix-worker';
 
 /**
  * An OpenAI-compatible reverse proxy that routes each request with the same scheduler as the
@@ -179,6 +182,7 @@ export class Gateway {
       // Aliasing may rewrite the body: its length is only known at the end.
       if (routed.clientModel === routed.targetModel && up.headers['content-length'] !== undefined) out['content-length'] = up.headers['content-length'];
       Object.assign(out, routed.responseHeaders(), { [ENDPOINT_HEADER]: endpoint.id, 'x-request-id': routed.id });
+      if (this.options.workerId !== undefined) out[WORKER_HEADER] = this.options.workerId;
       res.writeHead(up.statusCode ?? 502, out);
       res.flushHeaders();
       up.on('data', (chunk: Buffer) => {

@@ -1,0 +1,49 @@
+import type { IndexSnapshot, PodEntry } from '@kvix/kv-index';
+import type { IndexOp } from '@kvix/replication';
+
+/**
+ * The messages between the EPP's primary process and its workers, over the cluster IPC channel
+ * with Node's "advanced" serialization (typed arrays and bigints cross as they are). Every message
+ * carries `kvix` so the channel can be shared with prom-client's and Node's own.
+ */
+export type PrimaryMessage =
+  /** The index as the primary holds it, then every operation after it as `ops` batches. */
+  | { kvix: 'snapshot'; seq: number; snapshot: IndexSnapshot | null }
+  | { kvix: 'ops'; seq: number; ops: IndexOp[] }
+  /** Another worker's routing decision, to add as speculative entries. */
+  | { kvix: 'speculation'; requestKeys: BigUint64Array; entries: PodEntry[]; ttlMs: number }
+  | { kvix: 'status?'; id: number }
+  | { kvix: 'metrics?'; id: number };
+
+/** One metric family as `Registry.getMetricsAsJSON()` gives it, without functions (they cannot cross IPC). */
+export interface MetricFamilyJson {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
+export interface WorkerStatus {
+  pid: number;
+  ready: boolean;
+  detail: Record<string, unknown>;
+  /** The last index batch applied (the primary's `indexSeq` once caught up). */
+  appliedSeq: number;
+  /** Entries per pod in this worker's copy of the index (empty without an embedded index). */
+  pods: { pod: string; entries: number; speculative: number }[];
+}
+
+export type WorkerMessage =
+  /** The worker's index is built and empty: send the snapshot and the operations after it. */
+  | { kvix: 'feed?' }
+  | { kvix: 'started'; gatewayPort: number | null; extProcPort: number | null }
+  | { kvix: 'speculation'; requestKeys: BigUint64Array; entries: PodEntry[]; ttlMs: number }
+  | { kvix: 'status'; id: number; status: WorkerStatus }
+  | { kvix: 'metrics'; id: number; metrics: MetricFamilyJson[] };
+
+export function isPrimaryMessage(m: unknown): m is PrimaryMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { kvix?: unknown }).kvix === 'string';
+}
+
+export const isWorkerMessage = isPrimaryMessage as (m: unknown) => m is WorkerMessage;

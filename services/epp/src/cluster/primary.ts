@@ -1,0 +1,330 @@
+import cluster, { type Worker } from 'node:cluster';
+import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from '@kvix/kubernetes';
+import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
+import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { PublishingIndex, type IndexOp, type OpSink } from '@kvix/replication';
+import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener } from '@kvix/service-kit';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import type { EppConfig } from '../config.js';
+import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type WorkerMessage, type WorkerStatus } from './messages.js';
+
+/** A worker the primary asked a question that it did not answer within this long counts as not ready. */
+const ASK_TIMEOUT_MS = 2000;
+/** Index metric families measured where lookups and speculation happen: in the workers. */
+const WORKER_SIDE = /lookup|speculati/;
+/** A worker dying again this soon after its start waits before the next one (doubling, up to 5 s). */
+const QUICK_DEATH_MS = 5000;
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  startedAt: number;
+  /** It answered `started`: its fronts listen. */
+  started: boolean;
+  /** It has the snapshot and receives every index batch. */
+  fed: boolean;
+  quickDeaths: number;
+}
+
+type Pending = { resolve: (m: WorkerMessage) => void; timer: NodeJS.Timeout };
+
+/**
+ * `kvix-epp --routing-workers N`: the primary process. It owns discovery, KV-event ingestion and the one
+ * block index (the single writer), and feeds N worker processes that share the ext_proc and gateway
+ * ports (node:cluster hands each new connection to a worker): the index as a snapshot followed by
+ * every operation its applier performed (what an HA replica follows on the index stream, here over
+ * the cluster channel), and each worker's routing decisions (speculative entries) to the others, so
+ * a burst spread over the workers still sees the first decision. It serves the metrics port: the
+ * workers' metrics summed beside its own, readiness = ingestion ready and every worker ready. A
+ * worker that dies is logged once and replaced.
+ */
+export class EppPrimary implements OpSink {
+  private readonly slots: Slot[] = [];
+  private readonly registry = new Registry();
+  private readonly restarts: Counter;
+  private ops: FastifyInstance | null = null;
+  private stack: IndexStack | null = null;
+  private ingestor: Ingestor | null = null;
+  private hub: DiscoveryHub | null = null;
+  private kube: KubernetesRuntime | null = null;
+  private batch: IndexOp[] = [];
+  private flushScheduled = false;
+  /** Index batches sent so far; a fed worker's appliedSeq reaches it. */
+  private seq = 0;
+  private asked = 0;
+  private readonly pending = new Map<number, Pending>();
+  private stopping: Promise<void> | null = null;
+  private startupFailure: ((err: Error) => void) | null = null;
+  private ports: { gatewayPort: number | null; extProcPort: number | null } = { gatewayPort: null, extProcPort: null };
+
+  private constructor(
+    private readonly config: EppConfig,
+    private readonly workers: number,
+    private readonly logger: Logger,
+  ) {
+    this.restarts = new Counter({ name: 'kvix_epp_worker_restarts_total', help: 'EPP worker processes that died and were replaced (--routing-workers).', registers: [this.registry] });
+    new Gauge({ name: 'kvix_epp_workers', help: 'EPP worker processes configured (--routing-workers).', registers: [this.registry] }).set(workers);
+    const slots = this.slots;
+    new Gauge({
+      name: 'kvix_epp_workers_started',
+      help: 'EPP worker processes whose fronts are listening (--routing-workers).',
+      registers: [this.registry],
+      collect() {
+        this.set(slots.filter((s) => s.started).length);
+      },
+    });
+  }
+
+  static async start(config: EppConfig, workers: number, logger: Logger): Promise<EppPrimary> {
+    const primary = new EppPrimary(config, workers, logger);
+    try {
+      await primary.startIngestion();
+      await primary.startOps();
+      await primary.forkAll();
+    } catch (err) {
+      await primary.stop();
+      throw err;
+    }
+    logger.info(
+      {
+        gateway: primary.ports.gatewayPort !== null ? `http://${config.gateway.host}:${primary.ports.gatewayPort}` : null,
+        extProcPort: primary.ports.extProcPort,
+        metricsPort: primary.metricsPort,
+        index: config.embeddedIndex ? 'embedded' : 'remote',
+        workers,
+      },
+      'epp started',
+    );
+    return primary;
+  }
+
+  get metricsPort(): number {
+    const addr = this.ops?.server.address();
+    return typeof addr === 'object' && addr !== null ? addr.port : this.config.metrics.port;
+  }
+
+  /** Discovery, the index and the ingestor, as a single EPP process has them; its applier's operations also go to the workers. */
+  private async startIngestion(): Promise<void> {
+    const config = this.config;
+    if (!config.embeddedIndex) return;
+    try {
+      this.kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry: this.registry, logger: this.logger });
+    } catch (err) {
+      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
+      throw err;
+    }
+    this.hub = new DiscoveryHub([...createDiscoverySources(config.ingest, this.logger), ...(this.kube ? [this.kube.discovery] : [])]);
+    const metrics = new IngestMetrics(this.registry);
+    this.stack = createIndexStack(config.index, metrics, { logger: this.logger.child({ component: 'index' }), applierIndex: (backend) => new PublishingIndex(backend, this) });
+    if (config.kvEvents) {
+      this.ingestor = new Ingestor({ config: config.ingest, applier: this.stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.hub.asSource()], backend: this.stack.status });
+      await this.ingestor.start();
+    }
+  }
+
+  private async startOps(): Promise<void> {
+    // The same limits, TLS and bearer token as a single EPP's metrics port.
+    const app = Fastify({ logger: false, ...fastifyListenerOptions(this.config.metrics) });
+    secureFastifyListener(app, this.config.metrics);
+    registerErrorHandlers(app, { onServerError: (req, c) => this.logger.error({ route: req.routeOptions.url, err: c.message }, 'metrics port request failed') });
+    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/readyz', async (_req, reply) => {
+      const r = await this.readiness();
+      return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...r.detail });
+    });
+    app.get('/metrics', async (_req, reply) => {
+      const aggregated = await this.metrics();
+      return reply.header('content-type', aggregated.contentType).send(await aggregated.metrics());
+    });
+    app.get('/debug/workers', async () => ({ indexSeq: this.seq, restarts: (await this.restarts.get()).values[0]?.value ?? 0, workers: await this.statuses() }));
+    app.get('/debug/pods', async () => ({ pods: this.stack ? await this.stack.index.podCounts() : [] }));
+    this.ops = app;
+    await app.listen({ host: this.config.metrics.host, port: this.config.metrics.port }).catch((err: Error) => {
+      throw new Error(`cannot listen for metrics on ${this.config.metrics.host}:${this.config.metrics.port}: ${err.message}`, { cause: err });
+    });
+  }
+
+  /** Starts every worker; resolves when all listen, rejects if one dies before it does. */
+  private async forkAll(): Promise<void> {
+    // Advanced serialization: index keys cross as BigUint64Arrays, snapshots as typed arrays.
+    cluster.setupPrimary({ serialization: 'advanced' });
+    cluster.on('exit', (worker, code, signal) => this.exited(worker, code, signal));
+    const all = new Promise<void>((resolve, reject) => {
+      this.startupFailure = reject;
+      this.allStarted = resolve;
+    });
+    for (let i = 0; i < this.workers; i++) this.fork(i, 0);
+    await all;
+    this.startupFailure = null;
+  }
+
+  private allStarted: (() => void) | null = null;
+
+  private fork(index: number, quickDeaths: number): void {
+    const worker = cluster.fork();
+    const slot: Slot = { index, worker, startedAt: performance.now(), started: false, fed: false, quickDeaths };
+    this.slots[index] = slot;
+    worker.on('message', (m: unknown) => {
+      if (isWorkerMessage(m)) this.received(slot, m);
+    });
+    // A send to a worker that just died fails; its exit is handled on 'exit'.
+    worker.on('error', (err: Error) => this.logger.debug({ worker: worker.id, err: err.message }, 'worker channel error'));
+  }
+
+  private received(slot: Slot, m: WorkerMessage): void {
+    switch (m.kvix) {
+      case 'feed?':
+        this.feed(slot);
+        break;
+      case 'started':
+        slot.started = true;
+        this.ports = { gatewayPort: m.gatewayPort, extProcPort: m.extProcPort };
+        if (this.slots.length === this.workers && this.slots.every((s) => s.started)) this.allStarted?.();
+        break;
+      case 'speculation':
+        // Relayed to every other worker following the index; the sender already holds it.
+        for (const other of this.slots) if (other !== slot && other.fed) this.send(other, m);
+        break;
+      case 'status':
+      case 'metrics': {
+        const p = this.pending.get(m.id);
+        if (p) {
+          clearTimeout(p.timer);
+          this.pending.delete(m.id);
+          p.resolve(m);
+        }
+        break;
+      }
+    }
+  }
+
+  /**
+   * The snapshot, exported synchronously: operations applied before it are in it, later ones follow
+   * in order. Operations still waiting in the current batch are in both, which is harmless (adds,
+   * evictions and clears of exact entries are idempotent, as for the replicas' snapshots).
+   */
+  private feed(slot: Slot): void {
+    const backend = this.stack?.backend.backend === 'memory' ? (this.stack.backend as InMemoryIndex) : null;
+    const snapshot: IndexSnapshot | null = backend ? backend.exportSnapshot() : null;
+    this.send(slot, { kvix: 'snapshot', seq: this.seq, snapshot });
+    slot.fed = true;
+  }
+
+  /** OpSink: the applier's operations, batched per turn of the event loop, to every fed worker. */
+  enqueue(_pod: string, op: IndexOp): void {
+    this.batch.push(op);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0) return;
+    const ops = this.batch;
+    this.batch = [];
+    this.seq++;
+    const m: PrimaryMessage = { kvix: 'ops', seq: this.seq, ops };
+    for (const slot of this.slots) if (slot?.fed) this.send(slot, m);
+  }
+
+  private send(slot: Slot, m: PrimaryMessage | WorkerMessage): void {
+    if (!slot.worker.isConnected()) return;
+    try {
+      slot.worker.send(m);
+    } catch (err) {
+      this.logger.debug({ worker: slot.worker.id, err: (err as Error).message }, 'cannot send to a worker');
+    }
+  }
+
+  private exited(worker: Worker, code: number | null, signal: string | null): void {
+    const slot = this.slots.find((s) => s?.worker === worker);
+    if (!slot) return;
+    if (this.stopping) return;
+    if (!slot.started && this.startupFailure) {
+      this.startupFailure(new Error(`epp worker ${worker.id} exited (${signal ?? `code ${code}`}) before it started; see its log above`));
+      return;
+    }
+    const quick = performance.now() - slot.startedAt < QUICK_DEATH_MS;
+    const quickDeaths = quick ? slot.quickDeaths + 1 : 0;
+    const delayMs = quickDeaths === 0 ? 0 : Math.min(5000, 100 * 2 ** (quickDeaths - 1));
+    this.restarts.inc();
+    this.logger.warn({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delayMs }, 'epp worker died; starting another');
+    slot.fed = false;
+    slot.started = false;
+    const timer = setTimeout(() => {
+      if (!this.stopping) this.fork(slot.index, quickDeaths);
+    }, delayMs);
+    timer.unref();
+  }
+
+  private ask(slot: Slot, question: 'status?' | 'metrics?'): Promise<WorkerMessage | null> {
+    if (!slot.worker.isConnected()) return Promise.resolve(null);
+    const id = ++this.asked;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve(null);
+      }, ASK_TIMEOUT_MS);
+      this.pending.set(id, { resolve, timer });
+      this.send(slot, { kvix: question, id });
+    });
+  }
+
+  private async statuses(): Promise<(WorkerStatus & { worker: number; slot: number; started: boolean; answered: boolean })[]> {
+    return Promise.all(
+      this.slots.map(async (slot) => {
+        const answer = await this.ask(slot, 'status?');
+        const status: WorkerStatus = answer?.kvix === 'status' ? answer.status : { pid: slot.worker.process.pid ?? 0, ready: false, detail: {}, appliedSeq: 0, pods: [] };
+        return { worker: slot.worker.id, slot: slot.index, started: slot.started, answered: answer !== null, ...status };
+      }),
+    );
+  }
+
+  async readiness(): Promise<{ ready: boolean; detail: Record<string, unknown> }> {
+    const workers = await this.statuses();
+    const ingestion = this.ingestor ? this.ingestor.ready : true;
+    const ready = this.stopping === null && ingestion && workers.length === this.workers && workers.every((w) => w.started && w.ready);
+    return { ready, detail: { ingestion, workers: workers.map((w) => ({ worker: w.worker, pid: w.pid, ready: w.ready, ...w.detail })) } };
+  }
+
+  /** Every worker's metrics summed (prom-client's cluster aggregation), beside the primary's own. */
+  private async metrics(): Promise<Registry> {
+    // Ingestion and the index's contents are the primary's work (the workers' copies would count it N
+    // more times); lookups and speculation happen in the workers (the primary's series stay at zero).
+    const own = (await this.registry.getMetricsAsJSON()).filter((f) => !WORKER_SIDE.test(f.name));
+    const mine = new Set(own.map((f) => f.name));
+    const answers = await Promise.all(this.slots.map((s) => this.ask(s, 'metrics?')));
+    const theirs = answers.map((a) => (a?.kvix === 'metrics' ? a.metrics.filter((f: MetricFamilyJson) => !mine.has(f.name)) : []));
+    return AggregatorRegistry.aggregate([own, ...theirs]);
+  }
+
+  /** The workers stop gracefully (each drains its fronts), then ingestion and the metrics port. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const grace = Math.max(100, this.config.shutdownTimeoutMs - 500);
+      await Promise.all(
+        this.slots.filter((s) => s && !s.worker.isDead()).map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              const kill = setTimeout(() => s.worker.process.kill('SIGKILL'), grace);
+              s.worker.once('exit', () => {
+                clearTimeout(kill);
+                resolve();
+              });
+              s.worker.process.kill('SIGTERM');
+            }),
+        ),
+      );
+      for (const p of this.pending.values()) clearTimeout(p.timer);
+      await this.ops?.close();
+      await this.ingestor?.stop();
+      await this.hub?.stop();
+      await this.stack?.index.close();
+      this.logger.info('epp stopped');
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,207 @@
+import { request } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePorts, nodeCli, waitFor, type ManagedProcess } from '@kvix/test-support';
+import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = fileURLToPath(new URL('../bin/kvix-epp.js', import.meta.url));
+const MODEL = 'Qwen/Qwen3-0.6B';
+const silent = pino({ level: 'silent' });
+const cli = nodeCli(BIN);
+
+interface WorkerView {
+  worker: number;
+  pid: number;
+  started: boolean;
+  answered: boolean;
+  ready: boolean;
+  appliedSeq: number;
+  pods: { pod: string; entries: number; speculative: number }[];
+}
+
+let pods: { pod: SimPod; id: string; eventPort: number }[] = [];
+let epp: ManagedProcess;
+let gatewayPort: number;
+let metricsPort: number;
+
+/** One request on a connection of its own: node:cluster hands each new connection to a worker. */
+function complete(port: number, prompt: string): Promise<{ status: number; worker: string | undefined; endpoint: string | undefined }> {
+  const body = JSON.stringify({ model: MODEL, prompt, max_tokens: 1 });
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: res.headers['x-kvix-worker'] as string | undefined, endpoint: res.headers['x-kvix-endpoint'] as string | undefined }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function workers(): Promise<{ indexSeq: number; restarts: number; workers: WorkerView[] }> {
+  return (await (await fetch(`http://127.0.0.1:${metricsPort}/debug/workers`)).json()) as { indexSeq: number; restarts: number; workers: WorkerView[] };
+}
+
+const ready = async (): Promise<boolean> => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200;
+
+/** Requests over fresh connections until both workers answered one (round robin hands them out alternately). */
+async function routedByBoth(prompt: (i: number) => string): Promise<{ worker: string | undefined; endpoint: string | undefined }[]> {
+  const seen: { worker: string | undefined; endpoint: string | undefined }[] = [];
+  await waitFor(
+    async () => {
+      const r = await complete(gatewayPort, prompt(seen.length));
+      expect(r.status).toBe(200);
+      seen.push(r);
+      return seen.length >= 4 && new Set(seen.map((s) => s.worker)).size === 2;
+    },
+    20_000,
+    () => `requests answered by two workers (so far: ${JSON.stringify(seen.map((s) => s.worker))})`,
+  );
+  return seen;
+}
+
+beforeAll(async () => {
+  for (let i = 0; i < 2; i++) {
+    const [port, eventPort] = await freePorts(2);
+    const pod = await SimPod.start(resolveSimConfig({ port, logLevel: 'silent', timeScale: 50, kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}` } }, {}), silent);
+    pods.push({ pod, id: `127.0.0.1:${port}`, eventPort: eventPort! });
+  }
+  const file = join(mkdtempSync(join(tmpdir(), 'kvix-epp-workers-')), 'endpoints.yaml');
+  writeFileSync(file, stringify({ endpoints: pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: p.eventPort, model: MODEL })) }));
+  let extProcPort: number;
+  [gatewayPort, extProcPort, metricsPort] = (await freePorts(3)) as [number, number, number];
+  epp = cli.run(['--routing-workers', '2', '--endpoints-file', file, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0']);
+  await waitFor(() => epp.output().includes('"epp started"') || epp.child.exitCode !== null, 60_000, 'the primary and its workers to start');
+  expect(epp.child.exitCode, epp.output()).toBeNull();
+  await waitFor(ready, 30_000, () => `readiness (every worker ready)\n${epp.output()}`);
+});
+
+afterAll(async () => {
+  await cli.stopAll();
+  for (const p of pods) await p.pod.stop();
+  pods = [];
+});
+
+describe('kvix-epp --routing-workers 2', () => {
+  it('routes requests from several connections on one gateway port with both workers, and sums their metrics on the metrics port', async () => {
+    const seen = await routedByBoth((i) => `hello number ${i}`);
+    expect(seen.every((s) => s.endpoint !== undefined && pods.some((p) => p.id === s.endpoint))).toBe(true);
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const routed = text
+      .split('\n')
+      .filter((l) => l.startsWith('llm_d_epp_request_total{'))
+      .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+    // Both workers' counters, summed: every request routed so far, whichever worker took it.
+    expect(routed).toBeGreaterThanOrEqual(seen.length);
+    expect(text).toMatch(/^kvix_epp_workers 2$/m);
+  });
+
+  it('sees a KV event ingested once by the primary in both workers, so prefix affinity holds whichever worker answers', async () => {
+    // The prompt reaches pod 1 directly, never through the EPP: only its KV events can tell where it is.
+    const holder = pods[1]!;
+    const prompt = `You are a careful assistant. ${'The quick brown fox jumps over the lazy dog. '.repeat(60)}`;
+    const direct = await complete(Number(holder.id.split(':')[1]), prompt);
+    expect(direct.status).toBe(200);
+    let view = await workers();
+    await waitFor(
+      async () => {
+        view = await workers();
+        return view.workers.length === 2 && view.workers.every((w) => (w.pods.find((p) => p.pod === holder.id)?.entries ?? 0) > 0);
+      },
+      20_000,
+      () => `both workers to hold pod 1's blocks: ${JSON.stringify(view)}`,
+    );
+    const seen = await routedByBoth(() => prompt);
+    expect(seen.map((s) => s.endpoint)).toEqual(seen.map(() => holder.id));
+    // Those lookups happened in the workers: the metrics port shows theirs, not the primary's idle copy.
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(Number(/^kvcache_index_lookup_requests_total (\d+)/m.exec(text)?.[1] ?? 0)).toBeGreaterThanOrEqual(seen.length);
+  });
+
+  it('replaces a killed worker, logs its death once, and keeps routing with both workers', async () => {
+    const before = await workers();
+    const victim = before.workers[0]!;
+    process.kill(victim.pid, 'SIGKILL');
+    let view = before;
+    await waitFor(
+      async () => {
+        view = await workers();
+        return view.restarts === 1 && view.workers.length === 2 && view.workers.every((w) => w.pid !== victim.pid && w.started && w.answered && w.ready);
+      },
+      60_000,
+      () => `a new worker in place of pid ${victim.pid}: ${JSON.stringify(view)}`,
+    );
+    await waitFor(ready, 30_000, 'readiness after the restart');
+    expect(epp.output().split('\n').filter((l) => l.includes('epp worker died')).length).toBe(1);
+    const seen = await routedByBoth((i) => `after the restart ${i}`);
+    expect(seen.some((s) => s.worker !== String(victim.worker))).toBe(true);
+  });
+
+  it('stops its workers and itself cleanly on SIGTERM', async () => {
+    const pids = (await workers()).workers.map((w) => w.pid);
+    expect(await epp.stop('SIGTERM')).toBe(0);
+    expect(epp.output()).toContain('"epp stopped"');
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
+
+describe('kvix-epp --routing-workers validation', () => {
+  it('refuses a worker count that is not a whole number ≥ 1 or auto, with exit code 2, and resolves auto', async () => {
+    for (const bad of ['0', 'two', '-1']) {
+      const p = cli.run(['--routing-workers', bad, '--print-config']);
+      expect(await p.exited).toBe(2);
+      expect(p.output()).toContain('routingWorkers');
+    }
+    const auto = cli.run(['--routing-workers', 'auto', '--print-config']);
+    expect(await auto.exited).toBe(0);
+    expect((JSON.parse(auto.output()) as { routingWorkers: unknown }).routingWorkers).toBe('auto');
+    const redis = cli.run(['--routing-workers', '2', '--redis-url', 'redis://127.0.0.1:1', '--print-config']);
+    expect(await redis.exited).toBe(2);
+    expect(redis.output()).toContain('in-memory index');
+  });
+});
+
+describe('kvix-epp --routing-workers 2, speculative entries', () => {
+  it('shares a decision between workers: a same-prefix burst spread over both lands on the first decision\'s pod before any KV event', async () => {
+    // The EPP hears no KV events here (the event ports lead nowhere): only the decisions' speculative
+    // entries, kept long enough not to expire during the test, can steer the requests.
+    const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-spec-'));
+    const nowhere = await freePorts(pods.length);
+    writeFileSync(join(dir, 'endpoints.yaml'), stringify({ endpoints: pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: nowhere[i], model: MODEL })) }));
+    writeFileSync(join(dir, 'config.yaml'), stringify({ index: { speculativeTtlMs: 600_000, adaptiveSpeculativeTtl: { enabled: false } }, ingest: { readinessTimeoutMs: 1000 } }));
+    const [gw, xp, mp] = (await freePorts(3)) as [number, number, number];
+    const other = cli.run(['--routing-workers', '2', '--config', join(dir, 'config.yaml'), '--endpoints-file', join(dir, 'endpoints.yaml'), '--gateway-port', String(gw), '--ext-proc-port', String(xp), '--metrics-port', String(mp), '--tokenizer-workers', '0']);
+    await waitFor(() => other.output().includes('"epp started"') || other.child.exitCode !== null, 60_000, 'the second EPP to start');
+    expect(other.child.exitCode, other.output()).toBeNull();
+    const prompt = `Shared instructions for every agent. ${'Answer in one short sentence and cite the page. '.repeat(60)}`;
+    const first = await complete(gw, `${prompt} first`);
+    expect(first.status).toBe(200);
+    // The one decision so far is held, as speculative entries, by the worker that made it and the other.
+    let view: unknown = null;
+    await waitFor(
+      async () => {
+        const w = (await (await fetch(`http://127.0.0.1:${mp}/debug/workers`)).json()) as { workers: WorkerView[] };
+        view = w;
+        return w.workers.length === 2 && w.workers.every((x) => (x.pods.find((p) => p.pod === first.endpoint)?.speculative ?? 0) > 0);
+      },
+      20_000,
+      () => `both workers to hold the first decision: ${JSON.stringify(view)}`,
+    );
+    const seen: { worker: string | undefined; endpoint: string | undefined }[] = [first];
+    await waitFor(
+      async () => {
+        const r = await complete(gw, `${prompt} ${seen.length}`);
+        seen.push(r);
+        return new Set(seen.map((s) => s.worker)).size === 2;
+      },
+      20_000,
+      () => `requests answered by both workers: ${JSON.stringify(seen)}`,
+    );
+    expect(seen.map((s) => s.endpoint)).toEqual(seen.map(() => first.endpoint));
+    expect(await other.stop('SIGTERM')).toBe(0);
+  });
+});
