@@ -67,22 +67,37 @@ describe('the gateway under hostile bodies', () => {
     // Timeouts far beyond the test (scaled for the machine's load): the holders must not be cut off meanwhile.
     const { base } = await gateway({ maxBodyBytes: 512 * 1024, maxBufferedBytes: 1024 * 1024, headersTimeoutMs: ceiling(120_000), bodyTimeoutMs: ceiling(120_000) });
     // Two slow clients each hold 450 KiB of a body they never finish.
-    const holders = await Promise.all([open(base), open(base)]);
     const filler = 'x'.repeat(450 * 1024);
-    for (const s of holders) s.write(`${head(base, 500 * 1024)}${filler}`);
+    const hold = async (): Promise<{ socket: Socket; answered: boolean }> => {
+      const holder = { socket: await open(base), answered: false };
+      holder.socket.on('data', () => (holder.answered = true));
+      holder.socket.on('close', () => (holder.answered = true));
+      holder.socket.write(`${head(base, 500 * 1024)}${filler}`);
+      return holder;
+    };
+    const holders = [await hold(), await hold()];
     // The third request's body does not fit in what is left: 503. Its 200 KiB are not JSON, so when
     // the gateway does take them in (before it holds both partial bodies: the sockets' writes arrive
-    // when they arrive) it answers 400 at once instead of routing a long prompt.
+    // when they arrive) it answers 400 at once instead of routing a long prompt. When its bytes and a
+    // holder's interleave, the holder may be the one refused: that holder is replaced, so the
+    // gateway ends up holding both partial bodies whatever the order.
     const third = (): Promise<Awaited<ReturnType<typeof send>>> => send(base, '/v1/chat/completions', `{${'x'.repeat(200 * 1024)}`);
     const seen: number[] = [];
+    let replaced = 0;
     const refused = await waitFor(async () => {
+      for (let i = 0; i < holders.length; i++) {
+        if (!holders[i]!.answered) continue;
+        holders[i]!.socket.destroy();
+        holders[i] = await hold();
+        replaced++;
+      }
       const answer = await third();
       seen.push(answer.status);
       return answer.status === 503 ? answer : undefined;
-    }, 20_000, () => `a request refused while two partial bodies are held (answers so far: ${seen.join(', ')})`);
+    }, 20_000, () => `a request refused while two partial bodies are held (answers so far: ${seen.join(', ')}; holders replaced: ${replaced})`);
     expect(refused.json).toMatchObject({ error: { code: 'OVERLOADED' } });
     // Once they go, the same body is taken in again (and refused for what it is), and routing goes on.
-    for (const s of holders) s.destroy();
+    for (const h of holders) h.socket.destroy();
     await waitFor(async () => (await third()).status === 400, 20_000, 'a 200 KiB body taken in once the holders have gone');
     expect((await send(base, '/v1/chat/completions', chat('still routing?'))).status).toBe(200);
   });
