@@ -1,20 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { InMemoryIndex } from '../src/index.js';
 import { modelCheckPlan, runModelCheck, type ModelCheckHarness } from '../src/testing/model-check.js';
+import { modelCheckedIndex } from './memory-harness.js';
 
 const memory: ModelCheckHarness = {
   clock: 'runner',
   enforcesCapacity: true,
-  async create({ speculativeTtlMs, maxEntries, maxBytes, maxEngineMappings, now, observer }) {
-    const index = new InMemoryIndex({
-      speculativeTtlMs,
-      now,
-      observer,
-      sweepIntervalMs: 0,
-      ...(maxEntries ? { maxEntries } : {}),
-      ...(maxBytes ? { maxBytes } : {}),
-      ...(maxEngineMappings ? { maxEngineMappings } : {}),
-    });
+  async create(options) {
+    const index = modelCheckedIndex(options);
     return { index, advance: async () => undefined };
   },
 };

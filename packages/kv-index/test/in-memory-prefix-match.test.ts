@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InMemoryIndex } from '../src/index.js';
 import { modelCheckPlan, runModelCheck, type ModelCheckHarness } from '../src/testing/model-check.js';
 import { PrefixCheckingIndex, runPrefixMatchConformance } from '../src/testing/prefix-conformance.js';
+import { modelCheckedIndex } from './memory-harness.js';
 
 runPrefixMatchConformance('in-memory', {
   async create({ speculativeTtlMs }) {
@@ -13,16 +14,8 @@ const checked: PrefixCheckingIndex[] = [];
 const memory: ModelCheckHarness = {
   clock: 'runner',
   enforcesCapacity: true,
-  async create({ speculativeTtlMs, maxEntries, maxBytes, maxEngineMappings, now, observer }) {
-    const inner = new InMemoryIndex({
-      speculativeTtlMs,
-      now,
-      observer,
-      sweepIntervalMs: 0,
-      ...(maxEntries ? { maxEntries } : {}),
-      ...(maxBytes ? { maxBytes } : {}),
-      ...(maxEngineMappings ? { maxEngineMappings } : {}),
-    });
+  async create(options) {
+    const inner = modelCheckedIndex(options);
     const index = new PrefixCheckingIndex(inner);
     checked.push(index);
     // The replica check loads snapshots into the index it gets: hand it the backend's own calls.
