@@ -1,13 +1,11 @@
 import { Indexer, IndexerConfigSchema } from '@kvix/indexer';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
 import { ceiling, waitFor } from '@kvix/test-support';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { chat, endpointsFile, send, silent, startSim, startStack, type Sim } from '../support/stack.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 
 describe('an endpoint picker scoring with a remote indexer', () => {
   it('follows the prefix with scores from services/indexer, and its routing decisions reach the indexer', async () => {

@@ -1,11 +1,9 @@
 import { waitFor } from '@kvix/test-support';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { chat, FRONTS, MODEL, send, startSim, startStack, type EnvoyOptions, type Front, type Sim, type Stack } from '../support/stack.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 
 async function fleet(n: number, overrides = {}): Promise<Sim[]> {
   const sims: Sim[] = [];

@@ -4,13 +4,11 @@
  */
 import { connect, type Socket } from 'node:net';
 import { ceiling, waitFor } from '@kvix/test-support';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { chat, send, startSim, startStack, type Stack } from '../support/stack.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 
 async function gateway(limits: Record<string, unknown>): Promise<Stack> {
   const sim = await startSim();

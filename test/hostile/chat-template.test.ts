@@ -4,14 +4,12 @@
  * on a thread of its own under the tokenization deadline while other requests are answered.
  */
 import { ceiling, waitFor } from '@kvix/test-support';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { chat, FRONTS, MODEL, send, startSim, startStack, type Sim, type Stack } from '../support/stack.js';
 import { ISSUE_TEMPLATE, LOOPING_TEMPLATE, metric, track } from './support.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 
 async function fleet(n: number): Promise<Sim[]> {
   const sims: Sim[] = [];

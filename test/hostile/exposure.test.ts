@@ -11,14 +11,12 @@ import { Indexer, IndexerConfigSchema } from '@kvix/indexer';
 import { KvEventsService, KvEventsServiceConfigSchema } from '@kvix/kv-events-service';
 import { loadKvixIndexer } from '@kvix/proto';
 import { ceiling, makeTestPki, waitFor, type TestPki } from '@kvix/test-support';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { endpointsFile, MODEL, silent, startSim, startStack, type Sim, type Stack } from '../support/stack.js';
 import { hostileWord } from './support.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 let pki: TestPki;
 beforeAll(() => {
   pki = makeTestPki();

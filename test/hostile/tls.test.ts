@@ -11,14 +11,12 @@ import { Indexer, IndexerConfigSchema } from '@kvix/indexer';
 import { Replication, ReplicationSettingsSchema } from '@kvix/replication';
 import { ceiling, makeTestPki, startNats, waitFor, type TestPki } from '@kvix/test-support';
 import { Registry } from 'prom-client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { chat, endpointsFile, send, silent, startSim, type Sim } from '../support/stack.js';
 import { metric } from './support.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 let pki: TestPki;
 beforeAll(() => {
   pki = makeTestPki();
