@@ -132,6 +132,7 @@ export class RouterMetrics {
   readonly streamingItl: Histogram<Req>;
   // Pool.
   private poolCollector: (() => void) | null = null;
+  private poolCollected = false;
   readonly poolReadyPods: DualGauge<'name', 'name'>;
   readonly poolKvUtilization: DualGauge<'name', 'name'>;
   readonly poolQueue: DualGauge<'name', 'name'>;
@@ -172,6 +173,14 @@ export class RouterMetrics {
     this.poolCollector = collect;
   }
 
+  /** Every pool gauge asks when scraped; one scrape reads them all in one turn, so compute them once for it. */
+  private collectPool(): void {
+    if (this.poolCollected || !this.poolCollector) return;
+    this.poolCollected = true;
+    setImmediate(() => (this.poolCollected = false));
+    this.poolCollector();
+  }
+
   constructor(registry: Registry) {
     const registers = [registry];
     const legacyModel = pick(['model_name', 'target_model_name'] as const);
@@ -181,7 +190,7 @@ export class RouterMetrics {
     // Pool gauges are computed when scraped, from the endpoints as they are then (a timer left them
     // without samples until its first tick, and a scrape could read values up to a tick old).
     const poolGauge = <K extends string>(name: string, help: string, labelNames: readonly K[]): Gauge<K> =>
-      new Gauge({ name, help, labelNames, registers, collect: () => this.poolCollector?.() });
+      new Gauge({ name, help, labelNames, registers, collect: () => this.collectPool() });
     const histogram = <K extends string>(name: string, help: string, labelNames: readonly K[], buckets: number[]): Histogram<K> => new Histogram({ name, help, labelNames, buckets, registers });
     const deprecated = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
     const reqHistogram = (current: string, legacy: string, help: string, buckets: number[]): DualHistogram<Req, LegacyReq> =>
