@@ -15,7 +15,7 @@ import { SimFleetProcess, type FleetSpec, type PodCounters } from './fleet.js';
 import type { AnyWorkloadSpec, FromLoadgen, LoadgenData, RequestRecord, ToLoadgen } from './loadgen-worker.js';
 import { histogramDelta, histogramQuantile, histogramSum, quantile, spreadOf, type Spread } from './stats.js';
 import { TraceWorkload, type TraceWorkloadSpec } from './trace-workload.js';
-import { Workload, type WorkloadSpec } from './workload.js';
+import { llmdChatSpec, Workload } from './workload.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 
@@ -45,24 +45,6 @@ interface Plan {
 
 /** The arms every comparison needs in the same run. */
 const CORE_ARMS = ['round-robin', 'approximate', 'precise'];
-
-function chatSpec(seed: number): WorkloadSpec {
-  return {
-    kind: 'chat',
-    seed,
-    model: MODEL,
-    // 32 prompts of 2–6 k tokens (~128 k tokens) against 8 × 32 k tokens of KV cache: no pod holds
-    // them all, and with the conversations' histories the fleet evicts constantly, which is where a
-    // router's guess of who holds what drifts from the truth.
-    groups: 32,
-    systemTokens: { min: 2000, max: 6000 },
-    conversationsPerGroup: 8,
-    turns: { min: 3, max: 8 },
-    questionTokens: { min: 100, max: 400 },
-    outputTokens: { min: 32, max: 160 },
-    charsPerToken: 0,
-  };
-}
 
 function traceSpec(seed: number): TraceWorkloadSpec {
   return {
@@ -102,7 +84,7 @@ function planFor(options: RoutingBenchmarkOptions): Plan {
   };
   const repeat = options.repeat ?? 1;
   const comparing = repeat > 1 || options.sweep === true;
-  const workloads = (options.workloads ?? ['chat']).map((name) => ({ name, spec: name === 'trace' ? traceSpec(7) : chatSpec(7) }));
+  const workloads = (options.workloads ?? ['chat']).map((name) => ({ name, spec: name === 'trace' ? traceSpec(7) : llmdChatSpec(7, MODEL) }));
   const plan: Plan = {
     fleet,
     workloads,

@@ -29,6 +29,28 @@ export interface WorkloadSpec {
   charsPerToken: number;
 }
 
+/**
+ * llm-d's chat shape, which the routing benchmark runs and the decision benchmark replays: 32 groups
+ * sharing 2–6 k-token system prompts (~128 k tokens: against 8 × 32 k tokens of KV cache no pod
+ * holds them all, and with the conversations' histories the fleet evicts constantly, which is where a
+ * router's guess of who holds what drifts from the truth), conversations of 3–8 turns, 100–400-token
+ * questions, 32–160-token answers appended to the history. `charsPerToken` 0: the generator's own.
+ */
+export function llmdChatSpec(seed: number, model: string, charsPerToken = 0): WorkloadSpec {
+  return {
+    kind: 'chat',
+    seed,
+    model,
+    groups: 32,
+    systemTokens: { min: 2000, max: 6000 },
+    conversationsPerGroup: 8,
+    turns: { min: 3, max: 8 },
+    questionTokens: { min: 100, max: 400 },
+    outputTokens: { min: 32, max: 160 },
+    charsPerToken,
+  };
+}
+
 export interface ChatTurn {
   role: 'system' | 'user' | 'assistant';
   content: string;
