@@ -186,11 +186,15 @@ export class RouterMetrics {
     const legacyModel = pick(['model_name', 'target_model_name'] as const);
     const same = <K extends string>(l: Partial<Record<K, string>>): Partial<Record<K, string>> => l;
     const counter = <K extends string>(name: string, help: string, labelNames: readonly K[]): Counter<K> => new Counter({ name, help, labelNames, registers });
-    const gauge = <K extends string>(name: string, help: string, labelNames: readonly K[]): Gauge<K> => new Gauge({ name, help, labelNames, registers });
+    // Gauges of this process's own work (requests in flight, streams open) add up across the
+    // processes of one EPP (`--routing-workers`); the rest describe the pool or the build, which
+    // every process sees alike, so summing them would read N times the truth: `aggregator` says how
+    // prom-client's cluster aggregation combines each.
+    const gauge = <K extends string>(name: string, help: string, labelNames: readonly K[], aggregator: 'sum' | 'max' = 'sum'): Gauge<K> => new Gauge({ name, help, labelNames, registers, aggregator });
     // Pool gauges are computed when scraped, from the endpoints as they are then (a timer left them
     // without samples until its first tick, and a scrape could read values up to a tick old).
     const poolGauge = <K extends string>(name: string, help: string, labelNames: readonly K[]): Gauge<K> =>
-      new Gauge({ name, help, labelNames, registers, collect: () => this.collectPool() });
+      new Gauge({ name, help, labelNames, registers, aggregator: 'average', collect: () => this.collectPool() });
     const histogram = <K extends string>(name: string, help: string, labelNames: readonly K[], buckets: number[]): Histogram<K> => new Histogram({ name, help, labelNames, buckets, registers });
     const deprecated = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
     const reqHistogram = (current: string, legacy: string, help: string, buckets: number[]): DualHistogram<Req, LegacyReq> =>
@@ -258,8 +262,8 @@ export class RouterMetrics {
       same,
     );
     this.info = new DualGauge(
-      gauge('llm_d_epp_info', 'Build information (always 1).', ['commit', 'build_ref'] as const),
-      gauge('inference_extension_info', deprecated('llm_d_epp_info', 'Build information.'), ['commit', 'build_ref'] as const),
+      gauge('llm_d_epp_info', 'Build information (always 1).', ['commit', 'build_ref'] as const, 'max'),
+      gauge('inference_extension_info', deprecated('llm_d_epp_info', 'Build information.'), ['commit', 'build_ref'] as const, 'max'),
       same,
     );
     this.modelRewrites = new DualCounter(

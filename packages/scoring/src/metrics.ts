@@ -55,6 +55,8 @@ export class ScoringMetrics {
       name: 'kvix_speculative_ttl_seconds',
       help: 'The TTL a routing decision to this pod gives its speculative entries now: headroom × the percentile of recent decision→confirmation latencies, bounded (pod="" for the fleet-wide value pods without enough samples use).',
       labelNames: ['pod'],
+      // Every process of an EPP (`--routing-workers`) learns it from the same confirmations: averaged, not summed.
+      aggregator: 'average',
       registers: this.registers,
       collect() {
         const snap = ttl.snapshot();

@@ -98,6 +98,9 @@ describe('kvix-epp --routing-workers 2', () => {
     // Both workers' counters, summed: every request routed so far, whichever worker took it.
     expect(routed).toBeGreaterThanOrEqual(seen.length);
     expect(text).toMatch(/^kvix_epp_workers 2$/m);
+    // What every worker sees alike is not summed: two ready pods (not 2 × 2), one build.
+    expect(text).toMatch(/^llm_d_epp_ready_endpoints\{name="[^"]*"\} 2$/m);
+    expect(text).toMatch(/^llm_d_epp_info\{[^}]*\} 1$/m);
   });
 
   it('sees a KV event ingested once by the primary in both workers, so prefix affinity holds whichever worker answers', async () => {

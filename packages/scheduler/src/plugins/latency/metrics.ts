@@ -66,8 +66,9 @@ export class LatencyRoutingMetrics {
         oldViolations.inc(legacy(labels));
       },
     };
-    const observed = new Gauge({ name: 'llm_d_epp_inference_request_metric', help: 'Last observed latency of a routed request (seconds), by type (ttft, tpot).', labelNames: [...LABELS, 'type'] as const, registers });
-    const oldObserved = new Gauge({ name: 'inference_objective_inference_request_metric', help: dep('llm_d_epp_inference_request_metric', 'Last observed request latency.'), labelNames: ['model_name', 'target_model_name', 'type'] as const, registers });
+    // A latency, not a count: across an EPP's processes (`--routing-workers`) the mean of their last observations.
+    const observed = new Gauge({ name: 'llm_d_epp_inference_request_metric', help: 'Last observed latency of a routed request (seconds), by type (ttft, tpot).', labelNames: [...LABELS, 'type'] as const, registers, aggregator: 'average' });
+    const oldObserved = new Gauge({ name: 'inference_objective_inference_request_metric', help: dep('llm_d_epp_inference_request_metric', 'Last observed request latency.'), labelNames: ['model_name', 'target_model_name', 'type'] as const, registers, aggregator: 'average' });
     this.observed = {
       set: (labels, seconds) => {
         observed.set(labels, seconds);
