@@ -146,6 +146,7 @@ export class Epp {
       if (worker) {
         // The primary serves the metrics port: it asks this worker for its metrics and readiness.
         const index = stack?.index ?? null;
+        worker.shareLoad(router.registry);
         worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []) });
         if (stack && stack.backend.backend === 'memory') await worker.follow(stack.backend);
       } else {

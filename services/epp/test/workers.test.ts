@@ -22,6 +22,7 @@ interface WorkerView {
   ready: boolean;
   appliedSeq: number;
   pods: { pod: string; entries: number; speculative: number }[];
+  inFlight: { own: Record<string, number>; peers: Record<string, number> };
 }
 
 let pods: { pod: SimPod; id: string; eventPort: number }[] = [];
@@ -30,8 +31,8 @@ let gatewayPort: number;
 let metricsPort: number;
 
 /** One request on a connection of its own: node:cluster hands each new connection to a worker. */
-function complete(port: number, prompt: string): Promise<{ status: number; worker: string | undefined; endpoint: string | undefined }> {
-  const body = JSON.stringify({ model: MODEL, prompt, max_tokens: 1 });
+function complete(port: number, prompt: string, maxTokens = 1): Promise<{ status: number; worker: string | undefined; endpoint: string | undefined }> {
+  const body = JSON.stringify({ model: MODEL, prompt, max_tokens: maxTokens, ignore_eos: true });
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       res.resume();
@@ -67,7 +68,7 @@ async function routedByBoth(prompt: (i: number) => string): Promise<{ worker: st
 beforeAll(async () => {
   for (let i = 0; i < 2; i++) {
     const [port, eventPort] = await freePorts(2);
-    const pod = await SimPod.start(resolveSimConfig({ port, logLevel: 'silent', timeScale: 50, kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}` } }, {}), silent);
+    const pod = await SimPod.start(resolveSimConfig({ port, logLevel: 'silent', timeScale: 5, kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}` } }, {}), silent);
     pods.push({ pod, id: `127.0.0.1:${port}`, eventPort: eventPort! });
   }
   const file = join(mkdtempSync(join(tmpdir(), 'kvix-epp-workers-')), 'endpoints.yaml');
@@ -123,6 +124,32 @@ describe('kvix-epp --routing-workers 2', () => {
     // Those lookups happened in the workers: the metrics port shows theirs, not the primary's idle copy.
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(Number(/^kvcache_index_lookup_requests_total (\d+)/m.exec(text)?.[1] ?? 0)).toBeGreaterThanOrEqual(seen.length);
+  });
+
+  it("shares each worker's requests in flight with the other, so load scorers count every request the pods are being sent", async () => {
+    const total = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
+    const same = (a: Record<string, number>, b: Record<string, number>): boolean => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+    // Long answers (1,000 tokens at the pods' 5× clock: about 2 s), each on a connection of its own.
+    const long = Array.from({ length: 4 }, (_, i) => complete(gatewayPort, `count me ${i}`, 1000));
+    let view = await workers();
+    await waitFor(
+      async () => {
+        view = await workers();
+        const [a, b] = view.workers;
+        return a !== undefined && b !== undefined && total(a.inFlight.own) > 0 && total(b.inFlight.own) > 0 && same(a.inFlight.peers, b.inFlight.own) && same(b.inFlight.peers, a.inFlight.own);
+      },
+      30_000,
+      () => `each worker to see the other's requests in flight: ${JSON.stringify(view.workers.map((w) => w.inFlight))}`,
+    );
+    expect((await Promise.all(long)).map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    await waitFor(
+      async () => {
+        view = await workers();
+        return view.workers.every((w) => total(w.inFlight.own) === 0 && total(w.inFlight.peers) === 0);
+      },
+      20_000,
+      () => `nothing in flight anywhere once every answer ended: ${JSON.stringify(view.workers.map((w) => w.inFlight))}`,
+    );
   });
 
   it('replaces a killed worker, logs its death once, and keeps routing with both workers', async () => {

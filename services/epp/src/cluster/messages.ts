@@ -12,6 +12,8 @@ export type PrimaryMessage =
   | { kvix: 'ops'; seq: number; ops: IndexOp[] }
   /** Another worker's routing decision, to add as speculative entries. */
   | { kvix: 'speculation'; requestKeys: BigUint64Array; entries: PodEntry[]; ttlMs: number }
+  /** Another worker's requests in flight per endpoint (empty when it died), so load scorers see all of them. */
+  | { kvix: 'peer-load'; slot: number; counts: Record<string, number> }
   | { kvix: 'status?'; id: number }
   | { kvix: 'metrics?'; id: number };
 
@@ -32,6 +34,8 @@ export interface WorkerStatus {
   appliedSeq: number;
   /** Entries per pod in this worker's copy of the index (empty without an embedded index). */
   pods: { pod: string; entries: number; speculative: number }[];
+  /** Requests in flight per endpoint: this worker's own, and the other workers' as it last heard. */
+  inFlight: { own: Record<string, number>; peers: Record<string, number> };
 }
 
 export type WorkerMessage =
@@ -39,6 +43,8 @@ export type WorkerMessage =
   | { kvix: 'feed?' }
   | { kvix: 'started'; gatewayPort: number | null; extProcPort: number | null }
   | { kvix: 'speculation'; requestKeys: BigUint64Array; entries: PodEntry[]; ttlMs: number }
+  /** This worker's requests in flight per endpoint, after a change (coalesced). */
+  | { kvix: 'load'; counts: Record<string, number> }
   | { kvix: 'status'; id: number; status: WorkerStatus }
   | { kvix: 'metrics'; id: number; metrics: MetricFamilyJson[] };
 

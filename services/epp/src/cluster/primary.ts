@@ -26,6 +26,8 @@ interface Slot {
   /** It has the snapshot and receives every index batch. */
   fed: boolean;
   quickDeaths: number;
+  /** Its requests in flight per endpoint, as it last said (relayed to the others). */
+  load: Record<string, number>;
 }
 
 type Pending = { resolve: (m: WorkerMessage) => void; timer: NodeJS.Timeout };
@@ -164,7 +166,7 @@ export class EppPrimary implements OpSink {
 
   private fork(index: number, quickDeaths: number): void {
     const worker = cluster.fork();
-    const slot: Slot = { index, worker, startedAt: performance.now(), started: false, fed: false, quickDeaths };
+    const slot: Slot = { index, worker, startedAt: performance.now(), started: false, fed: false, quickDeaths, load: {} };
     this.slots[index] = slot;
     worker.on('message', (m: unknown) => {
       if (isWorkerMessage(m)) this.received(slot, m);
@@ -186,6 +188,10 @@ export class EppPrimary implements OpSink {
       case 'speculation':
         // Relayed to every other worker following the index; the sender already holds it.
         for (const other of this.slots) if (other !== slot && other.fed) this.send(other, m);
+        break;
+      case 'load':
+        slot.load = m.counts;
+        this.relayLoad(slot);
         break;
       case 'status':
       case 'metrics': {
@@ -210,6 +216,14 @@ export class EppPrimary implements OpSink {
     const snapshot: IndexSnapshot | null = backend ? backend.exportSnapshot() : null;
     this.send(slot, { kvix: 'snapshot', seq: this.seq, snapshot });
     slot.fed = true;
+    // What the others have in flight now; later changes follow as they say them.
+    for (const other of this.slots) if (other && other !== slot && Object.keys(other.load).length > 0) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load });
+  }
+
+  /** A worker's in-flight counts to every other worker (empty once it died: its requests died with it). */
+  private relayLoad(from: Slot): void {
+    const m: PrimaryMessage = { kvix: 'peer-load', slot: from.index, counts: from.load };
+    for (const other of this.slots) if (other && other !== from && other.fed) this.send(other, m);
   }
 
   /** OpSink: the applier's operations, batched per turn of the event loop, to every fed worker. */
@@ -254,6 +268,8 @@ export class EppPrimary implements OpSink {
     this.logger.warn({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delayMs }, 'epp worker died; starting another');
     slot.fed = false;
     slot.started = false;
+    slot.load = {};
+    this.relayLoad(slot);
     const timer = setTimeout(() => {
       if (!this.stopping) this.fork(slot.index, quickDeaths);
     }, delayMs);
@@ -277,7 +293,7 @@ export class EppPrimary implements OpSink {
     return Promise.all(
       this.slots.map(async (slot) => {
         const answer = await this.ask(slot, 'status?');
-        const status: WorkerStatus = answer?.kvix === 'status' ? answer.status : { pid: slot.worker.process.pid ?? 0, ready: false, detail: {}, appliedSeq: 0, pods: [] };
+        const status: WorkerStatus = answer?.kvix === 'status' ? answer.status : { pid: slot.worker.process.pid ?? 0, ready: false, detail: {}, appliedSeq: 0, pods: [], inFlight: { own: {}, peers: {} } };
         return { worker: slot.worker.id, slot: slot.index, started: slot.started, answered: answer !== null, ...status };
       }),
     );

@@ -1,9 +1,15 @@
 import type { InMemoryIndex, PodEntry } from '@kvix/kv-index';
-import { applyIndexOps, type SpeculationSink } from '@kvix/replication';
+import { applyIndexOps, type InFlightSource, type SpeculationSink } from '@kvix/replication';
 import type { Readiness } from '@kvix/service-kit';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type WorkerMessage, type WorkerStatus } from './messages.js';
+
+/**
+ * How long a worker gathers changes of its in-flight counts before telling the others: one message
+ * per window at most (a burst of decisions is one message), against scrapes 50–100 ms apart.
+ */
+const LOAD_FLUSH_MS = 2;
 
 /** What a worker answers the primary with: its readiness, its index copy, its metrics. */
 export interface WorkerSurface {
@@ -27,6 +33,12 @@ export class PrimaryLink implements SpeculationSink {
   private fedResolve: (() => void) | null = null;
   private malformed = 0;
   private readonly onMessage = (m: unknown): void => this.receive(m);
+  private load: InFlightSource | null = null;
+  private loadTimer: NodeJS.Timeout | null = null;
+  private stopLoad: (() => void) | null = null;
+  /** The other workers' in-flight counts by slot, and their sum per endpoint (what scorers read). */
+  private readonly peerLoads = new Map<number, Record<string, number>>();
+  private peerTotals = new Map<string, number>();
 
   constructor(
     /** Named in the gateway's `x-kvix-worker` header and in logs. */
@@ -48,6 +60,17 @@ export class PrimaryLink implements SpeculationSink {
     this.surface = surface;
   }
 
+  /**
+   * Shares this worker's requests in flight with the other workers (through the primary) and adds
+   * theirs to its own when scoring load — as active-active replicas do over NATS — so that during
+   * a burst no worker sees only its share of what the pods are being sent.
+   */
+  shareLoad(source: InFlightSource): void {
+    this.load = source;
+    source.setPeerInFlight((id) => this.peerTotals.get(id) ?? 0);
+    this.stopLoad = source.onInFlightChange(() => this.scheduleLoad());
+  }
+
   started(ports: { gatewayPort: number | null; extProcPort: number | null }): void {
     this.send({ kvix: 'started', ...ports });
   }
@@ -58,6 +81,26 @@ export class PrimaryLink implements SpeculationSink {
 
   close(): void {
     process.off('message', this.onMessage);
+    this.stopLoad?.();
+    if (this.loadTimer) clearTimeout(this.loadTimer);
+  }
+
+  private scheduleLoad(): void {
+    if (this.loadTimer) return;
+    this.loadTimer = setTimeout(() => {
+      this.loadTimer = null;
+      if (this.load) this.send({ kvix: 'load', counts: Object.fromEntries(this.load.ownInFlight()) });
+    }, LOAD_FLUSH_MS);
+  }
+
+  private peerLoad(slot: number, counts: Record<string, number>): void {
+    if (Object.keys(counts).length === 0) this.peerLoads.delete(slot);
+    else this.peerLoads.set(slot, counts);
+    const totals = new Map<string, number>();
+    for (const c of this.peerLoads.values()) {
+      for (const [id, n] of Object.entries(c)) if (Number.isFinite(n) && n > 0) totals.set(id, (totals.get(id) ?? 0) + n);
+    }
+    this.peerTotals = totals;
   }
 
   private send(m: WorkerMessage): void {
@@ -90,6 +133,9 @@ export class PrimaryLink implements SpeculationSink {
           void this.index.add(null, msg.requestKeys, entries, msg.ttlMs > 0 ? { ttlMs: msg.ttlMs } : {}).catch((err: unknown) => this.dropped(err));
         }
         break;
+      case 'peer-load':
+        this.peerLoad(msg.slot, msg.counts);
+        break;
       case 'status?':
         void this.status().then((status) => this.send({ kvix: 'status', id: msg.id, status }));
         break;
@@ -110,7 +156,8 @@ export class PrimaryLink implements SpeculationSink {
 
   private async status(): Promise<WorkerStatus> {
     const r = this.surface?.readiness() ?? { ready: false, detail: { starting: true } };
-    return { pid: process.pid, ready: r.ready, detail: r.detail ?? {}, appliedSeq: this.appliedSeq, pods: this.surface ? await this.surface.pods() : [] };
+    const own = this.load ? Object.fromEntries(this.load.ownInFlight()) : {};
+    return { pid: process.pid, ready: r.ready, detail: r.detail ?? {}, appliedSeq: this.appliedSeq, pods: this.surface ? await this.surface.pods() : [], inFlight: { own, peers: Object.fromEntries(this.peerTotals) } };
   }
 
   private async metrics(): Promise<MetricFamilyJson[]> {
