@@ -148,6 +148,11 @@ export class Epp {
         const index = stack?.index ?? null;
         worker.shareLoad(router.registry);
         worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []) });
+        // The debug routes, never listening: the primary's metrics port (which applies its TLS and
+        // token) forwards to them. No /ui or analytics: each worker sees only its own decisions.
+        const debug = buildOpsServer({ registry, router, ingestor: null, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), reuse: null, logger, listener: { ...config.metrics, tls: undefined, authTokenFile: undefined }, debugRoutes: config.debugRoutes });
+        registerLatencyDebug(debug, latency.predictor);
+        worker.serveDebug(debug);
         if (stack && stack.backend.backend === 'memory') await worker.follow(stack.backend);
       } else {
         epp.ops = buildOpsServer({ registry, router, ingestor, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), liveness: () => epp.liveness(), reuse, logger, listener: config.metrics, debugRoutes: config.debugRoutes });

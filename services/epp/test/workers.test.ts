@@ -152,6 +152,25 @@ describe('kvix-epp --routing-workers 2', () => {
     );
   });
 
+  it('answers the debug routes on the metrics port from its workers, in turn', async () => {
+    const get = async (path: string, init?: RequestInit) => {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}${path}`, init);
+      return { status: res.status, worker: res.headers.get('x-kvix-worker'), body: (await res.json()) as Record<string, unknown> };
+    };
+    const endpoints = await get('/debug/endpoints');
+    expect(endpoints.status).toBe(200);
+    expect((endpoints.body['endpoints'] as { id: string }[]).map((e) => e.id).sort()).toEqual(pods.map((p) => p.id).sort());
+    const scheduler = await get('/debug/scheduler');
+    expect(scheduler.status).toBe(200);
+    expect(scheduler.body).toHaveProperty('fallbacks');
+    expect(new Set([endpoints.worker, scheduler.worker]).size).toBe(2);
+    // Off unless started with --debug-routes: the worker's own answer, forwarded as it is.
+    const score = await get('/debug/score', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'hello' }) });
+    expect(score.status).toBe(404);
+    expect(score.body).toMatchObject({ error: { code: 'DEBUG_ROUTES_OFF' } });
+    expect(score.worker).not.toBeNull();
+  });
+
   it('replaces a killed worker, logs its death once, and keeps routing with both workers', async () => {
     const before = await workers();
     const victim = before.workers[0]!;

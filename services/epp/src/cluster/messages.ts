@@ -15,7 +15,9 @@ export type PrimaryMessage =
   /** Another worker's requests in flight per endpoint (empty when it died), so load scorers see all of them. */
   | { kvix: 'peer-load'; slot: number; counts: Record<string, number> }
   | { kvix: 'status?'; id: number }
-  | { kvix: 'metrics?'; id: number };
+  | { kvix: 'metrics?'; id: number }
+  /** A debug API request the primary's metrics port received, for the worker's own debug routes to answer. */
+  | { kvix: 'http?'; id: number; method: 'GET' | 'POST'; url: string; body: string | null };
 
 /** One metric family as `Registry.getMetricsAsJSON()` gives it, without functions (they cannot cross IPC). */
 export interface MetricFamilyJson {
@@ -46,7 +48,8 @@ export type WorkerMessage =
   /** This worker's requests in flight per endpoint, after a change (coalesced). */
   | { kvix: 'load'; counts: Record<string, number> }
   | { kvix: 'status'; id: number; status: WorkerStatus }
-  | { kvix: 'metrics'; id: number; metrics: MetricFamilyJson[] };
+  | { kvix: 'metrics'; id: number; metrics: MetricFamilyJson[] }
+  | { kvix: 'http'; id: number; status: number; contentType: string | null; body: string };
 
 export function isPrimaryMessage(m: unknown): m is PrimaryMessage {
   return typeof m === 'object' && m !== null && typeof (m as { kvix?: unknown }).kvix === 'string';

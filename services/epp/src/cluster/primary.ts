@@ -4,7 +4,7 @@ import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { PublishingIndex, type IndexOp, type OpSink } from '@kvix/replication';
 import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener } from '@kvix/service-kit';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { EppConfig } from '../config.js';
@@ -12,6 +12,10 @@ import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type Worke
 
 /** A worker the primary asked a question that it did not answer within this long counts as not ready. */
 const ASK_TIMEOUT_MS = 2000;
+/** A forwarded debug request may tokenize a long prompt (POST /debug/score): it gets longer. */
+const DEBUG_TIMEOUT_MS = 15_000;
+/** The debug routes a worker answers (it holds the scheduler and a copy of the index); /ui and analytics are per process, so not served. */
+const FORWARDED_GETS = ['/debug/endpoints', '/debug/scheduler', '/debug/latency-predictor', '/debug/replication'];
 /** Index metric families measured where lookups and speculation happen: in the workers. */
 const WORKER_SIDE = /lookup|speculati/;
 /** A worker dying again this soon after its start waits before the next one (doubling, up to 5 s). */
@@ -56,6 +60,8 @@ export class EppPrimary implements OpSink {
   /** Index batches sent so far; a fed worker's appliedSeq reaches it. */
   private seq = 0;
   private asked = 0;
+  /** The worker the next forwarded debug request goes to (in turn). */
+  private nextDebug = 0;
   private readonly pending = new Map<number, Pending>();
   private stopping: Promise<void> | null = null;
   private startupFailure: ((err: Error) => void) | null = null;
@@ -142,6 +148,8 @@ export class EppPrimary implements OpSink {
     });
     app.get('/debug/workers', async () => ({ indexSeq: this.seq, restarts: (await this.restarts.get()).values[0]?.value ?? 0, workers: await this.statuses() }));
     app.get('/debug/pods', async () => ({ pods: this.stack ? await this.stack.index.podCounts() : [] }));
+    for (const url of FORWARDED_GETS) app.get(url, (req, reply) => this.forward(req, reply));
+    app.post('/debug/score', (req, reply) => this.forward(req, reply));
     this.ops = app;
     await app.listen({ host: this.config.metrics.host, port: this.config.metrics.port }).catch((err: Error) => {
       throw new Error(`cannot listen for metrics on ${this.config.metrics.host}:${this.config.metrics.port}: ${err.message}`, { cause: err });
@@ -194,7 +202,8 @@ export class EppPrimary implements OpSink {
         this.relayLoad(slot);
         break;
       case 'status':
-      case 'metrics': {
+      case 'metrics':
+      case 'http': {
         const p = this.pending.get(m.id);
         if (p) {
           clearTimeout(p.timer);
@@ -277,16 +286,34 @@ export class EppPrimary implements OpSink {
   }
 
   private ask(slot: Slot, question: 'status?' | 'metrics?'): Promise<WorkerMessage | null> {
+    return this.request(slot, (id) => ({ kvix: question, id }), ASK_TIMEOUT_MS);
+  }
+
+  private request(slot: Slot, message: (id: number) => PrimaryMessage, timeoutMs: number): Promise<WorkerMessage | null> {
     if (!slot.worker.isConnected()) return Promise.resolve(null);
     const id = ++this.asked;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         resolve(null);
-      }, ASK_TIMEOUT_MS);
+      }, timeoutMs);
       this.pending.set(id, { resolve, timer });
-      this.send(slot, { kvix: question, id });
+      this.send(slot, message(id));
     });
+  }
+
+  /** A debug request answered by a worker's own debug routes (workers in turn); the answer names it in `x-kvix-worker`. */
+  private async forward(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const live = this.slots.filter((s) => s?.started && s.fed && s.worker.isConnected());
+    const problem = (status: number, code: string, message: string): FastifyReply => reply.code(status).send({ error: { code, message } });
+    if (live.length === 0) return problem(503, 'NO_WORKER', 'no EPP worker is running to answer this');
+    const slot = live[this.nextDebug++ % live.length]!;
+    const method = req.method === 'POST' ? 'POST' : 'GET';
+    const body = method === 'POST' ? JSON.stringify(req.body ?? null) : null;
+    const answer = await this.request(slot, (id) => ({ kvix: 'http?', id, method, url: req.url, body }), DEBUG_TIMEOUT_MS);
+    if (answer?.kvix !== 'http') return problem(504, 'WORKER_TIMEOUT', `EPP worker ${slot.worker.id} did not answer within ${DEBUG_TIMEOUT_MS} ms`);
+    if (answer.contentType !== null) reply.header('content-type', answer.contentType);
+    return reply.code(answer.status).header('x-kvix-worker', String(slot.worker.id)).send(answer.body);
   }
 
   private async statuses(): Promise<(WorkerStatus & { worker: number; slot: number; started: boolean; answered: boolean })[]> {

@@ -1,6 +1,7 @@
 import type { InMemoryIndex, PodEntry } from '@kvix/kv-index';
 import { applyIndexOps, type InFlightSource, type SpeculationSink } from '@kvix/replication';
 import type { Readiness } from '@kvix/service-kit';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type WorkerMessage, type WorkerStatus } from './messages.js';
@@ -33,6 +34,7 @@ export class PrimaryLink implements SpeculationSink {
   private fedResolve: (() => void) | null = null;
   private malformed = 0;
   private readonly onMessage = (m: unknown): void => this.receive(m);
+  private debug: FastifyInstance | null = null;
   private load: InFlightSource | null = null;
   private loadTimer: NodeJS.Timeout | null = null;
   private stopLoad: (() => void) | null = null;
@@ -58,6 +60,11 @@ export class PrimaryLink implements SpeculationSink {
 
   serve(surface: WorkerSurface): void {
     this.surface = surface;
+  }
+
+  /** The worker's debug API (never listening): the primary forwards its metrics port's debug requests to it. */
+  serveDebug(app: FastifyInstance): void {
+    this.debug = app;
   }
 
   /**
@@ -142,6 +149,9 @@ export class PrimaryLink implements SpeculationSink {
       case 'metrics?':
         void this.metrics().then((metrics) => this.send({ kvix: 'metrics', id: msg.id, metrics }));
         break;
+      case 'http?':
+        void this.http(msg).then((answer) => this.send(answer));
+        break;
     }
   }
 
@@ -158,6 +168,18 @@ export class PrimaryLink implements SpeculationSink {
     const r = this.surface?.readiness() ?? { ready: false, detail: { starting: true } };
     const own = this.load ? Object.fromEntries(this.load.ownInFlight()) : {};
     return { pid: process.pid, ready: r.ready, detail: r.detail ?? {}, appliedSeq: this.appliedSeq, pods: this.surface ? await this.surface.pods() : [], inFlight: { own, peers: Object.fromEntries(this.peerTotals) } };
+  }
+
+  private async http(msg: Extract<PrimaryMessage, { kvix: 'http?' }>): Promise<WorkerMessage> {
+    const unavailable = (message: string): WorkerMessage => ({ kvix: 'http', id: msg.id, status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'STARTING', message } }) });
+    if (!this.debug) return unavailable('this worker is still starting');
+    try {
+      const res = await this.debug.inject({ method: msg.method, url: msg.url, ...(msg.body !== null ? { payload: msg.body, headers: { 'content-type': 'application/json' } } : {}) });
+      const type = res.headers['content-type'];
+      return { kvix: 'http', id: msg.id, status: res.statusCode, contentType: typeof type === 'string' ? type : null, body: res.body };
+    } catch (err) {
+      return unavailable(`the worker could not answer: ${(err as Error).message}`);
+    }
   }
 
   private async metrics(): Promise<MetricFamilyJson[]> {
