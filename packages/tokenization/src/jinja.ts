@@ -103,6 +103,23 @@ export class RenderBudgetExceeded extends Error {
   }
 }
 
+/**
+ * The scope holding the globals, built once per globals object: a render only reads it (the
+ * template's own `set`s land in the render's scope), and building it converted every global to
+ * the library's values on each render.
+ */
+const globalScopes = new WeakMap<object, Environment>();
+
+function globalScopeOf(globals: Readonly<Record<string, unknown>>): Environment {
+  let scope = globalScopes.get(globals);
+  if (scope === undefined) {
+    scope = new Environment();
+    for (const [name, value] of Object.entries({ ...BASE_GLOBALS, ...globals })) scope.set(name, value);
+    globalScopes.set(globals, scope);
+  }
+  return scope;
+}
+
 /** Renders with `globals` visible but shadowable by `variables`, as Jinja2's globals are. */
 export function renderTemplate(
   template: Template,
@@ -110,9 +127,7 @@ export function renderTemplate(
   variables: Readonly<Record<string, unknown>>,
   budget: RenderBudget = UNLIMITED_RENDER,
 ): string {
-  const globalScope = new Environment();
-  for (const [name, value] of Object.entries({ ...BASE_GLOBALS, ...globals })) globalScope.set(name, value);
-  const scope = new Environment(globalScope);
+  const scope = new Environment(globalScopeOf(globals));
   for (const [name, value] of Object.entries(variables)) scope.set(name, value);
   const result = pythonicInterpreter(scope, budget).run(template.parsed).value;
   if (typeof result !== 'string') throw new Error('the template did not render to a string');

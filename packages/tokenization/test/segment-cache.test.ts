@@ -87,24 +87,27 @@ describe('added-token splitting', () => {
   // A stand-in piece encoder that shows where the pieces were cut: each piece becomes its char codes plus a 0 marker.
   const marked = (text: string): number[] => [...Array.from(text, (c) => c.charCodeAt(0)), 0];
   const added = ['<a>', '<a>b', '<ab>', 'xy', 'x'];
-  const json = (extra: number) => ({
-    added_tokens: [...added, ...Array.from({ length: extra }, (_, i) => `<reserved_${i}>`)].map((content, id) => ({ id: 1_000_000 + id, content, normalized: false, lstrip: false, rstrip: false })),
+  /** Tokens starting with more characters than the indexOf scan takes (so the whole pattern finds them). */
+  const manyFirsts = ['by', 'yz', 'z', ' z>'];
+  const json = (extra: number, more: readonly string[] = []) => ({
+    added_tokens: [...added, ...more, ...Array.from({ length: extra }, (_, i) => `<reserved_${i}>`)].map((content, id) => ({ id: 1_000_000 + id, content, normalized: false, lstrip: false, rstrip: false })),
     pre_tokenizer: { type: 'ByteLevel' },
     post_processor: null,
   });
   /** The tokenizer's own rule, written out: at each position the longest added token, else move on. */
-  const reference = (text: string): number[] => {
+  const reference = (text: string, more: readonly string[] = []): number[] => {
+    const all = [...added, ...more];
     const out: number[] = [];
     let start = 0;
     let i = 0;
     while (i < text.length) {
-      const match = added.filter((w) => text.startsWith(w, i)).sort((a, b) => b.length - a.length)[0];
+      const match = all.filter((w) => text.startsWith(w, i)).sort((a, b) => b.length - a.length)[0];
       if (match === undefined) {
         i++;
         continue;
       }
       if (i > start) out.push(...marked(text.slice(start, i)));
-      out.push(1_000_000 + added.indexOf(match));
+      out.push(1_000_000 + all.indexOf(match));
       i += match.length;
       start = i;
     }
@@ -112,19 +115,19 @@ describe('added-token splitting', () => {
     return out;
   };
 
-  it('takes the longest added token at each position, with one pattern or (for thousands of tokens) a trie', () => {
+  it('takes the longest added token at each position: found from their first characters, by one pattern, or (for thousands of tokens) by a trie', () => {
     const alphabet = ['<', 'a', '>', 'b', 'x', 'y', ' ', 'z'];
     let seed = 3;
     const rand = (n: number): number => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       return (seed >>> 8) % n;
     };
-    for (const extra of [0, 5000]) {
-      const encoder = SegmentEncoder.forTokenizer(json(extra), marked)!;
+    for (const [extra, more] of [[0, []], [0, manyFirsts], [5000, []]] as const) {
+      const encoder = SegmentEncoder.forTokenizer(json(extra, more), marked)!;
       for (let i = 0; i < 3000; i++) {
         let text = '';
         for (let n = rand(30); n > 0; n--) text += alphabet[rand(alphabet.length)]!;
-        expect(encoder.encode(text)).toEqual(reference(text));
+        expect(encoder.encode(text)).toEqual(reference(text, more));
       }
     }
   });

@@ -6,6 +6,7 @@
  * Inputs holding anything else (class instances, functions, cycles, sparse arrays) get no key
  * and are never cached.
  */
+import { hash } from 'node:crypto';
 import type { PromptInput } from '../prompt-tokenizer.js';
 
 /** Deeper than any real chat request; bounds recursion on hostile input. */
@@ -66,12 +67,34 @@ function today(): string {
   return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
 }
 
-/** The full key (never a hash of it), or null when the input cannot be keyed exactly. */
-export function cacheKey(model: string, input: PromptInput, cacheSalt: string | null): string | null {
+/** What an exact cache entry is found by, and the bytes a hit must equal (a chat body's). */
+export interface CacheKey {
+  key: string;
+  /** Set when the key holds a digest of these bytes rather than the bytes themselves. */
+  body: Uint8Array | null;
+}
+
+/**
+ * The key of a tokenization, or null when the input cannot be keyed exactly. Everything but a chat
+ * body is serialised in full; a body is named by its SHA-1 and length, and the caller compares the
+ * bytes themselves before trusting an entry, so the key stays exact while the string it keeps is
+ * ~40 characters: the whole body as a latin1 string put a ~20 KB copy of every request on the V8
+ * heap (hashed by the Map on each lookup, kept while cached — up to the cache's 64 MiB of heap
+ * strings for the collector to trace); the copy compared now is an off-heap byte array.
+ */
+export function cacheKey(model: string, input: PromptInput, cacheSalt: string | null): CacheKey | null {
   if (typeof model !== 'string' || (cacheSalt !== null && typeof cacheSalt !== 'string')) return null;
   const out: string[] = [JSON.stringify(model), cacheSalt === null ? 'N' : JSON.stringify(cacheSalt), today()];
   // A chat prompt read from a request body is what the body says: its bytes are the key (exact —
   // two bodies differing anywhere only miss each other), far cheaper than serialising every message.
-  if (input.kind === 'chat' && input.body instanceof Uint8Array) return `${out.join('|')}|B${Buffer.from(input.body.buffer, input.body.byteOffset, input.body.byteLength).toString('latin1')}`;
-  return serialise(input, out, 0) ? out.join('|') : null;
+  if (input.kind === 'chat' && input.body instanceof Uint8Array) {
+    return { key: `${out.join('|')}|B${input.body.byteLength}:${hash('sha1', input.body, 'base64')}`, body: input.body };
+  }
+  return serialise(input, out, 0) ? { key: out.join('|'), body: null } : null;
+}
+
+/** Whether an entry's bytes are the request's (always, for keys that hold their input in full). */
+export function sameBody(stored: Uint8Array | null, asked: Uint8Array | null): boolean {
+  if (stored === null || asked === null) return stored === asked;
+  return Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).equals(asked);
 }

@@ -2,7 +2,7 @@ import { raceAbort, throwIfAborted } from '../abort.js';
 import { TokenizationError } from '../errors.js';
 import type { PromptInput, PromptTokenizer, RequestKeySpec, TokenizedPrompt, TokenizeOptions } from '../prompt-tokenizer.js';
 import { ByteBudgetLru } from './byte-budget-lru.js';
-import { cacheKey } from './cache-key.js';
+import { cacheKey, sameBody } from './cache-key.js';
 
 export interface CachingTokenizerOptions {
   /** Budget for keys and ids (key characters + 4 bytes per token). Default 64 MiB. */
@@ -22,11 +22,20 @@ export interface ResultCacheStats {
 interface SharedCall {
   readonly result: Promise<TokenizedPrompt>;
   readonly controller: AbortController;
+  /** A copy of the request body it tokenizes, when its key holds only a digest of it. */
+  readonly body: Uint8Array | null;
   waiters: number;
 }
 
-function sizeOf(key: string, result: TokenizedPrompt): number {
-  let bytes = key.length + 4 * result.tokenIds.length + 8 * (result.requestKeys?.length ?? 0);
+interface CachedResult {
+  result: TokenizedPrompt;
+  /** A copy of the body the key digests: a hit must have these bytes. */
+  body: Uint8Array | null;
+}
+
+function sizeOf(key: string, cached: CachedResult): number {
+  const result = cached.result;
+  let bytes = key.length + (cached.body?.byteLength ?? 0) + 4 * result.tokenIds.length + 8 * (result.requestKeys?.length ?? 0);
   for (const item of result.multimodal) bytes += item.identifier.length + 8;
   return bytes;
 }
@@ -48,10 +57,11 @@ function copyOf(result: TokenizedPrompt, cached: boolean): TokenizedPrompt {
 /**
  * An exact result cache in front of any PromptTokenizer: a hit is always what a fresh call would
  * return, because the key is the whole request (model, salt, every option), stored and compared
- * in full. Concurrent identical misses share one call.
+ * in full — a chat body as its bytes, kept beside a digest that finds them. Concurrent identical
+ * misses share one call.
  */
 export class CachingTokenizer implements PromptTokenizer {
-  private readonly lru: ByteBudgetLru<TokenizedPrompt>;
+  private readonly lru: ByteBudgetLru<CachedResult>;
   private readonly inFlight = new Map<string, SharedCall>();
   private hits = 0;
   private misses = 0;
@@ -74,21 +84,23 @@ export class CachingTokenizer implements PromptTokenizer {
     const salt = options.cacheSalt ?? null;
     const keySpec = options.requestKeys ?? null;
     const base = cacheKey(model, input, salt);
-    // Answers with request keys are kept apart from answers without, and by the keys' settings.
-    const key = base === null || keySpec === null ? base : `${base}|K${keySpec.algorithm}|${keySpec.blockSize}|${JSON.stringify(keySpec.seed)}|${JSON.stringify(keySpec.root)}`;
-    if (key === null) {
+    if (base === null) {
       this.misses++;
       return this.inner.tokenize(model, input, options);
     }
+    // Answers with request keys are kept apart from answers without, and by the keys' settings.
+    const key = keySpec === null ? base.key : `${base.key}|K${keySpec.algorithm}|${keySpec.blockSize}|${JSON.stringify(keySpec.seed)}|${JSON.stringify(keySpec.root)}`;
     const hit = this.lru.get(key);
-    if (hit !== undefined) {
+    // A digest that matches other bytes (a collision, however unlikely) is a miss whose answer replaces the entry.
+    if (hit !== undefined && sameBody(hit.body, base.body)) {
       this.hits++;
-      return copyOf(hit, true);
+      return copyOf(hit.result, true);
     }
     let shared = this.inFlight.get(key);
+    if (shared !== undefined && !sameBody(shared.body, base.body)) shared = undefined;
     const joined = shared !== undefined;
     if (shared === undefined) {
-      shared = this.startCall(key, model, input, salt, keySpec, options.deadline);
+      shared = this.startCall(key, base.body, model, input, salt, keySpec, options.deadline);
       this.misses++;
     } else {
       this.hits++;
@@ -118,7 +130,7 @@ export class CachingTokenizer implements PromptTokenizer {
     await this.inner.close();
   }
 
-  private startCall(key: string, model: string, input: PromptInput, cacheSalt: string | null, requestKeys: RequestKeySpec | null, deadline: number | undefined): SharedCall {
+  private startCall(key: string, body: Uint8Array | null, model: string, input: PromptInput, cacheSalt: string | null, requestKeys: RequestKeySpec | null, deadline: number | undefined): SharedCall {
     const controller = new AbortController();
     let result: Promise<TokenizedPrompt>;
     try {
@@ -127,12 +139,17 @@ export class CachingTokenizer implements PromptTokenizer {
     } catch (err) {
       result = Promise.reject(err);
     }
-    const shared: SharedCall = { result, controller, waiters: 0 };
+    // The call keeps its own copy of the body: the request's buffer belongs to the request.
+    const bytes = body === null ? null : Uint8Array.prototype.slice.call(body);
+    const shared: SharedCall = { result, controller, body: bytes, waiters: 0 };
     this.inFlight.set(key, shared);
     result.then(
       (value) => {
         if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
-        if (!this.closed && !controller.signal.aborted) this.lru.set(key, value, sizeOf(key, value));
+        if (!this.closed && !controller.signal.aborted) {
+          const cached: CachedResult = { result: value, body: bytes };
+          this.lru.set(key, cached, sizeOf(key, cached));
+        }
       },
       () => {
         if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
