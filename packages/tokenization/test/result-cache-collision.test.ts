@@ -3,12 +3,12 @@
  * Here every digest collides (node:crypto's hash is replaced for this file), so only that
  * comparison keeps two different bodies apart.
  */
+import type * as Crypto from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { CachingTokenizer, chatPromptFromBody, LocalTokenizerPool, type PromptInput } from '../src/index.js';
 
-vi.mock('node:crypto', async (importOriginal) => ({ ...(await importOriginal<typeof import('node:crypto')>()), hash: () => 'always-the-same' }));
-
-const { CachingTokenizer, chatPromptFromBody, LocalTokenizerPool } = await import('../src/index.js');
-type PromptInput = import('../src/index.js').PromptInput;
+// Hoisted above the imports by vitest, so the cache module sees the colliding hash.
+vi.mock('node:crypto', async (importOriginal) => ({ ...(await importOriginal<typeof Crypto>()), hash: () => 'always-the-same' }));
 
 const pool = new LocalTokenizerPool({ unlisted: 'bundled', workers: 0 });
 afterAll(() => pool.close());
