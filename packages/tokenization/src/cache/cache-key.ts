@@ -78,9 +78,12 @@ export interface CacheKey {
  * The key of a tokenization, or null when the input cannot be keyed exactly. Everything but a chat
  * body is serialised in full; a body is named by its SHA-1 and length, and the caller compares the
  * bytes themselves before trusting an entry, so the key stays exact while the string it keeps is
- * ~40 characters: the whole body as a latin1 string put a ~20 KB copy of every request on the V8
- * heap (hashed by the Map on each lookup, kept while cached — up to the cache's 64 MiB of heap
- * strings for the collector to trace); the copy compared now is an off-heap byte array.
+ * ~40 characters. The whole body as a latin1 string (the key before) put a copy of every request
+ * on the V8 heap, and V8 hashes strings longer than 16,383 characters by their length alone, so
+ * every body of one length landed in one Map bucket: a client sending many equal-length bodies
+ * made each lookup compare against all of them. SHA-1 costs about as much as that string did
+ * (~12 µs per 20 KB here, measured against a 64-bit JS multiply hash: the same) and spreads every
+ * body; the bytes compared are an off-heap copy.
  */
 export function cacheKey(model: string, input: PromptInput, cacheSalt: string | null): CacheKey | null {
   if (typeof model !== 'string' || (cacheSalt !== null && typeof cacheSalt !== 'string')) return null;
