@@ -51,8 +51,10 @@ export class RequestTrace {
     for (const span of [this.upstreamSpan, this.span]) {
       if (!span) continue;
       if (status !== null) span.setAttribute('http.response.status_code', status);
-      if (error !== undefined) recordError(span, Object.assign(new Error(error), { code: error }));
-      else if (status !== null && status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      // An Error captures a stack trace (~40 µs per request in a profile of the EPP): only for a span that records it.
+      if (error !== undefined) {
+        if (span.isRecording()) recordError(span, Object.assign(new Error(error), { code: error }));
+      } else if (status !== null && status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
       span.end();
     }
   }

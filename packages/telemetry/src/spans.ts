@@ -15,6 +15,8 @@ const TRACER: Tracer = trace.getTracer('kvix');
 
 /** Marks a span failed with `err` (its message and stable code when it has one). */
 export function recordError(span: Span, err: unknown): void {
+  // A span nobody records (tracing off) would only throw the details away; building them is not free.
+  if (!span.isRecording()) return;
   const e = err instanceof Error ? err : new Error(String(err));
   const code = (e as { code?: unknown }).code;
   span.recordException({ name: e.name, message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) });
