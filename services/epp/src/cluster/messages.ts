@@ -10,14 +10,21 @@ export type PrimaryMessage =
   /** The index as the primary holds it, then every operation after it as `ops` batches. */
   | { kvix: 'snapshot'; seq: number; snapshot: IndexSnapshot | null }
   | { kvix: 'ops'; seq: number; ops: IndexOp[] }
-  /** Another worker's routing decision, to add as speculative entries. */
-  | { kvix: 'speculation'; requestKeys: BigUint64Array; entries: PodEntry[]; ttlMs: number }
+  /** Other workers' routing decisions, to add as speculative entries. */
+  | { kvix: 'speculation'; decisions: SpeculativeDecision[] }
   /** Another worker's requests in flight per endpoint (empty when it died), so load scorers see all of them. */
   | { kvix: 'peer-load'; slot: number; counts: Record<string, number> }
   | { kvix: 'status?'; id: number }
   | { kvix: 'metrics?'; id: number }
   /** A debug API request the primary's metrics port received, for the worker's own debug routes to answer. */
   | { kvix: 'http?'; id: number; method: 'GET' | 'POST'; url: string; body: string | null };
+
+/** A routing decision as speculative entries: its prompt's request keys, the pods, their lifetime (0: the index's default). */
+export interface SpeculativeDecision {
+  requestKeys: BigUint64Array;
+  entries: PodEntry[];
+  ttlMs: number;
+}
 
 /** One metric family as `Registry.getMetricsAsJSON()` gives it, without functions (they cannot cross IPC). */
 export interface MetricFamilyJson {
@@ -44,7 +51,8 @@ export type WorkerMessage =
   /** The worker's index is built and empty: send the snapshot and the operations after it. */
   | { kvix: 'feed?' }
   | { kvix: 'started'; gatewayPort: number | null; extProcPort: number | null }
-  | { kvix: 'speculation'; requestKeys: BigUint64Array; entries: PodEntry[]; ttlMs: number }
+  /** This worker's routing decisions of one event-loop turn. */
+  | { kvix: 'speculation'; decisions: SpeculativeDecision[] }
   /** This worker's requests in flight per endpoint, after a change (coalesced). */
   | { kvix: 'load'; counts: Record<string, number> }
   | { kvix: 'status'; id: number; status: WorkerStatus }

@@ -4,7 +4,7 @@ import type { Readiness } from '@kvix/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type WorkerMessage, type WorkerStatus } from './messages.js';
+import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type SpeculativeDecision, type WorkerMessage, type WorkerStatus } from './messages.js';
 
 /**
  * How long a worker gathers changes of its in-flight counts before telling the others: one message
@@ -35,6 +35,8 @@ export class PrimaryLink implements SpeculationSink {
   private malformed = 0;
   private readonly onMessage = (m: unknown): void => this.receive(m);
   private debug: FastifyInstance | null = null;
+  /** Decisions of this event-loop turn, sent together at its end. */
+  private decisions: SpeculativeDecision[] = [];
   private load: InFlightSource | null = null;
   private loadTimer: NodeJS.Timeout | null = null;
   private stopLoad: (() => void) | null = null;
@@ -82,8 +84,23 @@ export class PrimaryLink implements SpeculationSink {
     this.send({ kvix: 'started', ...ports });
   }
 
+  /**
+   * A decision's speculative entries for the other workers. Sent at the end of this turn of the
+   * event loop with the turn's other decisions: each message to the primary is a write that wakes
+   * it, and on busy cores that write was most of what a worker spent beyond a single process
+   * (bench/README.md, workers). The other workers get them at the end of this turn instead of at
+   * once: a fraction of a millisecond, against the speculation's whole point of covering the
+   * seconds before the pod's own events arrive.
+   */
   publish(requestKeys: BigUint64Array, entries: readonly PodEntry[], ttlMs: number | undefined): void {
-    this.send({ kvix: 'speculation', requestKeys, entries: [...entries], ttlMs: ttlMs ?? 0 });
+    if (this.decisions.length === 0) setImmediate(() => this.flushDecisions());
+    this.decisions.push({ requestKeys, entries: [...entries], ttlMs: ttlMs ?? 0 });
+  }
+
+  private flushDecisions(): void {
+    const decisions = this.decisions;
+    this.decisions = [];
+    if (decisions.length > 0) this.send({ kvix: 'speculation', decisions });
   }
 
   close(): void {
@@ -136,8 +153,10 @@ export class PrimaryLink implements SpeculationSink {
         break;
       case 'speculation':
         if (this.index) {
-          const entries = msg.entries.map((e) => ({ ...e, speculative: true }));
-          void this.index.add(null, msg.requestKeys, entries, msg.ttlMs > 0 ? { ttlMs: msg.ttlMs } : {}).catch((err: unknown) => this.dropped(err));
+          for (const d of msg.decisions) {
+            const entries = d.entries.map((e) => ({ ...e, speculative: true }));
+            void this.index.add(null, d.requestKeys, entries, d.ttlMs > 0 ? { ttlMs: d.ttlMs } : {}).catch((err: unknown) => this.dropped(err));
+          }
         }
         break;
       case 'peer-load':
