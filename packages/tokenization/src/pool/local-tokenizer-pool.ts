@@ -295,7 +295,7 @@ export class LocalTokenizerPool implements PromptTokenizer {
 
   private async run(spec: string, model: string, input: PromptInput, limits: PromptLimits, keys?: { spec: RequestKeySpec; cacheSalt: string | null }): Promise<ThreadTokenized> {
     if (this.workerCount === 0 && !needsThread(input)) {
-      const tokenizer = await this.inlineLoader.load(spec);
+      const tokenizer = this.inlineLoader.loadedNow(spec) ?? (await this.inlineLoader.load(spec));
       try {
         // On the calling thread nothing can stop encoding midway (hence INLINE_MAX_CHARS).
         const timings = { templateMs: 0, encodeMs: 0, hashMs: 0 };
