@@ -16,3 +16,4 @@ export { ModelTokenizers, UNTRUSTED_TEMPLATE_MESSAGE, type ModelTokenizersOption
 export { hasRequestChatTemplate } from './chat.js';
 export { PrefixKeyCache, type PieceTrace } from './prefix-keys.js';
 export { chatPromptFromBody, type ChatBodyPrompt } from './chat-body.js';
+export { TOKENIZATION_ENV_BINDINGS, TOKENIZATION_FLAG_BINDINGS } from './service-options.js';

@@ -5,7 +5,7 @@ import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
 import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
 import { ConfigError, envLayer, flagLayer, httpListenerFields, integerArg, LOG_LEVELS, numberArg, resolveConfig, setPath, TlsServerSchema, type Binding, type ListenerSpec } from '@kvix/service-kit';
-import { TokenizationConfigSchema } from '@kvix/tokenization';
+import { TOKENIZATION_ENV_BINDINGS, TOKENIZATION_FLAG_BINDINGS, TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -126,11 +126,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_EXT_PROC_PORT: { path: 'extProc.port', as: 'number' },
   KVIX_METRICS_HOST: { path: 'metrics.host' },
   KVIX_METRICS_PORT: { path: 'metrics.port', as: 'number' },
-  KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
   KVIX_ROUTING_WORKERS: { path: 'routingWorkers' },
-  KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
-  KVIX_TOKENIZE_TIMEOUT_MS: { path: 'tokenization.timeoutMs', as: 'number' },
-  KVIX_TRUST_REQUEST_CHAT_TEMPLATE: { path: 'tokenization.trustRequestChatTemplate', as: 'boolean' },
   KVIX_GATEWAY_MAX_BODY_BYTES: { path: 'gateway.maxBodyBytes', as: 'number' },
   KVIX_EXT_PROC_TLS_CERT: { path: 'extProc.tls.certFile' },
   KVIX_EXT_PROC_TLS_KEY: { path: 'extProc.tls.keyFile' },
@@ -147,6 +143,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   // llm-d's names, so an EPP deployment's predictor settings carry over.
   PREDICTION_SERVER_URL: { path: 'latencyPredictor.predictionUrls', as: 'list' },
   TRAINING_SERVER_URL: { path: 'latencyPredictor.trainingUrl' },
+  ...TOKENIZATION_ENV_BINDINGS,
   ...INGESTION_ENV_BINDINGS,
   ...KUBERNETES_ENV_BINDINGS,
   ...REPLICATION_ENV_BINDINGS,
@@ -161,11 +158,7 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   extProcPort: 'extProc.port',
   metricsHost: 'metrics.host',
   metricsPort: 'metrics.port',
-  tokenizerWorkers: 'tokenization.workers',
   routingWorkers: 'routingWorkers',
-  maxPromptTokens: 'tokenization.maxPromptTokens',
-  tokenizeTimeoutMs: 'tokenization.timeoutMs',
-  trustRequestChatTemplate: 'tokenization.trustRequestChatTemplate',
   gatewayMaxBodyBytes: 'gateway.maxBodyBytes',
   extProcTlsCert: 'extProc.tls.certFile',
   extProcTlsKey: 'extProc.tls.keyFile',
@@ -179,6 +172,7 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   latencyTimeoutMs: 'latencyPredictor.timeoutMs',
   latencyAuthTokenFile: 'latencyPredictor.authTokenFile',
   latencyCoalesceWindowMs: 'latencyPredictor.coalesceWindowMs',
+  ...TOKENIZATION_FLAG_BINDINGS,
   ...INGESTION_FLAG_BINDINGS,
   ...KUBERNETES_FLAG_BINDINGS,
   ...REPLICATION_FLAG_BINDINGS,

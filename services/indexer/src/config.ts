@@ -2,7 +2,7 @@ import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDI
 import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { envLayer, flagLayer, httpListenerFields, integerArg, LOG_LEVELS, resolveConfig, setPath, TlsServerSchema, type Binding, type ListenerSpec } from '@kvix/service-kit';
-import { TokenizationConfigSchema } from '@kvix/tokenization';
+import { TOKENIZATION_ENV_BINDINGS, TOKENIZATION_FLAG_BINDINGS, TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 
@@ -83,10 +83,6 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_HTTP_PORT: { path: 'http.port', as: 'number' },
   KVIX_GRPC_HOST: { path: 'grpc.host' },
   KVIX_GRPC_PORT: { path: 'grpc.port', as: 'number' },
-  KVIX_TOKENIZER_WORKERS: { path: 'tokenization.workers', as: 'number' },
-  KVIX_MAX_PROMPT_TOKENS: { path: 'tokenization.maxPromptTokens', as: 'number' },
-  KVIX_TOKENIZE_TIMEOUT_MS: { path: 'tokenization.timeoutMs', as: 'number' },
-  KVIX_TRUST_REQUEST_CHAT_TEMPLATE: { path: 'tokenization.trustRequestChatTemplate', as: 'boolean' },
   KVIX_HTTP_MAX_BODY_BYTES: { path: 'http.maxBodyBytes', as: 'number' },
   KVIX_HTTP_TLS_CERT: { path: 'http.tls.certFile' },
   KVIX_HTTP_TLS_KEY: { path: 'http.tls.keyFile' },
@@ -96,6 +92,7 @@ export const ENV_BINDINGS: Readonly<Record<string, Binding>> = {
   KVIX_GRPC_TLS_KEY: { path: 'grpc.tls.keyFile' },
   KVIX_GRPC_TLS_CLIENT_CA: { path: 'grpc.tls.clientCaFile' },
   KVIX_DEBUG_ROUTES: { path: 'debugRoutes', as: 'boolean' },
+  ...TOKENIZATION_ENV_BINDINGS,
   ...INGESTION_ENV_BINDINGS,
   ...KUBERNETES_ENV_BINDINGS,
   ...REPLICATION_ENV_BINDINGS,
@@ -107,10 +104,6 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   httpPort: 'http.port',
   grpcHost: 'grpc.host',
   grpcPort: 'grpc.port',
-  tokenizerWorkers: 'tokenization.workers',
-  maxPromptTokens: 'tokenization.maxPromptTokens',
-  tokenizeTimeoutMs: 'tokenization.timeoutMs',
-  trustRequestChatTemplate: 'tokenization.trustRequestChatTemplate',
   httpMaxBodyBytes: 'http.maxBodyBytes',
   httpTlsCert: 'http.tls.certFile',
   httpTlsKey: 'http.tls.keyFile',
@@ -120,6 +113,7 @@ const FLAG_BINDINGS: Readonly<Record<string, string>> = {
   grpcTlsKey: 'grpc.tls.keyFile',
   grpcTlsClientCa: 'grpc.tls.clientCaFile',
   debugRoutes: 'debugRoutes',
+  ...TOKENIZATION_FLAG_BINDINGS,
   ...INGESTION_FLAG_BINDINGS,
   ...KUBERNETES_FLAG_BINDINGS,
   ...REPLICATION_FLAG_BINDINGS,
