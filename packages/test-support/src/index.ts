@@ -7,3 +7,4 @@ export { startKubeApiServer, kubeBinDir, gaieCrdsDir, gatewayApiCrdsDir, prometh
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 export { listeningSockets, processTree, type ListeningSocket } from './sockets.js';
 export { makeTestPki, type TestPki } from './pki.js';
+export { ISSUE_TEMPLATE, LOOPING_TEMPLATE, hostileWord, track, type Tracked } from './hostile.js';

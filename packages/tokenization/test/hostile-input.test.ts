@@ -3,7 +3,7 @@
  * the model can take, a thread that stops answering. Each case here hung or exhausted a service
  * before (issue 16).
  */
-import { ceiling } from '@kvix/test-support';
+import { ceiling, hostileWord, ISSUE_TEMPLATE, LOOPING_TEMPLATE, track } from '@kvix/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalTokenizerPool, ModelTokenizers, type PromptInput, type TokenizationObserver } from '../src/index.js';
 import { CRASH_WORKER_FOR_TESTS } from '../src/pool/local-tokenizer-pool.js';
@@ -25,44 +25,17 @@ function pool(options: ConstructorParameters<typeof LocalTokenizerPool>[0]): Loc
 
 const user = (content: string): PromptInput => ({ kind: 'chat', messages: [{ role: 'user', content }] });
 const withTemplate = (chatTemplate: string): PromptInput => ({ kind: 'chat', messages: [{ role: 'user', content: 'hi' }], options: { chatTemplate } });
-/** The request from the issue: 30 M loop iterations (and a 30 M-item range) before "hello". */
-const HOSTILE_TEMPLATE = '{% for i in range(30000000) %}{% endfor %}hello';
-/** Within Jinja2's sandbox range limit, but 10^10 iterations: only a clock stops it. */
-const NESTED_LOOP_TEMPLATE = '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}hello';
-
-/**
- * One "word" of `chars` pseudo-random letters: BPE merges it slower than linearly and no word cache
- * helps (900 k characters: ~5.5 s on an idle 2-core machine), so a deadline of a fraction of a second,
- * scaled for the machine's load, always passes while the thread is busy with it. Repeated prose
- * ('lorem ipsum' × 40,000) tokenizes in ~20 ms once the word cache is warm: too fast to outlive one.
- */
-function hostileWord(chars: number, seed = 1): string {
-  let x = seed;
-  const letters = new Array<string>(chars);
-  for (let i = 0; i < chars; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    letters[i] = String.fromCharCode(97 + ((x >>> 16) % 26));
-  }
-  return letters.join('');
-}
-
-/** Settles with the outcome, and records when it did, so tests can assert what finished first. */
-function track<T>(promise: Promise<T>): { settled: boolean; result: Promise<PromiseSettledResult<T>> } {
-  const t = { settled: false, result: Promise.allSettled([promise]).then(([r]) => r!) };
-  void t.result.then(() => (t.settled = true));
-  return t;
-}
 
 describe('chat templates under a budget', () => {
   it("refuses ranges beyond Jinja2's sandbox limit (100,000) as a template error, at once", () => {
-    expect(() => qwen3.renderChat([{ role: 'user', content: 'hi' }], { chatTemplate: HOSTILE_TEMPLATE })).toThrow(
+    expect(() => qwen3.renderChat([{ role: 'user', content: 'hi' }], { chatTemplate: ISSUE_TEMPLATE })).toThrow(
       expect.objectContaining({ code: 'TEMPLATE_ERROR', message: expect.stringContaining('Range too big') }),
     );
     expect(qwen3.renderChat([{ role: 'user', content: 'hi' }], { chatTemplate: '{% for i in range(100000) %}{% endfor %}ok' })).toBe('ok');
   });
 
   it('stops a template that runs past its deadline with DEADLINE_EXCEEDED', () => {
-    expect(() => qwen3.renderChat([{ role: 'user', content: 'hi' }], { chatTemplate: NESTED_LOOP_TEMPLATE }, { deadline: Date.now() + 50 })).toThrow(
+    expect(() => qwen3.renderChat([{ role: 'user', content: 'hi' }], { chatTemplate: LOOPING_TEMPLATE }, { deadline: Date.now() + 50 })).toThrow(
       expect.objectContaining({ code: 'DEADLINE_EXCEEDED' }),
     );
   });
@@ -90,7 +63,7 @@ describe('the tokenizer pool under hostile requests', () => {
     const p = pool({ workers: 1 });
     await p.warmUp();
     // The deadline is what ends the hostile render: long enough (scaled for the machine's load) for the others to be answered first.
-    const hostile = track(p.tokenize(MODEL, withTemplate(NESTED_LOOP_TEMPLATE), { deadline: Date.now() + ceiling(1000) }));
+    const hostile = track(p.tokenize(MODEL, withTemplate(LOOPING_TEMPLATE), { deadline: Date.now() + ceiling(1000) }));
     const others = await Promise.all(Array.from({ length: 5 }, (_, i) => p.tokenize(MODEL, user(`question ${i}`))));
     expect(hostile.settled).toBe(false);
     expect(others.map((o) => Array.from(o.tokenIds))).toEqual(Array.from({ length: 5 }, (_, i) => qwen3.encodeChat([{ role: 'user', content: `question ${i}` }])));
@@ -103,7 +76,7 @@ describe('the tokenizer pool under hostile requests', () => {
     const p = pool({ workers: 0 });
     await p.warmUp();
     const long = track(p.tokenize(MODEL, { kind: 'completion', prompt: hostileWord(900_000) }, { deadline: Date.now() + ceiling(1000) }));
-    const looping = track(p.tokenize(MODEL, withTemplate(NESTED_LOOP_TEMPLATE), { deadline: Date.now() + ceiling(1000) }));
+    const looping = track(p.tokenize(MODEL, withTemplate(LOOPING_TEMPLATE), { deadline: Date.now() + ceiling(1000) }));
     // On the event loop, either would have run to its end before this one was even looked at.
     expect(Array.from((await p.tokenize(MODEL, user('question'))).tokenIds)).toEqual(qwen3.encodeChat([{ role: 'user', content: 'question' }]));
     expect([long.settled, looping.settled]).toEqual([false, false]);
@@ -165,7 +138,7 @@ describe('ModelTokenizers', () => {
   it("refuses a request's own chat template with vLLM's words unless trusted", async () => {
     const t = tokenizers({});
     await t.warmUp([MODEL]);
-    for (const input of [withTemplate(HOSTILE_TEMPLATE), { kind: 'chat', messages: [{ role: 'user', content: 'hi' }], options: { chatTemplateKwargs: { chat_template: HOSTILE_TEMPLATE } } } satisfies PromptInput]) {
+    for (const input of [withTemplate(ISSUE_TEMPLATE), { kind: 'chat', messages: [{ role: 'user', content: 'hi' }], options: { chatTemplateKwargs: { chat_template: ISSUE_TEMPLATE } } } satisfies PromptInput]) {
       const err = await failure(t.tokenize(MODEL, input));
       expect(err.code).toBe('INVALID_REQUEST');
       expect(err.message).toContain('--trust-request-chat-template');
@@ -175,14 +148,14 @@ describe('ModelTokenizers', () => {
     const trusted = tokenizers({ trustRequestChatTemplate: true, timeoutMs: ceiling(10_000) });
     await trusted.warmUp([MODEL]);
     expect(Array.from((await trusted.tokenize(MODEL, withTemplate('{{ messages[0].content }}!'))).tokenIds)).toEqual(qwen3.encode('hi!', { addSpecialTokens: false }));
-    expect((await failure(trusted.tokenize(MODEL, withTemplate(HOSTILE_TEMPLATE)))).code).toBe('TEMPLATE_ERROR');
+    expect((await failure(trusted.tokenize(MODEL, withTemplate(ISSUE_TEMPLATE)))).code).toBe('TEMPLATE_ERROR');
   });
 
   it('fails a tokenization that outlives timeoutMs with DEADLINE_EXCEEDED, and counts it', async () => {
     const failed: string[] = [];
     const t = tokenizers({ timeoutMs: ceiling(200), trustRequestChatTemplate: true }, { failed: (e) => failed.push(e.code) });
     await t.warmUp([MODEL]);
-    expect((await failure(t.tokenize(MODEL, withTemplate(NESTED_LOOP_TEMPLATE)))).code).toBe('DEADLINE_EXCEEDED');
+    expect((await failure(t.tokenize(MODEL, withTemplate(LOOPING_TEMPLATE)))).code).toBe('DEADLINE_EXCEEDED');
     expect((await failure(t.tokenize(MODEL, { kind: 'completion', prompt: hostileWord(900_000) }))).code).toBe('DEADLINE_EXCEEDED');
     expect(failed).toEqual(['DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED']);
     // The thread busy with the long prompt was replaced; once its replacement has loaded, all is as before.
