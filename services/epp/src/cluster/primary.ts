@@ -195,7 +195,7 @@ export class EppPrimary implements OpSink {
         break;
       case 'speculation':
         // Relayed to every other worker following the index; the sender already holds it.
-        for (const other of this.slots) if (other !== slot && other.fed) this.send(other, m);
+        this.broadcast(m, slot);
         break;
       case 'load':
         slot.load = m.counts;
@@ -226,13 +226,17 @@ export class EppPrimary implements OpSink {
     this.send(slot, { kvix: 'snapshot', seq: this.seq, snapshot });
     slot.fed = true;
     // What the others have in flight now; later changes follow as they say them.
-    for (const other of this.slots) if (other && other !== slot && Object.keys(other.load).length > 0) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load });
+    for (const other of this.slots) if (other !== slot && Object.keys(other.load).length > 0) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load });
   }
 
   /** A worker's in-flight counts to every other worker (empty once it died: its requests died with it). */
   private relayLoad(from: Slot): void {
-    const m: PrimaryMessage = { kvix: 'peer-load', slot: from.index, counts: from.load };
-    for (const other of this.slots) if (other && other !== from && other.fed) this.send(other, m);
+    this.broadcast({ kvix: 'peer-load', slot: from.index, counts: from.load }, from);
+  }
+
+  /** To every worker following the index, but `except` (the one it came from). */
+  private broadcast(m: PrimaryMessage | WorkerMessage, except?: Slot): void {
+    for (const slot of this.slots) if (slot !== except && slot.fed) this.send(slot, m);
   }
 
   /** OpSink: the applier's operations, batched per turn of the event loop, to every fed worker. */
@@ -249,8 +253,7 @@ export class EppPrimary implements OpSink {
     const ops = this.batch;
     this.batch = [];
     this.seq++;
-    const m: PrimaryMessage = { kvix: 'ops', seq: this.seq, ops };
-    for (const slot of this.slots) if (slot?.fed) this.send(slot, m);
+    this.broadcast({ kvix: 'ops', seq: this.seq, ops });
   }
 
   private send(slot: Slot, m: PrimaryMessage | WorkerMessage): void {
@@ -304,7 +307,7 @@ export class EppPrimary implements OpSink {
 
   /** A debug request answered by a worker's own debug routes (workers in turn); the answer names it in `x-kvix-worker`. */
   private async forward(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const live = this.slots.filter((s) => s?.started && s.fed && s.worker.isConnected());
+    const live = this.slots.filter((s) => s.started && s.fed && s.worker.isConnected());
     const problem = (status: number, code: string, message: string): FastifyReply => reply.code(status).send({ error: { code, message } });
     if (live.length === 0) return problem(503, 'NO_WORKER', 'no EPP worker is running to answer this');
     const slot = live[this.nextDebug++ % live.length]!;
