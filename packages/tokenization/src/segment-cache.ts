@@ -46,7 +46,7 @@ function escapeRegExp(s: string): string {
 }
 
 export class SegmentEncoder {
-  /** Added tokens, longest first: at each position the first alternative that matches is the longest. */
+  /** Added tokens, longest first (at each position the first alternative that matches is the longest), when they start with too many different characters for `sticky`. */
   private readonly pattern: RegExp | null;
   /**
    * The same alternatives, sticky, tried only where an added token can start (one of a few first
@@ -84,11 +84,13 @@ export class SegmentEncoder {
     } else if (words.length <= MAX_PATTERN_TOKENS) {
       words.sort((a, b) => b.length - a.length);
       const alternatives = words.map(escapeRegExp).join('|');
-      this.pattern = new RegExp(alternatives, 'g');
       const firsts = [...new Set(words.map((w) => w[0]!))];
       if (firsts.length <= MAX_FIRST_CHARS) {
         this.sticky = new RegExp(alternatives, 'y');
         this.firstChars = firsts;
+        this.pattern = null;
+      } else {
+        this.pattern = new RegExp(alternatives, 'g');
       }
       this.nextAt = new Int32Array(this.firstChars.length);
       this.trie = null;
