@@ -8,6 +8,7 @@ import { isPlainObject, selectChatTemplate, type ChatTemplates, type JsonObject 
 import { normaliseTools, toConversation, type ConversationMessage } from './conversation.js';
 import { TokenizationError } from './errors.js';
 import { compileTemplate, RenderBudgetExceeded, renderTemplate, UNLIMITED_RENDER, type RenderBudget } from './jinja.js';
+import { pyStrip } from './py-strings.js';
 import type { ChatMessage, ChatTemplateOptions } from './types.js';
 
 export interface ChatTemplateSource {
@@ -41,11 +42,6 @@ const CONFLICTING_KWARGS = ['messages', 'conversation'];
 const TOKENIZE_ONLY_KWARGS = ['sanitize_control_tokens', 'return_assistant_tokens_mask'];
 
 const CONTINUE_TAG = 'CONTINUE_FINAL_MESSAGE_TAG ';
-
-/** Python's str.strip() set, which differs from String.prototype.trim() (\x1c-\x1f, \x85, \ufeff). */
-const PY_WS = '\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const PY_STRIP = new RegExp(`^[${PY_WS}]+|[${PY_WS}]+$`, 'g');
-const PY_RSTRIP = new RegExp(`[${PY_WS}]+$`);
 
 function invalid(message: string): TokenizationError {
   return new TokenizationError('INVALID_REQUEST', message);
@@ -186,7 +182,7 @@ function renderContinuingFinalMessage(
   const tagged = [...conversation.slice(0, -1), { ...last, content: finalContent + CONTINUE_TAG }];
   const rendered = render(template, variables(tagged), budget);
   const tag = CONTINUE_TAG.trim();
-  if (!rendered.includes(finalContent.replace(PY_STRIP, '')) || !rendered.includes(tag)) {
+  if (!rendered.includes(pyStrip(finalContent, null, 'both')) || !rendered.includes(tag)) {
     throw new TokenizationError(
       'TEMPLATE_ERROR',
       'continueFinalMessage is set but the final message does not appear in the rendered chat; the template drops part of it',
@@ -195,5 +191,5 @@ function renderContinuingFinalMessage(
   const at = rendered.lastIndexOf(tag);
   if (rendered.slice(at, at + CONTINUE_TAG.length) === CONTINUE_TAG) return rendered.slice(0, at);
   // The template trimmed the message, so its trailing whitespace is gone from the prompt too.
-  return rendered.slice(0, at).replace(PY_RSTRIP, '');
+  return pyStrip(rendered.slice(0, at), null, 'end');
 }

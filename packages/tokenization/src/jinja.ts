@@ -7,6 +7,8 @@
  * print tool-call arguments without `tojson` (DeepSeek V3's, for one) put into the prompt.
  */
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import { FastTemplate, setFloatRepr } from './fast-template.js';
+import { pyStrip, type StripSide } from './py-strings.js';
 
 const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
 const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
@@ -120,6 +122,42 @@ function globalScopeOf(globals: Readonly<Record<string, unknown>>): Environment 
   return scope;
 }
 
+/** The same globals as plain values, for the fast evaluator. */
+const globalValues = new WeakMap<object, ReadonlyMap<string, unknown>>();
+
+function globalValuesOf(globals: Readonly<Record<string, unknown>>): ReadonlyMap<string, unknown> {
+  let values = globalValues.get(globals);
+  if (values === undefined) {
+    values = new Map(Object.entries({ ...BASE_GLOBALS, ...globals }));
+    globalValues.set(globals, values);
+  }
+  return values;
+}
+
+/**
+ * Whether renders try the fast evaluator first (fast-template.ts). On by default; `KVIX_JINJA_FAST=off`
+ * turns it off for the process (an operator's escape hatch), and tests compare both paths.
+ */
+let fastEnabled = process.env['KVIX_JINJA_FAST'] !== 'off';
+
+export function setFastTemplates(enabled: boolean): void {
+  fastEnabled = enabled;
+}
+
+const fastTemplates = new WeakMap<Template, FastTemplate | null>();
+const fastTotals = { tried: 0, handedOver: 0 };
+
+/** Renders the fast evaluator tried and handed to the library, over every template of the process. */
+export function fastRenderTotals(): { tried: number; handedOver: number } {
+  return { ...fastTotals };
+}
+
+/** How often the fast evaluator rendered a template and how often it handed a render to the library. */
+export function fastTemplateStats(template: Template): { tried: number; handedOver: number } | null {
+  const fast = fastTemplates.get(template);
+  return fast ? { tried: fast.tried, handedOver: fast.handedOver } : null;
+}
+
 /** Renders with `globals` visible but shadowable by `variables`, as Jinja2's globals are. */
 export function renderTemplate(
   template: Template,
@@ -127,6 +165,24 @@ export function renderTemplate(
   variables: Readonly<Record<string, unknown>>,
   budget: RenderBudget = UNLIMITED_RENDER,
 ): string {
+  if (fastEnabled) {
+    let fast = fastTemplates.get(template);
+    if (fast === undefined) {
+      fast = FastTemplate.compile(template);
+      fastTemplates.set(template, fast);
+    }
+    if (fast !== null) {
+      fast.tried++;
+      fastTotals.tried++;
+      try {
+        return fast.render(globalValuesOf(globals), variables, budget);
+      } catch {
+        // Anything the fast evaluator does not reproduce exactly, errors included, is the library's to render.
+        fast.handedOver++;
+        fastTotals.handedOver++;
+      }
+    }
+  }
   const scope = new Environment(globalScopeOf(globals));
   for (const [name, value] of Object.entries(variables)) scope.set(name, value);
   const result = pythonicInterpreter(scope, budget).run(template.parsed).value;
@@ -167,6 +223,64 @@ interface InterpreterInternals {
 
 /** The library does not export its value classes; one string value yields the constructor. */
 const StringValue = (new Environment().set('probe', '') as object).constructor as new (value: string) => Value;
+const UndefinedValue = (new Environment().lookupVariable('\u0000probe') as object).constructor as new () => Value;
+const FunctionValue = (new Environment().lookupVariable('namespace') as object).constructor as new (fn: (args: Value[]) => Value) => Value;
+
+/** The characters argument of Python's `strip(chars=None)` family. */
+function stripChars(args: readonly Value[]): string | null {
+  if (args.length > 1) throw new Error(`strip() takes at most 1 argument (${args.length} given)`);
+  const chars = args[0];
+  if (chars === undefined || chars.type === 'NullValue') return null;
+  if (chars.type !== 'StringValue') throw new Error(`strip arg must be None or str, not ${chars.type}`);
+  return chars.value as string;
+}
+
+/**
+ * The library's `strip`, `lstrip` and `rstrip` take no argument and trim JavaScript's whitespace;
+ * Jinja2 runs Python's, which strip the characters given (Qwen3's template does
+ * `content.split('</think>')[-1].lstrip('\n')`, which keeps leading spaces) or Python's whitespace.
+ * Each string's method table is built by a getter on first use; this puts Python's three into it.
+ */
+const libraryStringBuiltins = Object.getOwnPropertyDescriptor(StringValue.prototype, 'builtins')?.get;
+if (libraryStringBuiltins === undefined) throw new Error('@huggingface/jinja: string values have no builtins getter (version drift)');
+const withPythonStrips = new WeakSet<object>();
+const STRIPS: readonly (readonly [string, StripSide])[] = [['strip', 'both'], ['lstrip', 'start'], ['rstrip', 'end']];
+Object.defineProperty(StringValue.prototype, 'builtins', {
+  configurable: true,
+  get(this: Value): Map<string, Value> {
+    const table = libraryStringBuiltins.call(this) as Map<string, Value>;
+    if (!withPythonStrips.has(table)) {
+      const s = this.value as string;
+      for (const [name, side] of STRIPS) table.set(name, new FunctionValue((args) => new StringValue(pyStrip(s, stripChars(args), side))));
+      withPythonStrips.add(table);
+    }
+    return table;
+  },
+});
+
+interface ScopeInternals {
+  readonly parent?: ScopeInternals;
+  readonly variables: Map<string, Value>;
+}
+
+/**
+ * The library's `lookupVariable` finds the scope declaring a name with `resolve`, which throws for
+ * a name no scope declares, and catches that to return undefined: an Error and its stack trace for
+ * every undefined name a template reads (Qwen3's reads `enable_thinking` on each render; ~30 µs of
+ * an in-place decision in a profile, where the async stack is deep). The same walk and the same
+ * answer, without the exception. The library is pinned to an exact version, and the Jinja2
+ * fixtures check templates' output through this.
+ */
+function findVariable(scope: ScopeInternals | undefined, name: string): Value {
+  for (let s = scope; s !== undefined && s !== null; s = s.parent) {
+    if (s.variables.has(name)) return s.variables.get(name) ?? new UndefinedValue();
+  }
+  return new UndefinedValue();
+}
+
+Environment.prototype.lookupVariable = function lookupVariable(this: ScopeInternals, name: string): Value {
+  return findVariable(this, name);
+} as unknown as Environment['lookupVariable'];
 
 /** Statements that print nothing; every other node's value is printed, None as "None". */
 const SILENT_NODES = new Set(['Set', 'Macro', 'Comment']);
@@ -202,6 +316,8 @@ export function pyFloatRepr(x: number): string {
   const text = String(x);
   return text.includes('.') ? text : `${text}.0`;
 }
+
+setFloatRepr(pyFloatRepr);
 
 function pyRepr(v: Value): string {
   return v.type === 'StringValue' ? pyStringRepr(v.value as string) : pyStr(v);
@@ -270,6 +386,8 @@ function pythonicInterpreter(scope: Environment, budget: RenderBudget): Interpre
   };
   internals.applyFilter = (operand, filterNode, filterScope) => {
     if (filterNode.type === 'Identifier' && filterNode.value === 'string') return new StringValue(pyStr(operand));
+    // Jinja2's trim is Python's strip() (the library's is JavaScript's trim()).
+    if (filterNode.type === 'Identifier' && filterNode.value === 'trim' && operand.type === 'StringValue') return new StringValue(pyStrip(operand.value as string, null, 'both'));
     return filter(operand, filterNode, filterScope);
   };
   return interpreter;
