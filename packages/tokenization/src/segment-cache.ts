@@ -31,8 +31,41 @@ export interface SegmentCacheStats {
 
 /** A cached piece's ids, and an identity no other piece shares while it is cached. */
 interface CachedPiece {
+  /** The piece itself, compared in full before the entry is used. */
+  text: string;
   ids: Uint32Array;
   uid: number;
+}
+
+/** Code units of a piece that its cache key is made of, besides its length: both ends and a spread between. */
+const KEY_EDGE = 32;
+const KEY_SPREAD = 64;
+
+/**
+ * What finds a cached piece: its length and a hash of ~130 of its characters. A Map keyed by the
+ * piece itself hashed every new piece in full (up to 16 k characters) and then compared it with
+ * the stored one, two passes over text that is cold by the time a routing decision reads it; this
+ * key leaves the one comparison that makes a hit exact. Pieces that differ only between sampled
+ * characters share a key: the newer replaces the older (a miss, never a wrong answer).
+ */
+function pieceKey(piece: string): string {
+  const n = piece.length;
+  let h = 0x811c9dc5 ^ n;
+  const edge = Math.min(KEY_EDGE, n);
+  for (let i = 0; i < edge; i++) h = Math.imul(h ^ piece.charCodeAt(i), 0x01000193);
+  for (let i = Math.max(edge, n - KEY_EDGE); i < n; i++) h = Math.imul(h ^ piece.charCodeAt(i), 0x01000193);
+  const step = Math.max(1, Math.floor(n / KEY_SPREAD));
+  for (let i = step >> 1; i < n; i += step) h = Math.imul(h ^ piece.charCodeAt(i), 0x01000193);
+  return `${n}:${(h >>> 0).toString(36)}`;
+}
+
+/**
+ * A copy of a piece that keeps nothing else alive: a slice of the rendered prompt holds the whole
+ * prompt in memory for as long as it is a cache key. (Concatenation then slice makes V8 flatten a
+ * new string of just the piece.)
+ */
+function detached(piece: string): string {
+  return `${piece} `.slice(0, -1);
 }
 
 interface TrieNode {
@@ -70,6 +103,7 @@ export class SegmentEncoder {
 
   private constructor(
     private readonly addedIds: ReadonlyMap<string, number>,
+    /** A piece's ids, as a new array the encoder may keep. */
     private readonly encodePiece: (text: string) => ArrayLike<number>,
     /** Whether encoding with special tokens adds none (so that path may use the cache too). */
     readonly specialsAddNothing: boolean,
@@ -241,18 +275,21 @@ export class SegmentEncoder {
     if (piece.length < MIN_CACHED_LENGTH) {
       ids = this.encodePiece(piece);
     } else {
-      const hit = this.cache.get(piece);
-      if (hit !== undefined) {
+      const key = pieceKey(piece);
+      const hit = this.cache.get(key);
+      if (hit !== undefined && hit.text === piece) {
         this.stats.hits++;
         // Refresh recency: Map order is the eviction order.
-        this.cache.delete(piece);
-        this.cache.set(piece, hit);
+        this.cache.delete(key);
+        this.cache.set(key, hit);
         ids = hit.ids;
         uid = hit.uid;
       } else {
         this.stats.misses++;
-        const fresh = Uint32Array.from(this.encodePiece(piece));
-        uid = this.remember(piece, fresh);
+        const encoded = this.encodePiece(piece);
+        const fresh = encoded instanceof Uint32Array ? encoded : Uint32Array.from(encoded);
+        if (hit !== undefined) this.forget(key, hit);
+        uid = this.remember(key, piece, fresh);
         ids = fresh;
       }
     }
@@ -270,14 +307,20 @@ export class SegmentEncoder {
     this.scratch = next;
   }
 
+  private forget(key: string, entry: CachedPiece): void {
+    this.cache.delete(key);
+    this.cachedTokens -= entry.ids.length;
+    this.stats.cachedTokens = this.cachedTokens;
+  }
+
   /** Caches a piece's ids; returns its uid (0 when too large to cache). */
-  private remember(text: string, ids: Uint32Array): number {
+  private remember(key: string, text: string, ids: Uint32Array): number {
     if (ids.length > this.maxCachedTokens / 4) return 0;
     // Uids stay below 2^30, apart from content identities and added tokens; they only need to be
     // unique among pieces cached at the same time.
     const uid = this.nextUid;
     this.nextUid = this.nextUid >= 0x3fff_ffff ? 1 : this.nextUid + 1;
-    this.cache.set(text, { ids, uid });
+    this.cache.set(key, { text: detached(text), ids, uid });
     this.cachedTokens += ids.length;
     while (this.cachedTokens > this.maxCachedTokens) {
       const [oldest, old] = this.cache.entries().next().value as [string, CachedPiece];
