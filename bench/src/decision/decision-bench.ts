@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector';
 import { availableParallelism, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance as perf } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -307,18 +309,21 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
   const tok = await LocalTokenizer.bundled(MODEL);
   const spec = decisionWorkloadSpec(charsFor(tok, 4000) / 4000);
   const slice = quick ? 3 : 5;
-  const rounds = quick ? 2 : 4;
+  const rounds = (quick ? 2 : 4) * (process.env['KVIX_DECISION_ONLY'] === 'latency' ? 3 : 1);
   // KVIX_DECISION_ONLY=saturation: warm-up and the scaling phase alone (for profiling the saturated path).
   const saturationOnly = process.env['KVIX_DECISION_ONLY'] === 'saturation';
-  const rates = options.profileOnly || saturationOnly ? [] : [40, 200];
-  const ladder = options.profileOnly || saturationOnly ? [] : quick ? [2000] : [1000, 2000, 3000];
+  // KVIX_DECISION_ONLY=latency: the default precise arm at 40 req/s alone (three times the rounds), for
+  // profiling the decision in place; KVIX_DECISION_CPU_PROFILE=<file> records that phase's CPU profile.
+  const latencyOnly = process.env['KVIX_DECISION_ONLY'] === 'latency';
+  const rates = options.profileOnly || saturationOnly ? [] : latencyOnly ? [40] : [40, 200];
+  const ladder = options.profileOnly || saturationOnly || latencyOnly ? [] : quick ? [2000] : [1000, 2000, 3000];
   const ladderSeconds = quick ? 2 : 3;
   const warmup = { rate: 100, seconds: quick ? 4 : 8 };
   const profile = (n: string): Arm => ARMS.find((a) => a.name === n)!;
   // The arms as deployed (default tokenizer threads: none on this many cores, see defaultWorkers),
   // then the precise profile with 1 and 2 tokenizer threads, for the scaling phase and beside it.
   const defaults = defaultWorkers(availableParallelism());
-  const arms: ArmDef[] = options.profileOnly
+  const arms: ArmDef[] = options.profileOnly || latencyOnly
     ? [{ label: 'precise', arm: profile('precise'), workers: defaults }]
     : [
         { label: 'precise', arm: profile('precise'), workers: defaults },
@@ -408,6 +413,7 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     let ingestSeconds = 0;
     const c0 = await fleet.counters();
     const t0 = performance.now();
+    const cpuProfile = latencyOnly ? await startCpuProfile(process.env['KVIX_DECISION_CPU_PROFILE']) : null;
     for (const rate of rates) {
       // Arms take turns in slices, so a change in the machine's load falls on all of them alike.
       const late = new Map<string, number>();
@@ -443,6 +449,7 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
       }
     }
     ingestSeconds = (performance.now() - t0) / 1000;
+    await cpuProfile?.();
     const c1 = await fleet.counters();
     summary.ingest = {
       batchesPerSec: (c1.batches - c0.batches) / ingestSeconds,
@@ -516,7 +523,7 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
       }
     }
 
-    if (!saturationOnly) summary.isolated = await isolatedStages(tok, precise, messagesOf, bodies);
+    if (!saturationOnly && !latencyOnly) summary.isolated = await isolatedStages(tok, precise, messagesOf, bodies);
   } finally {
     for (const run of runs) for (const routed of run.open.values()) routed.finish({ status: 200 });
     await Promise.allSettled(runs.map((r) => r.epp.stop()));
@@ -537,9 +544,26 @@ export async function runDecisionBenchmark(options: DecisionBenchmarkOptions = {
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   } else {
     report(summary);
-    writeResult(quick ? 'decision-quick' : 'decision', { quick, ...summary });
+    writeResult(latencyOnly ? 'decision-latency' : quick ? 'decision-quick' : 'decision', { quick, ...summary });
   }
   return summary;
+}
+
+/** Starts this thread's CPU profiler (when `file` is set); the returned function writes the profile there. */
+async function startCpuProfile(file: string | undefined): Promise<(() => Promise<void>) | null> {
+  if (file === undefined || file === '') return null;
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((resolve, reject) => session.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 100 });
+  await post('Profiler.start');
+  return async () => {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    session.disconnect();
+    await writeFile(file, JSON.stringify(profile));
+  };
 }
 
 /**
