@@ -58,22 +58,30 @@ describe('the data layer', () => {
     // connection is accepted, the answer never comes, so every later scrape times out.
     const { createServer } = await import('node:http');
     let hang = false;
-    const server = createServer((_req, res) => {
-      if (!hang) res.end('vllm:num_requests_waiting{model_name="m"} 0\nvllm:num_requests_running{model_name="m"} 0\nvllm:kv_cache_usage_perc{model_name="m"} 0\n');
+    let hung = 0;
+    let hungClosed = 0;
+    const server = createServer((req, res) => {
+      if (!hang) return void res.end('vllm:num_requests_waiting{model_name="m"} 0\nvllm:num_requests_running{model_name="m"} 0\nvllm:kv_cache_usage_perc{model_name="m"} 0\n');
+      hung++;
+      req.socket.on('close', () => hungClosed++);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
     const port = (server.address() as { port: number }).port;
     let clock = 1_000_000;
-    const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 20, scrapeTimeoutMs: 50, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent, now: () => clock });
+    const errors: string[] = [];
+    const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 20, scrapeTimeoutMs: 50, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent, now: () => clock, onScrapeError: (kind) => errors.push(kind) });
     cleanups.push(() => registry.stop());
     registry.setTargets([{ id: `127.0.0.1:${port}`, name: 'slow', address: '127.0.0.1', port, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'm' }]);
     registry.start();
     await waitFor(() => registry.candidates().some((c) => c.metrics !== null), 5000, 'a first scrape');
     hang = true;
     // Every scrape times out from now on; the injected clock stands still, so the last metrics stay
-    // fresh and the pod stays a candidate (the old rule took it out on the first timeout).
-    await new Promise((r) => setTimeout(r, 300));
+    // fresh and the pod stays a candidate (the old rule took it out on the first timeout). A pod
+    // scrape starts only once the one before it is over, so a third hung request means two timed out,
+    // and each timed-out request was given up (its connection closed), not left hanging.
+    await waitFor(() => hung >= 3 && hungClosed >= 2, 5000, 'two scrapes to time out');
+    expect(errors.filter((k) => k === 'poll').length).toBeGreaterThanOrEqual(2);
     expect(registry.candidates()).toHaveLength(1);
     expect(registry.status()[0]).toMatchObject({ healthy: true });
     // Once they are stale, the next timeout takes it out, with the reason.

@@ -1,12 +1,15 @@
 import type { PodTarget } from '@kvix/kv-ingest';
 import type { Logger } from 'pino';
 import type { Candidate, Endpoint, EndpointMetrics } from '../types.js';
+import { MetricsClient } from './metrics-client.js';
 import { parseEndpointMetrics } from './parse-metrics.js';
 
 export interface RegistryOptions {
   /** How often each endpoint's /metrics is read. */
   scrapeIntervalMs: number;
   scrapeTimeoutMs: number;
+  /** A larger /metrics answer fails the scrape (a poll error). Default 8 MiB. */
+  maxMetricsBytes?: number;
   /** A scrape failed to fetch (poll) or held no load metrics (extract): llm-d's data-layer error counters. */
   onScrapeError?: (kind: 'poll' | 'extract') => void;
   /** Metrics older than this are ignored (the scorers see no metrics rather than stale ones). */
@@ -55,9 +58,13 @@ export class EndpointRegistry {
   private readonly listeners = new Set<() => void>();
   private readonly inFlightListeners = new Set<(id: string, inFlight: number) => void>();
   private peerInFlight: (id: string) => number = () => 0;
+  private readonly client: MetricsClient;
+  /** Bumped by stop(), which closes the scrape sockets: a scrape begun before it fails for that, not for the pod. */
+  private epoch = 0;
 
   constructor(private readonly options: RegistryOptions) {
     this.now = options.now ?? Date.now;
+    this.client = new MetricsClient({ scheme: options.scheme, timeoutMs: options.scrapeTimeoutMs, ...(options.maxMetricsBytes !== undefined ? { maxBodyBytes: options.maxMetricsBytes } : {}) });
   }
 
   /** Replaces the endpoint list (a discovery snapshot). Endpoints that stay keep their state. */
@@ -95,9 +102,12 @@ export class EndpointRegistry {
     this.timer.unref();
   }
 
+  /** Stops scraping and closes the scrape connections (start() opens new ones). */
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.epoch++;
+    this.client.close();
   }
 
   get(id: string): Endpoint | undefined {
@@ -187,16 +197,13 @@ export class EndpointRegistry {
   private async scrape(s: EndpointState): Promise<void> {
     if (s.scraping) return;
     s.scraping = true;
-    const { scheme, path, scrapeTimeoutMs } = this.options;
-    const host = s.endpoint.address.includes(':') ? `[${s.endpoint.address}]` : s.endpoint.address;
+    const epoch = this.epoch;
     try {
       let text: string;
       try {
-        const res = await fetch(`${scheme}://${host}:${s.endpoint.port}${path}`, { signal: AbortSignal.timeout(scrapeTimeoutMs) });
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        text = await res.text();
+        text = await this.client.get(s.endpoint.address, s.endpoint.port, this.options.path);
       } catch (err) {
-        this.options.onScrapeError?.('poll');
+        if (epoch === this.epoch) this.options.onScrapeError?.('poll');
         throw err;
       }
       const metrics = parseEndpointMetrics(text, this.now());
@@ -212,8 +219,8 @@ export class EndpointRegistry {
         for (const l of this.listeners) l();
       }
     } catch (err) {
-      // A scrape the registry dropped meanwhile (endpoint removed) needs no bookkeeping.
-      if (this.states.get(s.endpoint.id) !== s) return;
+      // A scrape the registry dropped meanwhile (endpoint removed, or registry stopped) needs no bookkeeping.
+      if (this.states.get(s.endpoint.id) !== s || epoch !== this.epoch) return;
       // A slow answer is a busy pod (or a busy router on a loaded node), not a dead one: a timeout
       // takes it out only once its last good metrics are stale. Refused or reset: out at once.
       const recent = s.metrics !== null && s.metrics.scrapedAt >= this.now() - this.options.staleAfterMs;
@@ -226,7 +233,10 @@ export class EndpointRegistry {
 }
 
 function describe(err: unknown): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
+  const e = err as Error & { code?: unknown; cause?: { code?: string; message?: string } };
   if (e.name === 'TimeoutError') return 'timeout';
+  // node:http puts a system error's code (ECONNREFUSED, ECONNRESET, ENOTFOUND, a TLS check's) on
+  // the error itself; fetch (undici) wrapped it in a 'fetch failed' error's `cause`.
+  if (typeof e.code === 'string') return e.code;
   return e.cause?.code ?? e.cause?.message ?? e.message;
 }
