@@ -1,14 +1,13 @@
 /**
  * The result cache names a chat body by a digest and compares the bytes before trusting an entry.
- * Here every digest collides (node:crypto's hash is replaced for this file), so only that
- * comparison keeps two different bodies apart.
+ * Here every digest collides (the digest is replaced for this file), so only that comparison keeps
+ * two different bodies apart.
  */
-import type * as Crypto from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { CachingTokenizer, chatPromptFromBody, LocalTokenizerPool, type PromptInput } from '../src/index.js';
 
-// Hoisted above the imports by vitest, so the cache module sees the colliding hash.
-vi.mock('node:crypto', async (importOriginal) => ({ ...(await importOriginal<typeof Crypto>()), hash: () => 'always-the-same' }));
+// Hoisted above the imports by vitest, so the cache module sees the colliding digest.
+vi.mock('../src/cache/body-digest.js', () => ({ bodyDigest: () => 'always-the-same' }));
 
 const pool = new LocalTokenizerPool({ unlisted: 'bundled', workers: 0 });
 afterAll(() => pool.close());

@@ -6,8 +6,8 @@
  * Inputs holding anything else (class instances, functions, cycles, sparse arrays) get no key
  * and are never cached.
  */
-import { hash } from 'node:crypto';
 import type { PromptInput } from '../prompt-tokenizer.js';
+import { bodyDigest } from './body-digest.js';
 
 /** Deeper than any real chat request; bounds recursion on hostile input. */
 const MAX_DEPTH = 64;
@@ -76,14 +76,12 @@ export interface CacheKey {
 
 /**
  * The key of a tokenization, or null when the input cannot be keyed exactly. Everything but a chat
- * body is serialised in full; a body is named by its SHA-1 and length, and the caller compares the
- * bytes themselves before trusting an entry, so the key stays exact while the string it keeps is
- * ~40 characters. The whole body as a latin1 string (the key before) put a copy of every request
- * on the V8 heap, and V8 hashes strings longer than 16,383 characters by their length alone, so
- * every body of one length landed in one Map bucket: a client sending many equal-length bodies
- * made each lookup compare against all of them. SHA-1 costs about as much as that string did
- * (~12 µs per 20 KB here, measured against a 64-bit JS multiply hash: the same) and spreads every
- * body; the bytes compared are an off-heap copy.
+ * body is serialised in full; a body is named by its length and a digest of sampled bytes
+ * (body-digest.ts), and the caller compares the bytes themselves before trusting an entry, so the
+ * key stays exact while the string it keeps is short. The whole body as a latin1 string (the key
+ * before) put a copy of every request on the V8 heap, and V8 hashes strings longer than 16,383
+ * characters by their length alone, so every body of one length landed in one Map bucket; the
+ * bytes compared are an off-heap copy.
  */
 export function cacheKey(model: string, input: PromptInput, cacheSalt: string | null): CacheKey | null {
   if (typeof model !== 'string' || (cacheSalt !== null && typeof cacheSalt !== 'string')) return null;
@@ -91,7 +89,7 @@ export function cacheKey(model: string, input: PromptInput, cacheSalt: string | 
   // A chat prompt read from a request body is what the body says: its bytes are the key (exact —
   // two bodies differing anywhere only miss each other), far cheaper than serialising every message.
   if (input.kind === 'chat' && input.body instanceof Uint8Array) {
-    return { key: `${out.join('|')}|B${input.body.byteLength}:${hash('sha1', input.body, 'base64')}`, body: input.body };
+    return { key: `${out.join('|')}|B${input.body.byteLength}:${bodyDigest(input.body)}`, body: input.body };
   }
   return serialise(input, out, 0) ? { key: out.join('|'), body: null } : null;
 }
