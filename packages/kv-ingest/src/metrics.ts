@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
+import { FastHistogram } from '@kvix/telemetry';
 import type { ApplierObserver, IndexObserver, KvBlockIndex, RemoveSkipReason, StoreSkipReason } from '@kvix/kv-index';
 import type { BackendHealthObserver } from '@kvix/kv-index-redis';
 import { REPLAY_OUTCOMES, REPLAY_REASONS, type ReplayOutcome, type ReplayReason } from './stream/pod-stream.js';
@@ -131,12 +132,12 @@ export class IngestMetrics {
     this.lookupHits = twin(`${P}index_lookup_hits_total`, 'kvcache_index_lookup_hits_total', 'Per lookup, the longest contiguous prefix chain (from the first key) the best pod holds, summed.');
     this.maxPodHitCount = twin(`${P}index_max_pod_hit_count_total`, 'kvcache_index_max_pod_hit_count_total', 'Per lookup, the longest contiguous prefix chain any one pod holds, summed.');
     this.lookupLatency = new TwinHistogram(
-      new Histogram({ name: `${P}index_lookup_latency_seconds`, help: 'Index lookup latency.', buckets: LOOKUP_BUCKETS, registers }),
-      new Histogram({ name: 'kvcache_index_lookup_latency_seconds', help: '[Deprecated: use llm_d_epp_kv_cache_index_lookup_latency_seconds] Index lookup latency.', buckets: LOOKUP_BUCKETS, registers }),
+      new FastHistogram({ name: `${P}index_lookup_latency_seconds`, help: 'Index lookup latency.', buckets: LOOKUP_BUCKETS, registers }),
+      new FastHistogram({ name: 'kvcache_index_lookup_latency_seconds', help: '[Deprecated: use llm_d_epp_kv_cache_index_lookup_latency_seconds] Index lookup latency.', buckets: LOOKUP_BUCKETS, registers }),
     );
     this.speculationConfirmed = new Counter({ name: 'kvix_index_speculative_confirmed_total', help: 'Speculative entries replaced by the real entry.', registers });
     this.speculationExpired = new Counter({ name: 'kvix_index_speculative_expired_total', help: 'Speculative entries that expired unconfirmed.', registers });
-    this.speculationLatency = new Histogram({ name: 'kvix_index_speculation_confirmation_seconds', help: 'From a routing decision to the engine event confirming it.', buckets: LAG_BUCKETS, registers });
+    this.speculationLatency = new FastHistogram({ name: 'kvix_index_speculation_confirmation_seconds', help: 'From a routing decision to the engine event confirming it.', buckets: LAG_BUCKETS, registers });
     this.backendUp = new Gauge({ name: 'kvix_index_backend_up', help: 'Whether a networked index backend (Redis) is reachable (1) or not (0).', labelNames: ['backend'], registers });
     this.backendErrors = new Counter({ name: 'kvix_index_backend_errors_total', help: 'Index operations that failed because the backend was unreachable or refused them, by operation.', labelNames: ['operation'], registers });
     this.lastSeq = new Gauge({ name: 'kvix_ingest_pod_last_seq', help: 'Last event sequence number applied, per pod.', labelNames: ['pod'], registers });
@@ -148,7 +149,7 @@ export class IngestMetrics {
     this.lmcacheExpired = new Counter({ name: 'kvix_ingest_lmcache_expired_chunks_total', help: 'LMCache in-process chunks dropped by TTL or capacity (LMCache announces no removals), per pod.', labelNames: ['pod'], registers });
     this.resets = new Counter({ name: 'kvix_ingest_sequence_resets_total', help: 'Engine restarts seen as a sequence going back, per pod.', labelNames: ['pod'], registers });
     this.overflows = new Counter({ name: 'kvix_ingest_queue_overflows_total', help: 'Backlogs dropped because a pod\'s queue was full.', labelNames: ['pod'], registers });
-    this.lag = new Histogram({ name: 'kvix_ingest_event_lag_seconds', help: 'From a batch\'s engine timestamp to applied, per pod.', labelNames: ['pod'], buckets: LAG_BUCKETS, registers });
+    this.lag = new FastHistogram({ name: 'kvix_ingest_event_lag_seconds', help: 'From a batch\'s engine timestamp to applied, per pod.', labelNames: ['pod'], buckets: LAG_BUCKETS, registers });
     this.podQueueDepth = new Gauge({ name: 'kvix_ingest_queue_depth', help: 'Batches waiting, per pod.', labelNames: ['pod'], registers });
     this.topicMismatches = new Counter({ name: 'kvix_ingest_topic_mismatches_total', help: 'Messages whose topic names another pod than the endpoint they came from.', labelNames: ['pod'], registers });
     this.batchesApplied = new Counter({ name: 'kvix_ingest_batches_applied_total', help: 'Event batches applied, per pod.', labelNames: ['pod'], registers });

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
+import { FastHistogram } from '@kvix/telemetry';
 
 const LATENCY = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600];
 const SCHEDULER = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
@@ -195,7 +196,7 @@ export class RouterMetrics {
     // without samples until its first tick, and a scrape could read values up to a tick old).
     const poolGauge = <K extends string>(name: string, help: string, labelNames: readonly K[]): Gauge<K> =>
       new Gauge({ name, help, labelNames, registers, aggregator: 'average', collect: () => this.collectPool() });
-    const histogram = <K extends string>(name: string, help: string, labelNames: readonly K[], buckets: number[]): Histogram<K> => new Histogram({ name, help, labelNames, buckets, registers });
+    const histogram = <K extends string>(name: string, help: string, labelNames: readonly K[], buckets: number[]): Histogram<K> => new FastHistogram({ name, help, labelNames, buckets, registers });
     const deprecated = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
     const reqHistogram = (current: string, legacy: string, help: string, buckets: number[]): DualHistogram<Req, LegacyReq> =>
       new DualHistogram(histogram(current, help, REQUEST_LABELS, buckets), histogram(legacy, deprecated(current, help), ['model_name', 'target_model_name'] as const, buckets), legacyModel);

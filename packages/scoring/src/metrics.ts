@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
+import { FastHistogram } from '@kvix/telemetry';
 import type { AdaptiveSpeculativeTtl } from './speculation/adaptive-ttl.js';
 
 const RATIO_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1];
@@ -30,22 +31,22 @@ export class ScoringMetrics {
     const registers = [registry];
     this.registers = registers;
     const help = 'Per scored request: blocks of the prompt held by the best pod / blocks of the prompt.';
-    const current = new Histogram({ name: 'llm_d_epp_prefix_indexer_hit_ratio', help, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
-    const legacy = new Histogram({ name: 'inference_extension_prefix_indexer_hit_ratio', help: `[Deprecated: use llm_d_epp_prefix_indexer_hit_ratio] ${help}`, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
+    const current = new FastHistogram({ name: 'llm_d_epp_prefix_indexer_hit_ratio', help, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
+    const legacy = new FastHistogram({ name: 'inference_extension_prefix_indexer_hit_ratio', help: `[Deprecated: use llm_d_epp_prefix_indexer_hit_ratio] ${help}`, labelNames: ['plugin_name', 'plugin_type'] as const, buckets: RATIO_BUCKETS, registers });
     this.hitRatio = {
       observe: (ratio) => {
         current.observe(PREFIX_INDEXER_PLUGIN, ratio);
         legacy.observe(PREFIX_INDEXER_PLUGIN, ratio);
       },
     };
-    this.hitRatioByModel = new Histogram({ name: 'kvix_scoring_hit_ratio', help: 'Per scored request and model: the best pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
+    this.hitRatioByModel = new FastHistogram({ name: 'kvix_scoring_hit_ratio', help: 'Per scored request and model: the best pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
     this.scoredBlocks = new Counter({ name: 'kvix_scoring_blocks_total', help: 'Prompt blocks scored.', labelNames: ['model'], registers });
     this.matchedBlocks = new Counter({ name: 'kvix_scoring_matched_blocks_total', help: 'Prompt blocks the best pod held, by tier (a block held in two tiers counts in both).', labelNames: ['model', 'tier'], registers });
     this.unknownCandidates = new Counter({ name: 'kvix_scoring_unknown_candidate_pods_total', help: 'Candidate pods neither discovery nor the index knows (usually a pod-identity mismatch).', registers });
     this.decisions = new Counter({ name: 'kvix_scoring_routing_decisions_total', help: 'Routing decisions recorded, by role (decode or prefill pod).', labelNames: ['model', 'role'], registers });
     this.routedBlocks = new Counter({ name: 'kvix_scoring_routed_blocks_total', help: 'Prompt blocks of routed requests, by what the chosen pod held them in ("miss" when it did not).', labelNames: ['model', 'pod', 'tier'], registers });
-    this.routedHitRatio = new Histogram({ name: 'kvix_scoring_routed_hit_ratio', help: 'Per routed request: the chosen pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
-    this.tokenizeSeconds = new Histogram({ name: 'kvix_tokenization_duration_seconds', help: 'Tokenization for scoring, by source (local, render) and whether the result cache answered.', labelNames: ['source', 'cached'], buckets: TOKENIZE_BUCKETS, registers });
+    this.routedHitRatio = new FastHistogram({ name: 'kvix_scoring_routed_hit_ratio', help: 'Per routed request: the chosen pod\'s matched fraction of the prompt.', labelNames: ['model'], buckets: RATIO_BUCKETS, registers });
+    this.tokenizeSeconds = new FastHistogram({ name: 'kvix_tokenization_duration_seconds', help: 'Tokenization for scoring, by source (local, render) and whether the result cache answered.', labelNames: ['source', 'cached'], buckets: TOKENIZE_BUCKETS, registers });
     this.tokenizeErrors = new Counter({ name: 'kvix_tokenization_errors_total', help: 'Tokenization failures, by source and error code.', labelNames: ['source', 'code'], registers });
   }
 

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
+import { FastHistogram } from '@kvix/telemetry';
 
 const LATENCY = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.5, 2, 3, 5, 10, 20, 60];
 const DURATION = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
@@ -47,7 +48,7 @@ export class LatencyRoutingMetrics {
     const registers = [registry];
     const dep = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
     const twin = (current: string, old: string, help: string, buckets: number[]): TwinHistogram =>
-      new TwinHistogram(new Histogram({ name: current, help, labelNames: LABELS, buckets, registers }), new Histogram({ name: old, help: dep(current, help), labelNames: ['model_name', 'target_model_name'] as const, buckets, registers }));
+      new TwinHistogram(new FastHistogram({ name: current, help, labelNames: LABELS, buckets, registers }), new FastHistogram({ name: old, help: dep(current, help), labelNames: ['model_name', 'target_model_name'] as const, buckets, registers }));
     this.predictedTtft = twin('llm_d_epp_request_predicted_ttft_seconds', 'inference_objective_request_predicted_ttft_seconds', 'Predicted TTFT of the chosen endpoint, per routed request with predictions.', LATENCY);
     this.predictedTpot = twin('llm_d_epp_request_predicted_tpot_seconds', 'inference_objective_request_predicted_tpot_seconds', 'Predicted TPOT of the chosen endpoint, per routed request with predictions.', LATENCY);
     const ttftDuration = twin('llm_d_epp_request_ttft_prediction_duration_seconds', 'inference_objective_request_ttft_prediction_duration_seconds', 'Getting one request\'s bulk prediction over its candidates.', DURATION);
@@ -76,7 +77,7 @@ export class LatencyRoutingMetrics {
       },
     };
     this.outcomes = new Counter({ name: 'kvix_epp_latency_predictions_total', help: 'Routing decisions by prediction outcome (predicted, skipped: no SLO header, unavailable: predictor not ready or down) and source (remote, builtin, none).', labelNames: ['outcome', 'source'], registers });
-    this.ttftErrorRatio = new Histogram({ name: 'kvix_epp_latency_ttft_prediction_error_ratio', help: '|predicted − observed| / observed TTFT of routed requests that had a prediction (mean of it = MAPE).', buckets: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5], registers });
+    this.ttftErrorRatio = new FastHistogram({ name: 'kvix_epp_latency_ttft_prediction_error_ratio', help: '|predicted − observed| / observed TTFT of routed requests that had a prediction (mean of it = MAPE).', buckets: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5], registers });
     this.trainingEntries = new Counter({ name: 'kvix_epp_latency_training_entries_total', help: 'Training entries produced from completed requests, by kind (ttft, tpot).', labelNames: ['kind'], registers });
   }
 }
