@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   CachingTokenizer,
   chatPromptFromBody,
@@ -213,6 +213,23 @@ describe('an exact result cache', () => {
     lone.abort();
     await expect(c).rejects.toMatchObject({ code: 'ABORTED' });
     expect(gated.calls[1]!.signal!.aborted).toBe(true);
+  });
+
+  it('keeps no answer past the local day it was made on (templates may print the date)', async () => {
+    const { cache, counter } = cached();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(new Date(2026, 11, 6, 23, 59, 58));
+      await cache.tokenize(MODEL, chat);
+      await cache.tokenize(MODEL, chat);
+      expect(counter.calls).toHaveLength(1);
+      vi.setSystemTime(new Date(2026, 11, 7, 0, 0, 1));
+      expect((await cache.tokenize(MODEL, chat)).cached).toBe(false);
+      expect((await cache.tokenize(MODEL, chat)).cached).toBe(true);
+      expect(counter.calls).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('passes through, uncached, inputs it cannot key exactly', async () => {

@@ -62,9 +62,19 @@ function serialise(value: unknown, out: string[], depth: number): boolean {
 }
 
 /** The calendar day templates can print (Llama 3's `strftime_now`), so no answer outlives its day. */
+let day = '';
+/** When the local day of `day` ends (it is recomputed then, not built from a new Date per request). */
+let dayEndsAt = 0;
+
 function today(): string {
-  const d = new Date();
-  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+  const now = Date.now();
+  if (now >= dayEndsAt) {
+    const d = new Date(now);
+    day = `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+    // The next local midnight (a DST change moves it; the date arithmetic follows).
+    dayEndsAt = new Date(d.getFullYear(), d.getMonth(), d.getDate() + 1).getTime();
+  }
+  return day;
 }
 
 /** What an exact cache entry is found by, and the bytes a hit must equal (a chat body's). */
