@@ -1,4 +1,4 @@
-import { CachingTokenizer, LocalTokenizer, LocalTokenizerPool, type ChatMessage, type PromptInput } from '@kvix/tokenization';
+import { CachingTokenizer, fastRenderTotals, LocalTokenizer, LocalTokenizerPool, setFastTemplates, type ChatMessage, type PromptInput } from '@kvix/tokenization';
 import { printTable, si, writeResult } from './harness.js';
 import { charsFor, prose } from './text.js';
 
@@ -126,14 +126,33 @@ export async function run(): Promise<void> {
     return (performance.now() - t0) / renders;
   };
   const budget = (): { deadline: number; maxChars: number } => ({ deadline: Date.now() + 60_000, maxChars: 8 * 131_072 });
+  // (f) the same renders by the Jinja library's interpreter alone, the baseline of the fast evaluator (d).
+  const libraryRound = (): number => {
+    setFastTemplates(false);
+    try {
+      return renderRound();
+    } finally {
+      setFastTemplates(true);
+    }
+  };
+  const viaFast = tok.renderChat(conversation, templateOptions);
+  setFastTemplates(false);
+  const viaLibrary = tok.renderChat(conversation, templateOptions);
+  setFastTemplates(true);
+  if (viaFast !== viaLibrary) throw new Error('the fast template evaluator disagrees with the library');
   renderRound();
   renderRound(budget());
+  libraryRound();
   let unbudgeted = Infinity;
   let budgeted = Infinity;
+  let library = Infinity;
+  const handedBefore = fastRenderTotals().handedOver;
   for (let round = 0; round < 7; round++) {
     unbudgeted = Math.min(unbudgeted, renderRound());
     budgeted = Math.min(budgeted, renderRound(budget()));
+    library = Math.min(library, libraryRound());
   }
+  if (fastRenderTotals().handedOver !== handedBefore) throw new Error('the fast template evaluator handed renders of this template to the library');
 
   const ms = (v: number): string => (v >= 1 ? v.toFixed(2) : v.toFixed(3));
   const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
@@ -156,11 +175,12 @@ export async function run(): Promise<void> {
     ],
   );
   printTable(
-    'tokenize: the chat template alone (40 messages and a tool), best of 7 interleaved rounds',
+    'tokenize: the chat template alone (40 messages and a tool), best of 7 interleaved rounds; (d) and (e) on the fast evaluator',
     ['mode', 'ms per render', 'vs no budget'],
     [
       ['(d) no render budget', ms(unbudgeted), '1×'],
       ['(e) with a render budget (deadline + size)', ms(budgeted), `${(budgeted / unbudgeted).toFixed(3)}×`],
+      ['(f) the Jinja library alone (KVIX_JINJA_FAST=off), no budget', ms(library), `${(library / unbudgeted).toFixed(2)}× (d)`],
     ],
   );
   writeResult('tokenize', {
@@ -181,6 +201,8 @@ export async function run(): Promise<void> {
       templateRenderMs: unbudgeted,
       templateRenderBudgetedMs: budgeted,
       renderBudgetOverhead: budgeted / unbudgeted,
+      templateRenderLibraryMs: library,
+      fastTemplateSpeedup: library / unbudgeted,
     },
   });
 }

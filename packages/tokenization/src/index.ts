@@ -17,3 +17,4 @@ export { hasRequestChatTemplate } from './chat.js';
 export { PrefixKeyCache, type PieceTrace } from './prefix-keys.js';
 export { chatPromptFromBody, type ChatBodyPrompt } from './chat-body.js';
 export { TOKENIZATION_ENV_BINDINGS, TOKENIZATION_FLAG_BINDINGS } from './service-options.js';
+export { setFastTemplates, fastRenderTotals } from './jinja.js';

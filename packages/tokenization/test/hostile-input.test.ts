@@ -163,6 +163,16 @@ describe('ModelTokenizers', () => {
     expect(Array.from((await t.tokenize(MODEL, { kind: 'completion', prompt: 'still serving' })).tokenIds)).toEqual(qwen3.encode('still serving'));
   });
 
+  it("ends with ABORTED, not DEADLINE_EXCEEDED, when the caller's own signal fires first, before or during the work", async () => {
+    const t = tokenizers({ timeoutMs: ceiling(60_000), trustRequestChatTemplate: true });
+    await t.warmUp([MODEL]);
+    expect((await failure(t.tokenize(MODEL, withTemplate(LOOPING_TEMPLATE), { signal: AbortSignal.abort() }))).code).toBe('ABORTED');
+    const caller = new AbortController();
+    const pending = failure(t.tokenize(MODEL, withTemplate(LOOPING_TEMPLATE), { signal: caller.signal }));
+    setTimeout(() => caller.abort(), 50);
+    expect((await pending).code).toBe('ABORTED');
+  });
+
   it('refuses a prompt longer than the allowed tokens can hold before tokenizing any of it', async () => {
     const tokenized: number[] = [];
     const t = tokenizers({}, { tokenized: (e) => tokenized.push(e.tokens) });

