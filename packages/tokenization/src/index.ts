@@ -5,7 +5,7 @@ export { resolveTokenizer } from './resolve.js';
 export type { PromptInput, MultimodalItem, TokenizedPrompt, TokenizeOptions, PromptTokenizer, TokenizerSource, TokenizationTimings, RequestKeySpec } from './prompt-tokenizer.js';
 export { RenderClient, type RenderClientOptions } from './render/render-client.js';
 export { LocalTokenizerPool, defaultWorkers, type LocalTokenizerPoolOptions, type LocalTokenizerPoolStats, type LocalTokenizerPoolHealth } from './pool/local-tokenizer-pool.js';
-export { CachingTokenizer, type CachingTokenizerOptions, type ResultCacheStats } from './cache/caching-tokenizer.js';
+export { CachingTokenizer, type CacheAdmission, type CachingTokenizerOptions, type ResultCacheStats } from './cache/caching-tokenizer.js';
 export {
   TokenizationConfigSchema,
   parseTokenizationConfig,

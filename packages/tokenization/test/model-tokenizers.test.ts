@@ -128,17 +128,23 @@ describe('the prompt length limit', () => {
 });
 
 describe('the result cache', () => {
-  it('answers repeats from the cache, and is off with cacheBytes: 0', async () => {
+  it('keeps an answer once its request comes again, then answers from the cache; is off with cacheBytes: 0', async () => {
+    // on-repeat (the default): the first answer is not kept, the second is, the third is a hit.
     const on = tokenizers({ default: { render: { url: vllm.url } } });
     await on.tokenize('m', hello);
+    expect((await on.tokenize('m', hello)).cached).toBe(false);
     expect((await on.tokenize('m', hello)).cached).toBe(true);
-    expect(on.cacheStats()).toMatchObject({ hits: 1, misses: 1 });
-    expect(vllm.received).toHaveLength(1);
+    expect(on.cacheStats()).toMatchObject({ hits: 1, misses: 2, entries: 1 });
+    expect(vllm.received).toHaveLength(2);
+    const always = tokenizers({ cacheAdmission: 'always', default: { render: { url: vllm.url } } });
+    await always.tokenize('m', hello);
+    expect((await always.tokenize('m', hello)).cached).toBe(true);
+    expect(vllm.received).toHaveLength(3);
     const off = tokenizers({ cacheBytes: 0, default: { render: { url: vllm.url } } });
     await off.tokenize('m', hello);
     expect((await off.tokenize('m', hello)).cached).toBe(false);
     expect(off.cacheStats()).toBeNull();
-    expect(vllm.received).toHaveLength(3);
+    expect(vllm.received).toHaveLength(5);
   });
 });
 
@@ -146,7 +152,7 @@ describe('the observer', () => {
   it('hears of each tokenization and each failure, with source and code', async () => {
     const seen: unknown[] = [];
     const t = tokenizers(
-      { models: { r: { render: { url: vllm.url } } } },
+      { cacheAdmission: 'always', models: { r: { render: { url: vllm.url } } } },
       {
         tokenized: (e) => seen.push({ ...e, seconds: typeof e.seconds }),
         failed: (e) => seen.push(e),

@@ -215,21 +215,45 @@ describe('an exact result cache', () => {
     expect(gated.calls[1]!.signal!.aborted).toBe(true);
   });
 
-  it('keeps no answer past the local day it was made on (templates may print the date)', async () => {
+  it('keeps no answer past the local day it was made on (templates may print the date), whichever way the clock moves', async () => {
     const { cache, counter } = cached();
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
+      // A later day first: the clock is then set back to the evening before the one tested.
+      vi.setSystemTime(new Date(2026, 11, 8, 9, 0, 0));
+      await cache.tokenize(MODEL, chat);
       vi.setSystemTime(new Date(2026, 11, 6, 23, 59, 58));
-      await cache.tokenize(MODEL, chat);
-      await cache.tokenize(MODEL, chat);
-      expect(counter.calls).toHaveLength(1);
+      expect((await cache.tokenize(MODEL, chat)).cached).toBe(false);
+      expect((await cache.tokenize(MODEL, chat)).cached).toBe(true);
       vi.setSystemTime(new Date(2026, 11, 7, 0, 0, 1));
       expect((await cache.tokenize(MODEL, chat)).cached).toBe(false);
       expect((await cache.tokenize(MODEL, chat)).cached).toBe(true);
-      expect(counter.calls).toHaveLength(2);
+      expect(counter.calls).toHaveLength(3);
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('with on-repeat admission, keeps only answers to requests seen before, still shares concurrent calls, and stays exact', async () => {
+    const counter = new CountingTokenizer(pool);
+    const cache = new CachingTokenizer(counter, { admission: 'on-repeat' });
+    // A stream of one-of-a-kind requests leaves nothing in the cache.
+    for (let i = 0; i < 20; i++) await cache.tokenize(MODEL, { kind: 'completion', prompt: `question ${i}` });
+    expect(cache.stats()).toMatchObject({ entries: 0, hits: 0, misses: 20 });
+    // A request seen before is kept the second time, and answered from the cache the third.
+    expect((await cache.tokenize(MODEL, chat)).cached).toBe(false);
+    expect((await cache.tokenize(MODEL, chat)).cached).toBe(false);
+    const third = await cache.tokenize(MODEL, chat);
+    expect(third.cached).toBe(true);
+    expect(Array.from(third.tokenIds)).toEqual(Array.from((await pool.tokenize(MODEL, chat)).tokenIds));
+    expect(cache.stats()).toMatchObject({ entries: 1, hits: 1 });
+    // Concurrent identical misses still share one call, admitted or not.
+    const before = counter.calls.length;
+    const fresh: PromptInput = { kind: 'completion', prompt: 'asked twice at once' };
+    const [a, b] = await Promise.all([cache.tokenize(MODEL, fresh), cache.tokenize(MODEL, fresh)]);
+    expect(counter.calls.length - before).toBe(1);
+    expect(Array.from(a.tokenIds)).toEqual(Array.from(b.tokenIds));
+    expect(() => new CachingTokenizer(counter, { admission: 'sometimes' as never })).toThrow(/admission/);
   });
 
   it('passes through, uncached, inputs it cannot key exactly', async () => {

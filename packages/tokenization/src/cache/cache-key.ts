@@ -63,15 +63,18 @@ function serialise(value: unknown, out: string[], depth: number): boolean {
 
 /** The calendar day templates can print (Llama 3's `strftime_now`), so no answer outlives its day. */
 let day = '';
-/** When the local day of `day` ends (it is recomputed then, not built from a new Date per request). */
+/** The local day `day` names (it is recomputed outside it, not built from a new Date per request). */
+let dayStartsAt = 0;
 let dayEndsAt = 0;
 
 function today(): string {
   const now = Date.now();
-  if (now >= dayEndsAt) {
+  // Outside the day: past midnight, or a clock set back.
+  if (now >= dayEndsAt || now < dayStartsAt) {
     const d = new Date(now);
     day = `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
-    // The next local midnight (a DST change moves it; the date arithmetic follows).
+    // Local midnights (a DST change moves them; the date arithmetic follows).
+    dayStartsAt = new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
     dayEndsAt = new Date(d.getFullYear(), d.getMonth(), d.getDate() + 1).getTime();
   }
   return day;

@@ -7,6 +7,47 @@ import { cacheKey, sameBody } from './cache-key.js';
 export interface CachingTokenizerOptions {
   /** Budget for keys and ids (key characters + 4 bytes per token). Default 64 MiB. */
   maxBytes?: number;
+  /**
+   * Which answers are kept: `always`, or `on-repeat` — only an answer to a request seen before
+   * (recently), so one-of-a-kind requests (most chat turns) are not stored. Default `always`.
+   */
+  admission?: CacheAdmission;
+}
+
+export type CacheAdmission = 'always' | 'on-repeat';
+
+/** Requests remembered (as a hash of their key) for `on-repeat` admission. */
+const SEEN_CAPACITY = 65_536;
+
+/**
+ * The keys seen lately, as 32-bit hashes in a ring: a request whose hash is here was seen before
+ * (or collides with one that was: then a one-of-a-kind answer is stored, which costs only memory).
+ */
+class SeenKeys {
+  private readonly ring = new Int32Array(SEEN_CAPACITY);
+  private readonly members = new Map<number, number>();
+  private next = 0;
+  private filled = 0;
+
+  /** Whether `key` was seen; remembers it either way. */
+  check(key: string): boolean {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    h |= 0;
+    const seen = this.members.has(h);
+    if (this.filled === SEEN_CAPACITY) {
+      const old = this.ring[this.next]!;
+      const count = this.members.get(old)!;
+      if (count === 1) this.members.delete(old);
+      else this.members.set(old, count - 1);
+    } else {
+      this.filled++;
+    }
+    this.ring[this.next] = h;
+    this.members.set(h, (this.members.get(h) ?? 0) + 1);
+    this.next = (this.next + 1) % SEEN_CAPACITY;
+    return seen;
+  }
 }
 
 export interface ResultCacheStats {
@@ -66,6 +107,8 @@ export class CachingTokenizer implements PromptTokenizer {
   private hits = 0;
   private misses = 0;
   private closed = false;
+  /** With `on-repeat` admission, the requests seen lately. */
+  private readonly seen: SeenKeys | null;
 
   constructor(
     private readonly inner: PromptTokenizer,
@@ -76,6 +119,9 @@ export class CachingTokenizer implements PromptTokenizer {
       throw new TokenizationError('INVALID_CONFIG', `maxBytes must be an integer ≥ 0, not ${String(maxBytes)}`);
     }
     this.lru = new ByteBudgetLru(maxBytes);
+    const admission = options.admission ?? 'always';
+    if (admission !== 'always' && admission !== 'on-repeat') throw new TokenizationError('INVALID_CONFIG', `admission must be 'always' or 'on-repeat', not ${String(admission)}`);
+    this.seen = admission === 'on-repeat' ? new SeenKeys() : null;
   }
 
   async tokenize(model: string, input: PromptInput, options: TokenizeOptions = {}): Promise<TokenizedPrompt> {
@@ -139,14 +185,19 @@ export class CachingTokenizer implements PromptTokenizer {
     } catch (err) {
       result = Promise.reject(err);
     }
-    // The call keeps its own copy of the body: the request's buffer belongs to the request.
+    // A one-of-a-kind request's answer is not kept (`on-repeat`), nor its body copied: storing every
+    // chat turn made the cache churn the heap (in a 60-s routing run, GC 8.2% of the event loop's
+    // busy time against 2.6% without the cache, and 20% more CPU in all).
+    const admitted = this.seen === null || this.seen.check(key);
+    // The call keeps its own copy of the body: the request's buffer belongs to the request. A call
+    // whose answer is not kept still needs one while others may join it.
     const bytes = body === null ? null : Uint8Array.prototype.slice.call(body);
     const shared: SharedCall = { result, controller, body: bytes, waiters: 0 };
     this.inFlight.set(key, shared);
     result.then(
       (value) => {
         if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
-        if (!this.closed && !controller.signal.aborted) {
+        if (!this.closed && !controller.signal.aborted && admitted) {
           const cached: CachedResult = { result: value, body: bytes };
           this.lru.set(key, cached, sizeOf(key, cached));
         }

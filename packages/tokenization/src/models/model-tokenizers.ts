@@ -38,7 +38,7 @@ export class ModelTokenizers implements PromptTokenizer {
   constructor(config: TokenizationConfigInput = {}, options: ModelTokenizersOptions = {}) {
     this.config = parseTokenizationConfig(config);
     this.router = new ModelRouter(this.config);
-    this.cache = this.config.cacheBytes > 0 ? new CachingTokenizer(this.router, { maxBytes: this.config.cacheBytes }) : null;
+    this.cache = this.config.cacheBytes > 0 ? new CachingTokenizer(this.router, { maxBytes: this.config.cacheBytes, admission: this.config.cacheAdmission }) : null;
     this.front = this.cache ?? this.router;
     this.observer = options.observer ?? {};
   }

@@ -31,6 +31,11 @@ export const TokenizationConfigSchema = z
     maxInFlight: z.number().int().min(1).default(1024),
     /** Exact result cache budget; 0 disables it. */
     cacheBytes: z.number().int().min(0).default(64 * 2 ** 20),
+    /**
+     * Which answers the result cache keeps: `on-repeat` (default) only answers to a request seen
+     * before — most chat turns are one of a kind, and keeping each one churns the heap — or `always`.
+     */
+    cacheAdmission: z.enum(['on-repeat', 'always']).default('on-repeat'),
     /** Longer prompts fail with PROMPT_TOO_LONG. */
     maxPromptTokens: z.number().int().min(1).default(131_072),
     /**
