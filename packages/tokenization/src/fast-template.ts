@@ -18,7 +18,7 @@
  * which then also produces the error, if any, word for word.
  */
 import type { Template } from '@huggingface/jinja';
-import { pyStrip, type StripSide } from './py-strings.js';
+import { pyFloatRepr, pyStrip, type StripSide } from './py-strings.js';
 
 /** Thrown to hand the render to the library; one instance, so stopping captures no stack. */
 export const UNSUPPORTED: Error = Object.freeze(new Error('outside the fast template subset')) as Error;
@@ -172,17 +172,10 @@ function truthy(v: unknown): boolean {
   return true;
 }
 
-/** Python's float repr, as the library's FloatValue is printed (jinja.ts). */
-let floatRepr: (x: number) => string = () => unsupported();
-
-export function setFloatRepr(repr: (x: number) => string): void {
-  floatRepr = repr;
-}
-
 /** How the template prints a value (jinja.ts's `pyStr`): only the kinds printed without a repr. */
 function printed(v: unknown): string {
   if (typeof v === 'string') return v;
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : floatRepr(v);
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : pyFloatRepr(v);
   if (typeof v === 'boolean') return v ? 'True' : 'False';
   if (v === null) return 'None';
   if (v === undefined) return '';

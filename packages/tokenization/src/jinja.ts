@@ -7,8 +7,8 @@
  * print tool-call arguments without `tojson` (DeepSeek V3's, for one) put into the prompt.
  */
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
-import { FastTemplate, setFloatRepr } from './fast-template.js';
-import { pyStrip, type StripSide } from './py-strings.js';
+import { FastTemplate } from './fast-template.js';
+import { pyFloatRepr, pyStrip, type StripSide } from './py-strings.js';
 
 const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
 const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
@@ -302,22 +302,6 @@ function pyStringRepr(s: string): string {
   }
   return out + quote;
 }
-
-/** Python's float repr: shortest round-trip digits, exponent form below 1e-4 and from 1e16. */
-export function pyFloatRepr(x: number): string {
-  if (Number.isNaN(x)) return 'nan';
-  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
-  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
-  const [mantissa, exp] = x.toExponential().split('e') as [string, string];
-  const exponent = Number(exp);
-  if (exponent < -4 || exponent >= 16) {
-    return `${mantissa}e${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
-  }
-  const text = String(x);
-  return text.includes('.') ? text : `${text}.0`;
-}
-
-setFloatRepr(pyFloatRepr);
 
 function pyRepr(v: Value): string {
   return v.type === 'StringValue' ? pyStringRepr(v.value as string) : pyStr(v);
