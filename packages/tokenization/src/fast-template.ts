@@ -262,8 +262,8 @@ const STRING_METHODS = new Set(['upper', 'lower', 'strip', 'lstrip', 'rstrip', '
 const SILENT = new Set(['Set', 'Comment']);
 
 /** Whether every node of the template is one this evaluator handles (values are checked as it runs). */
-function inSubset(node: unknown, names: Set<string>): boolean {
-  if (Array.isArray(node)) return node.every((n) => inSubset(n, names));
+function inSubset(node: unknown): boolean {
+  if (Array.isArray(node)) return node.every((n) => inSubset(n));
   if (typeof node !== 'object' || node === null) return true;
   const n = node as Node & Record<string, unknown>;
   if (typeof n.type !== 'string') return true;
@@ -297,10 +297,9 @@ function inSubset(node: unknown, names: Set<string>): boolean {
     default:
       if (!STATEMENTS.has(n.type) && !EXPRESSIONS.has(n.type)) return false;
   }
-  names.add(n.type);
   for (const [key, child] of Object.entries(n)) {
     if (key === 'type' || key === 'operator') continue;
-    if (!inSubset(child, names)) return false;
+    if (!inSubset(child)) return false;
   }
   return true;
 }
@@ -322,7 +321,7 @@ export class FastTemplate {
 
   static compile(template: Template): FastTemplate | null {
     const program = template.parsed as unknown as ProgramNode;
-    return inSubset(program, new Set()) ? new FastTemplate(program) : null;
+    return inSubset(program) ? new FastTemplate(program) : null;
   }
 
   render(globals: ReadonlyMap<string, unknown>, variables: Readonly<Record<string, unknown>>, budget: FastRenderBudget): string {
