@@ -307,6 +307,7 @@ export class SegmentEncoder {
     this.scratch = next;
   }
 
+  /** Drops a cached piece (evicted, or replaced by another piece with its key). */
   private forget(key: string, entry: CachedPiece): void {
     this.cache.delete(key);
     this.cachedTokens -= entry.ids.length;
@@ -324,8 +325,7 @@ export class SegmentEncoder {
     this.cachedTokens += ids.length;
     while (this.cachedTokens > this.maxCachedTokens) {
       const [oldest, old] = this.cache.entries().next().value as [string, CachedPiece];
-      this.cache.delete(oldest);
-      this.cachedTokens -= old.ids.length;
+      this.forget(oldest, old);
     }
     this.stats.cachedTokens = this.cachedTokens;
     return uid;
