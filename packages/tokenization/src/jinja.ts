@@ -105,33 +105,29 @@ export class RenderBudgetExceeded extends Error {
   }
 }
 
-/**
- * The scope holding the globals, built once per globals object: a render only reads it (the
- * template's own `set`s land in the render's scope), and building it converted every global to
- * the library's values on each render.
- */
-const globalScopes = new WeakMap<object, Environment>();
-
-function globalScopeOf(globals: Readonly<Record<string, unknown>>): Environment {
-  let scope = globalScopes.get(globals);
-  if (scope === undefined) {
-    scope = new Environment();
-    for (const [name, value] of Object.entries({ ...BASE_GLOBALS, ...globals })) scope.set(name, value);
-    globalScopes.set(globals, scope);
-  }
-  return scope;
+/** The globals as each evaluator reads them: the library's scope, and plain values for the fast one. */
+interface GlobalScope {
+  scope: Environment;
+  values: ReadonlyMap<string, unknown>;
 }
 
-/** The same globals as plain values, for the fast evaluator. */
-const globalValues = new WeakMap<object, ReadonlyMap<string, unknown>>();
+/**
+ * Built once per globals object: a render only reads them (the template's own `set`s land in the
+ * render's scope), and building the library's scope converted every global to its values on each
+ * render.
+ */
+const globalScopes = new WeakMap<object, GlobalScope>();
 
-function globalValuesOf(globals: Readonly<Record<string, unknown>>): ReadonlyMap<string, unknown> {
-  let values = globalValues.get(globals);
-  if (values === undefined) {
-    values = new Map(Object.entries({ ...BASE_GLOBALS, ...globals }));
-    globalValues.set(globals, values);
+function globalScopeOf(globals: Readonly<Record<string, unknown>>): GlobalScope {
+  let built = globalScopes.get(globals);
+  if (built === undefined) {
+    const values = new Map(Object.entries({ ...BASE_GLOBALS, ...globals }));
+    const scope = new Environment();
+    for (const [name, value] of values) scope.set(name, value);
+    built = { scope, values };
+    globalScopes.set(globals, built);
   }
-  return values;
+  return built;
 }
 
 /**
@@ -175,7 +171,7 @@ export function renderTemplate(
       fast.tried++;
       fastTotals.tried++;
       try {
-        return fast.render(globalValuesOf(globals), variables, budget);
+        return fast.render(globalScopeOf(globals).values, variables, budget);
       } catch {
         // Anything the fast evaluator does not reproduce exactly, errors included, is the library's to render.
         fast.handedOver++;
@@ -183,7 +179,7 @@ export function renderTemplate(
       }
     }
   }
-  const scope = new Environment(globalScopeOf(globals));
+  const scope = new Environment(globalScopeOf(globals).scope);
   for (const [name, value] of Object.entries(variables)) scope.set(name, value);
   const result = pythonicInterpreter(scope, budget).run(template.parsed).value;
   if (typeof result !== 'string') throw new Error('the template did not render to a string');
