@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
 import { freePorts, nodeCli, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
 import { pino } from 'pino';
@@ -77,12 +78,17 @@ beforeAll(async () => {
     const pod = await SimPod.start(resolveSimConfig({ port, logLevel: 'silent', timeScale: 5, kvEventsConfig: { enable_kv_cache_events: true, endpoint: `tcp://*:${eventPort}` } }, {}), silent);
     pods.push({ pod, id: `127.0.0.1:${port}`, eventPort: eventPort! });
   }
-  endpointsFile = join(mkdtempSync(join(tmpdir(), 'kvix-epp-workers-')), 'endpoints.yaml');
+  const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-workers-'));
+  endpointsFile = join(dir, 'endpoints.yaml');
   writeEndpoints(pods);
+  // The default profile, its pods' /metrics read once when each pod is added and then every 10 minutes:
+  // each read during the test is one process scraping.
+  const schedulerFile = join(dir, 'scheduler.yaml');
+  writeFileSync(schedulerFile, stringify({ ...DEFAULT_PICKER_CONFIG, plugins: DEFAULT_PICKER_CONFIG.plugins.map((p) => (p.type === 'metrics-data-source' ? { ...p, parameters: { intervalMs: 600_000 } } : p)) }));
   let extProcPort: number;
   [gatewayPort, extProcPort, metricsPort] = (await freePorts(3)) as [number, number, number];
   // The built-in latency predictor: the predicted-latency producer keeps tokens in flight per pod, which the workers share.
-  epp = cli.run(['--routing-workers', '2', '--endpoints-file', endpointsFile, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0', '--latency-predictor', 'builtin']);
+  epp = cli.run(['--routing-workers', '2', '--endpoints-file', endpointsFile, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0', '--latency-predictor', 'builtin', '--scheduler-config', schedulerFile]);
   await waitFor(() => epp.output().includes('"epp started"') || epp.child.exitCode !== null, 60_000, 'the primary and its workers to start');
   expect(epp.child.exitCode, epp.output()).toBeNull();
   await waitFor(ready, 30_000, () => `readiness (every worker ready)\n${epp.output()}`);
@@ -131,6 +137,30 @@ describe('kvix-epp --routing-workers 2', () => {
     // Those lookups happened in the workers: the metrics port shows theirs, not the primary's idle copy.
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(Number(/^kvcache_index_lookup_requests_total (\d+)/m.exec(text)?.[1] ?? 0)).toBeGreaterThanOrEqual(seen.length);
+  });
+
+  it("reads each pod's /metrics once for both workers: the primary scrapes and relays the load it read", async () => {
+    type Seen = { worker: string | null; metrics: Record<string, unknown> };
+    let answers: Seen[] = [];
+    await waitFor(
+      async () => {
+        answers = [];
+        for (let i = 0; i < 2; i++) {
+          const res = await fetch(`http://127.0.0.1:${metricsPort}/debug/endpoints`);
+          const body = (await res.json()) as { endpoints: { id: string; metrics: unknown }[] };
+          answers.push({ worker: res.headers.get('x-kvix-worker'), metrics: Object.fromEntries(body.endpoints.map((e) => [e.id, e.metrics])) });
+        }
+        return new Set(answers.map((a) => a.worker)).size === 2 && answers.every((a) => pods.every((p) => a.metrics[p.id] !== null && a.metrics[p.id] !== undefined));
+      },
+      20_000,
+      () => `both workers to hold every pod's load: ${JSON.stringify(answers)}`,
+    );
+    // The same scrape in both: the primary's, relayed.
+    for (const p of pods) expect(answers[0]!.metrics[p.id]).toEqual(answers[1]!.metrics[p.id]);
+    for (const p of pods) {
+      const state = (await (await fetch(`http://${p.id}/sim/state`)).json()) as { metricsReads: number };
+      expect(state.metricsReads, p.id).toBe(1);
+    }
   });
 
   it("shares each worker's requests in flight with the other, so load scorers count every request the pods are being sent", async () => {

@@ -1,6 +1,7 @@
 import type { IndexSnapshot, PodEntry } from '@kvix/kv-index';
 import type { PodTarget } from '@kvix/kv-ingest';
 import type { PoolResourcesState } from '@kvix/kubernetes';
+import type { ScrapeOutcome } from '@kvix/scheduler';
 import type { IndexOp } from '@kvix/replication';
 
 /**
@@ -20,6 +21,8 @@ export type PrimaryMessage =
   | { kvix: 'targets'; targets: PodTarget[] }
   /** The InferencePool's rewrite rules and objectives the primary follows (sent before the first targets, then on change). */
   | { kvix: 'pool-resources'; resources: PoolResourcesState }
+  /** The primary's scrapes of the endpoints' /metrics since the last message (on `discovery?`: the latest of each). */
+  | { kvix: 'scrapes'; scrapes: { id: string; outcome: ScrapeOutcome }[] }
   | { kvix: 'status?'; id: number }
   | { kvix: 'metrics?'; id: number }
   /** A debug API request the primary's metrics port received, for the worker's own debug routes to answer. */

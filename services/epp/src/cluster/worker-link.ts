@@ -1,6 +1,7 @@
 import type { InMemoryIndex, PodEntry } from '@kvix/kv-index';
 import type { DiscoverySource, PodTarget } from '@kvix/kv-ingest';
 import type { PoolResourcesState } from '@kvix/kubernetes';
+import type { ScrapeOutcome } from '@kvix/scheduler';
 import { applyIndexOps, type InFlightSource, type InFlightTokenSource, type SpeculationSink } from '@kvix/replication';
 import type { Readiness } from '@kvix/service-kit';
 import type { FastifyInstance } from 'fastify';
@@ -57,6 +58,9 @@ export class PrimaryLink implements SpeculationSink {
   private discovered: ((targets: readonly PodTarget[]) => void) | null = null;
   private poolResources: PoolResourcesState | null = null;
   private onPoolResources: ((resources: PoolResourcesState) => void) | null = null;
+  /** Where the primary's scrapes go; until it is set, the latest outcome of each endpoint waits here. */
+  private scrapeSink: ((id: string, outcome: ScrapeOutcome) => void) | null = null;
+  private readonly earlyScrapes = new Map<string, ScrapeOutcome>();
 
   constructor(
     /** Named in the gateway's `x-kvix-worker` header and in logs. */
@@ -105,6 +109,16 @@ export class PrimaryLink implements SpeculationSink {
   followPool(apply: (resources: PoolResourcesState) => void): void {
     this.onPoolResources = apply;
     if (this.poolResources) apply(this.poolResources);
+  }
+
+  /**
+   * The endpoints' load as the primary scrapes it, into this worker's endpoint registry (which
+   * scrapes nothing itself): one scrape of each pod per interval for the whole EPP.
+   */
+  followScrapes(sink: (id: string, outcome: ScrapeOutcome) => void): void {
+    this.scrapeSink = sink;
+    for (const [id, outcome] of this.earlyScrapes) sink(id, outcome);
+    this.earlyScrapes.clear();
   }
 
   serve(surface: WorkerSurface): void {
@@ -239,6 +253,12 @@ export class PrimaryLink implements SpeculationSink {
       case 'pool-resources':
         this.poolResources = msg.resources;
         this.onPoolResources?.(msg.resources);
+        break;
+      case 'scrapes':
+        for (const { id, outcome } of msg.scrapes) {
+          if (this.scrapeSink) this.scrapeSink(id, outcome);
+          else this.earlyScrapes.set(id, outcome);
+        }
         break;
       case 'targets':
         if (this.discovered) this.discovered(msg.targets);
