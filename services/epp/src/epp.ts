@@ -127,7 +127,7 @@ export class Epp {
       const sources = { analytics, stack, pods, ingestMetrics };
       reuse = { sources, history: new ReuseHistory(sources, { intervalMs: config.analytics.historyIntervalMs, capacity: config.analytics.historyPoints }), topPrefixes: config.analytics.topPrefixes };
     }
-    const latency = await wireLatency(config, registry, logger);
+    const latency = await wireLatency(config, registry, logger, worker ? (p) => worker.shareTraining(p) : undefined);
     let router: Router;
     try {
       router = await createRouter({

@@ -46,6 +46,19 @@ function complete(port: number, prompt: string, maxTokens = 1): Promise<{ status
   });
 }
 
+/** A streamed request on a connection of its own (what the predicted-latency producer learns TTFT and TPOT from). */
+function streamed(port: number, prompt: string): Promise<{ status: number; worker: string | undefined }> {
+  const body = JSON.stringify({ model: MODEL, prompt, max_tokens: 8, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: res.headers['x-kvix-worker'] as string | undefined }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 async function workers(): Promise<{ indexSeq: number; restarts: number; workers: WorkerView[] }> {
   return (await (await fetch(`http://127.0.0.1:${metricsPort}/debug/workers`)).json()) as { indexSeq: number; restarts: number; workers: WorkerView[] };
 }
@@ -211,6 +224,39 @@ describe('kvix-epp --routing-workers 2', () => {
     const reloads = epp.output().split('\n').filter((l) => l.includes('"endpoints file reloaded"'));
     expect(reloads.length).toBeGreaterThan(0);
     expect(reloads.filter((l) => !l.includes('"role":"primary"'))).toEqual([]);
+  });
+
+  it("teaches every worker's built-in latency model with both workers' requests", async () => {
+    const samples = async (): Promise<{ worker: string | null; ttft: number }[]> => {
+      const out: { worker: string | null; ttft: number }[] = [];
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`http://127.0.0.1:${metricsPort}/debug/latency-predictor`);
+        out.push({ worker: res.headers.get('x-kvix-worker'), ttft: ((await res.json()) as { samples: { ttft: number } }).samples.ttft });
+      }
+      return out;
+    };
+    const before = await samples();
+    const sent: string[] = [];
+    await waitFor(
+      async () => {
+        const r = await streamed(gatewayPort, `teach me ${sent.length}`);
+        expect(r.status).toBe(200);
+        sent.push(r.worker ?? '?');
+        return sent.length >= 6 && new Set(sent).size === 2;
+      },
+      20_000,
+      () => `streamed requests answered by both workers (so far: ${JSON.stringify(sent)})`,
+    );
+    // Each worker learned from every request, its own and the other's: none has only its share.
+    let now = before;
+    await waitFor(
+      async () => {
+        now = await samples();
+        return new Set(now.map((s) => s.worker)).size === 2 && now.every((s) => s.ttft - (before.find((b) => b.worker === s.worker)?.ttft ?? 0) >= sent.length);
+      },
+      20_000,
+      () => `both workers to learn from all ${sent.length} requests (${JSON.stringify(sent)}): before ${JSON.stringify(before)}, now ${JSON.stringify(now)}`,
+    );
   });
 
   it('answers the debug routes on the metrics port from its workers, in turn', async () => {

@@ -293,6 +293,9 @@ export class EppPrimary implements OpSink {
         // Relayed to every other worker following the index; the sender already holds it.
         this.broadcast(m, slot);
         break;
+      case 'training':
+        for (const other of this.slots) if (other !== slot && other?.discovery) this.send(other, m);
+        break;
       case 'load':
         slot.load = m.counts;
         slot.tokens = m.tokens;

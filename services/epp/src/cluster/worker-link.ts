@@ -1,6 +1,7 @@
 import type { InMemoryIndex, PodEntry } from '@kvix/kv-index';
 import type { DiscoverySource, PodTarget } from '@kvix/kv-ingest';
 import type { PoolResourcesState } from '@kvix/kubernetes';
+import type { LatencyPredictor, TrainingEntry } from '@kvix/latency-predictor';
 import type { ScrapeOutcome } from '@kvix/scheduler';
 import { applyIndexOps, type InFlightSource, type InFlightTokenSource, type SpeculationSink } from '@kvix/replication';
 import type { Readiness } from '@kvix/service-kit';
@@ -61,6 +62,9 @@ export class PrimaryLink implements SpeculationSink {
   /** Where the primary's scrapes go; until it is set, the latest outcome of each endpoint waits here. */
   private scrapeSink: ((id: string, outcome: ScrapeOutcome) => void) | null = null;
   private readonly earlyScrapes = new Map<string, ScrapeOutcome>();
+  private predictor: LatencyPredictor | null = null;
+  /** Observed latencies of this event-loop turn, sent together at its end. */
+  private training: TrainingEntry[] = [];
 
   constructor(
     /** Named in the gateway's `x-kvix-worker` header and in logs. */
@@ -119,6 +123,34 @@ export class PrimaryLink implements SpeculationSink {
     this.scrapeSink = sink;
     for (const [id, outcome] of this.earlyScrapes) sink(id, outcome);
     this.earlyScrapes.clear();
+  }
+
+  /**
+   * The latency predictor, learning from every worker's requests: what this worker observes goes
+   * to the others (through the primary) and theirs come here, so a built-in model learns from all
+   * of the EPP's traffic rather than this worker's share. A training server still gets each
+   * observation once, from the worker that made it.
+   */
+  shareTraining(predictor: LatencyPredictor): LatencyPredictor {
+    this.predictor = predictor;
+    return {
+      predict: (rows) => predictor.predict(rows),
+      train: (entries) => {
+        predictor.train(entries);
+        if (entries.length === 0) return;
+        if (this.training.length === 0) setImmediate(() => this.flushTraining());
+        for (const e of entries) this.training.push(e);
+      },
+      learnFromPeers: (entries) => predictor.learnFromPeers(entries),
+      describe: () => predictor.describe(),
+      close: () => predictor.close(),
+    };
+  }
+
+  private flushTraining(): void {
+    const entries = this.training;
+    this.training = [];
+    if (entries.length > 0) this.send({ kvix: 'training', entries });
   }
 
   serve(surface: WorkerSurface): void {
@@ -253,6 +285,9 @@ export class PrimaryLink implements SpeculationSink {
       case 'pool-resources':
         this.poolResources = msg.resources;
         this.onPoolResources?.(msg.resources);
+        break;
+      case 'training':
+        this.predictor?.learnFromPeers(msg.entries);
         break;
       case 'scrapes':
         for (const { id, outcome } of msg.scrapes) {
