@@ -296,12 +296,11 @@ export function eppListeners(config: EppConfig): ListenerSpec[] {
 
 /**
  * How many worker processes `routingWorkers` asks for, checked against the rest of the configuration:
- * workers follow the primary's in-memory index, which replication and Redis would replace.
+ * workers follow the primary's in-memory index or share its Redis; replication is not relayed.
  */
 export function workerCount(config: EppConfig, cores: number = availableParallelism()): number {
   const n = config.routingWorkers === 'auto' ? Math.max(1, cores - 1) : config.routingWorkers;
   if (n > 1) {
-    if (config.embeddedIndex && config.index.backend !== 'memory') throw new ConfigError(`routingWorkers ${n}: the workers follow the primary's in-memory index; with index.backend ${config.index.backend} run one process per pod/replica instead`);
     if (config.replication.natsUrl !== undefined) throw new ConfigError(`routingWorkers ${n} with replication (--nats-url) is not supported: run one process per replica`);
   }
   return n;

@@ -66,7 +66,6 @@ export class Epp {
     const replicationMode = role.mode;
     // A worker's index is the primary's, followed over the cluster channel.
     const ingests = role.ingests && !worker;
-    if (worker && config.embeddedIndex && config.index.backend !== 'memory') throw new ConfigError('--routing-workers above 1 needs the memory index backend');
     if (replicationMode !== 'off' && !config.embeddedIndex) {
       throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
     }
@@ -107,7 +106,8 @@ export class Epp {
       // A follower dials no pod: the index stream carries what the publisher's ingestion applied.
       if (ingests) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
-      const scorerIndex = worker ? new SpeculationSharingIndex(stack.index, worker) : replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
+      // A worker shares its decisions with the others through the primary; with Redis they already share the index.
+      const scorerIndex = worker ? (stack.backend.backend === 'memory' ? new SpeculationSharingIndex(stack.index, worker) : stack.index) : replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
       const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics);
       prefixScorer = new PrefixScorer({
         index: scorerIndex,

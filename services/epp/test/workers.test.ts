@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
-import { freePorts, nodeCli, waitFor, type ManagedProcess } from '@kvix/test-support';
+import { freePorts, nodeCli, startRedis, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
@@ -315,9 +315,53 @@ describe('kvix-epp --routing-workers validation', () => {
     const auto = cli.run(['--routing-workers', 'auto', '--print-config']);
     expect(await auto.exited).toBe(0);
     expect((JSON.parse(auto.output()) as { routingWorkers: unknown }).routingWorkers).toBe('auto');
-    const redis = cli.run(['--routing-workers', '2', '--redis-url', 'redis://127.0.0.1:1', '--print-config']);
-    expect(await redis.exited).toBe(2);
-    expect(redis.output()).toContain('in-memory index');
+    const nats = cli.run(['--routing-workers', '2', '--nats-url', 'nats://127.0.0.1:1', '--print-config']);
+    expect(await nats.exited).toBe(2);
+    expect(nats.output()).toContain('--nats-url');
+  });
+});
+
+describe('kvix-epp --routing-workers 2 with the Redis index', () => {
+  it('ingests into Redis in the primary and routes with both workers reading it: a prompt only a KV event placed follows its pod', async () => {
+    const redis = await startRedis();
+    const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-redis-'));
+    writeFileSync(join(dir, 'endpoints.yaml'), stringify({ endpoints: pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: p.eventPort, model: MODEL })) }));
+    const [gw, xp, mp] = (await freePorts(3)) as [number, number, number];
+    const other = cli.run(['--routing-workers', '2', '--redis-url', redis.url, '--endpoints-file', join(dir, 'endpoints.yaml'), '--gateway-port', String(gw), '--ext-proc-port', String(xp), '--metrics-port', String(mp), '--tokenizer-workers', '0']);
+    try {
+      await waitFor(async () => other.child.exitCode !== null || (await fetch(`http://127.0.0.1:${mp}/readyz`).then((r) => r.status, () => 0)) === 200, 60_000, () => `the Redis EPP and its workers ready\n${other.output()}`);
+      expect(other.child.exitCode, other.output()).toBeNull();
+      // Straight to pod 0, never through the EPP: only its KV events, in Redis, can tell where it is. A
+      // fresh prompt each time until the primary's index (Redis) holds the pod's blocks: events a pod
+      // publishes before the primary's subscription is connected are not seen (no replay port here).
+      const holder = pods[0]!;
+      let prompt = '';
+      let attempt = 0;
+      await waitFor(
+        async () => {
+          prompt = `You are a Redis-backed assistant (${attempt++}). ${'Every worker reads the same shared index. '.repeat(60)}`;
+          expect((await complete(Number(holder.id.split(':')[1]), prompt)).status).toBe(200);
+          const counts = (await (await fetch(`http://127.0.0.1:${mp}/debug/pods`)).json()) as { pods: { pod: string; entries: number }[] };
+          return counts.pods.some((c) => c.pod === holder.id && c.entries > 0);
+        },
+        30_000,
+        'the primary to ingest the pod\'s KV events into Redis',
+      );
+      const seen: { worker: string | undefined; endpoint: string | undefined }[] = [];
+      await waitFor(
+        async () => {
+          const r = await complete(gw, prompt);
+          seen.push(r);
+          const tail = seen.slice(-4);
+          return tail.length === 4 && new Set(tail.map((s) => s.worker)).size === 2 && tail.every((s) => s.endpoint === holder.id);
+        },
+        30_000,
+        () => `both workers to send the prompt to ${holder.id}: ${JSON.stringify(seen)}`,
+      );
+    } finally {
+      await other.stop('SIGTERM');
+      await redis.stop();
+    }
   });
 });
 

@@ -212,7 +212,8 @@ export class EppPrimary implements OpSink {
     const config = this.config;
     if (!config.embeddedIndex) return;
     const metrics = new IngestMetrics(this.registry);
-    this.stack = createIndexStack(config.index, metrics, { logger: this.logger.child({ component: 'index' }), applierIndex: (backend) => new PublishingIndex(backend, this) });
+    // Workers follow an in-memory index over the channel; a Redis index they read themselves.
+    this.stack = createIndexStack(config.index, metrics, { logger: this.logger.child({ component: 'index' }), applierIndex: (backend) => (backend.backend === 'memory' ? new PublishingIndex(backend, this) : backend) });
     if (config.kvEvents) {
       this.ingestor = new Ingestor({ config: config.ingest, applier: this.stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.hub!.asSource()], backend: this.stack.status });
       await this.ingestor.start();
