@@ -1,5 +1,6 @@
 import type { IndexSnapshot, PodEntry } from '@kvix/kv-index';
 import type { IndexOp } from '@kvix/replication';
+import type { WorkerAnalytics } from './analytics-merge.js';
 
 /**
  * The messages between the EPP's primary process and its workers, over the cluster IPC channel
@@ -16,6 +17,8 @@ export type PrimaryMessage =
   | { kvix: 'peer-load'; slot: number; counts: Record<string, number> }
   | { kvix: 'status?'; id: number }
   | { kvix: 'metrics?'; id: number }
+  /** This worker's reuse analytics, to merge with the others' for /v1/analytics and /ui; `prefixes` false: without the shared-prefix sketch. */
+  | { kvix: 'analytics?'; id: number; prefixes: boolean }
   /** A debug API request the primary's metrics port received, for the worker's own debug routes to answer. */
   | { kvix: 'http?'; id: number; method: 'GET' | 'POST'; url: string; body: string | null };
 
@@ -57,6 +60,8 @@ export type WorkerMessage =
   | { kvix: 'load'; counts: Record<string, number> }
   | { kvix: 'status'; id: number; status: WorkerStatus }
   | { kvix: 'metrics'; id: number; metrics: MetricFamilyJson[] }
+  /** Null: this worker keeps no analytics (a remote indexer) or is still starting. */
+  | { kvix: 'analytics'; id: number; analytics: WorkerAnalytics | null }
   | { kvix: 'http'; id: number; status: number; contentType: string | null; body: string };
 
 export function isPrimaryMessage(m: unknown): m is PrimaryMessage {
