@@ -72,15 +72,16 @@ export class Epp {
     }
     // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
     const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
-    let kube: KubernetesRuntime | null;
+    // A worker's discovery is the primary's: one watch of the API, one writer of the pool's status and Events.
+    let kube: KubernetesRuntime | null = null;
     try {
-      kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
+      if (!worker) kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
     } catch (err) {
       await replication?.close();
       if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
       throw err;
     }
-    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
+    const hub = new DiscoveryHub(worker ? [worker.discovery()] : [...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
     let ingestor: Ingestor | null = null;
     let stack: IndexStack | null = null;
     let tokenizers: ModelTokenizers | null = null;
@@ -150,7 +151,8 @@ export class Epp {
       if (worker) {
         // The primary serves the metrics port: it asks this worker for its metrics and readiness.
         const index = stack?.index ?? null;
-        worker.shareLoad(router.registry);
+        worker.followPool((resources) => router.director.setPoolResources(resources));
+        worker.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
         worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []), ...(workerAnalytics ? { analytics: workerAnalytics } : {}) });
         // The debug routes, never listening: the primary's metrics port (which applies its TLS and
         // token) forwards to them. No /ui or analytics here: each worker sees only its own decisions,

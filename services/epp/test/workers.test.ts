@@ -23,6 +23,7 @@ interface WorkerView {
   appliedSeq: number;
   pods: { pod: string; entries: number; speculative: number }[];
   inFlight: { own: Record<string, number>; peers: Record<string, number> };
+  tokensInFlight: { own: Record<string, { prefill: number; decode: number }>; peers: Record<string, { prefill: number; decode: number }> };
 }
 
 let pods: { pod: SimPod; id: string; eventPort: number }[] = [];
@@ -31,6 +32,7 @@ let gatewayPort: number;
 let metricsPort: number;
 /** The worker named by every answer the gateway of `epp` gave: each is one routing decision that worker counted. */
 const answeredBy: string[] = [];
+let endpointsFile: string;
 
 /** One request on a connection of its own: node:cluster hands each new connection to a worker. */
 function complete(port: number, prompt: string, maxTokens = 1): Promise<{ status: number; worker: string | undefined; endpoint: string | undefined }> {
@@ -86,6 +88,10 @@ async function routedByBoth(prompt: (i: number) => string): Promise<{ worker: st
   return seen;
 }
 
+function writeEndpoints(list: typeof pods): void {
+  writeFileSync(endpointsFile, stringify({ endpoints: list.map((p) => ({ name: `sim-${pods.indexOf(p)}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: p.eventPort, model: MODEL })) }));
+}
+
 beforeAll(async () => {
   for (let i = 0; i < 2; i++) {
     const [port, eventPort] = await freePorts(2);
@@ -93,13 +99,14 @@ beforeAll(async () => {
     pods.push({ pod, id: `127.0.0.1:${port}`, eventPort: eventPort! });
   }
   const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-workers-'));
-  const file = join(dir, 'endpoints.yaml');
+  endpointsFile = join(dir, 'endpoints.yaml');
+  writeEndpoints(pods);
   // The /ui history sampled often, so a test sees the merged counts in it soon.
   writeFileSync(join(dir, 'config.yaml'), stringify({ analytics: { historyIntervalMs: 200 } }));
-  writeFileSync(file, stringify({ endpoints: pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: p.eventPort, model: MODEL })) }));
   let extProcPort: number;
   [gatewayPort, extProcPort, metricsPort] = (await freePorts(3)) as [number, number, number];
-  epp = cli.run(['--routing-workers', '2', '--config', join(dir, 'config.yaml'), '--endpoints-file', file, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0']);
+  // The built-in latency predictor: the predicted-latency producer keeps tokens in flight per pod, which the workers share.
+  epp = cli.run(['--routing-workers', '2', '--config', join(dir, 'config.yaml'), '--endpoints-file', endpointsFile, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0', '--latency-predictor', 'builtin']);
   await waitFor(() => epp.output().includes('"epp started"') || epp.child.exitCode !== null, 60_000, 'the primary and its workers to start');
   expect(epp.child.exitCode, epp.output()).toBeNull();
   await waitFor(ready, 30_000, () => `readiness (every worker ready)\n${epp.output()}`);
@@ -152,7 +159,8 @@ describe('kvix-epp --routing-workers 2', () => {
 
   it("shares each worker's requests in flight with the other, so load scorers count every request the pods are being sent", async () => {
     const total = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
-    const same = (a: Record<string, number>, b: Record<string, number>): boolean => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+    const same = (a: Record<string, unknown>, b: Record<string, unknown>): boolean => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+    const tokens = (t: Record<string, { prefill: number; decode: number }>): number => Object.values(t).reduce((a, b) => a + b.prefill + b.decode, 0);
     // Long answers (1,000 tokens at the pods' 5× clock: about 2 s), each on a connection of its own.
     const long = Array.from({ length: 4 }, (_, i) => complete(gatewayPort, `count me ${i}`, 1000));
     let view = await workers();
@@ -160,20 +168,43 @@ describe('kvix-epp --routing-workers 2', () => {
       async () => {
         view = await workers();
         const [a, b] = view.workers;
-        return a !== undefined && b !== undefined && total(a.inFlight.own) > 0 && total(b.inFlight.own) > 0 && same(a.inFlight.peers, b.inFlight.own) && same(b.inFlight.peers, a.inFlight.own);
+        if (a === undefined || b === undefined || total(a.inFlight.own) === 0 || total(b.inFlight.own) === 0) return false;
+        // The latency predictor's view too: every token the EPP has sent a pod, not the one worker's share.
+        return same(a.inFlight.peers, b.inFlight.own) && same(b.inFlight.peers, a.inFlight.own) && tokens(a.tokensInFlight.own) > 0 && same(a.tokensInFlight.peers, b.tokensInFlight.own) && same(b.tokensInFlight.peers, a.tokensInFlight.own);
       },
       30_000,
-      () => `each worker to see the other's requests in flight: ${JSON.stringify(view.workers.map((w) => w.inFlight))}`,
+      () => `each worker to see the other's requests and tokens in flight: ${JSON.stringify(view.workers.map((w) => ({ requests: w.inFlight, tokens: w.tokensInFlight })))}`,
     );
     expect((await Promise.all(long)).map((r) => r.status)).toEqual([200, 200, 200, 200]);
     await waitFor(
       async () => {
         view = await workers();
-        return view.workers.every((w) => total(w.inFlight.own) === 0 && total(w.inFlight.peers) === 0);
+        return view.workers.every((w) => total(w.inFlight.own) === 0 && total(w.inFlight.peers) === 0 && tokens(w.tokensInFlight.own) === 0 && tokens(w.tokensInFlight.peers) === 0);
       },
       20_000,
       () => `nothing in flight anywhere once every answer ended: ${JSON.stringify(view.workers.map((w) => w.inFlight))}`,
     );
+  });
+
+  it('watches the endpoints file once, in the primary, and both workers follow its changes', async () => {
+    const endpointsOf = async (): Promise<{ worker: string | null; ids: string[] }> => {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/debug/endpoints`);
+      return { worker: res.headers.get('x-kvix-worker'), ids: ((await res.json()) as { endpoints: { id: string }[] }).endpoints.map((e) => e.id).sort() };
+    };
+    /** /debug/endpoints answered by each worker in turn: both must show `ids`. */
+    const bothSee = async (ids: string[]): Promise<boolean> => {
+      const answers = [await endpointsOf(), await endpointsOf()];
+      return new Set(answers.map((a) => a.worker)).size === 2 && answers.every((a) => JSON.stringify(a.ids) === JSON.stringify([...ids].sort()));
+    };
+    writeEndpoints([pods[0]!]);
+    await waitFor(() => bothSee([pods[0]!.id]), 20_000, 'both workers to drop the pod removed from the file');
+    for (let i = 0; i < 4; i++) expect((await complete(gatewayPort, `only one pod now ${i}`)).endpoint).toBe(pods[0]!.id);
+    writeEndpoints(pods);
+    await waitFor(() => bothSee(pods.map((p) => p.id)), 20_000, 'both workers to take the pod back');
+    // One process reads the file, the primary: no worker watches it.
+    const reloads = epp.output().split('\n').filter((l) => l.includes('"endpoints file reloaded"'));
+    expect(reloads.length).toBeGreaterThan(0);
+    expect(reloads.filter((l) => !l.includes('"role":"primary"'))).toEqual([]);
   });
 
   it('answers the debug routes on the metrics port from its workers, in turn', async () => {

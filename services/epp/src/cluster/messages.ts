@@ -1,4 +1,6 @@
 import type { IndexSnapshot, PodEntry } from '@kvix/kv-index';
+import type { PodTarget } from '@kvix/kv-ingest';
+import type { PoolResourcesState } from '@kvix/kubernetes';
 import type { IndexOp } from '@kvix/replication';
 import type { WorkerAnalytics } from './analytics-merge.js';
 
@@ -13,8 +15,12 @@ export type PrimaryMessage =
   | { kvix: 'ops'; seq: number; ops: IndexOp[] }
   /** Other workers' routing decisions, to add as speculative entries. */
   | { kvix: 'speculation'; decisions: SpeculativeDecision[] }
-  /** Another worker's requests in flight per endpoint (empty when it died), so load scorers see all of them. */
-  | { kvix: 'peer-load'; slot: number; counts: Record<string, number> }
+  /** Another worker's requests and tokens in flight per endpoint (empty when it died), so load scorers and the latency predictor see all of them. */
+  | { kvix: 'peer-load'; slot: number; counts: Record<string, number>; tokens: Record<string, TokensInFlight> }
+  /** What the primary's discovery found: complete snapshots, as a discovery source reports them. */
+  | { kvix: 'targets'; targets: PodTarget[] }
+  /** The InferencePool's rewrite rules and objectives the primary follows (sent before the first targets, then on change). */
+  | { kvix: 'pool-resources'; resources: PoolResourcesState }
   | { kvix: 'status?'; id: number }
   | { kvix: 'metrics?'; id: number }
   /** This worker's reuse analytics, to merge with the others' for /v1/analytics and /ui; `prefixes` false: without the shared-prefix sketch. */
@@ -38,6 +44,12 @@ export interface MetricFamilyJson {
   values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
 }
 
+/** A predicted-latency router's tokens in flight on one endpoint: prefilling, and context being decoded over. */
+export interface TokensInFlight {
+  prefill: number;
+  decode: number;
+}
+
 export interface WorkerStatus {
   pid: number;
   ready: boolean;
@@ -48,6 +60,8 @@ export interface WorkerStatus {
   pods: { pod: string; entries: number; speculative: number }[];
   /** Requests in flight per endpoint: this worker's own, and the other workers' as it last heard. */
   inFlight: { own: Record<string, number>; peers: Record<string, number> };
+  /** Tokens in flight per endpoint (predicted-latency routing; empty without it), the same two ways. */
+  tokensInFlight: { own: Record<string, TokensInFlight>; peers: Record<string, TokensInFlight> };
 }
 
 export type WorkerMessage =
@@ -56,8 +70,10 @@ export type WorkerMessage =
   | { kvix: 'started'; gatewayPort: number | null; extProcPort: number | null }
   /** This worker's routing decisions of one event-loop turn. */
   | { kvix: 'speculation'; decisions: SpeculativeDecision[] }
-  /** This worker's requests in flight per endpoint, after a change (coalesced). */
-  | { kvix: 'load'; counts: Record<string, number> }
+  /** Discovery's pods and the pool's resources now, and every change after (the worker has no discovery of its own). */
+  | { kvix: 'discovery?' }
+  /** This worker's requests and tokens in flight per endpoint, after a change (coalesced). */
+  | { kvix: 'load'; counts: Record<string, number>; tokens: Record<string, TokensInFlight> }
   | { kvix: 'status'; id: number; status: WorkerStatus }
   | { kvix: 'metrics'; id: number; metrics: MetricFamilyJson[] }
   /** Null: this worker keeps no analytics (a remote indexer) or is still starting. */

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from '@kvix/kubernetes';
+import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime, type PoolResourcesState } from '@kvix/kubernetes';
 import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { PublishingIndex, type IndexOp, type OpSink } from '@kvix/replication';
@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { EppConfig } from '../config.js';
 import { WorkersReuseTallies, type WorkerAnalyticsAnswer } from './analytics-merge.js';
-import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type WorkerMessage, type WorkerStatus } from './messages.js';
+import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
 
 /** A worker the primary asked a question that it did not answer within this long counts as not ready. */
 const ASK_TIMEOUT_MS = 2000;
@@ -32,19 +32,24 @@ interface Slot {
   /** It has the snapshot and receives every index batch. */
   fed: boolean;
   quickDeaths: number;
-  /** Its requests in flight per endpoint, as it last said (relayed to the others). */
+  /** Its requests and tokens in flight per endpoint, as it last said (relayed to the others). */
   load: Record<string, number>;
+  tokens: Record<string, TokensInFlight>;
+  /** It asked for discovery: it gets every change of the pods and of the pool's resources. */
+  discovery: boolean;
 }
 
 type Pending = { resolve: (m: WorkerMessage) => void; timer: NodeJS.Timeout };
 
 /**
- * `kvix-epp --routing-workers N`: the primary process. It owns discovery, KV-event ingestion and the one
- * block index (the single writer), and feeds N worker processes that share the ext_proc and gateway
- * ports (node:cluster hands each new connection to a worker): the index as a snapshot followed by
- * every operation its applier performed (what an HA replica follows on the index stream, here over
- * the cluster channel), and each worker's routing decisions (speculative entries) to the others, so
- * a burst spread over the workers still sees the first decision. It serves the metrics port: the
+ * `kvix-epp --routing-workers N`: the primary process. It owns discovery (with Kubernetes: the one
+ * watch of the API, and the one writer of the pool's status and Events), KV-event ingestion and the
+ * one block index (the single writer), and feeds N worker processes that share the ext_proc and
+ * gateway ports (node:cluster hands each new connection to a worker): the pods and the pool's
+ * resources as discovery reports them, the index as a snapshot followed by every operation its
+ * applier performed (what an HA replica follows on the index stream, here over the cluster
+ * channel), and each worker's routing decisions (speculative entries) and load to the others, so a
+ * burst spread over the workers still sees the first decision. It serves the metrics port: the
  * workers' metrics summed beside its own, readiness = ingestion ready and every worker ready. A
  * worker that dies is logged once and replaced.
  */
@@ -60,6 +65,9 @@ export class EppPrimary implements OpSink {
   private ingestMetrics: IngestMetrics | null = null;
   /** Samples the workers' merged reuse analytics for /ui (embedded index only). */
   private history: ReuseHistory | null = null;
+  /** The pool's resources and the EPP's status on them, followed once for all workers. */
+  private poolFollow: { stop(): Promise<void> } | null = null;
+  private poolResources: PoolResourcesState | null = null;
   private batch: IndexOp[] = [];
   private flushScheduled = false;
   /** Index batches sent so far; a fed worker's appliedSeq reaches it. */
@@ -93,6 +101,7 @@ export class EppPrimary implements OpSink {
   static async start(config: EppConfig, workers: number, logger: Logger): Promise<EppPrimary> {
     const primary = new EppPrimary(config, workers, logger);
     try {
+      await primary.startDiscovery();
       await primary.startIngestion();
       await primary.startOps();
       await primary.forkAll();
@@ -119,22 +128,49 @@ export class EppPrimary implements OpSink {
     return typeof addr === 'object' && addr !== null ? addr.port : this.config.metrics.port;
   }
 
-  /** Discovery, the index and the ingestor, as a single EPP process has them; its applier's operations also go to the workers. */
-  private async startIngestion(): Promise<void> {
+  /**
+   * Discovery as a single EPP process has it, run once for every worker: N workers each watching
+   * the API (or the endpoints file) would cost the API server N watches, and with an InferencePool
+   * each would write the same status and its own copy of every Event.
+   */
+  private async startDiscovery(): Promise<void> {
     const config = this.config;
-    if (!config.embeddedIndex) return;
     try {
       this.kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry: this.registry, logger: this.logger });
     } catch (err) {
       if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
       throw err;
     }
-    this.hub = new DiscoveryHub([...createDiscoverySources(config.ingest, this.logger), ...(this.kube ? [this.kube.discovery] : [])]);
+    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, this.logger), ...(this.kube ? [this.kube.discovery] : [])]);
+    this.hub = hub;
+    await hub.start();
+    hub.subscribe((targets) => {
+      for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'targets', targets: [...targets] });
+    });
+    if (this.kube?.pool) {
+      const logger = this.logger.child({ component: 'kubernetes' });
+      this.poolFollow = await this.kube.followPool({
+        replicaId: config.replication.replicaId,
+        logger,
+        onResources: (resources) => {
+          this.poolResources = resources;
+          for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'pool-resources', resources });
+          logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
+        },
+        subscribeTargets: (listener) => hub.subscribe(listener),
+      });
+    }
+  }
+
+  /** The index and the ingestor, as a single EPP process has them; its applier's operations also go to the workers. */
+  private async startIngestion(): Promise<void> {
+    const config = this.config;
+    if (!config.embeddedIndex) return;
     const metrics = new IngestMetrics(this.registry);
     this.ingestMetrics = metrics;
     this.stack = createIndexStack(config.index, metrics, { logger: this.logger.child({ component: 'index' }), applierIndex: (backend) => new PublishingIndex(backend, this) });
     if (config.kvEvents) {
-      this.ingestor = new Ingestor({ config: config.ingest, applier: this.stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.hub.asSource()], backend: this.stack.status });
+      this.ingestor = new Ingestor({ config: config.ingest, applier: this.stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.hub!.asSource()], backend: this.stack.status });
       await this.ingestor.start();
     }
   }
@@ -211,7 +247,7 @@ export class EppPrimary implements OpSink {
 
   private fork(index: number, quickDeaths: number): void {
     const worker = cluster.fork();
-    const slot: Slot = { index, worker, startedAt: performance.now(), started: false, fed: false, quickDeaths, load: {} };
+    const slot: Slot = { index, worker, startedAt: performance.now(), started: false, fed: false, quickDeaths, load: {}, tokens: {}, discovery: false };
     this.slots[index] = slot;
     worker.on('message', (m: unknown) => {
       if (isWorkerMessage(m)) this.received(slot, m);
@@ -225,6 +261,14 @@ export class EppPrimary implements OpSink {
       case 'feed?':
         this.feed(slot);
         break;
+      case 'discovery?':
+        // The resources first: the worker applies them before its first snapshot lets its fronts start.
+        slot.discovery = true;
+        if (this.poolResources) this.send(slot, { kvix: 'pool-resources', resources: this.poolResources });
+        this.send(slot, { kvix: 'targets', targets: [...(this.hub?.targets ?? [])] });
+        // What the others have in flight now; later changes follow as they say them.
+        for (const other of this.slots) if (other && other !== slot && (Object.keys(other.load).length > 0 || Object.keys(other.tokens).length > 0)) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load, tokens: other.tokens });
+        break;
       case 'started':
         slot.started = true;
         this.ports = { gatewayPort: m.gatewayPort, extProcPort: m.extProcPort };
@@ -236,6 +280,7 @@ export class EppPrimary implements OpSink {
         break;
       case 'load':
         slot.load = m.counts;
+        slot.tokens = m.tokens;
         this.relayLoad(slot);
         break;
       case 'status':
@@ -263,13 +308,14 @@ export class EppPrimary implements OpSink {
     const snapshot: IndexSnapshot | null = backend ? backend.exportSnapshot() : null;
     this.send(slot, { kvix: 'snapshot', seq: this.seq, snapshot });
     slot.fed = true;
-    // What the others have in flight now; later changes follow as they say them.
-    for (const other of this.slots) if (other !== slot && Object.keys(other.load).length > 0) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load });
   }
 
-  /** A worker's in-flight counts to every other worker (empty once it died: its requests died with it). */
+  /**
+   * A worker's in-flight counts to every other worker that asked for discovery (all do, whatever
+   * the index: load is shared with a remote indexer too); empty once it died: its requests died with it.
+   */
   private relayLoad(from: Slot): void {
-    this.broadcast({ kvix: 'peer-load', slot: from.index, counts: from.load }, from);
+    for (const slot of this.slots) if (slot !== from && slot?.discovery) this.send(slot, { kvix: 'peer-load', slot: from.index, counts: from.load, tokens: from.tokens });
   }
 
   /** To every worker following the index, but `except` (the one it came from). */
@@ -319,6 +365,8 @@ export class EppPrimary implements OpSink {
     slot.fed = false;
     slot.started = false;
     slot.load = {};
+    slot.tokens = {};
+    slot.discovery = false;
     this.relayLoad(slot);
     const timer = setTimeout(() => {
       if (!this.stopping) this.fork(slot.index, quickDeaths);
@@ -361,7 +409,7 @@ export class EppPrimary implements OpSink {
     return Promise.all(
       this.slots.map(async (slot) => {
         const answer = await this.ask(slot, 'status?');
-        const status: WorkerStatus = answer?.kvix === 'status' ? answer.status : { pid: slot.worker.process.pid ?? 0, ready: false, detail: {}, appliedSeq: 0, pods: [], inFlight: { own: {}, peers: {} } };
+        const status: WorkerStatus = answer?.kvix === 'status' ? answer.status : { pid: slot.worker.process.pid ?? 0, ready: false, detail: {}, appliedSeq: 0, pods: [], inFlight: { own: {}, peers: {} }, tokensInFlight: { own: {}, peers: {} } };
         return { worker: slot.worker.id, slot: slot.index, started: slot.started, answered: answer !== null, ...status };
       }),
     );
@@ -405,6 +453,7 @@ export class EppPrimary implements OpSink {
       );
       for (const p of this.pending.values()) clearTimeout(p.timer);
       await this.ops?.close();
+      await this.poolFollow?.stop();
       await this.ingestor?.stop();
       await this.hub?.stop();
       await this.stack?.index.close();

@@ -1,17 +1,21 @@
 import type { InMemoryIndex, PodEntry } from '@kvix/kv-index';
-import { applyIndexOps, type InFlightSource, type SpeculationSink } from '@kvix/replication';
+import type { DiscoverySource, PodTarget } from '@kvix/kv-ingest';
+import type { PoolResourcesState } from '@kvix/kubernetes';
+import { applyIndexOps, type InFlightSource, type InFlightTokenSource, type SpeculationSink } from '@kvix/replication';
 import type { Readiness } from '@kvix/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { WorkerAnalytics } from './analytics-merge.js';
-import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type SpeculativeDecision, type WorkerMessage, type WorkerStatus } from './messages.js';
+import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type SpeculativeDecision, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
 
 /**
  * How long a worker gathers changes of its in-flight counts before telling the others: one message
  * per window at most (a burst of decisions is one message), against scrapes 50–100 ms apart.
  */
 const LOAD_FLUSH_MS = 2;
+
+const NO_TOKENS: TokensInFlight = { prefill: 0, decode: 0 };
 
 /** What a worker answers the primary with: its readiness, its index copy, its metrics. */
 export interface WorkerSurface {
@@ -24,9 +28,11 @@ export interface WorkerSurface {
 
 /**
  * A worker's end of the cluster IPC channel: it follows the primary's index (the snapshot, then
- * every operation the primary's ingestion applied, as an HA replica follows the index stream),
- * shares its routing decisions' speculative entries with the other workers through the primary,
- * and answers the primary's status and metrics questions.
+ * every operation the primary's ingestion applied, as an HA replica follows the index stream) and
+ * its discovery (the pods, the InferencePool's resources: one watcher of the API, one writer of
+ * the pool's status and Events, however many workers), shares its routing decisions' speculative
+ * entries and its load with the other workers through the primary, and answers the primary's
+ * status and metrics questions.
  */
 export class PrimaryLink implements SpeculationSink {
   private index: InMemoryIndex | null = null;
@@ -41,11 +47,19 @@ export class PrimaryLink implements SpeculationSink {
   /** Decisions of this event-loop turn, sent together at its end. */
   private decisions: SpeculativeDecision[] = [];
   private load: InFlightSource | null = null;
+  private tokens: InFlightTokenSource | null = null;
   private loadTimer: NodeJS.Timeout | null = null;
   private stopLoad: (() => void) | null = null;
   /** The other workers' in-flight counts by slot, and their sum per endpoint (what scorers read). */
   private readonly peerLoads = new Map<number, Record<string, number>>();
   private peerTotals = new Map<string, number>();
+  private readonly peerTokenLoads = new Map<number, Record<string, TokensInFlight>>();
+  private peerTokenTotals = new Map<string, TokensInFlight>();
+  /** The discovery source's listener, once started; the latest snapshot until then. */
+  private onTargets: ((targets: readonly PodTarget[]) => void) | null = null;
+  private discovered: ((targets: readonly PodTarget[]) => void) | null = null;
+  private poolResources: PoolResourcesState | null = null;
+  private onPoolResources: ((resources: PoolResourcesState) => void) | null = null;
 
   constructor(
     /** Named in the gateway's `x-kvix-worker` header and in logs. */
@@ -63,6 +77,39 @@ export class PrimaryLink implements SpeculationSink {
     return fed;
   }
 
+  /**
+   * Discovery for this worker: the primary's, relayed (its pod watcher, endpoints file or static
+   * list runs once, in the primary). Starts when the first snapshot arrived, like any source.
+   */
+  discovery(): DiscoverySource {
+    return {
+      name: 'primary',
+      start: (onSnapshot) =>
+        new Promise<void>((resolve) => {
+          this.discovered = (targets) => {
+            this.discovered = null;
+            this.onTargets = onSnapshot;
+            onSnapshot(targets);
+            resolve();
+          };
+          this.send({ kvix: 'discovery?' });
+        }),
+      stop: async () => {
+        this.onTargets = null;
+        this.discovered = null;
+      },
+    };
+  }
+
+  /**
+   * The InferencePool's rewrite rules and objectives as the primary follows them: `apply` now (they
+   * arrive before discovery's first snapshot) and on every change. Never called when no pool is followed.
+   */
+  followPool(apply: (resources: PoolResourcesState) => void): void {
+    this.onPoolResources = apply;
+    if (this.poolResources) apply(this.poolResources);
+  }
+
   serve(surface: WorkerSurface): void {
     this.surface = surface;
   }
@@ -77,10 +124,19 @@ export class PrimaryLink implements SpeculationSink {
    * theirs to its own when scoring load — as active-active replicas do over NATS — so that during
    * a burst no worker sees only its share of what the pods are being sent.
    */
-  shareLoad(source: InFlightSource): void {
+  shareLoad(source: InFlightSource, tokens: InFlightTokenSource | null = null): void {
     this.load = source;
     source.setPeerInFlight((id) => this.peerTotals.get(id) ?? 0);
-    this.stopLoad = source.onInFlightChange(() => this.scheduleLoad());
+    const stops = [source.onInFlightChange(() => this.scheduleLoad())];
+    if (tokens) {
+      // What the latency predictor is told of a pod must be everything the EPP has sent it, not this worker's share.
+      this.tokens = tokens;
+      tokens.setPeerTokens((id) => this.peerTokenTotals.get(id) ?? NO_TOKENS);
+      stops.push(tokens.onChange(() => this.scheduleLoad()));
+    }
+    this.stopLoad = () => {
+      for (const stop of stops) stop();
+    };
   }
 
   started(ports: { gatewayPort: number | null; extProcPort: number | null }): void {
@@ -116,11 +172,17 @@ export class PrimaryLink implements SpeculationSink {
     if (this.loadTimer) return;
     this.loadTimer = setTimeout(() => {
       this.loadTimer = null;
-      if (this.load) this.send({ kvix: 'load', counts: Object.fromEntries(this.load.ownInFlight()) });
+      if (this.load) this.send({ kvix: 'load', counts: Object.fromEntries(this.load.ownInFlight()), tokens: this.ownTokens() });
     }, LOAD_FLUSH_MS);
   }
 
-  private peerLoad(slot: number, counts: Record<string, number>): void {
+  private ownTokens(): Record<string, TokensInFlight> {
+    const out: Record<string, TokensInFlight> = {};
+    if (this.tokens) for (const [id, t] of this.tokens.own()) if (t.prefill > 0 || t.decode > 0) out[id] = { prefill: t.prefill, decode: t.decode };
+    return out;
+  }
+
+  private peerLoad(slot: number, counts: Record<string, number>, tokens: Record<string, TokensInFlight>): void {
     if (Object.keys(counts).length === 0) this.peerLoads.delete(slot);
     else this.peerLoads.set(slot, counts);
     const totals = new Map<string, number>();
@@ -128,6 +190,18 @@ export class PrimaryLink implements SpeculationSink {
       for (const [id, n] of Object.entries(c)) if (Number.isFinite(n) && n > 0) totals.set(id, (totals.get(id) ?? 0) + n);
     }
     this.peerTotals = totals;
+    if (Object.keys(tokens).length === 0) this.peerTokenLoads.delete(slot);
+    else this.peerTokenLoads.set(slot, tokens);
+    const tokenTotals = new Map<string, TokensInFlight>();
+    for (const t of this.peerTokenLoads.values()) {
+      for (const [id, { prefill, decode }] of Object.entries(t)) {
+        const sum = tokenTotals.get(id) ?? { prefill: 0, decode: 0 };
+        if (Number.isFinite(prefill) && prefill > 0) sum.prefill += prefill;
+        if (Number.isFinite(decode) && decode > 0) sum.decode += decode;
+        tokenTotals.set(id, sum);
+      }
+    }
+    this.peerTokenTotals = tokenTotals;
   }
 
   private send(m: WorkerMessage): void {
@@ -163,7 +237,15 @@ export class PrimaryLink implements SpeculationSink {
         }
         break;
       case 'peer-load':
-        this.peerLoad(msg.slot, msg.counts);
+        this.peerLoad(msg.slot, msg.counts, msg.tokens);
+        break;
+      case 'pool-resources':
+        this.poolResources = msg.resources;
+        this.onPoolResources?.(msg.resources);
+        break;
+      case 'targets':
+        if (this.discovered) this.discovered(msg.targets);
+        else this.onTargets?.(msg.targets);
         break;
       case 'status?':
         void this.status().then((status) => this.send({ kvix: 'status', id: msg.id, status }));
@@ -192,7 +274,15 @@ export class PrimaryLink implements SpeculationSink {
   private async status(): Promise<WorkerStatus> {
     const r = this.surface?.readiness() ?? { ready: false, detail: { starting: true } };
     const own = this.load ? Object.fromEntries(this.load.ownInFlight()) : {};
-    return { pid: process.pid, ready: r.ready, detail: r.detail ?? {}, appliedSeq: this.appliedSeq, pods: this.surface ? await this.surface.pods() : [], inFlight: { own, peers: Object.fromEntries(this.peerTotals) } };
+    return {
+      pid: process.pid,
+      ready: r.ready,
+      detail: r.detail ?? {},
+      appliedSeq: this.appliedSeq,
+      pods: this.surface ? await this.surface.pods() : [],
+      inFlight: { own, peers: Object.fromEntries(this.peerTotals) },
+      tokensInFlight: { own: this.ownTokens(), peers: Object.fromEntries(this.peerTokenTotals) },
+    };
   }
 
   private async http(msg: Extract<PrimaryMessage, { kvix: 'http?' }>): Promise<WorkerMessage> {
