@@ -46,6 +46,11 @@ export class FallbackPredictor implements LatencyPredictor {
     this.fallback.train(entries);
   }
 
+  learnFromPeers(entries: readonly TrainingEntry[]): void {
+    // The peers sent theirs to the training server; the fallback model here learns from them too.
+    this.fallback.learnFromPeers(entries);
+  }
+
   describe(): PredictorDescription {
     const remote = this.primary.describe();
     return { ...remote, kind: 'remote+builtin', ready: remote.ready || this.fallback.ready, samples: this.fallback.describe().samples };

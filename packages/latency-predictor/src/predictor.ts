@@ -35,6 +35,11 @@ export interface PredictorDescription {
 export interface LatencyPredictor {
   predict(rows: readonly PredictionRow[]): Promise<PredictionBatch>;
   train(entries: readonly TrainingEntry[]): void;
+  /**
+   * Observations another process of the same router made (a routing worker's), which that process
+   * already sent to any training server itself: only a model in this process learns from them.
+   */
+  learnFromPeers(entries: readonly TrainingEntry[]): void;
   describe(): PredictorDescription;
   close(): Promise<void>;
 }

@@ -235,6 +235,19 @@ describe('remote predictor client', () => {
 });
 
 describe('remote predictor with the built-in fallback', () => {
+  it("learns a peer process's observations in the built-in model only: the peer sent them to the training server itself", async () => {
+    const training = await recordingTrainingServer();
+    const { predictor: remote } = client({ trainingUrl: training.url, predictionUrls: [training.url], retries: 0 });
+    const builtin = new BuiltinPredictor(BuiltinModelConfigSchema.parse({ minSamples: 20 }));
+    const p = new FallbackPredictor(remote, builtin, { logger: silent });
+    p.learnFromPeers(trainingSet(30));
+    p.train(trainingSet(10));
+    await remote.flush();
+    expect(builtin.describe().samples).toEqual({ ttft: 40, tpot: 40 });
+    // Only this process's own ten reached the server.
+    expect(training.bodies.flatMap((b) => b.entries)).toHaveLength(10);
+  });
+
   it('answers every decision through a prediction-server outage, from the built-in model trained on the same entries', async () => {
     const s = await server();
     const registry = new Registry();

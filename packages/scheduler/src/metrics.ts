@@ -116,6 +116,39 @@ class BoundedLabel {
  * (`inference_objective_*`, `inference_pool_*`, `inference_extension_*`,
  * `llm_d_inference_scheduler_*`), plus kvix's own decision counters (`kvix_epp_*`).
  */
+/**
+ * The data layer's error counters (llm-d's and GAIE's names): the endpoint registry's scrapes. Apart
+ * from RouterMetrics so that whichever process scrapes counts them — with `--routing-workers`, the
+ * primary scrapes for every worker.
+ */
+export class DataLayerMetrics {
+  readonly pollErrors: DualCounter<'source_type', 'source_type'>;
+  readonly extractErrors: DualCounter<'source_type' | 'extractor_type', 'source_type' | 'extractor_type'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    const counter = <K extends string>(name: string, help: string, labelNames: readonly K[]): Counter<K> => new Counter({ name, help, labelNames, registers });
+    const deprecated = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
+    const same = <K extends string>(l: Partial<Record<K, string>>): Partial<Record<K, string>> => l;
+    this.pollErrors = new DualCounter(
+      counter('llm_d_epp_datalayer_poll_errors_total', 'Endpoint metrics scrapes that failed, per data source.', ['source_type'] as const),
+      counter('llm_d_inference_scheduler_datalayer_poll_errors_total', deprecated('llm_d_epp_datalayer_poll_errors_total', 'Data-source poll errors.'), ['source_type'] as const),
+      same,
+    );
+    this.extractErrors = new DualCounter(
+      counter('llm_d_epp_datalayer_extract_errors_total', 'Endpoint metrics answers from which no load could be read, per source and extractor.', ['source_type', 'extractor_type'] as const),
+      counter('llm_d_inference_scheduler_datalayer_extract_errors_total', deprecated('llm_d_epp_datalayer_extract_errors_total', 'Extractor errors.'), ['source_type', 'extractor_type'] as const),
+      same,
+    );
+  }
+
+  /** What the endpoint registry's `onScrapeError` reports, counted as llm-d's metrics-data-source does. */
+  scrapeError(kind: 'poll' | 'extract'): void {
+    if (kind === 'poll') this.pollErrors.inc({ source_type: 'metrics-data-source' });
+    else this.extractErrors.inc({ source_type: 'metrics-data-source', extractor_type: 'core-metrics-extractor' });
+  }
+}
+
 export class RouterMetrics {
   // Request and latency.
   readonly requests: DualCounter<Req, LegacyReq | 'priority'>;
@@ -150,8 +183,7 @@ export class RouterMetrics {
   readonly pluginDuration: DualHistogram<'extension_point' | 'plugin_type' | 'plugin_name', 'extension_point' | 'plugin_type' | 'plugin_name'>;
   readonly info: DualGauge<'commit' | 'build_ref', 'commit' | 'build_ref'>;
   readonly modelRewrites: DualCounter<'model_rewrite_name' | 'model_name' | 'target_model', 'model_rewrite_name' | 'model_name' | 'target_model'>;
-  readonly pollErrors: DualCounter<'source_type', 'source_type'>;
-  readonly extractErrors: DualCounter<'source_type' | 'extractor_type', 'source_type' | 'extractor_type'>;
+  readonly dataLayer: DataLayerMetrics;
   // ext_proc streams and in-flight load.
   readonly extProcStreamsInflight: Gauge;
   readonly extProcStreamDuration: Histogram;
@@ -272,16 +304,7 @@ export class RouterMetrics {
       counter('inference_extension_model_rewrite_decisions_total', deprecated('llm_d_epp_model_rewrite_decisions_total', 'Model-rewrite decisions.'), ['model_rewrite_name', 'model_name', 'target_model'] as const),
       same,
     );
-    this.pollErrors = new DualCounter(
-      counter('llm_d_epp_datalayer_poll_errors_total', 'Endpoint metrics scrapes that failed, per data source.', ['source_type'] as const),
-      counter('llm_d_inference_scheduler_datalayer_poll_errors_total', deprecated('llm_d_epp_datalayer_poll_errors_total', 'Data-source poll errors.'), ['source_type'] as const),
-      same,
-    );
-    this.extractErrors = new DualCounter(
-      counter('llm_d_epp_datalayer_extract_errors_total', 'Endpoint metrics answers from which no load could be read, per source and extractor.', ['source_type', 'extractor_type'] as const),
-      counter('llm_d_inference_scheduler_datalayer_extract_errors_total', deprecated('llm_d_epp_datalayer_extract_errors_total', 'Extractor errors.'), ['source_type', 'extractor_type'] as const),
-      same,
-    );
+    this.dataLayer = new DataLayerMetrics(registry);
     this.extProcStreamsInflight = gauge('llm_d_epp_extproc_streams_inflight', 'ext_proc gRPC streams open.', []);
     this.extProcStreamDuration = histogram('llm_d_epp_extproc_stream_duration_seconds', 'How long an ext_proc gRPC stream stayed open.', [], STREAM);
     this.extProcStreams = counter('llm_d_epp_extproc_streams_total', 'ext_proc gRPC streams closed, by gRPC status code.', ['code'] as const);

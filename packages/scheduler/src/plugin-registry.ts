@@ -171,14 +171,14 @@ export function buildPipeline(config: EndpointPickerConfig, deps: PluginDeps): P
     if (plugin.kind === 'admitter' && !profile.admitters.includes(plugin)) profile.admitters.push(plugin);
   }
   for (const spec of specs.values()) if (COMPATIBLE_NO_OPS.has(spec.type)) ignored.push(spec.name ?? spec.type);
-  const dsSpec = [...specs.values()].find((s) => s.type === 'metrics-data-source');
+  return { profile, plugins: [...plugins.values()], dataSource: metricsDataSource(config), ignored: [...new Set(ignored)] };
+}
+
+/** How a configuration's `metrics-data-source` plugin (or its defaults) reads the endpoints' /metrics. */
+export function metricsDataSource(config: EndpointPickerConfig): Pipeline['dataSource'] {
+  const dsSpec = config.plugins.find((s) => s.type === 'metrics-data-source');
   const ds = parse(dsSpec?.name ?? 'metrics-data-source', DataSourceParams, dsSpec?.parameters ?? {});
-  return {
-    profile,
-    plugins: [...plugins.values()],
-    dataSource: { scheme: ds.scheme, path: ds.path, scrapeIntervalMs: ds.intervalMs, scrapeTimeoutMs: ds.timeoutMs, staleAfterMs: ds.staleAfterMs },
-    ignored: [...new Set(ignored)],
-  };
+  return { scheme: ds.scheme, path: ds.path, scrapeIntervalMs: ds.intervalMs, scrapeTimeoutMs: ds.timeoutMs, staleAfterMs: ds.staleAfterMs };
 }
 
 function parse<T extends z.ZodType>(plugin: string, schema: T, raw: unknown): z.output<T> {

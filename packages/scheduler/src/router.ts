@@ -30,6 +30,11 @@ export interface RouterOptions {
    * by default they are refused with 400 before anything renders them.
    */
   trustRequestChatTemplate?: boolean;
+  /**
+   * `scrape` (default): the registry reads each endpoint's /metrics itself. `external`: another
+   * process scrapes and its outcomes are handed to `registry.recordScrape` (`--routing-workers`).
+   */
+  endpointMetrics?: 'scrape' | 'external';
 }
 
 export interface Router {
@@ -59,13 +64,14 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
   });
   if (pipeline.ignored.length > 0) logger.info({ plugins: pipeline.ignored }, 'llm-d plugins with nothing to do in kvix were accepted and ignored');
   const m = options.metrics;
-  const onScrapeError = m
-    ? (kind: 'poll' | 'extract'): void => {
-        if (kind === 'poll') m.pollErrors.inc({ source_type: 'metrics-data-source' });
-        else m.extractErrors.inc({ source_type: 'metrics-data-source', extractor_type: 'core-metrics-extractor' });
-      }
-    : undefined;
-  const registry = new EndpointRegistry({ ...pipeline.dataSource, drainingLabel: options.drainingLabel, logger: logger.child({ component: 'endpoints' }), ...(onScrapeError ? { onScrapeError } : {}) });
+  const onScrapeError = m ? (kind: 'poll' | 'extract'): void => m.dataLayer.scrapeError(kind) : undefined;
+  const registry = new EndpointRegistry({
+    ...pipeline.dataSource,
+    drainingLabel: options.drainingLabel,
+    logger: logger.child({ component: 'endpoints' }),
+    ...(onScrapeError ? { onScrapeError } : {}),
+    ...(options.endpointMetrics ? { metricsSource: options.endpointMetrics } : {}),
+  });
   const scheduler = new Scheduler(pipeline, config.fallbacks, options.metrics);
   const director = new RequestDirector({ registry, scheduler, config, metrics: options.metrics, poolName: options.poolName, logger, trustRequestChatTemplate: options.trustRequestChatTemplate ?? false, ...(options.random ? { random: options.random } : {}), ...(options.observer ? { observer: options.observer } : {}) });
   const unsubscribe = options.discovery.subscribe((targets) => registry.setTargets(targets));

@@ -90,6 +90,67 @@ describe('the data layer', () => {
     expect(registry.status()[0]).toMatchObject({ healthy: false, reason: 'metrics scrape failed: timeout' });
   });
 
+  it('applies scrapes another process made, never scraping itself, with the same rules as its own (external metrics)', async () => {
+    // A metrics server that would answer: any request to it would be this registry scraping.
+    const { createServer } = await import('node:http');
+    let reads = 0;
+    const server = createServer((_req, res) => (reads++, res.end('vllm:num_requests_waiting{model_name="m"} 0\n')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as { port: number }).port;
+    let clock = 1_000_000;
+    const relayed: string[] = [];
+    const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 10, scrapeTimeoutMs: 500, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent, now: () => clock, metricsSource: 'external', onScraped: (id) => relayed.push(id) });
+    cleanups.push(() => registry.stop());
+    const id = `127.0.0.1:${port}`;
+    registry.setTargets([{ id, name: 'a', address: '127.0.0.1', port, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'm' }]);
+    registry.start();
+    const metrics = { waiting: 3, running: 1, kvUsage: 0.5, blockSize: 16, numGpuBlocks: 100, loras: [], scrapedAt: clock };
+    registry.recordScrape(id, { metrics });
+    expect(registry.candidates()[0]!.metrics).toEqual(metrics);
+    // A timeout while the last metrics are fresh keeps the pod; once they are stale it leaves, and a good scrape brings it back.
+    registry.recordScrape(id, { failure: 'timeout', timeout: true });
+    expect(registry.candidates()).toHaveLength(1);
+    clock += 2001;
+    registry.recordScrape(id, { failure: 'timeout', timeout: true });
+    expect(registry.status()[0]).toMatchObject({ healthy: false, reason: 'metrics scrape failed: timeout' });
+    registry.recordScrape(id, { metrics: { ...metrics, scrapedAt: clock } });
+    expect(registry.candidates()).toHaveLength(1);
+    registry.recordScrape(id, { failure: 'ECONNREFUSED', timeout: false });
+    expect(registry.candidates()).toHaveLength(0);
+    // An endpoint it does not know is ignored.
+    registry.recordScrape('10.0.0.1:1', { metrics });
+    expect(registry.size).toBe(1);
+    // Its timer never ran a scrape (it would have had dozens of chances); nothing is relayed from it.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(reads).toBe(0);
+    expect(relayed).toEqual([]);
+  });
+
+  it('reports each of its own scrapes, good or failed, to onScraped (what a scraping primary relays)', async () => {
+    const { createServer } = await import('node:http');
+    let answer = 'vllm:num_requests_waiting{model_name="m"} 2\nvllm:num_requests_running{model_name="m"} 1\nvllm:kv_cache_usage_perc{model_name="m"} 0.25\n';
+    const server = createServer((_req, res) => res.end(answer));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+    const port = (server.address() as { port: number }).port;
+    const outcomes: unknown[] = [];
+    const errors: string[] = [];
+    const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 20, scrapeTimeoutMs: 500, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent, onScrapeError: (k) => errors.push(k), onScraped: (id, outcome) => outcomes.push([id, outcome]) });
+    cleanups.push(() => registry.stop());
+    const id = `127.0.0.1:${port}`;
+    registry.setTargets([{ id, name: 'a', address: '127.0.0.1', port, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'm' }]);
+    registry.start();
+    await waitFor(() => outcomes.length > 0, 5000, 'a first scrape');
+    expect(outcomes[0]).toEqual([id, { metrics: expect.objectContaining({ waiting: 2, running: 1, kvUsage: 0.25 }) }]);
+    answer = 'not prometheus at all {{{\n';
+    await waitFor(() => registry.candidates().length === 0, 5000, 'the unreadable answer to take it out');
+    const last = outcomes.at(-1) as [string, { failure: string; timeout: boolean }];
+    expect(last[1].timeout).toBe(false);
+    expect(last[1].failure).toMatch(/metrics/);
+    expect(errors).toContain('extract');
+  });
+
   it('counts what other router replicas have in flight to an endpoint, and tells them about its own', () => {
     const registry = new EndpointRegistry({ scheme: 'http', path: '/metrics', scrapeIntervalMs: 60_000, scrapeTimeoutMs: 500, staleAfterMs: 2000, drainingLabel: 'kvix.io/draining', logger: silent });
     const target = { id: '127.0.0.1:1', name: 'a', address: '127.0.0.1', port: 1, rank: 0, eventEndpoint: null, replayEndpoint: null, model: 'm' };

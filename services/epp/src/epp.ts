@@ -131,10 +131,23 @@ export class Epp {
       workerAnalytics = async (prefixes) => ({ reuse: analytics.state({ prefixes }), speculation: await speculationTally(workerStack, ingestMetrics) });
       reuse = { sources, history: new ReuseHistory(sources, { intervalMs: config.analytics.historyIntervalMs, capacity: config.analytics.historyPoints }), topPrefixes: config.analytics.topPrefixes };
     }
-    const latency = await wireLatency(config, registry, logger);
+    const latency = await wireLatency(config, registry, logger, worker ? (p) => worker.shareTraining(p) : undefined);
     let router: Router;
     try {
-      router = await createRouter({ latency: latency.deps, config: latency.scheduler, discovery: hub, prefixScorer, metrics: routerMetrics, poolName: config.poolName ?? 'kvix', drainingLabel: config.drainingLabel, logger: logger.child({ component: 'scheduler' }), trustRequestChatTemplate: config.tokenization.trustRequestChatTemplate, ...(options.observer ? { observer: options.observer } : {}) });
+      router = await createRouter({
+        latency: latency.deps,
+        config: latency.scheduler,
+        discovery: hub,
+        prefixScorer,
+        metrics: routerMetrics,
+        poolName: config.poolName ?? 'kvix',
+        drainingLabel: config.drainingLabel,
+        logger: logger.child({ component: 'scheduler' }),
+        trustRequestChatTemplate: config.tokenization.trustRequestChatTemplate,
+        // A worker's endpoint load is the primary's scrape of each pod, relayed (one scrape per pod, not one per worker).
+        endpointMetrics: worker ? 'external' : 'scrape',
+        ...(options.observer ? { observer: options.observer } : {}),
+      });
     } catch (err) {
       await Promise.allSettled([hub.stop(), tokenizers?.close(), stack?.index.close(), replication?.close(), latency.predictor?.close()]);
       // A scheduler configuration mistake is a configuration error like any other (exit 2, one line).
@@ -152,6 +165,7 @@ export class Epp {
         // The primary serves the metrics port: it asks this worker for its metrics and readiness.
         const index = stack?.index ?? null;
         worker.followPool((resources) => router.director.setPoolResources(resources));
+        worker.followScrapes((id, outcome) => router.registry.recordScrape(id, outcome));
         worker.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
         worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []), ...(workerAnalytics ? { analytics: workerAnalytics } : {}) });
         // The debug routes, never listening: the primary's metrics port (which applies its TLS and

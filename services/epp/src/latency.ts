@@ -27,7 +27,13 @@ export interface LatencyWiring {
  * profile becomes PREDICTED_LATENCY_PICKER_CONFIG); a predictor (the built-in model, or llm-d's
  * servers with it as fallback) is created whenever the configuration uses one.
  */
-export async function wireLatency(config: { latencyPredictor: EppLatencyPredictorConfig; scheduler: Record<string, unknown> }, registry: Registry, logger: Logger): Promise<LatencyWiring> {
+export async function wireLatency(
+  config: { latencyPredictor: EppLatencyPredictorConfig; scheduler: Record<string, unknown> },
+  registry: Registry,
+  logger: Logger,
+  /** Wraps the predictor the router uses (a routing worker shares what it learns with the others). */
+  wrap: (predictor: LatencyPredictor) => LatencyPredictor = (p) => p,
+): Promise<LatencyWiring> {
   const lp = config.latencyPredictor;
   const wanted = lp.enabled || lp.predictionUrls.length > 0 || lp.trainingUrl !== undefined;
   let scheduler = config.scheduler;
@@ -37,7 +43,7 @@ export async function wireLatency(config: { latencyPredictor: EppLatencyPredicto
     logger.info('predicted-latency routing: producer, SLO tier filter, latency scorer and SLO admitter added to the scheduler profile');
   }
   if (!usesLatencyPredictor(scheduler)) return { scheduler, predictor: null, deps: null };
-  const predictor = await createLatencyPredictor(lp, { logger: logger.child({ component: 'latency-predictor' }), registry });
+  const predictor = wrap(await createLatencyPredictor(lp, { logger: logger.child({ component: 'latency-predictor' }), registry }));
   // One tracker the producer fills and active-active replicas exchange (Epp passes it to replication).
   return { scheduler, predictor, deps: { predictor: () => predictor, metrics: new LatencyRoutingMetrics(registry), inFlightTokens: new InFlightTokens() } };
 }

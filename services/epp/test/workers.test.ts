@@ -1,8 +1,9 @@
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
 import { freePorts, nodeCli, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
 import { pino } from 'pino';
@@ -34,17 +35,33 @@ let metricsPort: number;
 const answeredBy: string[] = [];
 let endpointsFile: string;
 
+/** The worker an answer names; an answer of `epp`'s gateway is recorded in `answeredBy`. */
+function counted(port: number, res: IncomingMessage): string | undefined {
+  const worker = res.headers['x-kvix-worker'] as string | undefined;
+  if (port === gatewayPort && res.statusCode === 200 && worker !== undefined) answeredBy.push(worker);
+  return worker;
+}
+
 /** One request on a connection of its own: node:cluster hands each new connection to a worker. */
 function complete(port: number, prompt: string, maxTokens = 1): Promise<{ status: number; worker: string | undefined; endpoint: string | undefined }> {
   const body = JSON.stringify({ model: MODEL, prompt, max_tokens: maxTokens, ignore_eos: true });
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       res.resume();
-      res.on('end', () => {
-        const worker = res.headers['x-kvix-worker'] as string | undefined;
-        if (port === gatewayPort && res.statusCode === 200 && worker !== undefined) answeredBy.push(worker);
-        resolve({ status: res.statusCode ?? 0, worker, endpoint: res.headers['x-kvix-endpoint'] as string | undefined });
-      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: counted(port, res), endpoint: res.headers['x-kvix-endpoint'] as string | undefined }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A streamed request on a connection of its own (what the predicted-latency producer learns TTFT and TPOT from). */
+function streamed(port: number, prompt: string): Promise<{ status: number; worker: string | undefined }> {
+  const body = JSON.stringify({ model: MODEL, prompt, max_tokens: 8, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: counted(port, res) }));
     });
     req.on('error', reject);
     req.end(body);
@@ -103,10 +120,14 @@ beforeAll(async () => {
   writeEndpoints(pods);
   // The /ui history sampled often, so a test sees the merged counts in it soon.
   writeFileSync(join(dir, 'config.yaml'), stringify({ analytics: { historyIntervalMs: 200 } }));
+  // The default profile, its pods' /metrics read once when each pod is added and then every 10 minutes:
+  // each read during the test is one process scraping.
+  const schedulerFile = join(dir, 'scheduler.yaml');
+  writeFileSync(schedulerFile, stringify({ ...DEFAULT_PICKER_CONFIG, plugins: DEFAULT_PICKER_CONFIG.plugins.map((p) => (p.type === 'metrics-data-source' ? { ...p, parameters: { intervalMs: 600_000 } } : p)) }));
   let extProcPort: number;
   [gatewayPort, extProcPort, metricsPort] = (await freePorts(3)) as [number, number, number];
   // The built-in latency predictor: the predicted-latency producer keeps tokens in flight per pod, which the workers share.
-  epp = cli.run(['--routing-workers', '2', '--config', join(dir, 'config.yaml'), '--endpoints-file', endpointsFile, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0', '--latency-predictor', 'builtin']);
+  epp = cli.run(['--routing-workers', '2', '--config', join(dir, 'config.yaml'), '--endpoints-file', endpointsFile, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0', '--latency-predictor', 'builtin', '--scheduler-config', schedulerFile]);
   await waitFor(() => epp.output().includes('"epp started"') || epp.child.exitCode !== null, 60_000, 'the primary and its workers to start');
   expect(epp.child.exitCode, epp.output()).toBeNull();
   await waitFor(ready, 30_000, () => `readiness (every worker ready)\n${epp.output()}`);
@@ -157,6 +178,30 @@ describe('kvix-epp --routing-workers 2', () => {
     expect(Number(/^kvcache_index_lookup_requests_total (\d+)/m.exec(text)?.[1] ?? 0)).toBeGreaterThanOrEqual(seen.length);
   });
 
+  it("reads each pod's /metrics once for both workers: the primary scrapes and relays the load it read", async () => {
+    type Seen = { worker: string | null; metrics: Record<string, unknown> };
+    let answers: Seen[] = [];
+    await waitFor(
+      async () => {
+        answers = [];
+        for (let i = 0; i < 2; i++) {
+          const res = await fetch(`http://127.0.0.1:${metricsPort}/debug/endpoints`);
+          const body = (await res.json()) as { endpoints: { id: string; metrics: unknown }[] };
+          answers.push({ worker: res.headers.get('x-kvix-worker'), metrics: Object.fromEntries(body.endpoints.map((e) => [e.id, e.metrics])) });
+        }
+        return new Set(answers.map((a) => a.worker)).size === 2 && answers.every((a) => pods.every((p) => a.metrics[p.id] !== null && a.metrics[p.id] !== undefined));
+      },
+      20_000,
+      () => `both workers to hold every pod's load: ${JSON.stringify(answers)}`,
+    );
+    // The same scrape in both: the primary's, relayed.
+    for (const p of pods) expect(answers[0]!.metrics[p.id]).toEqual(answers[1]!.metrics[p.id]);
+    for (const p of pods) {
+      const state = (await (await fetch(`http://${p.id}/sim/state`)).json()) as { metricsReads: number };
+      expect(state.metricsReads, p.id).toBe(1);
+    }
+  });
+
   it("shares each worker's requests in flight with the other, so load scorers count every request the pods are being sent", async () => {
     const total = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
     const same = (a: Record<string, unknown>, b: Record<string, unknown>): boolean => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
@@ -205,6 +250,39 @@ describe('kvix-epp --routing-workers 2', () => {
     const reloads = epp.output().split('\n').filter((l) => l.includes('"endpoints file reloaded"'));
     expect(reloads.length).toBeGreaterThan(0);
     expect(reloads.filter((l) => !l.includes('"role":"primary"'))).toEqual([]);
+  });
+
+  it("teaches every worker's built-in latency model with both workers' requests", async () => {
+    const samples = async (): Promise<{ worker: string | null; ttft: number }[]> => {
+      const out: { worker: string | null; ttft: number }[] = [];
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`http://127.0.0.1:${metricsPort}/debug/latency-predictor`);
+        out.push({ worker: res.headers.get('x-kvix-worker'), ttft: ((await res.json()) as { samples: { ttft: number } }).samples.ttft });
+      }
+      return out;
+    };
+    const before = await samples();
+    const sent: string[] = [];
+    await waitFor(
+      async () => {
+        const r = await streamed(gatewayPort, `teach me ${sent.length}`);
+        expect(r.status).toBe(200);
+        sent.push(r.worker ?? '?');
+        return sent.length >= 6 && new Set(sent).size === 2;
+      },
+      20_000,
+      () => `streamed requests answered by both workers (so far: ${JSON.stringify(sent)})`,
+    );
+    // Each worker learned from every request, its own and the other's: none has only its share.
+    let now = before;
+    await waitFor(
+      async () => {
+        now = await samples();
+        return new Set(now.map((s) => s.worker)).size === 2 && now.every((s) => s.ttft - (before.find((b) => b.worker === s.worker)?.ttft ?? 0) >= sent.length);
+      },
+      20_000,
+      () => `both workers to learn from all ${sent.length} requests (${JSON.stringify(sent)}): before ${JSON.stringify(before)}, now ${JSON.stringify(now)}`,
+    );
   });
 
   it('answers the debug routes on the metrics port from its workers, in turn', async () => {

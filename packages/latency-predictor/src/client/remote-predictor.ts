@@ -90,6 +90,9 @@ export class RemotePredictor implements LatencyPredictor {
     return this.coalescer.submit(rows).then((predictions) => ({ predictions, source: 'remote' as const }));
   }
 
+  /** The servers learn from what each process sends them; nothing of a peer's is sent twice. */
+  learnFromPeers(_entries: readonly TrainingEntry[]): void {}
+
   train(entries: readonly TrainingEntry[]): void {
     if (this.closed || entries.length === 0) return;
     const limit = this.config.maxSampleSize * BUFFERED_FLUSHES;

@@ -114,6 +114,10 @@ export class BuiltinPredictor implements LatencyPredictor {
     if (entries.length > 0) this.lastUpdate = new Date();
   }
 
+  learnFromPeers(entries: readonly TrainingEntry[]): void {
+    this.train(entries);
+  }
+
   snapshot(): { ttft: ModelSnapshot; tpot: ModelSnapshot } {
     return { ttft: this.ttft.snapshot(), tpot: this.tpot.snapshot() };
   }

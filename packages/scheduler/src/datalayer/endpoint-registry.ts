@@ -20,7 +20,21 @@ export interface RegistryOptions {
   drainingLabel: string;
   logger: Logger;
   now?: () => number;
+  /**
+   * `scrape` (default): this registry reads every endpoint's /metrics. `external`: it never does;
+   * another process scrapes and hands each outcome to `recordScrape` — one scrape of each pod for
+   * all of an EPP's routing workers, rather than one per worker.
+   */
+  metricsSource?: 'scrape' | 'external';
+  /** Every scrape this registry made, as it recorded it (what a scraping primary relays to its workers). */
+  onScraped?: (id: string, outcome: ScrapeOutcome) => void;
 }
+
+/** One scrape of an endpoint's /metrics: its load, or why there is none. */
+export type ScrapeOutcome =
+  | { metrics: EndpointMetrics }
+  /** `timeout`: the answer was slow, which takes the endpoint out only once its last metrics are stale. */
+  | { failure: string; timeout: boolean };
 
 interface EndpointState {
   endpoint: Endpoint;
@@ -83,7 +97,7 @@ export class EndpointRegistry {
       else {
         this.states.set(t.id, { endpoint, metrics: null, inFlight: 0, healthy: true, reason: null, scraping: false });
         this.options.logger.info({ endpoint: t.id, name: t.name, model: t.model }, 'endpoint added');
-        void this.scrape(this.states.get(t.id)!);
+        if (this.options.metricsSource !== 'external') void this.scrape(this.states.get(t.id)!);
       }
     }
     for (const l of this.listeners) l();
@@ -95,7 +109,7 @@ export class EndpointRegistry {
   }
 
   start(): void {
-    if (this.timer) return;
+    if (this.timer || this.options.metricsSource === 'external') return;
     this.timer = setInterval(() => {
       for (const s of this.states.values()) void this.scrape(s);
     }, this.options.scrapeIntervalMs);
@@ -194,41 +208,66 @@ export class EndpointRegistry {
     return v !== undefined && v !== '' && v !== 'false';
   }
 
+  /** A scrape another process made (metricsSource `external`); ignored for an endpoint this registry does not know. */
+  recordScrape(id: string, outcome: ScrapeOutcome): void {
+    const s = this.states.get(id);
+    if (s) this.record(s, outcome);
+  }
+
   private async scrape(s: EndpointState): Promise<void> {
     if (s.scraping) return;
     s.scraping = true;
     const epoch = this.epoch;
     try {
-      let text: string;
-      try {
-        text = await this.client.get(s.endpoint.address, s.endpoint.port, this.options.path);
-      } catch (err) {
-        if (epoch === this.epoch) this.options.onScrapeError?.('poll');
-        throw err;
-      }
-      const metrics = parseEndpointMetrics(text, this.now());
-      if (metrics === null) {
-        this.options.onScrapeError?.('extract');
-        throw new Error('no model-server load metrics in the answer');
-      }
-      s.metrics = metrics;
+      const outcome = await this.read(s, epoch);
+      // A scrape the registry dropped meanwhile (endpoint removed, or registry stopped) needs no bookkeeping.
+      if (this.states.get(s.endpoint.id) !== s || epoch !== this.epoch) return;
+      this.record(s, outcome);
+      this.options.onScraped?.(s.endpoint.id, outcome);
+    } finally {
+      s.scraping = false;
+    }
+  }
+
+  private async read(s: EndpointState, epoch: number): Promise<ScrapeOutcome> {
+    let text: string;
+    try {
+      text = await this.client.get(s.endpoint.address, s.endpoint.port, this.options.path);
+    } catch (err) {
+      if (epoch === this.epoch) this.options.onScrapeError?.('poll');
+      return { failure: describe(err), timeout: (err as Error).name === 'TimeoutError' };
+    }
+    let metrics: EndpointMetrics | null;
+    try {
+      metrics = parseEndpointMetrics(text, this.now());
+    } catch (err) {
+      // Not Prometheus text at all: no load could be read from it either.
+      this.options.onScrapeError?.('extract');
+      return { failure: `unreadable metrics: ${(err as Error).message}`, timeout: false };
+    }
+    if (metrics === null) {
+      this.options.onScrapeError?.('extract');
+      return { failure: 'no model-server load metrics in the answer', timeout: false };
+    }
+    return { metrics };
+  }
+
+  private record(s: EndpointState, outcome: ScrapeOutcome): void {
+    if ('metrics' in outcome) {
+      s.metrics = outcome.metrics;
       if (!s.healthy) {
         this.options.logger.info({ endpoint: s.endpoint.id }, 'endpoint answers again; back in the candidate set');
         s.healthy = true;
         s.reason = null;
         for (const l of this.listeners) l();
       }
-    } catch (err) {
-      // A scrape the registry dropped meanwhile (endpoint removed, or registry stopped) needs no bookkeeping.
-      if (this.states.get(s.endpoint.id) !== s || epoch !== this.epoch) return;
-      // A slow answer is a busy pod (or a busy router on a loaded node), not a dead one: a timeout
-      // takes it out only once its last good metrics are stale. Refused or reset: out at once.
-      const recent = s.metrics !== null && s.metrics.scrapedAt >= this.now() - this.options.staleAfterMs;
-      if ((err as Error).name === 'TimeoutError' && recent) return;
-      this.markDown(s.endpoint.id, `metrics scrape failed: ${describe(err)}`);
-    } finally {
-      s.scraping = false;
+      return;
     }
+    // A slow answer is a busy pod (or a busy router on a loaded node), not a dead one: a timeout
+    // takes it out only once its last good metrics are stale. Refused or reset: out at once.
+    const recent = s.metrics !== null && s.metrics.scrapedAt >= this.now() - this.options.staleAfterMs;
+    if (outcome.timeout && recent) return;
+    this.markDown(s.endpoint.id, `metrics scrape failed: ${outcome.failure}`);
   }
 }
 

@@ -1,6 +1,8 @@
 import type { IndexSnapshot, PodEntry } from '@kvix/kv-index';
 import type { PodTarget } from '@kvix/kv-ingest';
 import type { PoolResourcesState } from '@kvix/kubernetes';
+import type { TrainingEntry } from '@kvix/latency-predictor';
+import type { ScrapeOutcome } from '@kvix/scheduler';
 import type { IndexOp } from '@kvix/replication';
 import type { WorkerAnalytics } from './analytics-merge.js';
 
@@ -21,6 +23,10 @@ export type PrimaryMessage =
   | { kvix: 'targets'; targets: PodTarget[] }
   /** The InferencePool's rewrite rules and objectives the primary follows (sent before the first targets, then on change). */
   | { kvix: 'pool-resources'; resources: PoolResourcesState }
+  /** Other workers' completed requests' latencies, for this worker's built-in latency model to learn from too. */
+  | { kvix: 'training'; entries: TrainingEntry[] }
+  /** The primary's scrapes of the endpoints' /metrics since the last message (on `discovery?`: the latest of each). */
+  | { kvix: 'scrapes'; scrapes: { id: string; outcome: ScrapeOutcome }[] }
   | { kvix: 'status?'; id: number }
   | { kvix: 'metrics?'; id: number }
   /** This worker's reuse analytics, to merge with the others' for /v1/analytics and /ui; `prefixes` false: without the shared-prefix sketch. */
@@ -68,6 +74,8 @@ export type WorkerMessage =
   /** The worker's index is built and empty: send the snapshot and the operations after it. */
   | { kvix: 'feed?' }
   | { kvix: 'started'; gatewayPort: number | null; extProcPort: number | null }
+  /** This worker's observed latencies of one event-loop turn (already sent to any training server), for the others. */
+  | { kvix: 'training'; entries: TrainingEntry[] }
   /** This worker's routing decisions of one event-loop turn. */
   | { kvix: 'speculation'; decisions: SpeculativeDecision[] }
   /** Discovery's pods and the pool's resources now, and every change after (the worker has no discovery of its own). */

@@ -4,6 +4,7 @@ import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { PublishingIndex, type IndexOp, type OpSink } from '@kvix/replication';
 import { registerReuseRoutes, ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
+import { DataLayerMetrics, EndpointRegistry, metricsDataSource, parsePickerConfig, SchedulerError, type ScrapeOutcome } from '@kvix/scheduler';
 import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -68,6 +69,9 @@ export class EppPrimary implements OpSink {
   /** The pool's resources and the EPP's status on them, followed once for all workers. */
   private poolFollow: { stop(): Promise<void> } | null = null;
   private poolResources: PoolResourcesState | null = null;
+  /** Scrapes every endpoint's /metrics once for all workers; its outcomes go to them per event-loop turn. */
+  private endpoints: EndpointRegistry | null = null;
+  private scrapes: { id: string; outcome: ScrapeOutcome }[] = [];
   private batch: IndexOp[] = [];
   private flushScheduled = false;
   /** Index batches sent so far; a fed worker's appliedSeq reaches it. */
@@ -143,10 +147,14 @@ export class EppPrimary implements OpSink {
     }
     const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, this.logger), ...(this.kube ? [this.kube.discovery] : [])]);
     this.hub = hub;
+    const endpoints = this.scrapeEndpoints();
     await hub.start();
     hub.subscribe((targets) => {
       for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'targets', targets: [...targets] });
+      // After the targets: a worker records a scrape only for an endpoint it knows.
+      endpoints.setTargets(targets);
     });
+    endpoints.start();
     if (this.kube?.pool) {
       const logger = this.logger.child({ component: 'kubernetes' });
       this.poolFollow = await this.kube.followPool({
@@ -160,6 +168,49 @@ export class EppPrimary implements OpSink {
         subscribeTargets: (listener) => hub.subscribe(listener),
       });
     }
+  }
+
+  /**
+   * The endpoints' /metrics, read here once per interval for every worker: N workers each scraping
+   * every pod would ask each model server N times as often (`auto` on a 32-core node: 31×).
+   */
+  private scrapeEndpoints(): EndpointRegistry {
+    let dataSource: ReturnType<typeof metricsDataSource>;
+    try {
+      dataSource = metricsDataSource(parsePickerConfig(this.config.scheduler));
+    } catch (err) {
+      if (err instanceof SchedulerError) throw new ConfigError(err.message);
+      throw err;
+    }
+    const errors = new DataLayerMetrics(this.registry);
+    this.endpoints = new EndpointRegistry({
+      ...dataSource,
+      drainingLabel: this.config.drainingLabel,
+      logger: this.logger.child({ component: 'endpoints' }),
+      onScrapeError: (kind) => errors.scrapeError(kind),
+      onScraped: (id, outcome) => {
+        if (this.scrapes.length === 0) setImmediate(() => this.flushScrapes());
+        this.scrapes.push({ id, outcome });
+      },
+    });
+    return this.endpoints;
+  }
+
+  private flushScrapes(): void {
+    const scrapes = this.scrapes;
+    this.scrapes = [];
+    if (scrapes.length === 0) return;
+    for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'scrapes', scrapes });
+  }
+
+  /** The latest of each endpoint's scrapes, for a worker that just started. */
+  private latestScrapes(): { id: string; outcome: ScrapeOutcome }[] {
+    const out: { id: string; outcome: ScrapeOutcome }[] = [];
+    for (const s of this.endpoints?.status() ?? []) {
+      if (!s.healthy) out.push({ id: s.id, outcome: { failure: s.reason ?? 'unreachable', timeout: false } });
+      else if (s.metrics) out.push({ id: s.id, outcome: { metrics: s.metrics } });
+    }
+    return out;
   }
 
   /** The index and the ingestor, as a single EPP process has them; its applier's operations also go to the workers. */
@@ -266,6 +317,7 @@ export class EppPrimary implements OpSink {
         slot.discovery = true;
         if (this.poolResources) this.send(slot, { kvix: 'pool-resources', resources: this.poolResources });
         this.send(slot, { kvix: 'targets', targets: [...(this.hub?.targets ?? [])] });
+        this.send(slot, { kvix: 'scrapes', scrapes: this.latestScrapes() });
         // What the others have in flight now; later changes follow as they say them.
         for (const other of this.slots) if (other && other !== slot && (Object.keys(other.load).length > 0 || Object.keys(other.tokens).length > 0)) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load, tokens: other.tokens });
         break;
@@ -277,6 +329,9 @@ export class EppPrimary implements OpSink {
       case 'speculation':
         // Relayed to every other worker following the index; the sender already holds it.
         this.broadcast(m, slot);
+        break;
+      case 'training':
+        for (const other of this.slots) if (other !== slot && other?.discovery) this.send(other, m);
         break;
       case 'load':
         slot.load = m.counts;
@@ -454,6 +509,7 @@ export class EppPrimary implements OpSink {
       for (const p of this.pending.values()) clearTimeout(p.timer);
       await this.ops?.close();
       await this.poolFollow?.stop();
+      this.endpoints?.stop();
       await this.ingestor?.stop();
       await this.hub?.stop();
       await this.stack?.index.close();

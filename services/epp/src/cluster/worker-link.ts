@@ -1,6 +1,8 @@
 import type { InMemoryIndex, PodEntry } from '@kvix/kv-index';
 import type { DiscoverySource, PodTarget } from '@kvix/kv-ingest';
 import type { PoolResourcesState } from '@kvix/kubernetes';
+import type { LatencyPredictor, TrainingEntry } from '@kvix/latency-predictor';
+import type { ScrapeOutcome } from '@kvix/scheduler';
 import { applyIndexOps, type InFlightSource, type InFlightTokenSource, type SpeculationSink } from '@kvix/replication';
 import type { Readiness } from '@kvix/service-kit';
 import type { FastifyInstance } from 'fastify';
@@ -60,6 +62,12 @@ export class PrimaryLink implements SpeculationSink {
   private discovered: ((targets: readonly PodTarget[]) => void) | null = null;
   private poolResources: PoolResourcesState | null = null;
   private onPoolResources: ((resources: PoolResourcesState) => void) | null = null;
+  /** Where the primary's scrapes go; until it is set, the latest outcome of each endpoint waits here. */
+  private scrapeSink: ((id: string, outcome: ScrapeOutcome) => void) | null = null;
+  private readonly earlyScrapes = new Map<string, ScrapeOutcome>();
+  private predictor: LatencyPredictor | null = null;
+  /** Observed latencies of this event-loop turn, sent together at its end. */
+  private training: TrainingEntry[] = [];
 
   constructor(
     /** Named in the gateway's `x-kvix-worker` header and in logs. */
@@ -108,6 +116,44 @@ export class PrimaryLink implements SpeculationSink {
   followPool(apply: (resources: PoolResourcesState) => void): void {
     this.onPoolResources = apply;
     if (this.poolResources) apply(this.poolResources);
+  }
+
+  /**
+   * The endpoints' load as the primary scrapes it, into this worker's endpoint registry (which
+   * scrapes nothing itself): one scrape of each pod per interval for the whole EPP.
+   */
+  followScrapes(sink: (id: string, outcome: ScrapeOutcome) => void): void {
+    this.scrapeSink = sink;
+    for (const [id, outcome] of this.earlyScrapes) sink(id, outcome);
+    this.earlyScrapes.clear();
+  }
+
+  /**
+   * The latency predictor, learning from every worker's requests: what this worker observes goes
+   * to the others (through the primary) and theirs come here, so a built-in model learns from all
+   * of the EPP's traffic rather than this worker's share. A training server still gets each
+   * observation once, from the worker that made it.
+   */
+  shareTraining(predictor: LatencyPredictor): LatencyPredictor {
+    this.predictor = predictor;
+    return {
+      predict: (rows) => predictor.predict(rows),
+      train: (entries) => {
+        predictor.train(entries);
+        if (entries.length === 0) return;
+        if (this.training.length === 0) setImmediate(() => this.flushTraining());
+        for (const e of entries) this.training.push(e);
+      },
+      learnFromPeers: (entries) => predictor.learnFromPeers(entries),
+      describe: () => predictor.describe(),
+      close: () => predictor.close(),
+    };
+  }
+
+  private flushTraining(): void {
+    const entries = this.training;
+    this.training = [];
+    if (entries.length > 0) this.send({ kvix: 'training', entries });
   }
 
   serve(surface: WorkerSurface): void {
@@ -242,6 +288,15 @@ export class PrimaryLink implements SpeculationSink {
       case 'pool-resources':
         this.poolResources = msg.resources;
         this.onPoolResources?.(msg.resources);
+        break;
+      case 'training':
+        this.predictor?.learnFromPeers(msg.entries);
+        break;
+      case 'scrapes':
+        for (const { id, outcome } of msg.scrapes) {
+          if (this.scrapeSink) this.scrapeSink(id, outcome);
+          else this.earlyScrapes.set(id, outcome);
+        }
         break;
       case 'targets':
         if (this.discovered) this.discovered(msg.targets);

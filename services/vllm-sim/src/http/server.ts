@@ -287,7 +287,10 @@ export function buildServer(ctx: RankContext): FastifyInstance {
     return { success };
   });
 
+  // How often routers read /metrics (tests check how many processes scrape; vLLM has no such count).
+  let metricsReads = 0;
   app.get('/metrics', async (_req, reply) => {
+    metricsReads++;
     reply.header('content-type', ctx.metrics.registry.contentType);
     return ctx.metrics.text();
   });
@@ -306,6 +309,7 @@ export function buildServer(ctx: RankContext): FastifyInstance {
       kvUsage: e.stats.kvUsage,
       publisher: { ...p.stats, nextSeq: p.stats.nextSeq.toString(), endpoint: p.endpoint, replayEndpoint: p.replayEndpoint },
       faults: ctx.faults,
+      metricsReads,
     };
   });
 
