@@ -68,7 +68,8 @@ export class ReuseHistory {
   sample(): Promise<void> {
     this.sampling ??= (async () => {
       try {
-        this.push(toPoint(await analyticsView(this.sources, 1), Date.now()));
+        // No shared prefixes: a point does not chart them, and merged tallies ship without them.
+        this.push(toPoint(await analyticsView(this.sources, 0), Date.now()));
       } catch (err) {
         // A backend away (Redis) skips a sample; the chart shows the hole.
         this.onError(err as Error);

@@ -3,14 +3,14 @@ import { ReuseAnalytics } from '@kvix/scoring';
 import Fastify from 'fastify';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { registerReuseRoutes, ReuseHistory, type ReuseSources } from '../src/index.js';
+import { analyticsView, registerReuseRoutes, ReuseHistory, type ReuseSources, type ReuseTallies } from '../src/index.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
-function sources(): ReuseSources {
+function sources(): ReuseSources & { analytics: ReuseAnalytics } {
   const ingestMetrics = new IngestMetrics(new Registry());
   const stack = createIndexStack(IndexSettingsSchema.parse({}), ingestMetrics);
   closers.push(() => stack.index.close());
@@ -68,5 +68,35 @@ describe('the page routes', () => {
     const a = await app(false);
     expect((await a.inject('/v1/analytics/history?since=yesterday')).statusCode).toBe(400);
     expect((await a.inject('/v1/analytics/history')).json()).toEqual({ interval_ms: 1000, points: [] });
+  });
+});
+
+describe('the analytics view', () => {
+  it('of one process reads speculation from its own index and names no workers', async () => {
+    const src = sources();
+    await src.stack.index.add(null, BigUint64Array.of(1n, 2n), [{ pod: 'a:1', tier: 'gpu', speculative: false }]);
+    await src.stack.index.add(null, BigUint64Array.of(3n), [{ pod: 'a:1', tier: 'gpu', speculative: true }]);
+    const view = await analyticsView(src, 5);
+    expect(view).not.toHaveProperty('workers');
+    expect(view.index.entries).toBe(3);
+    expect(view.index.byPod).toEqual({ 'a:1': { entries: 3, speculative: 1 } });
+    expect(view.speculation).toMatchObject({ active: 1, confirmed: 0, expired: 0 });
+  });
+
+  it("of tallies counted by routing workers adds their speculative entries to the index's confirmed ones and names the workers", async () => {
+    const src = sources();
+    await src.stack.index.add(null, BigUint64Array.of(1n, 2n), [{ pod: 'a:1', tier: 'gpu', speculative: false }]);
+    const routed: ReuseTallies = {
+      snapshot: async (top) => ({
+        ...src.analytics.snapshot(top),
+        speculation: { active: 3, confirmed: 4, expired: 1, byPod: { 'a:1': 1, 'b:1': 2 }, confirmationBuckets: [{ le: 0.05, count: 3 }, { le: 0.1, count: 4 }, { le: Number.POSITIVE_INFINITY, count: 4 }] },
+        workers: { included: ['1', '2'], missing: ['3'] },
+      }),
+    };
+    const view = await analyticsView({ ...src, analytics: routed }, 5);
+    expect(view.workers).toEqual({ included: ['1', '2'], missing: ['3'] });
+    expect(view.index.entries).toBe(2 + 3);
+    expect(view.index.byPod).toEqual({ 'a:1': { entries: 3, speculative: 1 }, 'b:1': { entries: 2, speculative: 2 } });
+    expect(view.speculation).toEqual({ active: 3, confirmed: 4, expired: 1, accuracy: 0.8, confirmationSeconds: { count: 4, p50: 0.05, p90: 0.1, p99: 0.1 } });
   });
 });

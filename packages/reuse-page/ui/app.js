@@ -199,7 +199,9 @@
     window.kvixReusePage = { updates, points: points.length };
     const status = el('status');
     status.className = '';
-    status.textContent = `${num(view.scoring.requests)} prompts scored, ${num(view.routing.decisions)} routed since ${new Date(view.since).toLocaleString()} · every ${history.interval_ms / 1000} s`;
+    // An EPP with routing workers merges theirs; one that did not answer is left out of the counts.
+    const workers = view.workers ? ` · workers ${view.workers.included.join(', ') || 'none'}${view.workers.missing.length > 0 ? ` (${view.workers.missing.join(', ')} not answering: left out)` : ''}` : '';
+    status.textContent = `${num(view.scoring.requests)} prompts scored, ${num(view.routing.decisions)} routed since ${new Date(view.since).toLocaleString()} · every ${history.interval_ms / 1000} s${workers}`;
   }
 
   async function loop() {

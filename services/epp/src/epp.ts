@@ -3,7 +3,7 @@ import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, 
 import { indexRole, Replication, SpeculationSharingIndex } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
-import { ReuseHistory } from '@kvix/reuse-page';
+import { ReuseHistory, speculationTally } from '@kvix/reuse-page';
 import { AdaptiveSpeculativeTtl, PrefixScorer, ReuseAnalytics, ScoringMetrics } from '@kvix/scoring';
 import { ModelTokenizers } from '@kvix/tokenization';
 import type { LatencyPredictor } from '@kvix/latency-predictor';
@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { EppConfig } from './config.js';
-import type { PrimaryLink } from './cluster/worker-link.js';
+import type { PrimaryLink, WorkerSurface } from './cluster/worker-link.js';
 import { startExtProcServer, type RunningExtProc } from './extproc/server.js';
 import { Gateway } from './gateway/gateway.js';
 import { registerLatencyDebug, wireLatency } from './latency.js';
@@ -86,6 +86,8 @@ export class Epp {
     let tokenizers: ModelTokenizers | null = null;
     let prefixScorer: PrefixScorer | null = null;
     let reuse: OpsContext['reuse'] = null;
+    /** A worker's answer to the primary, which merges every worker's for /v1/analytics and /ui. */
+    let workerAnalytics: WorkerSurface['analytics'] | null = null;
     if (config.embeddedIndex) {
       const ingestMetrics = new IngestMetrics(registry);
       const scoringMetrics = new ScoringMetrics(registry);
@@ -125,6 +127,8 @@ export class Epp {
       const ing = ingestor;
       const pods = { pods: () => (ing ? ing.podStates() : hub.targets.map((t) => ({ id: t.id, stream: null }))) };
       const sources = { analytics, stack, pods, ingestMetrics };
+      const workerStack = stack;
+      workerAnalytics = async (prefixes) => ({ reuse: analytics.state({ prefixes }), speculation: await speculationTally(workerStack, ingestMetrics) });
       reuse = { sources, history: new ReuseHistory(sources, { intervalMs: config.analytics.historyIntervalMs, capacity: config.analytics.historyPoints }), topPrefixes: config.analytics.topPrefixes };
     }
     const latency = await wireLatency(config, registry, logger, worker ? (p) => worker.shareTraining(p) : undefined);
@@ -163,9 +167,10 @@ export class Epp {
         worker.followPool((resources) => router.director.setPoolResources(resources));
         worker.followScrapes((id, outcome) => router.registry.recordScrape(id, outcome));
         worker.shareLoad(router.registry, latency.deps?.inFlightTokens ?? null);
-        worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []) });
+        worker.serve({ registry, readiness: () => epp.readiness(), pods: async () => (index ? (await index.podCounts()).map((c) => ({ pod: c.pod, entries: c.entries, speculative: c.speculative })) : []), ...(workerAnalytics ? { analytics: workerAnalytics } : {}) });
         // The debug routes, never listening: the primary's metrics port (which applies its TLS and
-        // token) forwards to them. No /ui or analytics: each worker sees only its own decisions.
+        // token) forwards to them. No /ui or analytics here: each worker sees only its own decisions,
+        // so the primary serves them, merging every worker's (see `serve`'s analytics).
         const debug = buildOpsServer({ registry, router, ingestor: null, stack, replication, scorer: prefixScorer, discoveredPods: () => hub.targets.map((t) => t.id), readiness: () => epp.readiness(), reuse: null, logger, listener: { ...config.metrics, tls: undefined, authTokenFile: undefined }, debugRoutes: config.debugRoutes });
         registerLatencyDebug(debug, latency.predictor);
         worker.serveDebug(debug);

@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +31,16 @@ let pods: { pod: SimPod; id: string; eventPort: number }[] = [];
 let epp: ManagedProcess;
 let gatewayPort: number;
 let metricsPort: number;
+/** The worker named by every answer the gateway of `epp` gave: each is one routing decision that worker counted. */
+const answeredBy: string[] = [];
 let endpointsFile: string;
+
+/** The worker an answer names; an answer of `epp`'s gateway is recorded in `answeredBy`. */
+function counted(port: number, res: IncomingMessage): string | undefined {
+  const worker = res.headers['x-kvix-worker'] as string | undefined;
+  if (port === gatewayPort && res.statusCode === 200 && worker !== undefined) answeredBy.push(worker);
+  return worker;
+}
 
 /** One request on a connection of its own: node:cluster hands each new connection to a worker. */
 function complete(port: number, prompt: string, maxTokens = 1): Promise<{ status: number; worker: string | undefined; endpoint: string | undefined }> {
@@ -39,7 +48,7 @@ function complete(port: number, prompt: string, maxTokens = 1): Promise<{ status
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: res.headers['x-kvix-worker'] as string | undefined, endpoint: res.headers['x-kvix-endpoint'] as string | undefined }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: counted(port, res), endpoint: res.headers['x-kvix-endpoint'] as string | undefined }));
     });
     req.on('error', reject);
     req.end(body);
@@ -52,7 +61,7 @@ function streamed(port: number, prompt: string): Promise<{ status: number; worke
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: res.headers['x-kvix-worker'] as string | undefined }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, worker: counted(port, res) }));
     });
     req.on('error', reject);
     req.end(body);
@@ -61,6 +70,21 @@ function streamed(port: number, prompt: string): Promise<{ status: number; worke
 
 async function workers(): Promise<{ indexSeq: number; restarts: number; workers: WorkerView[] }> {
   return (await (await fetch(`http://127.0.0.1:${metricsPort}/debug/workers`)).json()) as { indexSeq: number; restarts: number; workers: WorkerView[] };
+}
+
+interface AnalyticsDocument {
+  scoring: { requests: number };
+  routing: { decisions: number; by_pod: Record<string, { requests: number; blocks: number }> };
+  top_prefixes: { requests: number; pods: string[] }[];
+  events: Record<string, unknown>;
+  index: { by_pod: Record<string, { entries: number; speculative: number }> };
+  workers: { included: string[]; missing: string[] };
+}
+
+async function analytics(): Promise<AnalyticsDocument> {
+  const res = await fetch(`http://127.0.0.1:${metricsPort}/v1/analytics`);
+  expect(res.status).toBe(200);
+  return (await res.json()) as AnalyticsDocument;
 }
 
 const ready = async (): Promise<boolean> => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200;
@@ -94,6 +118,8 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-workers-'));
   endpointsFile = join(dir, 'endpoints.yaml');
   writeEndpoints(pods);
+  // The /ui history sampled often, so a test sees the merged counts in it soon.
+  writeFileSync(join(dir, 'config.yaml'), stringify({ analytics: { historyIntervalMs: 200 } }));
   // The default profile, its pods' /metrics read once when each pod is added and then every 10 minutes:
   // each read during the test is one process scraping.
   const schedulerFile = join(dir, 'scheduler.yaml');
@@ -101,7 +127,7 @@ beforeAll(async () => {
   let extProcPort: number;
   [gatewayPort, extProcPort, metricsPort] = (await freePorts(3)) as [number, number, number];
   // The built-in latency predictor: the predicted-latency producer keeps tokens in flight per pod, which the workers share.
-  epp = cli.run(['--routing-workers', '2', '--endpoints-file', endpointsFile, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0', '--latency-predictor', 'builtin', '--scheduler-config', schedulerFile]);
+  epp = cli.run(['--routing-workers', '2', '--config', join(dir, 'config.yaml'), '--endpoints-file', endpointsFile, '--gateway-port', String(gatewayPort), '--ext-proc-port', String(extProcPort), '--metrics-port', String(metricsPort), '--tokenizer-workers', '0', '--latency-predictor', 'builtin', '--scheduler-config', schedulerFile]);
   await waitFor(() => epp.output().includes('"epp started"') || epp.child.exitCode !== null, 60_000, 'the primary and its workers to start');
   expect(epp.child.exitCode, epp.output()).toBeNull();
   await waitFor(ready, 30_000, () => `readiness (every worker ready)\n${epp.output()}`);
@@ -278,6 +304,51 @@ describe('kvix-epp --routing-workers 2', () => {
     expect(score.worker).not.toBeNull();
   });
 
+  it('serves /ui and /v1/analytics on the primary, counting every decision of both workers exactly once', async () => {
+    const seen = await routedByBoth((i) => `${'Summarise the report in three lines. '.repeat(20)} Report number ${i}.`);
+    expect(new Set(seen.map((s) => s.worker)).size).toBe(2);
+    const ids = [...new Set(answeredBy)].sort();
+    expect(ids).toHaveLength(2);
+    // Each request was counted by the worker that routed it; the primary's document is their sum.
+    const total = answeredBy.length;
+    const last = seen.at(-1)!.endpoint!;
+    let doc = await analytics();
+    await waitFor(
+      async () => {
+        doc = await analytics();
+        // ...and the primary to have ingested the last one's blocks from its pod's events.
+        return doc.routing.decisions >= total && doc.scoring.requests >= total && (doc.index.by_pod[last]?.entries ?? 0) > 0;
+      },
+      20_000,
+      () => `the analytics to count the ${total} requests routed so far, and the index to hold ${last}'s blocks: ${JSON.stringify(doc)}`,
+    );
+    expect(doc.routing.decisions).toBe(total);
+    expect(doc.scoring.requests).toBe(total);
+    expect(Object.values(doc.routing.by_pod).reduce((n, t) => n + t.requests, 0)).toBe(total);
+    expect(doc.workers.included.sort()).toEqual(ids);
+    expect(doc.workers.missing).toEqual([]);
+    // The index side is the primary's own: both pods' event streams.
+    expect(Object.keys(doc.events).sort()).toEqual(pods.map((p) => p.id).sort());
+    // The page, and its history sampling the same merged counts.
+    const page = await fetch(`http://127.0.0.1:${metricsPort}/ui/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    expect(await page.text()).toContain('src="app.js"');
+    const routedBlocks = Object.values(doc.routing.by_pod).reduce((n, t) => n + t.blocks, 0);
+    let history: { points: { t: number; by_pod: Record<string, { blocks: number }> }[] } = { points: [] };
+    await waitFor(
+      async () => {
+        history = (await (await fetch(`http://127.0.0.1:${metricsPort}/v1/analytics/history`)).json()) as typeof history;
+        const last = history.points.at(-1);
+        return last !== undefined && Object.values(last.by_pod).reduce((n, t) => n + t.blocks, 0) === routedBlocks;
+      },
+      20_000,
+      () => `a history point with the ${routedBlocks} routed blocks of the merged document: ${JSON.stringify(history.points.at(-1))}`,
+    );
+    // Shared prefixes are merged too: the long instruction every request began with.
+    expect(doc.top_prefixes.some((p) => p.requests >= seen.length)).toBe(true);
+  });
+
   it('replaces a killed worker, logs its death once, and keeps routing with both workers', async () => {
     const before = await workers();
     const victim = before.workers[0]!;
@@ -295,6 +366,24 @@ describe('kvix-epp --routing-workers 2', () => {
     expect(epp.output().split('\n').filter((l) => l.includes('epp worker died')).length).toBe(1);
     const seen = await routedByBoth((i) => `after the restart ${i}`);
     expect(seen.some((s) => s.worker !== String(victim.worker))).toBe(true);
+  });
+
+  it("leaves a dead worker's counts out of the analytics (its replacement counts from zero), counting none twice", async () => {
+    const live = (await workers()).workers.map((w) => String(w.worker)).sort();
+    const expected = answeredBy.filter((w) => live.includes(w)).length;
+    // The dead worker routed some of the requests: they are gone from the sum.
+    expect(expected).toBeLessThan(answeredBy.length);
+    let doc = await analytics();
+    await waitFor(
+      async () => {
+        doc = await analytics();
+        return doc.routing.decisions >= expected;
+      },
+      20_000,
+      () => `the analytics to count the live workers' ${expected} requests: ${JSON.stringify(doc)}`,
+    );
+    expect(doc.routing.decisions).toBe(expected);
+    expect(doc.workers.included.sort()).toEqual(live);
   });
 
   it('stops its workers and itself cleanly on SIGTERM', async () => {

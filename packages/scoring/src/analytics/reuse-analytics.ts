@@ -1,8 +1,9 @@
 import type { PodScore } from '@kvix/kv-index';
 import type { ScoringMetrics } from '../metrics.js';
-import { TopPrefixes, type SharedPrefix } from './top-prefixes.js';
+import { mergeTopPrefixes, reportPrefixes, TopPrefixes, type SharedPrefix, type TopPrefixesState } from './top-prefixes.js';
 
-interface Tally {
+/** Running totals of one model or pod (plain data: part of `ReuseState`). */
+export interface Tally {
   requests: number;
   blocks: number;
   /** Blocks the pod (best, or chosen) held, any tier. */
@@ -33,6 +34,24 @@ export interface ReuseSnapshot {
   topPrefixes: SharedPrefix[];
 }
 
+/**
+ * ReuseAnalytics' running totals as plain data (records, numbers, bigints; no functions), so that
+ * several processes' can cross an IPC channel and be merged (`mergeReuseStates`) into the totals
+ * one process would have kept, then read as one `ReuseSnapshot` (`reuseSnapshot`).
+ */
+export interface ReuseState {
+  blockSize: number;
+  /** Unix milliseconds the totals run from. */
+  since: number;
+  scored: number;
+  decided: number;
+  byModel: Record<string, Tally>;
+  routedByPod: Record<string, Tally>;
+  routedByModel: Record<string, Tally>;
+  /** The shared-prefix sketch; null when not asked for (it is most of the state's size). */
+  prefixes: TopPrefixesState | null;
+}
+
 /** Most pods tracked per pod-keyed table, so a churning fleet cannot grow it without bound. */
 const MAX_PODS = 10_000;
 
@@ -51,7 +70,7 @@ export class ReuseAnalytics {
   readonly prefixes: TopPrefixes;
 
   constructor(
-    blockSize: number,
+    private readonly blockSize: number,
     private readonly metrics: ScoringMetrics | null = null,
     topPrefixCapacity = 4096,
   ) {
@@ -97,12 +116,22 @@ export class ReuseAnalytics {
     this.routedByPod.delete(pod);
   }
 
+  /** The `topLimit` most shared prefixes (0: none), with the hit ratios. */
   snapshot(topLimit = 20): ReuseSnapshot {
+    return reuseSnapshot(this.state({ prefixes: topLimit > 0 }), topLimit);
+  }
+
+  /** A copy of the running totals as plain data; `prefixes: false` leaves the sketch out. */
+  state(options: { prefixes: boolean }): ReuseState {
     return {
-      since: this.since.toISOString(),
-      scoring: { requests: this.scored, byModel: views(this.byModel) },
-      routing: { decisions: this.decided, byPod: views(this.routedByPod), byModel: views(this.routedByModel) },
-      topPrefixes: this.prefixes.report(topLimit),
+      blockSize: this.blockSize,
+      since: this.since.getTime(),
+      scored: this.scored,
+      decided: this.decided,
+      byModel: copyTallies(this.byModel),
+      routedByPod: copyTallies(this.routedByPod),
+      routedByModel: copyTallies(this.routedByModel),
+      prefixes: options.prefixes ? this.prefixes.state() : null,
     };
   }
 
@@ -134,9 +163,69 @@ function add(t: Tally, blocks: number, hit: number, ratio: number, tiers: Record
   if (tiers) for (const [tier, n] of Object.entries(tiers)) t.tiers[tier] = (t.tiers[tier] ?? 0) + n;
 }
 
-function views(map: Map<string, Tally>): Record<string, TallyView> {
-  const out: Record<string, TallyView> = {};
-  for (const [k, t] of map) {
+/**
+ * A record keyed by data (model and pod names): without a prototype, so that a name such as
+ * `__proto__` is a key like any other.
+ */
+function record<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
+function copyTallies(map: Map<string, Tally>): Record<string, Tally> {
+  const out = record<Tally>();
+  for (const [k, t] of map) out[k] = { ...t, tiers: { ...t.tiers } };
+  return out;
+}
+
+/**
+ * Several processes' totals as the one process that saw all their requests would have kept them:
+ * every count and sum adds up exactly (requests, blocks, hit blocks, per-tier blocks; the sums of
+ * per-request ratios behind the means to floating-point rounding, as they add in another order),
+ * and ratios are taken after the sums. `since` is the earliest. The shared prefixes merge as
+ * `mergeTopPrefixes` says: exact until a process's sketch fills up, bounded after. The states'
+ * block size must agree (the processes share one configuration).
+ */
+export function mergeReuseStates(states: readonly ReuseState[], blockSize: number): ReuseState {
+  const merged: ReuseState = { blockSize, since: Date.now(), scored: 0, decided: 0, byModel: record(), routedByPod: record(), routedByModel: record(), prefixes: null };
+  const sketches: TopPrefixesState[] = [];
+  for (const s of states) {
+    if (s.blockSize !== blockSize) throw new RangeError(`cannot merge reuse analytics of block size ${s.blockSize} into ${blockSize}`);
+    merged.since = Math.min(merged.since, s.since);
+    merged.scored += s.scored;
+    merged.decided += s.decided;
+    addTallies(merged.byModel, s.byModel);
+    addTallies(merged.routedByPod, s.routedByPod);
+    addTallies(merged.routedByModel, s.routedByModel);
+    if (s.prefixes) sketches.push(s.prefixes);
+  }
+  if (sketches.length > 0) merged.prefixes = mergeTopPrefixes(sketches);
+  return merged;
+}
+
+function addTallies(into: Record<string, Tally>, from: Record<string, Tally>): void {
+  for (const [k, t] of Object.entries(from)) {
+    const sum = (into[k] ??= { requests: 0, blocks: 0, hitBlocks: 0, ratioSum: 0, tiers: record() });
+    sum.requests += t.requests;
+    sum.blocks += t.blocks;
+    sum.hitBlocks += t.hitBlocks;
+    sum.ratioSum += t.ratioSum;
+    for (const [tier, n] of Object.entries(t.tiers)) sum.tiers[tier] = (sum.tiers[tier] ?? 0) + n;
+  }
+}
+
+/** The snapshot of one process's totals, or of several merged: the `topLimit` most shared prefixes (none without the sketch). */
+export function reuseSnapshot(state: ReuseState, topLimit: number): ReuseSnapshot {
+  return {
+    since: new Date(state.since).toISOString(),
+    scoring: { requests: state.scored, byModel: views(state.byModel) },
+    routing: { decisions: state.decided, byPod: views(state.routedByPod), byModel: views(state.routedByModel) },
+    topPrefixes: state.prefixes ? reportPrefixes(state.prefixes.items, state.blockSize, topLimit) : [],
+  };
+}
+
+function views(tallies: Record<string, Tally>): Record<string, TallyView> {
+  const out = record<TallyView>();
+  for (const [k, t] of Object.entries(tallies)) {
     out[k] = {
       requests: t.requests,
       blocks: t.blocks,

@@ -12,6 +12,22 @@ export interface HeavyHitter<V> {
   value: V;
 }
 
+/**
+ * A sketch as plain data (copied items, no methods): what crosses a process boundary to be merged
+ * with other sketches of the same kind.
+ */
+export interface SpaceSavingState<V> {
+  /** Items observed (with multiplicity). */
+  observed: number;
+  /**
+   * Every item not listed was seen at most this many times: a full sketch's smallest count (what an
+   * evicted item can have reached), 0 while it has never evicted (an unlisted item was never seen).
+   */
+  unlistedBound: number;
+  /** Most counted first. */
+  items: HeavyHitter<V>[];
+}
+
 export class SpaceSaving<V> {
   private readonly heap: HeavyHitter<V>[] = [];
   private readonly position = new Map<bigint, number>();
@@ -63,7 +79,13 @@ export class SpaceSaving<V> {
 
   /** Every tracked item, most counted first. */
   top(): HeavyHitter<V>[] {
-    return [...this.heap].sort((a, b) => b.count - a.count || a.error - b.error);
+    return [...this.heap].sort(mostCounted);
+  }
+
+  /** A copy of the sketch as plain data; `copy` copies an item's value. */
+  state(copy: (value: V) => V): SpaceSavingState<V> {
+    const full = this.heap.length >= this.capacity;
+    return { observed: this.total, unlistedBound: full ? this.heap[0]!.count : 0, items: this.top().map((h) => ({ key: h.key, count: h.count, error: h.error, value: copy(h.value) })) };
   }
 
   clear(): void {
@@ -104,4 +126,42 @@ export class SpaceSaving<V> {
     this.position.set(h[a]!.key, a);
     this.position.set(h[b]!.key, b);
   }
+}
+
+/**
+ * Sketches of disjoint streams (each process counting its own requests) merged into one sketch of
+ * the whole stream: for every item listed anywhere, its count is the sum over sketches of its count
+ * where listed, or of that sketch's `unlistedBound` where not (the most it can have been seen there),
+ * and its error grows by the same bounds. So, as for one sketch, the count never underestimates the
+ * true total and overestimates it by at most `error`. An item listed in no sketch is left out; its
+ * total is at most the sum of the bounds (≤ N / capacity when every sketch has one capacity), so any
+ * item more frequent than that is listed, the guarantee of one sketch over the whole stream. What a
+ * merge loses against that one sketch: counts of items some sketches evicted become ranges (wider
+ * `error`), and which of two near-equal items ranks first may differ. Nothing is trimmed: the merge
+ * lists the union. `combine` picks the value of an item listed in several sketches.
+ */
+export function mergeSpaceSaving<V>(states: readonly SpaceSavingState<V>[], combine: (a: V, b: V) => V): SpaceSavingState<V> {
+  const merged = new Map<bigint, HeavyHitter<V>>();
+  for (const state of states) {
+    for (const item of state.items) {
+      const held = merged.get(item.key);
+      if (held === undefined) merged.set(item.key, { key: item.key, count: 0, error: 0, value: item.value });
+      else held.value = combine(held.value, item.value);
+    }
+  }
+  for (const state of states) {
+    const listed = new Map(state.items.map((h) => [h.key, h]));
+    for (const [key, item] of merged) {
+      const here = listed.get(key);
+      item.count += here ? here.count : state.unlistedBound;
+      item.error += here ? here.error : state.unlistedBound;
+    }
+  }
+  const items = [...merged.values()].sort(mostCounted);
+  return { observed: states.reduce((n, s) => n + s.observed, 0), unlistedBound: states.reduce((n, s) => n + s.unlistedBound, 0), items };
+}
+
+/** Most counted first, then the tightest count; ties by key, so that a sketch and a merge of its parts list equal items alike. */
+function mostCounted<V>(a: HeavyHitter<V>, b: HeavyHitter<V>): number {
+  return b.count - a.count || a.error - b.error || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }

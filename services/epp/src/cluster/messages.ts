@@ -4,6 +4,7 @@ import type { PoolResourcesState } from '@kvix/kubernetes';
 import type { TrainingEntry } from '@kvix/latency-predictor';
 import type { ScrapeOutcome } from '@kvix/scheduler';
 import type { IndexOp } from '@kvix/replication';
+import type { WorkerAnalytics } from './analytics-merge.js';
 
 /**
  * The messages between the EPP's primary process and its workers, over the cluster IPC channel
@@ -28,6 +29,8 @@ export type PrimaryMessage =
   | { kvix: 'scrapes'; scrapes: { id: string; outcome: ScrapeOutcome }[] }
   | { kvix: 'status?'; id: number }
   | { kvix: 'metrics?'; id: number }
+  /** This worker's reuse analytics, to merge with the others' for /v1/analytics and /ui; `prefixes` false: without the shared-prefix sketch. */
+  | { kvix: 'analytics?'; id: number; prefixes: boolean }
   /** A debug API request the primary's metrics port received, for the worker's own debug routes to answer. */
   | { kvix: 'http?'; id: number; method: 'GET' | 'POST'; url: string; body: string | null };
 
@@ -81,6 +84,8 @@ export type WorkerMessage =
   | { kvix: 'load'; counts: Record<string, number>; tokens: Record<string, TokensInFlight> }
   | { kvix: 'status'; id: number; status: WorkerStatus }
   | { kvix: 'metrics'; id: number; metrics: MetricFamilyJson[] }
+  /** Null: this worker keeps no analytics (a remote indexer) or is still starting. */
+  | { kvix: 'analytics'; id: number; analytics: WorkerAnalytics | null }
   | { kvix: 'http'; id: number; status: number; contentType: string | null; body: string };
 
 export function isPrimaryMessage(m: unknown): m is PrimaryMessage {

@@ -3,19 +3,21 @@ import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime, type 
 import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { PublishingIndex, type IndexOp, type OpSink } from '@kvix/replication';
+import { registerReuseRoutes, ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
 import { DataLayerMetrics, EndpointRegistry, metricsDataSource, parsePickerConfig, SchedulerError, type ScrapeOutcome } from '@kvix/scheduler';
 import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { EppConfig } from '../config.js';
+import { WorkersReuseTallies, type WorkerAnalyticsAnswer } from './analytics-merge.js';
 import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
 
 /** A worker the primary asked a question that it did not answer within this long counts as not ready. */
 const ASK_TIMEOUT_MS = 2000;
 /** A forwarded debug request may tokenize a long prompt (POST /debug/score): it gets longer. */
 const DEBUG_TIMEOUT_MS = 15_000;
-/** The debug routes a worker answers (it holds the scheduler and a copy of the index); /ui and analytics are per process, so not served. */
+/** The debug routes a worker answers (it holds the scheduler and a copy of the index); /ui and /v1/analytics merge every worker's (reuseRoutes). */
 const FORWARDED_GETS = ['/debug/endpoints', '/debug/scheduler', '/debug/latency-predictor', '/debug/replication'];
 /** Index metric families measured where lookups and speculation happen: in the workers. */
 const WORKER_SIDE = /lookup|speculati/;
@@ -61,6 +63,9 @@ export class EppPrimary implements OpSink {
   private ingestor: Ingestor | null = null;
   private hub: DiscoveryHub | null = null;
   private kube: KubernetesRuntime | null = null;
+  private ingestMetrics: IngestMetrics | null = null;
+  /** Samples the workers' merged reuse analytics for /ui (embedded index only). */
+  private history: ReuseHistory | null = null;
   /** The pool's resources and the EPP's status on them, followed once for all workers. */
   private poolFollow: { stop(): Promise<void> } | null = null;
   private poolResources: PoolResourcesState | null = null;
@@ -104,6 +109,7 @@ export class EppPrimary implements OpSink {
       await primary.startIngestion();
       await primary.startOps();
       await primary.forkAll();
+      primary.history?.start();
     } catch (err) {
       await primary.stop();
       throw err;
@@ -212,6 +218,7 @@ export class EppPrimary implements OpSink {
     const config = this.config;
     if (!config.embeddedIndex) return;
     const metrics = new IngestMetrics(this.registry);
+    this.ingestMetrics = metrics;
     // Workers follow an in-memory index over the channel; a Redis index they read themselves.
     this.stack = createIndexStack(config.index, metrics, { logger: this.logger.child({ component: 'index' }), applierIndex: (backend) => (backend.backend === 'memory' ? new PublishingIndex(backend, this) : backend) });
     if (config.kvEvents) {
@@ -238,10 +245,40 @@ export class EppPrimary implements OpSink {
     app.get('/debug/pods', async () => ({ pods: this.stack ? await this.stack.index.podCounts() : [] }));
     for (const url of FORWARDED_GETS) app.get(url, (req, reply) => this.forward(req, reply));
     app.post('/debug/score', (req, reply) => this.forward(req, reply));
+    this.reuseRoutes(app);
     this.ops = app;
     await app.listen({ host: this.config.metrics.host, port: this.config.metrics.port }).catch((err: Error) => {
       throw new Error(`cannot listen for metrics on ${this.config.metrics.host}:${this.config.metrics.port}: ${err.message}`, { cause: err });
     });
+  }
+
+  /**
+   * /v1/analytics, /ui and its history, as one EPP serves them: the index, the pods' event streams
+   * and ingestion are this process's; the hit ratios, shared prefixes and speculation are the
+   * workers' (where the decisions are made), asked for and merged on each request and sample.
+   */
+  private reuseRoutes(app: FastifyInstance): void {
+    const stack = this.stack;
+    const ingestMetrics = this.ingestMetrics;
+    if (!stack || !ingestMetrics) return;
+    const analytics = new WorkersReuseTallies((prefixes) => this.workerAnalytics(prefixes), this.config.index.blockSize);
+    const ingestor = this.ingestor;
+    const hub = this.hub;
+    const pods = { pods: () => (ingestor ? ingestor.podStates() : (hub?.targets ?? []).map((t) => ({ id: t.id, stream: null }))) };
+    const sources: ReuseSources = { analytics, stack, pods, ingestMetrics };
+    const { topPrefixes, historyIntervalMs, historyPoints } = this.config.analytics;
+    this.history = new ReuseHistory(sources, { intervalMs: historyIntervalMs, capacity: historyPoints }, (err) => this.logger.debug({ err: err.message }, 'reuse history sample skipped'));
+    registerReuseRoutes(app, { sources, history: this.history, topPrefixes, analyticsRoute: true });
+  }
+
+  /** Every worker's analytics; one that is not running or does not answer in time comes back null. */
+  private workerAnalytics(prefixes: boolean): Promise<WorkerAnalyticsAnswer[]> {
+    return Promise.all(
+      this.slots.map(async (slot) => {
+        const answer = await this.request(slot, (id) => ({ kvix: 'analytics?', id, prefixes }), ASK_TIMEOUT_MS);
+        return { worker: String(slot.worker.id), startedAt: slot.startedAt, analytics: answer?.kvix === 'analytics' ? answer.analytics : null };
+      }),
+    );
   }
 
   /** Starts every worker; resolves when all listen, rejects if one dies before it does. */
@@ -304,7 +341,8 @@ export class EppPrimary implements OpSink {
         break;
       case 'status':
       case 'metrics':
-      case 'http': {
+      case 'http':
+      case 'analytics': {
         const p = this.pending.get(m.id);
         if (p) {
           clearTimeout(p.timer);
@@ -455,6 +493,7 @@ export class EppPrimary implements OpSink {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const grace = Math.max(100, this.config.shutdownTimeoutMs - 500);
+      this.history?.stop();
       await Promise.all(
         this.slots.filter((s) => s && !s.worker.isDead()).map(
           (s) =>

@@ -8,6 +8,7 @@ import type { Readiness } from '@kvix/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { WorkerAnalytics } from './analytics-merge.js';
 import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type SpeculativeDecision, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
 
 /**
@@ -23,6 +24,8 @@ export interface WorkerSurface {
   registry: Registry;
   readiness(): Readiness;
   pods(): Promise<WorkerStatus['pods']>;
+  /** Its reuse analytics (with the embedded index): merged by the primary with the other workers'. */
+  analytics?(prefixes: boolean): Promise<WorkerAnalytics>;
 }
 
 /**
@@ -308,6 +311,9 @@ export class PrimaryLink implements SpeculationSink {
       case 'http?':
         void this.http(msg).then((answer) => this.send(answer));
         break;
+      case 'analytics?':
+        void this.analytics(msg.prefixes).then((analytics) => this.send({ kvix: 'analytics', id: msg.id, analytics }));
+        break;
     }
   }
 
@@ -343,6 +349,17 @@ export class PrimaryLink implements SpeculationSink {
       return { kvix: 'http', id: msg.id, status: res.statusCode, contentType: typeof type === 'string' ? type : null, body: res.body };
     } catch (err) {
       return unavailable(`the worker could not answer: ${(err as Error).message}`);
+    }
+  }
+
+  private async analytics(prefixes: boolean): Promise<WorkerAnalytics | null> {
+    if (!this.surface?.analytics) return null;
+    try {
+      return await this.surface.analytics(prefixes);
+    } catch (err) {
+      // Counted as not answering: the primary names this worker as missing from the merge.
+      this.logger.warn({ err: (err as Error).message }, 'cannot gather reuse analytics for the primary');
+      return null;
     }
   }
 
