@@ -349,6 +349,25 @@ describe('kvix-epp --routing-workers 2', () => {
     expect(doc.top_prefixes.some((p) => p.requests >= seen.length)).toBe(true);
   });
 
+  it("counts each speculative entry's confirmation once on /metrics, though every worker's index copy sees it", async () => {
+    // Decisions whose blocks the pods then store: their KV events confirm the speculative entries in every copy.
+    await routedByBoth((i) => `${'Confirm the speculation of this decision. '.repeat(30)} Number ${i}.`);
+    const confirmedOnMetrics = async (): Promise<number> => Number(/^kvix_index_speculative_confirmed_total (\d+)/m.exec(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text())?.[1] ?? -1);
+    let pair: [number, number] = [0, 0];
+    await waitFor(
+      async () => {
+        // Read twice around the analytics (the longest-running copy's count): no confirmation landed in between if both agree.
+        const before = await confirmedOnMetrics();
+        const doc = (await analytics()) as unknown as { speculation: { confirmed: number } };
+        const after = await confirmedOnMetrics();
+        pair = [after, doc.speculation.confirmed];
+        return before === after && after > 0 && after === doc.speculation.confirmed;
+      },
+      20_000,
+      () => `/metrics and the analytics to agree on confirmations (metrics, analytics): ${JSON.stringify(pair)}`,
+    );
+  });
+
   it('replaces a killed worker, logs its death once, and keeps routing with both workers', async () => {
     const before = await workers();
     const victim = before.workers[0]!;

@@ -21,6 +21,12 @@ const DEBUG_TIMEOUT_MS = 15_000;
 const FORWARDED_GETS = ['/debug/endpoints', '/debug/scheduler', '/debug/latency-predictor', '/debug/replication'];
 /** Index metric families measured where lookups and speculation happen: in the workers. */
 const WORKER_SIDE = /lookup|speculati/;
+/**
+ * Of those, what every worker's copy of the index counts alike: each copy holds every worker's
+ * speculative entries, so each sees the same confirmations and expiries. Summed they would read N
+ * times the truth; the largest is the longest-running copy's (a replacement starts from zero).
+ */
+const SAME_IN_EVERY_COPY = /^kvix_index_specul/;
 /** A worker dying again this soon after its start waits before the next one (doubling, up to 5 s). */
 const QUICK_DEATH_MS = 5000;
 
@@ -485,7 +491,7 @@ export class EppPrimary implements OpSink {
     const own = (await this.registry.getMetricsAsJSON()).filter((f) => !WORKER_SIDE.test(f.name));
     const mine = new Set(own.map((f) => f.name));
     const answers = await Promise.all(this.slots.map((s) => this.ask(s, 'metrics?')));
-    const theirs = answers.map((a) => (a?.kvix === 'metrics' ? a.metrics.filter((f: MetricFamilyJson) => !mine.has(f.name)) : []));
+    const theirs = answers.map((a) => (a?.kvix === 'metrics' ? a.metrics.filter((f: MetricFamilyJson) => !mine.has(f.name)).map((f) => (SAME_IN_EVERY_COPY.test(f.name) ? { ...f, aggregator: 'max' } : f)) : []));
     return AggregatorRegistry.aggregate([own, ...theirs]);
   }
 
