@@ -3,6 +3,7 @@ import { ceiling, freePort, freePortRange, gaieCrdsDir, nodeCli, repoRoot, start
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metricSum, poolManifest, reportPodReady, vllmPodManifest } from '../support/kube-pool.js';
 import { MODEL, silent, SYSTEM } from '../support/stack.js';
 
 const crds = gaieCrdsDir();
@@ -36,15 +37,6 @@ describe.skipIf(crds.dir === null)('kvix-epp --routing-workers on Kubernetes (re
   const kubectl = (...args: string[]): Promise<string> => server.kubectl(['-n', NS, ...args]);
   const apply = (yaml: string): Promise<string> => server.kubectl(['-n', NS, 'apply', '-f', '-'], yaml);
   const scrape = async (): Promise<string> => (await fetch(`${metrics}/metrics`)).text();
-  const metric = (text: string, name: string, labels: Record<string, string> = {}): number => {
-    let total = 0;
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-      if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return total;
-  };
 
   function ask(question: string, model = MODEL): Promise<Routed> {
     const body = JSON.stringify({ model, max_tokens: 4, messages: [{ role: 'system', content: SYSTEM }, { role: 'user', content: question }] });
@@ -98,28 +90,10 @@ describe.skipIf(crds.dir === null)('kvix-epp --routing-workers on Kubernetes (re
       );
       pods.push({ name: `vllm-${i}`, ip, eventPort, id: `${ip}:${port}`, sim });
     }
-    await apply(`
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: { name: ${POOL} }
-spec:
-  selector: { matchLabels: { app: vllm } }
-  targetPorts: [{ number: ${port} }]
-  endpointPickerRef: { name: kvix-epp, port: { number: 9002 }, failureMode: FailClose }
-`);
+    await apply(poolManifest(POOL, port));
     for (const pod of pods) {
-      await apply(`
-apiVersion: v1
-kind: Pod
-metadata:
-  name: ${pod.name}
-  labels: { app: vllm }
-  annotations: { kvix.io/kv-events-port: "${pod.eventPort}", kvix.io/kv-replay-port: "${pod.eventPort + 1}" }
-spec:
-  nodeName: node-1
-  containers: [{ name: vllm, image: vllm/vllm-openai:v0.11.0 }]
-`);
-      await kubectl('patch', 'pod', pod.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }], conditions: [{ type: 'Ready', status: 'True' }] } }));
+      await apply(vllmPodManifest(pod));
+      await reportPodReady(server, NS, pod, true);
     }
     const [extProcPort, metricsPort] = [await freePort(), await freePort()];
     gatewayPort = await freePort();
@@ -157,14 +131,14 @@ spec:
 
   it('watches the API once and records the pool\'s Events once, however many workers route', async () => {
     // The API server's own count of the watches open in the namespace: the primary's, not one per worker.
-    const watches = async (resource: string): Promise<number> => metric(await server.kubectl(['get', '--raw', '/metrics']), 'apiserver_longrunning_requests', { resource, scope: 'namespace', verb: 'WATCH' });
+    const watches = async (resource: string): Promise<number> => metricSum(await server.kubectl(['get', '--raw', '/metrics']), 'apiserver_longrunning_requests', { resource, scope: 'namespace', verb: 'WATCH' });
     for (const resource of ['pods', 'inferencemodelrewrites', 'inferenceobjectives']) {
       let open = -1;
       await waitFor(async () => (open = await watches(resource)) === 1, 15_000, () => `one watch of ${resource} (open: ${open})`);
     }
     const text = await scrape();
-    expect(metric(text, 'kvix_kubernetes_lists_total', { resource: 'pods', reason: 'initial' })).toBe(1);
-    expect(metric(text, 'kvix_kubernetes_pool_pods', { state: 'ready' })).toBe(2);
+    expect(metricSum(text, 'kvix_kubernetes_lists_total', { resource: 'pods', reason: 'initial' })).toBe(1);
+    expect(metricSum(text, 'kvix_kubernetes_pool_pods', { state: 'ready' })).toBe(2);
     const reasons = (await kubectl('get', 'events', '--field-selector', `involvedObject.name=${POOL}`, '-o', 'jsonpath={.items[*].reason}')).split(' ').filter((r) => r !== '');
     expect(reasons.filter((r) => r === 'EndpointsReady')).toEqual(['EndpointsReady']);
   });
@@ -198,7 +172,7 @@ spec:
   it('follows a pod leaving the pool in every worker', async () => {
     const leaving = pods[1]!;
     await kubectl('label', 'pod', leaving.name, 'app-');
-    await waitFor(async () => metric(await scrape(), 'kvix_kubernetes_pool_pods', { state: 'ready' }) === 1, 15_000, 'the primary to drop the pod');
+    await waitFor(async () => metricSum(await scrape(), 'kvix_kubernetes_pool_pods', { state: 'ready' }) === 1, 15_000, 'the primary to drop the pod');
     await waitFor(async () => {
       const seen = await askEveryWorker((i) => `one pod left ${i}`);
       return seen.slice(-4).every((s) => s.endpoint === pods[0]!.id);

@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metricSum, poolManifest, reportPodReady, vllmPodManifest } from '../support/kube-pool.js';
 import { MODEL, send, silent, startRealEnvoy, SYSTEM, type Answer } from '../support/stack.js';
 
 const crds = gaieCrdsDir();
@@ -44,19 +45,9 @@ describe.skipIf(crds.dir === null)('the seed tour on Kubernetes (real API server
   const kubectl = (...args: string[]): Promise<string> => server.kubectl(['-n', NS, ...args]);
   const apply = (yaml: string): Promise<string> => server.kubectl(['-n', NS, 'apply', '-f', '-'], yaml);
   /** What the kubelet reports once the container answers its readiness probe (or stops answering). */
-  const reportReady = (pod: PodUnderTest, ready: boolean): Promise<string> =>
-    kubectl('patch', 'pod', pod.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] } }));
+  const reportReady = (pod: PodUnderTest, ready: boolean): Promise<string> => reportPodReady(server, NS, pod, ready);
   const endpoints = async (): Promise<string[]> => ((await (await fetch(`${metrics}/debug/endpoints`)).json()) as { endpoints: { id: string }[] }).endpoints.map((e) => e.id).sort();
   const scrape = async (): Promise<string> => (await fetch(`${metrics}/metrics`)).text();
-  const metric = (text: string, name: string, labels: Record<string, string> = {}): number => {
-    let total = 0;
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-      if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return total;
-  };
   const ask = (base: string, question: string, model = MODEL, headers: Record<string, string> = {}): Promise<Answer> =>
     send(base, '/v1/chat/completions', { model, max_tokens: 4, messages: [{ role: 'system', content: SYSTEM }, { role: 'user', content: question }] }, headers);
 
@@ -89,27 +80,9 @@ describe.skipIf(crds.dir === null)('the seed tour on Kubernetes (real API server
       pods.push(pod);
     }
     // docs/kubernetes.md, step 2: the pool and its model servers.
-    await apply(`
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: { name: ${POOL} }
-spec:
-  selector: { matchLabels: { app: vllm } }
-  targetPorts: [{ number: ${port} }]
-  endpointPickerRef: { name: kvix-epp, port: { number: 9002 }, failureMode: FailClose }
-`);
+    await apply(poolManifest(POOL, port));
     for (const pod of pods) {
-      await apply(`
-apiVersion: v1
-kind: Pod
-metadata:
-  name: ${pod.name}
-  labels: { app: vllm }
-  annotations: { kvix.io/kv-events-port: "${pod.eventPort}", kvix.io/kv-replay-port: "${pod.eventPort + 1}", kvix.io/lora-adapters: ${LORA} }
-spec:
-  nodeName: node-1
-  containers: [{ name: vllm, image: vllm/vllm-openai:v0.11.0 }]
-`);
+      await apply(vllmPodManifest({ ...pod, loraAdapters: LORA }));
       await reportReady(pod, true);
     }
     // Every request with a negative priority counts as sheddable while any candidate's KV cache is in use at all.
@@ -195,12 +168,12 @@ spec:
       expect(a.json?.['model']).toBe('support');
     }
     const after = await scrape();
-    const served = (target: string) => metric(after, 'llm_d_epp_request_total', { model_name: 'support', target_model_name: target }) - metric(before, 'llm_d_epp_request_total', { model_name: 'support', target_model_name: target });
+    const served = (target: string) => metricSum(after, 'llm_d_epp_request_total', { model_name: 'support', target_model_name: target }) - metricSum(before, 'llm_d_epp_request_total', { model_name: 'support', target_model_name: target });
     expect(served(MODEL) + served(LORA)).toBe(20);
     expect(served(MODEL)).toBeGreaterThan(0);
     // llm-d's series and GAIE's deprecated twin, named after the InferenceModelRewrite.
-    expect(metric(after, 'llm_d_epp_model_rewrite_decisions_total', { model_rewrite_name: 'support' })).toBeGreaterThanOrEqual(20);
-    expect(metric(after, 'inference_extension_model_rewrite_decisions_total', { model_rewrite_name: 'support' })).toBeGreaterThanOrEqual(20);
+    expect(metricSum(after, 'llm_d_epp_model_rewrite_decisions_total', { model_rewrite_name: 'support' })).toBeGreaterThanOrEqual(20);
+    expect(metricSum(after, 'inference_extension_model_rewrite_decisions_total', { model_rewrite_name: 'support' })).toBeGreaterThanOrEqual(20);
     // The operator sees that the EPP applied it.
     await waitFor(async () => {
       const s = JSON.parse(await kubectl('get', 'inferencemodelrewrite', 'support', '-o', 'json')) as { status: { conditions: { type: string; status: string }[] } };
@@ -210,9 +183,9 @@ spec:
     // All traffic to the LoRA: an edit applies from the next request on.
     await kubectl('patch', 'inferencemodelrewrite', 'support', '--type=json', '-p', JSON.stringify([{ op: 'replace', path: '/spec/rules/0/targets', value: [{ modelRewrite: LORA, weight: 1 }] }]));
     await waitFor(async () => {
-      const t0 = metric(await scrape(), 'llm_d_epp_request_total', { model_name: 'support', target_model_name: MODEL });
+      const t0 = metricSum(await scrape(), 'llm_d_epp_request_total', { model_name: 'support', target_model_name: MODEL });
       for (let i = 0; i < 5; i++) await ask(gateway, `edit probe ${i}`, 'support');
-      return metric(await scrape(), 'llm_d_epp_request_total', { model_name: 'support', target_model_name: MODEL }) === t0;
+      return metricSum(await scrape(), 'llm_d_epp_request_total', { model_name: 'support', target_model_name: MODEL }) === t0;
     }, 15_000, 'every alias request to go to the LoRA');
     await kubectl('delete', 'inferencemodelrewrite', 'support');
     await waitFor(async () => (await ask(gateway, 'after the rewrite', 'support')).status === 404, 15_000, 'the alias to go');
@@ -259,11 +232,11 @@ spec: { poolRef: { name: ${POOL} }, priority: -1 }
 
   it('exposes llm-d\'s, GAIE\'s and kvix\'s metrics for the pool', async () => {
     const text = await scrape();
-    expect(metric(text, 'inference_pool_ready_pods', { name: POOL })).toBe(2);
-    expect(metric(text, 'llm_d_epp_request_ttft_seconds_count')).toBeGreaterThan(0);
-    expect(metric(text, 'kvix_kubernetes_pool_pods', { state: 'ready' })).toBe(2);
-    expect(metric(text, 'kvix_kubernetes_lists_total', { resource: 'pods', reason: 'initial' })).toBe(1);
-    expect(metric(text, 'kvix_ingest_batches_applied_total'), text.split('\n').filter((l) => l.startsWith('kvix_ingest') || l.startsWith('llm_d_epp_kv')).join('\n')).toBeGreaterThan(0);
+    expect(metricSum(text, 'inference_pool_ready_pods', { name: POOL })).toBe(2);
+    expect(metricSum(text, 'llm_d_epp_request_ttft_seconds_count')).toBeGreaterThan(0);
+    expect(metricSum(text, 'kvix_kubernetes_pool_pods', { state: 'ready' })).toBe(2);
+    expect(metricSum(text, 'kvix_kubernetes_lists_total', { resource: 'pods', reason: 'initial' })).toBe(1);
+    expect(metricSum(text, 'kvix_ingest_batches_applied_total'), text.split('\n').filter((l) => l.startsWith('kvix_ingest') || l.startsWith('llm_d_epp_kv')).join('\n')).toBeGreaterThan(0);
     // The EPP recorded its view of the pool where `kubectl describe inferencepool` shows it.
     const events = await kubectl('get', 'events', '--field-selector', `involvedObject.name=${POOL}`, '-o', 'jsonpath={.items[*].reason}');
     expect(events).toContain('EndpointsReady');
