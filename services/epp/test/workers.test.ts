@@ -510,6 +510,13 @@ describe('kvix-epp --routing-workers 2, speculative entries', () => {
       () => `requests answered by both workers: ${JSON.stringify(seen)}`,
     );
     expect(seen.map((s) => s.endpoint)).toEqual(seen.map(() => first.endpoint));
+    // /metrics shows the speculative entries the workers hold (the primary's own index has none), once, not per worker.
+    const w = (await (await fetch(`http://127.0.0.1:${mp}/debug/workers`)).json()) as { workers: WorkerView[] };
+    const held = Math.max(...w.workers.map((x) => x.pods.reduce((n, p) => n + p.speculative, 0)));
+    const text = await (await fetch(`http://127.0.0.1:${mp}/metrics`)).text();
+    const onMetrics = [...text.matchAll(/^kvix_index_pod_entries\{[^}]*kind="speculative"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(held).toBeGreaterThan(0);
+    expect(onMetrics).toBe(held);
     expect(await other.stop('SIGTERM')).toBe(0);
   });
 });

@@ -27,6 +27,8 @@ const WORKER_SIDE = /lookup|speculati/;
  * times the truth; the largest is the longest-running copy's (a replacement starts from zero).
  */
 const SAME_IN_EVERY_COPY = /^kvix_index_specul/;
+/** The index's entries per pod: confirmed ones from the primary's index, speculative ones from the workers' copies (only they hold any). */
+const POD_ENTRIES = 'kvix_index_pod_entries';
 /** A worker dying again this soon after its start waits before the next one (doubling, up to 5 s). */
 const QUICK_DEATH_MS = 5000;
 
@@ -492,6 +494,18 @@ export class EppPrimary implements OpSink {
     const mine = new Set(own.map((f) => f.name));
     const answers = await Promise.all(this.slots.map((s) => this.ask(s, 'metrics?')));
     const theirs = answers.map((a) => (a?.kvix === 'metrics' ? a.metrics.filter((f: MetricFamilyJson) => !mine.has(f.name)).map((f) => (SAME_IN_EVERY_COPY.test(f.name) ? { ...f, aggregator: 'max' } : f)) : []));
+    const entries = own.find((f) => f.name === POD_ENTRIES);
+    if (entries) {
+      // Every copy holds every worker's speculative entries: the largest copy's count per pod, once.
+      const speculative = new Map<string, number>();
+      for (const a of answers) {
+        if (a?.kvix !== 'metrics') continue;
+        for (const v of a.metrics.find((f) => f.name === POD_ENTRIES)?.values ?? []) {
+          if (v.labels['kind'] === 'speculative') speculative.set(String(v.labels['pod']), Math.max(speculative.get(String(v.labels['pod'])) ?? 0, v.value));
+        }
+      }
+      entries.values = [...entries.values.filter((v) => v.labels['kind'] !== 'speculative'), ...[...speculative].map(([pod, value]) => ({ value, labels: { pod, kind: 'speculative' } }))];
+    }
     return AggregatorRegistry.aggregate([own, ...theirs]);
   }
 
