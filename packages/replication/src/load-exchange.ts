@@ -9,6 +9,11 @@ export interface InFlightSource {
   ownInFlight(): Map<string, number>;
   onInFlightChange(listener: (id: string, inFlight: number) => void): () => void;
   setPeerInFlight(source: (id: string) => number): void;
+  /**
+   * Called whenever a peer's reported load changed (it reported, left, or went silent): a source
+   * that hands the peers' load on (an EPP primary to its routing workers) reads it again then.
+   */
+  peersChanged?(): void;
 }
 
 /** Tokens a router has in flight per endpoint (the predicted-latency producer's tracker fits it). */
@@ -152,6 +157,7 @@ export class LoadExchange {
         this.peers.set(origin, { counts: map, tokens, seenAt: Date.now() });
       }
       this.metrics.peers.set(this.peers.size);
+      this.source?.peersChanged?.();
     } catch (err) {
       this.metrics.malformed.inc({ source: 'load' });
       this.logger.debug({ err: (err as Error).message }, 'skipping a malformed load message');
@@ -164,6 +170,7 @@ export class LoadExchange {
       if (p.seenAt < alive) {
         this.peers.delete(origin);
         this.logger.warn({ peer: origin }, 'peer replica silent; its in-flight counts are no longer counted');
+        this.source?.peersChanged?.();
       }
     }
     this.metrics.peers.set(this.peers.size);

@@ -11,7 +11,7 @@ import { OpPublisher } from './op-publisher.js';
 import { PublishingIndex } from './publishing-index.js';
 import type { ReplicationSettings } from './settings.js';
 import { SnapshotStore } from './snapshot-store.js';
-import { SpeculationExchange, SpeculationSharingIndex } from './speculation-exchange.js';
+import { SpeculationExchange, SpeculationSharingIndex, type SpeculationSink } from './speculation-exchange.js';
 import { StreamFollower, type FollowedIndex, type FollowerStatus } from './stream-follower.js';
 import { subjects, type Subjects } from './subjects.js';
 
@@ -258,9 +258,19 @@ export class Replication {
 
   /** The scorer's index: its routing decisions' speculative entries reach every peer. */
   shareSpeculation(scorerIndex: KvBlockIndex, localIndex: KvBlockIndex): KvBlockIndex {
-    this.speculation = new SpeculationExchange(this.nc, this.subjects, this.origin, localIndex, this.metrics, this.logger.child({ part: 'speculation-exchange' }));
+    return new SpeculationSharingIndex(scorerIndex, this.exchangeSpeculation(localIndex));
+  }
+
+  /**
+   * The speculation exchange alone: what is published through the returned sink reaches every
+   * peer, and the peers' decisions go into `into` (an EPP primary relays both ways for its routing
+   * workers, which hold the indexes).
+   */
+  exchangeSpeculation(into: Pick<KvBlockIndex, 'add'>): SpeculationSink {
+    if (this.speculation) throw new ReplicationError('INVALID_INDEX', 'this process already exchanges speculation');
+    this.speculation = new SpeculationExchange(this.nc, this.subjects, this.origin, into, this.metrics, this.logger.child({ part: 'speculation-exchange' }));
     this.speculation.start();
-    return new SpeculationSharingIndex(scorerIndex, this.speculation);
+    return this.speculation;
   }
 
   /** In-flight requests (and, with predicted-latency routing, tokens) add up across replicas. */

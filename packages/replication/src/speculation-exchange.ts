@@ -19,8 +19,8 @@ export class SpeculationExchange implements SpeculationSink {
     private readonly nc: NatsConnection,
     private readonly subjects: Subjects,
     private readonly origin: string,
-    /** The local index peers' decisions go into (not a sharing wrapper, or they would echo). */
-    private readonly index: KvBlockIndex,
+    /** Where peers' decisions go: the local index (not a sharing wrapper, or they would echo), or a relay to routing workers. */
+    private readonly index: Pick<KvBlockIndex, 'add'>,
     private readonly metrics: ReplicationMetrics,
     private readonly logger: Logger,
   ) {}

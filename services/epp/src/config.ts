@@ -294,14 +294,7 @@ export function eppListeners(config: EppConfig): ListenerSpec[] {
   return out;
 }
 
-/**
- * How many worker processes `routingWorkers` asks for, checked against the rest of the configuration:
- * workers follow the primary's in-memory index or share its Redis; replication is not relayed.
- */
+/** How many worker processes `routingWorkers` asks for (`auto`: one per core but one, at least one). */
 export function workerCount(config: EppConfig, cores: number = availableParallelism()): number {
-  const n = config.routingWorkers === 'auto' ? Math.max(1, cores - 1) : config.routingWorkers;
-  if (n > 1) {
-    if (config.replication.natsUrl !== undefined) throw new ConfigError(`routingWorkers ${n} with replication (--nats-url) is not supported: run one process per replica`);
-  }
-  return n;
+  return config.routingWorkers === 'auto' ? Math.max(1, cores - 1) : config.routingWorkers;
 }

@@ -70,7 +70,8 @@ export class Epp {
       throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
     }
     // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
-    const replication = config.replication.natsUrl === undefined ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
+    // A worker's replication is its primary's: one connection, relaying both ways.
+    const replication = config.replication.natsUrl === undefined || worker ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     // A worker's discovery is the primary's: one watch of the API, one writer of the pool's status and Events.
     let kube: KubernetesRuntime | null = null;
     try {
@@ -101,15 +102,17 @@ export class Epp {
         logger: logger.child({ component: 'index' }),
         ...(confirmations ? { observer: confirmations } : {}),
         applierIndex: (backend) => {
-          const applied = replicationMode === 'publish' ? replication!.publishTo(backend) : backend;
+          const applied = replication && replicationMode === 'publish' ? replication.publishTo(backend) : backend;
           return speculativeTtl && ingests ? speculativeTtl.watchStores(applied) : applied;
         },
       });
       // A follower dials no pod: the index stream carries what the publisher's ingestion applied.
       if (ingests) ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics: ingestMetrics, logger: logger.child({ component: 'ingest' }), discovery: [hub.asSource()], backend: stack.status });
       tokenizers = new ModelTokenizers(config.tokenization, { observer: scoringMetrics.tokenizationObserver() });
-      // A worker shares its decisions with the others through the primary; with Redis they already share the index.
-      const scorerIndex = worker ? (stack.backend.backend === 'memory' ? new SpeculationSharingIndex(stack.index, worker) : stack.index) : replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
+      // A worker shares its decisions through the primary: with the other workers (unless they share a Redis
+      // index) and with the other replicas (--nats-url).
+      const sharesDecisions = stack.backend.backend === 'memory' || (config.replication.natsUrl !== undefined && config.replication.shareSpeculation);
+      const scorerIndex = worker ? (sharesDecisions ? new SpeculationSharingIndex(stack.index, worker) : stack.index) : replication && config.replication.shareSpeculation ? replication.shareSpeculation(stack.index, stack.backend) : stack.index;
       const analytics = new ReuseAnalytics(config.index.blockSize, scoringMetrics);
       prefixScorer = new PrefixScorer({
         index: scorerIndex,

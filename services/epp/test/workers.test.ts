@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
-import { freePorts, nodeCli, startRedis, waitFor, type ManagedProcess } from '@kvix/test-support';
+import { ceiling, freePorts, nodeCli, startNats, startRedis, waitFor, type ManagedProcess } from '@kvix/test-support';
 import { resolveSimConfig, SimPod } from '@kvix/vllm-sim';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
@@ -423,10 +423,75 @@ describe('kvix-epp --routing-workers validation', () => {
     const auto = cli.run(['--routing-workers', 'auto', '--print-config']);
     expect(await auto.exited).toBe(0);
     expect((JSON.parse(auto.output()) as { routingWorkers: unknown }).routingWorkers).toBe('auto');
-    const nats = cli.run(['--routing-workers', '2', '--nats-url', 'nats://127.0.0.1:1', '--print-config']);
-    expect(await nats.exited).toBe(2);
-    expect(nats.output()).toContain('--nats-url');
   });
+});
+
+describe('two kvix-epp replicas with --routing-workers 2 each, active-active over NATS', () => {
+  // Two EPPs of three processes each start and wait on each other's state: longer than one wait's ceiling.
+  it('publishes and follows the index stream, and shares decisions and load between replicas through each primary', async () => {
+    const nats = await startNats();
+    const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-nats-'));
+    const file = join(dir, 'endpoints.yaml');
+    writeFileSync(file, stringify({ endpoints: pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: p.eventPort, model: MODEL })) }));
+    const replica = async (id: string, index: 'publish' | 'follow'): Promise<{ proc: ManagedProcess; gw: number; mp: number; metrics: () => Promise<string> }> => {
+      const [gw, xp, mp] = (await freePorts(3)) as [number, number, number];
+      const proc = cli.run(['--routing-workers', '2', '--nats-url', nats.url, '--replicate-index', index, '--replica-id', id, '--endpoints-file', file, '--gateway-port', String(gw), '--ext-proc-port', String(xp), '--metrics-port', String(mp), '--tokenizer-workers', '0']);
+      await waitFor(async () => proc.child.exitCode !== null || (await fetch(`http://127.0.0.1:${mp}/readyz`).then((r) => r.status, () => 0)) === 200, 60_000, () => `replica ${id} and its workers ready\n${proc.output()}`);
+      expect(proc.child.exitCode, proc.output()).toBeNull();
+      return { proc, gw, mp, metrics: async () => (await fetch(`http://127.0.0.1:${mp}/metrics`)).text() };
+    };
+    const counter = (text: string, name: string): number => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    const a = await replica('a', 'publish');
+    const b = await replica('b', 'follow');
+    try {
+      const status = (await (await fetch(`http://127.0.0.1:${b.mp}/debug/replication`)).json()) as { index: string; ready: boolean };
+      expect(status).toMatchObject({ index: 'follow', ready: true });
+
+      // Decisions made by A's workers reach B's workers (B routes nothing itself): their speculative
+      // entries in B's index copies end confirmed by the stream or expired, and nothing else puts any there.
+      let sent = 0;
+      let onB = '';
+      await waitFor(
+        async () => {
+          expect((await complete(a.gw, `Replica A decides this one (${sent++}). ${'Plan the route in numbered steps. '.repeat(30)}`)).status).toBe(200);
+          const text = await b.metrics();
+          onB = text.split('\n').filter((l) => /specul/.test(l) && !l.startsWith('#')).join('\n');
+          return counter(text, 'kvix_replication_speculations_received_total') > 0 && counter(text, 'kvix_index_speculative_confirmed_total') + counter(text, 'kvix_index_speculative_expired_total') > 0;
+        },
+        30_000,
+        () => `B's workers to hold A's decisions (${sent} sent):\n${onB}`,
+      );
+      expect(counter(await a.metrics(), 'kvix_replication_speculations_sent_total')).toBeGreaterThan(0);
+
+      // A prompt only pod 1's KV events place: A ingests and publishes them, B's primary follows the
+      // stream and both its workers route the prompt to pod 1.
+      const holder = pods[1]!;
+      const prompt = `A follower's workers read the stream. ${'Each operation reaches every worker. '.repeat(60)}`;
+      expect((await complete(Number(holder.id.split(':')[1]), prompt)).status).toBe(200);
+      const seen: { worker: string | undefined; endpoint: string | undefined }[] = [];
+      await waitFor(
+        async () => {
+          seen.push(await complete(b.gw, prompt));
+          const tail = seen.slice(-4);
+          return tail.length === 4 && new Set(tail.map((s) => s.worker)).size === 2 && tail.every((s) => s.endpoint === holder.id);
+        },
+        30_000,
+        () => `both of B's workers to send the prompt to ${holder.id}: ${JSON.stringify(seen)}`,
+      );
+
+      // Long answers routed by A: B's workers count them as the other replica's requests in flight, then none.
+      const peersOnB = async (): Promise<number[]> => ((await (await fetch(`http://127.0.0.1:${b.mp}/debug/workers`)).json()) as { workers: WorkerView[] }).workers.map((w) => Object.values(w.inFlight.peers).reduce((n, c) => n + c, 0));
+      const long = Array.from({ length: 4 }, (_, i) => complete(a.gw, `long answer ${i}`, 1000));
+      let view: number[] = [];
+      await waitFor(async () => (view = await peersOnB()).length === 2 && view.every((n) => n > 0), 30_000, () => `both of B's workers to count A's requests in flight: ${JSON.stringify(view)}`);
+      expect((await Promise.all(long)).map((r) => r.status)).toEqual([200, 200, 200, 200]);
+      await waitFor(async () => (view = await peersOnB()).every((n) => n === 0), 30_000, () => `nothing in flight on B's workers once A's answers ended: ${JSON.stringify(view)}`);
+    } finally {
+      await b.proc.stop('SIGTERM');
+      await a.proc.stop('SIGTERM');
+      await nats.dispose();
+    }
+  }, ceiling(180_000));
 });
 
 describe('kvix-epp --routing-workers 2 with the Redis index', () => {
@@ -470,7 +535,7 @@ describe('kvix-epp --routing-workers 2 with the Redis index', () => {
       await other.stop('SIGTERM');
       await redis.stop();
     }
-  });
+  }, ceiling(180_000));
 });
 
 describe('kvix-epp --routing-workers 2, speculative entries', () => {

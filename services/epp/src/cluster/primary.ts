@@ -1,26 +1,30 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime, type PoolResourcesState } from '@kvix/kubernetes';
-import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
+import type { IndexSnapshot, InMemoryIndex, PodEntry } from '@kvix/kv-index';
 import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
-import { PublishingIndex, type IndexOp, type OpSink } from '@kvix/replication';
+import { indexRole, PublishingIndex, Replication, type IndexOp, type OpSink, type SpeculationSink } from '@kvix/replication';
 import { registerReuseRoutes, ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
 import { DataLayerMetrics, EndpointRegistry, metricsDataSource, parsePickerConfig, SchedulerError, type ScrapeOutcome } from '@kvix/scheduler';
-import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener } from '@kvix/service-kit';
+import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener, sendError } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { EppConfig } from '../config.js';
 import { WorkersReuseTallies, type WorkerAnalyticsAnswer } from './analytics-merge.js';
-import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
+import { RelayedFollowedIndex } from './followed-index.js';
+import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type SpeculativeDecision, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
+import { ReplicaLoad } from './replica-load.js';
 
 /** A worker the primary asked a question that it did not answer within this long counts as not ready. */
 const ASK_TIMEOUT_MS = 2000;
 /** A forwarded debug request may tokenize a long prompt (POST /debug/score): it gets longer. */
 const DEBUG_TIMEOUT_MS = 15_000;
 /** The debug routes a worker answers (it holds the scheduler and a copy of the index); /ui and /v1/analytics merge every worker's (reuseRoutes). */
-const FORWARDED_GETS = ['/debug/endpoints', '/debug/scheduler', '/debug/latency-predictor', '/debug/replication'];
-/** Index metric families measured where lookups and speculation happen: in the workers. */
-const WORKER_SIDE = /lookup|speculati/;
+const FORWARDED_GETS = ['/debug/endpoints', '/debug/scheduler', '/debug/latency-predictor'];
+/** The `peer-load` slot of the other EPP replicas' load (`--nats-url`): workers add it like a sibling worker's. */
+const REPLICAS_SLOT = -1;
+/** Index metric families measured where lookups and speculation happen: in the workers (not the primary's replication's). */
+const WORKER_SIDE = /^(kvix_index_|kvcache_index_|llm_d_epp_kv_cache_index_).*(lookup|speculati)/;
 /**
  * Of those, what every worker's copy of the index counts alike: each copy holds every worker's
  * speculative entries, so each sees the same confirmations and expiries. Summed they would read N
@@ -88,6 +92,15 @@ export class EppPrimary implements OpSink {
   /** The worker the next forwarded debug request goes to (in turn). */
   private nextDebug = 0;
   private readonly pending = new Map<number, Pending>();
+  /** With `--nats-url`: this EPP's one connection to its peer replicas, for all its workers. */
+  private replication: Replication | null = null;
+  /** Where the workers' routing decisions go to reach the other replicas. */
+  private speculationOut: SpeculationSink | null = null;
+  /** The other replicas' decisions of this event-loop turn, for the workers. */
+  private peerDecisions: SpeculativeDecision[] = [];
+  private replicaLoad: ReplicaLoad | null = null;
+  /** The other replicas' load as last relayed, for a worker that starts later. */
+  private replicasLoad: { counts: Record<string, number>; tokens: Record<string, TokensInFlight> } = { counts: {}, tokens: {} };
   private stopping: Promise<void> | null = null;
   private startupFailure: ((err: Error) => void) | null = null;
   private ports: { gatewayPort: number | null; extProcPort: number | null } = { gatewayPort: null, extProcPort: null };
@@ -113,6 +126,7 @@ export class EppPrimary implements OpSink {
   static async start(config: EppConfig, workers: number, logger: Logger): Promise<EppPrimary> {
     const primary = new EppPrimary(config, workers, logger);
     try {
+      await primary.startReplication();
       await primary.startDiscovery();
       await primary.startIngestion();
       await primary.startOps();
@@ -221,18 +235,76 @@ export class EppPrimary implements OpSink {
     return out;
   }
 
-  /** The index and the ingestor, as a single EPP process has them; its applier's operations also go to the workers. */
+  /**
+   * With `--nats-url`, the EPP's part among its peer replicas, as a single process would play it:
+   * connected before anything listens (a replica that cannot reach its peers' state must say so).
+   */
+  private async startReplication(): Promise<void> {
+    const config = this.config;
+    if (config.replication.natsUrl === undefined) return;
+    const role = indexRole(config.replication, config.index.backend, config.kvEvents);
+    if (role.mode !== 'off' && !config.embeddedIndex) {
+      throw new ConfigError(`replication.index "${role.mode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
+    }
+    this.replication = await Replication.start(config.replication, { registry: this.registry, logger: this.logger.child({ component: 'replication' }) });
+    if (config.replication.shareLoad) {
+      const load = new ReplicaLoad(
+        () => this.slots.filter((s) => s !== undefined),
+        () => (this.hub?.targets ?? []).map((t) => t.id),
+        (counts, tokens) => {
+          this.replicasLoad = { counts, tokens };
+          for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'peer-load', slot: REPLICAS_SLOT, counts, tokens });
+        },
+      );
+      this.replicaLoad = load;
+      this.replication.shareLoad(load.requests, load.tokens);
+    }
+  }
+
+  /**
+   * The index and the ingestor, as a single EPP process has them: its applier's operations (or, as a
+   * follower, the index stream's) also go to the workers, and with `--nats-url` it publishes or
+   * follows the index stream and exchanges the workers' decisions with the other replicas.
+   */
   private async startIngestion(): Promise<void> {
     const config = this.config;
     if (!config.embeddedIndex) return;
+    const replication = this.replication;
+    const role = indexRole(config.replication, config.index.backend, config.kvEvents);
     const metrics = new IngestMetrics(this.registry);
     this.ingestMetrics = metrics;
     // Workers follow an in-memory index over the channel; a Redis index they read themselves.
-    this.stack = createIndexStack(config.index, metrics, { logger: this.logger.child({ component: 'index' }), applierIndex: (backend) => (backend.backend === 'memory' ? new PublishingIndex(backend, this) : backend) });
-    if (config.kvEvents) {
-      this.ingestor = new Ingestor({ config: config.ingest, applier: this.stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.hub!.asSource()], backend: this.stack.status });
+    const stack = createIndexStack(config.index, metrics, {
+      logger: this.logger.child({ component: 'index' }),
+      applierIndex: (backend) => {
+        const applied = replication && role.mode === 'publish' ? replication.publishTo(backend) : backend;
+        return backend.backend === 'memory' ? new PublishingIndex(applied, this) : applied;
+      },
+    });
+    this.stack = stack;
+    const memory = stack.backend.backend === 'memory' ? (stack.backend as InMemoryIndex) : null;
+    if (replication && config.replication.shareSpeculation) {
+      // The other replicas' decisions: to the workers' index copies, or into the Redis index they read.
+      this.speculationOut = replication.exchangeSpeculation(memory ? { add: async (_engineKeys, requestKeys, entries, options) => this.relayPeerDecision(requestKeys, entries, options?.ttlMs ?? 0) } : stack.backend);
+    }
+    if (replication && role.mode === 'follow' && memory) await replication.follow(new RelayedFollowedIndex(memory, this));
+    if (replication && role.mode === 'publish') await replication.startPublishing();
+    if (role.ingests) {
+      this.ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.hub!.asSource()], backend: stack.status });
       await this.ingestor.start();
     }
+  }
+
+  /** Another replica's routing decision, to every worker following the index (sent together at the end of this turn). */
+  private relayPeerDecision(requestKeys: BigUint64Array, entries: readonly PodEntry[], ttlMs: number): void {
+    if (this.peerDecisions.length === 0) {
+      setImmediate(() => {
+        const decisions = this.peerDecisions;
+        this.peerDecisions = [];
+        this.broadcast({ kvix: 'speculation', decisions });
+      });
+    }
+    this.peerDecisions.push({ requestKeys, entries: [...entries], ttlMs });
   }
 
   private async startOps(): Promise<void> {
@@ -252,6 +324,7 @@ export class EppPrimary implements OpSink {
     app.get('/debug/workers', async () => ({ indexSeq: this.seq, restarts: (await this.restarts.get()).values[0]?.value ?? 0, workers: await this.statuses() }));
     app.get('/debug/pods', async () => ({ pods: this.stack ? await this.stack.index.podCounts() : [] }));
     for (const url of FORWARDED_GETS) app.get(url, (req, reply) => this.forward(req, reply));
+    app.get('/debug/replication', async (_req, reply) => (this.replication ? this.replication.status() : sendError(reply, 404, 'NO_REPLICATION', 'this EPP runs alone (no --nats-url)')));
     app.post('/debug/score', (req, reply) => this.forward(req, reply));
     this.reuseRoutes(app);
     this.ops = app;
@@ -327,8 +400,9 @@ export class EppPrimary implements OpSink {
         if (this.poolResources) this.send(slot, { kvix: 'pool-resources', resources: this.poolResources });
         this.send(slot, { kvix: 'targets', targets: [...(this.hub?.targets ?? [])] });
         this.send(slot, { kvix: 'scrapes', scrapes: this.latestScrapes() });
-        // What the others have in flight now; later changes follow as they say them.
+        // What the others (workers, and other replicas) have in flight now; later changes follow as they say them.
         for (const other of this.slots) if (other && other !== slot && (Object.keys(other.load).length > 0 || Object.keys(other.tokens).length > 0)) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load, tokens: other.tokens });
+        if (Object.keys(this.replicasLoad.counts).length > 0 || Object.keys(this.replicasLoad.tokens).length > 0) this.send(slot, { kvix: 'peer-load', slot: REPLICAS_SLOT, ...this.replicasLoad });
         break;
       case 'started':
         slot.started = true;
@@ -336,8 +410,9 @@ export class EppPrimary implements OpSink {
         if (this.slots.length === this.workers && this.slots.every((s) => s.started)) this.allStarted?.();
         break;
       case 'speculation':
-        // Relayed to every other worker following the index; the sender already holds it.
+        // Relayed to every other worker following the index (the sender already holds it) and to the other replicas.
         this.broadcast(m, slot);
+        for (const d of m.decisions) this.speculationOut?.publish(d.requestKeys, d.entries, d.ttlMs > 0 ? d.ttlMs : undefined);
         break;
       case 'training':
         for (const other of this.slots) if (other !== slot && other?.discovery) this.send(other, m);
@@ -346,6 +421,7 @@ export class EppPrimary implements OpSink {
         slot.load = m.counts;
         slot.tokens = m.tokens;
         this.relayLoad(slot);
+        this.replicaLoad?.changed();
         break;
       case 'status':
       case 'metrics':
@@ -432,6 +508,7 @@ export class EppPrimary implements OpSink {
     slot.tokens = {};
     slot.discovery = false;
     this.relayLoad(slot);
+    this.replicaLoad?.changed();
     const timer = setTimeout(() => {
       if (!this.stopping) this.fork(slot.index, quickDeaths);
     }, delayMs);
@@ -482,8 +559,9 @@ export class EppPrimary implements OpSink {
   async readiness(): Promise<{ ready: boolean; detail: Record<string, unknown> }> {
     const workers = await this.statuses();
     const ingestion = this.ingestor ? this.ingestor.ready : true;
-    const ready = this.stopping === null && ingestion && workers.length === this.workers && workers.every((w) => w.started && w.ready);
-    return { ready, detail: { ingestion, workers: workers.map((w) => ({ worker: w.worker, pid: w.pid, ready: w.ready, ...w.detail })) } };
+    const replication = this.replication ? this.replication.ready() : true;
+    const ready = this.stopping === null && ingestion && replication && workers.length === this.workers && workers.every((w) => w.started && w.ready);
+    return { ready, detail: { ingestion, replication, workers: workers.map((w) => ({ worker: w.worker, pid: w.pid, ready: w.ready, ...w.detail })) } };
   }
 
   /** Every worker's metrics summed (prom-client's cluster aggregation), beside the primary's own. */
@@ -532,6 +610,7 @@ export class EppPrimary implements OpSink {
       await this.poolFollow?.stop();
       this.endpoints?.stop();
       await this.ingestor?.stop();
+      await this.replication?.close();
       await this.hub?.stop();
       await this.stack?.index.close();
       this.logger.info('epp stopped');
