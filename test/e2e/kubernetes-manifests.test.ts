@@ -15,7 +15,7 @@ const VARIANTS: Record<string, string[]> = {
   'one EPP behind a Gateway API implementation': ['--set', 'gateway.gatewayApi.className=kgateway'],
   'plain Envoy, FailOpen, sample vLLM with LMCache': ['--set', 'gateway.mode=envoy', '--set', 'inferencePool.failureMode=FailOpen', '--set', 'sampleModelServers.enabled=true'],
   'three replicas over NATS, indexer, latency predictor, ServiceMonitor, alert rules, dashboard': [
-    '--set', 'gateway.gatewayApi.className=kgateway', '--set', 'epp.replicas=3', '--set', 'replication.mode=nats',
+    '--set', 'gateway.gatewayApi.className=kgateway', '--set', 'epp.replicas=3', '--set', 'replication.mode=nats', '--set', 'epp.routingWorkers=3',
     '--set', 'indexer.enabled=true', '--set', 'latencyPredictor.enabled=true', '--set', 'serviceMonitor.enabled=true',
     '--set', 'serviceMonitor.prometheusRule=true', '--set', 'serviceMonitor.grafanaDashboard=true',
   ],
@@ -74,6 +74,17 @@ describe.skipIf(crds.dir === null)('deploy/ against a real API server', () => {
     expect(kinds(manifest)).toEqual(expect.arrayContaining(['ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'Deployment', 'Service', 'InferencePool']));
     const out = await server.kubectl(['apply', '--dry-run=server', '-n', target, '-f', '-'], manifest);
     expect(out).toMatch(/inferencepool\.inference\.networking\.k8s\.io\/kvix created \(server dry run\)/);
+  });
+
+  it('runs the EPP with --routing-workers when epp.routingWorkers asks for more than one process', async () => {
+    const eppArgs = async (...values: string[]): Promise<string[]> => {
+      const rendered = await server.helm(['template', 'kvix', CHART, '--set', 'gateway.gatewayApi.className=kgateway', ...values, '--show-only', 'templates/epp.yaml']);
+      const deployment = parseAllDocuments(rendered).map((d) => d.toJS() as { kind?: string; spec?: { template: { spec: { containers: { name: string; args: string[] }[] } } } }).find((d) => d?.kind === 'Deployment');
+      return deployment!.spec!.template.spec.containers[0]!.args;
+    };
+    expect((await eppArgs()).filter((a) => a.startsWith('--routing-workers'))).toEqual([]);
+    expect(await eppArgs('--set', 'epp.routingWorkers=3')).toContain('--routing-workers=3');
+    expect(await eppArgs('--set', 'epp.routingWorkers=auto')).toContain('--routing-workers=auto');
   });
 
   it('refuses settings that cannot work, saying why', async () => {
