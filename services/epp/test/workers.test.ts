@@ -497,13 +497,30 @@ describe('two kvix-epp replicas with --routing-workers 2 each, active-active ove
 describe('kvix-epp --routing-workers 2 with the Redis index', () => {
   it('ingests into Redis in the primary and routes with both workers reading it: a prompt only a KV event placed follows its pod', async () => {
     const redis = await startRedis();
+    // The EPP starts while Redis is down: every process must keep answering (a worker whose index
+    // could not give its counts once died of it), then serve once Redis is up.
+    await redis.stop();
     const dir = mkdtempSync(join(tmpdir(), 'kvix-epp-redis-'));
     writeFileSync(join(dir, 'endpoints.yaml'), stringify({ endpoints: pods.map((p, i) => ({ name: `sim-${i}`, address: '127.0.0.1', port: Number(p.id.split(':')[1]), eventPort: p.eventPort, model: MODEL })) }));
     const [gw, xp, mp] = (await freePorts(3)) as [number, number, number];
     const other = cli.run(['--routing-workers', '2', '--redis-url', redis.url, '--endpoints-file', join(dir, 'endpoints.yaml'), '--gateway-port', String(gw), '--ext-proc-port', String(xp), '--metrics-port', String(mp), '--tokenizer-workers', '0']);
     try {
+      let view: unknown = null;
+      await waitFor(
+        async () => {
+          if (other.child.exitCode !== null) return true;
+          const w = (await fetch(`http://127.0.0.1:${mp}/debug/workers`).then((r) => r.json(), () => null)) as { workers: WorkerView[] } | null;
+          view = w;
+          return w !== null && w.workers.length === 2 && w.workers.every((x) => x.started && x.answered);
+        },
+        60_000,
+        () => `both workers started and answering with Redis down: ${JSON.stringify(view)}\n${other.output()}`,
+      );
+      expect(other.child.exitCode, other.output()).toBeNull();
+      await redis.start();
       await waitFor(async () => other.child.exitCode !== null || (await fetch(`http://127.0.0.1:${mp}/readyz`).then((r) => r.status, () => 0)) === 200, 60_000, () => `the Redis EPP and its workers ready\n${other.output()}`);
       expect(other.child.exitCode, other.output()).toBeNull();
+      expect(other.output()).not.toContain('epp worker died');
       // Straight to pod 0, never through the EPP: only its KV events, in Redis, can tell where it is. A
       // fresh prompt each time until the primary's index (Redis) holds the pod's blocks: events a pod
       // publishes before the primary's subscription is connected are not seen (no replay port here).

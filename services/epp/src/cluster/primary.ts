@@ -84,6 +84,8 @@ export class EppPrimary implements OpSink {
   /** Scrapes every endpoint's /metrics once for all workers; its outcomes go to them per event-loop turn. */
   private endpoints: EndpointRegistry | null = null;
   private scrapes: { id: string; outcome: ScrapeOutcome }[] = [];
+  /** Each discovered endpoint's last scrape, as the workers were told it. */
+  private readonly lastScrape = new Map<string, ScrapeOutcome>();
   private batch: IndexOp[] = [];
   private flushScheduled = false;
   /** Index batches sent so far; a fed worker's appliedSeq reaches it. */
@@ -175,6 +177,8 @@ export class EppPrimary implements OpSink {
       for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'targets', targets: [...targets] });
       // After the targets: a worker records a scrape only for an endpoint it knows.
       endpoints.setTargets(targets);
+      const ids = new Set(targets.map((t) => t.id));
+      for (const id of this.lastScrape.keys()) if (!ids.has(id)) this.lastScrape.delete(id);
     });
     endpoints.start();
     if (this.kube?.pool) {
@@ -211,6 +215,7 @@ export class EppPrimary implements OpSink {
       logger: this.logger.child({ component: 'endpoints' }),
       onScrapeError: (kind) => errors.scrapeError(kind),
       onScraped: (id, outcome) => {
+        this.lastScrape.set(id, outcome);
         if (this.scrapes.length === 0) setImmediate(() => this.flushScrapes());
         this.scrapes.push({ id, outcome });
       },
@@ -229,8 +234,8 @@ export class EppPrimary implements OpSink {
   private latestScrapes(): { id: string; outcome: ScrapeOutcome }[] {
     const out: { id: string; outcome: ScrapeOutcome }[] = [];
     for (const s of this.endpoints?.status() ?? []) {
-      if (!s.healthy) out.push({ id: s.id, outcome: { failure: s.reason ?? 'unreachable', timeout: false } });
-      else if (s.metrics) out.push({ id: s.id, outcome: { metrics: s.metrics } });
+      const last = this.lastScrape.get(s.id);
+      if (last) out.push({ id: s.id, outcome: last });
     }
     return out;
   }

@@ -44,6 +44,8 @@ export class PrimaryLink implements SpeculationSink {
   private applying: Promise<void> = Promise.resolve();
   private fedResolve: (() => void) | null = null;
   private malformed = 0;
+  private readonly unanswered = new Map<string, number>();
+  private analyticsFailures = 0;
   private readonly onMessage = (m: unknown): void => this.receive(m);
   private debug: FastifyInstance | null = null;
   /** Decisions of this event-loop turn, sent together at its end. */
@@ -303,18 +305,31 @@ export class PrimaryLink implements SpeculationSink {
         else this.onTargets?.(msg.targets);
         break;
       case 'status?':
-        void this.status().then((status) => this.send({ kvix: 'status', id: msg.id, status }));
+        this.answer('status', this.status().then((status) => this.send({ kvix: 'status', id: msg.id, status })));
         break;
       case 'metrics?':
-        void this.metrics().then((metrics) => this.send({ kvix: 'metrics', id: msg.id, metrics }));
+        this.answer('metrics', this.metrics().then((metrics) => this.send({ kvix: 'metrics', id: msg.id, metrics })));
         break;
       case 'http?':
-        void this.http(msg).then((answer) => this.send(answer));
+        this.answer('debug request', this.http(msg).then((answer) => this.send(answer)));
         break;
       case 'analytics?':
-        void this.analytics(msg.prefixes).then((analytics) => this.send({ kvix: 'analytics', id: msg.id, analytics }));
+        this.answer('analytics', this.analytics(msg.prefixes).then((analytics) => this.send({ kvix: 'analytics', id: msg.id, analytics })));
         break;
     }
+  }
+
+  /**
+   * A question of the primary's that could not be answered is left unanswered (the primary counts
+   * the worker as not answering, as if it were busy), logged once per kind: never an unhandled
+   * rejection, which would take the worker and its connections down.
+   */
+  private answer(kind: string, answering: Promise<void>): void {
+    answering.catch((err: unknown) => {
+      const n = (this.unanswered.get(kind) ?? 0) + 1;
+      this.unanswered.set(kind, n);
+      if (n === 1 || n % 1000 === 0) this.logger.warn({ question: kind, err: (err as Error).message, total: n }, "cannot answer the primary's question; it counts this worker as not answering");
+    });
   }
 
   private enqueue(step: () => Promise<void>): void {
@@ -334,7 +349,8 @@ export class PrimaryLink implements SpeculationSink {
       ready: r.ready,
       detail: r.detail ?? {},
       appliedSeq: this.appliedSeq,
-      pods: this.surface ? await this.surface.pods() : [],
+      // A Redis index that is not reachable (yet) has no counts to give; the rest of the status stands.
+      pods: this.surface ? await this.surface.pods().catch(() => []) : [],
       inFlight: { own, peers: Object.fromEntries(this.peerTotals) },
       tokensInFlight: { own: this.ownTokens(), peers: Object.fromEntries(this.peerTokenTotals) },
     };
@@ -357,8 +373,10 @@ export class PrimaryLink implements SpeculationSink {
     try {
       return await this.surface.analytics(prefixes);
     } catch (err) {
-      // Counted as not answering: the primary names this worker as missing from the merge.
-      this.logger.warn({ err: (err as Error).message }, 'cannot gather reuse analytics for the primary');
+      // Counted as not answering: the primary names this worker as missing from the merge. The
+      // history asks every few seconds: an outage is logged once, not per sample.
+      this.analyticsFailures++;
+      if (this.analyticsFailures === 1 || this.analyticsFailures % 1000 === 0) this.logger.warn({ err: (err as Error).message, total: this.analyticsFailures }, 'cannot gather reuse analytics for the primary');
       return null;
     }
   }
