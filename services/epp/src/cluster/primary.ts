@@ -1,19 +1,19 @@
 import cluster, { type Worker } from 'node:cluster';
-import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime, type PoolResourcesState } from '@kvix/kubernetes';
 import type { IndexSnapshot, InMemoryIndex, PodEntry } from '@kvix/kv-index';
-import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
 import { indexRole, PublishingIndex, Replication, type IndexOp, type OpSink, type SpeculationSink } from '@kvix/replication';
 import { registerReuseRoutes, ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
-import { DataLayerMetrics, EndpointRegistry, metricsDataSource, parsePickerConfig, SchedulerError, type ScrapeOutcome } from '@kvix/scheduler';
 import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener, sendError } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { EppConfig } from '../config.js';
 import { WorkersReuseTallies, type WorkerAnalyticsAnswer } from './analytics-merge.js';
 import { RelayedFollowedIndex } from './followed-index.js';
-import { isWorkerMessage, type MetricFamilyJson, type PrimaryMessage, type SpeculativeDecision, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
+import { isWorkerMessage, type PrimaryMessage, type SpeculativeDecision, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
 import { ReplicaLoad } from './replica-load.js';
+import { SharedDiscovery } from './shared-discovery.js';
+import { combineWorkerMetrics } from './worker-metrics.js';
 
 /** A worker the primary asked a question that it did not answer within this long counts as not ready. */
 const ASK_TIMEOUT_MS = 2000;
@@ -23,16 +23,6 @@ const DEBUG_TIMEOUT_MS = 15_000;
 const FORWARDED_GETS = ['/debug/endpoints', '/debug/scheduler', '/debug/latency-predictor'];
 /** The `peer-load` slot of the other EPP replicas' load (`--nats-url`): workers add it like a sibling worker's. */
 const REPLICAS_SLOT = -1;
-/** Index metric families measured where lookups and speculation happen: in the workers (not the primary's replication's). */
-const WORKER_SIDE = /^(kvix_index_|kvcache_index_|llm_d_epp_kv_cache_index_).*(lookup|speculati)/;
-/**
- * Of those, what every worker's copy of the index counts alike: each copy holds every worker's
- * speculative entries, so each sees the same confirmations and expiries. Summed they would read N
- * times the truth; the largest is the longest-running copy's (a replacement starts from zero).
- */
-const SAME_IN_EVERY_COPY = /^kvix_index_specul/;
-/** The index's entries per pod: confirmed ones from the primary's index, speculative ones from the workers' copies (only they hold any). */
-const POD_ENTRIES = 'kvix_index_pod_entries';
 /** A worker dying again this soon after its start waits before the next one (doubling, up to 5 s). */
 const QUICK_DEATH_MS = 5000;
 
@@ -73,19 +63,10 @@ export class EppPrimary implements OpSink {
   private ops: FastifyInstance | null = null;
   private stack: IndexStack | null = null;
   private ingestor: Ingestor | null = null;
-  private hub: DiscoveryHub | null = null;
-  private kube: KubernetesRuntime | null = null;
+  private discovery: SharedDiscovery | null = null;
   private ingestMetrics: IngestMetrics | null = null;
   /** Samples the workers' merged reuse analytics for /ui (embedded index only). */
   private history: ReuseHistory | null = null;
-  /** The pool's resources and the EPP's status on them, followed once for all workers. */
-  private poolFollow: { stop(): Promise<void> } | null = null;
-  private poolResources: PoolResourcesState | null = null;
-  /** Scrapes every endpoint's /metrics once for all workers; its outcomes go to them per event-loop turn. */
-  private endpoints: EndpointRegistry | null = null;
-  private scrapes: { id: string; outcome: ScrapeOutcome }[] = [];
-  /** Each discovered endpoint's last scrape, as the workers were told it. */
-  private readonly lastScrape = new Map<string, ScrapeOutcome>();
   private batch: IndexOp[] = [];
   private flushScheduled = false;
   /** Index batches sent so far; a fed worker's appliedSeq reaches it. */
@@ -156,88 +137,15 @@ export class EppPrimary implements OpSink {
     return typeof addr === 'object' && addr !== null ? addr.port : this.config.metrics.port;
   }
 
-  /**
-   * Discovery as a single EPP process has it, run once for every worker: N workers each watching
-   * the API (or the endpoints file) would cost the API server N watches, and with an InferencePool
-   * each would write the same status and its own copy of every Event.
-   */
+  /** Discovery, the InferencePool and the pods' /metrics, once for all workers (see SharedDiscovery). */
   private async startDiscovery(): Promise<void> {
-    const config = this.config;
-    try {
-      this.kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry: this.registry, logger: this.logger });
-    } catch (err) {
-      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
-      throw err;
-    }
-    const hub = new DiscoveryHub([...createDiscoverySources(config.ingest, this.logger), ...(this.kube ? [this.kube.discovery] : [])]);
-    this.hub = hub;
-    const endpoints = this.scrapeEndpoints();
-    await hub.start();
-    hub.subscribe((targets) => {
-      for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'targets', targets: [...targets] });
-      // After the targets: a worker records a scrape only for an endpoint it knows.
-      endpoints.setTargets(targets);
-      const ids = new Set(targets.map((t) => t.id));
-      for (const id of this.lastScrape.keys()) if (!ids.has(id)) this.lastScrape.delete(id);
-    });
-    endpoints.start();
-    if (this.kube?.pool) {
-      const logger = this.logger.child({ component: 'kubernetes' });
-      this.poolFollow = await this.kube.followPool({
-        replicaId: config.replication.replicaId,
-        logger,
-        onResources: (resources) => {
-          this.poolResources = resources;
-          for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'pool-resources', resources });
-          logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
-        },
-        subscribeTargets: (listener) => hub.subscribe(listener),
-      });
-    }
-  }
-
-  /**
-   * The endpoints' /metrics, read here once per interval for every worker: N workers each scraping
-   * every pod would ask each model server N times as often (`auto` on a 32-core node: 31×).
-   */
-  private scrapeEndpoints(): EndpointRegistry {
-    let dataSource: ReturnType<typeof metricsDataSource>;
-    try {
-      dataSource = metricsDataSource(parsePickerConfig(this.config.scheduler));
-    } catch (err) {
-      if (err instanceof SchedulerError) throw new ConfigError(err.message);
-      throw err;
-    }
-    const errors = new DataLayerMetrics(this.registry);
-    this.endpoints = new EndpointRegistry({
-      ...dataSource,
-      drainingLabel: this.config.drainingLabel,
-      logger: this.logger.child({ component: 'endpoints' }),
-      onScrapeError: (kind) => errors.scrapeError(kind),
-      onScraped: (id, outcome) => {
-        this.lastScrape.set(id, outcome);
-        if (this.scrapes.length === 0) setImmediate(() => this.flushScrapes());
-        this.scrapes.push({ id, outcome });
+    this.discovery = await SharedDiscovery.start(this.config, {
+      registry: this.registry,
+      logger: this.logger,
+      tell: (m) => {
+        for (const slot of this.slots) if (slot?.discovery) this.send(slot, m);
       },
     });
-    return this.endpoints;
-  }
-
-  private flushScrapes(): void {
-    const scrapes = this.scrapes;
-    this.scrapes = [];
-    if (scrapes.length === 0) return;
-    for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'scrapes', scrapes });
-  }
-
-  /** The latest of each endpoint's scrapes, for a worker that just started. */
-  private latestScrapes(): { id: string; outcome: ScrapeOutcome }[] {
-    const out: { id: string; outcome: ScrapeOutcome }[] = [];
-    for (const s of this.endpoints?.status() ?? []) {
-      const last = this.lastScrape.get(s.id);
-      if (last) out.push({ id: s.id, outcome: last });
-    }
-    return out;
   }
 
   /**
@@ -255,7 +163,7 @@ export class EppPrimary implements OpSink {
     if (config.replication.shareLoad) {
       const load = new ReplicaLoad(
         () => this.slots.filter((s) => s !== undefined),
-        () => (this.hub?.targets ?? []).map((t) => t.id),
+        () => (this.discovery?.hub.targets ?? []).map((t) => t.id),
         (counts, tokens) => {
           this.replicasLoad = { counts, tokens };
           for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'peer-load', slot: REPLICAS_SLOT, counts, tokens });
@@ -295,7 +203,7 @@ export class EppPrimary implements OpSink {
     if (replication && role.mode === 'follow' && memory) await replication.follow(new RelayedFollowedIndex(memory, this));
     if (replication && role.mode === 'publish') await replication.startPublishing();
     if (role.ingests) {
-      this.ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.hub!.asSource()], backend: stack.status });
+      this.ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.discovery!.hub.asSource()], backend: stack.status });
       await this.ingestor.start();
     }
   }
@@ -349,7 +257,7 @@ export class EppPrimary implements OpSink {
     if (!stack || !ingestMetrics) return;
     const analytics = new WorkersReuseTallies((prefixes) => this.workerAnalytics(prefixes), this.config.index.blockSize);
     const ingestor = this.ingestor;
-    const hub = this.hub;
+    const hub = this.discovery?.hub ?? null;
     const pods = { pods: () => (ingestor ? ingestor.podStates() : (hub?.targets ?? []).map((t) => ({ id: t.id, stream: null }))) };
     const sources: ReuseSources = { analytics, stack, pods, ingestMetrics };
     const { topPrefixes, historyIntervalMs, historyPoints } = this.config.analytics;
@@ -400,11 +308,8 @@ export class EppPrimary implements OpSink {
         this.feed(slot);
         break;
       case 'discovery?':
-        // The resources first: the worker applies them before its first snapshot lets its fronts start.
         slot.discovery = true;
-        if (this.poolResources) this.send(slot, { kvix: 'pool-resources', resources: this.poolResources });
-        this.send(slot, { kvix: 'targets', targets: [...(this.hub?.targets ?? [])] });
-        this.send(slot, { kvix: 'scrapes', scrapes: this.latestScrapes() });
+        for (const welcome of this.discovery?.welcome() ?? []) this.send(slot, welcome);
         // What the others (workers, and other replicas) have in flight now; later changes follow as they say them.
         for (const other of this.slots) if (other && other !== slot && (Object.keys(other.load).length > 0 || Object.keys(other.tokens).length > 0)) this.send(slot, { kvix: 'peer-load', slot: other.index, counts: other.load, tokens: other.tokens });
         if (Object.keys(this.replicasLoad.counts).length > 0 || Object.keys(this.replicasLoad.tokens).length > 0) this.send(slot, { kvix: 'peer-load', slot: REPLICAS_SLOT, ...this.replicasLoad });
@@ -571,25 +476,8 @@ export class EppPrimary implements OpSink {
 
   /** Every worker's metrics summed (prom-client's cluster aggregation), beside the primary's own. */
   private async metrics(): Promise<Registry> {
-    // Ingestion and the index's contents are the primary's work (the workers' copies would count it N
-    // more times); lookups and speculation happen in the workers (the primary's series stay at zero).
-    const own = (await this.registry.getMetricsAsJSON()).filter((f) => !WORKER_SIDE.test(f.name));
-    const mine = new Set(own.map((f) => f.name));
     const answers = await Promise.all(this.slots.map((s) => this.ask(s, 'metrics?')));
-    const theirs = answers.map((a) => (a?.kvix === 'metrics' ? a.metrics.filter((f: MetricFamilyJson) => !mine.has(f.name)).map((f) => (SAME_IN_EVERY_COPY.test(f.name) ? { ...f, aggregator: 'max' } : f)) : []));
-    const entries = own.find((f) => f.name === POD_ENTRIES);
-    if (entries) {
-      // Every copy holds every worker's speculative entries: the largest copy's count per pod, once.
-      const speculative = new Map<string, number>();
-      for (const a of answers) {
-        if (a?.kvix !== 'metrics') continue;
-        for (const v of a.metrics.find((f) => f.name === POD_ENTRIES)?.values ?? []) {
-          if (v.labels['kind'] === 'speculative') speculative.set(String(v.labels['pod']), Math.max(speculative.get(String(v.labels['pod'])) ?? 0, v.value));
-        }
-      }
-      entries.values = [...entries.values.filter((v) => v.labels['kind'] !== 'speculative'), ...[...speculative].map(([pod, value]) => ({ value, labels: { pod, kind: 'speculative' } }))];
-    }
-    return AggregatorRegistry.aggregate([own, ...theirs]);
+    return combineWorkerMetrics(await this.registry.getMetricsAsJSON(), answers.map((a) => (a?.kvix === 'metrics' ? a.metrics : null)));
   }
 
   /** The workers stop gracefully (each drains its fronts), then ingestion and the metrics port. */
@@ -612,11 +500,10 @@ export class EppPrimary implements OpSink {
       );
       for (const p of this.pending.values()) clearTimeout(p.timer);
       await this.ops?.close();
-      await this.poolFollow?.stop();
-      this.endpoints?.stop();
+      await this.discovery?.stop();
       await this.ingestor?.stop();
       await this.replication?.close();
-      await this.hub?.stop();
+      await this.discovery?.hub.stop();
       await this.stack?.index.close();
       this.logger.info('epp stopped');
     })();
