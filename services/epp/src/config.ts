@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { addKubernetesOptions, KUBERNETES_ENV_BINDINGS, KUBERNETES_FLAG_BINDINGS, KubernetesSettingsSchema, parsePoolRef, targetPortsFromStrings } from '@kvix/kubernetes';
 import { addIngestionOptions, IndexSettingsSchema, IngestConfigSchema, INGESTION_ENV_BINDINGS, INGESTION_FLAG_BINDINGS, podsFromAddresses } from '@kvix/kv-ingest';
 import { DEFAULT_PICKER_CONFIG } from '@kvix/scheduler';
-import { addReplicationOptions, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema } from '@kvix/replication';
+import { addReplicationOptions, indexRole, REPLICATION_ENV_BINDINGS, REPLICATION_FLAG_BINDINGS, ReplicationSettingsSchema, type IndexReplicationMode } from '@kvix/replication';
 import { ConfigError, envLayer, flagLayer, httpListenerFields, integerArg, LOG_LEVELS, numberArg, resolveConfig, setPath, TlsServerSchema, type Binding, type ListenerSpec } from '@kvix/service-kit';
 import { TOKENIZATION_ENV_BINDINGS, TOKENIZATION_FLAG_BINDINGS, TokenizationConfigSchema } from '@kvix/tokenization';
 import { Option, type Command } from 'commander';
@@ -292,6 +292,18 @@ export function eppListeners(config: EppConfig): ListenerSpec[] {
   if (config.extProc.enabled) out.push({ name: 'ext_proc', flag: '--ext-proc-port', host: config.extProc.host, port: config.extProc.port });
   out.push({ name: 'metrics', flag: '--metrics-port', host: config.metrics.host, port: config.metrics.port });
   return out;
+}
+
+/**
+ * What this EPP does with the replicated index (`--nats-url`: publish, follow or off) and whether it
+ * dials the pods' KV events, checked against the rest of the configuration.
+ */
+export function replicationRole(config: EppConfig): { mode: IndexReplicationMode; ingests: boolean } {
+  const role = indexRole(config.replication, config.index.backend, config.kvEvents);
+  if (role.mode !== 'off' && !config.embeddedIndex) {
+    throw new ConfigError(`replication.index "${role.mode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
+  }
+  return role;
 }
 
 /** How many worker processes `routingWorkers` asks for (`auto`: one per core but one, at least one). */

@@ -1,6 +1,6 @@
-import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime } from '@kvix/kubernetes';
-import { createDiscoverySources, createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
-import { indexRole, Replication, SpeculationSharingIndex } from '@kvix/replication';
+import type { KubernetesRuntime } from '@kvix/kubernetes';
+import { createIndexStack, DiscoveryHub, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
+import { Replication, SpeculationSharingIndex } from '@kvix/replication';
 import { createRouter, RouterMetrics, SchedulerError, type DirectorObserver, type Router } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
 import { ReuseHistory, speculationTally } from '@kvix/reuse-page';
@@ -10,7 +10,8 @@ import type { LatencyPredictor } from '@kvix/latency-predictor';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import type { EppConfig } from './config.js';
+import { replicationRole, type EppConfig } from './config.js';
+import { createEppDiscovery, followPool } from './discovery.js';
 import type { PrimaryLink, WorkerSurface } from './cluster/worker-link.js';
 import { startExtProcServer, type RunningExtProc } from './extproc/server.js';
 import { Gateway } from './gateway/gateway.js';
@@ -62,26 +63,19 @@ export class Epp {
     collectDefaultMetrics({ register: registry });
     const routerMetrics = new RouterMetrics(registry);
     routerMetrics.setInfo(BUILD.commit, BUILD.ref);
-    const role = indexRole(config.replication, config.index.backend, config.kvEvents);
+    const role = replicationRole(config);
     const replicationMode = role.mode;
     // A worker's index is the primary's, followed over the cluster channel.
     const ingests = role.ingests && !worker;
-    if (replicationMode !== 'off' && !config.embeddedIndex) {
-      throw new ConfigError(`replication.index "${replicationMode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
-    }
     // Before anything listens: a replica that cannot reach its peers' state must say so and stop.
     // A worker's replication is its primary's: one connection, relaying both ways.
     const replication = config.replication.natsUrl === undefined || worker ? null : await Replication.start(config.replication, { registry, logger: logger.child({ component: 'replication' }) });
     // A worker's discovery is the primary's: one watch of the API, one writer of the pool's status and Events.
-    let kube: KubernetesRuntime | null = null;
-    try {
-      if (!worker) kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry, logger });
-    } catch (err) {
+    const discovery = worker ? { kube: null, hub: new DiscoveryHub([worker.discovery()]) } : await createEppDiscovery(config, { registry, logger }).catch(async (err: unknown) => {
       await replication?.close();
-      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
       throw err;
-    }
-    const hub = new DiscoveryHub(worker ? [worker.discovery()] : [...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
+    });
+    const { kube, hub } = discovery;
     let ingestor: Ingestor | null = null;
     let stack: IndexStack | null = null;
     let tokenizers: ModelTokenizers | null = null;
@@ -229,16 +223,7 @@ export class Epp {
 
   /** The pool's rewrite and objective resources into the router, and the EPP's status onto the pool. */
   private async followPool(kube: KubernetesRuntime): Promise<void> {
-    const logger = this.logger.child({ component: 'kubernetes' });
-    this.poolFollow = await kube.followPool({
-      replicaId: this.config.replication.replicaId,
-      logger,
-      onResources: (resources) => {
-        this.router.director.setPoolResources(resources);
-        logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
-      },
-      subscribeTargets: (listener) => this.hub.subscribe(listener),
-    });
+    this.poolFollow = await followPool(kube, { config: this.config, hub: this.hub, logger: this.logger, apply: (resources) => this.router.director.setPoolResources(resources) });
   }
 
   get metricsPort(): number {

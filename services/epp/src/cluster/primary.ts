@@ -1,18 +1,19 @@
 import cluster, { type Worker } from 'node:cluster';
-import type { IndexSnapshot, InMemoryIndex, PodEntry } from '@kvix/kv-index';
+import type { IndexSnapshot, InMemoryIndex } from '@kvix/kv-index';
 import { createIndexStack, IngestMetrics, Ingestor, type IndexStack } from '@kvix/kv-ingest';
-import { indexRole, PublishingIndex, Replication, type IndexOp, type OpSink, type SpeculationSink } from '@kvix/replication';
+import { PublishingIndex, Replication, type IndexOp, type OpSink, type SpeculationSink } from '@kvix/replication';
 import { registerReuseRoutes, ReuseHistory, type ReuseSources } from '@kvix/reuse-page';
-import { ConfigError, fastifyListenerOptions, registerErrorHandlers, secureFastifyListener, sendError } from '@kvix/service-kit';
+import { fastifyListenerOptions, registerErrorHandlers, secureFastifyListener, sendError } from '@kvix/service-kit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { EppConfig } from '../config.js';
+import { replicationRole, type EppConfig } from '../config.js';
 import { WorkersReuseTallies, type WorkerAnalyticsAnswer } from './analytics-merge.js';
 import { RelayedFollowedIndex } from './followed-index.js';
 import { isWorkerMessage, type PrimaryMessage, type SpeculativeDecision, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
 import { ReplicaLoad } from './replica-load.js';
 import { SharedDiscovery } from './shared-discovery.js';
+import { TurnBatch } from './turn-batch.js';
 import { combineWorkerMetrics } from './worker-metrics.js';
 
 /** A worker the primary asked a question that it did not answer within this long counts as not ready. */
@@ -67,8 +68,8 @@ export class EppPrimary implements OpSink {
   private ingestMetrics: IngestMetrics | null = null;
   /** Samples the workers' merged reuse analytics for /ui (embedded index only). */
   private history: ReuseHistory | null = null;
-  private batch: IndexOp[] = [];
-  private flushScheduled = false;
+  /** The applier's operations of this event-loop turn, one `ops` message to every fed worker. */
+  private readonly opsBatch = new TurnBatch<IndexOp>((ops) => this.broadcast({ kvix: 'ops', seq: ++this.seq, ops }));
   /** Index batches sent so far; a fed worker's appliedSeq reaches it. */
   private seq = 0;
   private asked = 0;
@@ -77,10 +78,12 @@ export class EppPrimary implements OpSink {
   private readonly pending = new Map<number, Pending>();
   /** With `--nats-url`: this EPP's one connection to its peer replicas, for all its workers. */
   private replication: Replication | null = null;
+  /** What the EPP does with the replicated index, and whether it dials the pods' events (checked at construction). */
+  private readonly role: ReturnType<typeof replicationRole>;
   /** Where the workers' routing decisions go to reach the other replicas. */
   private speculationOut: SpeculationSink | null = null;
-  /** The other replicas' decisions of this event-loop turn, for the workers. */
-  private peerDecisions: SpeculativeDecision[] = [];
+  /** The other replicas' decisions of this event-loop turn, for the workers following the index. */
+  private readonly peerDecisions = new TurnBatch<SpeculativeDecision>((decisions) => this.broadcast({ kvix: 'speculation', decisions }));
   private replicaLoad: ReplicaLoad | null = null;
   /** The other replicas' load as last relayed, for a worker that starts later. */
   private replicasLoad: { counts: Record<string, number>; tokens: Record<string, TokensInFlight> } = { counts: {}, tokens: {} };
@@ -93,6 +96,7 @@ export class EppPrimary implements OpSink {
     private readonly workers: number,
     private readonly logger: Logger,
   ) {
+    this.role = replicationRole(config);
     this.restarts = new Counter({ name: 'kvix_epp_worker_restarts_total', help: 'EPP worker processes that died and were replaced (--routing-workers).', registers: [this.registry] });
     new Gauge({ name: 'kvix_epp_workers', help: 'EPP worker processes configured (--routing-workers).', registers: [this.registry] }).set(workers);
     const slots = this.slots;
@@ -142,9 +146,7 @@ export class EppPrimary implements OpSink {
     this.discovery = await SharedDiscovery.start(this.config, {
       registry: this.registry,
       logger: this.logger,
-      tell: (m) => {
-        for (const slot of this.slots) if (slot?.discovery) this.send(slot, m);
-      },
+      tell: (m) => this.tell(m),
     });
   }
 
@@ -155,10 +157,6 @@ export class EppPrimary implements OpSink {
   private async startReplication(): Promise<void> {
     const config = this.config;
     if (config.replication.natsUrl === undefined) return;
-    const role = indexRole(config.replication, config.index.backend, config.kvEvents);
-    if (role.mode !== 'off' && !config.embeddedIndex) {
-      throw new ConfigError(`replication.index "${role.mode}" replicates the embedded index, but this EPP scores with a remote indexer (--indexer); set it to off`);
-    }
     this.replication = await Replication.start(config.replication, { registry: this.registry, logger: this.logger.child({ component: 'replication' }) });
     if (config.replication.shareLoad) {
       const load = new ReplicaLoad(
@@ -166,7 +164,7 @@ export class EppPrimary implements OpSink {
         () => (this.discovery?.hub.targets ?? []).map((t) => t.id),
         (counts, tokens) => {
           this.replicasLoad = { counts, tokens };
-          for (const slot of this.slots) if (slot?.discovery) this.send(slot, { kvix: 'peer-load', slot: REPLICAS_SLOT, counts, tokens });
+          this.tell({ kvix: 'peer-load', slot: REPLICAS_SLOT, counts, tokens });
         },
       );
       this.replicaLoad = load;
@@ -183,7 +181,7 @@ export class EppPrimary implements OpSink {
     const config = this.config;
     if (!config.embeddedIndex) return;
     const replication = this.replication;
-    const role = indexRole(config.replication, config.index.backend, config.kvEvents);
+    const role = this.role;
     const metrics = new IngestMetrics(this.registry);
     this.ingestMetrics = metrics;
     // Workers follow an in-memory index over the channel; a Redis index they read themselves.
@@ -198,7 +196,7 @@ export class EppPrimary implements OpSink {
     const memory = stack.backend.backend === 'memory' ? (stack.backend as InMemoryIndex) : null;
     if (replication && config.replication.shareSpeculation) {
       // The other replicas' decisions: to the workers' index copies, or into the Redis index they read.
-      this.speculationOut = replication.exchangeSpeculation(memory ? { add: async (_engineKeys, requestKeys, entries, options) => this.relayPeerDecision(requestKeys, entries, options?.ttlMs ?? 0) } : stack.backend);
+      this.speculationOut = replication.exchangeSpeculation(memory ? { add: async (_engineKeys, requestKeys, entries, options) => this.peerDecisions.push({ requestKeys, entries: [...entries], ttlMs: options?.ttlMs ?? 0 }) } : stack.backend);
     }
     if (replication && role.mode === 'follow' && memory) await replication.follow(new RelayedFollowedIndex(memory, this));
     if (replication && role.mode === 'publish') await replication.startPublishing();
@@ -206,18 +204,6 @@ export class EppPrimary implements OpSink {
       this.ingestor = new Ingestor({ config: config.ingest, applier: stack.applier, metrics, logger: this.logger.child({ component: 'ingest' }), discovery: [this.discovery!.hub.asSource()], backend: stack.status });
       await this.ingestor.start();
     }
-  }
-
-  /** Another replica's routing decision, to every worker following the index (sent together at the end of this turn). */
-  private relayPeerDecision(requestKeys: BigUint64Array, entries: readonly PodEntry[], ttlMs: number): void {
-    if (this.peerDecisions.length === 0) {
-      setImmediate(() => {
-        const decisions = this.peerDecisions;
-        this.peerDecisions = [];
-        this.broadcast({ kvix: 'speculation', decisions });
-      });
-    }
-    this.peerDecisions.push({ requestKeys, entries: [...entries], ttlMs });
   }
 
   private async startOps(): Promise<void> {
@@ -325,7 +311,7 @@ export class EppPrimary implements OpSink {
         for (const d of m.decisions) this.speculationOut?.publish(d.requestKeys, d.entries, d.ttlMs > 0 ? d.ttlMs : undefined);
         break;
       case 'training':
-        for (const other of this.slots) if (other !== slot && other?.discovery) this.send(other, m);
+        this.tell(m, slot);
         break;
       case 'load':
         slot.load = m.counts;
@@ -365,7 +351,7 @@ export class EppPrimary implements OpSink {
    * the index: load is shared with a remote indexer too); empty once it died: its requests died with it.
    */
   private relayLoad(from: Slot): void {
-    for (const slot of this.slots) if (slot !== from && slot?.discovery) this.send(slot, { kvix: 'peer-load', slot: from.index, counts: from.load, tokens: from.tokens });
+    this.tell({ kvix: 'peer-load', slot: from.index, counts: from.load, tokens: from.tokens }, from);
   }
 
   /** To every worker following the index, but `except` (the one it came from). */
@@ -373,21 +359,14 @@ export class EppPrimary implements OpSink {
     for (const slot of this.slots) if (slot !== except && slot.fed) this.send(slot, m);
   }
 
-  /** OpSink: the applier's operations, batched per turn of the event loop, to every fed worker. */
-  enqueue(_pod: string, op: IndexOp): void {
-    this.batch.push(op);
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
+  /** To every worker that asked for discovery (every worker does, whatever its index), but `except`. */
+  private tell(m: PrimaryMessage | WorkerMessage, except?: Slot): void {
+    for (const slot of this.slots) if (slot !== except && slot.discovery) this.send(slot, m);
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.batch.length === 0) return;
-    const ops = this.batch;
-    this.batch = [];
-    this.seq++;
-    this.broadcast({ kvix: 'ops', seq: this.seq, ops });
+  /** OpSink: the applier's operations, batched per turn of the event loop, to every fed worker. */
+  enqueue(_pod: string, op: IndexOp): void {
+    this.opsBatch.push(op);
   }
 
   private send(slot: Slot, m: PrimaryMessage | WorkerMessage): void {

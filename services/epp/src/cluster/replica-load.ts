@@ -1,4 +1,5 @@
 import type { InFlightSource, InFlightTokenSource } from '@kvix/replication';
+import { sumCounts, sumTokens } from './load-sums.js';
 import type { TokensInFlight } from './messages.js';
 
 const NO_TOKENS: TokensInFlight = { prefill: 0, decode: 0 };
@@ -36,11 +37,7 @@ export class ReplicaLoad {
   }
 
   readonly requests: InFlightSource = {
-    ownInFlight: () => {
-      const sum = new Map<string, number>();
-      for (const w of this.workers()) for (const [id, n] of Object.entries(w.load)) sum.set(id, (sum.get(id) ?? 0) + n);
-      return sum;
-    },
+    ownInFlight: () => sumCounts([...this.workers()].map((w) => w.load)),
     onInFlightChange: (listener) => {
       this.listeners.add(listener);
       return () => this.listeners.delete(listener);
@@ -52,18 +49,7 @@ export class ReplicaLoad {
   };
 
   readonly tokens: InFlightTokenSource = {
-    own: () => {
-      const sum = new Map<string, TokensInFlight>();
-      for (const w of this.workers()) {
-        for (const [id, t] of Object.entries(w.tokens)) {
-          const s = sum.get(id) ?? { prefill: 0, decode: 0 };
-          s.prefill += t.prefill;
-          s.decode += t.decode;
-          sum.set(id, s);
-        }
-      }
-      return sum;
-    },
+    own: () => sumTokens([...this.workers()].map((w) => w.tokens)),
     onChange: (listener) => {
       this.tokenListeners.add(listener);
       return () => this.tokenListeners.delete(listener);

@@ -1,11 +1,13 @@
-import { createKubernetesRuntime, KubernetesError, type KubernetesRuntime, type PoolResourcesState } from '@kvix/kubernetes';
-import { createDiscoverySources, DiscoveryHub } from '@kvix/kv-ingest';
+import type { KubernetesRuntime, PoolResourcesState } from '@kvix/kubernetes';
+import type { DiscoveryHub } from '@kvix/kv-ingest';
 import { DataLayerMetrics, EndpointRegistry, metricsDataSource, parsePickerConfig, SchedulerError, type ScrapeOutcome } from '@kvix/scheduler';
 import { ConfigError } from '@kvix/service-kit';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { EppConfig } from '../config.js';
+import { createEppDiscovery, followPool } from '../discovery.js';
 import type { PrimaryMessage } from './messages.js';
+import { TurnBatch } from './turn-batch.js';
 
 /**
  * Discovery and the endpoints' load as a single EPP process has them, run once in the primary for
@@ -18,24 +20,24 @@ import type { PrimaryMessage } from './messages.js';
  *   each model server N times as often (`auto` on a 32-core node: 31×).
  */
 export class SharedDiscovery {
-  readonly hub: DiscoveryHub;
   private poolFollow: { stop(): Promise<void> } | null = null;
   private poolResources: PoolResourcesState | null = null;
   private readonly endpoints: EndpointRegistry;
   /** Scrapes of this event-loop turn, told together at its end. */
-  private scrapes: { id: string; outcome: ScrapeOutcome }[] = [];
+  private readonly scrapes: TurnBatch<{ id: string; outcome: ScrapeOutcome }>;
   /** Each discovered endpoint's last scrape, as the workers were told it. */
   private readonly lastScrape = new Map<string, ScrapeOutcome>();
 
   private constructor(
     private readonly config: EppConfig,
     private readonly kube: KubernetesRuntime | null,
+    readonly hub: DiscoveryHub,
     registry: Registry,
     private readonly logger: Logger,
     /** Sends a message to every worker that asked for discovery. */
     private readonly tell: (m: PrimaryMessage) => void,
   ) {
-    this.hub = new DiscoveryHub([...createDiscoverySources(config.ingest, logger), ...(kube ? [kube.discovery] : [])]);
+    this.scrapes = new TurnBatch((scrapes) => tell({ kvix: 'scrapes', scrapes }));
     let dataSource: ReturnType<typeof metricsDataSource>;
     try {
       dataSource = metricsDataSource(parsePickerConfig(config.scheduler));
@@ -51,7 +53,6 @@ export class SharedDiscovery {
       onScrapeError: (kind) => errors.scrapeError(kind),
       onScraped: (id, outcome) => {
         this.lastScrape.set(id, outcome);
-        if (this.scrapes.length === 0) setImmediate(() => this.flushScrapes());
         this.scrapes.push({ id, outcome });
       },
     });
@@ -59,14 +60,8 @@ export class SharedDiscovery {
 
   /** Resolves once every source delivered its first snapshot and the pool's resources in place are known. */
   static async start(config: EppConfig, deps: { registry: Registry; logger: Logger; tell: (m: PrimaryMessage) => void }): Promise<SharedDiscovery> {
-    let kube: KubernetesRuntime | null;
-    try {
-      kube = await createKubernetesRuntime(config.kubernetes, config.ingest, { registry: deps.registry, logger: deps.logger });
-    } catch (err) {
-      if (err instanceof KubernetesError && err.code === 'KUBECONFIG') throw new ConfigError(err.message);
-      throw err;
-    }
-    const shared = new SharedDiscovery(config, kube, deps.registry, deps.logger, deps.tell);
+    const { kube, hub } = await createEppDiscovery(config, deps);
+    const shared = new SharedDiscovery(config, kube, hub, deps.registry, deps.logger, deps.tell);
     await shared.follow();
     return shared;
   }
@@ -83,16 +78,14 @@ export class SharedDiscovery {
     });
     this.endpoints.start();
     if (!this.kube?.pool) return;
-    const logger = this.logger.child({ component: 'kubernetes' });
-    this.poolFollow = await this.kube.followPool({
-      replicaId: this.config.replication.replicaId,
-      logger,
-      onResources: (resources) => {
+    this.poolFollow = await followPool(this.kube, {
+      config: this.config,
+      hub,
+      logger: this.logger,
+      apply: (resources) => {
         this.poolResources = resources;
         this.tell({ kvix: 'pool-resources', resources });
-        logger.info({ rewrites: resources.rewrites.length, objectives: resources.objectives.map((o) => `${o.name}=${o.priority}`) }, 'pool resources applied');
       },
-      subscribeTargets: (listener) => hub.subscribe(listener),
     });
   }
 
@@ -112,11 +105,5 @@ export class SharedDiscovery {
   async stop(): Promise<void> {
     await this.poolFollow?.stop();
     this.endpoints.stop();
-  }
-
-  private flushScrapes(): void {
-    const scrapes = this.scrapes;
-    this.scrapes = [];
-    if (scrapes.length > 0) this.tell({ kvix: 'scrapes', scrapes });
   }
 }

@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { WorkerAnalytics } from './analytics-merge.js';
 import { isPrimaryMessage, type MetricFamilyJson, type PrimaryMessage, type SpeculativeDecision, type TokensInFlight, type WorkerMessage, type WorkerStatus } from './messages.js';
+import { sumCounts, sumTokens } from './load-sums.js';
+import { TurnBatch } from './turn-batch.js';
 
 /**
  * How long a worker gathers changes of its in-flight counts before telling the others: one message
@@ -44,12 +46,11 @@ export class PrimaryLink implements SpeculationSink {
   private applying: Promise<void> = Promise.resolve();
   private fedResolve: (() => void) | null = null;
   private malformed = 0;
-  private readonly unanswered = new Map<string, number>();
-  private analyticsFailures = 0;
+  /** Failures per kind (an answer to the primary, gathering analytics), each kind logged once per thousand. */
+  private readonly failures = new Map<string, number>();
   private readonly onMessage = (m: unknown): void => this.receive(m);
   private debug: FastifyInstance | null = null;
-  /** Decisions of this event-loop turn, sent together at its end. */
-  private decisions: SpeculativeDecision[] = [];
+  private readonly decisions = new TurnBatch<SpeculativeDecision>((decisions) => this.send({ kvix: 'speculation', decisions }));
   private load: InFlightSource | null = null;
   private tokens: InFlightTokenSource | null = null;
   private loadTimer: NodeJS.Timeout | null = null;
@@ -59,7 +60,7 @@ export class PrimaryLink implements SpeculationSink {
   private peerTotals = new Map<string, number>();
   private readonly peerTokenLoads = new Map<number, Record<string, TokensInFlight>>();
   private peerTokenTotals = new Map<string, TokensInFlight>();
-  /** The discovery source's listener, once started; the latest snapshot until then. */
+  /** The discovery source's listener once its first snapshot arrived; until then, what completes its start. */
   private onTargets: ((targets: readonly PodTarget[]) => void) | null = null;
   private discovered: ((targets: readonly PodTarget[]) => void) | null = null;
   private poolResources: PoolResourcesState | null = null;
@@ -68,8 +69,7 @@ export class PrimaryLink implements SpeculationSink {
   private scrapeSink: ((id: string, outcome: ScrapeOutcome) => void) | null = null;
   private readonly earlyScrapes = new Map<string, ScrapeOutcome>();
   private predictor: LatencyPredictor | null = null;
-  /** Observed latencies of this event-loop turn, sent together at its end. */
-  private training: TrainingEntry[] = [];
+  private readonly training = new TurnBatch<TrainingEntry>((entries) => this.send({ kvix: 'training', entries }));
 
   constructor(
     /** Named in the gateway's `x-kvix-worker` header and in logs. */
@@ -142,20 +142,12 @@ export class PrimaryLink implements SpeculationSink {
       predict: (rows) => predictor.predict(rows),
       train: (entries) => {
         predictor.train(entries);
-        if (entries.length === 0) return;
-        if (this.training.length === 0) setImmediate(() => this.flushTraining());
         for (const e of entries) this.training.push(e);
       },
       learnFromPeers: (entries) => predictor.learnFromPeers(entries),
       describe: () => predictor.describe(),
       close: () => predictor.close(),
     };
-  }
-
-  private flushTraining(): void {
-    const entries = this.training;
-    this.training = [];
-    if (entries.length > 0) this.send({ kvix: 'training', entries });
   }
 
   serve(surface: WorkerSurface): void {
@@ -200,14 +192,7 @@ export class PrimaryLink implements SpeculationSink {
    * seconds before the pod's own events arrive.
    */
   publish(requestKeys: BigUint64Array, entries: readonly PodEntry[], ttlMs: number | undefined): void {
-    if (this.decisions.length === 0) setImmediate(() => this.flushDecisions());
     this.decisions.push({ requestKeys, entries: [...entries], ttlMs: ttlMs ?? 0 });
-  }
-
-  private flushDecisions(): void {
-    const decisions = this.decisions;
-    this.decisions = [];
-    if (decisions.length > 0) this.send({ kvix: 'speculation', decisions });
   }
 
   close(): void {
@@ -233,23 +218,10 @@ export class PrimaryLink implements SpeculationSink {
   private peerLoad(slot: number, counts: Record<string, number>, tokens: Record<string, TokensInFlight>): void {
     if (Object.keys(counts).length === 0) this.peerLoads.delete(slot);
     else this.peerLoads.set(slot, counts);
-    const totals = new Map<string, number>();
-    for (const c of this.peerLoads.values()) {
-      for (const [id, n] of Object.entries(c)) if (Number.isFinite(n) && n > 0) totals.set(id, (totals.get(id) ?? 0) + n);
-    }
-    this.peerTotals = totals;
+    this.peerTotals = sumCounts(this.peerLoads.values());
     if (Object.keys(tokens).length === 0) this.peerTokenLoads.delete(slot);
     else this.peerTokenLoads.set(slot, tokens);
-    const tokenTotals = new Map<string, TokensInFlight>();
-    for (const t of this.peerTokenLoads.values()) {
-      for (const [id, { prefill, decode }] of Object.entries(t)) {
-        const sum = tokenTotals.get(id) ?? { prefill: 0, decode: 0 };
-        if (Number.isFinite(prefill) && prefill > 0) sum.prefill += prefill;
-        if (Number.isFinite(decode) && decode > 0) sum.decode += decode;
-        tokenTotals.set(id, sum);
-      }
-    }
-    this.peerTokenTotals = tokenTotals;
+    this.peerTokenTotals = sumTokens(this.peerTokenLoads.values());
   }
 
   private send(m: WorkerMessage): void {
@@ -325,11 +297,14 @@ export class PrimaryLink implements SpeculationSink {
    * rejection, which would take the worker and its connections down.
    */
   private answer(kind: string, answering: Promise<void>): void {
-    answering.catch((err: unknown) => {
-      const n = (this.unanswered.get(kind) ?? 0) + 1;
-      this.unanswered.set(kind, n);
-      if (n === 1 || n % 1000 === 0) this.logger.warn({ question: kind, err: (err as Error).message, total: n }, "cannot answer the primary's question; it counts this worker as not answering");
-    });
+    answering.catch((err: unknown) => this.failed(kind, err, "cannot answer the primary's question; it counts this worker as not answering"));
+  }
+
+  /** Counts a failure of `kind` and logs the first and every thousandth: an outage is one line, not one per attempt. */
+  private failed(kind: string, err: unknown, message: string): void {
+    const n = (this.failures.get(kind) ?? 0) + 1;
+    this.failures.set(kind, n);
+    if (n === 1 || n % 1000 === 0) this.logger.warn({ kind, err: (err as Error).message, total: n }, message);
   }
 
   private enqueue(step: () => Promise<void>): void {
@@ -373,10 +348,8 @@ export class PrimaryLink implements SpeculationSink {
     try {
       return await this.surface.analytics(prefixes);
     } catch (err) {
-      // Counted as not answering: the primary names this worker as missing from the merge. The
-      // history asks every few seconds: an outage is logged once, not per sample.
-      this.analyticsFailures++;
-      if (this.analyticsFailures === 1 || this.analyticsFailures % 1000 === 0) this.logger.warn({ err: (err as Error).message, total: this.analyticsFailures }, 'cannot gather reuse analytics for the primary');
+      // Answered as none: the primary names this worker as missing from the merge.
+      this.failed('gathering analytics', err, 'cannot gather reuse analytics for the primary');
       return null;
     }
   }
