@@ -82,6 +82,16 @@ class DualGauge<C extends string, L extends string> {
   }
 }
 
+/** The help text of a deprecated twin series (GAIE's and older llm-d names), pointing at its current name. */
+function deprecated(current: string, help: string): string {
+  return `[Deprecated: use ${current}] ${help}`;
+}
+
+/** Label mapping of a twin series whose labels are the current one's. */
+function same<K extends string>(l: Partial<Record<K, string>>): Partial<Record<K, string>> {
+  return l;
+}
+
 function pick<K extends string>(keys: readonly K[]): <C extends string>(l: Partial<Record<C, string>>) => Partial<Record<K, string>> {
   return (l) => {
     const out: Partial<Record<K, string>> = {};
@@ -128,8 +138,6 @@ export class DataLayerMetrics {
   constructor(registry: Registry) {
     const registers = [registry];
     const counter = <K extends string>(name: string, help: string, labelNames: readonly K[]): Counter<K> => new Counter({ name, help, labelNames, registers });
-    const deprecated = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
-    const same = <K extends string>(l: Partial<Record<K, string>>): Partial<Record<K, string>> => l;
     this.pollErrors = new DualCounter(
       counter('llm_d_epp_datalayer_poll_errors_total', 'Endpoint metrics scrapes that failed, per data source.', ['source_type'] as const),
       counter('llm_d_inference_scheduler_datalayer_poll_errors_total', deprecated('llm_d_epp_datalayer_poll_errors_total', 'Data-source poll errors.'), ['source_type'] as const),
@@ -217,7 +225,6 @@ export class RouterMetrics {
   constructor(registry: Registry) {
     const registers = [registry];
     const legacyModel = pick(['model_name', 'target_model_name'] as const);
-    const same = <K extends string>(l: Partial<Record<K, string>>): Partial<Record<K, string>> => l;
     const counter = <K extends string>(name: string, help: string, labelNames: readonly K[]): Counter<K> => new Counter({ name, help, labelNames, registers });
     // Gauges of this process's own work (requests in flight, streams open) add up across the
     // processes of one EPP (`--routing-workers`); the rest describe the pool or the build, which
@@ -229,7 +236,6 @@ export class RouterMetrics {
     const poolGauge = <K extends string>(name: string, help: string, labelNames: readonly K[]): Gauge<K> =>
       new Gauge({ name, help, labelNames, registers, aggregator: 'average', collect: () => this.collectPool() });
     const histogram = <K extends string>(name: string, help: string, labelNames: readonly K[], buckets: number[]): Histogram<K> => new FastHistogram({ name, help, labelNames, buckets, registers });
-    const deprecated = (current: string, help: string): string => `[Deprecated: use ${current}] ${help}`;
     const reqHistogram = (current: string, legacy: string, help: string, buckets: number[]): DualHistogram<Req, LegacyReq> =>
       new DualHistogram(histogram(current, help, REQUEST_LABELS, buckets), histogram(legacy, deprecated(current, help), ['model_name', 'target_model_name'] as const, buckets), legacyModel);
 
